@@ -1,0 +1,34 @@
+//! mpbridge carries every TCP connection of the devices behind router A over
+//! all the links to router B at once, as Multipath TCP, and keeps them alive
+//! when a link dies. The devices change nothing.
+//!
+//! ```text
+//!  client ──TCP──▶ mpbridge local ══ MPTCP, one subflow per link ══▶ mpbridge remote ──TCP──▶ server
+//! ```
+//!
+//! The original destination travels in an RFC 8803 Convert header sent in
+//! the SYN (TCP Fast Open), authenticated by an HMAC cookie.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML config: types, defaults, validation into settings.
+//! - [`local`]: router A: accept diverted TCP, dial the remote, relay.
+//! - [`remote`]: router B: accept MPTCP, check the header, dial, relay.
+//! - [`intercept`]: transparent listeners and original destinations.
+//! - [`relay`]: splice relay with half-close, resets and counters.
+//! - [`server`]: the accept loop: connection cap, back-off, drain.
+//! - [`checks`]: start-up checks of the kernel; configured keys to cookie keys.
+//! - [`sys`]: socket options and syscalls the safe crates lack.
+//! - [`ratelimit`]: rate-limited logging of refusals.
+//! - [`error`]: start-up errors and their exit codes.
+
+pub mod checks;
+pub mod config;
+pub mod error;
+pub mod intercept;
+pub mod local;
+pub mod ratelimit;
+pub mod relay;
+pub mod remote;
+pub mod server;
+pub mod sys;

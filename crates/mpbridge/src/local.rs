@@ -1,0 +1,381 @@
+//! `mpbridge local` (router A): accepts the clients' diverted TCP, opens an
+//! MPTCP connection to the remote whose SYN carries the Convert header
+//! (destination + cookie), relays, and turns a refusal into a client RST.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use convert::{Decoded, ErrorCode, Message};
+use portable_atomic::{AtomicUsize, Ordering};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
+
+use crate::config::{Auth, LocalSettings};
+use crate::error::StartError;
+use crate::intercept::{self, DestinationError};
+use crate::ratelimit::LogLimit;
+use crate::relay::{self, Counters, PumpError, RelayEnd};
+use crate::server::{self, Accepted, ServeOptions, Stats};
+use crate::sys::{self, Transport};
+use crate::{checks, warn_limited};
+
+static NO_DESTINATION: LogLimit = LogLimit::new(Duration::from_secs(10));
+static REMOTE_DOWN: LogLimit = LogLimit::new(Duration::from_secs(10));
+static REMOTE_REFUSED_AUTH: LogLimit = LogLimit::new(Duration::from_secs(10));
+static BAD_REPLY: LogLimit = LogLimit::new(Duration::from_secs(10));
+
+/// What went wrong with the remote's Convert reply.
+#[derive(Debug, thiserror::Error)]
+enum ReplyError {
+    #[error("the remote refused: {0}")]
+    Refused(ErrorCode),
+    #[error("malformed reply from the remote: {0}")]
+    Malformed(#[from] convert::DecodeError),
+    #[error("the remote closed before replying")]
+    Closed,
+    #[error("no reply from the remote within {0:?}")]
+    Timeout(Duration),
+    #[error("reading the reply failed: {0}")]
+    Io(io::Error),
+}
+
+/// Either direction of a local relay failed.
+#[derive(Debug, thiserror::Error)]
+enum LocalRelayError {
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+    #[error(transparent)]
+    Pump(#[from] PumpError),
+}
+
+/// Shared by every connection task.
+struct Shared {
+    settings: LocalSettings,
+    key: Option<convert::cookie::Key>,
+    /// Listener addresses, to refuse connections that would loop.
+    listeners: Vec<SocketAddr>,
+    own: Vec<IpAddr>,
+    /// Index of the remote that answered last; tried first.
+    preferred: AtomicUsize,
+    stats: Arc<Stats>,
+}
+
+/// Binds the transparent listeners. A host without IPv6 skips the IPv6 ones.
+pub fn bind(settings: &LocalSettings) -> Result<Vec<TcpListener>, StartError> {
+    let mut listeners = Vec::new();
+    for addr in &settings.listen {
+        match intercept::bind(*addr, settings.intercept) {
+            Ok(l) => listeners.push(l),
+            Err(e) if addr.is_ipv6() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                tracing::warn!(%addr, "IPv6 is not available on this host; not listening there");
+            }
+            Err(e) => return Err(StartError::Bind(*addr, e)),
+        }
+    }
+    Ok(listeners)
+}
+
+/// Starts `mpbridge local`: checks the kernel, binds, serves until `shutdown`.
+pub async fn run(
+    settings: LocalSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    if settings.mptcp {
+        checks::mptcp_available()?;
+    } else {
+        tracing::warn!("mptcp = false: connections to the remote use plain TCP over one link");
+    }
+    if settings.fastopen {
+        checks::fastopen_client();
+    }
+    let listeners = bind(&settings)?;
+    for l in &listeners {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!(%addr, intercept = %settings.intercept, "local listening");
+        }
+    }
+    let stats = Arc::new(Stats::default());
+    serve(settings, listeners, stats.clone(), shutdown).await;
+    tracing::info!("stopped: {}", stats.summary());
+    Ok(())
+}
+
+/// Runs the local side on already bound listeners until `shutdown`.
+pub async fn serve(
+    settings: LocalSettings,
+    listeners: Vec<TcpListener>,
+    stats: Arc<Stats>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let key = match &settings.auth {
+        Auth::None => None,
+        Auth::Psk { send, .. } => Some(checks::cookie_key(send)),
+    };
+    let bound = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let options = ServeOptions {
+        max_connections: settings.limits.max_connections,
+        drain: settings.limits.drain,
+    };
+    let shared = Arc::new(Shared {
+        settings,
+        key,
+        listeners: bound,
+        own: sys::local_addresses().unwrap_or_default(),
+        preferred: AtomicUsize::new(0),
+        stats: stats.clone(),
+    });
+    server::serve(listeners, options, stats, shutdown, move |accepted| {
+        let shared = shared.clone();
+        let span =
+            tracing::info_span!("conn", client = %accepted.peer, dest = tracing::field::Empty);
+        handle(shared, accepted).instrument(span)
+    })
+    .await;
+}
+
+async fn handle(shared: Arc<Shared>, accepted: Accepted) {
+    let Accepted {
+        stream: client,
+        peer,
+        permit: _permit,
+    } = accepted;
+    let settings = &shared.settings;
+    let dest = match intercept::original_destination(&client, settings.intercept)
+        .and_then(|d| intercept::check_loop(d, &shared.listeners, &shared.own).map(|()| d))
+    {
+        Ok(dest) => dest,
+        Err(e) => {
+            Stats::bump(&shared.stats.refused_malformed);
+            match e {
+                DestinationError::Io(_)
+                | DestinationError::Loop(_)
+                | DestinationError::NotRedirected => {
+                    warn_limited!(NO_DESTINATION, %peer, "refused: {e}");
+                }
+            }
+            sys::arm_reset(&client);
+            return;
+        }
+    };
+    tracing::Span::current().record("dest", tracing::field::display(dest));
+
+    let header = request_header(&shared, dest);
+    let upstream = match dial_any(&shared, &header).await {
+        Ok(s) => s,
+        Err(e) => {
+            Stats::bump(&shared.stats.dial_failed);
+            warn_limited!(REMOTE_DOWN, %dest, "no remote reachable: {e}");
+            sys::arm_reset(&client);
+            return;
+        }
+    };
+
+    let counters = Counters::default();
+    let started = Instant::now();
+    let pipe = settings.limits.pipe_size;
+    let up = async {
+        relay::pump(&client, &upstream, pipe, &counters.up)
+            .await
+            .map_err(LocalRelayError::from)
+    };
+    let down = async {
+        let leftover = tokio::time::timeout(settings.reply_timeout, read_reply(&upstream))
+            .await
+            .map_err(|_| ReplyError::Timeout(settings.reply_timeout))??;
+        relay::write_all(&client, &leftover)
+            .await
+            .map_err(PumpError::Write)?;
+        counters
+            .down
+            .fetch_add(leftover.len() as u64, portable_atomic::Ordering::Relaxed);
+        relay::pump(&upstream, &client, pipe, &counters.down)
+            .await
+            .map_err(LocalRelayError::from)
+    };
+    let result = tokio::try_join!(up, down).map(|_| ());
+    let end = match result {
+        Ok(()) => RelayEnd::Closed,
+        Err(e) => {
+            report_failure(&e, dest);
+            sys::arm_reset(&client);
+            sys::arm_reset(&upstream);
+            Stats::bump(&shared.stats.resets);
+            RelayEnd::Reset(match e {
+                LocalRelayError::Pump(p) => p,
+                LocalRelayError::Reply(r) => PumpError::Read(io::Error::other(r.to_string())),
+            })
+        }
+    };
+    let up = counters.up.load(portable_atomic::Ordering::Relaxed);
+    let down = counters.down.load(portable_atomic::Ordering::Relaxed);
+    shared
+        .stats
+        .bytes_up
+        .fetch_add(up, portable_atomic::Ordering::Relaxed);
+    shared
+        .stats
+        .bytes_down
+        .fetch_add(down, portable_atomic::Ordering::Relaxed);
+    tracing::debug!(
+        up,
+        down,
+        secs = started.elapsed().as_secs_f32(),
+        ?end,
+        "closed"
+    );
+}
+
+/// Logs why a relay ended badly: refusals the operator must act on at warn,
+/// the destination's own answers (refused, unreachable) at debug.
+fn report_failure(e: &LocalRelayError, dest: SocketAddr) {
+    match e {
+        LocalRelayError::Reply(ReplyError::Refused(code @ ErrorCode::NotAuthorized))
+        | LocalRelayError::Reply(ReplyError::Refused(code @ ErrorCode::MissingCookie)) => {
+            warn_limited!(REMOTE_REFUSED_AUTH, %dest,
+                "the remote refused: {code} (wrong key, clocks more than the cookie window apart, \
+                 or its destination policy forbids this destination)");
+        }
+        LocalRelayError::Reply(ReplyError::Refused(code)) => {
+            tracing::debug!(%dest, "the remote refused: {code}");
+        }
+        LocalRelayError::Reply(other) => {
+            warn_limited!(BAD_REPLY, %dest, "{other}");
+        }
+        LocalRelayError::Pump(p) => tracing::debug!(%dest, "relay reset: {p}"),
+    }
+}
+
+/// The Convert header for `dest`: a Connect TLV, and a Cookie TLV proving
+/// that we hold the pre-shared key.
+fn request_header(shared: &Shared, dest: SocketAddr) -> Vec<u8> {
+    let cookie = shared.key.as_ref().map(|key| {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut nonce = [0u8; 16];
+        fill_random(&mut nonce);
+        convert::cookie::sign(key, dest, now, nonce).to_vec()
+    });
+    let mut out = Vec::with_capacity(64);
+    // A Connect TLV plus a 48-byte Cookie TLV is far below the size limit.
+    Message::request(dest, cookie)
+        .encode(&mut out)
+        .expect("a Connect and a Cookie TLV always fit");
+    out
+}
+
+/// Fills `buf` from the kernel's random source (getrandom(2)).
+fn fill_random(buf: &mut [u8]) {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("getrandom failed: {e}"),
+        }
+    }
+}
+
+/// Tries the remotes in turn, starting with the one that answered last.
+async fn dial_any(shared: &Shared, header: &[u8]) -> io::Result<TcpStream> {
+    let remotes = &shared.settings.remotes;
+    let first = shared.preferred.load(Ordering::Relaxed) % remotes.len();
+    let mut last_error = io::Error::other("no remote configured");
+    for i in 0..remotes.len() {
+        let index = (first + i) % remotes.len();
+        let remote = remotes[index];
+        match dial(&shared.settings, remote, header).await {
+            Ok(stream) => {
+                shared.preferred.store(index, Ordering::Relaxed);
+                return Ok(stream);
+            }
+            Err(e) => {
+                tracing::debug!(%remote, "remote unreachable: {e}");
+                last_error = io::Error::new(e.kind(), format!("{remote}: {e}"));
+            }
+        }
+    }
+    Err(last_error)
+}
+
+/// Opens the connection to one remote. With TCP Fast Open the header rides
+/// in the SYN; otherwise it is the first thing written once connected.
+async fn dial(
+    settings: &LocalSettings,
+    remote: SocketAddr,
+    header: &[u8],
+) -> io::Result<TcpStream> {
+    let transport = if settings.mptcp {
+        Transport::Mptcp
+    } else {
+        Transport::Tcp
+    };
+    let socket = sys::stream_socket(&remote, transport).map_err(io::Error::other)?;
+    let _ = socket.set_tcp_nodelay(true);
+    let mut sent = 0;
+    let mut connecting = false;
+    if settings.fastopen && sys::enable_fastopen_no_cookie(&socket).is_ok() {
+        if transport == Transport::Mptcp && settings.fastopen_rcvbuf > 0 {
+            // Works around MPTCP's receive window stalling after TFO (see
+            // `fastopen_rcvbuf` in the example config).
+            sys::set_recv_buffer(&socket, settings.fastopen_rcvbuf);
+        }
+        match sys::sendto_fastopen(&socket, header, remote) {
+            Ok(n) => {
+                sent = n;
+                connecting = true;
+            }
+            // TFO disabled by sysctl: connect the ordinary way.
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if !connecting {
+        match socket.connect(&remote.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let stream = TcpStream::from_std(socket.into())?;
+    tokio::time::timeout(settings.connect_timeout, stream.writable())
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
+    }
+    stream.peer_addr()?; // ENOTCONN if the handshake failed without an error
+    relay::write_all(&stream, &header[sent..]).await?;
+    Ok(stream)
+}
+
+/// Reads the remote's Convert reply; returns the stream bytes after it.
+async fn read_reply(upstream: &TcpStream) -> Result<Vec<u8>, ReplyError> {
+    let mut buf = vec![0u8; 2048];
+    let mut len = 0;
+    loop {
+        match convert::decode(&buf[..len])? {
+            Decoded::Complete { message, used } => {
+                if let Some(error) = message.error() {
+                    return Err(ReplyError::Refused(error.code));
+                }
+                return Ok(buf[used..len].to_vec());
+            }
+            Decoded::NeedMore { .. } => {}
+        }
+        upstream.readable().await.map_err(ReplyError::Io)?;
+        match upstream.try_read(&mut buf[len..]) {
+            Ok(0) => return Err(ReplyError::Closed),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(ReplyError::Io(e)),
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! `mpbridge remote` (router B or a server): accepts MPTCP connections, reads
+//! and checks each one's Convert header (cookie, destination policy), dials
+//! the destination, confirms or refuses with an Error TLV, then relays.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use convert::cookie::{CookieError, Verifier};
+use convert::{Decoded, ErrorCode, Message};
+use socket2::Socket;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
+
+use crate::config::{Auth, PolicyRefusal, RemoteSettings};
+use crate::error::StartError;
+use crate::ratelimit::LogLimit;
+use crate::relay::{self, Counters, RelayEnd};
+use crate::server::{self, Accepted, ServeOptions, Stats};
+use crate::sys::{self, Transport};
+use crate::{checks, warn_limited};
+
+/// Room for the largest Convert header plus payload that rode along with it.
+const READ_BUF: usize = 4096;
+/// After an Error TLV, how long the client may take to read it before RST.
+const ERROR_LINGER: Duration = Duration::from_secs(1);
+
+static REFUSED_AUTH: LogLimit = LogLimit::new(Duration::from_secs(10));
+static REFUSED_MALFORMED: LogLimit = LogLimit::new(Duration::from_secs(10));
+static REFUSED_POLICY: LogLimit = LogLimit::new(Duration::from_secs(10));
+static DIAL_FAILED: LogLimit = LogLimit::new(Duration::from_secs(10));
+
+/// Why a request was refused; each maps to one RFC 8803 error code.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("malformed Convert header: {0}")]
+    Malformed(#[from] convert::DecodeError),
+    #[error("no Convert header within {0:?}")]
+    HeaderTimeout(Duration),
+    #[error("the client closed before sending a whole Convert header")]
+    Truncated,
+    #[error("the Convert header has no Connect TLV")]
+    NoConnect,
+    #[error("the Convert header has no Cookie TLV")]
+    NoCookie,
+    #[error("cookie refused: {0}")]
+    Cookie(#[from] CookieError),
+    #[error("destination refused by policy: {0}")]
+    Policy(#[from] PolicyRefusal),
+    #[error("cannot reach the destination: {0}")]
+    Dial(io::Error),
+    #[error("no answer from the destination within {0:?}")]
+    DialTimeout(Duration),
+}
+
+impl Refusal {
+    /// The one place that maps why we refuse to what the client is told.
+    fn code(&self) -> Option<ErrorCode> {
+        Some(match self {
+            Refusal::Malformed(e) => e.error_code(),
+            Refusal::HeaderTimeout(_) | Refusal::Truncated => return None,
+            Refusal::NoConnect => ErrorCode::MalformedMessage,
+            Refusal::NoCookie => ErrorCode::MissingCookie,
+            Refusal::Cookie(_) | Refusal::Policy(_) => ErrorCode::NotAuthorized,
+            Refusal::Dial(e) => dial_error_code(e),
+            Refusal::DialTimeout(_) => ErrorCode::DestinationUnreachable,
+        })
+    }
+}
+
+/// Maps a failed connect to the destination to the RFC's error code.
+fn dial_error_code(e: &io::Error) -> ErrorCode {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED | libc::ECONNRESET) => ErrorCode::ConnectionReset,
+        Some(libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EADDRNOTAVAIL | libc::ETIMEDOUT) => {
+            ErrorCode::DestinationUnreachable
+        }
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+            ErrorCode::ResourceExceeded
+        }
+        _ => ErrorCode::NetworkFailure,
+    }
+}
+
+/// Everything a connection task needs, shared by all of them.
+struct Shared {
+    settings: RemoteSettings,
+    verifier: Option<Mutex<Verifier>>,
+    own: OwnAddresses,
+    stats: Arc<Stats>,
+}
+
+/// This host's addresses, re-read at most every few seconds.
+struct OwnAddresses {
+    cache: Mutex<(Instant, Arc<Vec<IpAddr>>)>,
+}
+
+impl OwnAddresses {
+    const REFRESH: Duration = Duration::from_secs(5);
+
+    fn new() -> OwnAddresses {
+        let now = Instant::now();
+        OwnAddresses {
+            cache: Mutex::new((now, Arc::new(sys::local_addresses().unwrap_or_default()))),
+        }
+    }
+
+    fn get(&self) -> Arc<Vec<IpAddr>> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.0.elapsed() >= Self::REFRESH {
+            if let Ok(addrs) = sys::local_addresses() {
+                *cache = (Instant::now(), Arc::new(addrs));
+            }
+        }
+        cache.1.clone()
+    }
+}
+
+/// Binds the MPTCP listeners with TCP Fast Open (so the Convert header may
+/// ride in the SYN). Plain TCP clients are accepted too (MPTCP falls back).
+pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError> {
+    let mut listeners = Vec::new();
+    for addr in addrs {
+        let socket = sys::stream_socket(addr, Transport::Mptcp)?;
+        let setup = |s: &Socket| -> io::Result<()> {
+            s.set_reuse_address(true)?;
+            if addr.is_ipv6() {
+                s.set_only_v6(true)?;
+            }
+            s.bind(&(*addr).into())?;
+            if let Err(e) = sys::enable_fastopen_listener(s, 1024) {
+                tracing::warn!(%addr, error = %e, "TCP Fast Open unavailable on the listener; each connection costs one more round trip");
+            }
+            s.listen(1024)
+        };
+        setup(&socket).map_err(|e| StartError::Bind(*addr, e))?;
+        listeners
+            .push(TcpListener::from_std(socket.into()).map_err(|e| StartError::Bind(*addr, e))?);
+    }
+    Ok(listeners)
+}
+
+/// Runs the remote side on already bound listeners until `shutdown`
+/// completes, then drains. The binary, the lab and the tests all call this.
+pub async fn serve(
+    settings: RemoteSettings,
+    listeners: Vec<TcpListener>,
+    stats: Arc<Stats>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let verifier = match &settings.auth {
+        Auth::None => None,
+        Auth::Psk {
+            accept,
+            window_secs,
+            replay_capacity,
+            ..
+        } => Some(Mutex::new(Verifier::new(
+            accept.iter().map(checks::cookie_key).collect(),
+            *window_secs,
+            *replay_capacity,
+        ))),
+    };
+    let options = ServeOptions {
+        max_connections: settings.limits.max_connections,
+        drain: settings.limits.drain,
+    };
+    let shared = Arc::new(Shared {
+        settings,
+        verifier,
+        own: OwnAddresses::new(),
+        stats: stats.clone(),
+    });
+    server::serve(listeners, options, stats, shutdown, move |accepted| {
+        let shared = shared.clone();
+        let span =
+            tracing::info_span!("conn", client = %accepted.peer, dest = tracing::field::Empty);
+        handle(shared, accepted).instrument(span)
+    })
+    .await;
+}
+
+/// Starts `mpbridge remote`: checks the kernel, binds, serves until `shutdown`.
+pub async fn run(
+    settings: RemoteSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    checks::mptcp_available()?;
+    checks::fastopen_server();
+    let listeners = bind(&settings.listen)?;
+    for l in &listeners {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!(%addr, "remote listening (MPTCP, TCP Fast Open)");
+        }
+    }
+    let stats = Arc::new(Stats::default());
+    serve(settings, listeners, stats.clone(), shutdown).await;
+    tracing::info!("stopped: {}", stats.summary());
+    Ok(())
+}
+
+async fn handle(shared: Arc<Shared>, accepted: Accepted) {
+    let Accepted {
+        stream,
+        peer,
+        permit: _permit,
+    } = accepted;
+    let settings = &shared.settings;
+    let request = match tokio::time::timeout(settings.header_timeout, read_request(&stream)).await {
+        Ok(Ok(request)) => request,
+        Ok(Err(refusal)) => return refuse(&shared, stream, peer, None, refusal).await,
+        Err(_) => {
+            let refusal = Refusal::HeaderTimeout(settings.header_timeout);
+            return refuse(&shared, stream, peer, None, refusal).await;
+        }
+    };
+    let (dest, payload) = match check(&shared, &request) {
+        Ok(dest) => (dest, &request.payload),
+        Err(refusal) => {
+            let dest = request.message.connect().map(|c| c.dest);
+            return refuse(&shared, stream, peer, dest, refusal).await;
+        }
+    };
+    tracing::Span::current().record("dest", tracing::field::display(dest));
+    let upstream = match dial(dest, settings.connect_timeout).await {
+        Ok(s) => s,
+        Err(refusal) => return refuse(&shared, stream, peer, Some(dest), refusal).await,
+    };
+    // Confirm only now that the destination accepted: a bare header.
+    let mut reply = Vec::with_capacity(convert::HEADER_LEN);
+    if Message::reply_ok().encode(&mut reply).is_err() {
+        return;
+    }
+    let counters = Counters::default();
+    let started = Instant::now();
+    let result = async {
+        relay::write_all(&stream, &reply)
+            .await
+            .map_err(relay::PumpError::Write)?;
+        relay::write_all(&upstream, payload)
+            .await
+            .map_err(relay::PumpError::Write)?;
+        Ok(())
+    }
+    .await;
+    let end = match result {
+        Ok(()) => relay::relay(&stream, &upstream, settings.limits.pipe_size, &counters).await,
+        Err(e) => relay::finish(&stream, &upstream, Err(e)),
+    };
+    account(&shared.stats, &counters, payload.len() as u64, &end);
+    tracing::debug!(%dest, up = counters_up(&counters) + payload.len() as u64,
+        down = counters_down(&counters), secs = started.elapsed().as_secs_f32(), ?end, "closed");
+}
+
+fn counters_up(c: &Counters) -> u64 {
+    c.up.load(portable_atomic::Ordering::Relaxed)
+}
+
+fn counters_down(c: &Counters) -> u64 {
+    c.down.load(portable_atomic::Ordering::Relaxed)
+}
+
+fn account(stats: &Stats, counters: &Counters, extra_up: u64, end: &RelayEnd) {
+    use portable_atomic::Ordering::Relaxed;
+    stats
+        .bytes_up
+        .fetch_add(counters_up(counters) + extra_up, Relaxed);
+    stats.bytes_down.fetch_add(counters_down(counters), Relaxed);
+    if matches!(end, RelayEnd::Reset(_)) {
+        Stats::bump(&stats.resets);
+    }
+}
+
+/// A decoded Convert header and the stream bytes that came right behind it.
+struct Request {
+    message: Message,
+    payload: Vec<u8>,
+}
+
+/// Reads until a whole Convert header is buffered (or it is refused).
+async fn read_request(stream: &TcpStream) -> Result<Request, Refusal> {
+    let mut buf = vec![0u8; READ_BUF];
+    let mut len = 0;
+    loop {
+        match convert::decode(&buf[..len])? {
+            Decoded::Complete { message, used } => {
+                return Ok(Request {
+                    message,
+                    payload: buf[used..len].to_vec(),
+                })
+            }
+            Decoded::NeedMore { .. } => {}
+        }
+        stream.readable().await.map_err(|_| Refusal::Truncated)?;
+        match stream.try_read(&mut buf[len..]) {
+            Ok(0) => return Err(Refusal::Truncated),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return Err(Refusal::Truncated),
+        }
+    }
+}
+
+/// Authenticates the request and applies the destination policy.
+fn check(shared: &Shared, request: &Request) -> Result<SocketAddr, Refusal> {
+    let connect = request.message.connect().ok_or(Refusal::NoConnect)?;
+    let dest = connect.dest;
+    if let Some(verifier) = &shared.verifier {
+        let cookie = request.message.cookie().ok_or(Refusal::NoCookie)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut verifier = verifier.lock().unwrap_or_else(|p| p.into_inner());
+        verifier.verify(cookie, dest, now)?;
+    }
+    shared.settings.policy.check(dest.ip(), &shared.own.get())?;
+    Ok(dest)
+}
+
+/// Connects to the destination (plain TCP) within `limit`.
+async fn dial(dest: SocketAddr, limit: Duration) -> Result<TcpStream, Refusal> {
+    match tokio::time::timeout(limit, TcpStream::connect(dest)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(e)) => Err(Refusal::Dial(e)),
+        Err(_) => Err(Refusal::DialTimeout(limit)),
+    }
+}
+
+/// Counts and logs a refusal (rate-limited), answers with an Error TLV where
+/// the RFC has a code for it, and closes with RST.
+async fn refuse(
+    shared: &Shared,
+    stream: TcpStream,
+    peer: SocketAddr,
+    dest: Option<SocketAddr>,
+    refusal: Refusal,
+) {
+    let stats = &shared.stats;
+    let dest = dest.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+    match &refusal {
+        Refusal::Cookie(_) | Refusal::NoCookie => {
+            Stats::bump(&stats.refused_auth);
+            warn_limited!(REFUSED_AUTH, %peer, %dest, "refused: {refusal}");
+        }
+        Refusal::Policy(_) => {
+            Stats::bump(&stats.refused_policy);
+            warn_limited!(REFUSED_POLICY, %peer, %dest, "refused: {refusal}");
+        }
+        Refusal::Dial(_) | Refusal::DialTimeout(_) => {
+            Stats::bump(&stats.dial_failed);
+            // The destination's own answer: as common as a closed port.
+            warn_limited!(DIAL_FAILED, %peer, %dest, "{refusal}");
+        }
+        _ => {
+            Stats::bump(&stats.refused_malformed);
+            warn_limited!(REFUSED_MALFORMED, %peer, "refused: {refusal}");
+        }
+    }
+    if let Some(code) = refusal.code() {
+        let mut out = Vec::new();
+        if Message::reply_error(code).encode(&mut out).is_ok()
+            && relay::write_all(&stream, &out).await.is_ok()
+        {
+            // Let the client read the Error TLV before the reset.
+            let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
+            let _ = tokio::time::timeout(ERROR_LINGER, wait_closed(&stream)).await;
+        }
+    }
+    sys::arm_reset(&stream);
+}
+
+/// Waits until the peer closes, discarding whatever it still sends.
+async fn wait_closed(stream: &TcpStream) {
+    let mut sink = [0u8; 1024];
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        match stream.try_read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dial_errors_map_to_rfc_codes() {
+        let e = |n| io::Error::from_raw_os_error(n);
+        assert_eq!(
+            dial_error_code(&e(libc::ECONNREFUSED)),
+            ErrorCode::ConnectionReset
+        );
+        assert_eq!(
+            dial_error_code(&e(libc::EHOSTUNREACH)),
+            ErrorCode::DestinationUnreachable
+        );
+        assert_eq!(
+            dial_error_code(&e(libc::ENETUNREACH)),
+            ErrorCode::DestinationUnreachable
+        );
+        assert_eq!(
+            dial_error_code(&e(libc::EMFILE)),
+            ErrorCode::ResourceExceeded
+        );
+        assert_eq!(dial_error_code(&e(libc::EPERM)), ErrorCode::NetworkFailure);
+    }
+
+    #[test]
+    fn a_slow_or_truncated_header_gets_no_error_tlv() {
+        assert_eq!(Refusal::Truncated.code(), None);
+        assert_eq!(Refusal::HeaderTimeout(Duration::from_secs(1)).code(), None);
+        assert_eq!(Refusal::NoCookie.code(), Some(ErrorCode::MissingCookie));
+    }
+}

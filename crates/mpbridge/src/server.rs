@@ -1,0 +1,234 @@
+//! The accept loop shared by `local` and `remote`: a cap on concurrent
+//! connections (over it: RST, never a crash), back-off on accept errors such
+//! as EMFILE, and on shutdown a drain of open connections with a deadline.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portable_atomic::{AtomicU64, Ordering};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::ratelimit::LogLimit;
+use crate::{sys, warn_limited};
+
+/// Counters of one daemon since start, for logs and the status view.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted and handed to a handler.
+    pub accepted: AtomicU64,
+    /// Connections refused because `max_connections` were open.
+    pub refused_limit: AtomicU64,
+    /// Refused: the cookie was missing, wrong, expired or replayed.
+    pub refused_auth: AtomicU64,
+    /// Refused: the destination policy forbids the destination.
+    pub refused_policy: AtomicU64,
+    /// Refused: malformed or too slow Convert header, or a loop.
+    pub refused_malformed: AtomicU64,
+    /// The next hop (remote or destination) could not be reached.
+    pub dial_failed: AtomicU64,
+    /// Relays that ended in a reset rather than two FINs.
+    pub resets: AtomicU64,
+    /// Bytes relayed from clients towards destinations.
+    pub bytes_up: AtomicU64,
+    /// Bytes relayed from destinations back to clients.
+    pub bytes_down: AtomicU64,
+}
+
+impl Stats {
+    /// Adds one to a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One line for the log at exit.
+    pub fn summary(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "accepted {}, refused: limit {} auth {} policy {} malformed {}; dial failures {}, \
+             resets {}; bytes up {} down {}",
+            get(&self.accepted),
+            get(&self.refused_limit),
+            get(&self.refused_auth),
+            get(&self.refused_policy),
+            get(&self.refused_malformed),
+            get(&self.dial_failed),
+            get(&self.resets),
+            get(&self.bytes_up),
+            get(&self.bytes_down),
+        )
+    }
+}
+
+/// How the accept loop behaves.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Connections open at once; beyond it new ones are reset.
+    pub max_connections: usize,
+    /// After shutdown, how long open connections may take to finish.
+    pub drain: Duration,
+}
+
+/// What a handler receives with each connection.
+pub struct Accepted {
+    /// The accepted socket.
+    pub stream: TcpStream,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Held for the connection's lifetime; dropping it frees a slot.
+    pub permit: OwnedSemaphorePermit,
+}
+
+static ACCEPT_ERRORS: LogLimit = LogLimit::new(Duration::from_secs(10));
+static OVER_LIMIT: LogLimit = LogLimit::new(Duration::from_secs(10));
+
+/// Accepts on every listener until `shutdown` completes, running `handler`
+/// for each connection as its own task; then stops accepting, waits up to
+/// the drain period for open connections, and aborts what is left.
+pub async fn serve<H, F>(
+    listeners: Vec<TcpListener>,
+    options: ServeOptions,
+    stats: Arc<Stats>,
+    shutdown: impl Future<Output = ()>,
+    handler: H,
+) where
+    H: Fn(Accepted) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(options.max_connections));
+    let (tx, mut rx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
+    let mut acceptors = JoinSet::new();
+    for listener in listeners {
+        acceptors.spawn(accept_loop(listener, tx.clone()));
+    }
+    drop(tx);
+
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            next = rx.recv() => {
+                let Some((stream, peer)) = next else { break };
+                match permits.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        Stats::bump(&stats.accepted);
+                        connections.spawn(handler(Accepted { stream, peer, permit }));
+                    }
+                    Err(_) => {
+                        Stats::bump(&stats.refused_limit);
+                        warn_limited!(OVER_LIMIT, %peer, limit = options.max_connections,
+                            "connection refused: max_connections are open");
+                        sys::arm_reset(&stream);
+                    }
+                }
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    acceptors.abort_all();
+    let open = connections.len();
+    if open > 0 {
+        tracing::info!(
+            open,
+            drain_secs = options.drain.as_secs(),
+            "draining open connections"
+        );
+        let drained = tokio::time::timeout(options.drain, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = connections.len(),
+                "drain period over; closing the remaining connections"
+            );
+            connections.abort_all();
+            while connections.join_next().await.is_some() {}
+        }
+    }
+}
+
+/// Accepts forever, backing off on resource errors instead of spinning.
+async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<(TcpStream, SocketAddr)>) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        match listener.accept().await {
+            Ok(pair) => {
+                backoff = Duration::from_millis(10);
+                if tx.send(pair).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let resource = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                );
+                if resource {
+                    warn_limited!(ACCEPT_ERRORS, error = %e, backoff_ms = backoff.as_millis() as u64,
+                        "accept failed for lack of resources; backing off");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                // Other errors (ECONNABORTED...) concern one connection only.
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn beyond_the_limit_connections_are_reset_and_counted() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(Stats::default());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (held_tx, mut held_rx) = mpsc::channel(8);
+        let server = tokio::spawn(serve(
+            vec![listener],
+            ServeOptions {
+                max_connections: 1,
+                drain: Duration::from_secs(1),
+            },
+            stats.clone(),
+            async {
+                let _ = stop_rx.await;
+            },
+            move |a: Accepted| {
+                let held_tx = held_tx.clone();
+                async move {
+                    // Hold the connection (and its slot) until told otherwise.
+                    let _ = held_tx.send(()).await;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    drop(a);
+                }
+            },
+        ));
+        let _first = TcpStream::connect(addr).await.unwrap();
+        held_rx.recv().await.unwrap();
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        let err = second
+            .read(&mut buf)
+            .await
+            .expect_err("over the limit: reset");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+        assert_eq!(stats.refused_limit.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.accepted.load(Ordering::Relaxed), 1);
+
+        // Shutdown drains for one second, then aborts the held connection.
+        stop_tx.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}

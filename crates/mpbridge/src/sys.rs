@@ -1,0 +1,197 @@
+//! The small room where socket options and syscalls that the safe crates do
+//! not cover live: MPTCP socket creation, TCP Fast Open options, the host's
+//! own addresses, kernel sysctls. Every `unsafe` block of the daemon is here.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+/// `TCP_FASTOPEN_NO_COOKIE` (linux/tcp.h): accept or send data in the very
+/// first SYN without a TFO cookie. The Convert Cookie TLV authenticates instead.
+const TCP_FASTOPEN_NO_COOKIE: libc::c_int = 34;
+
+/// Whether a socket carries MPTCP or plain TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Mptcp,
+    Tcp,
+}
+
+/// Why a stream socket could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    /// The kernel refused `IPPROTO_MPTCP`: built without MPTCP or disabled.
+    #[error(
+        "the kernel refused an MPTCP socket ({0}): MPTCP is not built in or is disabled \
+         (check `sysctl net.mptcp.enabled`, set it to 1; on OpenWrt MPTCP needs a kernel \
+         with CONFIG_MPTCP)"
+    )]
+    NoMptcp(io::Error),
+    /// Any other failure to create the socket (out of file descriptors...).
+    #[error("cannot create a socket: {0}")]
+    Other(io::Error),
+}
+
+/// Creates a non-blocking stream socket for `addr`'s family.
+pub fn stream_socket(addr: &SocketAddr, transport: Transport) -> Result<Socket, SocketError> {
+    let domain = Domain::for_address(*addr);
+    let protocol = match transport {
+        Transport::Mptcp => Some(Protocol::MPTCP),
+        Transport::Tcp => None,
+    };
+    let socket = Socket::new(domain, Type::STREAM.nonblocking().cloexec(), protocol).map_err(
+        |e| match (transport, e.raw_os_error()) {
+            (Transport::Mptcp, Some(libc::EPROTONOSUPPORT | libc::EINVAL | libc::ENOPROTOOPT)) => {
+                SocketError::NoMptcp(e)
+            }
+            _ => SocketError::Other(e),
+        },
+    )?;
+    Ok(socket)
+}
+
+fn set_int_opt(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the fd is a live socket borrowed for the call; the option value
+    // is a c_int on the stack whose size we pass exactly.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Server-side TCP Fast Open on a listener: a queue of `qlen` pending TFO
+/// requests, and data accepted in a cookieless first SYN.
+pub fn enable_fastopen_listener(socket: &impl AsRawFd, qlen: i32) -> io::Result<()> {
+    set_int_opt(socket, libc::IPPROTO_TCP, libc::TCP_FASTOPEN, qlen)?;
+    set_int_opt(socket, libc::IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1)
+}
+
+/// Client-side: send data in the first SYN without waiting for a TFO cookie.
+pub fn enable_fastopen_no_cookie(socket: &impl AsRawFd) -> io::Result<()> {
+    set_int_opt(socket, libc::IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1)
+}
+
+/// Fixes a socket's receive buffer at `bytes`, past `net.core.rmem_max`
+/// where we hold CAP_NET_ADMIN (SO_RCVBUFFORCE), else up to that cap.
+pub fn set_recv_buffer(socket: &Socket, bytes: usize) {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    if set_int_opt(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, value).is_err() {
+        let _ = socket.set_recv_buffer_size(bytes);
+    }
+}
+
+/// Starts a connection whose SYN carries `data` (TCP Fast Open). Returns how
+/// many bytes the kernel queued; `Ok(0)` when it could not take any.
+pub fn sendto_fastopen(socket: &Socket, data: &[u8], dest: SocketAddr) -> io::Result<usize> {
+    match socket.send_to_with_flags(data, &dest.into(), libc::MSG_FASTOPEN | libc::MSG_NOSIGNAL) {
+        Ok(n) => Ok(n),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes the next close of this socket send RST instead of FIN.
+pub fn arm_reset<'a>(socket: impl Into<SockRef<'a>>) {
+    // Failure here only means a FIN instead of a RST; nothing better to do.
+    let _ = socket.into().set_linger(Some(Duration::ZERO));
+}
+
+/// Reads an integer sysctl such as `net.mptcp.enabled`.
+pub fn read_sysctl(name: &str) -> io::Result<i64> {
+    let path = format!("/proc/sys/{}", name.replace('.', "/"));
+    let text = std::fs::read_to_string(path)?;
+    text.trim()
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{name}: {e}")))
+}
+
+/// Every address configured on this host's interfaces (this network
+/// namespace's), from getifaddrs(3).
+pub fn local_addresses() -> io::Result<Vec<IpAddr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut cursor = head;
+    while !cursor.is_null() {
+        // SAFETY: cursor is a node of the list getifaddrs returned, not yet freed.
+        let entry = unsafe { &*cursor };
+        if !entry.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr whose family field says
+            // which concrete struct it is; we read only that struct.
+            let family = unsafe { (*entry.ifa_addr).sa_family } as libc::c_int;
+            match family {
+                libc::AF_INET => {
+                    // SAFETY: family AF_INET means a sockaddr_in.
+                    let sin = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
+                    out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                        sin.sin_addr.s_addr,
+                    ))));
+                }
+                libc::AF_INET6 => {
+                    // SAFETY: family AF_INET6 means a sockaddr_in6.
+                    let sin6 = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in6) };
+                    out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+                }
+                _ => {}
+            }
+        }
+        cursor = entry.ifa_next;
+    }
+    // SAFETY: head came from getifaddrs and is freed exactly once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_among_local_addresses() {
+        let addrs = local_addresses().unwrap();
+        assert!(
+            addrs.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            "{addrs:?}"
+        );
+    }
+
+    #[test]
+    fn sysctl_reads_an_integer() {
+        assert!(read_sysctl("net.ipv4.ip_forward").is_ok());
+        assert!(read_sysctl("net.no.such.thing").is_err());
+    }
+
+    #[test]
+    fn fastopen_options_apply_to_an_mptcp_listener() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let socket = match stream_socket(&addr, Transport::Mptcp) {
+            Ok(s) => s,
+            Err(SocketError::NoMptcp(_)) => return, // kernel without MPTCP
+            Err(e) => panic!("{e}"),
+        };
+        socket.bind(&addr.into()).unwrap();
+        enable_fastopen_listener(&socket, 16).unwrap();
+        socket.listen(16).unwrap();
+    }
+}
