@@ -129,8 +129,15 @@ pub async fn serve<H, F>(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+    // Close the listeners (they live in the acceptor tasks) before saying so.
     acceptors.abort_all();
+    while acceptors.join_next().await.is_some() {}
+    rx.close();
+    while let Ok((stream, _)) = rx.try_recv() {
+        sys::arm_reset(&stream);
+    }
     let open = connections.len();
+    tracing::info!(open, "stopped accepting");
     if open > 0 {
         tracing::info!(
             open,
