@@ -13,6 +13,9 @@
 //!
 //! # Layout
 //!
+//! - [`bridge`]: the real `mpbridge` daemons started in a topology.
+//! - [`iperf`]: iperf3 servers and clients, their JSON reports.
+//! - [`scenario`]: aggregation, failover and throughput runs.
 //! - [`plan`]: what to build ([`TopologySpec`]) and the fixed address plan.
 //! - `topology`: [`Topology`]: build, run/spawn/enter, faults, teardown.
 //! - `mptcp`: the manual MPTCP path set-up and subflow inspection.
@@ -22,13 +25,16 @@
 //! - [`shaping`]: tbf parameters; `faults`: the nftables drop rules.
 //! - [`ss`]: parsing `ss -tni`; `exec`: running `ip`/`tc`/`nft`.
 
+pub mod bridge;
 mod exec;
 mod faults;
+pub mod iperf;
 mod mptcp;
 mod names;
 mod netns;
 pub mod plan;
 mod process;
+pub mod scenario;
 pub mod shaping;
 pub mod ss;
 mod topology;

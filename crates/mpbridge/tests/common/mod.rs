@@ -6,36 +6,20 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
+use mpbridge_lab::bridge as lab_bridge;
 use mpbridge_lab::{LinkSpec, Node, Proc, Topology, TopologySpec};
 use sha2::{Digest, Sha256};
 
-/// Port the local side listens on for diverted connections.
-pub const LOCAL_PORT: u16 = 12345;
-/// Port the remote side listens on.
-pub const REMOTE_PORT: u16 = 4443;
-/// A test key (hex, 32 bytes).
-pub const KEY_HEX: &str = "5f2b8c1e9a7d40c3b6e15a9f0d2c4e7b8a1f3d5c7e9b0a2c4d6f8e1a3b5c7d9e";
+#[allow(unused_imports)] // each test file uses its own part
+pub use mpbridge_lab::bridge::{
+    Intercept as Mode, LAB_KEY_HEX as KEY_HEX, LOCAL_PORT, REMOTE_PORT,
+};
+
 /// Another key, which the remote does not know.
 pub const WRONG_KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-
-/// How connections reach `mpbridge local`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Tproxy,
-    Redirect,
-}
-
-impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Tproxy => "tproxy",
-            Mode::Redirect => "redirect",
-        }
-    }
-}
 
 /// What to start.
 pub struct Options {
@@ -46,6 +30,8 @@ pub struct Options {
     pub remote_extra: &'static str,
     /// Extra lines for the local's `[local]` section.
     pub local_extra: &'static str,
+    /// The remotes the local tries, in order (default: router B on link 0).
+    pub remotes: Option<Vec<std::net::SocketAddr>>,
 }
 
 impl Default for Options {
@@ -56,6 +42,7 @@ impl Default for Options {
             local_key: KEY_HEX,
             remote_extra: "",
             local_extra: "",
+            remotes: None,
         }
     }
 }
@@ -68,89 +55,30 @@ pub struct Bridge {
     pub topo: Topology,
 }
 
-/// The `mpbridge` binary cargo built for these tests.
-pub fn mpbridge_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_mpbridge"))
-}
-
-fn write_private(path: &std::path::Path, text: &str) {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
 impl Bridge {
     pub fn start(options: Options) -> Bridge {
         let spec = TopologySpec {
-            links: (0..options.links).map(|_| LinkSpec::shaped(0)).collect(),
+            links: (0..options.links).map(|_| LinkSpec::UNSHAPED).collect(),
         };
         let topo = Topology::build(&spec).expect("build the topology");
         // LAB-SETUP: MPTCP endpoints and policy routing, until the path manager lands.
         topo.mptcp_setup_manual().expect("MPTCP endpoints");
-        let dir = topo.workdir().to_path_buf();
-
-        let remote_key = dir.join("remote.key");
-        write_private(&remote_key, KEY_HEX);
-        let remote_conf = dir.join("remote.toml");
-        write_private(
-            &remote_conf,
-            &format!(
-                "[auth]\nkey_file = \"{}\"\n\n[remote]\nlisten = [\"0.0.0.0:{REMOTE_PORT}\", \"[::]:{REMOTE_PORT}\"]\n{}\n\n[log]\nlevel = \"debug\"\n",
-                remote_key.display(),
-                options.remote_extra,
-            ),
-        );
-        let local_key = dir.join("local.key");
-        write_private(&local_key, options.local_key);
-        let local_conf = dir.join("local.toml");
-        write_private(
-            &local_conf,
-            &format!(
-                "[auth]\nkey_file = \"{}\"\n\n[local]\nlisten = [\"0.0.0.0:{LOCAL_PORT}\", \"[::]:{LOCAL_PORT}\"]\nintercept = \"{}\"\nremotes = [\"{}\"]\n{}\n\n[log]\nlevel = \"debug\"\n",
-                local_key.display(),
-                options.mode.name(),
-                SocketAddr::new(topo.rb_link_addr(0, false), REMOTE_PORT),
-                options.local_extra,
-            ),
-        );
-
-        let remote = topo
-            .spawn_named(
-                Node::RouterB,
-                "remote",
-                std::process::Command::new(mpbridge_bin())
-                    .args(["-c"])
-                    .arg(&remote_conf)
-                    .arg("remote"),
-            )
-            .expect("start mpbridge remote");
-        remote
-            .wait_for_log("remote listening", Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("{e}\n{}", remote.output_text()));
-        let local = topo
-            .spawn_named(
-                Node::RouterA,
-                "local",
-                std::process::Command::new(mpbridge_bin())
-                    .args(["-c"])
-                    .arg(&local_conf)
-                    .arg("local"),
-            )
-            .expect("start mpbridge local");
-        local
-            .wait_for_log("local listening", Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("{e}\n{}", local.output_text()));
-        // LAB-SETUP: interception rules, until the owned firewall table lands.
-        install_interception(&topo, options.mode);
+        let daemons = lab_bridge::Bridge::start(
+            &topo,
+            Path::new(env!("CARGO_BIN_EXE_mpbridge")),
+            &lab_bridge::BridgeOptions {
+                intercept: options.mode,
+                local_key_hex: options.local_key.into(),
+                local_extra: options.local_extra.into(),
+                remote_extra: options.remote_extra.into(),
+                remotes: options.remotes.clone(),
+                log_level: "debug".into(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
         Bridge {
-            local,
-            remote,
+            local: daemons.local,
+            remote: daemons.remote,
             topo,
         }
     }
@@ -227,45 +155,6 @@ impl Bridge {
             }
         }
         panic!("no {group} {name} in /proc/net/netstat");
-    }
-}
-
-/// The nftables rules (and, for TPROXY, the policy routing) that divert the
-/// client LAN's TCP to `mpbridge local` in router A.
-fn install_interception(topo: &Topology, mode: Mode) {
-    let rules = match mode {
-        Mode::Redirect => format!(
-            "table inet mpbtest {{
-               chain pre {{
-                 type nat hook prerouting priority dstnat; policy accept;
-                 iifname \"lan0\" meta l4proto tcp redirect to :{LOCAL_PORT}
-               }}
-             }}"
-        ),
-        Mode::Tproxy => format!(
-            "table inet mpbtest {{
-               chain pre {{
-                 type filter hook prerouting priority mangle; policy accept;
-                 iifname \"lan0\" meta nfproto ipv4 meta l4proto tcp tproxy ip to :{LOCAL_PORT} meta mark set 1 accept
-                 iifname \"lan0\" meta nfproto ipv6 meta l4proto tcp tproxy ip6 to :{LOCAL_PORT} meta mark set 1 accept
-               }}
-             }}"
-        ),
-    };
-    let path = topo.workdir().join("intercept.nft");
-    std::fs::write(&path, rules).unwrap();
-    topo.run(Node::RouterA, &["nft", "-f", path.to_str().unwrap()])
-        .expect("install interception rules");
-    if mode == Mode::Tproxy {
-        for cmd in [
-            "ip rule add fwmark 1 lookup 99",
-            "ip route add local 0.0.0.0/0 dev lo table 99",
-            "ip -6 rule add fwmark 1 lookup 99",
-            "ip -6 route add local ::/0 dev lo table 99",
-        ] {
-            let args: Vec<&str> = cmd.split(' ').collect();
-            topo.run(Node::RouterA, &args).expect(cmd);
-        }
     }
 }
 

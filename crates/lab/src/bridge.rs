@@ -1,0 +1,260 @@
+//! The real daemons in a topology: writes their configs and key files,
+//! starts `mpbridge remote` in router B and `mpbridge local` in router A,
+//! and installs what the daemons do not set up themselves yet.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::{Node, Proc, Topology};
+
+/// Port `mpbridge local` listens on for diverted connections.
+pub const LOCAL_PORT: u16 = 12345;
+/// Port `mpbridge remote` listens on.
+pub const REMOTE_PORT: u16 = 4443;
+/// The lab's pre-shared key (hex): for namespaces only, never a real router.
+pub const LAB_KEY_HEX: &str = "5f2b8c1e9a7d40c3b6e15a9f0d2c4e7b8a1f3d5c7e9b0a2c4d6f8e1a3b5c7d9e";
+/// How long a daemon may take to say it is listening.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// The fwmark and routing table of the TPROXY set-up in router A.
+const TPROXY_MARK: u32 = 1;
+const TPROXY_TABLE: u32 = 99;
+
+/// How client connections reach `mpbridge local`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intercept {
+    Tproxy,
+    Redirect,
+}
+
+impl Intercept {
+    /// The config file's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Intercept::Tproxy => "tproxy",
+            Intercept::Redirect => "redirect",
+        }
+    }
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct BridgeOptions {
+    pub intercept: Intercept,
+    /// The key `mpbridge local` signs with (hex); the remote knows only
+    /// [`LAB_KEY_HEX`].
+    pub local_key_hex: String,
+    /// Extra lines for the local's `[local]` section.
+    pub local_extra: String,
+    /// Extra lines for the remote's `[remote]` section.
+    pub remote_extra: String,
+    /// The remotes `mpbridge local` tries, in order (default: router B's
+    /// address on link 0).
+    pub remotes: Option<Vec<SocketAddr>>,
+    /// Both daemons' log level.
+    pub log_level: String,
+}
+
+impl Default for BridgeOptions {
+    fn default() -> Self {
+        BridgeOptions {
+            intercept: Intercept::Tproxy,
+            local_key_hex: LAB_KEY_HEX.into(),
+            local_extra: String::new(),
+            remote_extra: String::new(),
+            remotes: None,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// The two running daemons. The topology also tracks them, so they are
+/// stopped when it is dropped even if this is dropped later.
+pub struct Bridge {
+    pub local: Proc,
+    pub remote: Proc,
+}
+
+impl Bridge {
+    /// Writes configs, starts the remote then the local (each once it says
+    /// it is listening), then diverts the client LAN's TCP to the local.
+    pub fn start(
+        topo: &Topology,
+        mpbridge: &Path,
+        options: &BridgeOptions,
+    ) -> anyhow::Result<Bridge> {
+        let dir = topo.workdir();
+        let remote_key = dir.join("remote.key");
+        write_private(&remote_key, LAB_KEY_HEX)?;
+        let mut remote_conf = String::new();
+        writeln!(
+            remote_conf,
+            "[auth]\nkey_file = {:?}\n",
+            remote_key.display().to_string()
+        )?;
+        writeln!(
+            remote_conf,
+            "[remote]\nlisten = [\"0.0.0.0:{REMOTE_PORT}\", \"[::]:{REMOTE_PORT}\"]\n{}\n",
+            options.remote_extra
+        )?;
+        writeln!(remote_conf, "[log]\nlevel = {:?}", options.log_level)?;
+        let remote_path = dir.join("remote.toml");
+        write_private(&remote_path, &remote_conf)?;
+
+        let local_key = dir.join("local.key");
+        write_private(&local_key, &options.local_key_hex)?;
+        let remotes = options
+            .remotes
+            .clone()
+            .unwrap_or_else(|| vec![SocketAddr::new(topo.rb_link_addr(0, false), REMOTE_PORT)]);
+        let remotes: Vec<String> = remotes.iter().map(|r| format!("\"{r}\"")).collect();
+        let mut local_conf = String::new();
+        writeln!(
+            local_conf,
+            "[auth]\nkey_file = {:?}\n",
+            local_key.display().to_string()
+        )?;
+        writeln!(
+            local_conf,
+            "[local]\nlisten = [\"0.0.0.0:{LOCAL_PORT}\", \"[::]:{LOCAL_PORT}\"]\n\
+             intercept = \"{}\"\nremotes = [{}]\n{}\n",
+            options.intercept.name(),
+            remotes.join(", "),
+            options.local_extra
+        )?;
+        writeln!(local_conf, "[log]\nlevel = {:?}", options.log_level)?;
+        let local_path = dir.join("local.toml");
+        write_private(&local_path, &local_conf)?;
+
+        let remote = start_daemon(topo, Node::RouterB, mpbridge, &remote_path, "remote")?;
+        let local = start_daemon(topo, Node::RouterA, mpbridge, &local_path, "local")?;
+        // LAB-SETUP: until the daemon owns its nftables table.
+        install_interception(topo, options.intercept)?;
+        Ok(Bridge { local, remote })
+    }
+
+    /// Both daemons' output, for failure messages.
+    pub fn logs(&self) -> String {
+        format!(
+            "--- mpbridge local ---\n{}\n--- mpbridge remote ---\n{}",
+            self.local.output_text(),
+            self.remote.output_text()
+        )
+    }
+}
+
+fn start_daemon(
+    topo: &Topology,
+    node: Node,
+    mpbridge: &Path,
+    config: &Path,
+    role: &str,
+) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(mpbridge);
+    cmd.arg("-c").arg(config).arg(role);
+    let proc = topo.spawn_named(node, role, &mut cmd)?;
+    proc.wait_for_log(&format!("{role} listening"), START_TIMEOUT)
+        .with_context(|| format!("mpbridge {role} did not start:\n{}", proc.output_text()))?;
+    Ok(proc)
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// The nftables rules (and for TPROXY the mark routing) that divert TCP
+/// arriving on router A's LAN interface to `mpbridge local`.
+// LAB-SETUP: until the daemon owns its nftables table (the owned-rules
+// issue); then this goes.
+pub fn install_interception(topo: &Topology, intercept: Intercept) -> anyhow::Result<()> {
+    let rules = match intercept {
+        Intercept::Redirect => format!(
+            "table inet mpbintercept {{\n\
+               chain pre {{\n\
+                 type nat hook prerouting priority dstnat; policy accept;\n\
+                 iifname \"lan0\" meta l4proto tcp redirect to :{LOCAL_PORT}\n\
+               }}\n\
+             }}\n"
+        ),
+        Intercept::Tproxy => format!(
+            "table inet mpbintercept {{\n\
+               chain pre {{\n\
+                 type filter hook prerouting priority mangle; policy accept;\n\
+                 iifname \"lan0\" meta nfproto ipv4 meta l4proto tcp tproxy ip to :{LOCAL_PORT} meta mark set {TPROXY_MARK} accept\n\
+                 iifname \"lan0\" meta nfproto ipv6 meta l4proto tcp tproxy ip6 to :{LOCAL_PORT} meta mark set {TPROXY_MARK} accept\n\
+               }}\n\
+             }}\n"
+        ),
+    };
+    let path = topo.workdir().join("intercept.nft");
+    std::fs::write(&path, rules)?;
+    topo.run(Node::RouterA, &["nft", "-f", &path.display().to_string()])?;
+    if intercept == Intercept::Tproxy {
+        let (mark, table) = (TPROXY_MARK.to_string(), TPROXY_TABLE.to_string());
+        for family in ["-4", "-6"] {
+            let any = if family == "-4" { "0.0.0.0/0" } else { "::/0" };
+            topo.run(
+                Node::RouterA,
+                &[
+                    "ip", family, "rule", "add", "fwmark", &mark, "lookup", &table,
+                ],
+            )?;
+            topo.run(
+                Node::RouterA,
+                &[
+                    "ip", family, "route", "add", "local", any, "dev", "lo", "table", &table,
+                ],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the interception rules again: client TCP then takes plain
+/// routing (to compare with the bridge in one run).
+pub fn remove_interception(topo: &Topology) -> anyhow::Result<()> {
+    topo.run(
+        Node::RouterA,
+        &["nft", "delete", "table", "inet", "mpbintercept"],
+    )?;
+    Ok(())
+}
+
+/// The `mpbridge` binary: `MPBRIDGE_BIN`, else beside this executable (the
+/// same cargo target directory), else one level up (from `deps/`).
+pub fn find_mpbridge() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("MPBRIDGE_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent();
+    while let Some(d) = dir {
+        let candidate = d.join("mpbridge");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        if d.file_name().is_some_and(|n| n == "target") {
+            break;
+        }
+        dir = d.parent();
+    }
+    anyhow::bail!(
+        "cannot find the mpbridge binary next to {}: build it (cargo build --release -p mpbridge) \
+         or set MPBRIDGE_BIN",
+        exe.display()
+    )
+}

@@ -1,0 +1,154 @@
+//! How the daemons behave as processes, in namespaces with the real
+//! binaries: failing over between configured remotes, refusing loops,
+//! draining on SIGTERM, and refusing to start on a kernel without MPTCP.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Bridge, Options, REMOTE_PORT};
+use mpbridge_lab::{LinkSpec, Node, Topology, TopologySpec};
+use rustix::process::{kill_process, Pid, Signal};
+
+/// Serves one connection: reads the request to EOF and echoes it back.
+fn echo_once(listener: std::net::TcpListener) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut request = Vec::new();
+        conn.read_to_end(&mut request).unwrap();
+        conn.write_all(&request).unwrap();
+    })
+}
+
+fn exchange(bridge: &Bridge, dest: SocketAddr, request: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut client = bridge.client_connect(dest)?;
+    client.set_read_timeout(Some(Duration::from_secs(10)))?;
+    client.write_all(request)?;
+    client.shutdown(Shutdown::Write)?;
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply)?;
+    Ok(reply)
+}
+
+#[test]
+fn an_unreachable_first_remote_is_skipped_for_the_next() {
+    // The first remote is router B's link-1 address on a port nobody serves.
+    let bridge = Bridge::start(Options {
+        remotes: Some(vec![
+            SocketAddr::new(mpbridge_lab::plan::rb_link_addr(1, false), REMOTE_PORT + 1),
+            SocketAddr::new(mpbridge_lab::plan::rb_link_addr(0, false), REMOTE_PORT),
+        ]),
+        ..Options::default()
+    });
+    let listener = bridge.server_listener(false);
+    let dest = listener.local_addr().unwrap();
+    let server = echo_once(listener);
+    let reply = exchange(&bridge, dest, b"via the second remote").unwrap();
+    assert_eq!(reply, b"via the second remote", "{}", bridge.logs());
+    server.join().unwrap();
+}
+
+#[test]
+fn a_connection_to_the_listener_itself_is_reset_not_looped() {
+    let bridge = Bridge::start(Options::default());
+    // Router A's own LAN address on the listener's port: diverted to the
+    // listener, whose "original destination" would be itself.
+    let dest = SocketAddr::new(bridge.topo.ra_lan_addr(false), common::LOCAL_PORT);
+    // The reset may beat the client's connect() to completion.
+    let outcome = bridge.client_connect(dest).and_then(|mut client| {
+        client.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let _ = client.write_all(b"loop?");
+        let mut buf = [0u8; 16];
+        client.read(&mut buf)
+    });
+    match outcome {
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("expected a reset, got {other:?}\n{}", bridge.logs()),
+    }
+    assert!(
+        bridge
+            .local
+            .output_text()
+            .contains("is the listener itself"),
+        "{}",
+        bridge.logs()
+    );
+    assert!(bridge.local.is_running());
+}
+
+#[test]
+fn sigterm_stops_accepting_and_lets_open_connections_finish() {
+    let bridge = Bridge::start(Options::default());
+    let listener = bridge.server_listener(false);
+    let dest = listener.local_addr().unwrap();
+    let server = echo_once(listener);
+
+    // A connection is open before the signal...
+    let mut open = bridge.client_connect(dest).unwrap();
+    open.write_all(b"first half, ").unwrap();
+    let pid = Pid::from_raw(bridge.local.pid() as i32).unwrap();
+    kill_process(pid, Signal::TERM).unwrap();
+    bridge
+        .local
+        .wait_for_log("SIGTERM", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", bridge.logs()));
+
+    // ...a new one is no longer carried by the bridge: with nothing
+    // listening, TPROXY lets it pass, and plain routing delivers it from the
+    // client's own address (bridged connections come from router B's).
+    let late = bridge.server_listener(false);
+    let late_dest = late.local_addr().unwrap();
+    let _late_client = bridge.client_connect(late_dest).unwrap();
+    let (_conn, peer) = late.accept().unwrap();
+    assert_eq!(
+        peer.ip(),
+        bridge.topo.client_addr(false),
+        "{}",
+        bridge.logs()
+    );
+
+    // ...while the open one finishes its exchange, then the daemon exits.
+    open.write_all(b"second half").unwrap();
+    open.shutdown(Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    open.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"first half, second half");
+    server.join().unwrap();
+    let status = bridge
+        .local
+        .wait_exit(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", bridge.logs()));
+    assert!(status.success(), "{status:?}\n{}", bridge.logs());
+}
+
+#[test]
+fn a_kernel_with_mptcp_disabled_is_refused_with_one_clear_sentence() {
+    let topo = Topology::build(&TopologySpec {
+        links: vec![LinkSpec::UNSHAPED],
+    })
+    .unwrap();
+    topo.run(Node::RouterB, &["sysctl", "-qw", "net.mptcp.enabled=0"])
+        .unwrap();
+    let key = topo.workdir().join("key");
+    std::fs::write(&key, common::KEY_HEX).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mpbridge"));
+    cmd.args(["remote", "--listen", "0.0.0.0:4443", "--key-file"])
+        .arg(&key);
+    let remote = topo.spawn_named(Node::RouterB, "remote", &mut cmd).unwrap();
+    let status = remote.wait_exit(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        status.code(),
+        Some(69),
+        "EX_UNAVAILABLE\n{}",
+        remote.output_text()
+    );
+    let out = remote.output_text();
+    assert!(
+        out.contains("MPTCP is disabled") && out.contains("net.mptcp.enabled=1"),
+        "{out}"
+    );
+}
