@@ -63,7 +63,8 @@ impl Aggregate {
 }
 
 /// Each link alone (router B → router A on that link's addresses), then one
-/// flow server → client through the bridge, each for `secs`.
+/// flow server → client through the bridge, each for `secs` after a first
+/// second left out (slow start).
 pub fn aggregate(lab: &Lab, secs: f64, progress: &dyn Fn(&str)) -> anyhow::Result<Aggregate> {
     let topo = &lab.topo;
     let mut per_link = Vec::new();
@@ -84,7 +85,7 @@ pub fn aggregate(lab: &Lab, secs: f64, progress: &dyn Fn(&str)) -> anyhow::Resul
         per_link.push(report.received_mbit_per_s);
     }
     progress("through the bridge");
-    let args = iperf::client_args(topo.server_addr(false), secs, 1.0, true, &[]);
+    let args = iperf::client_args(topo.server_addr(false), secs, 1.0, true, &["-O", "1"]);
     let report = iperf::run_client(topo, Node::Client, &args)?;
     Ok(Aggregate {
         limit: per_link.iter().sum(),
@@ -142,6 +143,25 @@ pub struct Failover {
 /// Per-link received bytes on router A, sampled every 100 ms.
 type Samples = Vec<(f64, Vec<u64>)>;
 
+/// Bytes router A's MPTCP subflows on each link have received: counted by
+/// TCP, so unlike interface counters they exclude what a blackhole drops.
+fn subflow_bytes(topo: &Topology, links: usize) -> Vec<u64> {
+    let sockets = topo.tcp_sockets(Node::RouterA).unwrap_or_default();
+    (0..links)
+        .map(|link| {
+            let addrs = [
+                topo.ra_link_addr(link, false),
+                topo.ra_link_addr(link, true),
+            ];
+            sockets
+                .iter()
+                .filter(|s| s.mptcp_subflow && addrs.contains(&s.local.ip()))
+                .map(|s| s.bytes_received)
+                .sum()
+        })
+        .collect()
+}
+
 /// One long flow server → client through the bridge; `link` fails at
 /// `fail_at` seconds and is restored at `restore_at`; the run lasts `secs`.
 pub fn failover(
@@ -168,9 +188,7 @@ pub fn failover(
         let sampler = scope.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
                 let t = started.elapsed().as_secs_f64();
-                let rx: Vec<u64> = (0..links)
-                    .map(|l| topo.link_counters(l).map(|(_, rx)| rx).unwrap_or(0))
-                    .collect();
+                let rx = subflow_bytes(topo, links);
                 samples
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

@@ -16,6 +16,9 @@ pub struct TcpSocket {
     pub bound_dev: Option<String>,
     /// Whether this is a subflow of an MPTCP connection.
     pub mptcp_subflow: bool,
+    /// Payload bytes this socket has received (`bytes_received:`), counted
+    /// by TCP after any firewall drop: what really arrived over its path.
+    pub bytes_received: u64,
 }
 
 /// Parses `ss -tniH` (no header; each socket line is followed by an
@@ -26,6 +29,13 @@ pub fn parse_ss_tcp(text: &str) -> Vec<TcpSocket> {
         if line.starts_with(char::is_whitespace) {
             if let Some(last) = sockets.last_mut() {
                 last.mptcp_subflow |= line.contains("tcp-ulp-mptcp");
+                if let Some(n) = line
+                    .split_whitespace()
+                    .find_map(|f| f.strip_prefix("bytes_received:"))
+                    .and_then(|n| n.parse().ok())
+                {
+                    last.bytes_received = n;
+                }
             }
             continue;
         }
@@ -44,6 +54,7 @@ pub fn parse_ss_tcp(text: &str) -> Vec<TcpSocket> {
             peer,
             bound_dev,
             mptcp_subflow: false,
+            bytes_received: 0,
         });
     }
     sockets

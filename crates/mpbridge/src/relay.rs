@@ -247,6 +247,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_buffered_fallback_moves_everything_and_half_closes() {
+        let (mut a, ia, ib, mut b) = pairs().await;
+        let counter = AtomicU64::new(0);
+        let payload: Vec<u8> = (0..500_000u32).map(|i| (i % 251) as u8).collect();
+        let p2 = payload.clone();
+        let writer = tokio::spawn(async move {
+            a.write_all(&p2).await.unwrap();
+            a.shutdown().await.unwrap();
+        });
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let moved = copy(&ia, &ib, &counter).await.unwrap();
+        writer.await.unwrap();
+        assert_eq!(reader.await.unwrap(), payload);
+        assert_eq!(moved, payload.len() as u64);
+        assert_eq!(counter.load(Ordering::Relaxed), moved);
+    }
+
+    #[tokio::test]
     async fn a_reset_on_one_side_resets_the_other() {
         let (a, ia, ib, mut b) = pairs().await;
         let task = tokio::spawn(async move {

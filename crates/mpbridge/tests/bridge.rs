@@ -284,6 +284,16 @@ fn forged_expired_replayed_malformed_and_slow_headers_are_refused_and_the_remote
             },
             Some(convert::ErrorCode::MissingCookie),
         ),
+        (
+            "destination is the remote's own address",
+            header(
+                SocketAddr::new(bridge.topo.rb_lan_addr(false), dest.port()),
+                common::KEY_HEX,
+                now_unix(),
+                [11; 16],
+            ),
+            Some(convert::ErrorCode::NotAuthorized),
+        ),
     ];
     assert!(!cases.is_empty());
     for (what, bytes, expected) in &cases {

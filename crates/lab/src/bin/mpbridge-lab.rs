@@ -125,7 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn demo(lab: &Lab, progress: &dyn Fn(&str)) -> anyhow::Result<()> {
     let agg = scenario::aggregate(lab, 4.0, progress)?;
-    println!("\naggregation (one TCP flow, server → client, 4 s each)");
+    println!("\naggregation (one TCP flow, server → client, 4 s each after 1 s of slow start)");
     for (i, mbit) in agg.per_link.iter().enumerate() {
         println!("  link {i} alone            {mbit:8.1} Mbit/s");
     }
@@ -190,4 +190,23 @@ fn throughput(lab: &Lab, progress: &dyn Fn(&str)) -> anyhow::Result<()> {
         t.local_cpu_s_per_gb, t.remote_cpu_s_per_gb
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_rates_parse_and_bad_ones_say_what_is_expected() {
+        let spec = parse_links("100, 50,20").unwrap();
+        let rates: Vec<u32> = spec.links.iter().map(|l| l.rate_mbit).collect();
+        assert_eq!(rates, [100, 50, 20]);
+        let err = parse_links("50,fast").unwrap_err().to_string();
+        assert!(
+            err.contains("\"fast\" is not a rate") && err.contains("--links 50,50"),
+            "{err}"
+        );
+        assert!(parse_links("").is_err());
+        assert!(parse_links(&["10"; 9].join(",")).is_err());
+    }
 }

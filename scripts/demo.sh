@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine (as root) and runs the lab demo: two
+# routers joined by two 50 Mbit/s links in network namespaces, the real
+# mpbridge daemons between them, iperf3 showing aggregation and failover.
+# Extra arguments go to `mpbridge-lab run demo` (e.g. --links 100,50,20).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --release --locked -p mpbridge -p mpbridge-lab
+target="${CARGO_TARGET_DIR:-target}"
+exec "$target/release/mpbridge-lab" run demo "$@"
