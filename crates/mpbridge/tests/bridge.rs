@@ -127,15 +127,10 @@ fn the_convert_header_rides_in_the_syn_and_the_client_can_half_close() {
     );
 }
 
-/// Waits until reading from the client gives a reset (not EOF, not data).
-fn assert_reset(client: &mut TcpStream, what: &str, bridge: &Bridge) {
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut buf = [0u8; 64];
-    match client.read(&mut buf) {
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-        other => panic!("{what}: expected a reset, got {other:?}\n{}", bridge.logs()),
+/// The connection must be reset (not closed, not answered).
+fn assert_reset(client: std::io::Result<TcpStream>, payload: &[u8], what: &str, bridge: &Bridge) {
+    if let Err(e) = common::expect_reset(client, payload) {
+        panic!("{what}: {e}\n{}", bridge.logs());
     }
 }
 
@@ -147,11 +142,12 @@ fn a_destination_that_refuses_gives_the_client_a_reset() {
         let l = bridge.server_listener(false);
         l.local_addr().unwrap()
     };
-    let mut client = bridge
-        .client_connect(closed)
-        .expect("diverted connect succeeds");
-    let _ = client.write_all(b"hello");
-    assert_reset(&mut client, "refused destination", &bridge);
+    assert_reset(
+        bridge.client_connect(closed),
+        b"hello",
+        "refused destination",
+        &bridge,
+    );
 }
 
 #[test]
@@ -163,9 +159,8 @@ fn a_local_with_the_wrong_key_is_refused_and_the_destination_sees_nothing() {
     let listener = bridge.server_listener(false);
     listener.set_nonblocking(true).unwrap();
     let dest = listener.local_addr().unwrap();
-    let mut client = bridge.client_connect(dest).unwrap();
-    let _ = client.write_all(b"GET / HTTP/1.0\r\n\r\n");
-    assert_reset(&mut client, "wrong key", &bridge);
+    let request = b"GET / HTTP/1.0\r\n\r\n";
+    assert_reset(bridge.client_connect(dest), request, "wrong key", &bridge);
     assert!(
         listener.accept().is_err(),
         "the destination must see no connection"

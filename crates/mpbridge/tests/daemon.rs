@@ -57,16 +57,8 @@ fn a_connection_to_the_listener_itself_is_reset_not_looped() {
     // Router A's own LAN address on the listener's port: diverted to the
     // listener, whose "original destination" would be itself.
     let dest = SocketAddr::new(bridge.topo.ra_lan_addr(false), common::LOCAL_PORT);
-    // The reset may beat the client's connect() to completion.
-    let outcome = bridge.client_connect(dest).and_then(|mut client| {
-        client.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let _ = client.write_all(b"loop?");
-        let mut buf = [0u8; 16];
-        client.read(&mut buf)
-    });
-    match outcome {
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-        other => panic!("expected a reset, got {other:?}\n{}", bridge.logs()),
+    if let Err(e) = common::expect_reset(bridge.client_connect(dest), b"loop?") {
+        panic!("{e}\n{}", bridge.logs());
     }
     assert!(
         bridge
@@ -151,4 +143,60 @@ fn a_kernel_with_mptcp_disabled_is_refused_with_one_clear_sentence() {
         out.contains("MPTCP is disabled") && out.contains("net.mptcp.enabled=1"),
         "{out}"
     );
+}
+
+#[test]
+fn a_flood_of_forged_headers_is_logged_once_not_per_attempt() {
+    let bridge = Bridge::start(Options::default());
+    let dest = SocketAddr::new(bridge.topo.server_addr(false), 9);
+    let forged = common::forged_header(dest);
+    const ATTEMPTS: usize = 200;
+    for _ in 0..ATTEMPTS {
+        let mut s = bridge.raw_to_remote();
+        let _ = s.write_all(&forged);
+        let _ = s.shutdown(Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    let log = bridge.remote.output_text();
+    let lines = log.lines().filter(|l| l.contains("cookie refused")).count();
+    assert!(
+        (1..=2).contains(&lines),
+        "{lines} log lines for {ATTEMPTS} refusals:\n{log}"
+    );
+    assert!(bridge.remote.is_running());
+}
+
+#[test]
+fn beyond_max_connections_the_daemon_resets_and_keeps_serving() {
+    let bridge = Bridge::start(Options {
+        local_extra: "\n[limits]\nmax_connections = 2",
+        ..Options::default()
+    });
+    let listener = bridge.server_listener(false);
+    let dest = listener.local_addr().unwrap();
+    // Two connections held open through the bridge...
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let c = bridge.client_connect(dest).unwrap();
+            listener.accept().unwrap();
+            c
+        })
+        .collect();
+    // ...so a third is reset by the local.
+    let mut third = bridge.client_connect(dest).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    let err = third.read(&mut buf).expect_err("over the limit: reset");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{}", bridge.logs());
+    // Once one closes, the next is served again.
+    drop(held);
+    let server = echo_once(listener);
+    let ok = mpbridge_lab::wait_until(Duration::from_secs(10), || {
+        exchange(&bridge, dest, b"room again").is_ok_and(|r| r == b"room again")
+    });
+    assert!(ok, "{}", bridge.logs());
+    server.join().unwrap();
 }

@@ -213,3 +213,46 @@ pub fn receive_all(stream: &mut TcpStream) -> std::io::Result<(u64, [u8; 32])> {
 pub fn server_ip(bridge: &Bridge, v6: bool) -> IpAddr {
     bridge.topo.server_addr(v6)
 }
+
+/// A Convert request for `dest` whose cookie is signed with a key the
+/// remote does not know.
+pub fn forged_header(dest: SocketAddr) -> Vec<u8> {
+    let key = convert::cookie::Key::new(1, hex::decode(WRONG_KEY_HEX).unwrap()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut nonce = [0u8; 16];
+    nonce[..8].copy_from_slice(&now.to_le_bytes());
+    let cookie = convert::cookie::sign(&key, dest, now, nonce);
+    let mut out = Vec::new();
+    convert::Message::request(dest, Some(cookie.to_vec()))
+        .encode(&mut out)
+        .unwrap();
+    out
+}
+
+/// Writes `payload`, then reads: the connection must have been reset (the
+/// reset may surface on the write, which then consumes the error, or on
+/// the read). Anything else, EOF included, is an error describing it.
+pub fn expect_reset(connected: std::io::Result<TcpStream>, payload: &[u8]) -> Result<(), String> {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
+    let mut client = match connected {
+        Err(e) if e.kind() == ConnectionReset => return Ok(()),
+        Err(e) => return Err(format!("connect failed: {e}")),
+        Ok(c) => c,
+    };
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    match client.write_all(payload) {
+        Err(e) if matches!(e.kind(), ConnectionReset | BrokenPipe) => return Ok(()),
+        Err(e) => return Err(format!("write failed: {e}")),
+        Ok(()) => {}
+    }
+    let mut buf = [0u8; 64];
+    match client.read(&mut buf) {
+        Err(e) if e.kind() == ConnectionReset => Ok(()),
+        other => Err(format!("expected a reset, got {other:?}")),
+    }
+}
