@@ -10,6 +10,7 @@ command -v ss >/dev/null || need_apt+=(iproute2)
 command -v nft >/dev/null || need_apt+=(nftables)
 command -v iperf3 >/dev/null || need_apt+=(iperf3)
 command -v nstat >/dev/null || need_apt+=(iproute2)
+command -v prlimit >/dev/null || need_apt+=(util-linux)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: missing ${need_apt[*]}; run as root so they can be installed" >&2

@@ -16,8 +16,19 @@ const BIG: u64 = 100 * 1024 * 1024;
 /// 100 MB each way at once through the bridge; both arrive intact, and the
 /// connection between the routers is MPTCP with a subflow on each link.
 fn big_transfer_both_ways(mode: Mode, v6: bool) {
+    transfer_both_ways(mode, v6, false, BIG);
+}
+
+/// `size` bytes each way at once; `routers_v6` makes the MPTCP connection
+/// between the routers IPv6 too.
+fn transfer_both_ways(mode: Mode, v6: bool, routers_v6: bool, size: u64) {
+    let remote = SocketAddr::new(
+        mpbridge_lab::plan::rb_link_addr(0, routers_v6),
+        common::REMOTE_PORT,
+    );
     let bridge = Bridge::start(Options {
         mode,
+        remotes: Some(vec![remote]),
         ..Options::default()
     });
     let listener = bridge.server_listener(v6);
@@ -26,14 +37,14 @@ fn big_transfer_both_ways(mode: Mode, v6: bool) {
     let server = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
         let mut writer = conn.try_clone().unwrap();
-        let sender = std::thread::spawn(move || send_pattern(&mut writer, 2, BIG).unwrap());
+        let sender = std::thread::spawn(move || send_pattern(&mut writer, 2, size).unwrap());
         let received = receive_all(&mut conn).unwrap();
         (received, sender.join().unwrap())
     });
 
     let mut client = bridge.client_connect(dest).expect("client connects");
     let mut writer = client.try_clone().unwrap();
-    let sender = std::thread::spawn(move || send_pattern(&mut writer, 1, BIG).unwrap());
+    let sender = std::thread::spawn(move || send_pattern(&mut writer, 1, size).unwrap());
 
     // While the transfer runs, router A holds one MPTCP connection to the
     // remote with a subflow on each link.
@@ -51,15 +62,20 @@ fn big_transfer_both_ways(mode: Mode, v6: bool) {
         "expected subflows on both links, saw {links_seen:?}\n{}",
         bridge.logs()
     );
-    assert_eq!(server_got, BIG, "server received all bytes");
+    assert_eq!(server_got, size, "server received all bytes");
     assert_eq!(server_hash, sent_hash, "client → server data intact");
-    assert_eq!(got, BIG, "client received all bytes");
+    assert_eq!(got, size, "client received all bytes");
     assert_eq!(got_hash, server_sent_hash, "server → client data intact");
 }
 
 #[test]
 fn tproxy_ipv4_carries_100_mb_each_way_intact_over_two_subflows() {
     big_transfer_both_ways(Mode::Tproxy, false);
+}
+
+#[test]
+fn an_ipv6_path_between_the_routers_carries_data_over_two_subflows() {
+    transfer_both_ways(Mode::Tproxy, false, true, 20 * 1024 * 1024);
 }
 
 #[test]

@@ -200,3 +200,57 @@ fn beyond_max_connections_the_daemon_resets_and_keeps_serving() {
     assert!(ok, "{}", bridge.logs());
     server.join().unwrap();
 }
+
+#[test]
+fn out_of_file_descriptors_the_remote_backs_off_instead_of_spinning() {
+    let topo = Topology::build(&TopologySpec {
+        links: vec![LinkSpec::UNSHAPED],
+    })
+    .unwrap();
+    let key = topo.workdir().join("key");
+    std::fs::write(&key, common::KEY_HEX).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    // prlimit execs the daemon in place, so the PID is the daemon's.
+    let mut cmd = Command::new("prlimit");
+    cmd.arg("--nofile=48")
+        .arg(env!("CARGO_BIN_EXE_mpbridge"))
+        .args(["remote", "--listen", "0.0.0.0:4443", "--key-file"])
+        .arg(&key);
+    let remote = topo.spawn_named(Node::RouterB, "remote", &mut cmd).unwrap();
+    remote
+        .wait_for_log("remote listening", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", remote.output_text()));
+
+    let addr = SocketAddr::new(topo.rb_link_addr(0, false), REMOTE_PORT);
+    let connect = || {
+        topo.enter(Node::RouterA, || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        })
+    };
+    // More connections than the daemon has descriptors: accept fails with EMFILE.
+    let held: Vec<_> = (0..80).filter_map(|_| connect().ok()).collect();
+    remote
+        .wait_for_log("backing off", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", remote.output_text()));
+    let cpu = |pid| mpbridge_lab::scenario::cpu_seconds(pid).unwrap();
+    let before = cpu(remote.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu(remote.pid()) - before;
+    assert!(
+        spent < 0.5,
+        "{spent} CPU seconds in 2 s: the accept loop spins"
+    );
+
+    // Once descriptors are free again, it serves: a malformed header is
+    // answered with an Error TLV.
+    drop(held);
+    let answered = mpbridge_lab::wait_until(Duration::from_secs(15), || {
+        let Ok(mut s) = connect() else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+        let _ = s.write_all(&[1, 0, 0x22, 0x63]);
+        let mut reply = [0u8; 8];
+        matches!(s.read(&mut reply), Ok(n) if n >= 4)
+    });
+    assert!(answered, "{}", remote.output_text());
+    assert!(remote.is_running());
+}
