@@ -14,6 +14,7 @@
 //! - [`config`]: the TOML config: types, defaults, validation into settings.
 //! - [`local`]: router A: accept diverted TCP, dial the remote, relay.
 //! - [`remote`]: router B: accept MPTCP, check the header, dial, relay.
+//! - [`header`]: reading one Convert message off a socket.
 //! - [`intercept`]: transparent listeners and original destinations.
 //! - [`relay`]: splice relay with half-close, resets and counters.
 //! - [`server`]: the accept loop: connection cap, back-off, drain.
@@ -25,6 +26,7 @@
 pub mod checks;
 pub mod config;
 pub mod error;
+pub mod header;
 pub mod intercept;
 pub mod local;
 pub mod ratelimit;

@@ -6,15 +6,16 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use convert::{Decoded, ErrorCode, Message};
+use convert::{ErrorCode, Message};
 use portable_atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
 use crate::config::{Auth, LocalSettings};
 use crate::error::StartError;
+use crate::header::{self, ReadError};
 use crate::intercept::{self, DestinationError};
 use crate::ratelimit::LogLimit;
 use crate::relay::{self, Counters, PumpError, RelayEnd};
@@ -255,13 +256,9 @@ fn report_failure(e: &LocalRelayError, dest: SocketAddr) {
 /// that we hold the pre-shared key.
 fn request_header(shared: &Shared, dest: SocketAddr) -> Vec<u8> {
     let cookie = shared.key.as_ref().map(|key| {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
         let mut nonce = [0u8; 16];
         fill_random(&mut nonce);
-        convert::cookie::sign(key, dest, now, nonce).to_vec()
+        convert::cookie::sign(key, dest, header::unix_now(), nonce).to_vec()
     });
     let mut out = Vec::with_capacity(64);
     // A Connect TLV plus a 48-byte Cookie TLV is far below the size limit.
@@ -358,24 +355,13 @@ async fn dial(
 
 /// Reads the remote's Convert reply; returns the stream bytes after it.
 async fn read_reply(upstream: &TcpStream) -> Result<Vec<u8>, ReplyError> {
-    let mut buf = vec![0u8; 2048];
-    let mut len = 0;
-    loop {
-        match convert::decode(&buf[..len])? {
-            Decoded::Complete { message, used } => {
-                if let Some(error) = message.error() {
-                    return Err(ReplyError::Refused(error.code));
-                }
-                return Ok(buf[used..len].to_vec());
-            }
-            Decoded::NeedMore { .. } => {}
-        }
-        upstream.readable().await.map_err(ReplyError::Io)?;
-        match upstream.try_read(&mut buf[len..]) {
-            Ok(0) => return Err(ReplyError::Closed),
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(ReplyError::Io(e)),
-        }
+    match header::read_message(upstream).await {
+        Ok((message, payload)) => match message.error() {
+            Some(error) => Err(ReplyError::Refused(error.code)),
+            None => Ok(payload),
+        },
+        Err(ReadError::Malformed(e)) => Err(ReplyError::Malformed(e)),
+        Err(ReadError::Closed) => Err(ReplyError::Closed),
+        Err(ReadError::Io(e)) => Err(ReplyError::Io(e)),
     }
 }

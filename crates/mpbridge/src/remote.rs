@@ -6,24 +6,23 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use convert::cookie::{CookieError, Verifier};
-use convert::{Decoded, ErrorCode, Message};
+use convert::{ErrorCode, Message};
 use socket2::Socket;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
 use crate::config::{Auth, PolicyRefusal, RemoteSettings};
 use crate::error::StartError;
+use crate::header::{self, ReadError};
 use crate::ratelimit::LogLimit;
 use crate::relay::{self, Counters, RelayEnd};
 use crate::server::{self, Accepted, ServeOptions, Stats};
 use crate::sys::{self, Transport};
 use crate::{checks, warn_limited};
 
-/// Room for the largest Convert header plus payload that rode along with it.
-const READ_BUF: usize = 4096;
 /// After an Error TLV, how long the client may take to read it before RST.
 const ERROR_LINGER: Duration = Duration::from_secs(1);
 
@@ -279,27 +278,12 @@ struct Request {
     payload: Vec<u8>,
 }
 
-/// Reads until a whole Convert header is buffered (or it is refused).
+/// Reads the whole Convert header (or says why it is refused).
 async fn read_request(stream: &TcpStream) -> Result<Request, Refusal> {
-    let mut buf = vec![0u8; READ_BUF];
-    let mut len = 0;
-    loop {
-        match convert::decode(&buf[..len])? {
-            Decoded::Complete { message, used } => {
-                return Ok(Request {
-                    message,
-                    payload: buf[used..len].to_vec(),
-                })
-            }
-            Decoded::NeedMore { .. } => {}
-        }
-        stream.readable().await.map_err(|_| Refusal::Truncated)?;
-        match stream.try_read(&mut buf[len..]) {
-            Ok(0) => return Err(Refusal::Truncated),
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return Err(Refusal::Truncated),
-        }
+    match header::read_message(stream).await {
+        Ok((message, payload)) => Ok(Request { message, payload }),
+        Err(ReadError::Malformed(e)) => Err(Refusal::Malformed(e)),
+        Err(ReadError::Closed | ReadError::Io(_)) => Err(Refusal::Truncated),
     }
 }
 
@@ -309,12 +293,8 @@ fn check(shared: &Shared, request: &Request) -> Result<SocketAddr, Refusal> {
     let dest = connect.dest;
     if let Some(verifier) = &shared.verifier {
         let cookie = request.message.cookie().ok_or(Refusal::NoCookie)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
         let mut verifier = verifier.lock().unwrap_or_else(|p| p.into_inner());
-        verifier.verify(cookie, dest, now)?;
+        verifier.verify(cookie, dest, header::unix_now())?;
     }
     shared.settings.policy.check(dest.ip(), &shared.own.get())?;
     Ok(dest)
