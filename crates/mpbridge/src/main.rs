@@ -2,6 +2,7 @@
 //! themselves live in the library (`local::run`, `remote::run`) so that the
 //! lab and the tests run exactly what this binary runs.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -148,6 +149,8 @@ fn init_logging(level: &str, warnings: &[Warning]) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // procd and journald store what we print: colour only on a terminal.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     LOGGING.store(true, Ordering::Relaxed);
     for w in warnings {
