@@ -23,5 +23,5 @@ for target in decode cookie; do
         echo "fuzz: $target FAILED (input saved under fuzz/artifacts/$target/)" >&2
         exit 1
     fi
-    grep -E '^#[0-9]+ +DONE' "$log" || tail -n 3 "$log"
+    grep -E '^(#[0-9]+ +DONE|Done [0-9]+ runs)' "$log" || tail -n 3 "$log"
 done
