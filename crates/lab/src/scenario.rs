@@ -22,11 +22,15 @@ pub struct Lab {
 
 impl Lab {
     /// Builds the topology, sets MPTCP up and starts the daemons.
-    pub fn start(spec: &TopologySpec, mpbridge: &std::path::Path) -> anyhow::Result<Lab> {
+    pub fn start(
+        spec: &TopologySpec,
+        mpbridge: &std::path::Path,
+        options: &BridgeOptions,
+    ) -> anyhow::Result<Lab> {
         let topo = Topology::build(spec)?;
         // LAB-SETUP: MPTCP endpoints and policy routing until the path manager lands.
         topo.mptcp_setup_manual()?;
-        let bridge = Bridge::start(&topo, mpbridge, &BridgeOptions::default())?;
+        let bridge = Bridge::start(&topo, mpbridge, options)?;
         let iperf_server = iperf::start_server(
             &topo,
             Node::Server,

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use mpbridge_lab::bridge::BridgeOptions;
 use mpbridge_lab::scenario::{self, Failure, Lab};
 use mpbridge_lab::{LinkSpec, TopologySpec};
 
@@ -29,6 +30,10 @@ enum Cmd {
         /// Link rates in Mbit/s, comma-separated (0 = unshaped).
         #[arg(long, value_name = "MBIT,MBIT,…")]
         links: Option<String>,
+        /// An extra line for the `[local]` section of mpbridge local's
+        /// config, e.g. "fastopen = false" (repeatable).
+        #[arg(long, value_name = "KEY = VALUE")]
+        local_config: Vec<String>,
     },
     /// Remove namespaces left behind by runs that were killed.
     Clean,
@@ -81,13 +86,17 @@ fn preflight() -> anyhow::Result<()> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let (scenario, links) = match cli.command {
+    let (scenario, links, local_config) = match cli.command {
         Cmd::Clean => {
             let removed = mpbridge_lab::clean_leftovers()?;
             println!("removed {} namespace(s) {removed:?}", removed.len());
             return Ok(());
         }
-        Cmd::Run { scenario, links } => (scenario, links),
+        Cmd::Run {
+            scenario,
+            links,
+            local_config,
+        } => (scenario, links, local_config),
     };
     let default_links = match scenario {
         Scenario::Demo => "50,50",
@@ -99,7 +108,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(p) => p,
         None => mpbridge_lab::bridge::find_mpbridge()?,
     };
-    let lab = Lab::start(&spec, &mpbridge)?;
+    let options = BridgeOptions {
+        local_extra: local_config.join("\n"),
+        ..BridgeOptions::default()
+    };
+    let lab = Lab::start(&spec, &mpbridge, &options)?;
     let rates: Vec<String> = spec
         .links
         .iter()
