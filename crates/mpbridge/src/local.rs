@@ -58,7 +58,6 @@ struct Shared {
     key: Option<convert::cookie::Key>,
     /// Listener addresses, to refuse connections that would loop.
     listeners: Vec<SocketAddr>,
-    own: Vec<IpAddr>,
     /// Index of the remote that answered last; tried first.
     preferred: AtomicUsize,
     stats: Arc<Stats>,
@@ -127,7 +126,6 @@ pub async fn serve(
         settings,
         key,
         listeners: bound,
-        own: sys::local_addresses().unwrap_or_default(),
         preferred: AtomicUsize::new(0),
         stats: stats.clone(),
     });
@@ -146,10 +144,13 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         peer,
         permit: _permit,
     } = accepted;
+    // Declared after the sockets, dropped before them: a task cut short
+    // (drain deadline) resets both sides instead of closing them with FIN.
+    let client_guard = relay::ResetOnDrop::new(&client);
     let settings = &shared.settings;
-    let dest = match intercept::original_destination(&client, settings.intercept)
-        .and_then(|d| intercept::check_loop(d, &shared.listeners, &shared.own).map(|()| d))
-    {
+    let dest = match intercept::original_destination(&client, settings.intercept).and_then(|d| {
+        intercept::check_loop(d, &shared.listeners, &own_addresses(&shared, d)).map(|()| d)
+    }) {
         Ok(dest) => dest,
         Err(e) => {
             Stats::bump(&shared.stats.refused_malformed);
@@ -166,8 +167,7 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     };
     tracing::Span::current().record("dest", tracing::field::display(dest));
 
-    let header = request_header(&shared, dest);
-    let upstream = match dial_any(&shared, &header).await {
+    let upstream = match dial_any(&shared, dest).await {
         Ok(s) => s,
         Err(e) => {
             Stats::bump(&shared.stats.dial_failed);
@@ -177,6 +177,7 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         }
     };
 
+    let upstream_guard = relay::ResetOnDrop::new(&upstream);
     let counters = Counters::default();
     let started = Instant::now();
     let pipe = settings.limits.pipe_size;
@@ -213,6 +214,8 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
             })
         }
     };
+    client_guard.disarm();
+    upstream_guard.disarm();
     let up = counters.up.load(portable_atomic::Ordering::Relaxed);
     let down = counters.down.load(portable_atomic::Ordering::Relaxed);
     shared
@@ -230,6 +233,17 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         ?end,
         "closed"
     );
+}
+
+/// This host's addresses, read afresh (they change at run time: DHCP, a new
+/// IPv6 prefix) but only when `dest` is on a listener's port, the only case
+/// where [`intercept::check_loop`] needs them.
+fn own_addresses(shared: &Shared, dest: SocketAddr) -> Vec<IpAddr> {
+    if shared.listeners.iter().any(|l| l.port() == dest.port()) {
+        sys::local_addresses().unwrap_or_default()
+    } else {
+        Vec::new()
+    }
 }
 
 /// Logs why a relay ended badly: refusals the operator must act on at warn,
@@ -281,14 +295,18 @@ fn fill_random(buf: &mut [u8]) {
 }
 
 /// Tries the remotes in turn, starting with the one that answered last.
-async fn dial_any(shared: &Shared, header: &[u8]) -> io::Result<TcpStream> {
+/// Each attempt has a header of its own: a remote that read the header of
+/// a failed attempt (its answer lost) has put that cookie's nonce in its
+/// replay cache, and would refuse it again.
+async fn dial_any(shared: &Shared, dest: SocketAddr) -> io::Result<TcpStream> {
     let remotes = &shared.settings.remotes;
     let first = shared.preferred.load(Ordering::Relaxed) % remotes.len();
     let mut last_error = io::Error::other("no remote configured");
     for i in 0..remotes.len() {
         let index = (first + i) % remotes.len();
         let remote = remotes[index];
-        match dial(&shared.settings, remote, header).await {
+        let header = request_header(shared, dest);
+        match dial(&shared.settings, remote, &header).await {
             Ok(stream) => {
                 shared.preferred.store(index, Ordering::Relaxed);
                 return Ok(stream);

@@ -71,6 +71,21 @@ fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
 
+/// splice(2) from a TCP socket stops at urgent data (MSG_OOB): it reports
+/// EAGAIN, or 0 once a FIN is queued, though data follows. recv(2) steps
+/// over the urgent byte (dropped, as a receiver without SO_OOBINLINE never
+/// sees it), so whenever splice finds nothing recv has the last word; what
+/// it reads goes into the empty pipe. Returns the bytes now in the pipe.
+fn recv_into_pipe(src: &TcpStream, pipe: &Pipe) -> io::Result<usize> {
+    // At most PIPE_BUF bytes: written into an empty pipe whole, at once.
+    let mut buf = [0u8; 4096];
+    let (n, _) = rustix::net::recv(src, &mut buf[..], rustix::net::RecvFlags::DONTWAIT)?;
+    if n > 0 && rustix::io::write(&pipe.write, &buf[..n])? != n {
+        return Err(io::Error::other("a pipe took part of a PIPE_BUF write"));
+    }
+    Ok(n)
+}
+
 /// Closes `dst` for writing after `src` sent FIN. An already-gone peer is fine.
 fn half_close(dst: &TcpStream) {
     let _ = SockRef::from(dst).shutdown(Shutdown::Write);
@@ -92,15 +107,17 @@ pub async fn pump(
         // tokio clears on EAGAIN is the socket's true state.
         let got = loop {
             match src.try_io(Interest::READABLE, || {
-                rustix::pipe::splice(
+                match rustix::pipe::splice(
                     src,
                     None,
                     &pipe.write,
                     None,
                     pipe.capacity,
                     SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
-                )
-                .map_err(io::Error::from)
+                ) {
+                    Ok(0) | Err(rustix::io::Errno::AGAIN) => recv_into_pipe(src, &pipe),
+                    other => other.map_err(io::Error::from),
+                }
             }) {
                 Ok(n) => break n,
                 Err(e) if would_block(&e) => src.readable().await.map_err(PumpError::Read)?,
@@ -189,6 +206,38 @@ pub async fn relay(
     finish(client, server, tokio::try_join!(up, down).map(|_| ()))
 }
 
+/// Arms a socket to send RST when it is closed, unless disarmed first. A
+/// connection task dropped before its relay ended (drain deadline, panic)
+/// must not end either side with a FIN, which would pass a truncated
+/// transfer off as a whole one.
+pub struct ResetOnDrop<'a> {
+    stream: &'a TcpStream,
+    armed: bool,
+}
+
+impl<'a> ResetOnDrop<'a> {
+    /// Guards `stream`; drop the guard before the stream (declare it after).
+    pub fn new(stream: &'a TcpStream) -> ResetOnDrop<'a> {
+        ResetOnDrop {
+            stream,
+            armed: true,
+        }
+    }
+
+    /// The relay ended as it should: close as the relay decided.
+    pub fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for ResetOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            sys::arm_reset(self.stream);
+        }
+    }
+}
+
 /// Turns the result of both pumps into a [`RelayEnd`], arming resets on failure.
 pub fn finish(a: &TcpStream, b: &TcpStream, result: Result<(), PumpError>) -> RelayEnd {
     match result {
@@ -266,6 +315,60 @@ mod tests {
         assert_eq!(reader.await.unwrap(), payload);
         assert_eq!(moved, payload.len() as u64);
         assert_eq!(counter.load(Ordering::Relaxed), moved);
+    }
+
+    #[tokio::test]
+    async fn a_relay_task_dropped_midway_resets_both_sides() {
+        let (mut a, ia, ib, mut b) = pairs().await;
+        let task = tokio::spawn(async move {
+            let _ia_guard = ResetOnDrop::new(&ia);
+            let _ib_guard = ResetOnDrop::new(&ib);
+            let counters = Counters::default();
+            relay(&ia, &ib, 65536, &counters).await
+        });
+        a.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        b.read_exact(&mut buf).await.unwrap();
+        task.abort(); // as the drain deadline does
+        assert!(task.await.unwrap_err().is_cancelled());
+        for side in [&mut a, &mut b] {
+            let err = side.read(&mut buf).await.expect_err("a reset, not EOF");
+            assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+        }
+    }
+
+    /// splice(2) stops at TCP urgent data: the relay must step over it, as
+    /// a receiver without SO_OOBINLINE does, not wait for ever.
+    #[tokio::test]
+    async fn urgent_data_does_not_stall_the_relay() {
+        let (mut a, ia, ib, mut b) = pairs().await;
+        let task = tokio::spawn(async move {
+            let counters = Counters::default();
+            relay(&ia, &ib, 65536, &counters).await
+        });
+        let limit = std::time::Duration::from_secs(5);
+        // Before a FIN splice reports EAGAIN at the urgent mark (a stall)...
+        a.write_all(b"abc").await.unwrap();
+        SockRef::from(&a).send_out_of_band(b"!").unwrap();
+        a.write_all(b"def").await.unwrap();
+        let mut got = [0u8; 6];
+        tokio::time::timeout(limit, b.read_exact(&mut got))
+            .await
+            .expect("the relay stalled at the urgent byte")
+            .unwrap();
+        assert_eq!(&got, b"abcdef");
+        // ...and once a FIN is in, 0: an early EOF that loses the rest.
+        SockRef::from(&a).send_out_of_band(b"!").unwrap();
+        a.write_all(b"ghi").await.unwrap();
+        a.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(limit, b.read_to_end(&mut got))
+            .await
+            .expect("the relay stalled at the urgent byte")
+            .unwrap();
+        assert_eq!(got, b"ghi");
+        b.shutdown().await.unwrap();
+        assert!(matches!(task.await.unwrap(), RelayEnd::Closed));
     }
 
     #[tokio::test]

@@ -232,6 +232,10 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     if Message::reply_ok().encode(&mut reply).is_err() {
         return;
     }
+    // Dropped before the sockets: a task cut short (drain deadline) resets
+    // both sides instead of closing them with FIN.
+    let stream_guard = relay::ResetOnDrop::new(&stream);
+    let upstream_guard = relay::ResetOnDrop::new(&upstream);
     let counters = Counters::default();
     let started = Instant::now();
     let result = async {
@@ -248,6 +252,8 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         Ok(()) => relay::relay(&stream, &upstream, settings.limits.pipe_size, &counters).await,
         Err(e) => relay::finish(&stream, &upstream, Err(e)),
     };
+    stream_guard.disarm();
+    upstream_guard.disarm();
     account(&shared.stats, &counters, payload.len() as u64, &end);
     tracing::debug!(%dest, up = counters_up(&counters) + payload.len() as u64,
         down = counters_down(&counters), secs = started.elapsed().as_secs_f32(), ?end, "closed");

@@ -52,6 +52,51 @@ fn an_unreachable_first_remote_is_skipped_for_the_next() {
 }
 
 #[test]
+fn a_remote_that_got_the_header_but_whose_answer_was_lost_does_not_spoil_the_next() {
+    let bridge = Bridge::start(Options {
+        remotes: Some(vec![
+            SocketAddr::new(mpbridge_lab::plan::rb_link_addr(0, false), REMOTE_PORT),
+            SocketAddr::new(mpbridge_lab::plan::rb_link_addr(1, false), REMOTE_PORT),
+        ]),
+        local_extra: "connect_timeout_ms = 500",
+        ..Options::default()
+    });
+    // Link 0 loses everything router B sends over it: router B reads the
+    // header (it rode in the SYN) but its SYN-ACK never arrives, so the
+    // local gives up on that remote and tries router B on link 1.
+    let rules = bridge.topo.workdir().join("oneway.nft");
+    std::fs::write(
+        &rules,
+        "table inet mpbtest {\n chain pre {\n  type filter hook prerouting priority -300; policy accept;\n  iifname \"wan0\" drop\n }\n}\n",
+    )
+    .unwrap();
+    bridge
+        .topo
+        .run(Node::RouterA, &["nft", "-f", &rules.display().to_string()])
+        .unwrap();
+    let listener = bridge.server_listener(false);
+    let dest = listener.local_addr().unwrap();
+    // Router B may open a connection for the first attempt too: echo each.
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut request = Vec::new();
+                if conn.read_to_end(&mut request).is_ok() {
+                    let _ = conn.write_all(&request);
+                }
+            });
+        }
+    });
+    let reply = exchange(&bridge, dest, b"via router B on link 1");
+    assert!(
+        matches!(&reply, Ok(r) if r == b"via router B on link 1"),
+        "{reply:?}\n{}",
+        bridge.logs()
+    );
+}
+
+#[test]
 fn a_connection_to_the_listener_itself_is_reset_not_looped() {
     let bridge = Bridge::start(Options::default());
     // Router A's own LAN address on the listener's port: diverted to the
@@ -60,6 +105,36 @@ fn a_connection_to_the_listener_itself_is_reset_not_looped() {
     if let Err(e) = common::expect_reset(bridge.client_connect(dest), b"loop?") {
         panic!("{e}\n{}", bridge.logs());
     }
+    assert!(
+        bridge
+            .local
+            .output_text()
+            .contains("is the listener itself"),
+        "{}",
+        bridge.logs()
+    );
+    assert!(bridge.local.is_running());
+}
+
+#[test]
+fn an_address_added_after_start_is_recognised_as_the_listener_itself() {
+    let bridge = Bridge::start(Options {
+        // Bounds the loop should the check miss it.
+        local_extra: "\n[limits]\nmax_connections = 8",
+        ..Options::default()
+    });
+    // Router A gains a LAN address once running (DHCP, a new IPv6 prefix).
+    bridge
+        .topo
+        .run(
+            Node::RouterA,
+            &["ip", "addr", "add", "10.10.0.77/24", "dev", "lan0"],
+        )
+        .unwrap();
+    let dest: SocketAddr = format!("10.10.0.77:{}", common::LOCAL_PORT)
+        .parse()
+        .unwrap();
+    let _ = common::expect_reset(bridge.client_connect(dest), b"loop?");
     assert!(
         bridge
             .local
