@@ -105,14 +105,13 @@ fn a_connection_to_the_listener_itself_is_reset_not_looped() {
     if let Err(e) = common::expect_reset(bridge.client_connect(dest), b"loop?") {
         panic!("{e}\n{}", bridge.logs());
     }
-    assert!(
-        bridge
-            .local
-            .output_text()
-            .contains("is the listener itself"),
-        "{}",
-        bridge.logs()
-    );
+    assert_refused_as_loop(&bridge);
+}
+
+/// The local logged the loop and is still running.
+fn assert_refused_as_loop(bridge: &Bridge) {
+    let log = bridge.local.output_text();
+    assert!(log.contains("is the listener itself"), "{}", bridge.logs());
     assert!(bridge.local.is_running());
 }
 
@@ -135,15 +134,7 @@ fn an_address_added_after_start_is_recognised_as_the_listener_itself() {
         .parse()
         .unwrap();
     let _ = common::expect_reset(bridge.client_connect(dest), b"loop?");
-    assert!(
-        bridge
-            .local
-            .output_text()
-            .contains("is the listener itself"),
-        "{}",
-        bridge.logs()
-    );
-    assert!(bridge.local.is_running());
+    assert_refused_as_loop(&bridge);
 }
 
 #[test]
