@@ -75,6 +75,18 @@ pub fn bind(settings: &LocalSettings) -> Result<Vec<TcpListener>, StartError> {
             Err(e) => return Err(StartError::Bind(*addr, e)),
         }
     }
+    if listeners.is_empty() {
+        return Err(StartError::Unavailable(format!(
+            "no listen address could be used ({}): this host has no IPv6; \
+             add an IPv4 address to local.listen",
+            settings
+                .listen
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     Ok(listeners)
 }
 
@@ -334,6 +346,7 @@ async fn dial(
     };
     let socket = sys::stream_socket(&remote, transport).map_err(io::Error::other)?;
     let _ = socket.set_tcp_nodelay(true);
+    sys::enable_keepalive(&socket);
     let mut sent = 0;
     let mut connecting = false;
     if settings.fastopen && sys::enable_fastopen_no_cookie(&socket).is_ok() {

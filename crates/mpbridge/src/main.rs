@@ -168,7 +168,8 @@ fn block_on<F: std::future::Future<Output = Result<(), StartError>>>(
         .block_on(future)
 }
 
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
+/// Completes on SIGTERM or SIGINT (Ctrl-C); the daemon then drains. A
+/// second signal ends the process at once, without waiting for the drain.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
@@ -182,4 +183,12 @@ async fn shutdown_signal() {
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         _ = int.recv() => tracing::info!("SIGINT: stopping"),
     }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("second signal: exiting without waiting for open connections");
+        std::process::exit(1);
+    });
 }

@@ -311,6 +311,7 @@ async fn dial(dest: SocketAddr, limit: Duration) -> Result<TcpStream, Refusal> {
     match tokio::time::timeout(limit, TcpStream::connect(dest)).await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
+            sys::enable_keepalive(&stream);
             Ok(stream)
         }
         Ok(Err(e)) => Err(Refusal::Dial(e)),

@@ -116,6 +116,7 @@ pub async fn serve<H, F>(
                 match permits.clone().try_acquire_owned() {
                     Ok(permit) => {
                         Stats::bump(&stats.accepted);
+                        sys::enable_keepalive(&stream);
                         connections.spawn(handler(Accepted { stream, peer, permit }));
                     }
                     Err(_) => {

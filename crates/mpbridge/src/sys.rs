@@ -108,6 +108,25 @@ pub fn sendto_fastopen(socket: &Socket, data: &[u8], dest: SocketAddr) -> io::Re
     }
 }
 
+/// TCP keepalive of relayed connections: a peer that vanished without a
+/// FIN or RST (a router rebooted, a NAT forgot the flow) is found after
+/// about `KEEPALIVE_IDLE + KEEPALIVE_COUNT * KEEPALIVE_INTERVAL` (4 min) of
+/// silence, so its connection does not hold a `max_connections` slot for
+/// ever. Live but idle connections only exchange a probe every 2 minutes.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(120);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_COUNT: u32 = 4;
+
+/// Turns on keepalive (the timings above) on a relayed socket. A kernel that
+/// refuses (old MPTCP) only loses the dead-peer detection.
+pub fn enable_keepalive<'a>(socket: impl Into<SockRef<'a>>) {
+    let params = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_COUNT);
+    let _ = socket.into().set_tcp_keepalive(&params);
+}
+
 /// Makes the next close of this socket send RST instead of FIN.
 pub fn arm_reset<'a>(socket: impl Into<SockRef<'a>>) {
     // Failure here only means a FIN instead of a RST; nothing better to do.
@@ -166,6 +185,23 @@ pub fn local_addresses() -> io::Result<Vec<IpAddr>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keepalive_applies_to_tcp_and_mptcp_sockets() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        for transport in [Transport::Tcp, Transport::Mptcp] {
+            let Ok(socket) = stream_socket(&addr, transport) else {
+                continue; // kernel without MPTCP
+            };
+            enable_keepalive(&socket);
+            assert!(socket.keepalive().unwrap(), "{transport:?}");
+            assert_eq!(
+                socket.tcp_keepalive_time().unwrap(),
+                KEEPALIVE_IDLE,
+                "{transport:?}"
+            );
+        }
+    }
 
     #[test]
     fn loopback_is_among_local_addresses() {

@@ -316,3 +316,31 @@ fn out_of_file_descriptors_the_remote_backs_off_instead_of_spinning() {
     assert!(answered, "{}", remote.output_text());
     assert!(remote.is_running());
 }
+
+#[test]
+fn a_second_sigterm_ends_the_drain_at_once() {
+    let bridge = Bridge::start(Options::default());
+    let listener = bridge.server_listener(false);
+    let dest = listener.local_addr().unwrap();
+    // A connection that would keep the 10 s drain busy.
+    let mut client = bridge.client_connect(dest).unwrap();
+    client.write_all(b"hold").unwrap();
+    let _server_end = listener.accept().unwrap();
+    let pid = Pid::from_raw(bridge.local.pid() as i32).unwrap();
+    kill_process(pid, Signal::TERM).unwrap();
+    bridge
+        .local
+        .wait_for_log("draining open connections", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", bridge.logs()));
+    kill_process(pid, Signal::TERM).unwrap();
+    let status = bridge
+        .local
+        .wait_exit(Duration::from_secs(5))
+        .unwrap_or_else(|e| {
+            panic!(
+                "still draining after a second SIGTERM: {e}\n{}",
+                bridge.logs()
+            )
+        });
+    assert_eq!(status.code(), Some(1), "{}", bridge.logs());
+}
