@@ -16,7 +16,7 @@ use tracing::Instrument;
 use crate::config::{Auth, LocalSettings};
 use crate::error::StartError;
 use crate::header::{self, ReadError};
-use crate::intercept::{self, DestinationError};
+use crate::intercept;
 use crate::ratelimit::LogLimit;
 use crate::relay::{self, Counters, PumpError, RelayEnd};
 use crate::server::{self, Accepted, ServeOptions, Stats};
@@ -156,8 +156,9 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         peer,
         permit: _permit,
     } = accepted;
-    // Declared after the sockets, dropped before them: a task cut short
-    // (drain deadline) resets both sides instead of closing them with FIN.
+    // Declared after the sockets, dropped before them: every way out of
+    // here but a relay that ended on its own (a refusal, a failed dial, a
+    // relay error, the drain deadline) resets the client instead of a FIN.
     let client_guard = relay::ResetOnDrop::new(&client);
     let settings = &shared.settings;
     let dest = match intercept::original_destination(&client, settings.intercept).and_then(|d| {
@@ -166,14 +167,7 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         Ok(dest) => dest,
         Err(e) => {
             Stats::bump(&shared.stats.refused_malformed);
-            match e {
-                DestinationError::Io(_)
-                | DestinationError::Loop(_)
-                | DestinationError::NotRedirected => {
-                    warn_limited!(NO_DESTINATION, %peer, "refused: {e}");
-                }
-            }
-            sys::arm_reset(&client);
+            warn_limited!(NO_DESTINATION, %peer, "refused: {e}");
             return;
         }
     };
@@ -184,7 +178,6 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         Err(e) => {
             Stats::bump(&shared.stats.dial_failed);
             warn_limited!(REMOTE_DOWN, %dest, "no remote reachable: {e}");
-            sys::arm_reset(&client);
             return;
         }
     };
@@ -214,11 +207,14 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     };
     let result = tokio::try_join!(up, down).map(|_| ());
     let end = match result {
-        Ok(()) => RelayEnd::Closed,
+        Ok(()) => {
+            client_guard.disarm();
+            upstream_guard.disarm();
+            RelayEnd::Closed
+        }
         Err(e) => {
+            // The guards reset both sides when they go out of scope.
             report_failure(&e, dest);
-            sys::arm_reset(&client);
-            sys::arm_reset(&upstream);
             Stats::bump(&shared.stats.resets);
             RelayEnd::Reset(match e {
                 LocalRelayError::Pump(p) => p,
@@ -226,8 +222,6 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
             })
         }
     };
-    client_guard.disarm();
-    upstream_guard.disarm();
     let up = counters.up.load(portable_atomic::Ordering::Relaxed);
     let down = counters.down.load(portable_atomic::Ordering::Relaxed);
     shared
