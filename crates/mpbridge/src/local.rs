@@ -215,30 +215,13 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         Err(e) => {
             // The guards reset both sides when they go out of scope.
             report_failure(&e, dest);
-            Stats::bump(&shared.stats.resets);
             RelayEnd::Reset(match e {
                 LocalRelayError::Pump(p) => p,
                 LocalRelayError::Reply(r) => PumpError::Read(io::Error::other(r.to_string())),
             })
         }
     };
-    let up = counters.up.load(portable_atomic::Ordering::Relaxed);
-    let down = counters.down.load(portable_atomic::Ordering::Relaxed);
-    shared
-        .stats
-        .bytes_up
-        .fetch_add(up, portable_atomic::Ordering::Relaxed);
-    shared
-        .stats
-        .bytes_down
-        .fetch_add(down, portable_atomic::Ordering::Relaxed);
-    tracing::debug!(
-        up,
-        down,
-        secs = started.elapsed().as_secs_f32(),
-        ?end,
-        "closed"
-    );
+    shared.stats.record_relay(&counters, &end, started);
 }
 
 /// This host's addresses, read afresh (they change at run time: DHCP, a new

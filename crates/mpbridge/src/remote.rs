@@ -18,7 +18,7 @@ use crate::config::{Auth, PolicyRefusal, RemoteSettings};
 use crate::error::StartError;
 use crate::header::{self, ReadError};
 use crate::ratelimit::LogLimit;
-use crate::relay::{self, Counters, RelayEnd};
+use crate::relay::{self, Counters};
 use crate::server::{self, Accepted, ServeOptions, Stats};
 use crate::sys::{self, Transport};
 use crate::{checks, warn_limited};
@@ -245,6 +245,10 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         relay::write_all(&upstream, payload)
             .await
             .map_err(relay::PumpError::Write)?;
+        // Payload that rode in with the header counts as relayed upstream.
+        counters
+            .up
+            .fetch_add(payload.len() as u64, portable_atomic::Ordering::Relaxed);
         Ok(())
     }
     .await;
@@ -254,28 +258,7 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     };
     stream_guard.disarm();
     upstream_guard.disarm();
-    account(&shared.stats, &counters, payload.len() as u64, &end);
-    tracing::debug!(%dest, up = counters_up(&counters) + payload.len() as u64,
-        down = counters_down(&counters), secs = started.elapsed().as_secs_f32(), ?end, "closed");
-}
-
-fn counters_up(c: &Counters) -> u64 {
-    c.up.load(portable_atomic::Ordering::Relaxed)
-}
-
-fn counters_down(c: &Counters) -> u64 {
-    c.down.load(portable_atomic::Ordering::Relaxed)
-}
-
-fn account(stats: &Stats, counters: &Counters, extra_up: u64, end: &RelayEnd) {
-    use portable_atomic::Ordering::Relaxed;
-    stats
-        .bytes_up
-        .fetch_add(counters_up(counters) + extra_up, Relaxed);
-    stats.bytes_down.fetch_add(counters_down(counters), Relaxed);
-    if matches!(end, RelayEnd::Reset(_)) {
-        Stats::bump(&stats.resets);
-    }
+    shared.stats.record_relay(&counters, &end, started);
 }
 
 /// A decoded Convert header and the stream bytes that came right behind it.

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use portable_atomic::{AtomicU64, Ordering};
 use tokio::net::{TcpListener, TcpStream};
@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::ratelimit::LogLimit;
+use crate::relay::{Counters, RelayEnd};
 use crate::{sys, warn_limited};
 
 /// Counters of one daemon since start, for logs and the status view.
@@ -42,6 +43,19 @@ impl Stats {
     /// Adds one to a counter.
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds a finished relay's bytes and outcome, and logs it at debug.
+    pub fn record_relay(&self, counters: &Counters, end: &RelayEnd, started: Instant) {
+        let up = counters.up.load(Ordering::Relaxed);
+        let down = counters.down.load(Ordering::Relaxed);
+        self.bytes_up.fetch_add(up, Ordering::Relaxed);
+        self.bytes_down.fetch_add(down, Ordering::Relaxed);
+        if matches!(end, RelayEnd::Reset(_)) {
+            Stats::bump(&self.resets);
+        }
+        let secs = started.elapsed().as_secs_f32();
+        tracing::debug!(up, down, secs, ?end, "closed");
     }
 
     /// One line for the log at exit.

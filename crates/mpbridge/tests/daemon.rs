@@ -180,6 +180,12 @@ fn sigterm_stops_accepting_and_lets_open_connections_finish() {
         .wait_exit(Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{e}\n{}", bridge.logs()));
     assert!(status.success(), "{status:?}\n{}", bridge.logs());
+    // Its exit summary counted the one bridged connection and its bytes.
+    let log = bridge.local.output_text();
+    assert!(
+        log.contains("accepted 1,") && log.contains("bytes up 23 down 23"),
+        "{log}"
+    );
 }
 
 #[test]
