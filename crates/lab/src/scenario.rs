@@ -268,35 +268,25 @@ pub fn throughput(lab: &Lab, secs: f64, progress: &dyn Fn(&str)) -> anyhow::Resu
     let topo = &lab.topo;
     let server = topo.server_addr(false);
     let cpu = |p: &Proc| cpu_seconds(p.pid()).unwrap_or(0.0);
+    // One flow each way (client → server, then server → client).
+    let both_ways = |path: &str| -> anyhow::Result<(iperf::Report, iperf::Report)> {
+        let run = |reverse: bool, what: &str| {
+            progress(&format!("{path}, {what}"));
+            let args = iperf::client_args(server, secs, 1.0, reverse, &[]);
+            iperf::run_client(topo, Node::Client, &args)
+        };
+        Ok((
+            run(false, "client → server")?,
+            run(true, "server → client")?,
+        ))
+    };
     let (local0, remote0) = (cpu(&lab.bridge.local), cpu(&lab.bridge.remote));
-    progress("bridge, client → server");
-    let up = iperf::run_client(
-        topo,
-        Node::Client,
-        &iperf::client_args(server, secs, 1.0, false, &[]),
-    )?;
-    progress("bridge, server → client");
-    let down = iperf::run_client(
-        topo,
-        Node::Client,
-        &iperf::client_args(server, secs, 1.0, true, &[]),
-    )?;
+    let (up, down) = both_ways("bridge")?;
     let (local1, remote1) = (cpu(&lab.bridge.local), cpu(&lab.bridge.remote));
     let gb = (up.received_bytes + down.received_bytes) as f64 / 1e9;
 
     bridge::remove_interception(topo)?;
-    progress("plain routing, client → server");
-    let r_up = iperf::run_client(
-        topo,
-        Node::Client,
-        &iperf::client_args(server, secs, 1.0, false, &[]),
-    )?;
-    progress("plain routing, server → client");
-    let r_down = iperf::run_client(
-        topo,
-        Node::Client,
-        &iperf::client_args(server, secs, 1.0, true, &[]),
-    )?;
+    let (r_up, r_down) = both_ways("plain routing")?;
     Ok(Throughput {
         routing_up: r_up.received_mbit_per_s,
         routing_down: r_down.received_mbit_per_s,
