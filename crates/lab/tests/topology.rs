@@ -288,17 +288,7 @@ fn blackhole_drops_traffic_until_lifted() {
         "a black hole keeps the link up: {link}"
     );
     topo.blackhole(0, false).unwrap();
-    for v6 in [false, true] {
-        assert!(
-            wait_until(IO_TIMEOUT, || client_reaches_server(
-                &topo,
-                v6,
-                DEAD_CONNECT
-            )
-            .is_ok()),
-            "v6={v6}: no connectivity after the black hole was lifted"
-        );
-    }
+    assert_reconnects(&topo, "no connectivity after the black hole was lifted");
 }
 
 #[test]
@@ -424,17 +414,7 @@ fn link_down_and_up_restores_connectivity_v4_and_v6() {
         );
     }
     topo.link_up(0).unwrap();
-    for v6 in [false, true] {
-        assert!(
-            wait_until(IO_TIMEOUT, || client_reaches_server(
-                &topo,
-                v6,
-                DEAD_CONNECT
-            )
-            .is_ok()),
-            "v6={v6}: no connectivity after link_up"
-        );
-    }
+    assert_reconnects(&topo, "no connectivity after link_up");
     let addrs = topo
         .run(Node::RouterA, &["ip", "-o", "addr", "show", "dev", "wan0"])
         .unwrap();
@@ -606,4 +586,14 @@ fn ip(args: &[&str]) {
         .status()
         .unwrap();
     assert!(status.success(), "ip {args:?} failed");
+}
+
+/// Client reaches server again, IPv4 and IPv6, within the I/O timeout.
+fn assert_reconnects(topo: &Topology, what: &str) {
+    for v6 in [false, true] {
+        let back = wait_until(IO_TIMEOUT, || {
+            client_reaches_server(topo, v6, DEAD_CONNECT).is_ok()
+        });
+        assert!(back, "v6={v6}: {what}");
+    }
 }

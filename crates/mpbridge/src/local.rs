@@ -23,10 +23,10 @@ use crate::server::{self, Accepted, ServeOptions, Stats};
 use crate::sys::{self, Transport};
 use crate::{checks, warn_limited};
 
-static NO_DESTINATION: LogLimit = LogLimit::new(Duration::from_secs(10));
-static REMOTE_DOWN: LogLimit = LogLimit::new(Duration::from_secs(10));
-static REMOTE_REFUSED_AUTH: LogLimit = LogLimit::new(Duration::from_secs(10));
-static BAD_REPLY: LogLimit = LogLimit::new(Duration::from_secs(10));
+static NO_DESTINATION: LogLimit = LogLimit::refusals();
+static REMOTE_DOWN: LogLimit = LogLimit::refusals();
+static REMOTE_REFUSED_AUTH: LogLimit = LogLimit::refusals();
+static BAD_REPLY: LogLimit = LogLimit::refusals();
 
 /// What went wrong with the remote's Convert reply.
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,15 @@ struct State {
     held_back: u64,
 }
 
+/// How often the daemon logs each kind of refusal at most.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 impl LogLimit {
+    /// The limiter of every refusal kind: one line per [`REFUSAL_LOG_INTERVAL`].
+    pub const fn refusals() -> LogLimit {
+        LogLimit::new(REFUSAL_LOG_INTERVAL)
+    }
+
     /// A limiter letting one line through per `interval`.
     pub const fn new(interval: Duration) -> LogLimit {
         LogLimit {

@@ -26,10 +26,10 @@ use crate::{checks, warn_limited};
 /// After an Error TLV, how long the client may take to read it before RST.
 const ERROR_LINGER: Duration = Duration::from_secs(1);
 
-static REFUSED_AUTH: LogLimit = LogLimit::new(Duration::from_secs(10));
-static REFUSED_MALFORMED: LogLimit = LogLimit::new(Duration::from_secs(10));
-static REFUSED_POLICY: LogLimit = LogLimit::new(Duration::from_secs(10));
-static DIAL_FAILED: LogLimit = LogLimit::new(Duration::from_secs(10));
+static REFUSED_AUTH: LogLimit = LogLimit::refusals();
+static REFUSED_MALFORMED: LogLimit = LogLimit::refusals();
+static REFUSED_POLICY: LogLimit = LogLimit::refusals();
+static DIAL_FAILED: LogLimit = LogLimit::refusals();
 
 /// Why a request was refused; each maps to one RFC 8803 error code.
 #[derive(Debug, thiserror::Error)]

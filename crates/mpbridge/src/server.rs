@@ -96,8 +96,8 @@ pub struct Accepted {
     pub permit: OwnedSemaphorePermit,
 }
 
-static ACCEPT_ERRORS: LogLimit = LogLimit::new(Duration::from_secs(10));
-static OVER_LIMIT: LogLimit = LogLimit::new(Duration::from_secs(10));
+static ACCEPT_ERRORS: LogLimit = LogLimit::refusals();
+static OVER_LIMIT: LogLimit = LogLimit::refusals();
 
 /// Accepts on every listener until `shutdown` completes, running `handler`
 /// for each connection as its own task; then stops accepting, waits up to
