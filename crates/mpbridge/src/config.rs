@@ -200,6 +200,8 @@ pub struct LocalSettings {
     /// Open; 0 leaves it to the kernel's autotuning (see the example config
     /// for the kernel behaviour this works around).
     pub fastopen_rcvbuf: usize,
+    /// Who installs the rules that divert client TCP, and which.
+    pub interception: Interception,
     pub auth: Auth,
     pub limits: Limits,
     /// One of error, warn, info, debug, trace.
@@ -467,6 +469,10 @@ struct RawLocal {
     mptcp: Field<bool>,
     fastopen: Field<bool>,
     fastopen_rcvbuf: Field<i64>,
+    // Interception (see "Interception rules" below).
+    firewall: Field<String>,
+    lan_interfaces: List,
+    bypass: List,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -892,6 +898,7 @@ impl ConfigFile {
                 DEFAULT_FASTOPEN_RCVBUF,
                 " bytes",
             )?,
+            interception: self.interception(&raw)?,
             auth: common.auth.clone(),
             limits: common.limits.clone(),
             log_level: common.log_level.clone(),
@@ -1410,6 +1417,224 @@ fn explain(path: Option<String>, message: &str) -> (String, String) {
         return (field, format!("found {found} (expected {expected})"));
     }
     (field, message.to_owned())
+}
+
+// ---------------------------------------------------------------------------
+// Interception rules ([local] firewall, lan_interfaces, bypass)
+// ---------------------------------------------------------------------------
+
+/// The LAN interface intercepted when `local.lan_interfaces` is absent:
+/// OpenWrt's LAN bridge.
+pub const DEFAULT_LAN_INTERFACE: &str = "br-lan";
+/// The kernel's limit on interface names, in bytes (IFNAMSIZ - 1).
+const MAX_IFNAME_LEN: usize = 15;
+
+/// Who manages the rules that divert client TCP to `mpbridge local`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirewallMode {
+    /// The daemon's own nftables table `inet mpbridge` (and, for TPROXY,
+    /// its fwmark rule and local route), gone when the daemon is.
+    Nftables,
+    /// The system's firewall (e.g. OpenWrt fw4 includes); see docs/FIREWALL.md.
+    None,
+}
+
+/// What `mpbridge local` diverts, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interception {
+    pub firewall: FirewallMode,
+    /// TCP arriving on these interfaces is diverted; never empty with
+    /// [`FirewallMode::Nftables`].
+    pub lan_interfaces: Vec<String>,
+    /// Destinations never diverted (besides the remotes and this host's
+    /// own addresses and subnets). Reread on SIGHUP.
+    pub bypass: Vec<IpNet>,
+}
+
+impl Default for Interception {
+    fn default() -> Self {
+        Interception {
+            firewall: FirewallMode::Nftables,
+            lan_interfaces: vec![DEFAULT_LAN_INTERFACE.to_owned()],
+            bypass: Vec::new(),
+        }
+    }
+}
+
+impl ConfigFile {
+    fn interception(&self, raw: &RawLocal) -> Result<Interception, ConfigError> {
+        let firewall = match &raw.firewall {
+            None => FirewallMode::Nftables,
+            Some(s) => match s.get_ref().as_str() {
+                "nftables" => FirewallMode::Nftables,
+                "none" => FirewallMode::None,
+                other => {
+                    return Err(self.invalid(
+                        s.span(),
+                        "local.firewall",
+                        format!(
+                            "\"{other}\" is not a firewall mode (expected \"nftables\" or \"none\")"
+                        ),
+                    ))
+                }
+            },
+        };
+        let lan_interfaces = match &raw.lan_interfaces {
+            None => vec![DEFAULT_LAN_INTERFACE.to_owned()],
+            Some(list) => {
+                if list.get_ref().is_empty() && firewall == FirewallMode::Nftables {
+                    return Err(self.invalid(
+                        list.span(),
+                        "local.lan_interfaces",
+                        "is empty (expected the interfaces whose TCP is diverted, e.g. [\"br-lan\"], \
+                         or firewall = \"none\")",
+                    ));
+                }
+                let mut names: Vec<String> = Vec::new();
+                for (i, name) in list.get_ref().iter().enumerate() {
+                    let field = format!("local.lan_interfaces[{i}]");
+                    check_ifname(name.get_ref())
+                        .map_err(|p| self.invalid(name.span(), &field, p))?;
+                    if names.contains(name.get_ref()) {
+                        return Err(self.invalid(
+                            name.span(),
+                            field,
+                            format!("\"{}\" is listed twice", name.get_ref()),
+                        ));
+                    }
+                    names.push(name.get_ref().clone());
+                }
+                names
+            }
+        };
+        Ok(Interception {
+            firewall,
+            lan_interfaces,
+            bypass: self.cidrs(&raw.bypass, "local.bypass")?,
+        })
+    }
+}
+
+/// An interface name the kernel could have.
+fn check_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty (expected an interface name, e.g. \"br-lan\")".to_owned());
+    }
+    if name.len() > MAX_IFNAME_LEN {
+        return Err(format!(
+            "\"{name}\" is {} bytes long (interface names have at most {MAX_IFNAME_LEN})",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." || name.chars().any(|c| c == '/' || c.is_whitespace()) {
+        return Err(format!(
+            "\"{name}\" is not an interface name (no '/', no spaces)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod interception_tests {
+    use super::*;
+
+    const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    fn local(extra: &str) -> Result<LocalSettings, ConfigError> {
+        let text =
+            format!("[auth]\nkey = \"{KEY}\"\n[local]\nremotes = [\"192.0.2.2:4443\"]\n{extra}\n");
+        parse_str(&text, Path::new("/etc/mpbridge/mpbridge.toml"))?
+            .local(&Overrides::default())
+            .map(|(s, _)| s)
+    }
+
+    #[test]
+    fn defaults_are_our_own_table_on_br_lan_without_bypass() {
+        let s = local("").unwrap();
+        assert_eq!(s.interception, Interception::default());
+        assert_eq!(s.interception.lan_interfaces, vec!["br-lan".to_owned()]);
+        assert_eq!(s.interception.firewall, FirewallMode::Nftables);
+    }
+
+    #[test]
+    fn values_are_read() {
+        let s = local(
+            "firewall = \"none\"\nlan_interfaces = [\"lan0\", \"wlan0\"]\n\
+             bypass = [\"10.30.0.0/24\", \"fd00:30::/64\", \"192.0.2.7\"]",
+        )
+        .unwrap();
+        let i = s.interception;
+        assert_eq!(i.firewall, FirewallMode::None);
+        assert_eq!(i.lan_interfaces, vec!["lan0", "wlan0"]);
+        assert_eq!(
+            i.bypass,
+            vec![
+                "10.30.0.0/24".parse::<IpNet>().unwrap(),
+                "fd00:30::/64".parse().unwrap(),
+                "192.0.2.7/32".parse().unwrap()
+            ]
+        );
+        // With the system's firewall, no LAN interface is needed.
+        assert!(local("firewall = \"none\"\nlan_interfaces = []").is_ok());
+    }
+
+    #[test]
+    fn errors_name_file_line_column_and_field() {
+        let cases = [
+            (
+                "firewall = \"iptables\"",
+                "/etc/mpbridge/mpbridge.toml:5:12: local.firewall: ",
+                "(expected \"nftables\" or \"none\")",
+            ),
+            (
+                "lan_interfaces = []",
+                "/etc/mpbridge/mpbridge.toml:5:18: local.lan_interfaces: ",
+                "is empty",
+            ),
+            (
+                "lan_interfaces = [\"lan0\", \"a-very-long-interface\"]",
+                "/etc/mpbridge/mpbridge.toml:5:27: local.lan_interfaces[1]: ",
+                "at most 15",
+            ),
+            (
+                "lan_interfaces = [\"lan 0\"]",
+                "/etc/mpbridge/mpbridge.toml:5:19: local.lan_interfaces[0]: ",
+                "not an interface name",
+            ),
+            (
+                "lan_interfaces = [\"lan0\", \"lan0\"]",
+                "/etc/mpbridge/mpbridge.toml:5:27: local.lan_interfaces[1]: ",
+                "listed twice",
+            ),
+            (
+                "bypass = [\"10.0.0.0/33\"]",
+                "/etc/mpbridge/mpbridge.toml:5:11: local.bypass[0]: ",
+                "not a CIDR prefix",
+            ),
+            (
+                "bypass = [\"10.0.0.1/8\"]",
+                "/etc/mpbridge/mpbridge.toml:5:11: local.bypass[0]: ",
+                "(expected \"10.0.0.0/8\")",
+            ),
+            (
+                "bypass = \"10.0.0.0/8\"",
+                "/etc/mpbridge/mpbridge.toml:5:10: local.bypass: ",
+                "expected an array",
+            ),
+        ];
+        for (extra, prefix, problem) in cases {
+            let e = local(extra).expect_err(extra).to_string();
+            assert!(
+                e.starts_with(prefix),
+                "{extra}: {e:?} should start with {prefix:?}"
+            );
+            assert!(
+                e.contains(problem),
+                "{extra}: {e:?} should contain {problem:?}"
+            );
+            assert_eq!(local(extra).unwrap_err().exit_code(), EX_CONFIG);
+        }
+    }
 }
 
 #[cfg(test)]
