@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use crate::config::ConfigError;
+use crate::firewall::FirewallError;
 use crate::sys::SocketError;
 
 /// Why `mpbridge local` or `mpbridge remote` could not start.
@@ -22,6 +23,9 @@ pub enum StartError {
     /// A listen address could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    /// The interception rules could not be installed, or would loop.
+    #[error("{0}")]
+    Firewall(#[from] FirewallError),
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
@@ -33,6 +37,13 @@ impl StartError {
         match self {
             StartError::Config(_) => 78,      // EX_CONFIG
             StartError::Unavailable(_) => 69, // EX_UNAVAILABLE
+            StartError::Firewall(FirewallError::SelfDivert(_)) => 78,
+            StartError::Firewall(FirewallError::Refused { source, .. })
+                if source.raw_os_error() == Some(libc::EPERM) =>
+            {
+                77
+            }
+            StartError::Firewall(_) => 69,
             StartError::Socket(SocketError::NoMptcp(_)) => 69,
             StartError::Bind(_, e) if e.kind() == std::io::ErrorKind::PermissionDenied => 77, // EX_NOPERM
             StartError::Socket(_) | StartError::Bind(..) | StartError::Runtime(_) => 71, // EX_OSERR

@@ -16,6 +16,7 @@
 //! - [`remote`]: router B: accept MPTCP, check the header, dial, relay.
 //! - [`header`]: reading one Convert message off a socket.
 //! - [`intercept`]: transparent listeners and original destinations.
+//! - [`firewall`]: the owned nftables table and TPROXY routing that divert client TCP.
 //! - [`relay`]: splice relay with half-close, resets and counters.
 //! - [`server`]: the accept loop: connection cap, back-off, drain.
 //! - [`checks`]: start-up checks of the kernel; configured keys to cookie keys.
@@ -26,6 +27,7 @@
 pub mod checks;
 pub mod config;
 pub mod error;
+pub mod firewall;
 pub mod header;
 pub mod intercept;
 pub mod local;

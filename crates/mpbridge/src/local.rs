@@ -13,8 +13,9 @@ use portable_atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
-use crate::config::{Auth, LocalSettings};
+use crate::config::{Auth, ConfigError, FirewallMode, LocalSettings};
 use crate::error::StartError;
+use crate::firewall::{self, AddressMonitor, Firewall, Plan};
 use crate::header::{self, ReadError};
 use crate::intercept;
 use crate::ratelimit::LogLimit;
@@ -90,10 +91,20 @@ pub fn bind(settings: &LocalSettings) -> Result<Vec<TcpListener>, StartError> {
     Ok(listeners)
 }
 
-/// Starts `mpbridge local`: checks the kernel, binds, serves until `shutdown`.
+/// Rereads the configuration on SIGHUP (the binary passes its file loader).
+pub type Reload = Box<dyn Fn() -> Result<LocalSettings, ConfigError> + Send + Sync>;
+
+/// The daemon's interception rules, shared with the tasks that update them.
+type SharedFirewall = Arc<std::sync::Mutex<Firewall>>;
+
+/// Starts `mpbridge local`: checks the kernel, binds, installs the
+/// interception rules (once the listeners listen), serves until
+/// `shutdown`, then removes the rules. On SIGHUP, `reload` rereads the
+/// config and `local.bypass` replaces the bypass set.
 pub async fn run(
     settings: LocalSettings,
     shutdown: impl Future<Output = ()>,
+    reload: Option<Reload>,
 ) -> Result<(), StartError> {
     if settings.mptcp {
         checks::mptcp_available()?;
@@ -103,16 +114,130 @@ pub async fn run(
     if settings.fastopen {
         checks::fastopen_client();
     }
+    // Installed before the rules exist: SIGHUP's default action is to exit.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let listeners = bind(&settings)?;
-    for l in &listeners {
-        if let Ok(addr) = l.local_addr() {
-            tracing::info!(%addr, intercept = %settings.intercept, "local listening");
+    let bound: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let firewall: Option<SharedFirewall> = match settings.interception.firewall {
+        FirewallMode::Nftables => {
+            let plan = Plan {
+                mode: settings.intercept,
+                lan_interfaces: settings.interception.lan_interfaces.clone(),
+                listeners: bound.clone(),
+                remotes: settings.remotes.clone(),
+                bypass: settings.interception.bypass.clone(),
+            };
+            Some(Arc::new(std::sync::Mutex::new(Firewall::install(&plan)?)))
         }
+        FirewallMode::None => {
+            tracing::info!(
+                "local.firewall = \"none\": the system's firewall diverts client TCP here \
+                 (see docs/FIREWALL.md)"
+            );
+            None
+        }
+    };
+    for addr in &bound {
+        tracing::info!(%addr, intercept = %settings.intercept, "local listening");
+    }
+    let stop_following = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(fw) = &firewall {
+        let (fw, stop) = (fw.clone(), stop_following.clone());
+        let span = tracing::Span::current();
+        std::thread::Builder::new()
+            .name("addresses".into())
+            .spawn(move || span.in_scope(|| follow_addresses(fw, stop)))
+            .map_err(|e| StartError::Unavailable(format!("cannot start a thread: {e}")))?;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    if let (Some(hangup), Some(reload)) = (hangup, reload) {
+        tasks.spawn(follow_hangups(hangup, reload, firewall.clone()));
     }
     let stats = Arc::new(Stats::default());
+    let stop_diverting = firewall.clone();
+    let shutdown = async move {
+        shutdown.await;
+        if let Some(fw) = &stop_diverting {
+            lock(fw).stop_diverting();
+        }
+    };
     serve(settings, listeners, stats.clone(), shutdown).await;
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    stop_following.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(fw) = firewall {
+        lock(&fw).remove();
+        tracing::info!("interception rules removed");
+    }
     tracing::info!("stopped: {}", stats.summary());
     Ok(())
+}
+
+fn lock(fw: &SharedFirewall) -> std::sync::MutexGuard<'_, Firewall> {
+    fw.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Keeps the table's `local` sets equal to this host's prefixes: refreshed
+/// whenever the kernel reports an address change (rtnetlink notifications).
+/// A thread of its own, as the netlink socket is a blocking one; it ends
+/// when `stop` is set (checked at least once a second).
+fn follow_addresses(fw: SharedFirewall, stop: Arc<std::sync::atomic::AtomicBool>) {
+    let monitor = match AddressMonitor::open() {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(
+                "cannot follow address changes ({e}): the set of this host's subnets stays \
+                 as it was at start"
+            );
+            return;
+        }
+    };
+    // An address added between the install and the subscription.
+    let _ = lock(&fw).refresh_local();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match monitor.wait() {
+            Ok(false) => continue,
+            Ok(true) => {}
+            Err(e) => {
+                tracing::warn!("address notifications failed ({e}); no longer following them");
+                return;
+            }
+        }
+        match lock(&fw).refresh_local() {
+            Ok(true) => tracing::info!("this host's addresses changed: local sets updated"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cannot update the local sets: {e}"),
+        }
+    }
+}
+
+/// On SIGHUP: rereads the config and replaces the bypass set; a config
+/// that does not validate is reported once and the old set stays.
+async fn follow_hangups(
+    mut hangup: tokio::signal::unix::Signal,
+    reload: Reload,
+    fw: Option<SharedFirewall>,
+) {
+    while hangup.recv().await.is_some() {
+        let settings = match reload() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("SIGHUP: config not reloaded, the bypass set is unchanged: {e}");
+                continue;
+            }
+        };
+        let bypass = &settings.interception.bypass;
+        match &fw {
+            None => tracing::info!("SIGHUP: local.firewall = \"none\": no rules to update"),
+            Some(fw) => match lock(fw).set_bypass(bypass) {
+                Ok(()) => tracing::info!(prefixes = bypass.len(), "SIGHUP: bypass set updated"),
+                Err(e) => tracing::error!("SIGHUP: cannot update the bypass set: {e}"),
+            },
+        }
+    }
 }
 
 /// Runs the local side on already bound listeners until `shutdown`.
@@ -322,6 +447,8 @@ async fn dial(
         Transport::Tcp
     };
     let socket = sys::stream_socket(&remote, transport).map_err(io::Error::other)?;
+    // Our own connection: the interception rules never divert this mark.
+    let _ = sys::set_mark(&socket, firewall::OWN_MARK);
     let _ = socket.set_tcp_nodelay(true);
     sys::enable_keepalive(&socket);
     let mut sent = 0;

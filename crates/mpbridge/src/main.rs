@@ -89,7 +89,18 @@ fn main() -> ExitCode {
                 .map_err(StartError::from)
                 .and_then(|(settings, warnings)| {
                     init_logging(&settings.log_level, &warnings);
-                    block_on(mpbridge::local::run(settings, shutdown_signal()))
+                    let reload: mpbridge::local::Reload = Box::new(move || {
+                        let (settings, warnings) = config::load_local(&path, explicit, &overrides)?;
+                        for w in &warnings {
+                            tracing::warn!("{}", w.0);
+                        }
+                        Ok(settings)
+                    });
+                    block_on(mpbridge::local::run(
+                        settings,
+                        shutdown_signal(),
+                        Some(reload),
+                    ))
                 })
         }
         Command::Remote { listen, key_file } => {

@@ -142,6 +142,24 @@ pub fn read_sysctl(name: &str) -> io::Result<i64> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{name}: {e}")))
 }
 
+/// Whether this process holds CAP_NET_ADMIN (from /proc/self/status).
+pub fn has_net_admin() -> bool {
+    const CAP_NET_ADMIN: u32 = 12;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
+}
+
+/// Marks a socket's packets (SO_MARK; needs CAP_NET_ADMIN).
+pub fn set_mark(socket: &impl AsRawFd, mark: u32) -> io::Result<()> {
+    set_int_opt(socket, libc::SOL_SOCKET, libc::SO_MARK, mark as libc::c_int)
+}
+
 /// Every address configured on this host's interfaces (this network
 /// namespace's), from getifaddrs(3).
 pub fn local_addresses() -> io::Result<Vec<IpAddr>> {

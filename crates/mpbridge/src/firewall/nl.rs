@@ -1,0 +1,325 @@
+//! A blocking netlink socket that sends requests and collects the kernel's
+//! acknowledgements, plus the byte-level helpers (headers, attributes) with
+//! which the nf_tables messages are written.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::net::{self, netlink, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+
+/// `struct nlmsghdr` is 16 bytes.
+pub const NLMSG_HDRLEN: usize = 16;
+pub const NLMSG_ERROR: u16 = 2;
+pub const NLMSG_DONE: u16 = 3;
+pub const NLM_F_REQUEST: u16 = 0x1;
+pub const NLM_F_ACK: u16 = 0x4;
+pub const NLM_F_DUMP: u16 = 0x300;
+pub const NLM_F_CREATE: u16 = 0x400;
+pub const NLM_F_APPEND: u16 = 0x800;
+/// Marks an attribute whose payload is more attributes.
+pub const NLA_F_NESTED: u16 = 0x8000;
+
+/// How long the kernel may take to answer a request.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A netlink socket to the kernel, closed on drop.
+#[derive(Debug)]
+pub struct Socket {
+    fd: OwnedFd,
+    seq: u32,
+}
+
+impl Socket {
+    /// Opens a socket of `protocol` (`None` is NETLINK_ROUTE) subscribed to
+    /// the multicast `groups` (0 for none).
+    pub fn open(protocol: Option<net::Protocol>, groups: u32) -> io::Result<Socket> {
+        let fd = net::socket_with(
+            AddressFamily::NETLINK,
+            SocketType::RAW,
+            SocketFlags::CLOEXEC,
+            protocol,
+        )?;
+        net::bind(&fd, &netlink::SocketAddrNetlink::new(0, groups))?;
+        net::sockopt::set_socket_timeout(&fd, net::sockopt::Timeout::Recv, Some(REPLY_TIMEOUT))?;
+        Ok(Socket { fd, seq: 1 })
+    }
+
+    /// The next sequence number for a message.
+    pub fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    /// Sends one datagram of messages.
+    pub fn send(&self, bytes: &[u8]) -> io::Result<()> {
+        let n = net::send(&self.fd, bytes, SendFlags::empty())?;
+        if n != bytes.len() {
+            return Err(io::Error::other("netlink message truncated on send"));
+        }
+        Ok(())
+    }
+
+    /// Receives one datagram (several messages, possibly).
+    pub fn recv(&self, buf: &mut Vec<u8>) -> io::Result<()> {
+        buf.resize(64 * 1024, 0);
+        let (n, _) = net::recv(&self.fd, buf.as_mut_slice(), RecvFlags::empty()).map_err(|e| {
+            if e == rustix::io::Errno::AGAIN {
+                io::Error::new(io::ErrorKind::TimedOut, "the kernel did not answer")
+            } else {
+                e.into()
+            }
+        })?;
+        buf.truncate(n);
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for a datagram; `Ok(false)` if none came.
+    pub fn recv_within(&self, buf: &mut Vec<u8>, timeout: Duration) -> io::Result<bool> {
+        net::sockopt::set_socket_timeout(&self.fd, net::sockopt::Timeout::Recv, Some(timeout))?;
+        match self.recv(buf) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Receives one datagram if one is queued, else fails with WouldBlock.
+    pub fn try_recv(&self, buf: &mut Vec<u8>) -> io::Result<()> {
+        buf.resize(64 * 1024, 0);
+        let (n, _) = net::recv(&self.fd, buf.as_mut_slice(), RecvFlags::DONTWAIT)?;
+        buf.truncate(n);
+        Ok(())
+    }
+
+    /// Sends `bytes` and waits until the kernel has acknowledged every
+    /// sequence number in `seqs` (each sent with NLM_F_ACK). The first
+    /// error the kernel reports is returned with the index, in `seqs`, of
+    /// the message it concerns.
+    pub fn transact(&self, bytes: &[u8], seqs: &[u32]) -> Result<(), (Option<usize>, io::Error)> {
+        self.send(bytes).map_err(|e| (None, e))?;
+        let mut pending: Vec<u32> = seqs.to_vec();
+        let mut first_error = None;
+        let mut buf = Vec::new();
+        while !pending.is_empty() {
+            self.recv(&mut buf).map_err(|e| (None, e))?;
+            for msg in messages(&buf) {
+                if msg.kind != NLMSG_ERROR || msg.payload.len() < 4 {
+                    continue;
+                }
+                let code = i32::from_ne_bytes(msg.payload[..4].try_into().expect("4 bytes"));
+                pending.retain(|s| *s != msg.seq);
+                if code != 0 && first_error.is_none() {
+                    let index = seqs.iter().position(|s| *s == msg.seq);
+                    first_error = Some((index, io::Error::from_raw_os_error(-code)));
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends a dump request and returns the payloads (after the netlink
+    /// header) of every message of the answer.
+    pub fn dump(&self, bytes: &[u8]) -> io::Result<Vec<(u16, Vec<u8>)>> {
+        self.send(bytes)?;
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        loop {
+            self.recv(&mut buf)?;
+            for msg in messages(&buf) {
+                match msg.kind {
+                    NLMSG_DONE => return Ok(out),
+                    NLMSG_ERROR => {
+                        let code = msg
+                            .payload
+                            .get(..4)
+                            .map_or(0, |b| i32::from_ne_bytes(b.try_into().expect("4 bytes")));
+                        return if code == 0 {
+                            Ok(out)
+                        } else {
+                            Err(io::Error::from_raw_os_error(-code))
+                        };
+                    }
+                    kind => out.push((kind, msg.payload.to_vec())),
+                }
+            }
+        }
+    }
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// One message read back from the kernel.
+#[derive(Debug)]
+pub struct Message<'a> {
+    /// Where the message starts in the datagram.
+    #[cfg(test)]
+    pub offset: usize,
+    pub kind: u16,
+    pub seq: u32,
+    pub payload: &'a [u8],
+}
+
+/// The messages of a datagram; stops at the first truncated one.
+pub fn messages(buf: &[u8]) -> impl Iterator<Item = Message<'_>> {
+    let mut rest = buf;
+    #[cfg(test)]
+    let total = buf.len();
+    std::iter::from_fn(move || {
+        if rest.len() < NLMSG_HDRLEN {
+            return None;
+        }
+        let len = u32::from_ne_bytes(rest[0..4].try_into().ok()?) as usize;
+        if len < NLMSG_HDRLEN || len > rest.len() {
+            return None;
+        }
+        let msg = Message {
+            #[cfg(test)]
+            offset: total - rest.len(),
+            kind: u16::from_ne_bytes(rest[4..6].try_into().ok()?),
+            seq: u32::from_ne_bytes(rest[8..12].try_into().ok()?),
+            payload: &rest[NLMSG_HDRLEN..len],
+        };
+        rest = &rest[align(len).min(rest.len())..];
+        Some(msg)
+    })
+}
+
+/// The attributes (type without flags, payload) of a message body.
+#[cfg(test)]
+pub fn attributes(mut rest: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if rest.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([rest[0], rest[1]]) as usize;
+        let kind = u16::from_ne_bytes([rest[2], rest[3]]) & !NLA_F_NESTED & 0x7fff;
+        if len < 4 || len > rest.len() {
+            return None;
+        }
+        let payload = &rest[4..len];
+        rest = &rest[align(len).min(rest.len())..];
+        Some((kind, payload))
+    })
+}
+
+/// Netlink's 4-byte alignment.
+pub const fn align(len: usize) -> usize {
+    (len + 3) & !3
+}
+
+/// Writes netlink messages and their attributes into one buffer.
+#[derive(Debug, Default)]
+pub struct Writer {
+    pub buf: Vec<u8>,
+    /// Start offsets of the open messages and nested attributes.
+    open: Vec<usize>,
+}
+
+impl Writer {
+    /// Starts a message; close it with [`Writer::end`].
+    pub fn begin(&mut self, kind: u16, flags: u16, seq: u32) {
+        self.open.push(self.buf.len());
+        self.buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set by end()
+        self.buf.extend_from_slice(&kind.to_ne_bytes());
+        self.buf.extend_from_slice(&flags.to_ne_bytes());
+        self.buf.extend_from_slice(&seq.to_ne_bytes());
+        self.buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it
+    }
+
+    /// Ends the innermost open message.
+    pub fn end(&mut self) {
+        let start = self.open.pop().expect("a message is open");
+        let len = (self.buf.len() - start) as u32;
+        self.buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+    }
+
+    /// Raw bytes (a fixed header such as `nfgenmsg`).
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        self.pad();
+    }
+
+    /// One attribute.
+    pub fn attr(&mut self, kind: u16, value: &[u8]) {
+        let len = (4 + value.len()) as u16;
+        self.buf.extend_from_slice(&len.to_ne_bytes());
+        self.buf.extend_from_slice(&kind.to_ne_bytes());
+        self.buf.extend_from_slice(value);
+        self.pad();
+    }
+
+    /// A NUL-terminated string attribute.
+    pub fn attr_str(&mut self, kind: u16, value: &str) {
+        let mut bytes = value.as_bytes().to_vec();
+        bytes.push(0);
+        self.attr(kind, &bytes);
+    }
+
+    /// A big-endian u32 attribute (nf_tables' numbers are big-endian).
+    pub fn attr_be32(&mut self, kind: u16, value: u32) {
+        self.attr(kind, &value.to_be_bytes());
+    }
+
+    /// Starts a nested attribute; close it with [`Writer::end_nested`].
+    pub fn nested(&mut self, kind: u16) {
+        self.open.push(self.buf.len());
+        self.buf.extend_from_slice(&0u16.to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+    }
+
+    /// Ends the innermost nested attribute.
+    pub fn end_nested(&mut self) {
+        let start = self.open.pop().expect("a nested attribute is open");
+        let len = (self.buf.len() - start) as u16;
+        self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+    }
+
+    fn pad(&mut self) {
+        self.buf.resize(align(self.buf.len()), 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_message_reads_back_with_its_attributes() {
+        let mut w = Writer::default();
+        w.begin(0x0a00, NLM_F_REQUEST, 7);
+        w.raw(&[2, 0, 0, 0]);
+        w.attr_str(1, "abc");
+        w.nested(2);
+        w.attr_be32(1, 0x0102_0304);
+        w.end_nested();
+        w.end();
+        let msgs: Vec<_> = messages(&w.buf).collect();
+        assert_eq!(msgs.len(), 1);
+        assert_eq!((msgs[0].kind, msgs[0].seq), (0x0a00, 7));
+        let attrs: Vec<_> = attributes(&msgs[0].payload[4..]).collect();
+        assert_eq!(attrs[0], (1, &b"abc\0"[..]));
+        assert_eq!(attrs[1].0, 2);
+        let inner: Vec<_> = attributes(attrs[1].1).collect();
+        assert_eq!(inner, vec![(1, &[1u8, 2, 3, 4][..])]);
+        assert_eq!(w.buf.len() % 4, 0);
+    }
+
+    #[test]
+    fn truncated_input_yields_no_message() {
+        let mut w = Writer::default();
+        w.begin(1, 0, 1);
+        w.attr(1, &[0; 8]);
+        w.end();
+        let cut = &w.buf[..w.buf.len() - 2];
+        assert_eq!(messages(cut).count(), 0);
+    }
+}
