@@ -1,6 +1,6 @@
 //! The real daemons in a topology: writes their configs and key files,
-//! starts `mpbridge remote` in router B and `mpbridge local` in router A,
-//! and installs what the daemons do not set up themselves yet.
+//! starts `mpbridge remote` in router B and `mpbridge local` in router A
+//! (which installs its own interception rules on router A's `lan0`).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -22,9 +22,8 @@ pub const REMOTE_PORT: u16 = 4443;
 pub const LAB_KEY_HEX: &str = "5f2b8c1e9a7d40c3b6e15a9f0d2c4e7b8a1f3d5c7e9b0a2c4d6f8e1a3b5c7d9e";
 /// How long a daemon may take to say it is listening.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// The fwmark and routing table of the TPROXY set-up in router A.
-const TPROXY_MARK: u32 = 1;
-const TPROXY_TABLE: u32 = 99;
+/// Router A's interface towards the client, the one the local intercepts.
+pub const LAN_INTERFACE: &str = "lan0";
 
 /// How client connections reach `mpbridge local`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,11 +78,13 @@ impl Default for BridgeOptions {
 pub struct Bridge {
     pub local: Proc,
     pub remote: Proc,
+    /// The local's config file (add a bypass, then SIGHUP the local).
+    pub local_config: PathBuf,
 }
 
 impl Bridge {
     /// Writes configs, starts the remote then the local (each once it says
-    /// it is listening), then diverts the client LAN's TCP to the local.
+    /// it is listening; the local says so once its rules are in place).
     pub fn start(
         topo: &Topology,
         mpbridge: &Path,
@@ -123,7 +124,7 @@ impl Bridge {
         writeln!(
             local_conf,
             "[local]\nlisten = [\"0.0.0.0:{LOCAL_PORT}\", \"[::]:{LOCAL_PORT}\"]\n\
-             intercept = \"{}\"\nremotes = [{}]\n{}\n",
+             intercept = \"{}\"\nlan_interfaces = [\"{LAN_INTERFACE}\"]\nremotes = [{}]\n{}\n",
             options.intercept.name(),
             remotes.join(", "),
             options.local_extra
@@ -132,11 +133,20 @@ impl Bridge {
         let local_path = dir.join("local.toml");
         write_private(&local_path, &local_conf)?;
 
-        let remote = start_daemon(topo, Node::RouterB, mpbridge, &remote_path, "remote")?;
-        let local = start_daemon(topo, Node::RouterA, mpbridge, &local_path, "local")?;
-        // LAB-SETUP: until the daemon owns its nftables table.
-        install_interception(topo, options.intercept)?;
-        Ok(Bridge { local, remote })
+        let remote = start_daemon(
+            topo,
+            Node::RouterB,
+            mpbridge,
+            &remote_path,
+            "remote",
+            "remote",
+        )?;
+        let local = start_daemon(topo, Node::RouterA, mpbridge, &local_path, "local", "local")?;
+        Ok(Bridge {
+            local,
+            remote,
+            local_config: local_path,
+        })
     }
 
     /// Both daemons' output, for failure messages.
@@ -155,10 +165,11 @@ fn start_daemon(
     mpbridge: &Path,
     config: &Path,
     role: &str,
+    name: &str,
 ) -> anyhow::Result<Proc> {
     let mut cmd = Command::new(mpbridge);
     cmd.arg("-c").arg(config).arg(role);
-    let proc = topo.spawn_named(node, role, &mut cmd)?;
+    let proc = topo.spawn_named(node, name, &mut cmd)?;
     proc.wait_for_log(&format!("{role} listening"), START_TIMEOUT)
         .with_context(|| format!("mpbridge {role} did not start:\n{}", proc.output_text()))?;
     Ok(proc)
@@ -176,61 +187,34 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The nftables rules (and for TPROXY the mark routing) that divert TCP
-/// arriving on router A's LAN interface to `mpbridge local`.
-// LAB-SETUP: until the daemon owns its nftables table (the owned-rules
-// issue); then this goes.
-pub fn install_interception(topo: &Topology, intercept: Intercept) -> anyhow::Result<()> {
-    let rules = match intercept {
-        Intercept::Redirect => format!(
-            "table inet mpbintercept {{\n\
-               chain pre {{\n\
-                 type nat hook prerouting priority dstnat; policy accept;\n\
-                 iifname \"lan0\" meta l4proto tcp redirect to :{LOCAL_PORT}\n\
-               }}\n\
-             }}\n"
-        ),
-        Intercept::Tproxy => format!(
-            "table inet mpbintercept {{\n\
-               chain pre {{\n\
-                 type filter hook prerouting priority mangle; policy accept;\n\
-                 iifname \"lan0\" meta nfproto ipv4 meta l4proto tcp tproxy ip to :{LOCAL_PORT} meta mark set {TPROXY_MARK} accept\n\
-                 iifname \"lan0\" meta nfproto ipv6 meta l4proto tcp tproxy ip6 to :{LOCAL_PORT} meta mark set {TPROXY_MARK} accept\n\
-               }}\n\
-             }}\n"
-        ),
-    };
-    let path = topo.workdir().join("intercept.nft");
-    std::fs::write(&path, rules)?;
-    topo.run(Node::RouterA, &["nft", "-f", &path.display().to_string()])?;
-    if intercept == Intercept::Tproxy {
-        let (mark, table) = (TPROXY_MARK.to_string(), TPROXY_TABLE.to_string());
-        for family in ["-4", "-6"] {
-            let any = if family == "-4" { "0.0.0.0/0" } else { "::/0" };
-            topo.run(
-                Node::RouterA,
-                &[
-                    "ip", family, "rule", "add", "fwmark", &mark, "lookup", &table,
-                ],
-            )?;
-            topo.run(
-                Node::RouterA,
-                &[
-                    "ip", family, "route", "add", "local", any, "dev", "lo", "table", &table,
-                ],
-            )?;
-        }
-    }
-    Ok(())
+/// Starts `mpbridge local` again with the config `Bridge::start` wrote
+/// (after it was stopped or killed), once it says it is listening; `name`
+/// names its log files and must differ from earlier runs'.
+pub fn restart_local(topo: &Topology, mpbridge: &Path, name: &str) -> anyhow::Result<Proc> {
+    let config = topo.workdir().join("local.toml");
+    start_daemon(topo, Node::RouterA, mpbridge, &config, "local", name)
 }
 
-/// Removes the interception rules again: client TCP then takes plain
-/// routing (to compare with the bridge in one run).
-pub fn remove_interception(topo: &Topology) -> anyhow::Result<()> {
-    topo.run(
-        Node::RouterA,
-        &["nft", "delete", "table", "inet", "mpbintercept"],
+/// Adds `cidr` to the local's `bypass` list in its config file and sends it
+/// SIGHUP; returns once the local says the set was updated.
+pub fn add_bypass(topo: &Topology, local: &Proc, cidr: &str) -> anyhow::Result<()> {
+    let config = topo.workdir().join("local.toml");
+    let text = std::fs::read_to_string(&config)?;
+    let text = text.replacen("[local]\n", &format!("[local]\nbypass = [\"{cidr}\"]\n"), 1);
+    write_private(&config, &text)?;
+    let before = local.output_text().matches("bypass set updated").count();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(local.pid() as i32).context("no pid")?,
+        rustix::process::Signal::HUP,
     )?;
+    let updated = crate::wait_until(START_TIMEOUT, || {
+        local.output_text().matches("bypass set updated").count() > before
+    });
+    anyhow::ensure!(
+        updated,
+        "mpbridge local did not update its bypass set:\n{}",
+        local.output_text()
+    );
     Ok(())
 }
 

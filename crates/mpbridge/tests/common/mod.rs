@@ -1,6 +1,7 @@
 //! Shared set-up of the bridge integration tests: a lab topology with the
-//! real `mpbridge local` in router A and `mpbridge remote` in router B, the
-//! interception rules, and data helpers (patterned streams, SHA-256).
+//! real `mpbridge local` in router A (which installs its own interception
+//! rules) and `mpbridge remote` in router B, and data helpers (patterned
+//! streams, SHA-256).
 
 #![allow(dead_code)] // each test file uses its own part of this module
 

@@ -1,0 +1,256 @@
+//! The interception rules `mpbridge local` owns, in namespaces with the
+//! real binaries: its nftables table diverts client TCP into the bridge,
+//! dies with the process (SIGKILL included) so that the LAN falls back to
+//! plain routing, comes back with a restart, follows a bypass added by
+//! SIGHUP, and refuses rules that would loop.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Bridge, Mode, Options};
+use mpbridge_lab::bridge as lab_bridge;
+use mpbridge_lab::Node;
+
+const MPBRIDGE: &str = env!("CARGO_BIN_EXE_mpbridge");
+
+/// Sends a request through a fresh client connection to `listener` and
+/// returns the address the server saw the connection come from: router B's
+/// for a bridged connection, the client's own for plain routing.
+fn seen_from(bridge: &Bridge, listener: &TcpListener) -> IpAddr {
+    let dest = listener.local_addr().unwrap();
+    let mut client = bridge
+        .client_connect(dest)
+        .unwrap_or_else(|e| panic!("connect to {dest}: {e}\n{}", bridge.logs()));
+    client.write_all(b"ping").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let (mut conn, peer) = listener.accept().unwrap();
+    let mut got = Vec::new();
+    conn.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"ping");
+    peer.ip()
+}
+
+/// `nft list table inet mpbridge` in router A, `None` when there is none.
+fn table(bridge: &Bridge) -> Option<String> {
+    bridge
+        .topo
+        .run(Node::RouterA, &["nft", "list", "table", "inet", "mpbridge"])
+        .ok()
+}
+
+fn signal(proc: &mpbridge_lab::Proc, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(proc.pid() as i32).unwrap();
+    rustix::process::kill_process(pid, signal).unwrap();
+}
+
+/// Bridged; SIGKILL → the table is gone within a second and plain routing
+/// carries new connections; restarted → bridged again.
+fn kill_9_falls_back_to_plain_routing(mode: Mode, v6: bool) {
+    let mut bridge = Bridge::start(Options {
+        mode,
+        ..Options::default()
+    });
+    let listener = bridge.server_listener(v6);
+    let (via_bridge, direct) = (bridge.topo.rb_lan_addr(v6), bridge.topo.client_addr(v6));
+
+    let ruleset = table(&bridge).unwrap_or_else(|| panic!("no table\n{}", bridge.logs()));
+    println!("{mode:?}: the daemon's ruleset:\n{ruleset}");
+    assert!(ruleset.contains("flags owner"), "{ruleset}");
+    assert_eq!(
+        seen_from(&bridge, &listener),
+        via_bridge,
+        "{}",
+        bridge.logs()
+    );
+
+    let killed = Instant::now();
+    bridge.local.kill();
+    let gone = mpbridge_lab::wait_until(Duration::from_secs(5), || table(&bridge).is_none());
+    let elapsed = killed.elapsed();
+    println!(
+        "{mode:?} IPv{}: SIGKILL -> table gone in {} ms",
+        if v6 { 6 } else { 4 },
+        elapsed.as_millis()
+    );
+    assert!(
+        gone && elapsed < Duration::from_secs(1),
+        "table still there after {elapsed:?}"
+    );
+    assert_eq!(
+        seen_from(&bridge, &listener),
+        direct,
+        "plain routing after SIGKILL"
+    );
+
+    bridge.local = lab_bridge::restart_local(&bridge.topo, Path::new(MPBRIDGE), "local-2")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        seen_from(&bridge, &listener),
+        via_bridge,
+        "{}",
+        bridge.logs()
+    );
+    if mode == Mode::Tproxy {
+        // The fwmark rule and local route outlive a SIGKILL (harmless: no
+        // packet carries the mark any more) and the next start replaces them.
+        let log = bridge.local.output_text();
+        assert!(
+            log.contains("removed policy routing left by an earlier run"),
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn tproxy_ipv4_kill_9_falls_back_to_plain_routing_and_a_restart_bridges_again() {
+    kill_9_falls_back_to_plain_routing(Mode::Tproxy, false);
+}
+
+#[test]
+fn tproxy_ipv6_kill_9_falls_back_to_plain_routing_and_a_restart_bridges_again() {
+    kill_9_falls_back_to_plain_routing(Mode::Tproxy, true);
+}
+
+#[test]
+fn redirect_ipv4_kill_9_falls_back_to_plain_routing_and_a_restart_bridges_again() {
+    kill_9_falls_back_to_plain_routing(Mode::Redirect, false);
+}
+
+#[test]
+fn redirect_ipv6_kill_9_falls_back_to_plain_routing_and_a_restart_bridges_again() {
+    kill_9_falls_back_to_plain_routing(Mode::Redirect, true);
+}
+
+#[test]
+fn a_bypass_added_by_sighup_is_honoured_by_the_next_connection() {
+    let bridge = Bridge::start(Options::default());
+    let listener = bridge.server_listener(false);
+    let server = bridge.topo.server_addr(false);
+    assert_eq!(
+        seen_from(&bridge, &listener),
+        bridge.topo.rb_lan_addr(false)
+    );
+
+    lab_bridge::add_bypass(&bridge.topo, &bridge.local, &format!("{server}/32"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        seen_from(&bridge, &listener),
+        bridge.topo.client_addr(false),
+        "{}",
+        bridge.logs()
+    );
+    let ruleset = table(&bridge).unwrap();
+    assert!(ruleset.contains(&server.to_string()), "{ruleset}");
+
+    // A config that does not validate: one clear error, the set unchanged.
+    let config = bridge.topo.workdir().join("local.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen("bypass = [", "bypass = [\"10.0.0.1/8\", ", 1),
+    )
+    .unwrap();
+    signal(&bridge.local, rustix::process::Signal::HUP);
+    bridge
+        .local
+        .wait_for_log("config not reloaded", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let log = bridge.local.output_text();
+    assert!(
+        log.contains("local.toml:") && log.contains("local.bypass[0]"),
+        "{log}"
+    );
+    assert!(bridge.local.is_running());
+    assert_eq!(
+        seen_from(&bridge, &listener),
+        bridge.topo.client_addr(false)
+    );
+}
+
+#[test]
+fn without_the_owner_flag_the_table_is_removed_on_exit_and_a_leftover_at_start() {
+    let mut bridge = Bridge::start(Options::default());
+    let listener = bridge.server_listener(false);
+    bridge.local.kill();
+    // A run that behaves as on a kernel without the owner flag (Linux <
+    // 5.12), killed: its table outlives it.
+    let mut cmd = Command::new(MPBRIDGE);
+    cmd.arg("-c")
+        .arg(bridge.topo.workdir().join("local.toml"))
+        .arg("local")
+        .env("MPBRIDGE_TEST_NO_OWNER_FLAG", "1");
+    let mut unowned = bridge
+        .topo
+        .spawn_named(Node::RouterA, "local-unowned", &mut cmd)
+        .unwrap();
+    unowned
+        .wait_for_log("local listening", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(unowned.output_text().contains("using a normal table"));
+    let ruleset = table(&bridge).unwrap();
+    assert!(!ruleset.contains("flags owner"), "{ruleset}");
+    unowned.kill();
+    assert!(table(&bridge).is_some(), "a normal table outlives SIGKILL");
+    // TPROXY fails open even so: with no listener, tproxy does not match.
+    assert_eq!(
+        seen_from(&bridge, &listener),
+        bridge.topo.client_addr(false)
+    );
+
+    // The next start removes the leftover and owns its table again.
+    let local = lab_bridge::restart_local(&bridge.topo, Path::new(MPBRIDGE), "local-3")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(local.output_text().contains("left by an earlier run"));
+    assert!(table(&bridge).unwrap().contains("flags owner"));
+    assert_eq!(
+        seen_from(&bridge, &listener),
+        bridge.topo.rb_lan_addr(false)
+    );
+
+    // A normal exit removes the table and the policy routing.
+    signal(&local, rustix::process::Signal::TERM);
+    local.wait_exit(Duration::from_secs(15)).unwrap();
+    assert!(table(&bridge).is_none());
+    let rules = bridge
+        .topo
+        .run(Node::RouterA, &["ip", "rule", "show"])
+        .unwrap();
+    assert!(!rules.contains("0x6d700001"), "{rules}");
+}
+
+#[test]
+fn a_lan_interface_that_routes_to_the_remote_is_refused_at_start() {
+    let mut bridge = Bridge::start(Options::default());
+    bridge.local.kill();
+    let config = bridge.topo.workdir().join("local.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen(
+            "lan_interfaces = [\"lan0\"]",
+            "lan_interfaces = [\"lan0\", \"wan0\"]",
+            1,
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(MPBRIDGE);
+    cmd.arg("-c").arg(&config).arg("local");
+    let local = bridge
+        .topo
+        .spawn_named(Node::RouterA, "local-loop", &mut cmd)
+        .unwrap();
+    let status = local.wait_exit(Duration::from_secs(10)).unwrap();
+    let out = local.output_text();
+    assert_eq!(status.code(), Some(78), "EX_CONFIG\n{out}");
+    let remote = SocketAddr::new(bridge.topo.rb_link_addr(0, false), common::REMOTE_PORT);
+    assert!(
+        out.contains(&format!("the remote {remote} is routed through wan0")),
+        "{out}"
+    );
+    assert!(table(&bridge).is_none(), "no rules left behind");
+}
