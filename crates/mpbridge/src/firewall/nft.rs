@@ -100,6 +100,12 @@ const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
 /// `RTN_LOCAL`: an address of this host.
 const RTN_LOCAL: u32 = 2;
 const NFT_SOCKET_TRANSPARENT: u32 = 0;
+const NFT_CT_STATE: u32 = 0;
+/// `ct state established` as the ct expression loads it.
+const CT_STATE_ESTABLISHED: u32 = 0x2;
+const NFTA_RULE_USERDATA: u16 = 7;
+/// libnftnl's rule comment, in a rule's user data (shown by `nft list`).
+const NFTNL_UDATA_RULE_COMMENT: u8 = 0;
 /// `NF_NAT_RANGE_PROTO_SPECIFIED`: redirect to the given port.
 const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 0x2;
 const IPPROTO_TCP: u8 = 6;
@@ -207,6 +213,9 @@ enum Expr {
         sreg: u32,
     },
     FibDaddrType {
+        dreg: u32,
+    },
+    CtState {
         dreg: u32,
     },
     Socket {
@@ -397,6 +406,16 @@ impl Batch {
     }
 
     fn rule(&mut self, chain: &str, what: &str, exprs: &[Expr]) {
+        self.rule_with_comment(chain, what, exprs, None);
+    }
+
+    fn rule_with_comment(
+        &mut self,
+        chain: &str,
+        what: &str,
+        exprs: &[Expr],
+        comment: Option<&str>,
+    ) {
         self.message(
             NFT_MSG_NEWRULE,
             NLM_F_CREATE | NLM_F_APPEND,
@@ -409,6 +428,12 @@ impl Batch {
             self.expr(e);
         }
         self.w.end_nested();
+        if let Some(text) = comment {
+            let mut udata = vec![NFTNL_UDATA_RULE_COMMENT, (text.len() + 1) as u8];
+            udata.extend_from_slice(text.as_bytes());
+            udata.push(0);
+            self.w.attr(NFTA_RULE_USERDATA, &udata);
+        }
         self.w.end();
     }
 
@@ -421,6 +446,7 @@ impl Batch {
             Expr::Payload { .. } => "payload",
             Expr::Lookup { .. } => "lookup",
             Expr::FibDaddrType { .. } => "fib",
+            Expr::CtState { .. } => "ct",
             Expr::Socket { .. } => "socket",
             Expr::Immediate { .. } | Expr::Verdict { .. } => "immediate",
             Expr::Tproxy { .. } => "tproxy",
@@ -458,6 +484,10 @@ impl Batch {
                 w.attr_be32(1, *dreg); // NFTA_FIB_DREG
                 w.attr_be32(2, NFT_FIB_RESULT_ADDRTYPE); // NFTA_FIB_RESULT
                 w.attr_be32(3, NFTA_FIB_F_DADDR); // NFTA_FIB_FLAGS
+            }
+            Expr::CtState { dreg } => {
+                w.attr_be32(1, *dreg); // NFTA_CT_DREG
+                w.attr_be32(2, NFT_CT_STATE); // NFTA_CT_KEY
             }
             Expr::Socket { key, dreg } => {
                 w.attr_be32(1, *key); // NFTA_SOCKET_KEY
@@ -514,6 +544,29 @@ impl Batch {
             }
         }
         self.base_chain(spec.mode);
+        if spec.mode == Intercept::Redirect {
+            // Never matches (a nat chain sees only a connection's first
+            // packet), but holds the kernel's conntrack for this namespace:
+            // when the redirect rules are flushed at shutdown, the open
+            // redirected connections keep their translation. Without another
+            // user of conntrack they would be reset.
+            self.rule_with_comment(
+                PREROUTING,
+                "ct state established: return",
+                &[
+                    Expr::CtState { dreg: NFT_REG_1 },
+                    Expr::Cmp {
+                        sreg: NFT_REG_1,
+                        data: CT_STATE_ESTABLISHED.to_ne_bytes().to_vec(),
+                    },
+                    Expr::Verdict {
+                        code: NFT_RETURN,
+                        chain: None,
+                    },
+                ],
+                Some("keeps conntrack for open redirected connections"),
+            );
+        }
         for &family in &families {
             let chain = family.chain();
             self.chain(&chain);
