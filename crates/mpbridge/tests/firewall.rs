@@ -254,3 +254,62 @@ fn a_lan_interface_that_routes_to_the_remote_is_refused_at_start() {
     );
     assert!(table(&bridge).is_none(), "no rules left behind");
 }
+
+#[test]
+fn redirect_sigterm_lets_new_connections_pass_while_open_ones_finish() {
+    let bridge = Bridge::start(Options {
+        mode: Mode::Redirect,
+        ..Options::default()
+    });
+    let listener = bridge.server_listener(false);
+    let dest = listener.local_addr().unwrap();
+    let mut open = bridge.client_connect(dest).unwrap();
+    open.write_all(b"before, ").unwrap();
+    let (mut server_end, peer) = listener.accept().unwrap();
+    assert_eq!(peer.ip(), bridge.topo.rb_lan_addr(false));
+
+    signal(&bridge.local, rustix::process::Signal::TERM);
+    bridge
+        .local
+        .wait_for_log("draining open connections", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", bridge.logs()));
+    // The redirect rules are gone: a new connection is routed, not sent to
+    // the closed listener...
+    assert_eq!(
+        seen_from(&bridge, &listener),
+        bridge.topo.client_addr(false)
+    );
+    // ...while the open one, translated by conntrack, still works.
+    open.write_all(b"after").unwrap();
+    open.shutdown(Shutdown::Write)
+        .unwrap_or_else(|e| panic!("{e}\n{}", bridge.logs()));
+    let mut got = Vec::new();
+    server_end.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"before, after", "{}", bridge.logs());
+    server_end.write_all(b"reply").unwrap();
+    drop(server_end);
+    let mut reply = Vec::new();
+    open.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"reply");
+    bridge.local.wait_exit(Duration::from_secs(15)).unwrap();
+    assert!(table(&bridge).is_none());
+}
+
+#[test]
+fn with_firewall_none_the_daemon_installs_nothing() {
+    let bridge = Bridge::start(Options {
+        local_extra: "firewall = \"none\"",
+        ..Options::default()
+    });
+    assert!(table(&bridge).is_none());
+    let rules = bridge
+        .topo
+        .run(Node::RouterA, &["ip", "rule", "show"])
+        .unwrap();
+    assert!(!rules.contains("0x6d700001"), "{rules}");
+    let listener = bridge.server_listener(false);
+    assert_eq!(
+        seen_from(&bridge, &listener),
+        bridge.topo.client_addr(false)
+    );
+}
