@@ -95,6 +95,14 @@ fn kill_9_falls_back_to_plain_routing(mode: Mode, v6: bool) {
         "{}",
         bridge.logs()
     );
+    // The restarted daemon's counters saw that one connection.
+    signal(&bridge.local, rustix::process::Signal::TERM);
+    bridge.local.wait_exit(Duration::from_secs(15)).unwrap();
+    let log = bridge.local.output_text();
+    assert!(
+        log.contains("accepted 1,") && log.contains("bytes up 4 "),
+        "{log}"
+    );
     if mode == Mode::Tproxy {
         // The fwmark rule and local route outlive a SIGKILL (harmless: no
         // packet carries the mark any more) and the next start replaces them.
@@ -170,6 +178,47 @@ fn a_bypass_added_by_sighup_is_honoured_by_the_next_connection() {
         seen_from(&bridge, &listener),
         bridge.topo.client_addr(false)
     );
+    // Of the three connections, the daemon carried only the first.
+    signal(&bridge.local, rustix::process::Signal::TERM);
+    bridge.local.wait_exit(Duration::from_secs(15)).unwrap();
+    let log = bridge.local.output_text();
+    assert!(log.contains("accepted 1,"), "{log}");
+}
+
+#[test]
+fn an_address_added_at_run_time_joins_the_local_set() {
+    let bridge = Bridge::start(Options::default());
+    let local4 = || {
+        bridge
+            .topo
+            .run(
+                Node::RouterA,
+                &["nft", "list", "set", "inet", "mpbridge", "local4"],
+            )
+            .unwrap()
+    };
+    assert!(!local4().contains("10.40.0.0/24"));
+    bridge
+        .topo
+        .run(
+            Node::RouterA,
+            &["ip", "addr", "add", "10.40.0.1/24", "dev", "lan0"],
+        )
+        .unwrap();
+    let joined =
+        mpbridge_lab::wait_until(Duration::from_secs(5), || local4().contains("10.40.0.0/24"));
+    assert!(joined, "{}\n{}", local4(), bridge.logs());
+    bridge
+        .topo
+        .run(
+            Node::RouterA,
+            &["ip", "addr", "del", "10.40.0.1/24", "dev", "lan0"],
+        )
+        .unwrap();
+    let left = mpbridge_lab::wait_until(Duration::from_secs(5), || {
+        !local4().contains("10.40.0.0/24")
+    });
+    assert!(left, "{}", local4());
 }
 
 #[test]
