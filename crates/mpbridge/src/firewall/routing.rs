@@ -7,13 +7,13 @@ use std::io;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{Emitable, Parseable};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::AddressFamily;
 
 use super::nl::{self, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST};
 
@@ -25,8 +25,13 @@ pub const RULE_PRIORITY: u32 = 0x6d70;
 /// by which leftovers of a crashed run are found.
 pub const PROTOCOL: u8 = 77;
 
-const RTM_NEWROUTE: u16 = 24;
 const RTM_NEWADDR: u16 = 20;
+const RTM_GETADDR: u16 = 22;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+const RTM_GETROUTE: u16 = 26;
+const RTM_NEWRULE: u16 = 32;
+const RTM_DELRULE: u16 = 33;
 
 fn family(v6: bool) -> AddressFamily {
     if v6 {
@@ -36,30 +41,18 @@ fn family(v6: bool) -> AddressFamily {
     }
 }
 
-fn encode(msg: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
-    let mut header = NetlinkHeader::default();
-    header.flags = flags;
-    header.sequence_number = seq;
-    let mut m = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
-    m.finalize();
-    let mut buf = vec![0; m.buffer_len()];
-    m.serialize(&mut buf);
-    buf
-}
-
-fn parse(kind: u16, payload: &[u8]) -> Option<RouteNetlinkMessage> {
-    // Rebuild the header the crate's parser expects in front of the payload.
+/// One request: our netlink header around the crate's message body. The
+/// crate's message types are used one by one, not its `RouteNetlinkMessage`
+/// enum, whose parser and emitter for every rtnetlink message (links, tc,
+/// neighbours…) would add some 300 KB to the router binary.
+fn encode(kind: u16, body: &impl Emitable, flags: u16, seq: u32) -> Vec<u8> {
+    let mut bytes = vec![0; body.buffer_len()];
+    body.emit(&mut bytes);
     let mut w = nl::Writer::default();
-    w.begin(kind, 0, 0);
-    w.buf.extend_from_slice(payload);
+    w.begin(kind, flags, seq);
+    w.raw(&bytes);
     w.end();
-    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&w.buf)
-        .ok()?
-        .payload
-    {
-        NetlinkPayload::InnerMessage(m) => Some(m),
-        _ => None,
-    }
+    w.buf
 }
 
 /// `ip rule add fwmark MARK lookup TABLE priority P proto 77`.
@@ -104,21 +97,18 @@ impl Routing {
         })
     }
 
-    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+    fn request(&mut self, kind: u16, body: &impl Emitable, flags: u16) -> io::Result<()> {
         let seq = self.sock.next_seq();
-        let bytes = encode(msg, NLM_F_REQUEST | NLM_F_ACK | flags, seq);
+        let bytes = encode(kind, body, NLM_F_REQUEST | NLM_F_ACK | flags, seq);
         self.sock.transact(&bytes, &[seq]).map_err(|(_, e)| e)
     }
 
     /// Adds the fwmark rule and the local route for one family.
     pub fn install(&mut self, v6: bool, mark: u32) -> io::Result<()> {
         let lo = loopback_index()?;
-        self.request(
-            RouteNetlinkMessage::NewRoute(local_route(v6, lo)),
-            NLM_F_CREATE,
-        )
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot add the local route: {e}")))?;
-        self.request(RouteNetlinkMessage::NewRule(rule(v6, mark)), NLM_F_CREATE)
+        self.request(RTM_NEWROUTE, &local_route(v6, lo), NLM_F_CREATE)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot add the local route: {e}")))?;
+        self.request(RTM_NEWRULE, &rule(v6, mark), NLM_F_CREATE)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot add the fwmark rule: {e}")))
     }
 
@@ -129,20 +119,14 @@ impl Routing {
         // Delete by description until the kernel says there is none left
         // (a crash between two starts may have left more than one rule).
         for _ in 0..16 {
-            if self
-                .request(RouteNetlinkMessage::DelRule(rule(v6, mark)), 0)
-                .is_err()
-            {
+            if self.request(RTM_DELRULE, &rule(v6, mark), 0).is_err() {
                 break;
             }
             removed += 1;
         }
         if let Ok(lo) = loopback_index() {
             for _ in 0..16 {
-                if self
-                    .request(RouteNetlinkMessage::DelRoute(local_route(v6, lo)), 0)
-                    .is_err()
-                {
+                if self.request(RTM_DELROUTE, &local_route(v6, lo), 0).is_err() {
                     break;
                 }
                 removed += 1;
@@ -156,17 +140,13 @@ impl Routing {
         let seq = self.sock.next_seq();
         let mut m = AddressMessage::default();
         m.header.family = AddressFamily::Unspec;
-        let bytes = encode(
-            RouteNetlinkMessage::GetAddress(m),
-            NLM_F_REQUEST | NLM_F_DUMP,
-            seq,
-        );
+        let bytes = encode(RTM_GETADDR, &m, NLM_F_REQUEST | NLM_F_DUMP, seq);
         let mut out = Vec::new();
         for (kind, payload) in self.sock.dump(&bytes)? {
             if kind != RTM_NEWADDR {
                 continue;
             }
-            let Some(RouteNetlinkMessage::NewAddress(a)) = parse(kind, &payload) else {
+            let Ok(a) = AddressMessage::parse(&payload[..]) else {
                 continue;
             };
             // IFA_LOCAL is the host's own address on point-to-point links;
@@ -199,11 +179,7 @@ impl Routing {
         m.header.address_family = family(dest.is_ipv6());
         m.header.destination_prefix_length = if dest.is_ipv6() { 128 } else { 32 };
         m.attributes = vec![RouteAttribute::Destination(RouteAddress::from(dest))];
-        let bytes = encode(
-            RouteNetlinkMessage::GetRoute(m),
-            NLM_F_REQUEST | NLM_F_ACK,
-            seq,
-        );
+        let bytes = encode(RTM_GETROUTE, &m, NLM_F_REQUEST | NLM_F_ACK, seq);
         let answers = match self.sock.dump(&bytes) {
             Ok(a) => a,
             Err(e)
@@ -220,7 +196,7 @@ impl Routing {
             if kind != RTM_NEWROUTE {
                 continue;
             }
-            if let Some(RouteNetlinkMessage::NewRoute(r)) = parse(kind, &payload) {
+            if let Ok(r) = RouteMessage::parse(&payload[..]) {
                 return Ok(r.attributes.iter().find_map(|a| match a {
                     RouteAttribute::Oif(i) => Some(*i),
                     _ => None,
@@ -255,33 +231,19 @@ fn loopback_index() -> io::Result<u32> {
 mod tests {
     use super::*;
 
-    const RTM_NEWRULE: u16 = 32;
-
     #[test]
     fn the_rule_and_route_messages_carry_our_tag() {
-        let bytes = encode(
-            RouteNetlinkMessage::NewRule(rule(true, 0x42)),
-            NLM_F_REQUEST,
-            9,
-        );
+        let bytes = encode(RTM_NEWRULE, &rule(true, 0x42), NLM_F_REQUEST, 9);
         let msg = nl::messages(&bytes).next().unwrap();
-        assert_eq!(msg.kind, RTM_NEWRULE);
-        let Some(RouteNetlinkMessage::NewRule(back)) = parse(msg.kind, msg.payload) else {
-            panic!("not a rule");
-        };
+        assert_eq!((msg.kind, msg.seq), (RTM_NEWRULE, 9));
+        let back = RuleMessage::parse(msg.payload).unwrap();
         assert!(back.attributes.contains(&RuleAttribute::FwMark(0x42)));
         assert!(back
             .attributes
             .contains(&RuleAttribute::Protocol(RouteProtocol::Other(PROTOCOL))));
-        let bytes = encode(
-            RouteNetlinkMessage::NewRoute(local_route(false, 1)),
-            NLM_F_REQUEST,
-            9,
-        );
+        let bytes = encode(RTM_NEWROUTE, &local_route(false, 1), NLM_F_REQUEST, 9);
         let msg = nl::messages(&bytes).next().unwrap();
-        let Some(RouteNetlinkMessage::NewRoute(r)) = parse(msg.kind, msg.payload) else {
-            panic!("not a route");
-        };
+        let r = RouteMessage::parse(msg.payload).unwrap();
         assert_eq!(r.header.kind, RouteType::Local);
         assert!(r.attributes.contains(&RouteAttribute::Table(TABLE)));
     }
