@@ -5,9 +5,10 @@
 //! Why not a crate: `rustables` 0.9 is GPL-3.0-or-later (this project is
 //! MIT/Apache and ships one static binary), runs bindgen (libclang) at build
 //! time, which a router cross build should not need, and has no `tproxy`,
-//! `fib` or `socket` expression; `nftnl` links the C libnftnl/libmnl (a C
-//! cross toolchain for every router target) and lacks the same three
-//! expressions. The handful of messages needed here fit in this file.
+//! `fib` or `socket` expression. `nftnl` (recent versions have those three)
+//! links the C libnftnl and libmnl through `nftnl-sys`: a C cross toolchain
+//! and both libraries for every router target. The handful of messages
+//! needed here fit in this file.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
