@@ -181,6 +181,10 @@ impl Drop for Proc {
 }
 
 impl Shared {
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
     fn lock(&self) -> MutexGuard<'_, Child> {
         // A panic elsewhere must not stop us from cleaning up.
         self.child

@@ -197,6 +197,11 @@ impl Topology {
         plan::link_ifname(link)
     }
 
+    /// The PIDs of every process started here so far, running or not.
+    pub fn spawned_pids(&self) -> Vec<u32> {
+        lock(&self.procs).iter().map(|p| p.pid()).collect()
+    }
+
     /// The fresh directory for this topology's configs and logs. Removed on
     /// drop unless `MPB_KEEP=1`.
     pub fn workdir(&self) -> &Path {
