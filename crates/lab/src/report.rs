@@ -70,13 +70,14 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "  {:<10} {:>4} {:>12} {:>14} {:>12} {:>14} {:>16}",
+                "  {:<10} {:>4} {:>12} {:>14} {:>12} {:>14} {:>11} {:>16}",
                 "failure",
                 "link",
                 "before",
                 "on survivors",
                 "after",
                 "longest stall",
+                "below 10 %",
                 "link regained"
             );
             for f in &self.failover {
@@ -225,6 +226,7 @@ mod tests {
             "link 1 alone                47.8 Mbit/s",
             "99.3 % of the limit",
             "blackhole     1  94.0 Mbit/s",
+            "longest stall  below 10 %    link regained",
             "0.3 s",
             "not in this run",
             "wall time 33.2 s",
