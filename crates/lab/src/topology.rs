@@ -579,6 +579,16 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+impl Topology {
+    /// What dropping does: stops every process started here, deletes the
+    /// namespaces and the work dir. Safe to call more than once, and from
+    /// another thread than the one running a scenario (the lab CLI does so
+    /// on Ctrl-C).
+    pub fn teardown(&self) {
         self.stop_processes();
         for name in &self.names {
             if !names::ns_path(name).exists() {
@@ -593,6 +603,8 @@ impl Drop for Topology {
                 "mpbridge-lab: {KEEP_ENV}=1, keeping {}",
                 self.workdir.display()
             );
+        } else if !self.workdir.exists() {
+            // Already removed by an earlier teardown.
         } else if let Err(e) = std::fs::remove_dir_all(&self.workdir) {
             eprintln!(
                 "mpbridge-lab: cannot remove {}: {e}",

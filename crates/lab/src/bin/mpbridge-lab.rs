@@ -5,7 +5,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -14,6 +15,8 @@ use mpbridge_lab::measure::Progress;
 use mpbridge_lab::report::Report;
 use mpbridge_lab::scenario::{self, FailoverPlan, Failure, IntegrityPlan, Lab};
 use mpbridge_lab::{checks, plot};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 #[derive(Parser)]
 #[command(version, about = "mpbridge's test bed in network namespaces")]
@@ -189,42 +192,68 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         ..BridgeOptions::default()
     };
 
-    let progress = Progress::for_stderr();
+    // Ctrl-C, SIGTERM or SIGHUP while the lab exists: remove it, then exit.
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install the Ctrl-C handler")?;
+    let progress = Arc::new(Progress::for_stderr());
     let mut report = Report::new(args.scenario.name(), &spec.links);
     eprintln!(
         "mpbridge-lab: {}: starting the lab, {}",
         report.scenario,
         report.links_line()
     );
-    let lab = Lab::start(&spec, &mpbridge, &options)?;
+    let lab = Arc::new(Lab::start(&spec, &mpbridge, &options)?);
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let signal_tx = tx.clone();
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _ = signal_tx.send(Msg::Signal(sig));
+        }
+    });
     let started = Instant::now();
-    let result = (|| -> anyhow::Result<()> {
+    let worker = {
+        let (lab, progress) = (Arc::clone(&lab), Arc::clone(&progress));
         let scenario = args.scenario;
-        if matches!(scenario, Scenario::Demo | Scenario::Aggregate) {
-            report.aggregate = Some(scenario::aggregate(&lab, args.aggregate_secs, &progress)?);
-        }
-        if matches!(scenario, Scenario::Demo | Scenario::Failover) {
-            for plan in &plans {
-                report
-                    .failover
-                    .push(scenario::failover(&lab, plan, &progress)?);
+        let (aggregate_secs, bytes) = (args.aggregate_secs, args.size_mb * 1_000_000);
+        let links = spec.links.len();
+        let mut report = report.clone();
+        std::thread::spawn(move || {
+            let result = run_scenario(
+                &lab,
+                scenario,
+                &plans,
+                aggregate_secs,
+                bytes,
+                links,
+                &progress,
+                &mut report,
+            );
+            let _ = tx.send(Msg::Done(Box::new(report), result));
+        })
+    };
+    let interrupted = |sig: i32| -> ! {
+        progress.clear_line();
+        eprintln!("\nmpbridge-lab: interrupted (signal {sig}): removing the lab");
+        lab.topo.teardown();
+        std::process::exit(128 + sig);
+    };
+    let result = match rx.recv() {
+        Ok(Msg::Done(done, result)) => {
+            // A tool the scenario ran may have failed from the same Ctrl-C.
+            if result.is_err() {
+                if let Ok(Msg::Signal(sig)) = rx.recv_timeout(Duration::from_millis(300)) {
+                    interrupted(sig);
+                }
             }
+            report = *done;
+            result
         }
-        if scenario == Scenario::Integrity {
-            let plan = IntegrityPlan {
-                bytes: args.size_mb * 1_000_000,
-                flaps: scenario::flap_cycle(spec.links.len(), 1.0, 1.5, 1.0, 600.0),
-            };
-            let integrity = scenario::integrity(&lab, &plan, &progress)?;
-            let intact = integrity.intact;
-            report.integrity = Some(integrity);
-            anyhow::ensure!(intact, "the data arrived changed: see the table above");
-        }
-        if scenario == Scenario::Throughput {
-            throughput(&lab, &progress)?;
-        }
-        Ok(())
-    })();
+        Ok(Msg::Signal(sig)) => interrupted(sig),
+        Err(_) => Err(anyhow::anyhow!(
+            "the scenario thread ended without a result"
+        )),
+    };
+    let _ = worker.join();
     report.wall_seconds = started.elapsed().as_secs_f64();
     progress.clear_line();
     if args.scenario != Scenario::Throughput {
@@ -252,6 +281,50 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         eprintln!("{}", lab.bridge.logs());
     }
     result
+}
+
+/// What the main thread waits for: the scenario's end or a signal.
+enum Msg {
+    Done(Box<Report>, anyhow::Result<()>),
+    Signal(i32),
+}
+
+/// Runs `scenario`, filling `report` as results come.
+#[allow(clippy::too_many_arguments)]
+fn run_scenario(
+    lab: &Lab,
+    scenario: Scenario,
+    plans: &[FailoverPlan],
+    aggregate_secs: f64,
+    integrity_bytes: u64,
+    links: usize,
+    progress: &Progress,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    if matches!(scenario, Scenario::Demo | Scenario::Aggregate) {
+        report.aggregate = Some(scenario::aggregate(lab, aggregate_secs, progress)?);
+    }
+    if matches!(scenario, Scenario::Demo | Scenario::Failover) {
+        for plan in plans {
+            report
+                .failover
+                .push(scenario::failover(lab, plan, progress)?);
+        }
+    }
+    if scenario == Scenario::Integrity {
+        let plan = IntegrityPlan {
+            bytes: integrity_bytes,
+            flaps: scenario::flap_cycle(links, 1.0, 1.5, 1.0, 600.0),
+        };
+        let integrity = scenario::integrity(lab, &plan, progress)?;
+        let intact = integrity.intact;
+        report.integrity = Some(integrity);
+        anyhow::ensure!(intact, "the data arrived changed: see the table above");
+    }
+    if scenario == Scenario::Throughput {
+        throughput(lab, progress)?;
+    }
+    Ok(())
 }
 
 fn throughput(lab: &Lab, progress: &Progress) -> anyhow::Result<()> {
