@@ -9,7 +9,7 @@ use plotters::prelude::*;
 
 use crate::measure;
 use crate::report::Report;
-use crate::scenario::Series;
+use crate::scenario::{Failure, Series};
 
 /// Line colours of links 0, 1, 2, … (then repeated).
 const LINK_COLOURS: [RGBColor; 8] = [
@@ -22,11 +22,12 @@ const LINK_COLOURS: [RGBColor; 8] = [
     RGBColor(127, 127, 127),
     RGBColor(188, 189, 34),
 ];
-const FAILED: RGBColor = RGBColor(214, 39, 40);
+const DOWN: RGBColor = RGBColor(214, 39, 40);
+const BLACKHOLE: RGBColor = RGBColor(120, 40, 160);
 const RESTORED: RGBColor = RGBColor(0, 140, 60);
 
 const WIDTH: u32 = 1100;
-const HEADER: u32 = 90;
+const HEADER: u32 = 130;
 const PANEL: u32 = 360;
 
 /// One panel: a title and the flow it shows.
@@ -110,17 +111,15 @@ fn draw(
     root.fill(&WHITE)?;
     let (header, body) = root.split_vertically(HEADER);
     header.draw(&Text::new(
-        format!(
-            "mpbridge lab — {}: client ⇄ router A ⇄ {} ⇄ router B ⇄ server",
-            report.scenario,
-            report.links_line()
-        ),
+        format!("mpbridge lab, {}: {}", report.scenario, report.links_line()),
         (20, 12),
         ("sans-serif", 22).into_font().style(FontStyle::Bold),
     ))?;
     for (i, line) in [
-        "Black: goodput, what the receiving program got (server → client), averaged over 0.5 s; grey: the same per 100 ms.",
-        "Coloured: traffic arriving at router A on each link (its byte counter, per 100 ms). Shaded red: a link has failed; green line: it is back.",
+        "client ⇄ router A ⇄ the links ⇄ router B ⇄ server: one TCP connection from the client, carried by mpbridge over all links.",
+        "Black: goodput, what the receiving program got (server → client), averaged over 0.5 s; grey: the same per 100 ms (its peaks clipped).",
+        "Coloured: traffic arriving at router A on each link (its byte counter, per 100 ms).",
+        "Shaded: a link has failed (red: interface down; purple: black hole, packets silently dropped). Green line: the link is back.",
     ]
     .iter()
     .enumerate()
@@ -150,13 +149,17 @@ fn draw_panel(
         .map(|p| p.0)
         .chain(rates.iter().map(|r| r.0))
         .fold(1.0_f64, f64::max);
-    let y_top = goodput
+    // Scaled to the averaged goodput and the links: single 100 ms spikes
+    // (data released at once after a hole is filled) are clipped.
+    let smooth = moving_average(&goodput, 5);
+    let y_top = smooth
         .iter()
         .map(|p| p.1)
         .chain(rates.iter().flat_map(|r| r.1.iter().copied()))
         .fold(1.0_f64, f64::max);
     // Head room for the legend above the curves.
     let y_max = y_top * 1.45;
+    let goodput: Vec<(f64, f64)> = goodput.iter().map(|&(t, v)| (t, v.min(y_max))).collect();
     let mut chart = ChartBuilder::on(area)
         .caption(
             &panel.title,
@@ -174,28 +177,39 @@ fn draw_panel(
         .bold_line_style(BLACK.mix(0.08))
         .draw()?;
 
-    // Failure windows, shaded, with what failed written in them.
-    let mut labelled = false;
+    // Failure windows, shaded by kind, with what failed written in them;
+    // with many windows only the link number fits.
+    let failures = s.events.iter().filter(|e| !e.restored).count();
+    let few = failures <= 4;
+    let mut labelled: Vec<Failure> = Vec::new();
     for fail in s.events.iter().filter(|e| !e.restored) {
         let end = s
             .events
             .iter()
             .find(|r| r.restored && r.link == fail.link && r.t >= fail.t)
             .map_or(x_max, |r| r.t);
+        let colour = failure_colour(fail.failure);
         let drawn = chart.draw_series(std::iter::once(Rectangle::new(
             [(fail.t, 0.0), (end, y_max)],
-            FAILED.mix(0.12).filled(),
+            colour.mix(0.13).filled(),
         )))?;
-        if !labelled {
-            drawn.label("link failed").legend(|(x, y)| {
-                Rectangle::new([(x, y - 6), (x + 20, y + 6)], FAILED.mix(0.25).filled())
-            });
-            labelled = true;
+        if !labelled.contains(&fail.failure) {
+            drawn
+                .label(format!("link {}", fail.failure.state()))
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 6), (x + 20, y + 6)], colour.mix(0.3).filled())
+                });
+            labelled.push(fail.failure);
         }
+        let text = if few {
+            format!("link {} {}", fail.link, fail.failure.state())
+        } else {
+            format!("L{}", fail.link)
+        };
         chart.draw_series(std::iter::once(Text::new(
-            format!("link {} {}", fail.link, fail.failure.state()),
+            text,
             (fail.t + 0.05 * (end - fail.t).min(1.0), y_max * 0.96),
-            ("sans-serif", 13).into_font().color(&FAILED),
+            ("sans-serif", 13).into_font().color(&colour),
         )))?;
     }
     let mut labelled = false;
@@ -210,11 +224,13 @@ fn draw_panel(
                 .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RESTORED.stroke_width(2)));
             labelled = true;
         }
-        chart.draw_series(std::iter::once(Text::new(
-            format!("link {} back", back.link),
-            (back.t, y_max * 0.90),
-            ("sans-serif", 13).into_font().color(&RESTORED),
-        )))?;
+        if few {
+            chart.draw_series(std::iter::once(Text::new(
+                format!("link {} back", back.link),
+                (back.t, y_max * 0.90),
+                ("sans-serif", 13).into_font().color(&RESTORED),
+            )))?;
+        }
     }
 
     let links = rates.first().map_or(0, |r| r.1.len());
@@ -228,10 +244,9 @@ fn draw_panel(
             .label(format!("link {link} (wan{link}) at router A"))
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
     }
-    let smooth = moving_average(&goodput, 5);
     chart
         .draw_series(LineSeries::new(goodput, BLACK.mix(0.3).stroke_width(1)))?
-        .label("goodput per 100 ms")
+        .label("goodput per 100 ms (peaks clipped)")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.3).stroke_width(1)));
     chart
         .draw_series(LineSeries::new(smooth, BLACK.stroke_width(3)))?
@@ -245,6 +260,13 @@ fn draw_panel(
         .label_font(("sans-serif", 13))
         .draw()?;
     Ok(())
+}
+
+fn failure_colour(failure: Failure) -> RGBColor {
+    match failure {
+        Failure::Down => DOWN,
+        Failure::Blackhole => BLACKHOLE,
+    }
 }
 
 /// Centred moving average over `n` points (fewer at the ends).
@@ -265,7 +287,7 @@ mod tests {
     use crate::iperf::Interval;
     use crate::measure::LinkSample;
     use crate::plan::LinkSpec;
-    use crate::scenario::{Event, Failover, FailoverPlan, Failure};
+    use crate::scenario::{Event, Failover, FailoverPlan};
 
     #[test]
     fn a_failover_plot_has_its_title_legend_and_marks() {
