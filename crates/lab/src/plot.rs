@@ -137,6 +137,15 @@ fn draw(
     Ok(())
 }
 
+/// A legend line: a swatch (a line of some width, or a filled box) and its text.
+enum Swatch {
+    Line(RGBAColor, u32),
+    Box(RGBAColor),
+}
+
+/// Width of the legend column right of each chart.
+const LEGEND_WIDTH: u32 = 250;
+
 fn draw_panel(
     area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
     panel: &Panel,
@@ -157,15 +166,18 @@ fn draw_panel(
         .map(|p| p.1)
         .chain(rates.iter().flat_map(|r| r.1.iter().copied()))
         .fold(1.0_f64, f64::max);
-    // Head room for the legend above the curves.
-    let y_max = y_top * 1.45;
+    let y_max = y_top * 1.2;
     let goodput: Vec<(f64, f64)> = goodput.iter().map(|&(t, v)| (t, v.min(y_max))).collect();
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            &panel.title,
-            ("sans-serif", 16).into_font().style(FontStyle::Bold),
-        )
-        .margin(12)
+
+    let (title_area, rest) = area.split_vertically(30);
+    title_area.draw(&Text::new(
+        panel.title.clone(),
+        (20, 10),
+        ("sans-serif", 16).into_font().style(FontStyle::Bold),
+    ))?;
+    let (plot_area, legend_area) = rest.split_horizontally(WIDTH - LEGEND_WIDTH);
+    let mut chart = ChartBuilder::on(&plot_area)
+        .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
@@ -176,12 +188,12 @@ fn draw_panel(
         .light_line_style(WHITE.mix(0.0))
         .bold_line_style(BLACK.mix(0.08))
         .draw()?;
+    let mut legend: Vec<(String, Swatch)> = Vec::new();
 
     // Failure windows, shaded by kind, with what failed written in them;
     // with many windows only the link number fits.
-    let failures = s.events.iter().filter(|e| !e.restored).count();
-    let few = failures <= 4;
-    let mut labelled: Vec<Failure> = Vec::new();
+    let few = s.events.iter().filter(|e| !e.restored).count() <= 4;
+    let mut kinds_seen: Vec<Failure> = Vec::new();
     for fail in s.events.iter().filter(|e| !e.restored) {
         let end = s
             .events
@@ -189,17 +201,16 @@ fn draw_panel(
             .find(|r| r.restored && r.link == fail.link && r.t >= fail.t)
             .map_or(x_max, |r| r.t);
         let colour = failure_colour(fail.failure);
-        let drawn = chart.draw_series(std::iter::once(Rectangle::new(
+        chart.draw_series(std::iter::once(Rectangle::new(
             [(fail.t, 0.0), (end, y_max)],
             colour.mix(0.13).filled(),
         )))?;
-        if !labelled.contains(&fail.failure) {
-            drawn
-                .label(format!("link {}", fail.failure.state()))
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 6), (x + 20, y + 6)], colour.mix(0.3).filled())
-                });
-            labelled.push(fail.failure);
+        if !kinds_seen.contains(&fail.failure) {
+            legend.push((
+                format!("link {}", fail.failure.state()),
+                Swatch::Box(colour.mix(0.3)),
+            ));
+            kinds_seen.push(fail.failure);
         }
         let text = if few {
             format!("link {} {}", fail.link, fail.failure.state())
@@ -208,26 +219,22 @@ fn draw_panel(
         };
         chart.draw_series(std::iter::once(Text::new(
             text,
-            (fail.t + 0.05 * (end - fail.t).min(1.0), y_max * 0.96),
+            (fail.t + 0.05 * (end - fail.t).min(1.0), y_max * 0.97),
             ("sans-serif", 13).into_font().color(&colour),
         )))?;
     }
-    let mut labelled = false;
-    for back in s.events.iter().filter(|e| e.restored) {
-        let drawn = chart.draw_series(LineSeries::new(
+    for (i, back) in s.events.iter().filter(|e| e.restored).enumerate() {
+        chart.draw_series(LineSeries::new(
             [(back.t, 0.0), (back.t, y_max)],
             RESTORED.stroke_width(2),
         ))?;
-        if !labelled {
-            drawn
-                .label("link restored")
-                .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RESTORED.stroke_width(2)));
-            labelled = true;
+        if i == 0 {
+            legend.push(("link restored".into(), Swatch::Line(RESTORED.to_rgba(), 2)));
         }
         if few {
             chart.draw_series(std::iter::once(Text::new(
                 format!("link {} back", back.link),
-                (back.t, y_max * 0.90),
+                (back.t, y_max * 0.91),
                 ("sans-serif", 13).into_font().color(&RESTORED),
             )))?;
         }
@@ -236,29 +243,43 @@ fn draw_panel(
     let links = rates.first().map_or(0, |r| r.1.len());
     for link in 0..links {
         let colour = LINK_COLOURS[link % LINK_COLOURS.len()];
-        chart
-            .draw_series(LineSeries::new(
-                rates.iter().map(|(t, r)| (*t, r[link])),
-                colour.stroke_width(2),
-            ))?
-            .label(format!("link {link} (wan{link}) at router A"))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
+        chart.draw_series(LineSeries::new(
+            rates.iter().map(|(t, r)| (*t, r[link])),
+            colour.stroke_width(2),
+        ))?;
+        legend.push((
+            format!("link {link} (wan{link}) at router A"),
+            Swatch::Line(colour.to_rgba(), 2),
+        ));
     }
-    chart
-        .draw_series(LineSeries::new(goodput, BLACK.mix(0.3).stroke_width(1)))?
-        .label("goodput per 100 ms (peaks clipped)")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.3).stroke_width(1)));
-    chart
-        .draw_series(LineSeries::new(smooth, BLACK.stroke_width(3)))?
-        .label("goodput, 0.5 s average")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.stroke_width(3)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.3))
-        .label_font(("sans-serif", 13))
-        .draw()?;
+    chart.draw_series(LineSeries::new(goodput, BLACK.mix(0.3).stroke_width(1)))?;
+    chart.draw_series(LineSeries::new(smooth, BLACK.stroke_width(3)))?;
+    legend.push((
+        "goodput, 0.5 s average".into(),
+        Swatch::Line(BLACK.to_rgba(), 3),
+    ));
+    legend.push((
+        "goodput per 100 ms (peaks clipped)".into(),
+        Swatch::Line(BLACK.mix(0.3), 1),
+    ));
+
+    for (i, (text, swatch)) in legend.iter().enumerate() {
+        let y = 24 + 22 * i as i32;
+        match swatch {
+            Swatch::Line(colour, width) => legend_area.draw(&PathElement::new(
+                [(6, y), (30, y)],
+                colour.stroke_width(*width),
+            ))?,
+            Swatch::Box(colour) => {
+                legend_area.draw(&Rectangle::new([(6, y - 7), (30, y + 7)], colour.filled()))?
+            }
+        }
+        legend_area.draw(&Text::new(
+            text.clone(),
+            (38, y - 7),
+            ("sans-serif", 13).into_font(),
+        ))?;
+    }
     Ok(())
 }
 
