@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::plan::LinkSpec;
-use crate::scenario::{Aggregate, Failover, Integrity};
+use crate::scenario::{Aggregate, Failover, Integrity, Throughput};
 
 /// Everything one run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -18,6 +18,7 @@ pub struct Report {
     pub aggregate: Option<Aggregate>,
     pub failover: Vec<Failover>,
     pub integrity: Option<Integrity>,
+    pub throughput: Option<Throughput>,
     /// Wall time of the whole run, lab set-up and teardown excluded.
     pub wall_seconds: f64,
 }
@@ -30,6 +31,7 @@ impl Report {
             aggregate: None,
             failover: Vec::new(),
             integrity: None,
+            throughput: None,
             wall_seconds: 0.0,
         }
     }

@@ -508,7 +508,7 @@ pub fn integrity(
 
 /// Unshaped throughput: plain routing against the bridge, and what the
 /// daemons spent in CPU for it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Throughput {
     /// One flow client → server by plain routing (no bridge), Mbit/s.
     pub routing_up: f64,

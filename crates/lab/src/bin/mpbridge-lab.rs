@@ -322,12 +322,12 @@ fn run_scenario(
         anyhow::ensure!(intact, "the data arrived changed: see the table above");
     }
     if scenario == Scenario::Throughput {
-        throughput(lab, progress)?;
+        report.throughput = Some(throughput(lab, progress)?);
     }
     Ok(())
 }
 
-fn throughput(lab: &Lab, progress: &Progress) -> anyhow::Result<()> {
+fn throughput(lab: &Lab, progress: &Progress) -> anyhow::Result<scenario::Throughput> {
     let t = scenario::throughput(lab, 5.0, progress)?;
     println!("\nthroughput (one TCP flow, 5 s each)");
     println!(
@@ -352,5 +352,5 @@ fn throughput(lab: &Lab, progress: &Progress) -> anyhow::Result<()> {
         "\nCPU per GB relayed: mpbridge local {:.2} s, mpbridge remote {:.2} s",
         t.local_cpu_s_per_gb, t.remote_cpu_s_per_gb
     );
-    Ok(())
+    Ok(t)
 }
