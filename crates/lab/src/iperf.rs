@@ -15,9 +15,10 @@ use crate::{Node, Proc, Topology};
 pub const PORT: u16 = 5201;
 
 /// One reporting interval of a run, from the receiver's point of view.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Interval {
-    /// Seconds since the run started.
+    /// Seconds since the run started (omitted slow-start intervals, `-O`,
+    /// included: the clock does not restart after them).
     pub start: f64,
     pub end: f64,
     pub bytes: u64,
@@ -102,19 +103,34 @@ pub fn parse_report(json: &str) -> anyhow::Result<Report> {
     if let Some(err) = v.get("error").and_then(Value::as_str) {
         anyhow::bail!("iperf3: {err}");
     }
-    let intervals = v["intervals"]
+    // After the omitted intervals (`-O`) iperf3 restarts its clock at 0;
+    // shift what follows so the run has one clock.
+    let mut omitted_until = 0.0;
+    let mut intervals = Vec::new();
+    for i in v["intervals"]
         .as_array()
         .context("iperf3 JSON has no intervals")?
-        .iter()
-        .filter_map(|i| {
-            let sum = &i["sum"];
-            Some(Interval {
-                start: sum["start"].as_f64()?,
-                end: sum["end"].as_f64()?,
-                bytes: sum["bytes"].as_f64()? as u64,
-            })
-        })
-        .collect();
+    {
+        let sum = &i["sum"];
+        let (Some(start), Some(end), Some(bytes)) = (
+            sum["start"].as_f64(),
+            sum["end"].as_f64(),
+            sum["bytes"].as_f64(),
+        ) else {
+            continue;
+        };
+        let offset = if sum["omitted"].as_bool() == Some(true) {
+            omitted_until = end;
+            0.0
+        } else {
+            omitted_until
+        };
+        intervals.push(Interval {
+            start: start + offset,
+            end: end + offset,
+            bytes: bytes as u64,
+        });
+    }
     let received = &v["end"]["sum_received"];
     Ok(Report {
         intervals,
@@ -130,6 +146,23 @@ pub fn longest_stall(intervals: &[Interval], from: f64) -> f64 {
     let mut current = 0.0;
     for i in intervals.iter().filter(|i| i.start + 1e-6 >= from) {
         if i.bytes == 0 {
+            current += i.end - i.start;
+            longest = longest.max(current);
+        } else {
+            current = 0.0;
+        }
+    }
+    longest
+}
+
+/// The longest run of consecutive intervals with goodput below
+/// `mbit_per_s`, among intervals that start at or after `from`: a stall in
+/// which a trickle still arrives.
+pub fn longest_below(intervals: &[Interval], from: f64, mbit_per_s: f64) -> f64 {
+    let mut longest: f64 = 0.0;
+    let mut current = 0.0;
+    for i in intervals.iter().filter(|i| i.start + 1e-6 >= from) {
+        if i.mbit_per_s() < mbit_per_s {
             current += i.end - i.start;
             longest = longest.max(current);
         } else {
@@ -183,6 +216,21 @@ mod tests {
     }
 
     #[test]
+    fn a_trickle_is_not_a_zero_stall_but_is_below_a_threshold() {
+        // 1250 bytes per 100 ms is 0.1 Mbit/s.
+        let ivs = [
+            iv(0.0, 1_250_000),
+            iv(0.1, 1250),
+            iv(0.2, 0),
+            iv(0.3, 1250),
+            iv(0.4, 1_250_000),
+        ];
+        assert!((longest_stall(&ivs, 0.0) - 0.1).abs() < 1e-9);
+        assert!((longest_below(&ivs, 0.0, 1.0) - 0.3).abs() < 1e-9);
+        assert_eq!(longest_below(&ivs, 0.4, 1.0), 0.0);
+    }
+
+    #[test]
     fn mean_goodput_covers_only_the_window() {
         let ivs = [iv(0.0, 125_000), iv(0.1, 250_000), iv(0.2, 0)];
         assert!((mean_mbit(&ivs, 0.0, 0.2) - 15.0).abs() < 1e-9);
@@ -200,5 +248,19 @@ mod tests {
         assert_eq!(r.received_bytes, 1000);
         assert!((r.received_mbit_per_s - 0.04).abs() < 1e-9);
         assert!(parse_report(r#"{"error":"unable to connect"}"#).is_err());
+    }
+
+    #[test]
+    fn intervals_after_the_omitted_ones_keep_one_clock() {
+        let json = r#"{"intervals":[
+            {"sum":{"start":0,"end":0.5,"bytes":1,"omitted":true}},
+            {"sum":{"start":0.5,"end":1.0,"bytes":2,"omitted":true}},
+            {"sum":{"start":0,"end":0.5,"bytes":3,"omitted":false}},
+            {"sum":{"start":0.5,"end":1.0,"bytes":4,"omitted":false}}],
+            "end":{"sum_received":{"bytes":7,"bits_per_second":56}}}"#;
+        let r = parse_report(json).unwrap();
+        let starts: Vec<f64> = r.intervals.iter().map(|i| i.start).collect();
+        assert_eq!(starts, [0.0, 0.5, 1.0, 1.5]);
+        assert_eq!(r.intervals[3].end, 2.0);
     }
 }

@@ -15,7 +15,12 @@
 //!
 //! - [`bridge`]: the real `mpbridge` daemons started in a topology.
 //! - [`iperf`]: iperf3 servers and clients, their JSON reports.
-//! - [`scenario`]: aggregation, failover and throughput runs.
+//! - [`scenario`]: aggregation, failover, integrity and throughput runs.
+//! - [`measure`]: per-link counters every 100 ms, the live progress line.
+//! - [`transfer`]: a SHA-256-checked transfer both ways through the bridge.
+//! - [`checks`]: what the operator asked for and what the machine has,
+//!   checked before anything is created.
+//! - [`report`]: the terminal table and the JSON of a run; [`plot`]: its SVG.
 //! - [`plan`]: what to build ([`TopologySpec`]) and the fixed address plan.
 //! - `topology`: [`Topology`]: build, run/spawn/enter, faults, teardown.
 //! - `mptcp`: the manual MPTCP path set-up and subflow inspection.
@@ -26,18 +31,23 @@
 //! - [`ss`]: parsing `ss -tni`; `exec`: running `ip`/`tc`/`nft`.
 
 pub mod bridge;
+pub mod checks;
 mod exec;
 mod faults;
 pub mod iperf;
+pub mod measure;
 mod mptcp;
 mod names;
 mod netns;
 pub mod plan;
+pub mod plot;
 mod process;
+pub mod report;
 pub mod scenario;
 pub mod shaping;
 pub mod ss;
 mod topology;
+pub mod transfer;
 
 use std::time::{Duration, Instant};
 

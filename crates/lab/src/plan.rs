@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub const MAX_LINKS: usize = 8;
 
 /// One link between router A and router B.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 pub struct LinkSpec {
     /// Rate limit in Mbit/s, applied in both directions; 0 leaves the link unshaped.
     pub rate_mbit: u32,

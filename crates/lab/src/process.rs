@@ -49,6 +49,9 @@ impl Proc {
         cmd.stdin(Stdio::null())
             .stdout(create(&stdout)?)
             .stderr(create(&stderr)?);
+        // Its own process group: a Ctrl-C on the terminal reaches the lab,
+        // which stops its children in order, not the children directly.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {name}: {cmd:?}"))?;
@@ -181,6 +184,10 @@ impl Drop for Proc {
 }
 
 impl Shared {
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
     fn lock(&self) -> MutexGuard<'_, Child> {
         // A panic elsewhere must not stop us from cleaning up.
         self.child

@@ -1,17 +1,19 @@
-//! Lab scenarios that drive iperf3 through the real bridge: aggregation
-//! against the per-link limit, failover of a long flow, and unshaped
-//! throughput against plain routing with the daemons' CPU cost.
+//! Lab scenarios through the real bridge: aggregation against the
+//! per-link limit, failover of a long flow on any link, a SHA-256-checked
+//! transfer across link flaps, and unshaped throughput against plain
+//! routing with the daemons' CPU cost. Each returns figures and samples.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use serde::Serialize;
 
 use crate::bridge::{self, Bridge, BridgeOptions};
 use crate::iperf::{self, Interval};
-use crate::{Node, Proc, Topology, TopologySpec};
+use crate::measure::{self, LinkSample, Progress};
+use crate::{transfer, wait_until, Node, Proc, Topology, TopologySpec};
 
 /// A topology with the daemons running and an iperf3 server on `server`.
 pub struct Lab {
@@ -45,35 +47,92 @@ impl Lab {
     }
 }
 
+/// What a timed flow recorded, every 100 ms: the receiver's goodput,
+/// router A's per-link counters, and the faults applied to the links.
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    /// Goodput intervals (iperf3's, or the lab transfer's own count).
+    pub goodput: Vec<Interval>,
+    /// Router A's link counters, sampled every 100 ms.
+    pub links: Vec<LinkSample>,
+    /// Failures and restores, in order.
+    pub events: Vec<Event>,
+}
+
+/// A link failing or coming back during a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Event {
+    /// Seconds since the flow started.
+    pub t: f64,
+    pub link: usize,
+    pub failure: Failure,
+    /// `false` when the failure began, `true` when it was lifted.
+    pub restored: bool,
+}
+
 /// The aggregation figures.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Aggregate {
+    /// Seconds each flow was measured (after one second of slow start for
+    /// the bridge flow).
+    pub secs: f64,
     /// Each link alone, one TCP flow, Mbit/s.
     pub per_link: Vec<f64>,
     /// Their sum: what the links can carry.
     pub limit: f64,
-    /// One flow client → server through the bridge, Mbit/s.
+    /// One flow server → client through the bridge, Mbit/s.
     pub bridge: f64,
+    /// `bridge` as a percentage of `limit`.
+    pub percent_of_limit: f64,
+    /// The bridge flow over time.
+    pub series: Series,
 }
 
-impl Aggregate {
-    pub fn percent_of_limit(&self) -> f64 {
-        if self.limit > 0.0 {
-            100.0 * self.bridge / self.limit
-        } else {
-            0.0
-        }
-    }
+/// Runs one iperf3 client in `node` to completion while the links are
+/// sampled; `during` runs meanwhile (given the flow's start) and returns
+/// the events it caused.
+fn iperf_recorded(
+    lab: &Lab,
+    node: Node,
+    args: &[String],
+    progress: &Progress,
+    during: impl FnOnce(Instant) -> anyhow::Result<Vec<Event>>,
+) -> anyhow::Result<(iperf::Report, Series)> {
+    let topo = &lab.topo;
+    let secs: f64 = args
+        .iter()
+        .skip_while(|a| *a != "-t")
+        .nth(1)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(10.0);
+    let mut cmd = Command::new(&args[0]);
+    cmd.args(&args[1..]);
+    let started = Instant::now();
+    let client = topo.spawn(node, &mut cmd)?;
+    let (events, links) = measure::record(topo, started, None, progress, || {
+        let events = during(started)?;
+        client.wait_exit(Duration::from_secs_f64(secs + 20.0))?;
+        Ok(events)
+    })?;
+    let out = std::fs::read_to_string(client.stdout_path()).context("iperf3 output")?;
+    let report = iperf::parse_report(&out)
+        .with_context(|| format!("iperf3 in {node:?}: {}", client.output_text()))?;
+    let series = Series {
+        goodput: report.intervals.clone(),
+        links,
+        events,
+    };
+    Ok((report, series))
 }
 
 /// Each link alone (router B → router A on that link's addresses), then one
-/// flow server → client through the bridge, each for `secs` after a first
-/// second left out (slow start).
-pub fn aggregate(lab: &Lab, secs: f64, progress: &dyn Fn(&str)) -> anyhow::Result<Aggregate> {
+/// flow server → client through the bridge, each for `secs` (the bridge
+/// flow after a first second left out: slow start).
+pub fn aggregate(lab: &Lab, secs: f64, progress: &Progress) -> anyhow::Result<Aggregate> {
     let topo = &lab.topo;
     let mut per_link = Vec::new();
     for link in 0..topo.link_count() {
-        progress(&format!("link {link} alone"));
+        progress.phase(&format!("aggregate: link {link} alone, {secs} s"));
         let name = format!("iperf3-link{link}");
         let _server =
             iperf::start_server(topo, Node::RouterB, topo.rb_link_addr(link, false), &name)?;
@@ -85,21 +144,33 @@ pub fn aggregate(lab: &Lab, secs: f64, progress: &dyn Fn(&str)) -> anyhow::Resul
             true,
             &["-B", &bind],
         );
-        let report = iperf::run_client(topo, Node::RouterA, &args)?;
+        let (report, _) = iperf_recorded(lab, Node::RouterA, &args, progress, |_| Ok(vec![]))?;
         per_link.push(report.received_mbit_per_s);
     }
-    progress("through the bridge");
-    let args = iperf::client_args(topo.server_addr(false), secs, 1.0, true, &["-O", "1"]);
-    let report = iperf::run_client(topo, Node::Client, &args)?;
+    progress.phase(&format!(
+        "aggregate: one flow through mpbridge, 1 s slow start + {secs} s"
+    ));
+    let args = iperf::client_args(topo.server_addr(false), secs, 0.1, true, &["-O", "1"]);
+    let (report, series) = iperf_recorded(lab, Node::Client, &args, progress, |_| Ok(vec![]))?;
+    let limit: f64 = per_link.iter().sum();
+    let bridge = report.received_mbit_per_s;
     Ok(Aggregate {
-        limit: per_link.iter().sum(),
+        secs,
         per_link,
-        bridge: report.received_mbit_per_s,
+        limit,
+        bridge,
+        percent_of_limit: if limit > 0.0 {
+            100.0 * bridge / limit
+        } else {
+            0.0
+        },
+        series,
     })
 }
 
 /// How a link fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Failure {
     /// The interface goes down on router A.
     Down,
@@ -115,6 +186,14 @@ impl Failure {
         }
     }
 
+    /// "down", "black-holed": what the link is while failed.
+    pub fn state(self) -> &'static str {
+        match self {
+            Failure::Down => "down",
+            Failure::Blackhole => "black-holed",
+        }
+    }
+
     fn apply(self, topo: &Topology, link: usize, failed: bool) -> anyhow::Result<()> {
         match (self, failed) {
             (Failure::Down, true) => topo.link_down(link),
@@ -124,132 +203,312 @@ impl Failure {
     }
 }
 
-/// The failover figures of one run.
-#[derive(Debug, Clone)]
-pub struct Failover {
-    pub failure: Failure,
+/// One link failing for a while: `link` fails (`failure`) `at` seconds into
+/// the flow and is restored at `restore_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Flap {
     pub link: usize,
-    /// Longest time with zero goodput after the failure, seconds (100 ms
-    /// resolution).
-    pub longest_stall: f64,
-    /// Mean goodput from 1 s after the failure until the restore, Mbit/s.
-    pub survivors_mbit: f64,
-    /// Mean goodput before the failure, Mbit/s.
-    pub before_mbit: f64,
-    /// Seconds after the restore until the restored link carried traffic
-    /// again for the same connection; `None` if it never did in the run.
-    pub regained_after: Option<f64>,
-    /// Bytes the receiver got over the whole run.
-    pub received_bytes: u64,
-    pub intervals: Vec<Interval>,
+    pub failure: Failure,
+    pub at: f64,
+    pub restore_at: f64,
 }
 
-/// Per-link received bytes on router A, sampled every 100 ms.
-type Samples = Vec<(f64, Vec<u64>)>;
-
-/// Bytes router A's MPTCP subflows on each link have received: counted by
-/// TCP, so unlike interface counters they exclude what a blackhole drops.
-fn subflow_bytes(topo: &Topology, links: usize) -> Vec<u64> {
-    let sockets = topo.tcp_sockets(Node::RouterA).unwrap_or_default();
-    (0..links)
-        .map(|link| {
-            let addrs = [
-                topo.ra_link_addr(link, false),
-                topo.ra_link_addr(link, true),
-            ];
-            sockets
-                .iter()
-                .filter(|s| s.mptcp_subflow && addrs.contains(&s.local.ip()))
-                .map(|s| s.bytes_received)
-                .sum()
+/// Flaps the links in turn until `until` seconds: link `k mod N` fails at
+/// `first_at + k·(down_for + gap)` for `down_for` seconds, `down` on the
+/// first round over the links, `blackhole` on the second, and so on. With
+/// one link there is nothing to fail over to, so no flaps.
+pub fn flap_cycle(links: usize, first_at: f64, down_for: f64, gap: f64, until: f64) -> Vec<Flap> {
+    if links < 2 {
+        return Vec::new();
+    }
+    (0..)
+        .map(|k: usize| {
+            let at = first_at + k as f64 * (down_for + gap);
+            let failure = if (k / links) % 2 == 0 {
+                Failure::Down
+            } else {
+                Failure::Blackhole
+            };
+            Flap {
+                link: k % links,
+                failure,
+                at,
+                restore_at: at + down_for,
+            }
         })
+        .take_while(|f| f.at < until)
         .collect()
 }
 
-/// One long flow server → client through the bridge; `link` fails at
-/// `fail_at` seconds and is restored at `restore_at`; the run lasts `secs`.
-pub fn failover(
-    lab: &Lab,
-    failure: Failure,
-    link: usize,
-    fail_at: f64,
-    restore_at: f64,
-    secs: f64,
-) -> anyhow::Result<Failover> {
-    let topo = &lab.topo;
-    let name = format!("iperf3-failover-{}-{link}", failure.name());
-    let args = iperf::client_args(topo.server_addr(false), secs, 0.1, true, &[]);
-    let mut cmd = Command::new(&args[0]);
-    cmd.args(&args[1..]);
-    let started = Instant::now();
-    let client = topo.spawn_named(Node::Client, &name, &mut cmd)?;
-
-    // Sample each link's received bytes on router A while the flow runs.
-    let samples: Arc<Mutex<Samples>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let links = topo.link_count();
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let sampler = scope.spawn(|| {
-            while !stop.load(Ordering::Relaxed) {
-                let t = started.elapsed().as_secs_f64();
-                let rx = subflow_bytes(topo, links);
-                samples
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((t, rx));
-                std::thread::sleep(Duration::from_millis(100));
-            }
+/// Applies `flaps` on time (relative to `started`) until they are all done
+/// or `done()` says the flow ended; then restores whatever is still failed.
+/// Returns what was applied, when.
+fn run_flaps(
+    topo: &Topology,
+    started: Instant,
+    flaps: &[Flap],
+    done: &dyn Fn() -> bool,
+    progress: &Progress,
+) -> anyhow::Result<Vec<Event>> {
+    let mut plan: Vec<(f64, Flap, bool)> = flaps
+        .iter()
+        .flat_map(|f| [(f.at, *f, false), (f.restore_at, *f, true)])
+        .collect();
+    plan.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut events = Vec::new();
+    let mut failed: Vec<Flap> = Vec::new();
+    let apply = |flap: Flap, restored: bool, events: &mut Vec<Event>| {
+        flap.failure.apply(topo, flap.link, !restored)?;
+        events.push(Event {
+            t: started.elapsed().as_secs_f64(),
+            link: flap.link,
+            failure: flap.failure,
+            restored,
         });
-        let result = (|| -> anyhow::Result<()> {
-            sleep_until(started, fail_at);
-            failure.apply(topo, link, true)?;
-            sleep_until(started, restore_at);
-            failure.apply(topo, link, false)?;
-            client.wait_exit(Duration::from_secs_f64(secs + 15.0))?;
-            Ok(())
-        })();
-        stop.store(true, Ordering::Relaxed);
-        let _ = sampler.join();
-        result
-    })?;
-    let out = std::fs::read_to_string(client.stdout_path()).context("iperf3 output")?;
-    let report =
-        iperf::parse_report(&out).with_context(|| format!("{name}: {}", client.output_text()))?;
-    let samples = samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    Ok(Failover {
-        failure,
-        link,
-        longest_stall: iperf::longest_stall(&report.intervals, fail_at),
-        survivors_mbit: iperf::mean_mbit(&report.intervals, fail_at + 1.0, restore_at),
-        before_mbit: iperf::mean_mbit(&report.intervals, 1.0, fail_at),
-        regained_after: regained(&samples, link, restore_at),
-        received_bytes: report.received_bytes,
-        intervals: report.intervals,
-    })
+        anyhow::Ok(())
+    };
+    let note = |failed: &[Flap]| {
+        let what: Vec<String> = failed
+            .iter()
+            .map(|f| format!("link {} {}", f.link, f.failure.state()))
+            .collect();
+        progress.note(&what.join(", "));
+    };
+    for (t, flap, restored) in plan {
+        let wait = Duration::from_secs_f64(t).saturating_sub(started.elapsed());
+        if wait_until(wait, done) {
+            break;
+        }
+        apply(flap, restored, &mut events)?;
+        if restored {
+            failed.retain(|f| f != &flap);
+        } else {
+            failed.push(flap);
+        }
+        note(&failed);
+    }
+    for flap in failed.drain(..) {
+        apply(flap, true, &mut events)?;
+    }
+    note(&failed);
+    Ok(events)
 }
 
-fn sleep_until(started: Instant, at: f64) {
-    let target = Duration::from_secs_f64(at);
-    if let Some(left) = target.checked_sub(started.elapsed()) {
-        std::thread::sleep(left);
+/// What a failover run is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FailoverPlan {
+    pub failure: Failure,
+    pub link: usize,
+    /// When the link fails, seconds into the flow (T).
+    pub fail_at: f64,
+    /// When it comes back (T2).
+    pub restore_at: f64,
+    /// How long the flow runs.
+    pub secs: f64,
+}
+
+impl FailoverPlan {
+    /// Checks the timing against a topology of `links` links: one clear
+    /// sentence per problem.
+    pub fn validate(&self, links: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.link < links,
+            "--link {}: there are only {links} link(s), numbered from 0",
+            self.link
+        );
+        anyhow::ensure!(
+            links >= 2,
+            "failover needs at least two links (give e.g. --links 50,50)"
+        );
+        let (t, t2, d) = (self.fail_at, self.restore_at, self.secs);
+        anyhow::ensure!(
+            t.is_finite() && t2.is_finite() && d.is_finite() && t >= 1.0 && t2 >= t + 0.5 && d >= t2 + 1.0 && d <= 600.0,
+            "failover timing --fail-at {t} --restore-at {t2} --duration {d} does not fit: \
+             give 1 ≤ fail-at, fail-at + 0.5 ≤ restore-at, restore-at + 1 ≤ duration ≤ 600 (seconds)"
+        );
+        anyhow::ensure!(
+            d.fract() == 0.0,
+            "--duration {d}: iperf3 takes whole seconds"
+        );
+        Ok(())
     }
 }
 
-/// First time after `restore_at` at which `link` received more than
-/// 1 Mbit/s over a sample period, relative to `restore_at`.
-fn regained(samples: &Samples, link: usize, restore_at: f64) -> Option<f64> {
-    samples.windows(2).find_map(|w| {
-        let (t0, a) = &w[0];
-        let (t1, b) = &w[1];
-        let bits = b.get(link)?.saturating_sub(*a.get(link)?) as f64 * 8.0;
-        let rate = bits / (t1 - t0).max(1e-3);
-        (*t0 >= restore_at && rate > 1e6).then(|| t1 - restore_at)
+/// The failover figures of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failover {
+    pub plan: FailoverPlan,
+    /// Longest time with zero goodput from the failure on, seconds (100 ms
+    /// resolution).
+    pub longest_stall: f64,
+    /// Longest time from the failure on with goodput below a tenth of the
+    /// goodput before it, seconds: the stall as a person sees it, when a
+    /// trickle still arrives.
+    pub longest_dip: f64,
+    /// Mean goodput before the failure (after the first second), Mbit/s.
+    pub before_mbit: f64,
+    /// Mean goodput while the link was failed, leaving out the first second
+    /// (or half the window if shorter): what the surviving links carry.
+    pub survivors_mbit: f64,
+    /// Mean goodput from one second after the restore to the end, Mbit/s.
+    pub after_mbit: f64,
+    /// Seconds after the restore until the restored link carried traffic
+    /// again for the same connection; `None` if it did not within the run.
+    pub regained_after: Option<f64>,
+    /// Bytes the receiver got over the whole run.
+    pub received_bytes: u64,
+    pub series: Series,
+}
+
+/// One long flow server → client through the bridge while one link fails
+/// and comes back as `plan` says.
+pub fn failover(lab: &Lab, plan: &FailoverPlan, progress: &Progress) -> anyhow::Result<Failover> {
+    plan.validate(lab.topo.link_count())?;
+    progress.phase(&format!(
+        "failover: link {} {} at {} s, back at {} s, {} s flow",
+        plan.link,
+        plan.failure.state(),
+        plan.fail_at,
+        plan.restore_at,
+        plan.secs
+    ));
+    let topo = &lab.topo;
+    let args = iperf::client_args(topo.server_addr(false), plan.secs, 0.1, true, &[]);
+    let flap = Flap {
+        link: plan.link,
+        failure: plan.failure,
+        at: plan.fail_at,
+        restore_at: plan.restore_at,
+    };
+    let (report, series) = iperf_recorded(lab, Node::Client, &args, progress, |started| {
+        run_flaps(topo, started, &[flap], &|| false, progress)
+    })?;
+    let ivs = &report.intervals;
+    let (t, t2) = (plan.fail_at, plan.restore_at);
+    let settle = (0.5 * (t2 - t)).min(1.0);
+    let before_mbit = iperf::mean_mbit(ivs, 1.0_f64.min(t / 2.0), t);
+    Ok(Failover {
+        plan: *plan,
+        longest_stall: iperf::longest_stall(ivs, t),
+        longest_dip: iperf::longest_below(ivs, t, before_mbit / 10.0),
+        before_mbit,
+        survivors_mbit: iperf::mean_mbit(ivs, t + settle, t2),
+        after_mbit: iperf::mean_mbit(ivs, t2 + 1.0, plan.secs),
+        regained_after: measure::regained(&series.links, plan.link, t2),
+        received_bytes: report.received_bytes,
+        series,
+    })
+}
+
+/// What an integrity run is asked to do.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntegrityPlan {
+    /// Bytes sent each way.
+    pub bytes: u64,
+    /// Link failures during the transfer (those not yet begun when it ends
+    /// are skipped).
+    pub flaps: Vec<Flap>,
+}
+
+/// The integrity figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Integrity {
+    pub plan: IntegrityPlan,
+    /// Counts and SHA-256 of both directions.
+    pub outcome: transfer::Outcome,
+    /// Whether both directions arrived whole and unchanged.
+    pub intact: bool,
+    /// How long the transfer took, seconds.
+    pub seconds: f64,
+    /// Mean goodput server → client, Mbit/s.
+    pub mean_mbit: f64,
+    /// Longest time the client received nothing, seconds (100 ms resolution).
+    pub longest_stall: f64,
+    /// For each restore that happened: the link, and seconds until it
+    /// carried traffic again for the connection (`None`: not before the
+    /// transfer ended).
+    pub regained_after: Vec<(usize, Option<f64>)>,
+    pub series: Series,
+}
+
+/// A transfer of `plan.bytes` each way over one connection through the
+/// bridge while the links flap as planned; checks SHA-256 end to end. A
+/// broken connection is an error.
+pub fn integrity(
+    lab: &Lab,
+    plan: &IntegrityPlan,
+    progress: &Progress,
+) -> anyhow::Result<Integrity> {
+    let topo = &lab.topo;
+    for flap in &plan.flaps {
+        anyhow::ensure!(
+            flap.link < topo.link_count() && flap.restore_at > flap.at,
+            "bad flap {flap:?} for {} link(s)",
+            topo.link_count()
+        );
+    }
+    progress.phase(&format!(
+        "integrity: {} MB each way over one connection, {} planned link flap(s)",
+        plan.bytes as f64 / 1e6,
+        plan.flaps.len()
+    ));
+    let server = transfer::Server::bind(topo)?;
+    let client_rx = AtomicU64::new(0);
+    let finished = AtomicBool::new(false);
+    let started = Instant::now();
+    let ((outcome, seconds, events), links) =
+        measure::record(topo, started, Some(&client_rx), progress, || {
+            std::thread::scope(|scope| {
+                let transfer = scope.spawn(|| {
+                    let result = transfer::run(topo, server, plan.bytes, &client_rx);
+                    let seconds = started.elapsed().as_secs_f64();
+                    finished.store(true, Ordering::Relaxed);
+                    result.map(|o| (o, seconds))
+                });
+                let events = run_flaps(
+                    topo,
+                    started,
+                    &plan.flaps,
+                    &|| finished.load(Ordering::Relaxed),
+                    progress,
+                );
+                let result = transfer
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                let (outcome, seconds) = result.with_context(|| {
+                    format!(
+                        "the connection broke during the transfer, {} s in",
+                        started.elapsed().as_secs()
+                    )
+                })?;
+                Ok((outcome, seconds, events?))
+            })
+        })?;
+    let goodput = measure::app_intervals(&links);
+    let regained_after = events
+        .iter()
+        .filter(|e| e.restored)
+        .map(|e| (e.link, measure::regained(&links, e.link, e.t)))
+        .collect();
+    Ok(Integrity {
+        plan: plan.clone(),
+        intact: outcome.intact(),
+        mean_mbit: plan.bytes as f64 * 8.0 / seconds.max(1e-3) / 1e6,
+        longest_stall: iperf::longest_stall(&goodput, 0.0),
+        regained_after,
+        outcome,
+        seconds,
+        series: Series {
+            goodput,
+            links,
+            events,
+        },
     })
 }
 
 /// Unshaped throughput: plain routing against the bridge, and what the
 /// daemons spent in CPU for it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Throughput {
     /// One flow client → server by plain routing (no bridge), Mbit/s.
     pub routing_up: f64,
@@ -264,14 +523,14 @@ pub struct Throughput {
 }
 
 /// Both directions through the bridge, then the same by plain routing.
-pub fn throughput(lab: &Lab, secs: f64, progress: &dyn Fn(&str)) -> anyhow::Result<Throughput> {
+pub fn throughput(lab: &Lab, secs: f64, progress: &Progress) -> anyhow::Result<Throughput> {
     let topo = &lab.topo;
     let server = topo.server_addr(false);
     let cpu = |p: &Proc| cpu_seconds(p.pid()).unwrap_or(0.0);
     // One flow each way (client → server, then server → client).
     let both_ways = |path: &str| -> anyhow::Result<(iperf::Report, iperf::Report)> {
         let run = |reverse: bool, what: &str| {
-            progress(&format!("{path}, {what}"));
+            progress.phase(&format!("{path}, {what}"));
             let args = iperf::client_args(server, secs, 1.0, reverse, &[]);
             iperf::run_client(topo, Node::Client, &args)
         };
@@ -330,15 +589,51 @@ mod tests {
     }
 
     #[test]
-    fn a_link_is_regained_when_its_counter_moves_after_the_restore() {
-        let samples: Samples = vec![
-            (5.9, vec![0, 100]),
-            (6.0, vec![0, 200]),
-            (6.1, vec![0, 300]),
-            (6.2, vec![50_000, 400]),
-        ];
-        let t = regained(&samples, 0, 6.0).unwrap();
-        assert!((t - 0.2).abs() < 1e-9);
-        assert_eq!(regained(&samples, 1, 6.0), None);
+    fn flaps_take_the_links_in_turn_down_then_blackhole() {
+        let flaps = flap_cycle(2, 1.0, 1.5, 1.0, 10.0);
+        let got: Vec<(usize, Failure, f64)> =
+            flaps.iter().map(|f| (f.link, f.failure, f.at)).collect();
+        assert_eq!(
+            got,
+            [
+                (0, Failure::Down, 1.0),
+                (1, Failure::Down, 3.5),
+                (0, Failure::Blackhole, 6.0),
+                (1, Failure::Blackhole, 8.5),
+            ]
+        );
+        assert!(flaps
+            .iter()
+            .all(|f| (f.restore_at - f.at - 1.5).abs() < 1e-9));
+        assert!(flap_cycle(1, 1.0, 1.5, 1.0, 10.0).is_empty());
+    }
+
+    #[test]
+    fn failover_timing_that_cannot_work_is_refused() {
+        let ok = FailoverPlan {
+            failure: Failure::Down,
+            link: 1,
+            fail_at: 3.0,
+            restore_at: 6.0,
+            secs: 10.0,
+        };
+        assert!(ok.validate(2).is_ok());
+        let err = FailoverPlan { link: 2, ..ok }.validate(2).unwrap_err();
+        assert!(err.to_string().contains("only 2 link(s)"), "{err}");
+        assert!(ok.validate(1).is_err());
+        for (t, t2, d) in [
+            (6.0, 3.0, 10.0),
+            (3.0, 6.0, 6.5),
+            (0.0, 6.0, 10.0),
+            (3.0, 6.0, 9.5),
+        ] {
+            let plan = FailoverPlan {
+                fail_at: t,
+                restore_at: t2,
+                secs: d,
+                ..ok
+            };
+            assert!(plan.validate(2).is_err(), "{t} {t2} {d} accepted");
+        }
     }
 }

@@ -197,6 +197,11 @@ impl Topology {
         plan::link_ifname(link)
     }
 
+    /// The PIDs of every process started here so far, running or not.
+    pub fn spawned_pids(&self) -> Vec<u32> {
+        lock(&self.procs).iter().map(|p| p.pid()).collect()
+    }
+
     /// The fresh directory for this topology's configs and logs. Removed on
     /// drop unless `MPB_KEEP=1`.
     pub fn workdir(&self) -> &Path {
@@ -574,6 +579,16 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+impl Topology {
+    /// What dropping does: stops every process started here, deletes the
+    /// namespaces and the work dir. Safe to call more than once, and from
+    /// another thread than the one running a scenario (the lab CLI does so
+    /// on Ctrl-C).
+    pub fn teardown(&self) {
         self.stop_processes();
         for name in &self.names {
             if !names::ns_path(name).exists() {
@@ -588,6 +603,8 @@ impl Drop for Topology {
                 "mpbridge-lab: {KEEP_ENV}=1, keeping {}",
                 self.workdir.display()
             );
+        } else if !self.workdir.exists() {
+            // Already removed by an earlier teardown.
         } else if let Err(e) = std::fs::remove_dir_all(&self.workdir) {
             eprintln!(
                 "mpbridge-lab: cannot remove {}: {e}",

@@ -5,12 +5,18 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use mpbridge_lab::bridge::BridgeOptions;
-use mpbridge_lab::scenario::{self, Failure, Lab};
-use mpbridge_lab::{LinkSpec, TopologySpec};
+use mpbridge_lab::measure::Progress;
+use mpbridge_lab::report::Report;
+use mpbridge_lab::scenario::{self, FailoverPlan, Failure, IntegrityPlan, Lab};
+use mpbridge_lab::{checks, plot};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 #[derive(Parser)]
 #[command(version, about = "mpbridge's test bed in network namespaces")]
@@ -24,27 +30,88 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a scenario.
-    Run {
-        scenario: Scenario,
-        /// Link rates in Mbit/s, comma-separated (0 = unshaped).
-        #[arg(long, value_name = "MBIT,MBIT,…")]
-        links: Option<String>,
-        /// An extra line for the `[local]` section of mpbridge local's
-        /// config, e.g. "fastopen = false" (repeatable).
-        #[arg(long, value_name = "KEY = VALUE")]
-        local_config: Vec<String>,
-    },
+    /// Run a scenario (as root; everything it creates is removed at the end).
+    Run(RunArgs),
     /// Remove namespaces left behind by runs that were killed.
     Clean,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Args)]
+struct RunArgs {
+    scenario: Scenario,
+    /// Link rates in Mbit/s, comma-separated, one per link (0 = unshaped);
+    /// default 50,50 (throughput: 0,0).
+    #[arg(long, value_name = "MBIT,MBIT,…")]
+    links: Option<String>,
+    /// Random loss in percent on every link (one value) or per link
+    /// (comma-separated); default none (integrity: 1).
+    #[arg(long, value_name = "PCT[,PCT…]")]
+    loss: Option<String>,
+    /// failover: how the link fails (default: both, one after the other).
+    #[arg(long)]
+    failure: Option<FailureArg>,
+    /// failover: which link fails (0 carries the connection's first subflow).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    link: usize,
+    /// failover: when the link fails, seconds into the flow (T).
+    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+    fail_at: f64,
+    /// failover: when the link comes back (T2).
+    #[arg(long, default_value_t = 6.0, value_name = "SECS")]
+    restore_at: f64,
+    /// failover: how long the flow runs (whole seconds).
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    duration: f64,
+    /// aggregate: seconds each flow is measured.
+    #[arg(long, default_value_t = 4.0, value_name = "SECS")]
+    aggregate_secs: f64,
+    /// integrity: megabytes sent each way.
+    #[arg(long, default_value_t = 100, value_name = "MB")]
+    size_mb: u64,
+    /// Write every sample and figure as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Draw goodput and per-link traffic over time as SVG to FILE.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// An extra line for the `[local]` section of mpbridge local's
+    /// config, e.g. "fastopen = false" (repeatable).
+    #[arg(long, value_name = "KEY = VALUE")]
+    local_config: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
-    /// Aggregation on the links, then failover of a long flow (down, blackhole).
+    /// Aggregate, then failover (down and blackhole) on two 50 Mbit/s links.
     Demo,
+    /// Each link alone, then one flow through mpbridge: percent of the limit.
+    Aggregate,
+    /// One long flow; a link fails at T and returns at T2.
+    Failover,
+    /// A SHA-256-checked transfer both ways while the links flap (and lose packets).
+    Integrity,
     /// Unshaped links: bridge against plain routing, and the daemons' CPU per GB.
     Throughput,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Demo => "demo",
+            Scenario::Aggregate => "aggregate",
+            Scenario::Failover => "failover",
+            Scenario::Integrity => "integrity",
+            Scenario::Throughput => "throughput",
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FailureArg {
+    /// The interface goes down.
+    Down,
+    /// Packets are silently dropped; the interface stays up.
+    Blackhole,
 }
 
 fn main() -> ExitCode {
@@ -58,126 +125,209 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_links(text: &str) -> anyhow::Result<TopologySpec> {
-    let links = text
-        .split(',')
-        .map(|r| {
-            r.trim().parse::<u32>().map(LinkSpec::shaped).map_err(|_| {
-                anyhow::anyhow!(
-                    "--links: {r:?} is not a rate in Mbit/s (expected e.g. --links 50,50)"
-                )
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let spec = TopologySpec { links };
-    spec.validate().context("--links")?;
-    Ok(spec)
-}
-
-fn preflight() -> anyhow::Result<()> {
-    let iperf = std::process::Command::new("iperf3")
-        .arg("--version")
-        .output();
-    anyhow::ensure!(
-        iperf.is_ok_and(|o| o.status.success()),
-        "iperf3 is not installed: run `apt-get install iperf3` (scripts/demo.sh does it for you)"
-    );
-    Ok(())
-}
-
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let (scenario, links, local_config) = match cli.command {
+    let args = match cli.command {
         Cmd::Clean => {
             let removed = mpbridge_lab::clean_leftovers()?;
             println!("removed {} namespace(s) {removed:?}", removed.len());
             return Ok(());
         }
-        Cmd::Run {
-            scenario,
-            links,
-            local_config,
-        } => (scenario, links, local_config),
+        Cmd::Run(args) => args,
     };
-    let default_links = match scenario {
-        Scenario::Demo => "50,50",
+    // Everything the operator asked for and the machine must offer is
+    // checked before anything is created.
+    let default_links = match args.scenario {
         Scenario::Throughput => "0,0",
+        _ => "50,50",
     };
-    let spec = parse_links(links.as_deref().unwrap_or(default_links))?;
-    preflight()?;
+    let default_loss = (args.scenario == Scenario::Integrity).then_some("1");
+    let spec = checks::topology_spec(
+        args.links.as_deref().unwrap_or(default_links),
+        args.loss.as_deref().or(default_loss),
+    )?;
+    let failures = match args.failure {
+        Some(FailureArg::Down) => vec![Failure::Down],
+        Some(FailureArg::Blackhole) => vec![Failure::Blackhole],
+        None => vec![Failure::Down, Failure::Blackhole],
+    };
+    let plans: Vec<FailoverPlan> = failures
+        .iter()
+        .map(|&failure| FailoverPlan {
+            failure,
+            link: args.link,
+            fail_at: args.fail_at,
+            restore_at: args.restore_at,
+            secs: args.duration,
+        })
+        .collect();
+    if matches!(args.scenario, Scenario::Demo | Scenario::Failover) {
+        plans[0].validate(spec.links.len())?;
+    }
+    anyhow::ensure!(
+        args.aggregate_secs >= 1.0
+            && args.aggregate_secs <= 600.0
+            && args.aggregate_secs.fract() == 0.0,
+        "--aggregate-secs {}: give whole seconds from 1 to 600",
+        args.aggregate_secs
+    );
+    anyhow::ensure!(
+        (1..=100_000).contains(&args.size_mb),
+        "--size-mb {}: give 1 to 100000 megabytes",
+        args.size_mb
+    );
+    if args.plot.is_some() {
+        anyhow::ensure!(
+            args.scenario != Scenario::Throughput,
+            "--plot: the throughput scenario has no flow over time to draw; use it with demo, \
+             aggregate, failover or integrity"
+        );
+    }
+    checks::Machine::probe().check()?;
     let mpbridge = match cli.mpbridge {
         Some(p) => p,
         None => mpbridge_lab::bridge::find_mpbridge()?,
     };
     let options = BridgeOptions {
-        local_extra: local_config.join("\n"),
+        local_extra: args.local_config.join("\n"),
         ..BridgeOptions::default()
     };
-    let lab = Lab::start(&spec, &mpbridge, &options)?;
-    let rates: Vec<String> = spec
-        .links
-        .iter()
-        .map(|l| {
-            if l.rate_mbit == 0 {
-                "unshaped".into()
-            } else {
-                format!("{} Mbit/s", l.rate_mbit)
-            }
+
+    // Ctrl-C, SIGTERM or SIGHUP while the lab exists: remove it, then exit.
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install the Ctrl-C handler")?;
+    let progress = Arc::new(Progress::for_stderr());
+    let mut report = Report::new(args.scenario.name(), &spec.links);
+    eprintln!(
+        "mpbridge-lab: {}: starting the lab, {}",
+        report.scenario,
+        report.links_line()
+    );
+    let lab = Arc::new(Lab::start(&spec, &mpbridge, &options)?);
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let signal_tx = tx.clone();
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _ = signal_tx.send(Msg::Signal(sig));
+        }
+    });
+    let started = Instant::now();
+    let worker = {
+        let (lab, progress) = (Arc::clone(&lab), Arc::clone(&progress));
+        let scenario = args.scenario;
+        let (aggregate_secs, bytes) = (args.aggregate_secs, args.size_mb * 1_000_000);
+        let links = spec.links.len();
+        let mut report = report.clone();
+        std::thread::spawn(move || {
+            let result = run_scenario(
+                &lab,
+                scenario,
+                &plans,
+                aggregate_secs,
+                bytes,
+                links,
+                &progress,
+                &mut report,
+            );
+            let _ = tx.send(Msg::Done(Box::new(report), result));
         })
-        .collect();
-    println!("lab: {} link(s): {}", spec.links.len(), rates.join(", "));
-    let progress = |what: &str| eprintln!("  … {what}");
-    let result = match scenario {
-        Scenario::Demo => demo(&lab, &progress),
-        Scenario::Throughput => throughput(&lab, &progress),
     };
+    let interrupted = |sig: i32| -> ! {
+        progress.clear_line();
+        eprintln!("\nmpbridge-lab: interrupted (signal {sig}): removing the lab");
+        lab.topo.teardown();
+        std::process::exit(128 + sig);
+    };
+    let result = match rx.recv() {
+        Ok(Msg::Done(done, result)) => {
+            // A tool the scenario ran may have failed from the same Ctrl-C.
+            if result.is_err() {
+                if let Ok(Msg::Signal(sig)) = rx.recv_timeout(Duration::from_millis(300)) {
+                    interrupted(sig);
+                }
+            }
+            report = *done;
+            result
+        }
+        Ok(Msg::Signal(sig)) => interrupted(sig),
+        Err(_) => Err(anyhow::anyhow!(
+            "the scenario thread ended without a result"
+        )),
+    };
+    let _ = worker.join();
+    report.wall_seconds = started.elapsed().as_secs_f64();
+    progress.clear_line();
+    if args.scenario != Scenario::Throughput {
+        print!("\n{}", report.table());
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("samples: {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        if result.is_ok() {
+            plot::write_svg(&report, path)?;
+            println!("plot: {}", path.display());
+        }
+    }
+    if args.scenario == Scenario::Demo || args.scenario == Scenario::Failover {
+        println!(
+            "\nThe lab sets the MPTCP endpoints for now, and the kernel alone decides when a \
+             link is dead or back; the path manager (probes, endpoint changes) is what will \
+             shorten stalls and regain links."
+        );
+    }
     if result.is_err() {
         eprintln!("{}", lab.bridge.logs());
     }
     result
 }
 
-fn demo(lab: &Lab, progress: &dyn Fn(&str)) -> anyhow::Result<()> {
-    let agg = scenario::aggregate(lab, 4.0, progress)?;
-    println!("\naggregation (one TCP flow, server → client, 4 s each after 1 s of slow start)");
-    for (i, mbit) in agg.per_link.iter().enumerate() {
-        println!("  link {i} alone            {mbit:8.1} Mbit/s");
-    }
-    println!("  limit (sum of links)    {:8.1} Mbit/s", agg.limit);
-    println!(
-        "  through mpbridge        {:8.1} Mbit/s   {:.1} % of the limit",
-        agg.bridge,
-        agg.percent_of_limit()
-    );
+/// What the main thread waits for: the scenario's end or a signal.
+enum Msg {
+    Done(Box<Report>, anyhow::Result<()>),
+    Signal(i32),
+}
 
-    println!("\nfailover (one long flow; link 0, which carries the first subflow, fails at 3 s and returns at 6 s; 10 s run)");
-    println!(
-        "  {:<10} {:>12} {:>16} {:>16} {:>22}",
-        "failure", "before", "on survivors", "longest stall", "link 0 regained after"
-    );
-    for failure in [Failure::Down, Failure::Blackhole] {
-        progress(&format!("failover: {}", failure.name()));
-        let f = scenario::failover(lab, failure, 0, 3.0, 6.0, 10.0)?;
-        let regained = match f.regained_after {
-            Some(t) => format!("{t:.1} s"),
-            None => "not in this run".into(),
-        };
-        println!(
-            "  {:<10} {:>7.1} Mbit/s {:>9.1} Mbit/s {:>14.1} s {:>22}",
-            failure.name(),
-            f.before_mbit,
-            f.survivors_mbit,
-            f.longest_stall,
-            regained
-        );
+/// Runs `scenario`, filling `report` as results come.
+#[allow(clippy::too_many_arguments)]
+fn run_scenario(
+    lab: &Lab,
+    scenario: Scenario,
+    plans: &[FailoverPlan],
+    aggregate_secs: f64,
+    integrity_bytes: u64,
+    links: usize,
+    progress: &Progress,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    if matches!(scenario, Scenario::Demo | Scenario::Aggregate) {
+        report.aggregate = Some(scenario::aggregate(lab, aggregate_secs, progress)?);
     }
-    println!(
-        "\nMPTCP endpoints are set by the lab for now, and the kernel alone decides when a link is dead \
-         or back; the path manager (probes, endpoint changes) is what will shorten stalls and regain links."
-    );
+    if matches!(scenario, Scenario::Demo | Scenario::Failover) {
+        for plan in plans {
+            report
+                .failover
+                .push(scenario::failover(lab, plan, progress)?);
+        }
+    }
+    if scenario == Scenario::Integrity {
+        let plan = IntegrityPlan {
+            bytes: integrity_bytes,
+            flaps: scenario::flap_cycle(links, 1.0, 1.5, 1.0, 600.0),
+        };
+        let integrity = scenario::integrity(lab, &plan, progress)?;
+        let intact = integrity.intact;
+        report.integrity = Some(integrity);
+        anyhow::ensure!(intact, "the data arrived changed: see the table above");
+    }
+    if scenario == Scenario::Throughput {
+        report.throughput = Some(throughput(lab, progress)?);
+    }
     Ok(())
 }
 
-fn throughput(lab: &Lab, progress: &dyn Fn(&str)) -> anyhow::Result<()> {
+fn throughput(lab: &Lab, progress: &Progress) -> anyhow::Result<scenario::Throughput> {
     let t = scenario::throughput(lab, 5.0, progress)?;
     println!("\nthroughput (one TCP flow, 5 s each)");
     println!(
@@ -202,24 +352,5 @@ fn throughput(lab: &Lab, progress: &dyn Fn(&str)) -> anyhow::Result<()> {
         "\nCPU per GB relayed: mpbridge local {:.2} s, mpbridge remote {:.2} s",
         t.local_cpu_s_per_gb, t.remote_cpu_s_per_gb
     );
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn link_rates_parse_and_bad_ones_say_what_is_expected() {
-        let spec = parse_links("100, 50,20").unwrap();
-        let rates: Vec<u32> = spec.links.iter().map(|l| l.rate_mbit).collect();
-        assert_eq!(rates, [100, 50, 20]);
-        let err = parse_links("50,fast").unwrap_err().to_string();
-        assert!(
-            err.contains("\"fast\" is not a rate") && err.contains("--links 50,50"),
-            "{err}"
-        );
-        assert!(parse_links("").is_err());
-        assert!(parse_links(&["10"; 9].join(",")).is_err());
-    }
+    Ok(t)
 }

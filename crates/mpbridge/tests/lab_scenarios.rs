@@ -1,0 +1,207 @@
+//! The lab's scenarios end to end on two 50 Mbit/s links with the real
+//! daemons: aggregation against the per-link limit, and one connection
+//! surviving each kind of failure of either link with its data intact
+//! (SHA-256 both ways). After each test nothing of its lab is left.
+//!
+//! They live in this crate, not in `crates/lab`, so that the `mpbridge`
+//! binary they run is always the one cargo just built.
+
+use std::path::Path;
+
+use mpbridge_lab::bridge::BridgeOptions;
+use mpbridge_lab::measure::{Progress, ProgressMode};
+use mpbridge_lab::scenario::{self, Failure, Flap, IntegrityPlan, Lab};
+use mpbridge_lab::{LinkSpec, Node, TopologySpec};
+
+fn start_lab() -> Lab {
+    let spec = TopologySpec {
+        links: vec![LinkSpec::shaped(50); 2],
+    };
+    Lab::start(
+        &spec,
+        Path::new(env!("CARGO_BIN_EXE_mpbridge")),
+        &BridgeOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// What a lab leaves behind if its teardown is broken: its namespaces,
+/// its work dir and the processes it started (PID with start time, so a
+/// recycled PID is not mistaken for ours).
+struct Footprint {
+    namespaces: Vec<String>,
+    workdir: std::path::PathBuf,
+    processes: Vec<(u32, String)>,
+}
+
+fn start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22 (starttime), counted after the parenthesised command name.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)
+        .map(str::to_string)
+}
+
+impl Footprint {
+    fn of(lab: &Lab) -> Footprint {
+        let processes: Vec<(u32, String)> = lab
+            .topo
+            .spawned_pids()
+            .into_iter()
+            .filter_map(|pid| Some((pid, start_time(pid)?)))
+            .collect();
+        // The daemons and the iperf3 server at least are still running.
+        assert!(processes.len() >= 3, "{processes:?}");
+        Footprint {
+            namespaces: Node::ALL
+                .iter()
+                .map(|&n| lab.topo.ns_name(n).to_string())
+                .collect(),
+            workdir: lab.topo.workdir().to_path_buf(),
+            processes,
+        }
+    }
+
+    /// Drops the lab and asserts that none of it remains.
+    fn assert_gone_after_dropping(self, lab: Lab) {
+        drop(lab);
+        let listed = std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip netns list");
+        let listed = String::from_utf8_lossy(&listed.stdout);
+        for ns in &self.namespaces {
+            assert!(
+                !Path::new("/run/netns").join(ns).exists() && !listed.contains(ns.as_str()),
+                "namespace {ns} left behind"
+            );
+        }
+        assert!(
+            !self.workdir.exists(),
+            "{} left behind",
+            self.workdir.display()
+        );
+        for (pid, started) in &self.processes {
+            assert_ne!(
+                start_time(*pid).as_ref(),
+                Some(started),
+                "process {pid} still exists"
+            );
+        }
+    }
+}
+
+#[test]
+fn aggregation_on_two_50_mbit_links_reaches_90_percent_of_the_limit() {
+    let lab = start_lab();
+    let agg = scenario::aggregate(&lab, 3.0, &Progress::new(ProgressMode::Silent))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.bridge.logs()));
+    // Each link alone is shaped to 50 Mbit/s: it must carry most of that.
+    for (i, mbit) in agg.per_link.iter().enumerate() {
+        assert!(
+            (40.0..=52.0).contains(mbit),
+            "link {i} alone: {mbit} Mbit/s"
+        );
+    }
+    assert!(
+        agg.percent_of_limit >= 90.0,
+        "through mpbridge {:.1} Mbit/s = {:.1} % of the {:.1} Mbit/s limit",
+        agg.bridge,
+        agg.percent_of_limit,
+        agg.limit
+    );
+    // Both links carried the bridged flow (per-link samples).
+    let first = agg.series.links.first().expect("samples");
+    let last = agg.series.links.last().expect("samples");
+    for link in 0..2 {
+        let bytes = last.subflow_rx_bytes[link].saturating_sub(first.subflow_rx_bytes[link]);
+        assert!(bytes > 5_000_000, "link {link} carried {bytes} bytes");
+    }
+    Footprint::of(&lab).assert_gone_after_dropping(lab);
+}
+
+/// Bytes each way: at the most the links allow (about 12 MB/s each way,
+/// half that on one link) the transfer lasts past the restore at 5 s.
+const SURVIVAL_BYTES: u64 = 60_000_000;
+const FAIL_AT: f64 = 2.0;
+const RESTORE_AT: f64 = 5.0;
+
+fn connection_survives(failure: Failure, link: usize) {
+    let lab = start_lab();
+    let plan = IntegrityPlan {
+        bytes: SURVIVAL_BYTES,
+        flaps: vec![Flap {
+            link,
+            failure,
+            at: FAIL_AT,
+            restore_at: RESTORE_AT,
+        }],
+    };
+    let run = scenario::integrity(&lab, &plan, &Progress::new(ProgressMode::Silent))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.bridge.logs()));
+    assert!(
+        run.intact,
+        "data changed or lost: {:#?}\n{}",
+        run.outcome,
+        lab.bridge.logs()
+    );
+    // The failure and the restore both happened while the connection
+    // was carrying data.
+    let applied: Vec<(usize, bool)> = run
+        .series
+        .events
+        .iter()
+        .map(|e| (e.link, e.restored))
+        .collect();
+    assert_eq!(
+        applied,
+        [(link, false), (link, true)],
+        "{:?}",
+        run.series.events
+    );
+    assert!(
+        run.seconds > RESTORE_AT,
+        "the transfer ended at {:.1} s, before the restore",
+        run.seconds
+    );
+    // While the link was failed, the other one carried the connection.
+    let survivor = 1 - link;
+    let at = |t: f64| {
+        run.series
+            .links
+            .iter()
+            .find(|s| s.t >= t)
+            .map(|s| s.subflow_rx_bytes[survivor])
+            .expect("samples")
+    };
+    let carried = at(RESTORE_AT).saturating_sub(at(FAIL_AT + 0.5));
+    assert!(
+        carried > 1_000_000,
+        "link {survivor} carried {carried} bytes while link {link} was {}",
+        failure.state()
+    );
+    Footprint::of(&lab).assert_gone_after_dropping(lab);
+}
+
+#[test]
+fn a_connection_survives_link_0_going_down_with_its_data_intact() {
+    // Link 0 carries the connection's first subflow.
+    connection_survives(Failure::Down, 0);
+}
+
+#[test]
+fn a_connection_survives_link_1_going_down_with_its_data_intact() {
+    connection_survives(Failure::Down, 1);
+}
+
+#[test]
+fn a_connection_survives_a_blackhole_on_link_0_with_its_data_intact() {
+    connection_survives(Failure::Blackhole, 0);
+}
+
+#[test]
+fn a_connection_survives_a_blackhole_on_link_1_with_its_data_intact() {
+    connection_survives(Failure::Blackhole, 1);
+}
