@@ -16,6 +16,7 @@
 //! - [`remote`]: router B: accept MPTCP, check the header, dial, relay.
 //! - [`header`]: reading one Convert message off a socket.
 //! - [`intercept`]: transparent listeners and original destinations.
+//! - [`paths`]: the links as MPTCP paths; probing their health.
 //! - [`relay`]: splice relay with half-close, resets and counters.
 //! - [`server`]: the accept loop: connection cap, back-off, drain.
 //! - [`checks`]: start-up checks of the kernel; configured keys to cookie keys.
@@ -29,6 +30,7 @@ pub mod error;
 pub mod header;
 pub mod intercept;
 pub mod local;
+pub mod paths;
 pub mod ratelimit;
 pub mod relay;
 pub mod remote;
