@@ -18,7 +18,7 @@
 //! - [`scenario`]: aggregation, failover and throughput runs.
 //! - [`plan`]: what to build ([`TopologySpec`]) and the fixed address plan.
 //! - `topology`: [`Topology`]: build, run/spawn/enter, faults, teardown.
-//! - `mptcp`: the manual MPTCP path set-up and subflow inspection.
+//! - `mptcp`: subflow inspection with `ss`.
 //! - `process`: [`Proc`], a child with captured output.
 //! - `names`: unique namespace names and [`clean_leftovers`].
 //! - `netns`: running a closure inside a namespace (`setns`).
@@ -42,7 +42,6 @@ mod topology;
 use std::time::{Duration, Instant};
 
 pub use faults::TABLE as NFT_TABLE;
-pub use mptcp::MPTCP_LIMIT;
 pub use names::{clean_leftovers, PREFIX as NS_PREFIX};
 pub use plan::{LinkSpec, Node, TopologySpec};
 pub use process::Proc;

@@ -1093,21 +1093,22 @@ impl ConfigFile {
         }
 
         let (probe, _) = section(&self.raw.probe);
-        let down_action =
-            match &probe.down_action {
-                None => DownAction::Remove,
-                Some(s) => match s.get_ref().as_str() {
-                    "remove" => DownAction::Remove,
-                    "backup" => DownAction::Backup,
-                    other => return Err(self.invalid(
+        let down_action = match &probe.down_action {
+            None => DownAction::Remove,
+            Some(s) => match s.get_ref().as_str() {
+                "remove" => DownAction::Remove,
+                "backup" => DownAction::Backup,
+                other => {
+                    return Err(self.invalid(
                         s.span(),
                         "probe.down_action",
                         format!(
                             "\"{other}\" is not a down action (expected \"remove\" or \"backup\")"
                         ),
-                    )),
-                },
-            };
+                    ))
+                }
+            },
+        };
         let probe = ProbeConfig {
             enabled: probe.enabled.as_ref().is_none_or(|b| *b.get_ref()),
             interval: Duration::from_millis(self.int(

@@ -22,6 +22,9 @@ pub enum StartError {
     /// A listen address could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    /// The path manager could not set the links up.
+    #[error("{0}")]
+    Paths(#[from] crate::paths::PathError),
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
@@ -33,6 +36,8 @@ impl StartError {
         match self {
             StartError::Config(_) => 78,      // EX_CONFIG
             StartError::Unavailable(_) => 69, // EX_UNAVAILABLE
+            StartError::Paths(crate::paths::PathError::Unavailable(_)) => 69,
+            StartError::Paths(_) => 71, // EX_OSERR
             StartError::Socket(SocketError::NoMptcp(_)) => 69,
             StartError::Bind(_, e) if e.kind() == std::io::ErrorKind::PermissionDenied => 77, // EX_NOPERM
             StartError::Socket(_) | StartError::Bind(..) | StartError::Runtime(_) => 71, // EX_OSERR

@@ -16,8 +16,8 @@
 //! - [`remote`]: router B: accept MPTCP, check the header, dial, relay.
 //! - [`header`]: reading one Convert message off a socket.
 //! - [`intercept`]: transparent listeners and original destinations.
-//! - [`paths`]: the links as MPTCP paths; probing their health.
 //! - [`relay`]: splice relay with half-close, resets and counters.
+//! - [`paths`]: the path manager: MPTCP endpoints, policy routing, probes.
 //! - [`server`]: the accept loop: connection cap, back-off, drain.
 //! - [`checks`]: start-up checks of the kernel; configured keys to cookie keys.
 //! - [`sys`]: socket options and syscalls the safe crates lack.

@@ -104,6 +104,10 @@ pub async fn run(
         checks::fastopen_client();
     }
     let listeners = bind(&settings)?;
+    let side = crate::paths::Side::Local {
+        remotes: settings.remotes.clone(),
+    };
+    let paths = crate::paths::PathManager::start(&settings.paths, side, &settings.auth).await?;
     for l in &listeners {
         if let Ok(addr) = l.local_addr() {
             tracing::info!(%addr, intercept = %settings.intercept, "local listening");
@@ -111,6 +115,9 @@ pub async fn run(
     }
     let stats = Arc::new(Stats::default());
     serve(settings, listeners, stats.clone(), shutdown).await;
+    if let Some(paths) = paths {
+        paths.stop().await;
+    }
     tracing::info!("stopped: {}", stats.summary());
     Ok(())
 }
