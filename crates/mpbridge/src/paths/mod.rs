@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{DownAction, LinkConfig, PathSettings};
 use crate::ratelimit::LogLimit;
-use mptcp::{Limits, Pm, FLAG_BACKUP, FLAG_SIGNAL, FLAG_SUBFLOW};
+use mptcp::{Limits, Pm, FLAG_BACKUP, FLAG_SUBFLOW};
 use probe::{LinkHealth, LinkState, ProbeKeys, ProbeSettings, ProbeTarget};
 use route::Rt;
 
@@ -37,7 +37,8 @@ use route::Rt;
 pub enum Side {
     /// Router A: `subflow` endpoints; probes go to these remotes.
     Local { remotes: Vec<SocketAddr> },
-    /// Router B: `signal` endpoints; answers probes.
+    /// Router B: MPTCP limits and the probe responder; no endpoints and
+    /// no policy routing (see `Manager::reconcile`).
     Remote,
 }
 
@@ -542,12 +543,19 @@ impl Manager {
             link.changed_at = Instant::now();
         }
 
+        // Router B: limits and the probe responder only. It answers every
+        // subflow from the address router A dialled, so routing its replies
+        // by source would send them all over one link, where the subflows
+        // bound to the other links' devices never see them; and announcing
+        // its other addresses (signal endpoints) only made router A open a
+        // second subflow over a link it already uses (measured in the lab,
+        // 3 links: 4 subflows instead of 3, one of them a duplicate).
+        if !self.local {
+            return Ok(());
+        }
+
         // Endpoints: what there should be, by address.
-        let mut flags = if self.local {
-            FLAG_SUBFLOW
-        } else {
-            FLAG_SIGNAL
-        };
+        let mut flags = FLAG_SUBFLOW;
         if link.cfg.backup {
             flags |= FLAG_BACKUP;
         }
