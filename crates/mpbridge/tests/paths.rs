@@ -9,10 +9,13 @@ mod common;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Bridge, Options};
 use mpbridge_lab::{wait_until, Node, Topology};
+use sha2::{Digest, Sha256};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -298,4 +301,238 @@ fn an_address_removed_and_added_again_is_followed() {
         "{gone:?} {back:?}"
     );
     assert_one_subflow_per_link(topo, false);
+}
+
+// ---------------------------------------------------------------------------
+// Failover: one long download survives each link failing in turn.
+// ---------------------------------------------------------------------------
+
+/// Each link's rate in the failover tests: slow enough that the test's own
+/// hashing keeps up, fast enough that a stall shows at once.
+const FAILOVER_RATE_MBIT: u32 = 50;
+/// The longest stall a failure may cause (the goal is 300 ms).
+const MAX_STALL: Duration = Duration::from_secs(1);
+/// How soon a restored link must carry the same connection again.
+const MAX_REGAIN: Duration = Duration::from_secs(2);
+/// Bytes over a link that count as "it carries the transfer".
+const CARRYING: u64 = 512 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Down,
+    Blackhole,
+}
+
+impl Failure {
+    fn apply(self, topo: &Topology, link: usize, failed: bool) {
+        match (self, failed) {
+            (Failure::Down, true) => topo.link_down(link),
+            (Failure::Down, false) => topo.link_up(link),
+            (Failure::Blackhole, on) => topo.blackhole(link, on),
+        }
+        .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+}
+
+/// What the receiving side saw: bytes so far, and the longest time
+/// without any since the last [`Progress::reset`].
+struct Progress {
+    bytes: u64,
+    last: Instant,
+    longest_gap: Duration,
+}
+
+impl Progress {
+    fn reset(&mut self) {
+        self.last = Instant::now();
+        self.longest_gap = Duration::ZERO;
+    }
+}
+
+/// A download server → client through the bridge that runs until stopped.
+struct Transfer {
+    stop: Arc<AtomicBool>,
+    progress: Arc<Mutex<Progress>>,
+    sender: std::thread::JoinHandle<io::Result<(u64, [u8; 32])>>,
+    receiver: std::thread::JoinHandle<io::Result<(u64, [u8; 32])>>,
+}
+
+impl Transfer {
+    fn start(bridge: &Bridge) -> Transfer {
+        let listener = bridge.server_listener(false);
+        let dest = listener.local_addr().unwrap();
+        let mut client = bridge
+            .client_connect(dest)
+            .expect("connect through the bridge");
+        let (mut server, _) = listener.accept().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(Mutex::new(Progress {
+            bytes: 0,
+            last: Instant::now(),
+            longest_gap: Duration::ZERO,
+        }));
+        let sender = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut pattern = common::Pattern::new(7);
+                let mut hash = Sha256::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut sent = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    pattern.fill(&mut buf);
+                    server.write_all(&buf)?;
+                    hash.update(&buf);
+                    sent += buf.len() as u64;
+                }
+                server.shutdown(std::net::Shutdown::Write)?;
+                Ok((sent, hash.finalize().into()))
+            })
+        };
+        let receiver = {
+            let progress = Arc::clone(&progress);
+            std::thread::spawn(move || {
+                let mut hash = Sha256::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = client.read(&mut buf)?;
+                    let now = Instant::now();
+                    let mut p = progress.lock().unwrap();
+                    p.longest_gap = p.longest_gap.max(now - p.last);
+                    p.last = now;
+                    p.bytes += n as u64;
+                    drop(p);
+                    if n == 0 {
+                        let total = progress.lock().unwrap().bytes;
+                        return Ok((total, hash.finalize().into()));
+                    }
+                    hash.update(&buf[..n]);
+                }
+            })
+        };
+        Transfer {
+            stop,
+            progress,
+            sender,
+            receiver,
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.progress.lock().unwrap().bytes
+    }
+
+    fn reset_gap(&self) {
+        self.progress.lock().unwrap().reset();
+    }
+
+    /// The longest stall since the last reset, counting one still going on.
+    fn longest_gap(&self) -> Duration {
+        let p = self.progress.lock().unwrap();
+        p.longest_gap.max(p.last.elapsed())
+    }
+
+    /// Stops sending; returns once the receiver has everything, checked.
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let (sent, sent_hash) = self.sender.join().unwrap().expect("sender");
+        let (received, received_hash) = self.receiver.join().unwrap().expect("receiver");
+        assert_eq!(received, sent, "bytes lost or added");
+        assert_eq!(received_hash, sent_hash, "data corrupted");
+        received
+    }
+}
+
+/// Router A's received bytes on link `link`'s interface.
+fn rx(topo: &Topology, link: usize) -> u64 {
+    topo.link_counters(link).unwrap().1
+}
+
+/// Waits up to `timeout` until link `link` has received [`CARRYING`] bytes
+/// more than now; returns how long that took.
+fn carries_traffic(topo: &Topology, link: usize, timeout: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let base = rx(topo, link);
+    wait_until(timeout, || rx(topo, link) - base >= CARRYING).then(|| start.elapsed())
+}
+
+/// One failure of `link`: returns (longest stall, time until the link
+/// carried the transfer again after its restore).
+fn fail_and_restore(
+    bridge: &Bridge,
+    transfer: &Transfer,
+    failure: Failure,
+    link: usize,
+    patience: Duration,
+) -> (Duration, Option<Duration>) {
+    let topo = &bridge.topo;
+    transfer.reset_gap();
+    failure.apply(topo, link, true);
+    // Failed over: the download has moved on by a good amount (or the
+    // stall is long enough to judge).
+    let at = transfer.bytes();
+    wait_until(patience, || transfer.bytes() - at >= 4 * CARRYING);
+    let stall = transfer.longest_gap();
+    failure.apply(topo, link, false);
+    let regained = carries_traffic(topo, link, patience.max(MAX_REGAIN));
+    (stall, regained)
+}
+
+fn failover_of_every_link(links: usize, failure: Failure) {
+    let bridge = Bridge::start(Options {
+        links,
+        ..Options::default()
+    });
+    let topo = &bridge.topo;
+    for link in 0..links {
+        topo.set_rate(link, FAILOVER_RATE_MBIT).unwrap();
+    }
+    let transfer = Transfer::start(&bridge);
+    for link in 0..links {
+        assert!(
+            carries_traffic(topo, link, IO_TIMEOUT).is_some(),
+            "link {link} never carried the download\n{}",
+            bridge.logs()
+        );
+    }
+    for link in 0..links {
+        let (stall, regained) = fail_and_restore(&bridge, &transfer, failure, link, IO_TIMEOUT);
+        eprintln!("{links} links, {failure:?} of link {link}: longest stall {stall:?}, regained after {regained:?}");
+        assert!(
+            stall < MAX_STALL,
+            "{failure:?} of link {link}: stalled {stall:?}\n{}",
+            bridge.logs()
+        );
+        let regained = regained.unwrap_or_else(|| {
+            panic!(
+                "link {link} not used again after its restore\n{}",
+                bridge.logs()
+            )
+        });
+        assert!(
+            regained < MAX_REGAIN,
+            "link {link} regained after {regained:?}"
+        );
+    }
+    let bytes = transfer.finish();
+    eprintln!("{links} links, {failure:?}: {bytes} bytes intact");
+}
+
+#[test]
+fn two_links_a_download_survives_each_link_going_down_and_regains_it() {
+    failover_of_every_link(2, Failure::Down);
+}
+
+#[test]
+fn two_links_a_download_survives_each_link_black_holed_and_regains_it() {
+    failover_of_every_link(2, Failure::Blackhole);
+}
+
+#[test]
+fn three_links_a_download_survives_each_link_going_down_and_regains_it() {
+    failover_of_every_link(3, Failure::Down);
+}
+
+#[test]
+fn three_links_a_download_survives_each_link_black_holed_and_regains_it() {
+    failover_of_every_link(3, Failure::Blackhole);
 }
