@@ -536,3 +536,82 @@ fn three_links_a_download_survives_each_link_going_down_and_regains_it() {
 fn three_links_a_download_survives_each_link_black_holed_and_regains_it() {
     failover_of_every_link(3, Failure::Blackhole);
 }
+
+/// Bytes link `link` receives while links `busy` carry [`CARRYING`] × 8.
+fn rx_while_busy(topo: &Topology, link: usize, busy: &[usize]) -> u64 {
+    let base = rx(topo, link);
+    let busy_base: u64 = busy.iter().map(|&l| rx(topo, l)).sum();
+    let moved = wait_until(IO_TIMEOUT, || {
+        busy.iter().map(|&l| rx(topo, l)).sum::<u64>() - busy_base >= 8 * CARRYING
+    });
+    assert!(moved, "links {busy:?} carry nothing");
+    rx(topo, link) - base
+}
+
+#[test]
+fn a_backup_link_carries_nothing_until_every_regular_link_has_failed() {
+    let bridge = Bridge::start(Options {
+        links: 3,
+        backup_links: vec![2],
+        ..Options::default()
+    });
+    let topo = &bridge.topo;
+    let eps = endpoints(topo, Node::RouterA);
+    assert!(
+        eps.lines()
+            .filter(|l| l.contains("dev wan2"))
+            .all(|l| l.contains("backup")),
+        "{eps}"
+    );
+    for link in 0..3 {
+        topo.set_rate(link, FAILOVER_RATE_MBIT).unwrap();
+    }
+    let transfer = Transfer::start(&bridge);
+    for link in [0, 1] {
+        assert!(
+            carries_traffic(topo, link, IO_TIMEOUT).is_some(),
+            "link {link} unused"
+        );
+    }
+    // Probes and the idle subflow's acks are all the backup link sees.
+    let idle = CARRYING / 8;
+    let seen = rx_while_busy(topo, 2, &[0, 1]);
+    assert!(
+        seen < idle,
+        "backup link received {seen} bytes with both regular links up"
+    );
+    topo.blackhole(0, true).unwrap();
+    let seen = rx_while_busy(topo, 2, &[1]);
+    assert!(
+        seen < idle,
+        "backup link received {seen} bytes with link 1 up"
+    );
+    transfer.reset_gap();
+    topo.blackhole(1, true).unwrap();
+    let took_over = carries_traffic(topo, 2, MAX_REGAIN);
+    let stall = transfer.longest_gap();
+    eprintln!("backup link took over after {took_over:?}, longest stall {stall:?}");
+    assert!(
+        took_over.is_some(),
+        "the backup link never took over\n{}",
+        bridge.logs()
+    );
+    assert!(stall < MAX_STALL, "stalled {stall:?}");
+    // The regular links return: the backup link is idle again.
+    topo.blackhole(0, false).unwrap();
+    topo.blackhole(1, false).unwrap();
+    for link in [0, 1] {
+        assert!(
+            carries_traffic(topo, link, MAX_REGAIN).is_some(),
+            "link {link} not used again"
+        );
+    }
+    // What the backup subflow had queued drains first.
+    rx_while_busy(topo, 2, &[0, 1]);
+    let seen = rx_while_busy(topo, 2, &[0, 1]);
+    assert!(
+        seen < idle,
+        "backup link received {seen} bytes after the others returned"
+    );
+    transfer.finish();
+}
