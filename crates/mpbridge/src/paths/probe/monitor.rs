@@ -29,6 +29,10 @@ pub struct Monitor {
     next_seq: u32,
     /// Sent and not yet answered or lost: (seq, sent at), oldest first.
     outstanding: VecDeque<(u32, Instant)>,
+    /// Recently counted lost, in case their answer still comes: it does not
+    /// undo the loss, but teaches the RTT estimate that the path got slower
+    /// (a queue filling up), so the next probes are waited for long enough.
+    late: VecDeque<(u32, Instant)>,
     srtt: Option<Duration>,
     rttvar: Duration,
     last_rtt: Option<Duration>,
@@ -52,6 +56,7 @@ impl Monitor {
             next_send: now,
             next_seq: 1,
             outstanding: VecDeque::new(),
+            late: VecDeque::new(),
             srtt: None,
             rttvar: Duration::ZERO,
             last_rtt: None,
@@ -88,7 +93,9 @@ impl Monitor {
             if now < sent + timeout {
                 break;
             }
-            self.outstanding.pop_front();
+            if let Some(lost) = self.outstanding.pop_front() {
+                self.remember_late(lost);
+            }
             self.record(false, now);
         }
         if now < self.next_send {
@@ -102,7 +109,9 @@ impl Monitor {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
         if self.outstanding.len() == MAX_OUTSTANDING {
-            self.outstanding.pop_front();
+            if let Some(lost) = self.outstanding.pop_front() {
+                self.remember_late(lost);
+            }
             self.record(false, now);
         }
         self.outstanding.push_back((seq, now));
@@ -110,14 +119,31 @@ impl Monitor {
         Some(seq)
     }
 
-    /// An authenticated reply to probe `seq` arrived at `now`. Replies to
-    /// probes already counted lost, or never sent, change nothing.
+    fn remember_late(&mut self, lost: (u32, Instant)) {
+        if self.late.len() == MAX_OUTSTANDING {
+            self.late.pop_front();
+        }
+        self.late.push_back(lost);
+    }
+
+    /// An authenticated reply to probe `seq` arrived at `now`. A reply to a
+    /// probe already counted lost only updates the RTT estimate; replies
+    /// to probes never sent (or answered already) change nothing.
     pub fn handle_reply(&mut self, seq: u32, now: Instant) {
         let Some(pos) = self.outstanding.iter().position(|&(s, _)| s == seq) else {
+            if let Some(pos) = self.late.iter().position(|&(s, _)| s == seq) {
+                let (_, sent) = self.late.remove(pos).expect("position is in range");
+                self.sample_rtt(now.saturating_duration_since(sent));
+            }
             return;
         };
         let (_, sent) = self.outstanding.remove(pos).expect("position is in range");
-        let rtt = now.saturating_duration_since(sent);
+        self.sample_rtt(now.saturating_duration_since(sent));
+        self.answered += 1;
+        self.record(true, now);
+    }
+
+    fn sample_rtt(&mut self, rtt: Duration) {
         self.last_rtt = Some(rtt);
         // RFC 6298's smoothing, as TCP does it.
         match self.srtt {
@@ -131,8 +157,6 @@ impl Monitor {
                 self.srtt = Some((srtt * 7 + rtt) / 8);
             }
         }
-        self.answered += 1;
-        self.record(true, now);
     }
 
     fn record(&mut self, answered: bool, now: Instant) {
@@ -344,6 +368,21 @@ mod tests {
         m.handle_reply(seq, t0 + 1101 * MS);
         m.handle_reply(seq, t0 + 1102 * MS);
         assert_eq!(m.health().answered, 1);
+    }
+
+    #[test]
+    fn a_queue_filling_up_costs_one_probe_not_the_link() {
+        let t0 = Instant::now();
+        let mut m = Monitor::new(settings(), t0);
+        let mut now = t0;
+        run(&mut m, &mut now, t0 + 1000 * MS, MS, |_| true);
+        // Traffic moves onto this link: its RTT jumps from 1 to 40 ms,
+        // beyond the 25 ms the monitor waited so far.
+        run(&mut m, &mut now, t0 + 3000 * MS, 40 * MS, |_| true);
+        assert_eq!(m.state(), LinkState::Up);
+        let h = m.health();
+        assert_eq!(h.sent - h.answered, 1, "{h:?}");
+        assert!(m.loss_timeout() > 40 * MS);
     }
 
     #[test]
