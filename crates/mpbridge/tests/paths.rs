@@ -615,3 +615,164 @@ fn a_backup_link_carries_nothing_until_every_regular_link_has_failed() {
     );
     transfer.finish();
 }
+
+// ---------------------------------------------------------------------------
+// Figures for the closing note (not pass/fail):
+// cargo test -p mpbridge --test paths failover_figures -- --ignored --nocapture --test-threads 1
+// ---------------------------------------------------------------------------
+
+const FIGURE_RUNS: usize = 3;
+const FIGURE_PATIENCE: Duration = Duration::from_secs(10);
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or_else(
+        || format!(">{}", FIGURE_PATIENCE.as_millis()),
+        |d| d.as_millis().to_string(),
+    )
+}
+
+fn endpoint_id(topo: &Topology, addr: IpAddr) -> String {
+    let eps = endpoints(topo, Node::RouterA);
+    let line = eps
+        .lines()
+        .find(|l| l.starts_with(&format!("{addr} ")))
+        .unwrap_or_else(|| panic!("no endpoint {addr}: {eps}"));
+    line.split_whitespace().nth(2).unwrap().to_owned()
+}
+
+/// A fresh 2-link bridge with `extra` config, a running download, then
+/// `failure` of `link`, `react` run at once (by hand), restore: returns
+/// (longest stall, regained after).
+fn one_figure(
+    extra: &'static str,
+    failure: Failure,
+    link: usize,
+    react: &dyn Fn(&Topology),
+) -> (Option<Duration>, Option<Duration>) {
+    let bridge = Bridge::start(Options {
+        paths_extra: extra,
+        ..Options::default()
+    });
+    let topo = &bridge.topo;
+    for l in 0..2 {
+        topo.set_rate(l, FAILOVER_RATE_MBIT).unwrap();
+    }
+    let transfer = Transfer::start(&bridge);
+    for l in 0..2 {
+        assert!(carries_traffic(topo, l, IO_TIMEOUT).is_some());
+    }
+    transfer.reset_gap();
+    failure.apply(topo, link, true);
+    react(topo);
+    let at = transfer.bytes();
+    let moved = wait_until(FIGURE_PATIENCE, || transfer.bytes() - at >= 4 * CARRYING);
+    let stall = moved.then(|| transfer.longest_gap());
+    failure.apply(topo, link, false);
+    let regained = carries_traffic(topo, link, FIGURE_PATIENCE);
+    if moved {
+        transfer.finish();
+    }
+    (stall, regained)
+}
+
+#[test]
+#[ignore]
+fn failover_figures() {
+    let none: &dyn Fn(&Topology) = &|_| {};
+    let modes: [(&str, &'static str); 3] = [
+        ("probing on, down_action remove", ""),
+        (
+            "probing on, down_action backup",
+            "[probe]\ndown_action = \"backup\"\n",
+        ),
+        ("probing off (rtnetlink only)", "[probe]\nenabled = false\n"),
+    ];
+    eprintln!("mode | failure | link | longest stall ms | regained after ms  ({FIGURE_RUNS} runs)");
+    for (name, extra) in modes {
+        for failure in [Failure::Down, Failure::Blackhole] {
+            for link in [0, 1] {
+                let runs: Vec<String> = (0..FIGURE_RUNS)
+                    .map(|_| {
+                        let (stall, regained) = one_figure(extra, failure, link, none);
+                        format!("{}/{}", ms(stall), ms(regained))
+                    })
+                    .collect();
+                eprintln!(
+                    "{name} | {failure:?} | {link} | stall/regain: {}",
+                    runs.join(", ")
+                );
+            }
+        }
+    }
+    // What takes a black-holed link out of service at once, done by hand
+    // the moment the black hole starts (probing off, so the daemon stays
+    // out of it): the kernel mechanism alone, without detection time.
+    let off = "[probe]\nenabled = false\n";
+    for link in [0, 1] {
+        let addr = move |topo: &Topology| topo.ra_link_addr(link, false);
+        let actions: [(&str, Box<dyn Fn(&Topology)>); 5] = [
+            ("nothing", Box::new(|_: &Topology| {})),
+            (
+                "endpoint delete id N",
+                Box::new(move |t: &Topology| {
+                    let id = endpoint_id(t, addr(t));
+                    sh(
+                        t,
+                        Node::RouterA,
+                        &["ip", "mptcp", "endpoint", "delete", "id", &id],
+                    );
+                }),
+            ),
+            (
+                "endpoint delete id 0 ADDR",
+                Box::new(move |t: &Topology| {
+                    let a = addr(t).to_string();
+                    sh(
+                        t,
+                        Node::RouterA,
+                        &["ip", "mptcp", "endpoint", "delete", "id", "0", &a],
+                    );
+                }),
+            ),
+            (
+                "both deletes",
+                Box::new(move |t: &Topology| {
+                    let id = endpoint_id(t, addr(t));
+                    let a = addr(t).to_string();
+                    sh(
+                        t,
+                        Node::RouterA,
+                        &["ip", "mptcp", "endpoint", "delete", "id", &id],
+                    );
+                    let _ = t.run(
+                        Node::RouterA,
+                        &["ip", "mptcp", "endpoint", "delete", "id", "0", &a],
+                    );
+                }),
+            ),
+            (
+                "endpoint change id N backup",
+                Box::new(move |t: &Topology| {
+                    let id = endpoint_id(t, addr(t));
+                    sh(
+                        t,
+                        Node::RouterA,
+                        &["ip", "mptcp", "endpoint", "change", "id", &id, "backup"],
+                    );
+                }),
+            ),
+        ];
+        for (name, action) in &actions {
+            let runs: Vec<String> = (0..FIGURE_RUNS)
+                .map(|_| {
+                    let (stall, _) = one_figure(off, Failure::Blackhole, link, action.as_ref());
+                    ms(stall)
+                })
+                .collect();
+            eprintln!(
+                "by hand, blackhole link {link}, {name}: longest stall ms {}",
+                runs.join(", ")
+            );
+        }
+    }
+}

@@ -554,7 +554,55 @@ impl Manager {
             return Ok(());
         }
 
+        // Routes and rules before endpoints, so the first SYN of a subflow
+        // that a new endpoint starts already leaves by its own link.
+        //
+        // Routes: the link's table holds its default route per family in
+        // use. The kernel drops them when the link goes down; put them back.
+        let table = self.links[i].table;
+        if let (true, Some(index)) = (kernel_up, ifindex) {
+            for v6 in [false, true] {
+                if !addrs.iter().any(|a| a.is_ipv6() == v6) {
+                    continue;
+                }
+                let configured = self.links[i]
+                    .cfg
+                    .peers
+                    .iter()
+                    .find(|p| p.is_ipv6() == v6)
+                    .copied();
+                let via = match configured {
+                    Some(p) => Some(p),
+                    None => self.rt.gateway(index, v6).await.unwrap_or(None),
+                };
+                self.rt
+                    .replace_route(route::default_route(table, index, v6, via))
+                    .await
+                    .map_err(|e| {
+                        format!("cannot add the default route of table {table} ({name}): {e}")
+                    })?;
+            }
+        }
+
+        // Rules: one per address, `from ADDR lookup TABLE`.
+        let priority = self.settings.rule_priority;
+        let old: Vec<IpAddr> = self.links[i].rules.clone();
+        for addr in old.iter().filter(|a| !addrs.contains(a)) {
+            self.rt
+                .delete_rule(route::source_rule(*addr, table, priority))
+                .await
+                .map_err(|e| format!("cannot remove the rule from {addr}: {e}"))?;
+        }
+        for addr in addrs.iter().filter(|a| !old.contains(a)) {
+            self.rt
+                .add_rule(route::source_rule(*addr, table, priority))
+                .await
+                .map_err(|e| format!("cannot add the rule from {addr} ({name}): {e}"))?;
+        }
+        self.links[i].rules = addrs.clone();
+
         // Endpoints: what there should be, by address.
+        let link = &self.links[i];
         let mut flags = FLAG_SUBFLOW;
         if link.cfg.backup {
             flags |= FLAG_BACKUP;
@@ -644,49 +692,6 @@ impl Manager {
             tracing::info!(link = %name, %addr, id, backup = f & FLAG_BACKUP != 0, "MPTCP endpoint added");
         }
 
-        // Routes: the link's table holds its default route per family in
-        // use. The kernel drops them when the link goes down; put them back.
-        let table = self.links[i].table;
-        if let (true, Some(index)) = (kernel_up, ifindex) {
-            for v6 in [false, true] {
-                if !addrs.iter().any(|a| a.is_ipv6() == v6) {
-                    continue;
-                }
-                let configured = self.links[i]
-                    .cfg
-                    .peers
-                    .iter()
-                    .find(|p| p.is_ipv6() == v6)
-                    .copied();
-                let via = match configured {
-                    Some(p) => Some(p),
-                    None => self.rt.gateway(index, v6).await.unwrap_or(None),
-                };
-                self.rt
-                    .replace_route(route::default_route(table, index, v6, via))
-                    .await
-                    .map_err(|e| {
-                        format!("cannot add the default route of table {table} ({name}): {e}")
-                    })?;
-            }
-        }
-
-        // Rules: one per address, `from ADDR lookup TABLE`.
-        let priority = self.settings.rule_priority;
-        let old: Vec<IpAddr> = self.links[i].rules.clone();
-        for addr in old.iter().filter(|a| !addrs.contains(a)) {
-            self.rt
-                .delete_rule(route::source_rule(*addr, table, priority))
-                .await
-                .map_err(|e| format!("cannot remove the rule from {addr}: {e}"))?;
-        }
-        for addr in addrs.iter().filter(|a| !old.contains(a)) {
-            self.rt
-                .add_rule(route::source_rule(*addr, table, priority))
-                .await
-                .map_err(|e| format!("cannot add the rule from {addr} ({name}): {e}"))?;
-        }
-        self.links[i].rules = addrs;
         Ok(())
     }
 
