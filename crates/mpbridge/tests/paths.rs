@@ -622,6 +622,9 @@ fn a_backup_link_carries_nothing_until_every_regular_link_has_failed() {
 // ---------------------------------------------------------------------------
 
 const FIGURE_RUNS: usize = 3;
+
+/// Something done by hand the moment a failure starts.
+type Action = Box<dyn Fn(&Topology)>;
 const FIGURE_PATIENCE: Duration = Duration::from_secs(10);
 
 fn ms(d: Option<Duration>) -> String {
@@ -710,7 +713,7 @@ fn failover_figures() {
     let off = "[probe]\nenabled = false\n";
     for link in [0, 1] {
         let addr = move |topo: &Topology| topo.ra_link_addr(link, false);
-        let actions: [(&str, Box<dyn Fn(&Topology)>); 5] = [
+        let actions: [(&str, Action); 5] = [
             ("nothing", Box::new(|_: &Topology| {})),
             (
                 "endpoint delete id N",
