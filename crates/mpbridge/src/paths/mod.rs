@@ -104,10 +104,6 @@ impl PathManager {
                 "the kernel's MPTCP path manager (generic netlink family mptcp_pm) does not answer: {e}"
             ))
         })?;
-        // Subscribe before the first look, so no change falls in between.
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let watch = watch_kernel(events_tx.clone())
-            .map_err(|e| PathError::Unavailable(format!("cannot watch rtnetlink: {e}")))?;
         let status: SharedStatus = Arc::new(Mutex::new(Vec::new()));
         let keys = Arc::new(ProbeKeys::from_auth(auth));
         let probe = &settings.probe;
@@ -134,6 +130,10 @@ impl PathManager {
                     .map(|r| SocketAddr::new(r.ip().to_canonical(), probe.port)),
             ),
         };
+        // Subscribe before the first look, so no change falls in between.
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let watch = watch_kernel(events_tx.clone())
+            .map_err(|e| PathError::Unavailable(format!("cannot watch rtnetlink: {e}")))?;
         let mut mgr = Manager {
             pm,
             rt,
@@ -248,6 +248,10 @@ struct Link {
     health: LinkState,
     probing: Option<Probing>,
     generation: u64,
+    /// Reconciled at least once (so "came up" means "came back").
+    seen: bool,
+    /// Came back up while probed: in service once a probe got through.
+    await_probe: bool,
     in_service: bool,
     changed_at: Instant,
     /// Address → (endpoint id, flags).
@@ -267,6 +271,8 @@ impl Link {
             health: LinkState::Unknown,
             probing: None,
             generation: 0,
+            seen: false,
+            await_probe: false,
             in_service: false,
             changed_at: Instant::now(),
             endpoints: BTreeMap::new(),
@@ -534,9 +540,21 @@ impl Manager {
         link.ifindex = ifindex;
         link.kernel_up = kernel_up;
         link.addrs = addrs.clone();
+        let came_back = came_up && link.seen;
+        link.seen = true;
         self.update_prober(i, came_up);
         let link = &mut self.links[i];
-        let probed_down = link.health == LinkState::Down;
+        // A link that comes back is used once a probe has crossed it: its
+        // far end may not pass packets yet (a veth peer drops them until
+        // the kernel's link watch has run, up to a second later), and a
+        // subflow SYN lost then waits a full second to be retransmitted.
+        if came_back && link.probing.is_some() {
+            link.await_probe = true;
+        }
+        if link.health == LinkState::Up || link.probing.is_none() {
+            link.await_probe = false;
+        }
+        let probed_down = link.health == LinkState::Down || link.await_probe;
         let in_service = kernel_up && !probed_down;
         if in_service != link.in_service {
             link.in_service = in_service;
