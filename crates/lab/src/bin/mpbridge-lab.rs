@@ -171,8 +171,8 @@ fn demo(lab: &Lab, progress: &dyn Fn(&str)) -> anyhow::Result<()> {
         );
     }
     println!(
-        "\nMPTCP endpoints are set by the lab for now, and the kernel alone decides when a link is dead \
-         or back; the path manager (probes, endpoint changes) is what will shorten stalls and regain links."
+        "\nThe daemons' path managers set the MPTCP endpoints and policy routing up, probe every link \
+         every 100 ms, and take a link out of service (and back) as the probes say."
     );
     Ok(())
 }
