@@ -1,6 +1,7 @@
 //! The real daemons in a topology: writes their configs and key files,
 //! starts `mpbridge remote` in router B and `mpbridge local` in router A
-//! (which installs its own interception rules on router A's `lan0`).
+//! (whose path managers set up MPTCP endpoints and policy routing for every
+//! link, and the local its own interception rules on router A's `lan0`).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -58,6 +59,10 @@ pub struct BridgeOptions {
     pub remotes: Option<Vec<SocketAddr>>,
     /// Both daemons' log level.
     pub log_level: String,
+    /// Links (by index) configured `backup = true` on both routers.
+    pub backup_links: Vec<usize>,
+    /// Extra top-level TOML for both daemons (e.g. a `[probe]` section).
+    pub paths_extra: String,
 }
 
 impl Default for BridgeOptions {
@@ -69,6 +74,8 @@ impl Default for BridgeOptions {
             remote_extra: String::new(),
             remotes: None,
             log_level: "info".into(),
+            backup_links: Vec::new(),
+            paths_extra: String::new(),
         }
     }
 }
@@ -105,6 +112,7 @@ impl Bridge {
             options.remote_extra
         )?;
         writeln!(remote_conf, "[log]\nlevel = {:?}", options.log_level)?;
+        remote_conf.push_str(&link_lines(topo, options, Node::RouterB));
         let remote_path = dir.join("remote.toml");
         write_private(&remote_path, &remote_conf)?;
 
@@ -130,6 +138,7 @@ impl Bridge {
             options.local_extra
         )?;
         writeln!(local_conf, "[log]\nlevel = {:?}", options.log_level)?;
+        local_conf.push_str(&link_lines(topo, options, Node::RouterA));
         let local_path = dir.join("local.toml");
         write_private(&local_path, &local_conf)?;
 
@@ -157,6 +166,30 @@ impl Bridge {
             self.remote.output_text()
         )
     }
+}
+
+/// The `[[link]]` entries of `node`'s daemon: every link, the other
+/// router's addresses on it as peers; then [`BridgeOptions::paths_extra`].
+fn link_lines(topo: &Topology, options: &BridgeOptions, node: Node) -> String {
+    let mut out = String::new();
+    for link in 0..topo.link_count() {
+        let peer = |v6| match node {
+            Node::RouterA => topo.rb_link_addr(link, v6),
+            _ => topo.ra_link_addr(link, v6),
+        };
+        let _ = writeln!(
+            out,
+            "\n[[link]]\ninterface = \"{}\"\npeer = [\"{}\", \"{}\"]\nbackup = {}",
+            topo.link_ifname(link),
+            peer(false),
+            peer(true),
+            options.backup_links.contains(&link)
+        );
+    }
+    out.push('\n');
+    out.push_str(&options.paths_extra);
+    out.push('\n');
+    out
 }
 
 fn start_daemon(

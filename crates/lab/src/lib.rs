@@ -23,7 +23,7 @@
 //! - [`report`]: the terminal table and the JSON of a run; [`plot`]: its SVG.
 //! - [`plan`]: what to build ([`TopologySpec`]) and the fixed address plan.
 //! - `topology`: [`Topology`]: build, run/spawn/enter, faults, teardown.
-//! - `mptcp`: the manual MPTCP path set-up and subflow inspection.
+//! - `mptcp`: subflow inspection with `ss`.
 //! - `process`: [`Proc`], a child with captured output.
 //! - `names`: unique namespace names and [`clean_leftovers`].
 //! - `netns`: running a closure inside a namespace (`setns`).
@@ -52,7 +52,6 @@ pub mod transfer;
 use std::time::{Duration, Instant};
 
 pub use faults::TABLE as NFT_TABLE;
-pub use mptcp::MPTCP_LIMIT;
 pub use names::{clean_leftovers, PREFIX as NS_PREFIX};
 pub use plan::{LinkSpec, Node, TopologySpec};
 pub use process::Proc;

@@ -23,15 +23,13 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Builds the topology, sets MPTCP up and starts the daemons.
+    /// Builds the topology and starts the daemons (which set MPTCP up).
     pub fn start(
         spec: &TopologySpec,
         mpbridge: &std::path::Path,
         options: &BridgeOptions,
     ) -> anyhow::Result<Lab> {
         let topo = Topology::build(spec)?;
-        // LAB-SETUP: MPTCP endpoints and policy routing until the path manager lands.
-        topo.mptcp_setup_manual()?;
         let bridge = Bridge::start(&topo, mpbridge, options)?;
         let iperf_server = iperf::start_server(
             &topo,

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -42,8 +42,6 @@ pub struct Topology {
     links: Vec<LinkSpec>,
     workdir: PathBuf,
     faults: Mutex<Faults>,
-    /// Whether `mptcp_setup_manual` ran, so `link_up` restores its routes.
-    pub(crate) mptcp_manual: AtomicBool,
     procs: Mutex<Vec<Arc<process::Shared>>>,
     proc_serial: AtomicU32,
 }
@@ -75,7 +73,6 @@ impl Topology {
             links: spec.links.clone(),
             workdir,
             faults: Mutex::new(Faults::new(spec.links.len())),
-            mptcp_manual: AtomicBool::new(false),
             procs: Mutex::new(Vec::new()),
             proc_serial: AtomicU32::new(0),
         };
@@ -220,8 +217,8 @@ impl Topology {
 
     /// Brings link `link` back up on router A's side and restores what the
     /// kernel removed when it went down: the IPv6 addresses (IPv4 ones
-    /// survive) and every route through the link (main table and, after
-    /// [`Topology::mptcp_setup_manual`], the link's policy table). Router B
+    /// survive) and the main table's routes through the link (the daemon's
+    /// path manager restores its own policy routes). Router B
     /// keeps its addresses and routes across a carrier loss. Returns once
     /// the link is operationally up again.
     pub fn link_up(&self, link: usize) -> anyhow::Result<()> {
@@ -420,9 +417,8 @@ impl Topology {
         Ok(())
     }
 
-    /// Router A's routes that go through link `link`: the plain route to
-    /// the server LAN (link 0 only) and, once MPTCP is set up, the link's
-    /// policy table.
+    /// Router A's main-table routes that go through link `link`: the plain
+    /// route to the server LAN (link 0 only).
     fn ra_route_lines(&self, link: usize) -> Vec<String> {
         let mut lines = Vec::new();
         if link == 0 {
@@ -434,9 +430,6 @@ impl Topology {
                     plan::link_ifname(0)
                 ));
             }
-        }
-        if self.mptcp_manual.load(Ordering::SeqCst) {
-            lines.extend(crate::mptcp::policy_route_lines(link));
         }
         lines
     }

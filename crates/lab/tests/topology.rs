@@ -1,5 +1,6 @@
 //! Behaviour of the namespace lab itself: building and tearing down,
-//! plain routing, shaping, failure injection and the manual MPTCP set-up.
+//! plain routing, shaping and failure injection. (MPTCP paths are the
+//! daemon's: `crates/mpbridge/tests/paths.rs`.)
 //! Needs root (it creates network namespaces); each test builds its own.
 
 use std::io::{self, Read, Write};
@@ -10,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mpbridge_lab::{clean_leftovers, wait_until, LinkSpec, Node, Topology, TopologySpec};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
 /// Long enough for a SYN/SYN-ACK over a veth, short enough to keep a
@@ -405,7 +405,6 @@ fn loss_meets_real_packets_not_gso_super_packets() {
 #[test]
 fn link_down_and_up_restores_connectivity_v4_and_v6() {
     let topo = build(TopologySpec::unshaped(2));
-    topo.mptcp_setup_manual().unwrap();
     topo.link_down(0).unwrap();
     for v6 in [false, true] {
         assert!(
@@ -422,18 +421,6 @@ fn link_down_and_up_restores_connectivity_v4_and_v6() {
         addrs.contains("fd00:20::1/64"),
         "IPv6 address not restored: {addrs}"
     );
-    for table in ["-4", "-6"] {
-        let routes = topo
-            .run(
-                Node::RouterA,
-                &["ip", table, "route", "show", "table", "100"],
-            )
-            .unwrap();
-        assert!(
-            routes.contains("default via"),
-            "policy route not restored: {routes}"
-        );
-    }
 }
 
 #[test]
@@ -460,95 +447,6 @@ fn link_counters_count_traffic_on_that_link_only() {
         "wan1 sent {} bytes",
         tx1_after - tx1
     );
-}
-
-/// Connects ra → rb over MPTCP and waits until ra has an established
-/// subflow from each link's address.
-fn assert_one_subflow_per_link(topo: &Topology, v6: bool) {
-    let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
-    let mptcp_socket = || Socket::new(domain, Type::STREAM, Some(Protocol::MPTCP));
-    let listener = topo.enter(Node::RouterB, || -> io::Result<Socket> {
-        let s = mptcp_socket()?;
-        s.bind(&SockAddr::from(SocketAddr::new(
-            topo.rb_link_addr(0, v6),
-            0,
-        )))?;
-        s.listen(8)?;
-        Ok(s)
-    });
-    let listener = listener.expect("MPTCP listener in rb");
-    let target = listener.local_addr().unwrap().as_socket().unwrap();
-    let client = topo
-        .enter(Node::RouterA, || -> io::Result<Socket> {
-            let s = mptcp_socket()?;
-            s.connect_timeout(&target.into(), IO_TIMEOUT)?;
-            Ok(s)
-        })
-        .expect("MPTCP connect from ra");
-    let (accepted, _) = listener.accept().unwrap();
-    (&client).write_all(b"hello").unwrap();
-    let mut buf = [0u8; 5];
-    (&accepted).read_exact(&mut buf).unwrap();
-
-    let want: Vec<IpAddr> = (0..topo.link_count())
-        .map(|i| topo.ra_link_addr(i, v6))
-        .collect();
-    let mut seen = Vec::new();
-    let all_links = wait_until(IO_TIMEOUT, || {
-        seen = topo
-            .tcp_sockets(Node::RouterA)
-            .unwrap()
-            .into_iter()
-            .filter(|s| s.mptcp_subflow && s.state == "ESTAB" && s.peer == target)
-            .collect();
-        want.iter()
-            .all(|ip| seen.iter().any(|s| s.local.ip() == *ip))
-    });
-    eprintln!(
-        "ss -Mni in ra (v6={v6}):\n{}",
-        topo.mptcp_ss(Node::RouterA).unwrap()
-    );
-    assert!(
-        all_links,
-        "v6={v6}: subflows {seen:#?}, wanted one from each of {want:?}"
-    );
-    assert_eq!(seen.len(), topo.link_count(), "{seen:#?}");
-    for s in &seen {
-        if s.local.ip() != topo.ra_link_addr(0, v6) {
-            assert!(
-                s.bound_dev.as_deref().is_some_and(|d| d.starts_with("wan")),
-                "{s:?}"
-            );
-        }
-    }
-}
-
-#[test]
-fn mptcp_setup_manual_opens_one_subflow_per_link() {
-    let topo = build(TopologySpec::unshaped(2));
-    topo.mptcp_setup_manual().unwrap();
-    topo.mptcp_setup_manual().unwrap(); // a second call changes nothing
-    assert_one_subflow_per_link(&topo, false);
-    assert_one_subflow_per_link(&topo, true);
-}
-
-#[test]
-fn subflows_use_a_link_again_after_it_went_down_and_up() {
-    let topo = build(TopologySpec::unshaped(2));
-    topo.mptcp_setup_manual().unwrap();
-    topo.link_down(1).unwrap();
-    topo.link_up(1).unwrap();
-    // The kernel keeps an endpoint whose address vanished with the link;
-    // once link_up has put the address back it is usable again.
-    let endpoints = topo
-        .run(Node::RouterA, &["ip", "mptcp", "endpoint", "show"])
-        .unwrap();
-    assert!(
-        endpoints.contains("10.20.1.1 ") && endpoints.contains("fd00:20:1::1 "),
-        "{endpoints}"
-    );
-    assert_one_subflow_per_link(&topo, false);
-    assert_one_subflow_per_link(&topo, true);
 }
 
 #[test]

@@ -65,6 +65,24 @@ const FLAG_LOG_LEVEL: &str = "--log-level";
 
 const GENKEY_HINT: &str = "generate one with: mpbridge genkey";
 
+// Path management (`[[link]]`, `[probe]`, `[paths]`).
+/// At most this many links: the kernel's MPTCP subflow limit (MPTCP_PM_ADDR_MAX).
+pub const MAX_LINKS: usize = 8;
+const DEFAULT_PROBE_INTERVAL_MS: i64 = 100;
+const PROBE_INTERVAL_MS_RANGE: RangeInclusive<i64> = 10..=10_000;
+const DEFAULT_DOWN_AFTER: i64 = 3;
+const DEFAULT_UP_AFTER: i64 = 3;
+const PROBE_COUNT_RANGE: RangeInclusive<i64> = 1..=100;
+const PORT_RANGE: RangeInclusive<i64> = 1..=65_535;
+const DEFAULT_TABLE_BASE: i64 = 7700;
+/// Table ids below 256 include the kernel's own (253..=255); the top leaves
+/// room for `MAX_LINKS` tables.
+const TABLE_BASE_RANGE: RangeInclusive<i64> = 256..=2_000_000_000;
+const DEFAULT_RULE_PRIORITY: i64 = 7700;
+const RULE_PRIORITY_RANGE: RangeInclusive<i64> = 1..=32_000;
+/// Linux's IFNAMSIZ less the terminating NUL.
+const MAX_IFNAME_LEN: usize = 15;
+
 // ---------------------------------------------------------------------------
 // Validated types
 // ---------------------------------------------------------------------------
@@ -180,6 +198,54 @@ impl Default for Limits {
     }
 }
 
+/// One `[[link]]`: an interface whose addresses become MPTCP paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkConfig {
+    /// The interface name (at most 15 bytes, as the kernel requires).
+    pub interface: String,
+    /// The next hop on this link, at most one per family; a family without
+    /// one is learned from the link's routes (else a device route is used).
+    pub peers: Vec<IpAddr>,
+    /// Used only when no regular link is up (MPTCP backup).
+    pub backup: bool,
+}
+
+/// What the path manager does to a link its probes declare down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownAction {
+    /// Remove the link's MPTCP endpoints (the kernel closes its subflows).
+    Remove,
+    /// Mark the endpoints backup (MP_PRIO): subflows stay, idle.
+    Backup,
+}
+
+/// Link probing (`[probe]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// `false`: no probes; links follow only the kernel's link state.
+    pub enabled: bool,
+    pub interval: Duration,
+    /// Missed probes in a row that declare a link down.
+    pub down_after: u32,
+    /// Answered probes in a row that declare it up again.
+    pub up_after: u32,
+    /// UDP port the remote answers probes on.
+    pub port: u16,
+    pub down_action: DownAction,
+}
+
+/// Path management: links, probing and the kernel ids used for routing.
+/// No links means the daemon leaves MPTCP endpoints and routing alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathSettings {
+    pub links: Vec<LinkConfig>,
+    pub probe: ProbeConfig,
+    /// Link i's routing table is `table_base + i`.
+    pub table_base: u32,
+    /// Priority of the `from <link address>` rules.
+    pub rule_priority: u32,
+}
+
 /// Everything `mpbridge local` needs, validated.
 #[derive(Debug, Clone)]
 pub struct LocalSettings {
@@ -204,6 +270,7 @@ pub struct LocalSettings {
     pub interception: Interception,
     pub auth: Auth,
     pub limits: Limits,
+    pub paths: PathSettings,
     /// One of error, warn, info, debug, trace.
     pub log_level: String,
 }
@@ -310,6 +377,7 @@ pub struct RemoteSettings {
     pub policy: DestPolicy,
     pub auth: Auth,
     pub limits: Limits,
+    pub paths: PathSettings,
     /// One of error, warn, info, debug, trace.
     pub log_level: String,
 }
@@ -436,6 +504,37 @@ struct RawConfig {
     remote: Field<RawRemote>,
     limits: Field<RawLimits>,
     log: Field<RawLog>,
+    // Path management.
+    link: Field<Vec<Spanned<RawLink>>>,
+    probe: Field<RawProbe>,
+    paths: Field<RawPaths>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    interface: Spanned<String>,
+    /// A string or an array of strings (one address per family).
+    peer: Field<toml::Value>,
+    backup: Field<bool>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    enabled: Field<bool>,
+    interval_ms: Field<i64>,
+    down_after: Field<i64>,
+    up_after: Field<i64>,
+    port: Field<i64>,
+    down_action: Field<String>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawPaths {
+    table_base: Field<i64>,
+    rule_priority: Field<i64>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -875,6 +974,7 @@ impl ConfigFile {
                 "required for `mpbridge local` (expected e.g. remotes = [\"192.0.2.2:4443\"])",
             ));
         };
+        let paths = self.paths(remotes[0].port())?;
         Ok(LocalSettings {
             listen,
             intercept,
@@ -901,6 +1001,7 @@ impl ConfigFile {
             interception: self.interception(&raw)?,
             auth: common.auth.clone(),
             limits: common.limits.clone(),
+            paths,
             log_level: common.log_level.clone(),
         })
     }
@@ -935,6 +1036,7 @@ impl ConfigFile {
                 "remote.allow_loopback = true: clients of the local side can reach services on this host's loopback and own addresses; use it only for tests".to_owned(),
             ));
         }
+        let paths = self.paths(listen[0].port())?;
         Ok(RemoteSettings {
             listen,
             header_timeout: self.millis(
@@ -954,7 +1056,116 @@ impl ConfigFile {
             },
             auth: common.auth.clone(),
             limits: common.limits.clone(),
+            paths,
             log_level: common.log_level.clone(),
+        })
+    }
+
+    /// `[[link]]`, `[probe]` and `[paths]`; `default_port` is the remote's
+    /// TCP port, where probes go unless `probe.port` says otherwise.
+    fn paths(&self, default_port: u16) -> Result<PathSettings, ConfigError> {
+        let mut links: Vec<LinkConfig> = Vec::new();
+        let raw_links = self.raw.link.as_ref();
+        if let Some(list) = raw_links {
+            if list.get_ref().len() > MAX_LINKS {
+                return Err(self.invalid(
+                    list.get_ref()[MAX_LINKS].span(),
+                    format!("link[{MAX_LINKS}]"),
+                    format!("too many links (expected at most {MAX_LINKS}, the kernel's MPTCP subflow limit)"),
+                ));
+            }
+        }
+        for (i, entry) in raw_links.iter().flat_map(|l| l.get_ref()).enumerate() {
+            let raw = entry.get_ref();
+            let name = raw.interface.get_ref();
+            let field = format!("link[{i}].interface");
+            check_ifname(name).map_err(|p| self.invalid(raw.interface.span(), &field, p))?;
+            if let Some(j) = links.iter().position(|l| &l.interface == name) {
+                return Err(self.invalid(
+                    raw.interface.span(),
+                    field,
+                    format!("\"{name}\" is already link[{j}] (expected each interface once)"),
+                ));
+            }
+            let peers = match &raw.peer {
+                None => Vec::new(),
+                Some(v) => parse_peers(v.get_ref())
+                    .map_err(|p| self.invalid(v.span(), format!("link[{i}].peer"), p))?,
+            };
+            links.push(LinkConfig {
+                interface: name.clone(),
+                peers,
+                backup: raw.backup.as_ref().is_some_and(|b| *b.get_ref()),
+            });
+        }
+
+        let (probe, _) = section(&self.raw.probe);
+        let down_action = match &probe.down_action {
+            None => DownAction::Remove,
+            Some(s) => match s.get_ref().as_str() {
+                "remove" => DownAction::Remove,
+                "backup" => DownAction::Backup,
+                other => {
+                    return Err(self.invalid(
+                        s.span(),
+                        "probe.down_action",
+                        format!(
+                            "\"{other}\" is not a down action (expected \"remove\" or \"backup\")"
+                        ),
+                    ))
+                }
+            },
+        };
+        let probe = ProbeConfig {
+            enabled: probe.enabled.as_ref().is_none_or(|b| *b.get_ref()),
+            interval: Duration::from_millis(self.int(
+                probe.interval_ms.as_ref(),
+                "probe.interval_ms",
+                PROBE_INTERVAL_MS_RANGE,
+                DEFAULT_PROBE_INTERVAL_MS,
+                " milliseconds",
+            )?),
+            down_after: self.int(
+                probe.down_after.as_ref(),
+                "probe.down_after",
+                PROBE_COUNT_RANGE,
+                DEFAULT_DOWN_AFTER,
+                " probes",
+            )?,
+            up_after: self.int(
+                probe.up_after.as_ref(),
+                "probe.up_after",
+                PROBE_COUNT_RANGE,
+                DEFAULT_UP_AFTER,
+                " probes",
+            )?,
+            port: self.int(
+                probe.port.as_ref(),
+                "probe.port",
+                PORT_RANGE,
+                i64::from(default_port.max(1)),
+                "",
+            )?,
+            down_action,
+        };
+        let (paths, _) = section(&self.raw.paths);
+        Ok(PathSettings {
+            links,
+            probe,
+            table_base: self.int(
+                paths.table_base.as_ref(),
+                "paths.table_base",
+                TABLE_BASE_RANGE,
+                DEFAULT_TABLE_BASE,
+                "",
+            )?,
+            rule_priority: self.int(
+                paths.rule_priority.as_ref(),
+                "paths.rule_priority",
+                RULE_PRIORITY_RANGE,
+                DEFAULT_RULE_PRIORITY,
+                "",
+            )?,
         })
     }
 
@@ -1193,6 +1404,65 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
     Ok(net)
 }
 
+/// An interface name the kernel would accept.
+fn check_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(
+            "is empty (expected an interface name, e.g. \"wan0\" or \"br-lan\")".to_owned(),
+        );
+    }
+    if name.len() > MAX_IFNAME_LEN {
+        return Err(format!(
+            "\"{name}\" is {} bytes long (expected at most {MAX_IFNAME_LEN})",
+            name.len()
+        ));
+    }
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
+        return Err(format!(
+            "\"{name}\" is not a valid interface name (no '/', ':' or spaces)"
+        ));
+    }
+    Ok(())
+}
+
+/// `peer`: one address, or an array of at most one address per family.
+fn parse_peers(value: &toml::Value) -> Result<Vec<IpAddr>, String> {
+    const EXPECTED: &str =
+        "expected an address, e.g. \"10.20.0.2\", or one per family, e.g. [\"10.20.0.2\", \"fd00:20::2\"]";
+    let items: Vec<&toml::Value> = match value {
+        toml::Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    let mut peers: Vec<IpAddr> = Vec::new();
+    for item in items {
+        let Some(text) = item.as_str() else {
+            return Err(format!("found {} ({EXPECTED})", item.type_str()));
+        };
+        let ip: IpAddr = text
+            .parse()
+            .map_err(|_| format!("\"{text}\" is not an IP address ({EXPECTED})"))?;
+        let ip = ip.to_canonical();
+        if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+            return Err(format!("\"{text}\" cannot be a next hop ({EXPECTED})"));
+        }
+        if peers.iter().any(|p| p.is_ipv4() == ip.is_ipv4()) {
+            return Err(format!(
+                "\"{text}\": two peers of one family (expected at most one IPv4 and one IPv6 address)"
+            ));
+        }
+        peers.push(ip);
+    }
+    if peers.is_empty() {
+        return Err(format!("is empty ({EXPECTED})"));
+    }
+    Ok(peers)
+}
+
 fn parse_log_level(s: &str) -> Result<String, String> {
     let lower = s.to_ascii_lowercase();
     if LOG_LEVELS.contains(&lower.as_str()) {
@@ -1393,7 +1663,11 @@ fn explain(path: Option<String>, message: &str) -> (String, String) {
             Some(p) => format!("{p}.{name}"),
             None => name.to_owned(),
         };
-        return (field, format!("required (expected e.g. {name} = 2)"));
+        let example = if name == "interface" { "\"wan0\"" } else { "2" };
+        return (
+            field,
+            format!("required (expected e.g. {name} = {example})"),
+        );
     }
     let field = path.unwrap_or_else(|| "(document)".to_owned());
     if let Some((found, expected)) = message
@@ -1407,8 +1681,10 @@ fn explain(path: Option<String>, message: &str) -> (String, String) {
         };
         let expected = match expected {
             "i64" | "u64" | "i32" | "u32" | "u8" | "usize" => "an integer".to_owned(),
-            "a sequence" if found == "a table" && field.ends_with("accept") => {
-                "an array of tables: write [[auth.accept]]".to_owned()
+            "a sequence"
+                if found == "a table" && (field.ends_with("accept") || field == "link") =>
+            {
+                format!("an array of tables: write [[{field}]]")
             }
             "a sequence" => "an array".to_owned(),
             e if e.starts_with("struct ") => "a table".to_owned(),
@@ -1426,8 +1702,6 @@ fn explain(path: Option<String>, message: &str) -> (String, String) {
 /// The LAN interface intercepted when `local.lan_interfaces` is absent:
 /// OpenWrt's LAN bridge.
 pub const DEFAULT_LAN_INTERFACE: &str = "br-lan";
-/// The kernel's limit on interface names, in bytes (IFNAMSIZ - 1).
-const MAX_IFNAME_LEN: usize = 15;
 
 /// Who manages the rules that divert client TCP to `mpbridge local`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1515,25 +1789,6 @@ impl ConfigFile {
     }
 }
 
-/// An interface name the kernel could have.
-fn check_ifname(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("is empty (expected an interface name, e.g. \"br-lan\")".to_owned());
-    }
-    if name.len() > MAX_IFNAME_LEN {
-        return Err(format!(
-            "\"{name}\" is {} bytes long (interface names have at most {MAX_IFNAME_LEN})",
-            name.len()
-        ));
-    }
-    if name == "." || name == ".." || name.chars().any(|c| c == '/' || c.is_whitespace()) {
-        return Err(format!(
-            "\"{name}\" is not an interface name (no '/', no spaces)"
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod interception_tests {
     use super::*;
@@ -1599,7 +1854,7 @@ mod interception_tests {
             (
                 "lan_interfaces = [\"lan 0\"]",
                 "/etc/mpbridge/mpbridge.toml:5:19: local.lan_interfaces[0]: ",
-                "not an interface name",
+                "not a valid interface name",
             ),
             (
                 "lan_interfaces = [\"lan0\", \"lan0\"]",
@@ -1812,7 +2067,7 @@ mod tests {
                 format!("{key}[remtoe]\n"),
                 Role::Remote,
                 "/etc/mpbridge/mpbridge.toml:3:2: remtoe: ",
-                "unknown field (expected one of auth, local, remote, limits, log)",
+                "unknown field (expected one of auth, local, remote, limits, log, link, probe, paths)",
             ),
             (
                 "wrong type",
@@ -2011,6 +2266,76 @@ mod tests {
                 "required",
             ),
             (
+                "link interface name too long",
+                format!("{key}[[link]]\ninterface = \"wan0\"\n[[link]]\ninterface = \"averyveryverylongname\"\n"),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:6:13: link[1].interface: ",
+                "is 21 bytes long (expected at most 15)",
+            ),
+            (
+                "link interface twice",
+                format!("{key}[[link]]\ninterface = \"wan0\"\n[[link]]\ninterface = \"wan0\"\n"),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:6:13: link[1].interface: ",
+                "\"wan0\" is already link[0]",
+            ),
+            (
+                "link without interface",
+                format!("{key}[[link]]\nbackup = true\n"),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:3:1: link[0].interface: ",
+                "required (expected e.g. interface = \"wan0\")",
+            ),
+            (
+                "link as a plain table",
+                format!("{key}[link]\ninterface = \"wan0\"\n"),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:3:1: link: ",
+                "write [[link]]",
+            ),
+            (
+                "peer not an address",
+                format!("{key}[[link]]\ninterface = \"wan0\"\npeer = \"router-b\"\n"),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:5:8: link[0].peer: ",
+                "\"router-b\" is not an IP address",
+            ),
+            (
+                "two peers of one family",
+                format!("{key}[[link]]\ninterface = \"wan0\"\npeer = [\"10.0.0.1\", \"10.0.0.2\"]\n"),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:5:8: link[0].peer: ",
+                "two peers of one family",
+            ),
+            (
+                "too many links",
+                format!("{key}{}", (0..9).map(|i| format!("[[link]]\ninterface = \"wan{i}\"\n")).collect::<String>()),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:19:1: link[8]: ",
+                "too many links (expected at most 8",
+            ),
+            (
+                "probe interval out of range",
+                format!("{key}[probe]\ninterval_ms = 5\n"),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:4:15: probe.interval_ms: ",
+                "5 is out of range (expected 10..=10000 milliseconds)",
+            ),
+            (
+                "bad down action",
+                format!("{key}[probe]\ndown_action = \"drop\"\n"),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:4:15: probe.down_action: ",
+                "(expected \"remove\" or \"backup\")",
+            ),
+            (
+                "table base among the kernel's tables",
+                format!("{key}[paths]\ntable_base = 254\n"),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:4:14: paths.table_base: ",
+                "254 is out of range (expected 256..=2000000000)",
+            ),
+            (
                 "key id beyond a byte",
                 format!("{key}key_id = 256\n"),
                 Role::Remote,
@@ -2018,6 +2343,58 @@ mod tests {
                 "256 is out of range (expected 0..=255)",
             ),
         ]
+    }
+
+    #[test]
+    fn links_probe_and_paths_parse_with_defaults() {
+        let text = format!(
+            "[auth]\nkey = \"{KEY}\"\n[local]\nremotes = [\"192.0.2.2:5000\"]\n\
+             [[link]]\ninterface = \"wan0\"\npeer = \"10.20.0.2\"\n\
+             [[link]]\ninterface = \"wan1\"\npeer = [\"10.20.1.2\", \"fd00:20:1::2\"]\nbackup = true\n\
+             [[link]]\ninterface = \"lte0\"\n"
+        );
+        let (l, _) = local(&text).unwrap();
+        let p = &l.paths;
+        assert_eq!(p.links.len(), 3);
+        assert_eq!(p.links[0].interface, "wan0");
+        assert_eq!(p.links[0].peers, vec![ip("10.20.0.2")]);
+        assert!(!p.links[0].backup);
+        assert_eq!(p.links[1].peers, vec![ip("10.20.1.2"), ip("fd00:20:1::2")]);
+        assert!(p.links[1].backup);
+        assert!(p.links[2].peers.is_empty());
+        assert!(p.probe.enabled);
+        assert_eq!(p.probe.interval, Duration::from_millis(100));
+        assert_eq!((p.probe.down_after, p.probe.up_after), (3, 3));
+        // Probes go to the remote's port unless told otherwise.
+        assert_eq!(p.probe.port, 5000);
+        assert_eq!(p.probe.down_action, DownAction::Remove);
+        assert_eq!((p.table_base, p.rule_priority), (7700, 7700));
+        // The remote answers on its own listen port.
+        let (r, _) = remote(&text).unwrap();
+        assert_eq!(r.paths.probe.port, 4443);
+        assert_eq!(r.paths.links, p.links);
+    }
+
+    #[test]
+    fn every_probe_and_paths_value_is_used() {
+        let text = format!(
+            "[auth]\nkey = \"{KEY}\"\n[probe]\nenabled = false\ninterval_ms = 50\ndown_after = 2\n\
+             up_after = 5\nport = 9000\ndown_action = \"backup\"\n[paths]\ntable_base = 300\nrule_priority = 99\n"
+        );
+        let (r, _) = remote(&text).unwrap();
+        assert!(r.paths.links.is_empty());
+        assert_eq!(
+            r.paths.probe,
+            ProbeConfig {
+                enabled: false,
+                interval: Duration::from_millis(50),
+                down_after: 2,
+                up_after: 5,
+                port: 9000,
+                down_action: DownAction::Backup,
+            }
+        );
+        assert_eq!((r.paths.table_base, r.paths.rule_priority), (300, 99));
     }
 
     #[test]
@@ -2430,6 +2807,8 @@ mod tests {
     fn known_keys(section: &str) -> Vec<String> {
         let text = if section.is_empty() {
             "zzz_unknown = 1\n".to_owned()
+        } else if section == "link" {
+            "[[link]]\ninterface = \"wan0\"\nzzz_unknown = 1\n".to_owned()
         } else {
             format!("[{section}]\nzzz_unknown = 1\n")
         };
@@ -2443,7 +2822,9 @@ mod tests {
 
     #[test]
     fn example_config_mentions_every_key() {
-        let sections = ["", "auth", "local", "remote", "limits", "log"];
+        let sections = [
+            "", "auth", "local", "remote", "limits", "log", "link", "probe", "paths",
+        ];
         let mut checked = 0;
         for section in sections {
             let keys = known_keys(section);

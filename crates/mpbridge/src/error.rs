@@ -26,6 +26,9 @@ pub enum StartError {
     /// The interception rules could not be installed, or would loop.
     #[error("{0}")]
     Firewall(#[from] FirewallError),
+    /// The path manager could not set the links up.
+    #[error("{0}")]
+    Paths(#[from] crate::paths::PathError),
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
@@ -44,6 +47,8 @@ impl StartError {
                 77
             }
             StartError::Firewall(_) => 69,
+            StartError::Paths(crate::paths::PathError::Unavailable(_)) => 69,
+            StartError::Paths(_) => 71, // EX_OSERR
             StartError::Socket(SocketError::NoMptcp(_)) => 69,
             StartError::Bind(_, e) if e.kind() == std::io::ErrorKind::PermissionDenied => 77, // EX_NOPERM
             StartError::Socket(_) | StartError::Bind(..) | StartError::Runtime(_) => 71, // EX_OSERR

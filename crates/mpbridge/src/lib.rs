@@ -18,6 +18,7 @@
 //! - [`intercept`]: transparent listeners and original destinations.
 //! - [`firewall`]: the owned nftables table and TPROXY routing that divert client TCP.
 //! - [`relay`]: splice relay with half-close, resets and counters.
+//! - [`paths`]: the path manager: MPTCP endpoints, policy routing, probes.
 //! - [`server`]: the accept loop: connection cap, back-off, drain.
 //! - [`checks`]: start-up checks of the kernel; configured keys to cookie keys.
 //! - [`sys`]: socket options and syscalls the safe crates lack.
@@ -31,6 +32,7 @@ pub mod firewall;
 pub mod header;
 pub mod intercept;
 pub mod local;
+pub mod paths;
 pub mod ratelimit;
 pub mod relay;
 pub mod remote;

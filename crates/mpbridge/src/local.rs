@@ -117,6 +117,10 @@ pub async fn run(
     // Installed before the rules exist: SIGHUP's default action is to exit.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let listeners = bind(&settings)?;
+    let side = crate::paths::Side::Local {
+        remotes: settings.remotes.clone(),
+    };
+    let paths = crate::paths::PathManager::start(&settings.paths, side, &settings.auth).await?;
     let bound: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
@@ -130,7 +134,15 @@ pub async fn run(
                 remotes: settings.remotes.clone(),
                 bypass: settings.interception.bypass.clone(),
             };
-            Some(Arc::new(std::sync::Mutex::new(Firewall::install(&plan)?)))
+            match Firewall::install(&plan) {
+                Ok(fw) => Some(Arc::new(std::sync::Mutex::new(fw))),
+                Err(e) => {
+                    if let Some(paths) = paths {
+                        paths.stop().await;
+                    }
+                    return Err(e.into());
+                }
+            }
         }
         FirewallMode::None => {
             tracing::info!(
@@ -171,6 +183,9 @@ pub async fn run(
     if let Some(fw) = firewall {
         lock(&fw).remove();
         tracing::info!("interception rules removed");
+    }
+    if let Some(paths) = paths {
+        paths.stop().await;
     }
     tracing::info!("stopped: {}", stats.summary());
     Ok(())

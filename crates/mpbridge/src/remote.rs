@@ -189,6 +189,8 @@ pub async fn run(
     checks::mptcp_available()?;
     checks::fastopen_server();
     let listeners = bind(&settings.listen)?;
+    let side = crate::paths::Side::Remote;
+    let paths = crate::paths::PathManager::start(&settings.paths, side, &settings.auth).await?;
     for l in &listeners {
         if let Ok(addr) = l.local_addr() {
             tracing::info!(%addr, "remote listening (MPTCP, TCP Fast Open)");
@@ -196,6 +198,9 @@ pub async fn run(
     }
     let stats = Arc::new(Stats::default());
     serve(settings, listeners, stats.clone(), shutdown).await;
+    if let Some(paths) = paths {
+        paths.stop().await;
+    }
     tracing::info!("stopped: {}", stats.summary());
     Ok(())
 }

@@ -272,9 +272,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::Demo || args.scenario == Scenario::Failover {
         println!(
-            "\nThe lab sets the MPTCP endpoints for now, and the kernel alone decides when a \
-             link is dead or back; the path manager (probes, endpoint changes) is what will \
-             shorten stalls and regain links."
+            "\nThe daemons' path managers set the MPTCP endpoints and policy routing up, probe \
+             every link every 100 ms, and take a link out of service (and back) as the probes say."
         );
     }
     if result.is_err() {

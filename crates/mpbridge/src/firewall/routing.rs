@@ -21,9 +21,10 @@ use super::nl::{self, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST};
 pub const TABLE: u32 = 0x6d70; // "mp"
 /// The policy rule's priority: before `main` (32766).
 pub const RULE_PRIORITY: u32 = 0x6d70;
-/// Protocol number tagging our rule and route (`ip rule` shows `proto 77`),
-/// by which leftovers of a crashed run are found.
-pub const PROTOCOL: u8 = 77;
+/// Protocol number tagging our rule and route (`ip rule` shows `proto 78`),
+/// by which leftovers of a crashed run are found. Not the path manager's 77:
+/// each owner finds and removes only its own state.
+pub const PROTOCOL: u8 = 78;
 
 const RTM_NEWADDR: u16 = 20;
 const RTM_GETADDR: u16 = 22;
@@ -55,7 +56,7 @@ fn encode(kind: u16, body: &impl Emitable, flags: u16, seq: u32) -> Vec<u8> {
     w.buf
 }
 
-/// `ip rule add fwmark MARK lookup TABLE priority P proto 77`.
+/// `ip rule add fwmark MARK lookup TABLE priority P proto 78`.
 fn rule(v6: bool, mark: u32) -> RuleMessage {
     let mut m = RuleMessage::default();
     m.header.family = family(v6);
@@ -70,7 +71,7 @@ fn rule(v6: bool, mark: u32) -> RuleMessage {
     m
 }
 
-/// `ip route add local default dev lo table TABLE proto 77`.
+/// `ip route add local default dev lo table TABLE proto 78`.
 fn local_route(v6: bool, lo: u32) -> RouteMessage {
     let mut m = RouteMessage::default();
     m.header = RouteHeader {

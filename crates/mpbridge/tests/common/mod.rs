@@ -33,6 +33,10 @@ pub struct Options {
     pub local_extra: &'static str,
     /// The remotes the local tries, in order (default: router B on link 0).
     pub remotes: Option<Vec<std::net::SocketAddr>>,
+    /// Links configured `backup = true`.
+    pub backup_links: Vec<usize>,
+    /// Extra top-level TOML for both daemons (e.g. `[probe]`).
+    pub paths_extra: &'static str,
 }
 
 impl Default for Options {
@@ -44,6 +48,8 @@ impl Default for Options {
             remote_extra: "",
             local_extra: "",
             remotes: None,
+            backup_links: Vec::new(),
+            paths_extra: "",
         }
     }
 }
@@ -62,8 +68,6 @@ impl Bridge {
             links: (0..options.links).map(|_| LinkSpec::UNSHAPED).collect(),
         };
         let topo = Topology::build(&spec).expect("build the topology");
-        // LAB-SETUP: MPTCP endpoints and policy routing, until the path manager lands.
-        topo.mptcp_setup_manual().expect("MPTCP endpoints");
         let daemons = lab_bridge::Bridge::start(
             &topo,
             Path::new(env!("CARGO_BIN_EXE_mpbridge")),
@@ -74,6 +78,8 @@ impl Bridge {
                 remote_extra: options.remote_extra.into(),
                 remotes: options.remotes.clone(),
                 log_level: "debug".into(),
+                backup_links: options.backup_links.clone(),
+                paths_extra: options.paths_extra.into(),
             },
         )
         .unwrap_or_else(|e| panic!("{e:#}"));

@@ -1,0 +1,398 @@
+//! Link health as a state machine with the clock passed in: when to send
+//! the next probe, which probes count as lost, RTT, loss and the up/down
+//! decision. No sockets and no timers, so every rule is a unit test.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::{LinkHealth, LinkState, ProbeSettings};
+
+/// Probes whose outcome (answered or lost) the loss figure covers.
+const LOSS_WINDOW: usize = 50;
+/// A probe is lost when no answer came within this many smoothed RTTs...
+const RTT_FACTOR: u32 = 3;
+/// ...but never sooner than this (scheduling jitter on a busy router)...
+const MIN_TIMEOUT: Duration = Duration::from_millis(25);
+/// ...and before any RTT is known, after this.
+const INITIAL_TIMEOUT: Duration = Duration::from_secs(1);
+/// Never more probes in flight than this (a link with a huge RTT).
+const MAX_OUTSTANDING: usize = 64;
+
+/// One link's prober state. Drive it with [`Monitor::poll_timeout`],
+/// [`Monitor::handle_timeout`] and [`Monitor::handle_reply`].
+#[derive(Debug)]
+pub struct Monitor {
+    settings: ProbeSettings,
+    state: LinkState,
+    changed_at: Instant,
+    next_send: Instant,
+    next_seq: u32,
+    /// Sent and not yet answered or lost: (seq, sent at), oldest first.
+    outstanding: VecDeque<(u32, Instant)>,
+    /// Recently counted lost, in case their answer still comes: it does not
+    /// undo the loss, but teaches the RTT estimate that the path got slower
+    /// (a queue filling up), so the next probes are waited for long enough.
+    late: VecDeque<(u32, Instant)>,
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    last_rtt: Option<Duration>,
+    /// Lost probes in a row, answered probes in a row.
+    misses: u32,
+    answers: u32,
+    /// Recent outcomes, true = answered.
+    outcomes: VecDeque<bool>,
+    sent: u64,
+    answered: u64,
+}
+
+impl Monitor {
+    /// A monitor whose first probe is due at `now`; the link starts
+    /// [`LinkState::Unknown`].
+    pub fn new(settings: ProbeSettings, now: Instant) -> Monitor {
+        Monitor {
+            settings,
+            state: LinkState::Unknown,
+            changed_at: now,
+            next_send: now,
+            next_seq: 1,
+            outstanding: VecDeque::new(),
+            late: VecDeque::new(),
+            srtt: None,
+            rttvar: Duration::ZERO,
+            last_rtt: None,
+            misses: 0,
+            answers: 0,
+            outcomes: VecDeque::with_capacity(LOSS_WINDOW),
+            sent: 0,
+            answered: 0,
+        }
+    }
+
+    /// How long an unanswered probe is waited for.
+    pub fn loss_timeout(&self) -> Duration {
+        match self.srtt {
+            None => INITIAL_TIMEOUT,
+            Some(srtt) => (srtt * RTT_FACTOR + self.rttvar * 4).max(MIN_TIMEOUT),
+        }
+    }
+
+    /// When [`Monitor::handle_timeout`] must run next.
+    pub fn poll_timeout(&self) -> Instant {
+        let expiry = self
+            .outstanding
+            .front()
+            .map(|&(_, sent)| sent + self.loss_timeout());
+        expiry.map_or(self.next_send, |e| e.min(self.next_send))
+    }
+
+    /// Counts overdue probes as lost and, when one is due, returns the
+    /// sequence number of the probe to send now (it counts as sent).
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<u32> {
+        let timeout = self.loss_timeout();
+        while let Some(&(_, sent)) = self.outstanding.front() {
+            if now < sent + timeout {
+                break;
+            }
+            if let Some(lost) = self.outstanding.pop_front() {
+                self.remember_late(lost);
+            }
+            self.record(false, now);
+        }
+        if now < self.next_send {
+            return None;
+        }
+        // Keep the cadence, but never send a burst after a stall.
+        self.next_send += self.settings.interval;
+        if self.next_send <= now {
+            self.next_send = now + self.settings.interval;
+        }
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        if self.outstanding.len() == MAX_OUTSTANDING {
+            if let Some(lost) = self.outstanding.pop_front() {
+                self.remember_late(lost);
+            }
+            self.record(false, now);
+        }
+        self.outstanding.push_back((seq, now));
+        self.sent += 1;
+        Some(seq)
+    }
+
+    fn remember_late(&mut self, lost: (u32, Instant)) {
+        if self.late.len() == MAX_OUTSTANDING {
+            self.late.pop_front();
+        }
+        self.late.push_back(lost);
+    }
+
+    /// An authenticated reply to probe `seq` arrived at `now`. A reply to a
+    /// probe already counted lost only updates the RTT estimate; replies
+    /// to probes never sent (or answered already) change nothing.
+    pub fn handle_reply(&mut self, seq: u32, now: Instant) {
+        let Some(pos) = self.outstanding.iter().position(|&(s, _)| s == seq) else {
+            if let Some(pos) = self.late.iter().position(|&(s, _)| s == seq) {
+                let (_, sent) = self.late.remove(pos).expect("position is in range");
+                self.sample_rtt(now.saturating_duration_since(sent));
+            }
+            return;
+        };
+        let (_, sent) = self.outstanding.remove(pos).expect("position is in range");
+        self.sample_rtt(now.saturating_duration_since(sent));
+        self.answered += 1;
+        self.record(true, now);
+    }
+
+    fn sample_rtt(&mut self, rtt: Duration) {
+        self.last_rtt = Some(rtt);
+        // RFC 6298's smoothing, as TCP does it.
+        match self.srtt {
+            None => {
+                self.srtt = Some(rtt);
+                self.rttvar = rtt / 2;
+            }
+            Some(srtt) => {
+                let err = srtt.abs_diff(rtt);
+                self.rttvar = (self.rttvar * 3 + err) / 4;
+                self.srtt = Some((srtt * 7 + rtt) / 8);
+            }
+        }
+    }
+
+    fn record(&mut self, answered: bool, now: Instant) {
+        if self.outcomes.len() == LOSS_WINDOW {
+            self.outcomes.pop_front();
+        }
+        self.outcomes.push_back(answered);
+        if answered {
+            self.misses = 0;
+            self.answers = self.answers.saturating_add(1);
+            // A link never seen is up at its first answer; a link that
+            // went down must answer `up_after` probes in a row.
+            let needed = match self.state {
+                LinkState::Unknown => 1,
+                _ => self.settings.up_after,
+            };
+            if self.state != LinkState::Up && self.answers >= needed {
+                self.set_state(LinkState::Up, now);
+            }
+        } else {
+            self.answers = 0;
+            self.misses = self.misses.saturating_add(1);
+            if self.state != LinkState::Down && self.misses >= self.settings.down_after {
+                self.set_state(LinkState::Down, now);
+            }
+        }
+    }
+
+    fn set_state(&mut self, state: LinkState, now: Instant) {
+        self.state = state;
+        self.changed_at = now;
+    }
+
+    pub fn state(&self) -> LinkState {
+        self.state
+    }
+
+    /// What the status view shows.
+    pub fn health(&self) -> LinkHealth {
+        let lost = self.outcomes.iter().filter(|&&a| !a).count();
+        let loss_percent = if self.outcomes.is_empty() {
+            0.0
+        } else {
+            lost as f32 * 100.0 / self.outcomes.len() as f32
+        };
+        LinkHealth {
+            state: self.state,
+            rtt: self.srtt,
+            last_rtt: self.last_rtt,
+            loss_percent,
+            sent: self.sent,
+            answered: self.answered,
+            changed_at: self.changed_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn settings() -> ProbeSettings {
+        ProbeSettings {
+            interval: 100 * MS,
+            down_after: 3,
+            up_after: 3,
+        }
+    }
+
+    /// Runs the monitor from `*now` to `until` in 1 ms steps; probes are
+    /// answered after `rtt` when `answer(send time)` says so.
+    fn run(
+        m: &mut Monitor,
+        now: &mut Instant,
+        until: Instant,
+        rtt: Duration,
+        answer: impl Fn(Instant) -> bool,
+    ) {
+        let mut in_flight: Vec<(u32, Instant)> = Vec::new();
+        while *now < until {
+            in_flight.retain(|&(seq, due)| {
+                if due <= *now {
+                    m.handle_reply(seq, *now);
+                    false
+                } else {
+                    true
+                }
+            });
+            if m.poll_timeout() <= *now {
+                if let Some(seq) = m.handle_timeout(*now) {
+                    if answer(*now) {
+                        in_flight.push((seq, *now + rtt));
+                    }
+                }
+            }
+            *now += MS;
+        }
+    }
+
+    #[test]
+    fn first_probe_is_due_at_once_then_every_interval() {
+        let t0 = Instant::now();
+        let mut m = Monitor::new(settings(), t0);
+        assert_eq!(m.poll_timeout(), t0);
+        assert_eq!(m.handle_timeout(t0), Some(1));
+        assert_eq!(m.handle_timeout(t0 + 50 * MS), None);
+        assert_eq!(m.handle_timeout(t0 + 100 * MS), Some(2));
+        // After a long pause (a blocked runtime) one probe, not a burst.
+        assert_eq!(m.handle_timeout(t0 + 1000 * MS), Some(3));
+        assert_eq!(m.handle_timeout(t0 + 1000 * MS), None);
+        assert_eq!(
+            m.poll_timeout(),
+            t0 + 1000 * MS + m.loss_timeout().min(100 * MS)
+        );
+    }
+
+    #[test]
+    fn a_link_is_up_at_its_first_answer() {
+        let t0 = Instant::now();
+        let mut m = Monitor::new(settings(), t0);
+        let mut now = t0;
+        run(&mut m, &mut now, t0 + 5 * MS, 2 * MS, |_| true);
+        assert_eq!(m.state(), LinkState::Up);
+        let h = m.health();
+        assert_eq!(h.rtt, Some(2 * MS));
+        assert_eq!((h.sent, h.answered), (1, 1));
+        assert_eq!(h.changed_at, t0 + 2 * MS);
+    }
+
+    #[test]
+    fn down_after_three_lost_probes_within_350_ms_of_a_blackhole() {
+        let t0 = Instant::now();
+        let mut m = Monitor::new(settings(), t0);
+        let mut now = t0;
+        let fail = t0 + 1000 * MS;
+        run(&mut m, &mut now, t0 + 3000 * MS, MS, |sent| sent < fail);
+        assert_eq!(m.state(), LinkState::Down);
+        let detected = m.health().changed_at - fail;
+        // Probes at 1000, 1100, 1200 are lost; the third counts lost 25 ms
+        // (the floor of the timeout at a 1 ms RTT) after it was sent.
+        assert_eq!(detected, 225 * MS);
+    }
+
+    #[test]
+    fn two_lost_probes_do_not_take_a_link_down() {
+        let t0 = Instant::now();
+        let mut m = Monitor::new(settings(), t0);
+        let mut now = t0;
+        // Probes sent in [500, 700) are lost: those at 500 and 600.
+        run(&mut m, &mut now, t0 + 2000 * MS, MS, |sent| {
+            sent < t0 + 500 * MS || sent >= t0 + 700 * MS
+        });
+        assert_eq!(m.state(), LinkState::Up);
+        let h = m.health();
+        assert_eq!(h.sent, 20);
+        assert_eq!(h.answered, 18);
+        assert!((h.loss_percent - 10.0).abs() < 0.01, "{}", h.loss_percent);
+    }
+
+    #[test]
+    fn back_up_only_after_three_answers_in_a_row() {
+        let t0 = Instant::now();
+        let mut m = Monitor::new(settings(), t0);
+        let mut now = t0;
+        let (fail, back) = (t0 + 500 * MS, t0 + 1500 * MS);
+        run(&mut m, &mut now, back, MS, |s| s < fail);
+        assert_eq!(m.state(), LinkState::Down);
+        // One answer, one loss, then steady answers.
+        let flaky = back + 100 * MS;
+        run(&mut m, &mut now, back + 2000 * MS, MS, |s| {
+            s < flaky || s >= flaky + 100 * MS
+        });
+        assert_eq!(m.state(), LinkState::Up);
+        // Answers from 1700 on: 1700, 1800, 1900 → up when the third returns.
+        assert_eq!(m.health().changed_at, t0 + 1901 * MS);
+    }
+
+    #[test]
+    fn the_timeout_follows_the_rtt_so_a_slow_link_is_not_lost() {
+        let t0 = Instant::now();
+        let mut m = Monitor::new(settings(), t0);
+        let mut now = t0;
+        // 250 ms RTT: longer than the interval; probes overlap.
+        run(&mut m, &mut now, t0 + 5000 * MS, 250 * MS, |_| true);
+        assert_eq!(m.state(), LinkState::Up);
+        let h = m.health();
+        assert_eq!(h.loss_percent, 0.0);
+        assert_eq!(h.rtt, Some(250 * MS));
+        assert!(m.loss_timeout() >= 750 * MS);
+    }
+
+    #[test]
+    fn late_and_unknown_replies_change_nothing() {
+        let t0 = Instant::now();
+        let mut m = Monitor::new(settings(), t0);
+        m.handle_reply(99, t0); // never sent
+        assert_eq!(m.health().answered, 0);
+        assert_eq!(m.handle_timeout(t0), Some(1));
+        // Lost after the initial 1 s timeout, then its reply arrives.
+        m.handle_timeout(t0 + 1000 * MS);
+        m.handle_reply(1, t0 + 1001 * MS);
+        let h = m.health();
+        assert_eq!(h.answered, 0);
+        assert_eq!(h.loss_percent, 100.0);
+        // A duplicate reply counts once.
+        let seq = m.handle_timeout(t0 + 1100 * MS).unwrap();
+        m.handle_reply(seq, t0 + 1101 * MS);
+        m.handle_reply(seq, t0 + 1102 * MS);
+        assert_eq!(m.health().answered, 1);
+    }
+
+    #[test]
+    fn a_queue_filling_up_costs_one_probe_not_the_link() {
+        let t0 = Instant::now();
+        let mut m = Monitor::new(settings(), t0);
+        let mut now = t0;
+        run(&mut m, &mut now, t0 + 1000 * MS, MS, |_| true);
+        // Traffic moves onto this link: its RTT jumps from 1 to 40 ms,
+        // beyond the 25 ms the monitor waited so far.
+        run(&mut m, &mut now, t0 + 3000 * MS, 40 * MS, |_| true);
+        assert_eq!(m.state(), LinkState::Up);
+        let h = m.health();
+        assert_eq!(h.sent - h.answered, 1, "{h:?}");
+        assert!(m.loss_timeout() > 40 * MS);
+    }
+
+    #[test]
+    fn a_link_that_never_answers_goes_from_unknown_to_down() {
+        let t0 = Instant::now();
+        let mut m = Monitor::new(settings(), t0);
+        let mut now = t0;
+        run(&mut m, &mut now, t0 + 3500 * MS, MS, |_| false);
+        assert_eq!(m.state(), LinkState::Down);
+        // No RTT yet: the first three probes (0, 100, 200) are lost 1 s after.
+        assert_eq!(m.health().changed_at, t0 + 1200 * MS);
+    }
+}
