@@ -47,14 +47,15 @@ impl Outcome {
 }
 
 /// A deterministic pseudo-random byte stream (xorshift64), one per seed.
-struct Pattern(u64);
+pub struct Pattern(u64);
 
 impl Pattern {
-    fn new(seed: u64) -> Pattern {
+    pub fn new(seed: u64) -> Pattern {
         Pattern(seed | 1)
     }
 
-    fn fill(&mut self, buf: &mut [u8]) {
+    /// The next `buf.len()` bytes of the stream.
+    pub fn fill(&mut self, buf: &mut [u8]) {
         for chunk in buf.chunks_mut(8) {
             let mut x = self.0;
             x ^= x << 13;
@@ -68,7 +69,7 @@ impl Pattern {
 
 /// Writes `len` bytes of pattern `seed`, then half-closes; returns the
 /// SHA-256 of what was written.
-fn send(stream: &mut TcpStream, seed: u64, len: u64) -> std::io::Result<[u8; 32]> {
+pub fn send_pattern(stream: &mut TcpStream, seed: u64, len: u64) -> std::io::Result<[u8; 32]> {
     let mut pattern = Pattern::new(seed);
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -84,9 +85,17 @@ fn send(stream: &mut TcpStream, seed: u64, len: u64) -> std::io::Result<[u8; 32]
     Ok(hash.finalize().into())
 }
 
+/// Reads to EOF; returns the byte count and SHA-256.
+pub fn receive_all(stream: &mut TcpStream) -> std::io::Result<(u64, [u8; 32])> {
+    receive_counting(stream, &AtomicU64::new(0))
+}
+
 /// Reads to EOF, adding to `count` as bytes arrive; returns the byte count
 /// and SHA-256.
-fn receive(stream: &mut TcpStream, count: &AtomicU64) -> std::io::Result<(u64, [u8; 32])> {
+pub fn receive_counting(
+    stream: &mut TcpStream,
+    count: &AtomicU64,
+) -> std::io::Result<(u64, [u8; 32])> {
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
@@ -148,14 +157,14 @@ pub fn run(
             conn.set_read_timeout(Some(IO_TIMEOUT))?;
             conn.set_write_timeout(Some(IO_TIMEOUT))?;
             let mut writer = conn.try_clone()?;
-            let sender = scope.spawn(move || send(&mut writer, DOWN_SEED, bytes));
-            let received = receive(&mut conn, &server_rx).context("server receiving");
+            let sender = scope.spawn(move || send_pattern(&mut writer, DOWN_SEED, bytes));
+            let received = receive_counting(&mut conn, &server_rx).context("server receiving");
             let sent = join(sender).context("server sending");
             Ok((sent?, received?))
         });
         let mut writer = client.try_clone()?;
-        let sender = scope.spawn(move || send(&mut writer, UP_SEED, bytes));
-        let received = receive(&mut client, client_rx).context("client receiving");
+        let sender = scope.spawn(move || send_pattern(&mut writer, UP_SEED, bytes));
+        let received = receive_counting(&mut client, client_rx).context("client receiving");
         let sent = join(sender).context("client sending");
         let server_result = server_side
             .join()
@@ -228,14 +237,14 @@ mod tests {
             let server = s.spawn(|| {
                 let (mut conn, _) = listener.accept().unwrap();
                 let mut w = conn.try_clone().unwrap();
-                let sent = s.spawn(move || send(&mut w, 7, 300_000).unwrap());
-                let got = receive(&mut conn, &AtomicU64::new(0)).unwrap();
+                let sent = s.spawn(move || send_pattern(&mut w, 7, 300_000).unwrap());
+                let got = receive_counting(&mut conn, &AtomicU64::new(0)).unwrap();
                 (sent.join().unwrap(), got)
             });
             let mut c = TcpStream::connect(addr).unwrap();
             let mut w = c.try_clone().unwrap();
-            let up = s.spawn(move || send(&mut w, 9, 200_000).unwrap());
-            let (n, down_hash) = receive(&mut c, &count).unwrap();
+            let up = s.spawn(move || send_pattern(&mut w, 9, 200_000).unwrap());
+            let (n, down_hash) = receive_counting(&mut c, &count).unwrap();
             let (down_sent, (up_n, up_hash)) = server.join().unwrap();
             assert_eq!((n, down_hash), (300_000, down_sent));
             assert_eq!((up_n, up_hash), (200_000, up.join().unwrap()));

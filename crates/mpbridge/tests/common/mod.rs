@@ -6,13 +6,12 @@
 #![allow(dead_code)] // each test file uses its own part of this module
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
 use mpbridge_lab::bridge as lab_bridge;
 use mpbridge_lab::{LinkSpec, Node, Proc, Topology, TopologySpec};
-use sha2::{Digest, Sha256};
 
 #[allow(unused_imports)] // each test file uses its own part
 pub use mpbridge_lab::bridge::{
@@ -165,56 +164,9 @@ impl Bridge {
     }
 }
 
-/// A deterministic byte stream (xorshift), different per seed.
-pub struct Pattern(u64);
-
-impl Pattern {
-    pub fn new(seed: u64) -> Pattern {
-        Pattern(seed | 1)
-    }
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-        }
-    }
-}
-
-/// Sends `len` patterned bytes, then half-closes; returns their SHA-256.
-pub fn send_pattern(stream: &mut TcpStream, seed: u64, len: u64) -> std::io::Result<[u8; 32]> {
-    let mut pattern = Pattern::new(seed);
-    let mut hash = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        pattern.fill(&mut buf[..n]);
-        hash.update(&buf[..n]);
-        stream.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    stream.shutdown(Shutdown::Write)?;
-    Ok(hash.finalize().into())
-}
-
-/// Reads to EOF; returns the byte count and SHA-256.
-pub fn receive_all(stream: &mut TcpStream) -> std::io::Result<(u64, [u8; 32])> {
-    let mut hash = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return Ok((total, hash.finalize().into()));
-        }
-        hash.update(&buf[..n]);
-        total += n as u64;
-    }
-}
+// Not every test file uses all three.
+#[allow(unused_imports)]
+pub use mpbridge_lab::transfer::{receive_all, send_pattern, Pattern};
 
 /// The server's address in the given family.
 pub fn server_ip(bridge: &Bridge, v6: bool) -> IpAddr {
