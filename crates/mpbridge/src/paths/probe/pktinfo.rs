@@ -77,7 +77,8 @@ pub fn recv(socket: &Socket, buf: &mut [u8]) -> io::Result<Received> {
         parse_control(control).ok_or_else(|| io::Error::other("datagram without packet info"))?;
     Ok(Received {
         len,
-        from: normalise(from),
+        // No IPv4-mapped sources: the IPv6 responder socket is IPv6-only.
+        from,
         to,
         ifindex,
     })
@@ -174,17 +175,6 @@ fn parse_control(control: &[u8]) -> Option<(IpAddr, u32)> {
         at += unsafe { libc::CMSG_SPACE((len - data_at) as u32) } as usize;
     }
     None
-}
-
-/// IPv4-mapped IPv6 addresses as plain IPv4.
-fn normalise(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
-            None => addr,
-        },
-        v4 => v4,
-    }
 }
 
 #[cfg(test)]
