@@ -1,11 +1,13 @@
-//! A blocking netlink socket that sends requests and collects the kernel's
-//! acknowledgements, plus the byte-level helpers (headers, attributes) with
-//! which the nf_tables messages are written.
+//! The daemon's one netlink layer, shared by the firewall (nf_tables,
+//! routing) and the path manager (rtnetlink, generic netlink `mptcp_pm`):
+//! a socket that sends requests, collects acknowledgements and dumps, and
+//! the byte-level helpers (headers, attributes) messages are written with.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
+use netlink_packet_core::Emitable;
 use rustix::net::{self, netlink, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 /// `struct nlmsghdr` is 16 bytes.
@@ -154,6 +156,24 @@ impl AsFd for Socket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// One request: a netlink header around a body the rust-netlink crates
+/// emit (one of netlink-packet-route's message types, say).
+pub fn encode(kind: u16, body: &impl Emitable, flags: u16, seq: u32) -> Vec<u8> {
+    let mut bytes = vec![0; body.buffer_len()];
+    body.emit(&mut bytes);
+    let mut w = Writer::default();
+    w.begin(kind, flags, seq);
+    w.raw(&bytes);
+    w.end();
+    w.buf
 }
 
 /// One message read back from the kernel.
