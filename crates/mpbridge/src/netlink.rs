@@ -17,6 +17,8 @@ pub const NLMSG_DONE: u16 = 3;
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_ACK: u16 = 0x4;
 pub const NLM_F_DUMP: u16 = 0x300;
+pub const NLM_F_REPLACE: u16 = 0x100;
+pub const NLM_F_EXCL: u16 = 0x200;
 pub const NLM_F_CREATE: u16 = 0x400;
 pub const NLM_F_APPEND: u16 = 0x800;
 /// Marks an attribute whose payload is more attributes.
@@ -212,8 +214,8 @@ pub fn messages(buf: &[u8]) -> impl Iterator<Item = Message<'_>> {
     })
 }
 
-/// The attributes (type without flags, payload) of a message body.
-#[cfg(test)]
+/// The attributes (type without flags, payload) of a message body; stops
+/// at the first truncated one.
 pub fn attributes(mut rest: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
         if rest.len() < 4 {
