@@ -224,17 +224,17 @@ fn watch_kernel(events: mpsc::UnboundedSender<Event>) -> io::Result<JoinHandle<(
             };
             let mut woken = false;
             loop {
-                match sock.get_ref().try_recv(&mut buf) {
-                    Ok(()) => woken = true,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        ready.clear_ready();
-                        break;
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                match Notice::of(sock.get_ref().try_recv(&mut buf)) {
+                    Notice::Changed => woken = true,
+                    Notice::Dropped => {
                         tracing::debug!("link notifications were dropped: reading every link");
                         woken = true;
                     }
-                    Err(e) => {
+                    Notice::Drained => {
+                        ready.clear_ready();
+                        break;
+                    }
+                    Notice::Failed(e) => {
                         crate::warn_limited!(WATCH_FAILED, "stopped watching links: {e}");
                         return;
                     }
@@ -245,6 +245,31 @@ fn watch_kernel(events: mpsc::UnboundedSender<Event>) -> io::Result<JoinHandle<(
             }
         }
     }))
+}
+
+/// What one read of the watch socket says.
+#[derive(Debug)]
+enum Notice {
+    /// A notification: something changed.
+    Changed,
+    /// The kernel dropped notifications (ENOBUFS): anything may have
+    /// changed. The socket goes on; the manager looks at every link.
+    Dropped,
+    /// Nothing more queued.
+    Drained,
+    /// The socket is unusable.
+    Failed(io::Error),
+}
+
+impl Notice {
+    fn of(read: io::Result<()>) -> Notice {
+        match read {
+            Ok(()) => Notice::Changed,
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Notice::Dropped,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Notice::Drained,
+            Err(e) => Notice::Failed(e),
+        }
+    }
 }
 
 enum Event {
@@ -756,5 +781,19 @@ fn ignore_missing(e: io::Error) -> io::Result<()> {
     match e.raw_os_error() {
         Some(libc::ENOENT) | Some(libc::EINVAL) => Ok(()),
         _ => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_notifications_wake_the_manager_and_are_no_error() {
+        let err = |errno| Err(io::Error::from_raw_os_error(errno));
+        assert!(matches!(Notice::of(Ok(())), Notice::Changed));
+        assert!(matches!(Notice::of(err(libc::ENOBUFS)), Notice::Dropped));
+        assert!(matches!(Notice::of(err(libc::EAGAIN)), Notice::Drained));
+        assert!(matches!(Notice::of(err(libc::EBADF)), Notice::Failed(_)));
     }
 }
