@@ -125,15 +125,18 @@ impl Socket {
         }
     }
 
-    /// Sends a dump request and returns the payloads (after the netlink
-    /// header) of every message of the answer.
+    /// Sends a dump request (or one request with NLM_F_ACK) and returns
+    /// the payloads (after the netlink header) of every message of the
+    /// answer. Messages of another sequence number (the late answer to a
+    /// request that timed out) are skipped.
     pub fn dump(&self, bytes: &[u8]) -> io::Result<Vec<(u16, Vec<u8>)>> {
+        let seq = messages(bytes).next().map(|m| m.seq);
         self.send(bytes)?;
         let mut out = Vec::new();
         let mut buf = Vec::new();
         loop {
             self.recv(&mut buf)?;
-            for msg in messages(&buf) {
+            for msg in messages(&buf).filter(|m| Some(m.seq) == seq) {
                 match msg.kind {
                     NLMSG_DONE => return Ok(out),
                     NLMSG_ERROR => {
