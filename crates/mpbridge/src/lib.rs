@@ -18,6 +18,8 @@
 //! - [`intercept`]: transparent listeners and original destinations.
 //! - [`firewall`]: the owned nftables table and TPROXY routing that divert client TCP.
 //! - [`relay`]: splice relay with half-close, resets and counters.
+//! - `netlink`: the daemon's one netlink socket: requests, acknowledgements,
+//!   dumps, multicast, and the writer of messages and attributes.
 //! - [`paths`]: the path manager: MPTCP endpoints, policy routing, probes.
 //! - [`server`]: the accept loop: connection cap, back-off, drain.
 //! - [`checks`]: start-up checks of the kernel; configured keys to cookie keys.
@@ -32,6 +34,7 @@ pub mod firewall;
 pub mod header;
 pub mod intercept;
 pub mod local;
+mod netlink;
 pub mod paths;
 pub mod ratelimit;
 pub mod relay;

@@ -303,6 +303,80 @@ fn an_address_removed_and_added_again_is_followed() {
     assert_one_subflow_per_link(topo, false);
 }
 
+/// How many addresses the flood adds: far more notifications than the watch
+/// socket's default receive buffer (about 200 KB) holds.
+const FLOOD_ADDRESSES: usize = 4000;
+
+#[test]
+fn a_link_change_inside_a_flood_of_notifications_is_still_followed() {
+    // Probing off: a failing probe would make the daemon look at the link
+    // too, and hide a watch that stopped.
+    let bridge = Bridge::start(Options {
+        paths_extra: "[probe]\nenabled = false\n",
+        ..Options::default()
+    });
+    let topo = &bridge.topo;
+    let old = topo.ra_link_addr(1, false);
+    let IpAddr::V4(v4) = old else { unreachable!() };
+    let new = IpAddr::from([v4.octets()[0], v4.octets()[1], v4.octets()[2], 11]);
+    assert!(endpoints(topo, Node::RouterA).contains(&format!("{old} ")));
+
+    // One `ip -batch`: thousands of address notifications (on `lo`: the
+    // kernel here has no dummy interfaces), then link 1 changes its address. Whether the kernel drops
+    // notifications (ENOBUFS) or not, the daemon must end in step.
+    let mut script = String::new();
+    for i in 0..FLOOD_ADDRESSES {
+        script += &format!("addr add 10.99.{}.{}/32 dev lo\n", i / 250, i % 250 + 1);
+    }
+    script += &format!("addr del {old}/24 dev wan1\naddr add {new}/24 dev wan1\n");
+    let file = topo.workdir().join("flood.batch");
+    std::fs::write(&file, script).unwrap();
+    sh(
+        topo,
+        Node::RouterA,
+        &["ip", "-batch", file.to_str().unwrap()],
+    );
+
+    // Link 1's endpoint and rule are on `now`, none on `then`.
+    let in_step = |now: IpAddr, then: IpAddr| {
+        wait_until(Duration::from_secs(10), || {
+            let eps = endpoints(topo, Node::RouterA);
+            let rules = rules(topo, Node::RouterA);
+            eps.contains(&format!("{now} "))
+                && !eps.contains(&format!("{then} "))
+                && rules.contains(&format!("from {now} lookup 7701"))
+                && !rules.contains(&format!("from {then} lookup"))
+        })
+    };
+    assert!(
+        in_step(new, old),
+        "{}\n{}",
+        endpoints(topo, Node::RouterA),
+        bridge.logs()
+    );
+    let dropped = bridge.logs().contains("link notifications were dropped");
+    eprintln!("the kernel dropped notifications during the flood: {dropped}");
+
+    // The watch goes on after the overflow: a later change is followed too.
+    let (new_cidr, old_cidr) = (format!("{new}/24"), format!("{old}/24"));
+    sh(
+        topo,
+        Node::RouterA,
+        &["ip", "addr", "del", &new_cidr, "dev", "wan1"],
+    );
+    sh(
+        topo,
+        Node::RouterA,
+        &["ip", "addr", "add", &old_cidr, "dev", "wan1"],
+    );
+    assert!(
+        in_step(old, new),
+        "{}\n{}",
+        endpoints(topo, Node::RouterA),
+        bridge.logs()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Failover: one long download survives each link failing in turn.
 // ---------------------------------------------------------------------------

@@ -15,7 +15,6 @@
 //! ```
 
 mod nft;
-mod nl;
 mod routing;
 
 use std::io;
@@ -24,6 +23,7 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 
 use crate::config::Intercept;
+use crate::netlink as nl;
 pub use nft::TABLE;
 use nft::{Batch, Family, SetKind, Spec};
 use routing::Routing;

@@ -1,5 +1,5 @@
 //! The nf_tables messages of the `inet mpbridge` table, written by hand on
-//! [`super::nl::Writer`]: the table (owner flag), its chains, address sets,
+//! [`crate::netlink::Writer`]: the table (owner flag), its chains, address sets,
 //! rules and set updates, each batch framed by BATCH_BEGIN/END.
 //!
 //! Why not a crate: `rustables` 0.9 is GPL-3.0-or-later (this project is
@@ -14,8 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 use ipnet::IpNet;
 
-use super::nl::{Writer, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST};
 use crate::config::Intercept;
+use crate::netlink::{Writer, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST};
 
 /// The table's name (family `inet`).
 pub const TABLE: &str = "mpbridge";
@@ -820,8 +820,8 @@ fn interval_elements(family: Family, nets: &[IpNet]) -> Vec<(Vec<u8>, bool)> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::nl;
     use super::*;
+    use crate::netlink as nl;
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|s| s.parse().unwrap()).collect()

@@ -15,7 +15,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::AddressFamily;
 
-use super::nl::{self, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST};
+use crate::netlink::{self as nl, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST};
 
 /// The routing table holding the `local` route of diverted packets.
 pub const TABLE: u32 = 0x6d70; // "mp"
@@ -42,19 +42,11 @@ fn family(v6: bool) -> AddressFamily {
     }
 }
 
-/// One request: our netlink header around the crate's message body. The
-/// crate's message types are used one by one, not its `RouteNetlinkMessage`
-/// enum, whose parser and emitter for every rtnetlink message (links, tc,
-/// neighbours…) would add some 300 KB to the router binary.
-fn encode(kind: u16, body: &impl Emitable, flags: u16, seq: u32) -> Vec<u8> {
-    let mut bytes = vec![0; body.buffer_len()];
-    body.emit(&mut bytes);
-    let mut w = nl::Writer::default();
-    w.begin(kind, flags, seq);
-    w.raw(&bytes);
-    w.end();
-    w.buf
-}
+// The crate's message types are used one by one, not its
+// `RouteNetlinkMessage` enum, whose parser and emitter for every rtnetlink
+// message (links, tc, neighbours…) would add some 300 KB to the router
+// binary.
+use nl::encode;
 
 /// `ip rule add fwmark MARK lookup TABLE priority P proto 78`.
 fn rule(v6: bool, mark: u32) -> RuleMessage {

@@ -5,6 +5,8 @@
 //!
 //! - [`mptcp`]: endpoints and limits (generic netlink `mptcp_pm`).
 //! - [`route`]: links, addresses, rules and routes (rtnetlink).
+//!
+//! Both speak netlink on the daemon's own socket ([`crate::netlink`]).
 //! - [`probe`]: authenticated UDP probes, link RTT, loss and up/down state.
 //!
 //! Recognising our own state after a crash: rules and routes carry routing
@@ -22,7 +24,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use futures_util::StreamExt as _;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -95,11 +98,11 @@ impl PathManager {
         if settings.links.is_empty() {
             return Ok(None);
         }
-        let pm = Pm::connect()
+        let mut pm = Pm::connect()
             .map_err(|e| PathError::Unavailable(format!("no generic netlink socket: {e}")))?;
         let rt = Rt::connect()
             .map_err(|e| PathError::Unavailable(format!("no rtnetlink socket: {e}")))?;
-        let saved_limits = pm.limits().await.map_err(|e| {
+        let saved_limits = pm.limits().map_err(|e| {
             PathError::Unavailable(format!(
                 "the kernel's MPTCP path manager (generic netlink family mptcp_pm) does not answer: {e}"
             ))
@@ -152,8 +155,8 @@ impl PathManager {
             saved_limits,
             status: Arc::clone(&status),
         };
-        if let Err(e) = mgr.setup().await {
-            mgr.cleanup().await;
+        if let Err(e) = mgr.setup() {
+            mgr.cleanup();
             watch.abort();
             return Err(e);
         }
@@ -195,23 +198,78 @@ impl PathManager {
     }
 }
 
-/// Forwards every link and address change of the namespace as a wake-up.
+static WATCH_FAILED: LogLimit = LogLimit::new(std::time::Duration::from_secs(10));
+
+/// Forwards every link and address change of the namespace as a wake-up:
+/// one per burst of notifications. When the kernel dropped some (ENOBUFS:
+/// the socket's buffer overflowed) the wake-up is sent all the same, and
+/// since a wake-up makes the manager read every link afresh, that is the
+/// full resync.
 fn watch_kernel(events: mpsc::UnboundedSender<Event>) -> io::Result<JoinHandle<()>> {
-    use rtnetlink::MulticastGroup;
-    let (conn, _handle, mut messages) = rtnetlink::new_multicast_connection(&[
-        MulticastGroup::Link,
-        MulticastGroup::Ipv4Ifaddr,
-        MulticastGroup::Ipv6Ifaddr,
-    ])?;
-    let conn = tokio::spawn(conn);
+    let sock = route::monitor()?;
+    // SAFETY: the socket owns its fd and closes it only when dropped; the
+    // AsyncFd owns the socket, so the fd stays open and the same for the
+    // AsyncFd's whole life. (Reads use MSG_DONTWAIT: no O_NONBLOCK needed.)
+    let sock = unsafe { AsyncFd::register_with_interest(sock, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)?;
     Ok(tokio::spawn(async move {
-        while messages.next().await.is_some() {
-            if events.send(Event::Kernel).is_err() {
-                break;
+        let mut buf = Vec::new();
+        loop {
+            let mut ready = match sock.readable().await {
+                Ok(r) => r,
+                Err(e) => {
+                    crate::warn_limited!(WATCH_FAILED, "stopped watching links: {e}");
+                    return;
+                }
+            };
+            let mut woken = false;
+            loop {
+                match Notice::of(sock.get_ref().try_recv(&mut buf)) {
+                    Notice::Changed => woken = true,
+                    Notice::Dropped => {
+                        tracing::debug!("link notifications were dropped: reading every link");
+                        woken = true;
+                    }
+                    Notice::Drained => {
+                        ready.clear_ready();
+                        break;
+                    }
+                    Notice::Failed(e) => {
+                        crate::warn_limited!(WATCH_FAILED, "stopped watching links: {e}");
+                        return;
+                    }
+                }
+            }
+            if woken && events.send(Event::Kernel).is_err() {
+                return;
             }
         }
-        conn.abort();
     }))
+}
+
+/// What one read of the watch socket says.
+#[derive(Debug)]
+enum Notice {
+    /// A notification: something changed.
+    Changed,
+    /// The kernel dropped notifications (ENOBUFS): anything may have
+    /// changed. The socket goes on; the manager looks at every link.
+    Dropped,
+    /// Nothing more queued.
+    Drained,
+    /// The socket is unusable.
+    Failed(io::Error),
+}
+
+impl Notice {
+    fn of(read: io::Result<()>) -> Notice {
+        match read {
+            Ok(()) => Notice::Changed,
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Notice::Dropped,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Notice::Drained,
+            Err(e) => Notice::Failed(e),
+        }
+    }
 }
 
 enum Event {
@@ -316,18 +374,17 @@ struct Manager {
 
 impl Manager {
     /// Leftovers out, limits in, every link set up.
-    async fn setup(&mut self) -> Result<(), PathError> {
+    fn setup(&mut self) -> Result<(), PathError> {
         let kernel = |what: &str, e: io::Error| PathError::Kernel(format!("{what}: {e}"));
         let flushed = self
             .rt
             .flush_tagged()
-            .await
             .map_err(|e| kernel("cannot remove leftover rules and routes", e))?;
         let mut leftovers = 0;
         let mut ifindexes = Vec::new();
         let mut addrs = Vec::new();
         for link in &self.links {
-            if let Ok(Some(state)) = self.rt.link(&link.cfg.interface).await {
+            if let Ok(Some(state)) = self.rt.link(&link.cfg.interface) {
                 ifindexes.push(state.index);
                 addrs.extend(state.addrs);
             }
@@ -335,14 +392,12 @@ impl Manager {
         let endpoints = self
             .pm
             .endpoints()
-            .await
             .map_err(|e| kernel("cannot list MPTCP endpoints", e))?;
         for ep in endpoints {
             let on_link = ep.ifindex.is_some_and(|i| ifindexes.contains(&i));
             if on_link || addrs.contains(&ep.addr) {
                 self.pm
                     .delete(ep.id)
-                    .await
                     .map_err(|e| kernel(&format!("cannot remove leftover {ep}"), e))?;
                 leftovers += 1;
             }
@@ -359,7 +414,7 @@ impl Manager {
             subflows: n.min(crate::config::MAX_LINKS as u32),
             add_addr_accepted: n.min(crate::config::MAX_LINKS as u32),
         };
-        self.pm.set_limits(limits).await.map_err(|e| {
+        self.pm.set_limits(limits).map_err(|e| {
             kernel(
                 &format!(
                     "cannot set MPTCP limits (subflows {}, add_addr_accepted {})",
@@ -370,7 +425,6 @@ impl Manager {
         })?;
         for i in 0..self.links.len() {
             self.reconcile(i)
-                .await
                 .map_err(|e| PathError::Kernel(e.to_string()))?;
         }
         self.publish();
@@ -416,14 +470,14 @@ impl Manager {
                 changed
             };
             for i in todo {
-                if let Err(e) = self.reconcile(i).await {
+                if let Err(e) = self.reconcile(i) {
                     crate::warn_limited!(RECONCILE_FAILED, link = %self.links[i].cfg.interface, "{e}");
                 }
             }
             self.publish();
         }
         watch.abort();
-        self.cleanup().await;
+        self.cleanup();
     }
 
     fn apply_event(&mut self, event: Event, changed: &mut Vec<usize>) {
@@ -521,12 +575,11 @@ impl Manager {
 
     /// Brings link `i`'s endpoints, routes and rules in line with the
     /// kernel's view of the link and the probes' verdict.
-    async fn reconcile(&mut self, i: usize) -> Result<(), String> {
+    fn reconcile(&mut self, i: usize) -> Result<(), String> {
         let name = self.links[i].cfg.interface.clone();
         let state = self
             .rt
             .link(&name)
-            .await
             .map_err(|e| format!("cannot read link {name}: {e}"))?;
         let (ifindex, kernel_up, addrs) = match state {
             Some(s) => (Some(s.index), s.up, s.addrs),
@@ -591,11 +644,10 @@ impl Manager {
                     .copied();
                 let via = match configured {
                     Some(p) => Some(p),
-                    None => self.rt.gateway(index, v6).await.unwrap_or(None),
+                    None => self.rt.gateway(index, v6).unwrap_or(None),
                 };
                 self.rt
                     .replace_route(route::default_route(table, index, v6, via))
-                    .await
                     .map_err(|e| {
                         format!("cannot add the default route of table {table} ({name}): {e}")
                     })?;
@@ -608,13 +660,11 @@ impl Manager {
         for addr in old.iter().filter(|a| !addrs.contains(a)) {
             self.rt
                 .delete_rule(route::source_rule(*addr, table, priority))
-                .await
                 .map_err(|e| format!("cannot remove the rule from {addr}: {e}"))?;
         }
         for addr in addrs.iter().filter(|a| !old.contains(a)) {
             self.rt
                 .add_rule(route::source_rule(*addr, table, priority))
-                .await
                 .map_err(|e| format!("cannot add the rule from {addr} ({name}): {e}"))?;
         }
         self.links[i].rules = addrs.clone();
@@ -647,17 +697,13 @@ impl Manager {
         for (addr, id, have_flags) in have {
             match want.get(&addr) {
                 None => {
-                    self.pm
-                        .delete(id)
-                        .await
-                        .or_else(ignore_missing)
-                        .map_err(|e| {
-                            format!("cannot remove MPTCP endpoint {addr} of {name}: {e}")
-                        })?;
+                    self.pm.delete(id).or_else(ignore_missing).map_err(|e| {
+                        format!("cannot remove MPTCP endpoint {addr} of {name}: {e}")
+                    })?;
                     if self.local {
                         // The first subflow of a connection comes from no
                         // endpoint; this closes it too where it uses `addr`.
-                        if let Err(e) = self.pm.delete_initial(addr).await {
+                        if let Err(e) = self.pm.delete_initial(addr) {
                             tracing::debug!(%addr, "no initial subflow closed: {e}");
                         }
                     }
@@ -665,7 +711,7 @@ impl Manager {
                     tracing::info!(link = %name, %addr, "MPTCP endpoint removed");
                 }
                 Some(&f) if f != have_flags => {
-                    self.pm.set_flags(addr, f).await.map_err(|e| {
+                    self.pm.set_flags(addr, f).map_err(|e| {
                         format!("cannot change MPTCP endpoint {addr} of {name}: {e}")
                     })?;
                     self.links[i].endpoints.insert(addr, (id, f));
@@ -678,26 +724,23 @@ impl Manager {
             if self.links[i].endpoints.contains_key(&addr) {
                 continue;
             }
-            let id = match self.pm.add(addr, ifindex, f).await {
+            let id = match self.pm.add(addr, ifindex, f) {
                 Ok(id) => id,
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                     // Someone else's endpoint on our link: ours now.
                     let ep = self
                         .pm
                         .endpoints()
-                        .await
                         .map_err(|e| format!("cannot list MPTCP endpoints: {e}"))?
                         .into_iter()
                         .find(|ep| ep.addr == addr)
                         .ok_or_else(|| format!("MPTCP endpoint {addr} exists and does not"))?;
                     self.pm
                         .delete(ep.id)
-                        .await
                         .or_else(ignore_missing)
                         .map_err(|e| format!("cannot replace MPTCP endpoint {addr}: {e}"))?;
                     self.pm
                         .add(addr, ifindex, f)
-                        .await
                         .map_err(|e| format!("cannot add MPTCP endpoint {addr} for {name}: {e}"))?
                 }
                 Err(e) => {
@@ -714,20 +757,20 @@ impl Manager {
     }
 
     /// Removes every endpoint, rule and route added; restores the limits.
-    async fn cleanup(&mut self) {
+    fn cleanup(&mut self) {
         for link in &mut self.links {
             link.probing = None;
             for (addr, (id, _)) in std::mem::take(&mut link.endpoints) {
-                if let Err(e) = self.pm.delete(id).await.or_else(ignore_missing) {
+                if let Err(e) = self.pm.delete(id).or_else(ignore_missing) {
                     tracing::warn!(%addr, "cannot remove MPTCP endpoint: {e}");
                 }
             }
             link.rules.clear();
         }
-        if let Err(e) = self.rt.flush_tagged().await {
+        if let Err(e) = self.rt.flush_tagged() {
             tracing::warn!("cannot remove rules and routes: {e}");
         }
-        if let Err(e) = self.pm.set_limits(self.saved_limits).await {
+        if let Err(e) = self.pm.set_limits(self.saved_limits) {
             tracing::warn!("cannot restore the MPTCP limits: {e}");
         }
         tracing::info!("paths removed");
@@ -738,5 +781,19 @@ fn ignore_missing(e: io::Error) -> io::Result<()> {
     match e.raw_os_error() {
         Some(libc::ENOENT) | Some(libc::EINVAL) => Ok(()),
         _ => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_notifications_wake_the_manager_and_are_no_error() {
+        let err = |errno| Err(io::Error::from_raw_os_error(errno));
+        assert!(matches!(Notice::of(Ok(())), Notice::Changed));
+        assert!(matches!(Notice::of(err(libc::ENOBUFS)), Notice::Dropped));
+        assert!(matches!(Notice::of(err(libc::EAGAIN)), Notice::Drained));
+        assert!(matches!(Notice::of(err(libc::EBADF)), Notice::Failed(_)));
     }
 }

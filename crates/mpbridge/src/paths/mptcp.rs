@@ -1,28 +1,32 @@
 //! MPTCP endpoints and limits through the generic netlink family `mptcp_pm`
 //! (what `ip mptcp endpoint` / `ip mptcp limits` do). Message building and
-//! parsing are pure and unit-tested; [`Pm`] sends them on one connection.
+//! parsing are pure and unit-tested; [`Pm`] sends them on the daemon's
+//! netlink socket ([`crate::netlink`]).
 
-// `mptcp-pm` 0.2 implements only the GET commands, and its top-level
-// attribute emits an address's attributes unnested (fine for parsing a dump,
-// wrong for a request). So the requests are built here: our own
-// `GenlFamily` message whose address attribute nests `mptcp-pm`'s
-// `MptcpPathManagerAddressAttr`s under MPTCP_PM_ATTR_ADDR, sent with
-// `genetlink`, which resolves the family id.
+// The messages are built and read here, attribute by attribute. `mptcp-pm`
+// 0.2 implements only the GET commands, and its top-level attribute emits
+// an address's attributes unnested (fine for parsing a dump, wrong for a
+// request); its attribute types are not used either, because the crate
+// depends on `genetlink`, `netlink-proto` and `futures` for its own
+// connection, which the router binary does not want. The family id is
+// resolved with the generic netlink controller (CTRL_CMD_GETFAMILY),
+// through netlink-packet-generic's `GenlCtrl`.
 
 use std::fmt;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use futures_util::StreamExt as _;
-use genetlink::GenetlinkHandle;
-use mptcp_pm::{MptcpPathManagerAddressAttr, MptcpPathManagerLimitsAttr};
-use netlink_packet_core::{
-    DecodeError, DefaultNla, Emitable, NetlinkMessage, NetlinkPayload, Nla, NlasIterator,
-    Parseable, ParseableParametrized, NLA_F_NESTED, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
-};
-use netlink_packet_generic::{GenlFamily, GenlHeader, GenlMessage};
+use netlink_packet_core::ParseableParametrized;
+use netlink_packet_generic::constants::GENL_ID_CTRL;
+use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
+use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
+use netlink_packet_generic::GenlMessage;
+
+use crate::netlink::{self as nl, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 
 // include/uapi/linux/mptcp_pm.h
+const FAMILY_NAME: &str = "mptcp_pm";
+const VERSION: u8 = 1;
 const CMD_ADD_ADDR: u8 = 1;
 const CMD_DEL_ADDR: u8 = 2;
 const CMD_GET_ADDR: u8 = 3;
@@ -32,8 +36,16 @@ const CMD_SET_FLAGS: u8 = 7;
 const ATTR_ADDR: u16 = 1;
 const ATTR_RCV_ADD_ADDRS: u16 = 2;
 const ATTR_SUBFLOWS: u16 = 3;
+const ADDR_ATTR_FAMILY: u16 = 1;
+const ADDR_ATTR_ID: u16 = 2;
+const ADDR_ATTR_ADDR4: u16 = 3;
+const ADDR_ATTR_ADDR6: u16 = 4;
+const ADDR_ATTR_FLAGS: u16 = 6;
+const ADDR_ATTR_IF_IDX: u16 = 7;
 const AF_INET: u16 = libc::AF_INET as u16;
 const AF_INET6: u16 = libc::AF_INET6 as u16;
+/// `struct genlmsghdr`: cmd, version, reserved u16.
+const GENL_HDRLEN: usize = 4;
 
 /// Endpoint flags (`MPTCP_PM_ADDR_FLAG_*`).
 pub const FLAG_SIGNAL: u32 = 1 << 0;
@@ -47,86 +59,54 @@ pub struct PmMessage {
     attrs: Vec<PmAttr>,
 }
 
+/// The attributes we write or read; others in a reply are skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PmAttr {
     /// MPTCP_PM_ATTR_ADDR, nested.
-    Addr(Vec<MptcpPathManagerAddressAttr>),
-    Limits(MptcpPathManagerLimitsAttr),
-    Other(DefaultNla),
+    Addr(Vec<AddrAttr>),
+    RcvAddAddrs(u32),
+    Subflows(u32),
 }
 
-impl Nla for PmAttr {
-    fn value_len(&self) -> usize {
+/// The attributes nested in MPTCP_PM_ATTR_ADDR (`MPTCP_PM_ADDR_ATTR_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AddrAttr {
+    Family(u16),
+    Id(u8),
+    Addr4(Ipv4Addr),
+    Addr6(Ipv6Addr),
+    IfIndex(i32),
+    Flags(u32),
+}
+
+impl AddrAttr {
+    fn write(&self, w: &mut nl::Writer) {
         match self {
-            PmAttr::Addr(attrs) => attrs.as_slice().buffer_len(),
-            PmAttr::Limits(a) => a.value_len(),
-            PmAttr::Other(a) => a.value_len(),
+            AddrAttr::Family(f) => w.attr(ADDR_ATTR_FAMILY, &f.to_ne_bytes()),
+            AddrAttr::Id(id) => w.attr(ADDR_ATTR_ID, &[*id]),
+            AddrAttr::Addr4(a) => w.attr(ADDR_ATTR_ADDR4, &a.octets()),
+            AddrAttr::Addr6(a) => w.attr(ADDR_ATTR_ADDR6, &a.octets()),
+            AddrAttr::IfIndex(i) => w.attr(ADDR_ATTR_IF_IDX, &i.to_ne_bytes()),
+            AddrAttr::Flags(f) => w.attr(ADDR_ATTR_FLAGS, &f.to_ne_bytes()),
         }
     }
 
-    fn kind(&self) -> u16 {
-        match self {
-            PmAttr::Addr(_) => ATTR_ADDR | NLA_F_NESTED,
-            PmAttr::Limits(a) => a.kind(),
-            PmAttr::Other(a) => a.kind(),
-        }
-    }
-
-    fn emit_value(&self, buffer: &mut [u8]) {
-        match self {
-            PmAttr::Addr(attrs) => attrs.as_slice().emit(buffer),
-            PmAttr::Limits(a) => a.emit_value(buffer),
-            PmAttr::Other(a) => a.emit_value(buffer),
-        }
-    }
-}
-
-impl GenlFamily for PmMessage {
-    fn family_name() -> &'static str {
-        "mptcp_pm"
-    }
-
-    fn version(&self) -> u8 {
-        1
-    }
-
-    fn command(&self) -> u8 {
-        self.cmd
-    }
-}
-
-impl Emitable for PmMessage {
-    fn buffer_len(&self) -> usize {
-        self.attrs.as_slice().buffer_len()
-    }
-
-    fn emit(&self, buffer: &mut [u8]) {
-        self.attrs.as_slice().emit(buffer)
-    }
-}
-
-impl ParseableParametrized<[u8], GenlHeader> for PmMessage {
-    fn parse_with_param(buffer: &[u8], header: GenlHeader) -> Result<Self, DecodeError> {
-        let mut attrs = Vec::new();
-        for nla in NlasIterator::new(buffer) {
-            let nla = nla?;
-            attrs.push(match nla.kind() {
-                ATTR_ADDR => PmAttr::Addr(
-                    NlasIterator::new(nla.value())
-                        .map(|a| MptcpPathManagerAddressAttr::parse(&a?))
-                        .collect::<Result<_, _>>()?,
-                ),
-                ATTR_RCV_ADD_ADDRS | ATTR_SUBFLOWS => {
-                    PmAttr::Limits(MptcpPathManagerLimitsAttr::parse(&nla)?)
-                }
-                _ => PmAttr::Other(DefaultNla::parse(&nla)?),
-            });
-        }
-        Ok(PmMessage {
-            cmd: header.cmd,
-            attrs,
+    /// `None` for an attribute we do not read or one of the wrong size.
+    fn read(kind: u16, value: &[u8]) -> Option<AddrAttr> {
+        Some(match kind {
+            ADDR_ATTR_FAMILY => AddrAttr::Family(u16::from_ne_bytes(value.try_into().ok()?)),
+            ADDR_ATTR_ID => AddrAttr::Id(*<&[u8; 1]>::try_from(value).ok()?.first()?),
+            ADDR_ATTR_ADDR4 => AddrAttr::Addr4(<[u8; 4]>::try_from(value).ok()?.into()),
+            ADDR_ATTR_ADDR6 => AddrAttr::Addr6(<[u8; 16]>::try_from(value).ok()?.into()),
+            ADDR_ATTR_IF_IDX => AddrAttr::IfIndex(i32::from_ne_bytes(value.try_into().ok()?)),
+            ADDR_ATTR_FLAGS => AddrAttr::Flags(u32::from_ne_bytes(value.try_into().ok()?)),
+            _ => return None,
         })
     }
+}
+
+fn read_u32(value: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(value.try_into().ok()?))
 }
 
 /// One endpoint as the kernel lists it.
@@ -150,26 +130,24 @@ fn address_attrs(
     addr: Option<IpAddr>,
     ifindex: Option<u32>,
     flags: Option<u32>,
-) -> Vec<MptcpPathManagerAddressAttr> {
-    use mptcp_pm::MptcpPathManagerAddressAttrFlag as Flag;
-    let mut attrs = vec![MptcpPathManagerAddressAttr::Id(id)];
+) -> Vec<AddrAttr> {
+    let mut attrs = vec![AddrAttr::Id(id)];
     match addr {
         Some(IpAddr::V4(a)) => {
-            attrs.push(MptcpPathManagerAddressAttr::Family(AF_INET));
-            attrs.push(MptcpPathManagerAddressAttr::Addr4(a));
+            attrs.push(AddrAttr::Family(AF_INET));
+            attrs.push(AddrAttr::Addr4(a));
         }
         Some(IpAddr::V6(a)) => {
-            attrs.push(MptcpPathManagerAddressAttr::Family(AF_INET6));
-            attrs.push(MptcpPathManagerAddressAttr::Addr6(a));
+            attrs.push(AddrAttr::Family(AF_INET6));
+            attrs.push(AddrAttr::Addr6(a));
         }
         None => {}
     }
     if let Some(index) = ifindex {
-        attrs.push(MptcpPathManagerAddressAttr::IfIndex(index as i32));
+        attrs.push(AddrAttr::IfIndex(index as i32));
     }
     if let Some(flags) = flags {
-        // `mptcp-pm` sums its flag list into the u32: one `Other` carries all bits.
-        attrs.push(MptcpPathManagerAddressAttr::Flags(vec![Flag::Other(flags)]));
+        attrs.push(AddrAttr::Flags(flags));
     }
     attrs
 }
@@ -222,10 +200,8 @@ impl PmMessage {
         PmMessage {
             cmd: CMD_SET_LIMITS,
             attrs: vec![
-                PmAttr::Limits(MptcpPathManagerLimitsAttr::RcvAddAddrs(
-                    limits.add_addr_accepted,
-                )),
-                PmAttr::Limits(MptcpPathManagerLimitsAttr::Subflows(limits.subflows)),
+                PmAttr::RcvAddAddrs(limits.add_addr_accepted),
+                PmAttr::Subflows(limits.subflows),
             ],
         }
     }
@@ -235,6 +211,54 @@ impl PmMessage {
             cmd: CMD_GET_LIMITS,
             attrs: Vec::new(),
         }
+    }
+
+    /// The attributes, as they go after the generic netlink header.
+    fn write_attrs(&self, w: &mut nl::Writer) {
+        for a in &self.attrs {
+            match a {
+                PmAttr::Addr(attrs) => {
+                    w.nested(ATTR_ADDR);
+                    for a in attrs {
+                        a.write(w);
+                    }
+                    w.end_nested();
+                }
+                PmAttr::RcvAddAddrs(n) => w.attr(ATTR_RCV_ADD_ADDRS, &n.to_ne_bytes()),
+                PmAttr::Subflows(n) => w.attr(ATTR_SUBFLOWS, &n.to_ne_bytes()),
+            }
+        }
+    }
+
+    /// The whole request: netlink header (type `family`), generic netlink
+    /// header, attributes.
+    fn encode(&self, family: u16, flags: u16, seq: u32) -> Vec<u8> {
+        let mut w = nl::Writer::default();
+        w.begin(family, flags, seq);
+        w.raw(&[self.cmd, VERSION, 0, 0]);
+        self.write_attrs(&mut w);
+        w.end();
+        w.buf
+    }
+
+    /// A reply's body after the netlink header; `None` when it is too
+    /// short for the generic netlink header.
+    fn parse(body: &[u8]) -> Option<PmMessage> {
+        let cmd = *body.first()?;
+        let mut attrs = Vec::new();
+        for (kind, value) in nl::attributes(body.get(GENL_HDRLEN..)?) {
+            match kind {
+                ATTR_ADDR => attrs.push(PmAttr::Addr(
+                    nl::attributes(value)
+                        .filter_map(|(k, v)| AddrAttr::read(k, v))
+                        .collect(),
+                )),
+                ATTR_RCV_ADD_ADDRS => attrs.extend(read_u32(value).map(PmAttr::RcvAddAddrs)),
+                ATTR_SUBFLOWS => attrs.extend(read_u32(value).map(PmAttr::Subflows)),
+                _ => {}
+            }
+        }
+        Some(PmMessage { cmd, attrs })
     }
 
     /// The endpoint in a GET_ADDR reply.
@@ -252,17 +276,11 @@ impl PmMessage {
         let mut has_addr = false;
         for a in attrs {
             match a {
-                MptcpPathManagerAddressAttr::Id(id) => ep.id = *id,
-                MptcpPathManagerAddressAttr::Addr4(v4) => {
-                    (ep.addr, has_addr) = ((*v4).into(), true)
-                }
-                MptcpPathManagerAddressAttr::Addr6(v6) => {
-                    (ep.addr, has_addr) = ((*v6).into(), true)
-                }
-                MptcpPathManagerAddressAttr::IfIndex(i) if *i > 0 => ep.ifindex = Some(*i as u32),
-                MptcpPathManagerAddressAttr::Flags(flags) => {
-                    ep.flags = flags.iter().map(u32::from).sum();
-                }
+                AddrAttr::Id(id) => ep.id = *id,
+                AddrAttr::Addr4(v4) => (ep.addr, has_addr) = ((*v4).into(), true),
+                AddrAttr::Addr6(v6) => (ep.addr, has_addr) = ((*v6).into(), true),
+                AddrAttr::IfIndex(i) if *i > 0 => ep.ifindex = Some(*i as u32),
+                AddrAttr::Flags(flags) => ep.flags = *flags,
                 _ => {}
             }
         }
@@ -273,10 +291,8 @@ impl PmMessage {
         let mut limits = Limits::default();
         for a in &self.attrs {
             match a {
-                PmAttr::Limits(MptcpPathManagerLimitsAttr::Subflows(n)) => limits.subflows = *n,
-                PmAttr::Limits(MptcpPathManagerLimitsAttr::RcvAddAddrs(n)) => {
-                    limits.add_addr_accepted = *n
-                }
+                PmAttr::Subflows(n) => limits.subflows = *n,
+                PmAttr::RcvAddAddrs(n) => limits.add_addr_accepted = *n,
                 _ => {}
             }
         }
@@ -293,99 +309,120 @@ pub struct Limits {
     pub add_addr_accepted: u32,
 }
 
-/// A connection to `mptcp_pm`. Requests are sent one at a time and their
-/// kernel errors returned as `io::Error`s (EEXIST, ENOENT, …).
-#[derive(Clone)]
+/// A socket to `mptcp_pm`. Requests are sent one at a time and their
+/// kernel errors returned as `io::Error`s (EEXIST, ENOENT, …). Like
+/// rtnetlink, the family answers inside the `send`: calls never wait.
 pub struct Pm {
-    handle: GenetlinkHandle,
+    sock: nl::Socket,
+    /// The family's id, once the controller has named it.
+    family: Option<u16>,
 }
 
 impl Pm {
-    /// Opens the connection; its I/O task runs on the current runtime.
     pub fn connect() -> io::Result<Pm> {
-        let (conn, handle, _) = genetlink::new_connection()?;
-        tokio::spawn(conn);
-        Ok(Pm { handle })
+        Ok(Pm {
+            sock: nl::Socket::open(Some(rustix::net::netlink::GENERIC), 0)?,
+            family: None,
+        })
     }
 
-    async fn request(&self, msg: PmMessage, dump: bool) -> io::Result<Vec<PmMessage>> {
-        let mut nl = NetlinkMessage::from(GenlMessage::from_payload(msg));
-        nl.header.flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
-        let mut handle = self.handle.clone();
-        let mut replies = handle
-            .request(nl)
-            .await
-            .map_err(|e| io::Error::other(format!("mptcp_pm: {e}")))?;
-        let mut out = Vec::new();
-        while let Some(reply) = replies.next().await {
-            let reply =
-                reply.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            match reply.payload {
-                NetlinkPayload::InnerMessage(genl) => out.push(genl.payload),
-                NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                _ => {}
-            }
+    /// The id of `mptcp_pm` (CTRL_CMD_GETFAMILY); ENOENT when the kernel
+    /// has no MPTCP.
+    fn family(&mut self) -> io::Result<u16> {
+        if let Some(id) = self.family {
+            return Ok(id);
         }
-        Ok(out)
+        let request = GenlMessage::from_payload(GenlCtrl {
+            cmd: GenlCtrlCmd::GetFamily,
+            nlas: vec![GenlCtrlAttrs::FamilyName(FAMILY_NAME.to_owned())],
+        });
+        let seq = self.sock.next_seq();
+        let bytes = nl::encode(GENL_ID_CTRL, &request, NLM_F_REQUEST | NLM_F_ACK, seq);
+        let id = self
+            .sock
+            .dump(&bytes)?
+            .iter()
+            .filter(|(kind, _)| *kind == GENL_ID_CTRL)
+            .filter_map(|(_, body)| {
+                GenlMessage::<GenlCtrl>::parse_with_param(&body[..], GENL_ID_CTRL).ok()
+            })
+            .flat_map(|m| m.payload.nlas)
+            .find_map(|a| match a {
+                GenlCtrlAttrs::FamilyId(id) => Some(id),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                io::Error::other(format!("the kernel named no id for family {FAMILY_NAME}"))
+            })?;
+        self.family = Some(id);
+        Ok(id)
     }
 
-    pub async fn endpoints(&self) -> io::Result<Vec<Endpoint>> {
-        let replies = self.request(PmMessage::get_addrs(), true).await?;
+    fn request(&mut self, msg: PmMessage, dump: bool) -> io::Result<Vec<PmMessage>> {
+        let family = self.family()?;
+        let seq = self.sock.next_seq();
+        let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
+        // A dump ends with NLMSG_DONE, anything else with the acknowledgement
+        // (or the kernel's error, errno kept).
+        let answer = self.sock.dump(&msg.encode(family, flags, seq))?;
+        Ok(answer
+            .iter()
+            .filter(|(kind, _)| *kind == family)
+            .filter_map(|(_, body)| PmMessage::parse(body))
+            .collect())
+    }
+
+    pub fn endpoints(&mut self) -> io::Result<Vec<Endpoint>> {
+        let replies = self.request(PmMessage::get_addrs(), true)?;
         Ok(replies.iter().filter_map(PmMessage::endpoint).collect())
     }
 
     /// Adds an endpoint; returns the id the kernel gave it.
-    pub async fn add(&self, addr: IpAddr, ifindex: Option<u32>, flags: u32) -> io::Result<u8> {
-        self.request(PmMessage::add_addr(addr, ifindex, flags), false)
-            .await?;
-        self.endpoints()
-            .await?
+    pub fn add(&mut self, addr: IpAddr, ifindex: Option<u32>, flags: u32) -> io::Result<u8> {
+        self.request(PmMessage::add_addr(addr, ifindex, flags), false)?;
+        self.endpoints()?
             .into_iter()
             .find(|e| e.addr == addr)
             .map(|e| e.id)
             .ok_or_else(|| io::Error::other(format!("endpoint {addr} vanished after being added")))
     }
 
-    pub async fn delete(&self, id: u8) -> io::Result<()> {
-        self.request(PmMessage::del_addr(id, None), false)
-            .await
-            .map(drop)
+    pub fn delete(&mut self, id: u8) -> io::Result<()> {
+        self.request(PmMessage::del_addr(id, None), false).map(drop)
     }
 
     /// Closes the initial subflow from `addr` on every connection.
-    pub async fn delete_initial(&self, addr: IpAddr) -> io::Result<()> {
+    pub fn delete_initial(&mut self, addr: IpAddr) -> io::Result<()> {
         self.request(PmMessage::del_addr(0, Some(addr)), false)
-            .await
             .map(drop)
     }
 
-    pub async fn set_flags(&self, addr: IpAddr, flags: u32) -> io::Result<()> {
+    pub fn set_flags(&mut self, addr: IpAddr, flags: u32) -> io::Result<()> {
         self.request(PmMessage::set_flags(addr, flags), false)
-            .await
             .map(drop)
     }
 
-    pub async fn limits(&self) -> io::Result<Limits> {
-        let replies = self.request(PmMessage::get_limits(), false).await?;
+    pub fn limits(&mut self) -> io::Result<Limits> {
+        let replies = self.request(PmMessage::get_limits(), false)?;
         Ok(replies.first().map(PmMessage::limits).unwrap_or_default())
     }
 
-    pub async fn set_limits(&self, limits: Limits) -> io::Result<()> {
-        self.request(PmMessage::set_limits(limits), false)
-            .await
-            .map(drop)
+    pub fn set_limits(&mut self, limits: Limits) -> io::Result<()> {
+        self.request(PmMessage::set_limits(limits), false).map(drop)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_core::NlaBuffer;
+    use crate::netlink::NLA_F_NESTED;
 
-    fn bytes(msg: &PmMessage) -> Vec<u8> {
-        let mut buf = vec![0u8; msg.buffer_len()];
-        msg.emit(&mut buf);
-        buf
+    /// A message's body after the netlink header, as the kernel reads it.
+    fn body(msg: &PmMessage) -> Vec<u8> {
+        let buf = msg.encode(0x1d, NLM_F_REQUEST, 1);
+        let m = nl::messages(&buf).next().unwrap();
+        assert_eq!(m.kind, 0x1d);
+        m.payload.to_vec()
     }
 
     #[test]
@@ -395,17 +432,16 @@ mod tests {
             Some(3),
             FLAG_SUBFLOW | FLAG_BACKUP,
         );
-        let buf = bytes(&msg);
+        let body = body(&msg);
+        assert_eq!(body[..GENL_HDRLEN], [CMD_ADD_ADDR, VERSION, 0, 0]);
+        let attrs = &body[GENL_HDRLEN..];
         // One nested MPTCP_PM_ATTR_ADDR holding id, family, addr4, ifindex, flags.
-        let outer = NlaBuffer::new_checked(&buf[..]).unwrap();
-        assert_eq!(outer.kind(), ATTR_ADDR);
-        assert!(outer.nested_flag());
-        assert_eq!(outer.length() as usize, buf.len());
-        let inner: Vec<(u16, Vec<u8>)> = NlasIterator::new(outer.value())
-            .map(|n| {
-                let n = n.unwrap();
-                (n.kind(), n.value().to_vec())
-            })
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]);
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]);
+        assert_eq!(kind, ATTR_ADDR | NLA_F_NESTED);
+        assert_eq!(len as usize, attrs.len());
+        let inner: Vec<(u16, Vec<u8>)> = nl::attributes(&attrs[4..])
+            .map(|(k, v)| (k, v.to_vec()))
             .collect();
         assert_eq!(
             inner,
@@ -430,11 +466,8 @@ mod tests {
                 Some(FLAG_SIGNAL),
             ))],
         };
-        let header = GenlHeader {
-            cmd: CMD_GET_ADDR,
-            version: 1,
-        };
-        let parsed = PmMessage::parse_with_param(&bytes(&msg), header).unwrap();
+        let parsed = PmMessage::parse(&body(&msg)).unwrap();
+        assert_eq!(parsed, msg);
         assert_eq!(
             parsed.endpoint(),
             Some(Endpoint {
@@ -453,23 +486,33 @@ mod tests {
             add_addr_accepted: 2,
         };
         let msg = PmMessage::set_limits(limits);
-        let header = GenlHeader {
-            cmd: CMD_GET_LIMITS,
-            version: 1,
-        };
-        let parsed = PmMessage::parse_with_param(&bytes(&msg), header).unwrap();
+        let parsed = PmMessage::parse(&body(&msg)).unwrap();
         assert_eq!(parsed.limits(), limits);
     }
 
     #[test]
     fn delete_of_the_initial_subflow_carries_id_zero_and_the_address() {
         let msg = PmMessage::del_addr(0, Some("10.20.0.1".parse().unwrap()));
-        let header = GenlHeader {
-            cmd: CMD_DEL_ADDR,
-            version: 1,
-        };
-        let parsed = PmMessage::parse_with_param(&bytes(&msg), header).unwrap();
+        let parsed = PmMessage::parse(&body(&msg)).unwrap();
         let ep = parsed.endpoint().unwrap();
         assert_eq!((ep.id, ep.addr), (0, "10.20.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn unknown_and_malformed_reply_attributes_are_skipped() {
+        let mut w = nl::Writer::default();
+        w.begin(0x1d, 0, 1);
+        w.raw(&[CMD_GET_ADDR, VERSION, 0, 0]);
+        w.attr(99, &[1, 2, 3]);
+        w.nested(ATTR_ADDR);
+        w.attr(ADDR_ATTR_ID, &[5]);
+        w.attr(ADDR_ATTR_ADDR4, &[10, 0, 0]); // one byte short
+        w.attr(ADDR_ATTR_ADDR6, &[0xfd; 16]);
+        w.end_nested();
+        w.end();
+        let m = nl::messages(&w.buf).next().unwrap();
+        let ep = PmMessage::parse(m.payload).unwrap().endpoint().unwrap();
+        assert_eq!((ep.id, ep.addr), (5, IpAddr::from([0xfd; 16])));
+        assert_eq!(PmMessage::parse(&[CMD_GET_ADDR]), None);
     }
 }

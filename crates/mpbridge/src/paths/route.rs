@@ -1,20 +1,50 @@
-//! Links, addresses, per-link routing tables and source rules through
-//! rtnetlink (the `rtnetlink` crate). Every rule and route added here
-//! carries routing protocol [`PROTOCOL`], so a later run finds and removes
-//! the leftovers of one that crashed.
+//! Links, addresses, per-link routing tables and source rules over the
+//! daemon's netlink socket ([`crate::netlink`]). Every rule and route added
+//! here carries routing protocol [`PROTOCOL`], so a later run finds and
+//! removes the leftovers of one that crashed.
+
+// netlink-packet-route's message types are used one by one, never its
+// `RouteNetlinkMessage` enum (or `LinkMessage`, whose attribute parser
+// covers every link kind): those parsers for every rtnetlink message cost
+// hundreds of KB in the router binary. A link is read from its fixed
+// header only.
+//
+// The calls block, but never wait: the kernel handles an rtnetlink request
+// inside the `send` and queues the whole answer (or the next part of a
+// dump, inside `recv`) before the call returns.
 
 use std::io;
 use std::net::IpAddr;
 
-use futures_util::TryStreamExt as _;
-use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressScope};
-use netlink_packet_route::link::LinkFlags;
+use netlink_packet_core::{Emitable, Parseable};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
+use netlink_packet_route::link::{LinkFlags, LinkHeader};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::AddressFamily;
-use rtnetlink::{Handle, IpVersion};
+
+use crate::netlink::{
+    self as nl, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+};
+
+// include/uapi/linux/rtnetlink.h, if_link.h
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
+const RTM_NEWADDR: u16 = 20;
+const RTM_GETADDR: u16 = 22;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+const RTM_GETROUTE: u16 = 26;
+const RTM_NEWRULE: u16 = 32;
+const RTM_DELRULE: u16 = 33;
+const RTM_GETRULE: u16 = 34;
+const IFLA_IFNAME: u16 = 3;
+/// Multicast groups of link and address changes.
+const RTMGRP_LINK: u32 = 0x1;
+const RTMGRP_IPV4_IFADDR: u32 = 0x10;
+const RTMGRP_IPV6_IFADDR: u32 = 0x100;
 
 /// The routing protocol number that tags mpbridge's rules and routes
 /// (`ip rule show proto 77`, `ip route show table all proto 77`).
@@ -28,14 +58,6 @@ pub struct LinkState {
     pub up: bool,
     /// Usable addresses: global scope, not tentative.
     pub addrs: Vec<IpAddr>,
-}
-
-/// rtnetlink errors as `io::Error`s (the kernel's errno when there is one).
-fn io_err(e: rtnetlink::Error) -> io::Error {
-    match e {
-        rtnetlink::Error::NetlinkError(m) => m.to_io(),
-        other => io::Error::other(other.to_string()),
-    }
 }
 
 fn errno(e: &io::Error) -> Option<i32> {
@@ -98,61 +120,80 @@ fn is_ours_rule(rule: &RuleMessage) -> bool {
         .any(|a| matches!(a, RuleAttribute::Protocol(RouteProtocol::Other(PROTOCOL))))
 }
 
-/// A connection to rtnetlink for queries and changes.
-#[derive(Clone)]
+/// A socket to rtnetlink for queries and changes. Kernel errors come back
+/// as `io::Error`s carrying the errno (EEXIST, ENOENT, …).
 pub struct Rt {
-    handle: Handle,
+    sock: nl::Socket,
 }
 
 impl Rt {
-    /// Opens the connection; its I/O task runs on the current runtime.
     pub fn connect() -> io::Result<Rt> {
-        let (conn, handle, _) = rtnetlink::new_connection()?;
-        tokio::spawn(conn);
-        Ok(Rt { handle })
+        Ok(Rt {
+            sock: nl::Socket::open(None, 0)?,
+        })
+    }
+
+    /// One change, acknowledged by the kernel.
+    fn change(&mut self, kind: u16, body: &impl Emitable, flags: u16) -> io::Result<()> {
+        let seq = self.sock.next_seq();
+        let bytes = nl::encode(kind, body, NLM_F_REQUEST | NLM_F_ACK | flags, seq);
+        self.sock.transact(&bytes, &[seq]).map_err(|(_, e)| e)
+    }
+
+    /// The bodies of the messages of type `kind` in the answer to a dump
+    /// request for `body`.
+    fn dump(&mut self, request: u16, body: &impl Emitable, kind: u16) -> io::Result<Vec<Vec<u8>>> {
+        let seq = self.sock.next_seq();
+        let bytes = nl::encode(request, body, NLM_F_REQUEST | NLM_F_DUMP, seq);
+        let answer = self.sock.dump(&bytes)?;
+        Ok(answer
+            .into_iter()
+            .filter_map(|(k, payload)| (k == kind).then_some(payload))
+            .collect())
     }
 
     /// The interface named `name`, or `None` if there is none.
-    pub async fn link(&self, name: &str) -> io::Result<Option<LinkState>> {
-        let found = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_owned())
-            .execute()
-            .try_next()
-            .await;
-        let msg = match found {
-            Ok(Some(msg)) => msg,
-            Ok(None) => return Ok(None),
-            Err(e) => {
-                let e = io_err(e);
-                return if errno(&e) == Some(libc::ENODEV) {
-                    Ok(None)
-                } else {
-                    Err(e)
-                };
-            }
+    pub fn link(&mut self, name: &str) -> io::Result<Option<LinkState>> {
+        // `ip link show dev NAME`: a bare ifinfomsg and IFLA_IFNAME; the
+        // answer is one RTM_NEWLINK, then the acknowledgement.
+        let seq = self.sock.next_seq();
+        let mut header = vec![0; LinkHeader::default().buffer_len()];
+        LinkHeader::default().emit(&mut header);
+        let mut w = nl::Writer::default();
+        w.begin(RTM_GETLINK, NLM_F_REQUEST | NLM_F_ACK, seq);
+        w.raw(&header);
+        w.attr_str(IFLA_IFNAME, name);
+        w.end();
+        let answer = match self.sock.dump(&w.buf) {
+            Ok(a) => a,
+            Err(e) if errno(&e) == Some(libc::ENODEV) => return Ok(None),
+            Err(e) => return Err(e),
         };
-        let flags = msg.header.flags;
-        let index = msg.header.index;
+        let Some(header) = answer
+            .iter()
+            .filter(|(k, _)| *k == RTM_NEWLINK)
+            .find_map(|(_, payload)| LinkHeader::parse(payload).ok())
+        else {
+            return Ok(None);
+        };
+        let flags = header.flags;
+        let index = header.index;
         let up = flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp);
         Ok(Some(LinkState {
             index,
             up,
-            addrs: self.addresses(index).await?,
+            addrs: self.addresses(index)?,
         }))
     }
 
-    async fn addresses(&self, index: u32) -> io::Result<Vec<IpAddr>> {
-        let mut dump = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute();
+    fn addresses(&mut self, index: u32) -> io::Result<Vec<IpAddr>> {
+        let mut query = AddressMessage::default();
+        query.header.index = index;
         let mut out = Vec::new();
-        while let Some(msg) = dump.try_next().await.map_err(io_err)? {
+        for payload in self.dump(RTM_GETADDR, &query, RTM_NEWADDR)? {
+            let Ok(msg) = AddressMessage::parse(&payload[..]) else {
+                continue;
+            };
             if msg.header.index != index || msg.header.scope != AddressScope::Universe {
                 continue;
             }
@@ -179,14 +220,22 @@ impl Rt {
         Ok(out)
     }
 
-    /// The gateway of a main-table route through `ifindex` (the default
-    /// route's first): how a link's peer is learned when not configured.
-    pub async fn gateway(&self, ifindex: u32, v6: bool) -> io::Result<Option<IpAddr>> {
+    /// Every route of one family, in every table.
+    fn routes(&mut self, v6: bool) -> io::Result<Vec<RouteMessage>> {
         let mut query = RouteMessage::default();
         query.header.address_family = family(v6);
-        let mut dump = self.handle.route().get(query).execute();
+        let answer = self.dump(RTM_GETROUTE, &query, RTM_NEWROUTE)?;
+        Ok(answer
+            .iter()
+            .filter_map(|p| RouteMessage::parse(&p[..]).ok())
+            .collect())
+    }
+
+    /// The gateway of a main-table route through `ifindex` (the default
+    /// route's first): how a link's peer is learned when not configured.
+    pub fn gateway(&mut self, ifindex: u32, v6: bool) -> io::Result<Option<IpAddr>> {
         let mut best: Option<(u8, IpAddr)> = None;
-        while let Some(route) = dump.try_next().await.map_err(io_err)? {
+        for route in self.routes(v6)? {
             let table = route
                 .attributes
                 .iter()
@@ -218,73 +267,48 @@ impl Rt {
     }
 
     /// Adds or replaces a route (idempotent).
-    pub async fn replace_route(&self, route: RouteMessage) -> io::Result<()> {
-        self.handle
-            .route()
-            .add(route)
-            .replace()
-            .execute()
-            .await
-            .map_err(io_err)
+    pub fn replace_route(&mut self, route: RouteMessage) -> io::Result<()> {
+        self.change(RTM_NEWROUTE, &route, NLM_F_CREATE | NLM_F_REPLACE)
     }
 
-    /// Adds a rule; one that exists already is fine.
-    pub async fn add_rule(&self, rule: RuleMessage) -> io::Result<()> {
-        let mut req = self.handle.rule().add();
-        *req.message_mut() = rule;
-        match req.execute().await.map_err(io_err) {
+    /// Adds a rule; one that exists already is fine (NLM_F_EXCL makes the
+    /// kernel say EEXIST instead of adding a duplicate).
+    pub fn add_rule(&mut self, rule: RuleMessage) -> io::Result<()> {
+        match self.change(RTM_NEWRULE, &rule, NLM_F_CREATE | NLM_F_EXCL) {
             Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
             other => other,
         }
     }
 
     /// Deletes a rule; one that is gone already is fine.
-    pub async fn delete_rule(&self, rule: RuleMessage) -> io::Result<()> {
-        match self.handle.rule().del(rule).execute().await.map_err(io_err) {
+    pub fn delete_rule(&mut self, rule: RuleMessage) -> io::Result<()> {
+        match self.change(RTM_DELRULE, &rule, 0) {
             Err(e) if errno(&e) == Some(libc::ENOENT) => Ok(()),
             other => other,
         }
     }
 
     /// Deletes every rule and route tagged [`PROTOCOL`]; returns how many.
-    pub async fn flush_tagged(&self) -> io::Result<usize> {
+    pub fn flush_tagged(&mut self) -> io::Result<usize> {
         let mut removed = 0;
         for v6 in [false, true] {
-            let version = if v6 { IpVersion::V6 } else { IpVersion::V4 };
+            let mut query = RuleMessage::default();
+            query.header.family = family(v6);
             let rules: Vec<RuleMessage> = self
-                .handle
-                .rule()
-                .get(version)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(io_err)?;
+                .dump(RTM_GETRULE, &query, RTM_NEWRULE)?
+                .iter()
+                .filter_map(|p| RuleMessage::parse(&p[..]).ok())
+                .collect();
             for rule in rules.into_iter().filter(is_ours_rule) {
-                self.delete_rule(rule).await?;
+                self.delete_rule(rule)?;
                 removed += 1;
             }
-            let mut query = RouteMessage::default();
-            query.header.address_family = family(v6);
-            let routes: Vec<RouteMessage> = self
-                .handle
-                .route()
-                .get(query)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(io_err)?;
+            let routes = self.routes(v6)?;
             for route in routes
                 .into_iter()
                 .filter(|r| r.header.protocol == RouteProtocol::Other(PROTOCOL))
             {
-                match self
-                    .handle
-                    .route()
-                    .del(route)
-                    .execute()
-                    .await
-                    .map_err(io_err)
-                {
+                match self.change(RTM_DELROUTE, &route, 0) {
                     Err(e) if errno(&e) != Some(libc::ESRCH) => return Err(e),
                     _ => removed += 1,
                 }
@@ -292,6 +316,12 @@ impl Rt {
         }
         Ok(removed)
     }
+}
+
+/// A socket on which the kernel reports every link and address change
+/// (groups RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR).
+pub fn monitor() -> io::Result<nl::Socket> {
+    nl::Socket::open(None, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
 }
 
 #[cfg(test)]

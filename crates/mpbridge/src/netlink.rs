@@ -1,11 +1,13 @@
-//! A blocking netlink socket that sends requests and collects the kernel's
-//! acknowledgements, plus the byte-level helpers (headers, attributes) with
-//! which the nf_tables messages are written.
+//! The daemon's one netlink layer, shared by the firewall (nf_tables,
+//! routing) and the path manager (rtnetlink, generic netlink `mptcp_pm`):
+//! a socket that sends requests, collects acknowledgements and dumps, and
+//! the byte-level helpers (headers, attributes) messages are written with.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
+use netlink_packet_core::Emitable;
 use rustix::net::{self, netlink, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 /// `struct nlmsghdr` is 16 bytes.
@@ -15,6 +17,8 @@ pub const NLMSG_DONE: u16 = 3;
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_ACK: u16 = 0x4;
 pub const NLM_F_DUMP: u16 = 0x300;
+pub const NLM_F_REPLACE: u16 = 0x100;
+pub const NLM_F_EXCL: u16 = 0x200;
 pub const NLM_F_CREATE: u16 = 0x400;
 pub const NLM_F_APPEND: u16 = 0x800;
 /// Marks an attribute whose payload is more attributes.
@@ -121,15 +125,18 @@ impl Socket {
         }
     }
 
-    /// Sends a dump request and returns the payloads (after the netlink
-    /// header) of every message of the answer.
+    /// Sends a dump request (or one request with NLM_F_ACK) and returns
+    /// the payloads (after the netlink header) of every message of the
+    /// answer. Messages of another sequence number (the late answer to a
+    /// request that timed out) are skipped.
     pub fn dump(&self, bytes: &[u8]) -> io::Result<Vec<(u16, Vec<u8>)>> {
+        let seq = messages(bytes).next().map(|m| m.seq);
         self.send(bytes)?;
         let mut out = Vec::new();
         let mut buf = Vec::new();
         loop {
             self.recv(&mut buf)?;
-            for msg in messages(&buf) {
+            for msg in messages(&buf).filter(|m| Some(m.seq) == seq) {
                 match msg.kind {
                     NLMSG_DONE => return Ok(out),
                     NLMSG_ERROR => {
@@ -154,6 +161,24 @@ impl AsFd for Socket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// One request: a netlink header around a body the rust-netlink crates
+/// emit (one of netlink-packet-route's message types, say).
+pub fn encode(kind: u16, body: &impl Emitable, flags: u16, seq: u32) -> Vec<u8> {
+    let mut bytes = vec![0; body.buffer_len()];
+    body.emit(&mut bytes);
+    let mut w = Writer::default();
+    w.begin(kind, flags, seq);
+    w.raw(&bytes);
+    w.end();
+    w.buf
 }
 
 /// One message read back from the kernel.
@@ -192,8 +217,8 @@ pub fn messages(buf: &[u8]) -> impl Iterator<Item = Message<'_>> {
     })
 }
 
-/// The attributes (type without flags, payload) of a message body.
-#[cfg(test)]
+/// The attributes (type without flags, payload) of a message body; stops
+/// at the first truncated one.
 pub fn attributes(mut rest: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
         if rest.len() < 4 {
