@@ -96,8 +96,15 @@ impl Footprint {
 #[test]
 fn aggregation_on_two_50_mbit_links_reaches_90_percent_of_the_limit() {
     let lab = start_lab();
-    let agg = scenario::aggregate(&lab, 3.0, &Progress::new(ProgressMode::Silent))
+    // 5 s through the bridge: 100 ms goodput swings by tens of Mbit/s as
+    // the receiver reorders the two subflows, and a 3 s window let single
+    // runs fall to 90 % of the limit on a busy machine.
+    let agg = scenario::aggregate(&lab, 5.0, &Progress::new(ProgressMode::Silent))
         .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.bridge.logs()));
+    println!(
+        "aggregation: {:.1} of {:.1} Mbit/s = {:.1} %",
+        agg.bridge, agg.limit, agg.percent_of_limit
+    );
     // Each link alone is shaped to 50 Mbit/s: it must carry most of that.
     for (i, mbit) in agg.per_link.iter().enumerate() {
         assert!(
