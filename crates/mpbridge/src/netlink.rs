@@ -24,6 +24,18 @@ pub const NLM_F_APPEND: u16 = 0x800;
 /// Marks an attribute whose payload is more attributes.
 pub const NLA_F_NESTED: u16 = 0x8000;
 
+// rtnetlink message types (include/uapi/linux/rtnetlink.h).
+pub const RTM_NEWLINK: u16 = 16;
+pub const RTM_GETLINK: u16 = 18;
+pub const RTM_NEWADDR: u16 = 20;
+pub const RTM_GETADDR: u16 = 22;
+pub const RTM_NEWROUTE: u16 = 24;
+pub const RTM_DELROUTE: u16 = 25;
+pub const RTM_GETROUTE: u16 = 26;
+pub const RTM_NEWRULE: u16 = 32;
+pub const RTM_DELRULE: u16 = 33;
+pub const RTM_GETRULE: u16 = 34;
+
 /// How long the kernel may take to answer a request.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -123,6 +135,14 @@ impl Socket {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// One request of type `kind` for `body`, which the kernel must
+    /// acknowledge (NLM_F_ACK is added); a refusal comes back as its errno.
+    pub fn request(&mut self, kind: u16, body: &impl Emitable, flags: u16) -> io::Result<()> {
+        let seq = self.next_seq();
+        let bytes = encode(kind, body, NLM_F_REQUEST | NLM_F_ACK | flags, seq);
+        self.transact(&bytes, &[seq]).map_err(|(_, e)| e)
     }
 
     /// Sends a dump request (or one request with NLM_F_ACK) and returns

@@ -7,7 +7,7 @@ use std::io;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use netlink_packet_core::{Emitable, Parseable};
+use netlink_packet_core::Parseable;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -15,7 +15,10 @@ use netlink_packet_route::route::{
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::AddressFamily;
 
-use crate::netlink::{self as nl, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST};
+use crate::netlink::{
+    self as nl, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, RTM_DELROUTE, RTM_DELRULE,
+    RTM_GETADDR, RTM_GETROUTE, RTM_NEWADDR, RTM_NEWROUTE, RTM_NEWRULE,
+};
 
 /// The routing table holding the `local` route of diverted packets.
 pub const TABLE: u32 = 0x6d70; // "mp"
@@ -25,14 +28,6 @@ pub const RULE_PRIORITY: u32 = 0x6d70;
 /// by which leftovers of a crashed run are found. Not the path manager's 77:
 /// each owner finds and removes only its own state.
 pub const PROTOCOL: u8 = 78;
-
-const RTM_NEWADDR: u16 = 20;
-const RTM_GETADDR: u16 = 22;
-const RTM_NEWROUTE: u16 = 24;
-const RTM_DELROUTE: u16 = 25;
-const RTM_GETROUTE: u16 = 26;
-const RTM_NEWRULE: u16 = 32;
-const RTM_DELRULE: u16 = 33;
 
 fn family(v6: bool) -> AddressFamily {
     if v6 {
@@ -90,18 +85,14 @@ impl Routing {
         })
     }
 
-    fn request(&mut self, kind: u16, body: &impl Emitable, flags: u16) -> io::Result<()> {
-        let seq = self.sock.next_seq();
-        let bytes = encode(kind, body, NLM_F_REQUEST | NLM_F_ACK | flags, seq);
-        self.sock.transact(&bytes, &[seq]).map_err(|(_, e)| e)
-    }
-
     /// Adds the fwmark rule and the local route for one family.
     pub fn install(&mut self, v6: bool, mark: u32) -> io::Result<()> {
         let lo = loopback_index()?;
-        self.request(RTM_NEWROUTE, &local_route(v6, lo), NLM_F_CREATE)
+        self.sock
+            .request(RTM_NEWROUTE, &local_route(v6, lo), NLM_F_CREATE)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot add the local route: {e}")))?;
-        self.request(RTM_NEWRULE, &rule(v6, mark), NLM_F_CREATE)
+        self.sock
+            .request(RTM_NEWRULE, &rule(v6, mark), NLM_F_CREATE)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot add the fwmark rule: {e}")))
     }
 
@@ -112,14 +103,18 @@ impl Routing {
         // Delete by description until the kernel says there is none left
         // (a crash between two starts may have left more than one rule).
         for _ in 0..16 {
-            if self.request(RTM_DELRULE, &rule(v6, mark), 0).is_err() {
+            if self.sock.request(RTM_DELRULE, &rule(v6, mark), 0).is_err() {
                 break;
             }
             removed += 1;
         }
         if let Ok(lo) = loopback_index() {
             for _ in 0..16 {
-                if self.request(RTM_DELROUTE, &local_route(v6, lo), 0).is_err() {
+                if self
+                    .sock
+                    .request(RTM_DELROUTE, &local_route(v6, lo), 0)
+                    .is_err()
+                {
                     break;
                 }
                 removed += 1;

@@ -27,19 +27,11 @@ use netlink_packet_route::AddressFamily;
 
 use crate::netlink::{
     self as nl, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    RTM_DELROUTE, RTM_DELRULE, RTM_GETADDR, RTM_GETLINK, RTM_GETROUTE, RTM_GETRULE, RTM_NEWADDR,
+    RTM_NEWLINK, RTM_NEWROUTE, RTM_NEWRULE,
 };
 
-// include/uapi/linux/rtnetlink.h, if_link.h
-const RTM_NEWLINK: u16 = 16;
-const RTM_GETLINK: u16 = 18;
-const RTM_NEWADDR: u16 = 20;
-const RTM_GETADDR: u16 = 22;
-const RTM_NEWROUTE: u16 = 24;
-const RTM_DELROUTE: u16 = 25;
-const RTM_GETROUTE: u16 = 26;
-const RTM_NEWRULE: u16 = 32;
-const RTM_DELRULE: u16 = 33;
-const RTM_GETRULE: u16 = 34;
+// include/uapi/linux/if_link.h
 const IFLA_IFNAME: u16 = 3;
 /// Multicast groups of link and address changes.
 const RTMGRP_LINK: u32 = 0x1;
@@ -131,13 +123,6 @@ impl Rt {
         Ok(Rt {
             sock: nl::Socket::open(None, 0)?,
         })
-    }
-
-    /// One change, acknowledged by the kernel.
-    fn change(&mut self, kind: u16, body: &impl Emitable, flags: u16) -> io::Result<()> {
-        let seq = self.sock.next_seq();
-        let bytes = nl::encode(kind, body, NLM_F_REQUEST | NLM_F_ACK | flags, seq);
-        self.sock.transact(&bytes, &[seq]).map_err(|(_, e)| e)
     }
 
     /// The bodies of the messages of type `kind` in the answer to a dump
@@ -268,13 +253,17 @@ impl Rt {
 
     /// Adds or replaces a route (idempotent).
     pub fn replace_route(&mut self, route: RouteMessage) -> io::Result<()> {
-        self.change(RTM_NEWROUTE, &route, NLM_F_CREATE | NLM_F_REPLACE)
+        self.sock
+            .request(RTM_NEWROUTE, &route, NLM_F_CREATE | NLM_F_REPLACE)
     }
 
     /// Adds a rule; one that exists already is fine (NLM_F_EXCL makes the
     /// kernel say EEXIST instead of adding a duplicate).
     pub fn add_rule(&mut self, rule: RuleMessage) -> io::Result<()> {
-        match self.change(RTM_NEWRULE, &rule, NLM_F_CREATE | NLM_F_EXCL) {
+        match self
+            .sock
+            .request(RTM_NEWRULE, &rule, NLM_F_CREATE | NLM_F_EXCL)
+        {
             Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
             other => other,
         }
@@ -282,7 +271,7 @@ impl Rt {
 
     /// Deletes a rule; one that is gone already is fine.
     pub fn delete_rule(&mut self, rule: RuleMessage) -> io::Result<()> {
-        match self.change(RTM_DELRULE, &rule, 0) {
+        match self.sock.request(RTM_DELRULE, &rule, 0) {
             Err(e) if errno(&e) == Some(libc::ENOENT) => Ok(()),
             other => other,
         }
@@ -308,7 +297,7 @@ impl Rt {
                 .into_iter()
                 .filter(|r| r.header.protocol == RouteProtocol::Other(PROTOCOL))
             {
-                match self.change(RTM_DELROUTE, &route, 0) {
+                match self.sock.request(RTM_DELROUTE, &route, 0) {
                     Err(e) if errno(&e) != Some(libc::ESRCH) => return Err(e),
                     _ => removed += 1,
                 }
