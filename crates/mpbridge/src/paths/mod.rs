@@ -413,6 +413,12 @@ impl Manager {
     /// Leftovers out, limits in, every link set up.
     fn setup(&mut self) -> Result<(), PathError> {
         let kernel = |what: &str, e: io::Error| PathError::Kernel(format!("{what}: {e}"));
+        // Nexthops first: a group takes the routes through it along.
+        let nexthops = match self.rt.flush_nexthops() {
+            Ok(n) => n,
+            Err(e) if multipath::unsupported(&e) => 0,
+            Err(e) => return Err(kernel("cannot remove leftover nexthops", e)),
+        };
         let flushed = self
             .rt
             .flush_tagged()
@@ -439,11 +445,6 @@ impl Manager {
                 leftovers += 1;
             }
         }
-        let nexthops = match self.rt.flush_nexthops() {
-            Ok(n) => n,
-            Err(e) if multipath::unsupported(&e) => 0,
-            Err(e) => return Err(kernel("cannot remove leftover nexthops", e)),
-        };
         let flushed = flushed + nexthops;
         if flushed + leftovers > 0 {
             tracing::info!(

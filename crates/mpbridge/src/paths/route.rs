@@ -492,10 +492,27 @@ impl Rt {
                 removed += 1;
             }
             let routes = self.routes(v6)?;
-            for route in routes
+            for mut route in routes
                 .into_iter()
                 .filter(|r| r.header.protocol == RouteProtocol::Other(PROTOCOL))
             {
+                // A route through a nexthop object is dumped with its next
+                // hops spelled out too, which a delete may not name (EINVAL).
+                if route
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, RouteAttribute::NhId(_)))
+                {
+                    route.attributes.retain(|a| {
+                        matches!(
+                            a,
+                            RouteAttribute::Table(_)
+                                | RouteAttribute::Destination(_)
+                                | RouteAttribute::Priority(_)
+                                | RouteAttribute::NhId(_)
+                        )
+                    });
+                }
                 match self.sock.request(RTM_DELROUTE, &route, 0) {
                     Err(e) if errno(&e) != Some(libc::ESRCH) => return Err(e),
                     _ => removed += 1,
