@@ -31,7 +31,6 @@ fn rules(topo: &Topology, node: Node) -> String {
     sh(topo, node, &["ip", "rule", "show"]) + &sh(topo, node, &["ip", "-6", "rule", "show"])
 }
 
-
 fn limits(topo: &Topology, node: Node) -> String {
     sh(topo, node, &["ip", "mptcp", "limits", "show"])
 }

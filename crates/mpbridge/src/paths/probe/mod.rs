@@ -560,7 +560,7 @@ mod tests {
                 let keys = Arc::new(ProbeKeys::new(Some((1, SECRET)), &[(1, SECRET)]));
                 let responder = spawn_responder(&[], PORT, keys.clone()).unwrap();
                 let lo = rustix::net::netdevice::name_to_index(
-                    &std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+                    std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
                     "lo",
                 )
                 .unwrap();
