@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{restart, sh, tagged, Bridge, Options};
+use common::{restart, sh, tagged, Bridge, Failure, Options};
 use mpbridge_lab::{wait_until, Node, Topology};
 use sha2::{Digest, Sha256};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -361,23 +361,6 @@ const CARRYING: u64 = 512 * 1024;
 /// bound is).
 const SETTLED: u64 = 4 * 1024 * 1024;
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    Down,
-    Blackhole,
-}
-
-impl Failure {
-    fn apply(self, topo: &Topology, link: usize, failed: bool) {
-        match (self, failed) {
-            (Failure::Down, true) => topo.link_down(link),
-            (Failure::Down, false) => topo.link_up(link),
-            (Failure::Blackhole, on) => topo.blackhole(link, on),
-        }
-        .unwrap_or_else(|e| panic!("{e:#}"))
-    }
-}
 
 /// What the receiving side saw: bytes so far, and the longest time
 /// without any since the last [`Progress::reset`].

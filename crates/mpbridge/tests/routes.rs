@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{restart, sh, tagged, Bridge, Options};
+use common::{restart, sh, tagged, Bridge, Failure, Options};
 use mpbridge_lab::bridge as lab_bridge;
 use mpbridge_lab::{wait_until, LanRoutes, LinkSpec, Node, Topology, TopologySpec};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -389,23 +389,6 @@ fn back_on(topo: &Topology, node: Node, port: u16, link: usize, timeout: Duratio
 // ---------------------------------------------------------------------------
 // Failover of ping and a UDP exchange.
 // ---------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    Down,
-    Blackhole,
-}
-
-impl Failure {
-    fn apply(self, topo: &Topology, link: usize, failed: bool) {
-        match (self, failed) {
-            (Failure::Down, true) => topo.link_down(link),
-            (Failure::Down, false) => topo.link_up(link),
-            (Failure::Blackhole, on) => topo.blackhole(link, on),
-        }
-        .unwrap_or_else(|e| panic!("{e:#}"))
-    }
-}
 
 /// The links by which the pings and the UDP requests to `port` leave
 /// router A now.

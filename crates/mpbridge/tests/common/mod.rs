@@ -167,6 +167,27 @@ impl Bridge {
     }
 }
 
+/// How a test makes a link fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Router A's end administratively down (router B's loses carrier).
+    Down,
+    /// Every packet dropped, both ways, the interfaces up.
+    Blackhole,
+}
+
+impl Failure {
+    /// Fails link `link` (`failed`) or restores it.
+    pub fn apply(self, topo: &Topology, link: usize, failed: bool) {
+        match (self, failed) {
+            (Failure::Down, true) => topo.link_down(link),
+            (Failure::Down, false) => topo.link_up(link),
+            (Failure::Blackhole, on) => topo.blackhole(link, on),
+        }
+        .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+}
+
 /// Runs `args` inside `node` and returns its output (panics on failure).
 pub fn sh(topo: &Topology, node: Node, args: &[&str]) -> String {
     topo.run(node, args).unwrap_or_else(|e| panic!("{e:#}"))

@@ -10,13 +10,10 @@
 //! B → A) covers the other direction, one interval after A decided. A
 //! second set of probes would measure the same two directions again.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::monitor::{Outcomes, LOSS_WINDOW};
 use super::{LinkHealth, LinkState, ProbeSettings};
-
-/// Outcomes (request arrived or missed) the loss figure covers.
-const LOSS_WINDOW: usize = 50;
 
 /// One link's state as its arriving requests tell it. Drive it with
 /// [`Arrivals::poll_timeout`], [`Arrivals::handle_timeout`] and
@@ -41,7 +38,8 @@ pub struct Arrivals {
     missed_since: u32,
     /// The latest request: (session, seq).
     last: Option<(u32, u32)>,
-    outcomes: VecDeque<bool>,
+    /// Requests arrived (true) or missed, latest last.
+    outcomes: Outcomes,
     received: u64,
     lost: u64,
 }
@@ -63,7 +61,7 @@ impl Arrivals {
             answers: 0,
             missed_since: 0,
             last: None,
-            outcomes: VecDeque::with_capacity(LOSS_WINDOW),
+            outcomes: Outcomes::default(),
             received: 0,
             lost: 0,
         }
@@ -136,10 +134,7 @@ impl Arrivals {
     }
 
     fn record(&mut self, arrived: bool) {
-        if self.outcomes.len() == LOSS_WINDOW {
-            self.outcomes.pop_front();
-        }
-        self.outcomes.push_back(arrived);
+        self.outcomes.record(arrived);
         if !arrived {
             self.lost += 1;
         }
@@ -163,17 +158,11 @@ impl Arrivals {
     /// What the status view shows: no RTT (router B sends nothing), the
     /// loss of the A → B direction.
     pub fn health(&self) -> LinkHealth {
-        let lost = self.outcomes.iter().filter(|&&a| !a).count();
-        let loss_percent = if self.outcomes.is_empty() {
-            0.0
-        } else {
-            lost as f32 * 100.0 / self.outcomes.len() as f32
-        };
         LinkHealth {
             state: self.state,
             rtt: None,
             last_rtt: None,
-            loss_percent,
+            loss_percent: self.outcomes.loss_percent(),
             sent: self.received + self.lost,
             answered: self.received,
             changed_at: self.changed_at,
