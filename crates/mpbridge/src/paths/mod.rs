@@ -485,6 +485,19 @@ impl Manager {
         }
         if let Some(m) = &mut self.multipath {
             m.set_hash_policy();
+            for link in &self.links {
+                for v6 in m.families() {
+                    if !link.cfg.peers.iter().any(|p| p.is_ipv6() == v6) {
+                        tracing::info!(
+                            link = %link.cfg.interface,
+                            "no {} peer configured: the routes' next hop on this link is the \
+                             gateway of its routes, else the link itself (right on \
+                             point-to-point links; set [[link]] peer otherwise)",
+                            if v6 { "IPv6" } else { "IPv4" }
+                        );
+                    }
+                }
+            }
         }
         self.reconcile_routes()
             .map_err(|e| PathError::Kernel(e.to_string()))?;

@@ -117,6 +117,19 @@ impl Multipath {
         }
     }
 
+    /// The families (IPv6 or not) of the prefixes routed.
+    pub fn families(&self) -> Vec<bool> {
+        let mut out: Vec<bool> = self
+            .settings
+            .prefixes
+            .iter()
+            .map(|p| p.addr().is_ipv6())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     fn link_id(&self, link: usize, v6: bool) -> u32 {
         self.settings.nexthop_base + 2 * link as u32 + u32::from(v6)
     }
