@@ -183,12 +183,9 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    /// 100 ms, down after 3, up after 3.
     fn settings() -> ProbeSettings {
-        ProbeSettings {
-            interval: 100 * MS,
-            down_after: 3,
-            up_after: 3,
-        }
+        ProbeSettings::default()
     }
 
     /// A prober's requests: one every 100 ms from `from` to `until`, seq
