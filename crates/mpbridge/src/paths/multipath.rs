@@ -246,6 +246,9 @@ impl Multipath {
             return Ok(());
         }
         // Members' nexthops first: a group names only nexthops that exist.
+        // A link whose nexthop the kernel refuses (a peer off the link's
+        // subnet, say) is left out, not the whole family.
+        let mut usable = Vec::with_capacity(chosen.len());
         for &i in chosen {
             let hop = links[i].hops[family].expect("members have a hop");
             let want = Nexthop {
@@ -258,15 +261,20 @@ impl Multipath {
                 },
             };
             if kernel.get(&want.id) != Some(&want) {
-                rt.replace_nexthop(&want).map_err(|e| {
-                    format!(
-                        "cannot add the {} nexthop of {}: {e}",
+                if let Err(e) = rt.replace_nexthop(&want) {
+                    crate::warn_limited!(
+                        NEXTHOP_REFUSED,
+                        link = %links[i].name,
+                        "cannot add its {} nexthop ({}): {e}; the link carries no routes",
                         family_name(v6),
-                        links[i].name
-                    )
-                })?;
+                        hop.gateway.map_or_else(|| "on-link".to_owned(), |g| format!("via {g}"))
+                    );
+                    continue;
+                }
             }
+            usable.push(i);
         }
+        let chosen = &usable[..];
         let want: Vec<(usize, u16)> = chosen.iter().map(|&i| (i, links[i].weight)).collect();
         let group_in_kernel = kernel.get(&group_id).map(|nh| &nh.kind);
         if group_in_kernel.is_none() {
@@ -396,6 +404,9 @@ impl Multipath {
         }
     }
 }
+
+static NEXTHOP_REFUSED: crate::ratelimit::LogLimit =
+    crate::ratelimit::LogLimit::new(std::time::Duration::from_secs(10));
 
 /// The per-family hash policy sysctls, by name and file.
 const HASH_POLICY: [(&str, &str); 2] = [
