@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::plan::{self, LanRoutes};
 use crate::{Node, Proc, Topology};
 
 /// Port `mpbridge local` listens on for diverted connections.
@@ -170,6 +171,9 @@ impl Bridge {
 
 /// The `[[link]]` entries of `node`'s daemon: every link, the other
 /// router's addresses on it as peers; then [`BridgeOptions::paths_extra`].
+/// When the topology leaves the LAN routes to the daemons, router B's
+/// `[paths]` routes the client LAN (router A routes the default route by
+/// default), so `paths_extra` must not hold a `[paths]` section then.
 fn link_lines(topo: &Topology, options: &BridgeOptions, node: Node) -> String {
     let mut out = String::new();
     for link in 0..topo.link_count() {
@@ -184,6 +188,14 @@ fn link_lines(topo: &Topology, options: &BridgeOptions, node: Node) -> String {
             peer(false),
             peer(true),
             options.backup_links.contains(&link)
+        );
+    }
+    if node == Node::RouterB && topo.lan_routes() == LanRoutes::Daemons {
+        let _ = writeln!(
+            out,
+            "\n[paths]\nroutes = [\"{}\", \"{}\"]",
+            plan::client_net(false),
+            plan::client_net(true)
         );
     }
     out.push('\n');

@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 
 pub use faults::TABLE as NFT_TABLE;
 pub use names::{clean_leftovers, PREFIX as NS_PREFIX};
-pub use plan::{LinkSpec, Node, TopologySpec};
+pub use plan::{LanRoutes, LinkSpec, Node, TopologySpec};
 pub use process::Proc;
 pub use ss::TcpSocket;
 pub use topology::{Topology, KEEP_ENV};

@@ -65,6 +65,18 @@ impl TopologySpec {
     }
 }
 
+/// Who routes between the client's LAN and the server's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LanRoutes {
+    /// Static routes over link 0: router A's to the server LAN, router B's
+    /// to the client LAN (plain routing, the bridge tests' set-up).
+    #[default]
+    Static,
+    /// None: the daemons' multipath routes must carry that traffic
+    /// (router B's daemon is told the client LAN's prefixes).
+    Daemons,
+}
+
 /// The four namespaces of a topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Node {

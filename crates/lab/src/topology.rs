@@ -17,7 +17,7 @@ use crate::exec;
 use crate::faults::{self, Faults};
 use crate::names;
 use crate::netns;
-use crate::plan::{self, LinkSpec, Node, TopologySpec, LAN_IFNAME};
+use crate::plan::{self, LanRoutes, LinkSpec, Node, TopologySpec, LAN_IFNAME};
 use crate::process::{self, Proc};
 use crate::shaping::{self, Tbf};
 use crate::wait_until;
@@ -40,6 +40,7 @@ pub struct Topology {
     /// Namespace names, indexed by [`Node::index`].
     names: [String; 4],
     links: Vec<LinkSpec>,
+    lan_routes: LanRoutes,
     workdir: PathBuf,
     faults: Mutex<Faults>,
     procs: Mutex<Vec<Arc<process::Shared>>>,
@@ -51,8 +52,15 @@ impl Topology {
     /// are root, that `ip` (and `tc`/`nft` if the spec needs them) can run
     /// and that MPTCP is enabled. Then removes the namespaces of lab
     /// processes that died without cleaning up ([`crate::clean_leftovers`]).
-    /// On any later failure whatever was created is removed again.
+    /// On any later failure whatever was created is removed again. The
+    /// LANs reach each other by static routes over link 0.
     pub fn build(spec: &TopologySpec) -> anyhow::Result<Topology> {
+        Topology::build_with(spec, LanRoutes::Static)
+    }
+
+    /// [`Topology::build`], with `lan_routes` saying who routes between the
+    /// LANs.
+    pub fn build_with(spec: &TopologySpec, lan_routes: LanRoutes) -> anyhow::Result<Topology> {
         spec.validate()?;
         preflight(spec)?;
         // Namespaces of test runs that were killed would pile up otherwise.
@@ -71,6 +79,7 @@ impl Topology {
         let topo = Topology {
             names: Node::ALL.map(|node| names::ns_name(pid, serial, node)),
             links: spec.links.clone(),
+            lan_routes,
             workdir,
             faults: Mutex::new(Faults::new(spec.links.len())),
             procs: Mutex::new(Vec::new()),
@@ -103,6 +112,11 @@ impl Topology {
     /// The links as built (rates, initial loss).
     pub fn links(&self) -> &[LinkSpec] {
         &self.links
+    }
+
+    /// Who routes between the LANs.
+    pub fn lan_routes(&self) -> LanRoutes {
+        self.lan_routes
     }
 
     /// Runs `ip netns exec NS args…` to completion and returns its stdout;
@@ -401,6 +415,7 @@ impl Topology {
                     }
                 }
                 Node::RouterA => lines.extend(self.ra_route_lines(0)),
+                Node::RouterB if self.lan_routes == LanRoutes::Daemons => {}
                 Node::RouterB => {
                     for v6 in [false, true] {
                         lines.push(format!(
@@ -418,10 +433,10 @@ impl Topology {
     }
 
     /// Router A's main-table routes that go through link `link`: the plain
-    /// route to the server LAN (link 0 only).
+    /// route to the server LAN (link 0 only, static LAN routes only).
     fn ra_route_lines(&self, link: usize) -> Vec<String> {
         let mut lines = Vec::new();
-        if link == 0 {
+        if link == 0 && self.lan_routes == LanRoutes::Static {
             for v6 in [false, true] {
                 lines.push(format!(
                     "route replace {} via {} dev {}",

@@ -80,6 +80,18 @@ const DEFAULT_TABLE_BASE: i64 = 7700;
 const TABLE_BASE_RANGE: RangeInclusive<i64> = 256..=2_000_000_000;
 const DEFAULT_RULE_PRIORITY: i64 = 7700;
 const RULE_PRIORITY_RANGE: RangeInclusive<i64> = 1..=32_000;
+/// The main table, where `ip route add` puts routes.
+const DEFAULT_ROUTE_TABLE: i64 = 254;
+const ROUTE_TABLE_RANGE: RangeInclusive<i64> = 1..=2_000_000_000;
+/// The kernel's table of local addresses: never ours.
+const LOCAL_TABLE: i64 = 255;
+const ROUTE_METRIC_RANGE: RangeInclusive<i64> = 0..=2_000_000_000;
+const DEFAULT_NEXTHOP_BASE: i64 = 7700;
+/// The top leaves room for the ids of `MAX_LINKS` links and the groups.
+const NEXTHOP_BASE_RANGE: RangeInclusive<i64> = 1..=2_000_000_000;
+const RATE_MBIT_RANGE: RangeInclusive<i64> = 1..=1_000_000;
+/// What router A routes over the links when `paths.routes` is not given.
+const DEFAULT_LOCAL_ROUTES: [&str; 2] = ["0.0.0.0/0", "::/0"];
 /// Linux's IFNAMSIZ less the terminating NUL.
 const MAX_IFNAME_LEN: usize = 15;
 
@@ -208,6 +220,9 @@ pub struct LinkConfig {
     pub peers: Vec<IpAddr>,
     /// Used only when no regular link is up (MPTCP backup).
     pub backup: bool,
+    /// The link's rate in Mbit/s, which weighs its share of the flows of
+    /// the multipath routes; set on every link or on none (equal shares).
+    pub rate_mbit: Option<u32>,
 }
 
 /// What the path manager does to a link its probes declare down.
@@ -244,6 +259,30 @@ pub struct PathSettings {
     pub table_base: u32,
     /// Priority of the `from <link address>` rules.
     pub rule_priority: u32,
+    pub routes: RouteSettings,
+}
+
+/// The multipath routes of the traffic that is not bridged (`[paths]`
+/// `routes`, `route_table`, `route_metric`, `nexthop_base`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSettings {
+    /// Routed over the links in service; empty with `routes = "none"`.
+    pub prefixes: Vec<IpNet>,
+    pub table: u32,
+    /// `None`: the kernel's default (IPv4 0, IPv6 1024), and any other
+    /// route to a prefix in `table` is a conflict; `Some`: only one with
+    /// this same metric is.
+    pub metric: Option<u32>,
+    /// Nexthop ids used: `nexthop_base` up to [`RouteSettings::nexthop_ids`].
+    pub nexthop_base: u32,
+}
+
+impl RouteSettings {
+    /// How many nexthop ids from `nexthop_base` on are the daemon's: one
+    /// per link and family, then one group per family.
+    pub const fn nexthop_ids() -> u32 {
+        2 * MAX_LINKS as u32 + 2
+    }
 }
 
 /// Everything `mpbridge local` needs, validated.
@@ -517,6 +556,7 @@ struct RawLink {
     /// A string or an array of strings (one address per family).
     peer: Field<toml::Value>,
     backup: Field<bool>,
+    rate_mbit: Field<i64>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -535,6 +575,11 @@ struct RawProbe {
 struct RawPaths {
     table_base: Field<i64>,
     rule_priority: Field<i64>,
+    /// An array of prefixes, or "none".
+    routes: Field<toml::Value>,
+    route_table: Field<i64>,
+    route_metric: Field<i64>,
+    nexthop_base: Field<i64>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -974,7 +1019,7 @@ impl ConfigFile {
                 "required for `mpbridge local` (expected e.g. remotes = [\"192.0.2.2:4443\"])",
             ));
         };
-        let paths = self.paths(remotes[0].port())?;
+        let paths = self.paths(remotes[0].port(), Role::Local)?;
         Ok(LocalSettings {
             listen,
             intercept,
@@ -1036,7 +1081,7 @@ impl ConfigFile {
                 "remote.allow_loopback = true: clients of the local side can reach services on this host's loopback and own addresses; use it only for tests".to_owned(),
             ));
         }
-        let paths = self.paths(listen[0].port())?;
+        let paths = self.paths(listen[0].port(), Role::Remote)?;
         Ok(RemoteSettings {
             listen,
             header_timeout: self.millis(
@@ -1062,8 +1107,9 @@ impl ConfigFile {
     }
 
     /// `[[link]]`, `[probe]` and `[paths]`; `default_port` is the remote's
-    /// TCP port, where probes go unless `probe.port` says otherwise.
-    fn paths(&self, default_port: u16) -> Result<PathSettings, ConfigError> {
+    /// TCP port, where probes go unless `probe.port` says otherwise; `role`
+    /// chooses the default of `paths.routes`.
+    fn paths(&self, default_port: u16, role: Role) -> Result<PathSettings, ConfigError> {
         let mut links: Vec<LinkConfig> = Vec::new();
         let raw_links = self.raw.link.as_ref();
         if let Some(list) = raw_links {
@@ -1092,11 +1138,36 @@ impl ConfigFile {
                 Some(v) => parse_peers(v.get_ref())
                     .map_err(|p| self.invalid(v.span(), format!("link[{i}].peer"), p))?,
             };
+            let rate_mbit = match &raw.rate_mbit {
+                None => None,
+                Some(r) => Some(self.int(
+                    Some(r),
+                    &format!("link[{i}].rate_mbit"),
+                    RATE_MBIT_RANGE,
+                    0,
+                    " Mbit/s",
+                )?),
+            };
             links.push(LinkConfig {
                 interface: name.clone(),
                 peers,
                 backup: raw.backup.as_ref().is_some_and(|b| *b.get_ref()),
+                rate_mbit,
             });
+        }
+        // Weights compare rates: a link without one has nothing to compare.
+        if let Some(rated) = links.iter().position(|l| l.rate_mbit.is_some()) {
+            if let Some(i) = links.iter().position(|l| l.rate_mbit.is_none()) {
+                let entry = &raw_links.expect("links were read").get_ref()[i];
+                return Err(self.invalid(
+                    entry.span(),
+                    format!("link[{i}].rate_mbit"),
+                    format!(
+                        "required because link[{rated}] sets one (expected a rate on every link, \
+                         so the routes can weigh them, or on none for equal shares)"
+                    ),
+                ));
+            }
         }
 
         let (probe, _) = section(&self.raw.probe);
@@ -1149,6 +1220,7 @@ impl ConfigFile {
             down_action,
         };
         let (paths, _) = section(&self.raw.paths);
+        let routes = self.routes(&paths, role)?;
         Ok(PathSettings {
             links,
             probe,
@@ -1164,6 +1236,54 @@ impl ConfigFile {
                 "paths.rule_priority",
                 RULE_PRIORITY_RANGE,
                 DEFAULT_RULE_PRIORITY,
+                "",
+            )?,
+            routes,
+        })
+    }
+
+    /// `paths.routes`, `route_table`, `route_metric` and `nexthop_base`.
+    fn routes(&self, raw: &RawPaths, role: Role) -> Result<RouteSettings, ConfigError> {
+        let prefixes = match &raw.routes {
+            None => match role {
+                Role::Local => DEFAULT_LOCAL_ROUTES
+                    .iter()
+                    .map(|p| p.parse().expect("a valid default prefix"))
+                    .collect(),
+                Role::Remote => Vec::new(),
+            },
+            Some(v) => {
+                parse_routes(v.get_ref()).map_err(|(field, p)| self.invalid(v.span(), field, p))?
+            }
+        };
+        let table: u32 = self.int(
+            raw.route_table.as_ref(),
+            "paths.route_table",
+            ROUTE_TABLE_RANGE,
+            DEFAULT_ROUTE_TABLE,
+            "",
+        )?;
+        if i64::from(table) == LOCAL_TABLE {
+            let span = raw.route_table.as_ref().map_or(0..0, |t| t.span());
+            return Err(self.invalid(
+                span,
+                "paths.route_table",
+                "255 is the kernel's table of local addresses (expected e.g. 254, the main table)",
+            ));
+        }
+        let metric = match &raw.route_metric {
+            None => None,
+            Some(m) => Some(self.int(Some(m), "paths.route_metric", ROUTE_METRIC_RANGE, 0, "")?),
+        };
+        Ok(RouteSettings {
+            prefixes,
+            table,
+            metric,
+            nexthop_base: self.int(
+                raw.nexthop_base.as_ref(),
+                "paths.nexthop_base",
+                NEXTHOP_BASE_RANGE,
+                DEFAULT_NEXTHOP_BASE,
                 "",
             )?,
         })
@@ -1461,6 +1581,49 @@ fn parse_peers(value: &toml::Value) -> Result<Vec<IpAddr>, String> {
         return Err(format!("is empty ({EXPECTED})"));
     }
     Ok(peers)
+}
+
+/// `paths.routes`: an array of prefixes, or "none". The error names the
+/// field (`paths.routes[1]`) and the problem.
+fn parse_routes(value: &toml::Value) -> Result<Vec<IpNet>, (String, String)> {
+    const EXPECTED: &str = "expected prefixes, e.g. [\"0.0.0.0/0\", \"::/0\"], or \"none\"";
+    let field = "paths.routes";
+    let items = match value {
+        toml::Value::String(s) if s == "none" => return Ok(Vec::new()),
+        toml::Value::Array(items) => items,
+        toml::Value::String(s) => {
+            return Err((field.into(), format!("\"{s}\" is not a list ({EXPECTED})")))
+        }
+        other => {
+            return Err((
+                field.into(),
+                format!("found {} ({EXPECTED})", other.type_str()),
+            ))
+        }
+    };
+    if items.is_empty() {
+        return Err((field.into(), format!("is empty ({EXPECTED})")));
+    }
+    let mut prefixes: Vec<IpNet> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let Some(text) = item.as_str() else {
+            return Err((at, format!("found {} ({EXPECTED})", item.type_str())));
+        };
+        let net = parse_cidr(text).map_err(|p| (at.clone(), p))?;
+        let addr = net.addr();
+        if addr.is_multicast() || (addr.is_loopback() && net.prefix_len() > 0) {
+            return Err((
+                at,
+                format!("\"{text}\" cannot be routed to a peer ({EXPECTED})"),
+            ));
+        }
+        if prefixes.contains(&net) {
+            return Err((at, format!("\"{text}\" is listed twice")));
+        }
+        prefixes.push(net);
+    }
+    Ok(prefixes)
 }
 
 fn parse_log_level(s: &str) -> Result<String, String> {
@@ -2329,6 +2492,55 @@ mod tests {
                 "(expected \"remove\" or \"backup\")",
             ),
             (
+                "a rate on some links only",
+                format!("{key}[[link]]\ninterface = \"wan0\"\nrate_mbit = 50\n[[link]]\ninterface = \"wan1\"\n"),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:6:1: link[1].rate_mbit: ",
+                "required because link[0] sets one",
+            ),
+            (
+                "a rate of zero",
+                format!("{key}[[link]]\ninterface = \"wan0\"\nrate_mbit = 0\n"),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:5:13: link[0].rate_mbit: ",
+                "0 is out of range (expected 1..=1000000 Mbit/s)",
+            ),
+            (
+                "routes that are not prefixes",
+                format!("{key}[paths]\nroutes = [\"0.0.0.0/0\", \"lan\"]\n"),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:4:10: paths.routes[1]: ",
+                "\"lan\" is not a CIDR prefix",
+            ),
+            (
+                "routes as a word other than none",
+                format!("{key}[paths]\nroutes = \"all\"\n"),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:4:10: paths.routes: ",
+                "or \"none\"",
+            ),
+            (
+                "routes listed twice",
+                format!("{key}[paths]\nroutes = [\"10.10.0.0/24\", \"10.10.0.0/24\"]\n"),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:4:10: paths.routes[1]: ",
+                "listed twice",
+            ),
+            (
+                "no routes in an empty list",
+                format!("{key}[paths]\nroutes = []\n"),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:4:10: paths.routes: ",
+                "is empty",
+            ),
+            (
+                "routes into the local table",
+                format!("{key}[paths]\nroute_table = 255\n"),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:4:15: paths.route_table: ",
+                "the kernel's table of local addresses",
+            ),
+            (
                 "table base among the kernel's tables",
                 format!("{key}[paths]\ntable_base = 254\n"),
                 Role::Remote,
@@ -2369,20 +2581,32 @@ mod tests {
         assert_eq!(p.probe.port, 5000);
         assert_eq!(p.probe.down_action, DownAction::Remove);
         assert_eq!((p.table_base, p.rule_priority), (7700, 7700));
+        // Router A routes the default route over the links; router B,
+        // which cannot guess router A's LAN, nothing unless told.
+        let defaults: Vec<IpNet> = vec![net("0.0.0.0/0"), net("::/0")];
+        assert_eq!(p.routes.prefixes, defaults);
+        assert_eq!((p.routes.table, p.routes.metric), (254, None));
+        assert_eq!(p.routes.nexthop_base, 7700);
+        assert!(p.links.iter().all(|l| l.rate_mbit.is_none()));
         // The remote answers on its own listen port.
         let (r, _) = remote(&text).unwrap();
         assert_eq!(r.paths.probe.port, 4443);
         assert_eq!(r.paths.links, p.links);
+        assert!(r.paths.routes.prefixes.is_empty());
     }
 
     #[test]
     fn every_probe_and_paths_value_is_used() {
         let text = format!(
             "[auth]\nkey = \"{KEY}\"\n[probe]\nenabled = false\ninterval_ms = 50\ndown_after = 2\n\
-             up_after = 5\nport = 9000\ndown_action = \"backup\"\n[paths]\ntable_base = 300\nrule_priority = 99\n"
+             up_after = 5\nport = 9000\ndown_action = \"backup\"\n[paths]\ntable_base = 300\nrule_priority = 99\n\
+             routes = [\"10.10.0.0/24\", \"fd00:10::/64\"]\nroute_table = 100\nroute_metric = 50\n\
+             nexthop_base = 900\n[[link]]\ninterface = \"wan0\"\nrate_mbit = 100\n\
+             [[link]]\ninterface = \"wan1\"\nrate_mbit = 20\n"
         );
         let (r, _) = remote(&text).unwrap();
-        assert!(r.paths.links.is_empty());
+        let rates: Vec<Option<u32>> = r.paths.links.iter().map(|l| l.rate_mbit).collect();
+        assert_eq!(rates, vec![Some(100), Some(20)]);
         assert_eq!(
             r.paths.probe,
             ProbeConfig {
@@ -2395,6 +2619,20 @@ mod tests {
             }
         );
         assert_eq!((r.paths.table_base, r.paths.rule_priority), (300, 99));
+        assert_eq!(
+            r.paths.routes,
+            RouteSettings {
+                prefixes: vec![net("10.10.0.0/24"), net("fd00:10::/64")],
+                table: 100,
+                metric: Some(50),
+                nexthop_base: 900,
+            }
+        );
+        // "none" leaves routing to the system, on router A too.
+        let none = format!(
+            "[auth]\nkey = \"{KEY}\"\n[local]\nremotes = [\"192.0.2.2:4443\"]\n[paths]\nroutes = \"none\"\n"
+        );
+        assert!(local(&none).unwrap().0.paths.routes.prefixes.is_empty());
     }
 
     #[test]

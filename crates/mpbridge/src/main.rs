@@ -96,11 +96,9 @@ fn main() -> ExitCode {
                         }
                         Ok(settings)
                     });
-                    block_on(mpbridge::local::run(
-                        settings,
-                        shutdown_signal(),
-                        Some(reload),
-                    ))
+                    block_on(async move {
+                        mpbridge::local::run(settings, shutdown_signal(), Some(reload)).await
+                    })
                 })
         }
         Command::Remote { listen, key_file } => {
@@ -114,7 +112,9 @@ fn main() -> ExitCode {
                 .map_err(StartError::from)
                 .and_then(|(settings, warnings)| {
                     init_logging(&settings.log_level, &warnings);
-                    block_on(mpbridge::remote::run(settings, shutdown_signal()))
+                    block_on(
+                        async move { mpbridge::remote::run(settings, shutdown_signal()).await },
+                    )
                 })
         }
         Command::CheckConfig => match config::check(&path) {
@@ -181,15 +181,29 @@ fn block_on<F: std::future::Future<Output = Result<(), StartError>>>(
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C); the daemon then drains. A
 /// second signal ends the process at once, without waiting for the drain.
-async fn shutdown_signal() {
+/// The handlers are installed when this is called (inside the runtime,
+/// before the daemon starts): a signal that came after the daemon said it
+/// listens but before this future was first polled would otherwise end the
+/// process by the default action, skipping the clean-up.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the default action (exit) still applies.
-        return std::future::pending().await;
-    };
+    );
+    async move {
+        let (Ok(term), Ok(int)) = handlers else {
+            // Without signal handlers the default action (exit) still applies.
+            return std::future::pending().await;
+        };
+        wait_for_signals(term, int).await
+    }
+}
+
+async fn wait_for_signals(
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+) {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         _ = int.recv() => tracing::info!("SIGINT: stopping"),

@@ -16,11 +16,16 @@ use rustix::process::{kill_process, Pid, Signal};
 /// Serves one connection: reads the request to EOF and echoes it back.
 fn echo_once(listener: std::net::TcpListener) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        let mut request = Vec::new();
-        conn.read_to_end(&mut request).unwrap();
-        conn.write_all(&request).unwrap();
+        let (conn, _) = listener.accept().unwrap();
+        echo(conn);
     })
+}
+
+/// Reads `conn` to its end and sends it all back.
+fn echo(mut conn: std::net::TcpStream) {
+    let mut request = Vec::new();
+    conn.read_to_end(&mut request).unwrap();
+    conn.write_all(&request).unwrap();
 }
 
 fn exchange(bridge: &Bridge, dest: SocketAddr, request: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -142,11 +147,26 @@ fn sigterm_stops_accepting_and_lets_open_connections_finish() {
     let bridge = Bridge::start(Options::default());
     let listener = bridge.server_listener(false);
     let dest = listener.local_addr().unwrap();
-    let server = echo_once(listener);
 
-    // A connection is open before the signal...
+    // A connection is open before the signal: the bridge has taken it
+    // once it dialled the server (before that it may wait in the
+    // listener's backlog, which the signal closes)...
     let mut open = bridge.client_connect(dest).unwrap();
     open.write_all(b"first half, ").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let mut accepted = None;
+    let dialled = mpbridge_lab::wait_until(Duration::from_secs(5), || {
+        accepted = listener.accept().ok();
+        accepted.is_some()
+    });
+    assert!(
+        dialled,
+        "the bridge never dialled the server\n{}",
+        bridge.logs()
+    );
+    let (conn, _) = accepted.unwrap();
+    conn.set_nonblocking(false).unwrap();
+    let server = std::thread::spawn(move || echo(conn));
     let pid = Pid::from_raw(bridge.local.pid() as i32).unwrap();
     kill_process(pid, Signal::TERM).unwrap();
     bridge

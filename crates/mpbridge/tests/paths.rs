@@ -8,12 +8,11 @@ mod common;
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Bridge, Options};
+use common::{restart, sh, tagged, Bridge, Failure, Options};
 use mpbridge_lab::{wait_until, Node, Topology};
 use sha2::{Digest, Sha256};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -23,10 +22,6 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// daemon's goal is 100 ms; the figures are printed).
 const FOLLOW_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn sh(topo: &Topology, node: Node, args: &[&str]) -> String {
-    topo.run(node, args).unwrap_or_else(|e| panic!("{e:#}"))
-}
-
 fn endpoints(topo: &Topology, node: Node) -> String {
     sh(topo, node, &["ip", "mptcp", "endpoint", "show"])
 }
@@ -34,19 +29,6 @@ fn endpoints(topo: &Topology, node: Node) -> String {
 /// IPv4 and IPv6 rules, one string.
 fn rules(topo: &Topology, node: Node) -> String {
     sh(topo, node, &["ip", "rule", "show"]) + &sh(topo, node, &["ip", "-6", "rule", "show"])
-}
-
-/// Every rule and route tagged as mpbridge's (routing protocol 77).
-fn tagged(topo: &Topology, node: Node) -> String {
-    let mut out = String::new();
-    for family in ["-4", "-6"] {
-        out += &sh(topo, node, &["ip", family, "rule", "show"]);
-        out += &sh(topo, node, &["ip", family, "route", "show", "table", "all"]);
-    }
-    out.lines()
-        .filter(|l| l.contains("proto 77"))
-        .map(|l| format!("{l}\n"))
-        .collect()
 }
 
 fn limits(topo: &Topology, node: Node) -> String {
@@ -141,22 +123,6 @@ fn the_daemons_set_up_endpoints_rules_and_routes_and_remove_them_on_sigterm() {
     for node in [Node::RouterA, Node::RouterB] {
         assert_paths_gone(&bridge.topo, node, true);
     }
-}
-
-/// Starts the daemon of `node` again with the config the lab wrote.
-fn restart(topo: &Topology, node: Node, name: &str) -> mpbridge_lab::Proc {
-    let role = if node == Node::RouterA {
-        "local"
-    } else {
-        "remote"
-    };
-    let config = topo.workdir().join(format!("{role}.toml"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mpbridge"));
-    cmd.arg("-c").arg(&config).arg(role);
-    let proc = topo.spawn_named(node, name, &mut cmd).unwrap();
-    proc.wait_for_log(&format!("{role} listening"), IO_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    proc
 }
 
 #[test]
@@ -395,23 +361,6 @@ const CARRYING: u64 = 512 * 1024;
 /// bound is).
 const SETTLED: u64 = 4 * 1024 * 1024;
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    Down,
-    Blackhole,
-}
-
-impl Failure {
-    fn apply(self, topo: &Topology, link: usize, failed: bool) {
-        match (self, failed) {
-            (Failure::Down, true) => topo.link_down(link),
-            (Failure::Down, false) => topo.link_up(link),
-            (Failure::Blackhole, on) => topo.blackhole(link, on),
-        }
-        .unwrap_or_else(|e| panic!("{e:#}"))
-    }
-}
 
 /// What the receiving side saw: bytes so far, and the longest time
 /// without any since the last [`Progress::reset`].

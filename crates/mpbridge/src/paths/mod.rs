@@ -3,18 +3,27 @@
 //! state and addresses (rtnetlink), takes links out of service and back as
 //! their probes say, and removes everything it added on exit.
 //!
+//! On both routers it also owns the multipath routes by which traffic that
+//! is not bridged crosses between them, over the links in service.
+//!
 //! - [`mptcp`]: endpoints and limits (generic netlink `mptcp_pm`).
 //! - [`route`]: links, addresses, rules and routes (rtnetlink).
+//! - [`nexthop`]: nexthop objects and groups as rtnetlink messages.
+//! - [`multipath`]: the routes of non-bridged traffic over a nexthop group.
 //!
-//! Both speak netlink on the daemon's own socket ([`crate::netlink`]).
-//! - [`probe`]: authenticated UDP probes, link RTT, loss and up/down state.
+//! They speak netlink on the daemon's own socket ([`crate::netlink`]).
+//! - [`probe`]: authenticated UDP probes, link RTT, loss and up/down state
+//!   (router A from its probes' answers, router B from their arrival).
 //!
-//! Recognising our own state after a crash: rules and routes carry routing
-//! protocol [`route::PROTOCOL`]; endpoints cannot carry a tag, so at start
-//! every endpoint on a configured link (by device or by address) is taken
-//! to be ours and removed. Links handed to mpbridge are mpbridge's.
+//! Recognising our own state after a crash: rules, routes and nexthops
+//! carry routing protocol [`route::PROTOCOL`]; endpoints cannot carry a
+//! tag, so at start every endpoint on a configured link (by device or by
+//! address) is taken to be ours and removed. Links handed to mpbridge are
+//! mpbridge's.
 
 pub mod mptcp;
+pub mod multipath;
+pub mod nexthop;
 pub mod probe;
 pub mod route;
 
@@ -32,6 +41,7 @@ use tokio::task::JoinHandle;
 use crate::config::{DownAction, LinkConfig, PathSettings};
 use crate::ratelimit::LogLimit;
 use mptcp::{Limits, Pm, FLAG_BACKUP, FLAG_SUBFLOW};
+use multipath::{Hop, LinkRoutes, Multipath};
 use probe::{LinkHealth, LinkState, ProbeKeys, ProbeSettings, ProbeTarget};
 use route::Rt;
 
@@ -40,8 +50,9 @@ use route::Rt;
 pub enum Side {
     /// Router A: `subflow` endpoints; probes go to these remotes.
     Local { remotes: Vec<SocketAddr> },
-    /// Router B: MPTCP limits and the probe responder; no endpoints and
-    /// no policy routing (see `Manager::reconcile`).
+    /// Router B: MPTCP limits, the probe responder (whose requests tell
+    /// each link's health) and the multipath routes; no endpoints and no
+    /// policy routing (see `Manager::reconcile`).
     Remote,
 }
 
@@ -68,6 +79,9 @@ pub struct LinkStatus {
     pub health: LinkState,
     /// Carries traffic: kernel up and not declared down by probes.
     pub in_service: bool,
+    /// Carries the multipath routes of the traffic that is not bridged
+    /// right now (member of a group that a configured prefix is routed over).
+    pub carries_routes: bool,
     pub addrs: Vec<IpAddr>,
     pub rtt: Option<std::time::Duration>,
     pub loss_percent: f32,
@@ -108,6 +122,9 @@ impl PathManager {
             ))
         })?;
         let status: SharedStatus = Arc::new(Mutex::new(Vec::new()));
+        let routes = &settings.routes;
+        let multipath = (!routes.prefixes.is_empty()).then(|| Multipath::new(routes.clone()));
+        let rates: Vec<Option<u32>> = settings.links.iter().map(|l| l.rate_mbit).collect();
         let keys = Arc::new(ProbeKeys::from_auth(auth));
         let probe = &settings.probe;
         // Router B answers probes on every link; router A probes the first
@@ -144,14 +161,18 @@ impl PathManager {
             keys,
             probe_dest,
             events: events_tx,
-            _responder: responder,
+            responder,
             settings: settings.clone(),
             links: settings
                 .links
                 .iter()
+                .zip(multipath::weights(&rates))
                 .enumerate()
-                .map(|(i, cfg)| Link::new(cfg.clone(), settings.table_base + i as u32))
+                .map(|(i, (cfg, weight))| {
+                    Link::new(cfg.clone(), settings.table_base + i as u32, weight)
+                })
                 .collect(),
+            multipath,
             saved_limits,
             status: Arc::clone(&status),
         };
@@ -283,9 +304,17 @@ enum Event {
     },
 }
 
+/// What a link's prober watches: router A probes from the link's address,
+/// router B follows the requests arriving on its interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watched {
+    Source(IpAddr),
+    Interface(u32),
+}
+
 /// A link's running prober.
 struct Probing {
-    source: IpAddr,
+    watched: Watched,
     prober: probe::Prober,
     forward: JoinHandle<()>,
 }
@@ -312,6 +341,9 @@ struct Link {
     await_probe: bool,
     in_service: bool,
     changed_at: Instant,
+    /// Its share of the multipath routes' flows.
+    weight: u16,
+    carries_routes: bool,
     /// Address → (endpoint id, flags).
     endpoints: BTreeMap<IpAddr, (u8, u32)>,
     /// Source addresses with a rule, and the table the rule points at.
@@ -319,7 +351,7 @@ struct Link {
 }
 
 impl Link {
-    fn new(cfg: LinkConfig, table: u32) -> Link {
+    fn new(cfg: LinkConfig, table: u32, weight: u16) -> Link {
         Link {
             cfg,
             table,
@@ -333,6 +365,8 @@ impl Link {
             await_probe: false,
             in_service: false,
             changed_at: Instant::now(),
+            weight,
+            carries_routes: false,
             endpoints: BTreeMap::new(),
             rules: Vec::new(),
         }
@@ -345,6 +379,7 @@ impl Link {
             kernel_up: self.kernel_up,
             health: self.health,
             in_service: self.in_service,
+            carries_routes: self.carries_routes,
             addrs: self.addrs.clone(),
             rtt: None,
             loss_percent: 0.0,
@@ -365,9 +400,11 @@ struct Manager {
     /// For probers' verdicts.
     events: mpsc::UnboundedSender<Event>,
     /// Router B's probe responder, stopped with the manager.
-    _responder: Option<probe::Responder>,
+    responder: Option<probe::Responder>,
     settings: PathSettings,
     links: Vec<Link>,
+    /// The routes of non-bridged traffic; `None` with `routes = "none"`.
+    multipath: Option<Multipath>,
     saved_limits: Limits,
     status: SharedStatus,
 }
@@ -376,6 +413,12 @@ impl Manager {
     /// Leftovers out, limits in, every link set up.
     fn setup(&mut self) -> Result<(), PathError> {
         let kernel = |what: &str, e: io::Error| PathError::Kernel(format!("{what}: {e}"));
+        // Nexthops first: a group takes the routes through it along.
+        let nexthops = match self.rt.flush_nexthops() {
+            Ok(n) => n,
+            Err(e) if multipath::unsupported(&e) => 0,
+            Err(e) => return Err(kernel("cannot remove leftover nexthops", e)),
+        };
         let flushed = self
             .rt
             .flush_tagged()
@@ -402,6 +445,7 @@ impl Manager {
                 leftovers += 1;
             }
         }
+        let flushed = flushed + nexthops;
         if flushed + leftovers > 0 {
             tracing::info!(
                 rules_and_routes = flushed,
@@ -423,10 +467,40 @@ impl Manager {
                 e,
             )
         })?;
+        if let Some(m) = &self.multipath {
+            match m.check(&mut self.rt) {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(
+                        "this kernel has no nexthop objects (Linux >= 5.3 has them): traffic                          that is not bridged is left to the system's routes"
+                    );
+                    self.multipath = None;
+                }
+                Err(e) => return Err(PathError::Kernel(e)),
+            }
+        }
         for i in 0..self.links.len() {
             self.reconcile(i)
                 .map_err(|e| PathError::Kernel(e.to_string()))?;
         }
+        if let Some(m) = &mut self.multipath {
+            m.set_hash_policy();
+            for link in &self.links {
+                for v6 in m.families() {
+                    if !link.cfg.peers.iter().any(|p| p.is_ipv6() == v6) {
+                        tracing::info!(
+                            link = %link.cfg.interface,
+                            "no {} peer configured: the routes' next hop on this link is the \
+                             gateway of its routes, else the link itself (right on \
+                             point-to-point links; set [[link]] peer otherwise)",
+                            if v6 { "IPv6" } else { "IPv4" }
+                        );
+                    }
+                }
+            }
+        }
+        self.reconcile_routes()
+            .map_err(|e| PathError::Kernel(e.to_string()))?;
         self.publish();
         for link in &self.links {
             tracing::info!(
@@ -474,6 +548,9 @@ impl Manager {
                     crate::warn_limited!(RECONCILE_FAILED, link = %self.links[i].cfg.interface, "{e}");
                 }
             }
+            if let Err(e) = self.reconcile_routes() {
+                crate::warn_limited!(RECONCILE_FAILED, "{e}");
+            }
             self.publish();
         }
         watch.abort();
@@ -509,37 +586,49 @@ impl Manager {
     }
 
     /// Starts, replaces or stops link `i`'s prober: one per link while it
-    /// is up and has an address of the remote's family, fresh after the
-    /// link came back up or changed that address.
+    /// is up (router A: and has an address of the remote's family), fresh
+    /// after the link came back up or changed what is watched.
     fn update_prober(&mut self, i: usize, came_up: bool) {
-        let Some(dest) = self.probe_dest else { return };
         let link = &mut self.links[i];
-        let source = link
-            .addrs
-            .iter()
-            .find(|a| a.is_ipv6() == dest.is_ipv6())
-            .copied()
-            .filter(|_| link.kernel_up);
-        let current = link.probing.as_ref().map(|p| p.source);
-        if current == source && !came_up {
+        let watched = match (self.probe_dest, &self.responder) {
+            (Some(dest), _) => link
+                .addrs
+                .iter()
+                .find(|a| a.is_ipv6() == dest.is_ipv6())
+                .map(|a| Watched::Source(*a)),
+            (None, Some(_)) => link.ifindex.map(Watched::Interface),
+            (None, None) => return,
+        }
+        .filter(|_| link.kernel_up);
+        let current = link.probing.as_ref().map(|p| p.watched);
+        if current == watched && !came_up {
             return;
         }
         link.probing = None;
         link.health = LinkState::Unknown;
         link.generation += 1;
-        let Some(source) = source else { return };
-        let target = ProbeTarget {
-            ifname: link.cfg.interface.clone(),
-            source: Some(source),
-            dest,
-        };
+        let Some(watched) = watched else { return };
         let probe = &self.settings.probe;
         let settings = ProbeSettings {
             interval: probe.interval,
             down_after: probe.down_after,
             up_after: probe.up_after,
         };
-        let prober = match probe::spawn_prober(target, Arc::clone(&self.keys), settings) {
+        let spawned = match (watched, self.probe_dest, &self.responder) {
+            (Watched::Source(source), Some(dest), _) => {
+                let target = ProbeTarget {
+                    ifname: link.cfg.interface.clone(),
+                    source: Some(source),
+                    dest,
+                };
+                probe::spawn_prober(target, Arc::clone(&self.keys), settings)
+            }
+            (Watched::Interface(index), _, Some(responder)) => {
+                Ok(responder.follow(index, settings))
+            }
+            _ => return,
+        };
+        let prober = match spawned {
             Ok(p) => p,
             Err(e) => {
                 crate::warn_limited!(RECONCILE_FAILED, link = %link.cfg.interface, "cannot probe: {e}");
@@ -567,7 +656,7 @@ impl Manager {
             }
         });
         link.probing = Some(Probing {
-            source,
+            watched,
             prober,
             forward,
         });
@@ -756,7 +845,56 @@ impl Manager {
         Ok(())
     }
 
-    /// Removes every endpoint, rule and route added; restores the limits.
+    /// Brings the multipath routes in line with every link's state.
+    fn reconcile_routes(&mut self) -> Result<(), String> {
+        if self.multipath.is_none() {
+            return Ok(());
+        }
+        let mut views = Vec::with_capacity(self.links.len());
+        for i in 0..self.links.len() {
+            let mut hops = [None, None];
+            for v6 in [false, true] {
+                hops[usize::from(v6)] = self.hop(i, v6);
+            }
+            let link = &self.links[i];
+            views.push(LinkRoutes {
+                name: link.cfg.interface.clone(),
+                hops,
+                in_service: link.in_service,
+                backup: link.cfg.backup,
+                weight: link.weight,
+            });
+        }
+        let m = self.multipath.as_mut().expect("checked above");
+        let carries = m.apply(&mut self.rt, &views)?;
+        for (link, carries) in self.links.iter_mut().zip(carries) {
+            link.carries_routes = carries;
+        }
+        Ok(())
+    }
+
+    /// Where link `i`'s nexthop of one family leads: its configured peer of
+    /// that family, else a gateway learned from its routes, else the link
+    /// itself; `None` while the link is down or has no such address.
+    fn hop(&mut self, i: usize, v6: bool) -> Option<Hop> {
+        let link = &self.links[i];
+        let index = link.ifindex.filter(|_| link.kernel_up)?;
+        if !link.addrs.iter().any(|a| a.is_ipv6() == v6) {
+            return None;
+        }
+        let peer = link.cfg.peers.iter().find(|p| p.is_ipv6() == v6).copied();
+        let gateway = match peer {
+            Some(p) => Some(p),
+            None => self.rt.gateway(index, v6).unwrap_or(None),
+        };
+        Some(Hop {
+            ifindex: index,
+            gateway,
+        })
+    }
+
+    /// Removes every endpoint, rule, route and nexthop added; restores the
+    /// limits and the hash policy.
     fn cleanup(&mut self) {
         for link in &mut self.links {
             link.probing = None;
@@ -766,6 +904,9 @@ impl Manager {
                 }
             }
             link.rules.clear();
+        }
+        if let Some(m) = &mut self.multipath {
+            m.remove(&mut self.rt);
         }
         if let Err(e) = self.rt.flush_tagged() {
             tracing::warn!("cannot remove rules and routes: {e}");

@@ -16,6 +16,8 @@
 use std::io;
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 use netlink_packet_core::{Emitable, Parseable};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::link::{LinkFlags, LinkHeader};
@@ -25,10 +27,11 @@ use netlink_packet_route::route::{
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::AddressFamily;
 
+use super::nexthop::{self, Nexthop};
 use crate::netlink::{
     self as nl, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
     RTM_DELROUTE, RTM_DELRULE, RTM_GETADDR, RTM_GETLINK, RTM_GETROUTE, RTM_GETRULE, RTM_NEWADDR,
-    RTM_NEWLINK, RTM_NEWROUTE, RTM_NEWRULE,
+    RTM_NEWLINK, RTM_NEWNEXTHOP, RTM_NEWROUTE, RTM_NEWRULE,
 };
 
 // include/uapi/linux/if_link.h
@@ -89,6 +92,82 @@ pub fn default_route(table: u32, ifindex: u32, v6: bool, via: Option<IpAddr>) ->
         None => {}
     }
     msg
+}
+
+/// `PREFIX nhid GROUP table TABLE [metric METRIC] proto 77`: a route whose
+/// next hops are nexthop group `group`. Without a metric the kernel uses
+/// its default (IPv4 0, IPv6 1024), as `ip route add` does.
+pub fn multipath_route(prefix: IpNet, table: u32, metric: Option<u32>, group: u32) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = family(prefix.addr().is_ipv6());
+    msg.header.destination_prefix_length = prefix.prefix_len();
+    msg.header.table = RouteHeader::RT_TABLE_UNSPEC;
+    msg.header.protocol = RouteProtocol::Other(PROTOCOL);
+    msg.header.kind = RouteType::Unicast;
+    msg.header.scope = RouteScope::Universe;
+    if prefix.prefix_len() > 0 {
+        msg.attributes
+            .push(RouteAttribute::Destination(match prefix.addr() {
+                IpAddr::V4(a) => RouteAddress::Inet(a),
+                IpAddr::V6(a) => RouteAddress::Inet6(a),
+            }));
+    }
+    msg.attributes.push(RouteAttribute::Table(table));
+    if let Some(metric) = metric {
+        msg.attributes.push(RouteAttribute::Priority(metric));
+    }
+    msg.attributes.push(RouteAttribute::NhId(group));
+    msg
+}
+
+/// A route the kernel holds, as much as a report needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteEntry {
+    pub protocol: u8,
+    /// The metric (`priority`), the kernel's default when the route has none.
+    pub metric: u32,
+    /// `via GW dev IF`, `nhid N`, or the route type, for the operator.
+    pub summary: String,
+}
+
+fn table_of(route: &RouteMessage) -> u32 {
+    route
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(route.header.table))
+}
+
+fn destination_of(route: &RouteMessage) -> Option<IpNet> {
+    let len = route.header.destination_prefix_length;
+    let addr = route.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
+        RouteAttribute::Destination(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
+        _ => None,
+    });
+    let addr = match (addr, route.header.address_family) {
+        (Some(a), _) => a,
+        (None, AddressFamily::Inet) => IpAddr::from([0u8; 4]),
+        (None, AddressFamily::Inet6) => IpAddr::from([0u8; 16]),
+        (None, _) => return None,
+    };
+    IpNet::new(addr, len).ok()
+}
+
+/// `static`, `boot`…: the names `ip route` prints for common protocols.
+pub fn protocol_name(protocol: u8) -> String {
+    match protocol {
+        2 => "kernel".into(),
+        3 => "boot".into(),
+        4 => "static".into(),
+        9 => "ra".into(),
+        16 => "dhcp".into(),
+        PROTOCOL => "mpbridge".into(),
+        n => n.to_string(),
+    }
 }
 
 /// `from ADDR lookup TABLE priority PRIORITY proto 77`.
@@ -229,7 +308,11 @@ impl Rt {
                     _ => None,
                 })
                 .unwrap_or(u32::from(route.header.table));
-            if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+            // Our own multipath routes name every link: no peer is learned
+            // from them.
+            if table != u32::from(RouteHeader::RT_TABLE_MAIN)
+                || route.header.protocol == RouteProtocol::Other(PROTOCOL)
+            {
                 continue;
             }
             let oif = route
@@ -249,6 +332,122 @@ impl Rt {
             }
         }
         Ok(best.map(|(_, gw)| gw))
+    }
+
+    /// Every route to exactly `prefix` in `table`.
+    pub fn routes_to(&mut self, prefix: IpNet, table: u32) -> io::Result<Vec<RouteEntry>> {
+        let v6 = prefix.addr().is_ipv6();
+        let mut out = Vec::new();
+        for route in self.routes(v6)? {
+            if table_of(&route) != table || destination_of(&route) != Some(prefix) {
+                continue;
+            }
+            let mut metric = if v6 { 1024 } else { 0 };
+            let mut parts = Vec::new();
+            for a in &route.attributes {
+                match a {
+                    RouteAttribute::Priority(p) => metric = *p,
+                    RouteAttribute::Gateway(RouteAddress::Inet(a)) => {
+                        parts.push(format!("via {a}"))
+                    }
+                    RouteAttribute::Gateway(RouteAddress::Inet6(a)) => {
+                        parts.push(format!("via {a}"))
+                    }
+                    RouteAttribute::Oif(i) => parts.push(format!("dev {}", self.ifname(*i))),
+                    RouteAttribute::NhId(id) => parts.push(format!("nhid {id}")),
+                    RouteAttribute::MultiPath(hops) => {
+                        parts.push(format!("{} next hops", hops.len()))
+                    }
+                    _ => {}
+                }
+            }
+            if parts.is_empty() {
+                parts.push(format!("{:?}", route.header.kind).to_lowercase());
+            }
+            out.push(RouteEntry {
+                protocol: match route.header.protocol {
+                    RouteProtocol::Other(n) => n,
+                    p => u8::from(p),
+                },
+                metric,
+                summary: parts.join(" "),
+            });
+        }
+        Ok(out)
+    }
+
+    /// An interface's name, or `#INDEX` when it has none (any more).
+    fn ifname(&self, index: u32) -> String {
+        rustix::net::netdevice::index_to_name(&self.sock, index)
+            .unwrap_or_else(|_| format!("#{index}"))
+    }
+
+    /// Adds a route unless one with the same prefix, table and metric
+    /// exists (`Ok(false)`): never replaces someone else's.
+    pub fn add_route(&mut self, route: &RouteMessage) -> io::Result<bool> {
+        match self
+            .sock
+            .request(RTM_NEWROUTE, route, NLM_F_CREATE | NLM_F_EXCL)
+        {
+            Ok(()) => Ok(true),
+            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a route; one that is gone already is fine.
+    pub fn delete_route(&mut self, route: &RouteMessage) -> io::Result<()> {
+        match self.sock.request(RTM_DELROUTE, route, 0) {
+            Err(e) if matches!(errno(&e), Some(libc::ESRCH) | Some(libc::ENOENT)) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Every nexthop object of the namespace.
+    pub fn nexthops(&mut self) -> io::Result<Vec<Nexthop>> {
+        let seq = self.sock.next_seq();
+        let answer = self.sock.dump(&nexthop::dump_message(seq))?;
+        Ok(answer
+            .iter()
+            .filter(|(kind, _)| *kind == RTM_NEWNEXTHOP)
+            .filter_map(|(_, payload)| nexthop::parse(payload))
+            .collect())
+    }
+
+    /// Creates nexthop `nh.id`, or replaces it in place (a group keeps its
+    /// routes; flows move only as far as the membership changed).
+    pub fn replace_nexthop(&mut self, nh: &Nexthop) -> io::Result<()> {
+        let seq = self.sock.next_seq();
+        let bytes = nexthop::new_message(nh, NLM_F_CREATE | NLM_F_REPLACE, seq);
+        self.sock.transact(&bytes, &[seq]).map_err(|(_, e)| e)
+    }
+
+    /// Deletes nexthop `id` (and, if it is a group, the routes through
+    /// it); one that is gone already is fine.
+    pub fn delete_nexthop(&mut self, id: u32) -> io::Result<()> {
+        let seq = self.sock.next_seq();
+        match self
+            .sock
+            .transact(&nexthop::delete_message(id, seq), &[seq])
+        {
+            Err((_, e)) if errno(&e) == Some(libc::ENOENT) => Ok(()),
+            other => other.map_err(|(_, e)| e),
+        }
+    }
+
+    /// Deletes every nexthop object tagged [`PROTOCOL`], groups first;
+    /// returns how many.
+    pub fn flush_nexthops(&mut self) -> io::Result<usize> {
+        let mut ours: Vec<Nexthop> = self
+            .nexthops()?
+            .into_iter()
+            .filter(|nh| nh.protocol == PROTOCOL)
+            .collect();
+        ours.sort_by_key(|nh| !matches!(nh.kind, nexthop::NexthopKind::Group(_)));
+        for nh in &ours {
+            self.delete_nexthop(nh.id)?;
+        }
+        Ok(ours.len())
     }
 
     /// Adds or replaces a route (idempotent).
@@ -293,10 +492,27 @@ impl Rt {
                 removed += 1;
             }
             let routes = self.routes(v6)?;
-            for route in routes
+            for mut route in routes
                 .into_iter()
                 .filter(|r| r.header.protocol == RouteProtocol::Other(PROTOCOL))
             {
+                // A route through a nexthop object is dumped with its next
+                // hops spelled out too, which a delete may not name (EINVAL).
+                if route
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, RouteAttribute::NhId(_)))
+                {
+                    route.attributes.retain(|a| {
+                        matches!(
+                            a,
+                            RouteAttribute::Table(_)
+                                | RouteAttribute::Destination(_)
+                                | RouteAttribute::Priority(_)
+                                | RouteAttribute::NhId(_)
+                        )
+                    });
+                }
                 match self.sock.request(RTM_DELROUTE, &route, 0) {
                     Err(e) if errno(&e) != Some(libc::ESRCH) => return Err(e),
                     _ => removed += 1,

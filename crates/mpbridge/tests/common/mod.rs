@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use mpbridge_lab::bridge as lab_bridge;
-use mpbridge_lab::{LinkSpec, Node, Proc, Topology, TopologySpec};
+use mpbridge_lab::{LanRoutes, LinkSpec, Node, Proc, Topology, TopologySpec};
 
 #[allow(unused_imports)] // each test file uses its own part
 pub use mpbridge_lab::bridge::{
@@ -36,6 +36,8 @@ pub struct Options {
     pub backup_links: Vec<usize>,
     /// Extra top-level TOML for both daemons (e.g. `[probe]`).
     pub paths_extra: &'static str,
+    /// Who routes between the LANs: static routes, or the daemons.
+    pub lan_routes: LanRoutes,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             remotes: None,
             backup_links: Vec::new(),
             paths_extra: "",
+            lan_routes: LanRoutes::Static,
         }
     }
 }
@@ -66,7 +69,7 @@ impl Bridge {
         let spec = TopologySpec {
             links: (0..options.links).map(|_| LinkSpec::UNSHAPED).collect(),
         };
-        let topo = Topology::build(&spec).expect("build the topology");
+        let topo = Topology::build_with(&spec, options.lan_routes).expect("build the topology");
         let daemons = lab_bridge::Bridge::start(
             &topo,
             Path::new(env!("CARGO_BIN_EXE_mpbridge")),
@@ -162,6 +165,63 @@ impl Bridge {
         }
         panic!("no {group} {name} in /proc/net/netstat");
     }
+}
+
+/// How a test makes a link fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Router A's end administratively down (router B's loses carrier).
+    Down,
+    /// Every packet dropped, both ways, the interfaces up.
+    Blackhole,
+}
+
+impl Failure {
+    /// Fails link `link` (`failed`) or restores it.
+    pub fn apply(self, topo: &Topology, link: usize, failed: bool) {
+        match (self, failed) {
+            (Failure::Down, true) => topo.link_down(link),
+            (Failure::Down, false) => topo.link_up(link),
+            (Failure::Blackhole, on) => topo.blackhole(link, on),
+        }
+        .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+}
+
+/// Runs `args` inside `node` and returns its output (panics on failure).
+pub fn sh(topo: &Topology, node: Node, args: &[&str]) -> String {
+    topo.run(node, args).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Every rule, route and nexthop tagged as mpbridge's (protocol 77).
+pub fn tagged(topo: &Topology, node: Node) -> String {
+    let mut out = String::new();
+    for family in ["-4", "-6"] {
+        out += &sh(topo, node, &["ip", family, "rule", "show"]);
+        out += &sh(topo, node, &["ip", family, "route", "show", "table", "all"]);
+    }
+    out += &sh(topo, node, &["ip", "nexthop", "show"]);
+    out.lines()
+        .filter(|l| l.contains("proto 77"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Starts the daemon of `node` again with the config the lab wrote, once
+/// it says it is listening; `name` names its log files.
+pub fn restart(topo: &Topology, node: Node, name: &str) -> Proc {
+    let role = if node == Node::RouterA {
+        "local"
+    } else {
+        "remote"
+    };
+    let config = topo.workdir().join(format!("{role}.toml"));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mpbridge"));
+    cmd.arg("-c").arg(&config).arg(role);
+    let proc = topo.spawn_named(node, name, &mut cmd).unwrap();
+    proc.wait_for_log(&format!("{role} listening"), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    proc
 }
 
 // Not every test file uses all three.

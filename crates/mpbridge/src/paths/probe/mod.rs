@@ -4,8 +4,10 @@
 //!
 //! - `wire`: the 32-byte packet and its MAC.
 //! - `monitor`: the per-link state machine (clock passed in).
+//! - `arrivals`: the remote's view of a link, from the requests arriving.
 //! - `pktinfo`: receiving with destination address, answering from it.
 
+mod arrivals;
 mod monitor;
 mod pktinfo;
 mod wire;
@@ -13,20 +15,21 @@ mod wire;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Auth;
 use crate::ratelimit::LogLimit;
 use crate::warn_limited;
 
+pub use arrivals::Arrivals;
 pub use monitor::Monitor;
 pub use wire::{Probe, ProbeError, ProbeKey, PACKET_LEN};
 
@@ -220,7 +223,9 @@ async fn run_prober(
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => {
                 if let Some(seq) = monitor.handle_timeout(Instant::now()) {
-                    let probe = Probe { kind: wire::Kind::Request, key_id: 0, session, seq };
+                    // The verdict travels along, for the remote to follow.
+                    let view = monitor.state();
+                    let probe = Probe { kind: wire::Kind::Request, key_id: 0, view, session, seq };
                     if let Err(e) = socket.send_to(&probe.encode(send_key), target.dest).await {
                         warn_limited!(SEND_ERRORS, link = %target.ifname, "probe not sent: {e}");
                     }
@@ -257,12 +262,70 @@ async fn run_prober(
 pub struct Responder {
     tasks: Vec<JoinHandle<()>>,
     seen: watch::Receiver<HashMap<u32, Instant>>,
+    followers: Followers,
 }
+
+/// One valid request, as a follower of its link sees it.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    at: Instant,
+    session: u32,
+    seq: u32,
+    view: LinkState,
+}
+
+/// Interface index → the follower of the requests arriving on it.
+type Followers = Arc<Mutex<HashMap<u32, mpsc::UnboundedSender<Arrival>>>>;
 
 impl Responder {
     /// When a valid probe last arrived, by interface index.
     pub fn last_seen(&self) -> HashMap<u32, Instant> {
         self.seen.borrow().clone()
+    }
+
+    /// Follows the requests arriving on interface `ifindex` ([`Arrivals`]):
+    /// the link's health as this side sees it, expecting a request every
+    /// `settings.interval`. Replaces an earlier follower of that interface;
+    /// dropping the returned handle stops it.
+    pub fn follow(&self, ifindex: u32, settings: ProbeSettings) -> Prober {
+        let arrivals = Arrivals::new(settings, Instant::now());
+        let (tx, rx) = watch::channel(arrivals.health());
+        let (arrived_tx, arrived) = mpsc::unbounded_channel();
+        lock(&self.followers).insert(ifindex, arrived_tx);
+        let task = tokio::spawn(run_follower(arrived, arrivals, tx));
+        Prober { health: rx, task }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn run_follower(
+    mut arrived: mpsc::UnboundedReceiver<Arrival>,
+    mut arrivals: Arrivals,
+    tx: watch::Sender<LinkHealth>,
+) {
+    loop {
+        let deadline = tokio::time::Instant::from_std(arrivals.poll_timeout());
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => arrivals.handle_timeout(Instant::now()),
+            a = arrived.recv() => match a {
+                Some(a) => arrivals.handle_request(a.at, a.session, a.seq, a.view),
+                None => return,
+            },
+        }
+        let health = arrivals.health();
+        tx.send_if_modified(|old| {
+            let changed = old.state != health.state
+                || old.answered != health.answered
+                || old.loss_percent != health.loss_percent;
+            *old = health;
+            changed
+        });
+        if tx.is_closed() {
+            return;
+        }
     }
 }
 
@@ -285,6 +348,7 @@ pub fn spawn_responder(
 ) -> io::Result<Responder> {
     let (seen_tx, seen) = watch::channel(HashMap::new());
     let seen_tx = Arc::new(seen_tx);
+    let followers: Followers = Arc::default();
     let allowed: Arc<Vec<String>> = Arc::new(ifnames.to_vec());
     let mut tasks = Vec::new();
     let mut errors = Vec::new();
@@ -295,6 +359,7 @@ pub fn spawn_responder(
                 keys.clone(),
                 allowed.clone(),
                 seen_tx.clone(),
+                followers.clone(),
             ))),
             Err(e) => errors.push(e),
         }
@@ -305,7 +370,11 @@ pub fn spawn_responder(
     for e in errors {
         tracing::info!("probe responder without IPv6: {e}");
     }
-    Ok(Responder { tasks, seen })
+    Ok(Responder {
+        tasks,
+        seen,
+        followers,
+    })
 }
 
 fn responder_socket(v6: bool, port: u16) -> io::Result<UdpSocket> {
@@ -335,6 +404,7 @@ async fn run_responder(
     keys: Arc<ProbeKeys>,
     allowed: Arc<Vec<String>>,
     seen: Arc<watch::Sender<HashMap<u32, Instant>>>,
+    followers: Followers,
 ) {
     let mut buf = [0u8; 64];
     // Interface index → allowed, looked up once per index.
@@ -377,9 +447,22 @@ async fn run_responder(
         {
             warn_limited!(SEND_ERRORS, to = %received.from, "probe reply not sent: {e}");
         }
+        let now = Instant::now();
         seen.send_modify(|m| {
-            m.insert(received.ifindex, Instant::now());
+            m.insert(received.ifindex, now);
         });
+        let arrival = Arrival {
+            at: now,
+            session: request.session,
+            seq: request.seq,
+            view: request.view,
+        };
+        let mut followers = lock(&followers);
+        if let Some(follower) = followers.get(&received.ifindex) {
+            if follower.send(arrival).is_err() {
+                followers.remove(&received.ifindex);
+            }
+        }
     }
 }
 
@@ -464,6 +547,33 @@ mod tests {
                 let stopped = Instant::now();
                 let down = wait_for(&mut health, Duration::from_secs(2), LinkState::Down).await;
                 // Three probes at 100 ms, each lost 25 ms after it was sent.
+                let took = down.changed_at - stopped;
+                assert!(took < Duration::from_millis(600), "down after {took:?}");
+            })
+        });
+    }
+
+    #[test]
+    fn the_remote_follows_a_link_by_the_requests_arriving_on_it() {
+        in_fresh_netns(|| {
+            runtime().block_on(async {
+                let keys = Arc::new(ProbeKeys::new(Some((1, SECRET)), &[(1, SECRET)]));
+                let responder = spawn_responder(&[], PORT, keys.clone()).unwrap();
+                let lo = rustix::net::netdevice::name_to_index(
+                    std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+                    "lo",
+                )
+                .unwrap();
+                let follower = responder.follow(lo, ProbeSettings::default());
+                let mut seen = follower.health();
+                let prober =
+                    spawn_prober(target("127.0.0.1:4443"), keys, ProbeSettings::default()).unwrap();
+                let up = wait_for(&mut seen, Duration::from_secs(1), LinkState::Up).await;
+                assert!(up.answered >= 1 && up.rtt.is_none(), "{up:?}");
+                drop(prober);
+                let stopped = Instant::now();
+                let down = wait_for(&mut seen, Duration::from_secs(2), LinkState::Down).await;
+                // Three intervals and a half without a request.
                 let took = down.changed_at - stopped;
                 assert!(took < Duration::from_millis(600), "down after {took:?}");
             })

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::{LinkHealth, LinkState, ProbeSettings};
 
 /// Probes whose outcome (answered or lost) the loss figure covers.
-const LOSS_WINDOW: usize = 50;
+pub(super) const LOSS_WINDOW: usize = 50;
 /// A probe is lost when no answer came within this many smoothed RTTs...
 const RTT_FACTOR: u32 = 3;
 /// ...but never sooner than this (scheduling jitter on a busy router)...
@@ -39,8 +39,7 @@ pub struct Monitor {
     /// Lost probes in a row, answered probes in a row.
     misses: u32,
     answers: u32,
-    /// Recent outcomes, true = answered.
-    outcomes: VecDeque<bool>,
+    outcomes: Outcomes,
     sent: u64,
     answered: u64,
 }
@@ -62,7 +61,7 @@ impl Monitor {
             last_rtt: None,
             misses: 0,
             answers: 0,
-            outcomes: VecDeque::with_capacity(LOSS_WINDOW),
+            outcomes: Outcomes::default(),
             sent: 0,
             answered: 0,
         }
@@ -160,10 +159,7 @@ impl Monitor {
     }
 
     fn record(&mut self, answered: bool, now: Instant) {
-        if self.outcomes.len() == LOSS_WINDOW {
-            self.outcomes.pop_front();
-        }
-        self.outcomes.push_back(answered);
+        self.outcomes.record(answered);
         if answered {
             self.misses = 0;
             self.answers = self.answers.saturating_add(1);
@@ -196,21 +192,38 @@ impl Monitor {
 
     /// What the status view shows.
     pub fn health(&self) -> LinkHealth {
-        let lost = self.outcomes.iter().filter(|&&a| !a).count();
-        let loss_percent = if self.outcomes.is_empty() {
-            0.0
-        } else {
-            lost as f32 * 100.0 / self.outcomes.len() as f32
-        };
         LinkHealth {
             state: self.state,
             rtt: self.srtt,
             last_rtt: self.last_rtt,
-            loss_percent,
+            loss_percent: self.outcomes.loss_percent(),
             sent: self.sent,
             answered: self.answered,
             changed_at: self.changed_at,
         }
+    }
+}
+
+/// The latest [`LOSS_WINDOW`] outcomes (true: the probe got through), of
+/// which the loss figure is made.
+#[derive(Debug, Default)]
+pub(super) struct Outcomes(VecDeque<bool>);
+
+impl Outcomes {
+    pub(super) fn record(&mut self, through: bool) {
+        if self.0.len() == LOSS_WINDOW {
+            self.0.pop_front();
+        }
+        self.0.push_back(through);
+    }
+
+    /// The lost share, in percent (0 before any outcome).
+    pub(super) fn loss_percent(&self) -> f32 {
+        if self.0.is_empty() {
+            return 0.0;
+        }
+        let lost = self.0.iter().filter(|&&through| !through).count();
+        lost as f32 * 100.0 / self.0.len() as f32
     }
 }
 

@@ -3,11 +3,15 @@
 //! no clock.
 //!
 //! ```text
-//!  0      2   3    4       5        8          12      16                32
-//!  +------+---+----+-------+--------+----------+-------+-----------------+
-//!  |magic |ver|kind|key id |reserved| session  |  seq  | MAC (16 bytes)  |
-//!  +------+---+----+-------+--------+----------+-------+-----------------+
+//!  0      2   3    4       5    6        8          12      16                32
+//!  +------+---+----+-------+----+--------+----------+-------+-----------------+
+//!  |magic |ver|kind|key id |view|reserved| session  |  seq  | MAC (16 bytes)  |
+//!  +------+---+----+-------+----+--------+----------+-------+-----------------+
 //! ```
+//!
+//! `view` is, in a request, the prober's verdict on the link (0 unknown, 1
+//! up, 2 down), so that the remote follows it; senders before it existed
+//! left the byte 0, and unknown values read as "unknown".
 //!
 //! `session` is chosen at random by each prober, so replies to an earlier
 //! run (or to another link's prober) are not mistaken for its own. The MAC
@@ -17,6 +21,8 @@
 
 use hmac::Mac;
 use sha2::Sha256;
+
+use super::LinkState;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
@@ -41,6 +47,8 @@ pub enum Kind {
 pub struct Probe {
     pub kind: Kind,
     pub key_id: u8,
+    /// The sender's verdict on the link (requests; replies say Unknown).
+    pub view: LinkState,
     pub session: u32,
     pub seq: u32,
 }
@@ -103,6 +111,11 @@ impl Probe {
         out[2] = VERSION;
         out[3] = self.kind as u8;
         out[4] = key.map_or(0, ProbeKey::id);
+        out[5] = match self.view {
+            LinkState::Unknown => 0,
+            LinkState::Up => 1,
+            LinkState::Down => 2,
+        };
         out[8..12].copy_from_slice(&self.session.to_be_bytes());
         out[12..16].copy_from_slice(&self.seq.to_be_bytes());
         if let Some(key) = key {
@@ -143,9 +156,15 @@ impl Probe {
             }
         }
         let word = |at: usize| u32::from_be_bytes(packet[at..at + 4].try_into().expect("4 bytes"));
+        let view = match packet[5] {
+            1 => LinkState::Up,
+            2 => LinkState::Down,
+            _ => LinkState::Unknown,
+        };
         Ok(Probe {
             kind,
             key_id,
+            view,
             session: word(8),
             seq: word(12),
         })
@@ -155,6 +174,7 @@ impl Probe {
     pub fn reply(&self) -> Probe {
         Probe {
             kind: Kind::Reply,
+            view: LinkState::Unknown,
             ..*self
         }
     }
@@ -172,6 +192,7 @@ mod tests {
         Probe {
             kind: Kind::Request,
             key_id: 7,
+            view: LinkState::Down,
             session: 0xdead_beef,
             seq: 42,
         }
@@ -212,6 +233,21 @@ mod tests {
             Probe::decode(&bytes, &[key(8, 1)]),
             Err(ProbeError::UnknownKey(7))
         );
+    }
+
+    #[test]
+    fn the_senders_view_travels_and_unknown_values_read_as_unknown() {
+        for view in [LinkState::Unknown, LinkState::Up, LinkState::Down] {
+            let p = Probe { view, ..request() };
+            assert_eq!(Probe::decode(&p.encode(None), &[]).unwrap().view, view);
+        }
+        let mut bytes = request().encode(None);
+        bytes[5] = 9;
+        assert_eq!(Probe::decode(&bytes, &[]).unwrap().view, LinkState::Unknown);
+        // A sender that predates the byte leaves it 0: unknown.
+        bytes[5] = 0;
+        assert_eq!(Probe::decode(&bytes, &[]).unwrap().view, LinkState::Unknown);
+        assert_eq!(request().reply().view, LinkState::Unknown);
     }
 
     #[test]

@@ -1,0 +1,359 @@
+//! The remote's view of a link, from the probe requests arriving on it:
+//! requests that stop coming take the link down, requests that come again
+//! bring it back, and the prober's own verdict, carried in every request,
+//! is followed. Clock passed in, like [`super::Monitor`].
+//!
+//! Why router B follows router A's requests instead of probing too: router
+//! A already sends a request per link every interval, so their arrival is
+//! router B's measure of the A → B direction at no extra traffic, and the
+//! verdict in each request (A's count of answered probes, which crossed
+//! B → A) covers the other direction, one interval after A decided. A
+//! second set of probes would measure the same two directions again.
+
+use std::time::{Duration, Instant};
+
+use super::monitor::{Outcomes, LOSS_WINDOW};
+use super::{LinkHealth, LinkState, ProbeSettings};
+
+/// One link's state as its arriving requests tell it. Drive it with
+/// [`Arrivals::poll_timeout`], [`Arrivals::handle_timeout`] and
+/// [`Arrivals::handle_request`].
+#[derive(Debug)]
+pub struct Arrivals {
+    settings: ProbeSettings,
+    /// What the arrivals alone say.
+    heard: LinkState,
+    /// The prober's verdict, from the latest request.
+    peer: LinkState,
+    /// The two together, and when that last changed.
+    state: LinkState,
+    changed_at: Instant,
+    /// No request by then counts as one missed.
+    deadline: Instant,
+    /// Intervals without a request in a row, requests in a row.
+    misses: u32,
+    answers: u32,
+    /// Intervals counted missed since the last request: when the prober's
+    /// requests resume, their sequence gap holds these already.
+    missed_since: u32,
+    /// The latest request: (session, seq).
+    last: Option<(u32, u32)>,
+    /// Requests arrived (true) or missed, latest last.
+    outcomes: Outcomes,
+    received: u64,
+    lost: u64,
+}
+
+impl Arrivals {
+    /// A link just started being followed: a request is due within an
+    /// interval (and a grace), so a link on which none ever arrives goes
+    /// down like one whose requests stopped.
+    pub fn new(settings: ProbeSettings, now: Instant) -> Arrivals {
+        let grace = grace(&settings);
+        Arrivals {
+            settings,
+            heard: LinkState::Unknown,
+            peer: LinkState::Unknown,
+            state: LinkState::Unknown,
+            changed_at: now,
+            deadline: now + settings.interval + grace,
+            misses: 0,
+            answers: 0,
+            missed_since: 0,
+            last: None,
+            outcomes: Outcomes::default(),
+            received: 0,
+            lost: 0,
+        }
+    }
+
+    /// When [`Arrivals::handle_timeout`] must run next.
+    pub fn poll_timeout(&self) -> Instant {
+        self.deadline
+    }
+
+    /// An authenticated request of prober `session` with sequence number
+    /// `seq` and verdict `view` arrived at `now`. A request that does not
+    /// advance its session's sequence (a duplicate, or one replayed) is
+    /// ignored.
+    pub fn handle_request(&mut self, now: Instant, session: u32, seq: u32, view: LinkState) {
+        let mut gap = 0;
+        if let Some((last_session, last_seq)) = self.last {
+            if last_session == session {
+                let ahead = seq.wrapping_sub(last_seq);
+                if ahead == 0 || ahead > u32::MAX / 2 {
+                    return;
+                }
+                gap = ahead - 1;
+            }
+        }
+        for _ in 0..gap
+            .saturating_sub(self.missed_since)
+            .min(LOSS_WINDOW as u32)
+        {
+            self.record(false);
+        }
+        self.record(true);
+        self.last = Some((session, seq));
+        self.received += 1;
+        self.misses = 0;
+        self.missed_since = 0;
+        self.answers = self.answers.saturating_add(1);
+        // Like the prober: a link never heard is up at its first request;
+        // one that went down needs `up_after` in a row.
+        let needed = match self.heard {
+            LinkState::Unknown => 1,
+            _ => self.settings.up_after,
+        };
+        if self.heard != LinkState::Up && self.answers >= needed {
+            self.heard = LinkState::Up;
+        }
+        self.peer = view;
+        self.deadline = now + self.settings.interval + grace(&self.settings);
+        self.update(now);
+    }
+
+    /// Counts the intervals that passed without a request as missed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while now >= self.deadline {
+            self.misses = self.misses.saturating_add(1);
+            self.missed_since = self.missed_since.saturating_add(1);
+            self.answers = 0;
+            self.record(false);
+            self.deadline += self.settings.interval;
+            if self.misses >= self.settings.down_after {
+                self.heard = LinkState::Down;
+                // A long silence (a suspended router): one step, not one
+                // per interval missed.
+                if self.deadline < now {
+                    self.deadline = now + self.settings.interval;
+                }
+            }
+        }
+        self.update(now);
+    }
+
+    fn record(&mut self, arrived: bool) {
+        self.outcomes.record(arrived);
+        if !arrived {
+            self.lost += 1;
+        }
+    }
+
+    fn update(&mut self, now: Instant) {
+        let state = match (self.heard, self.peer) {
+            (LinkState::Up, LinkState::Down) => LinkState::Down,
+            (heard, _) => heard,
+        };
+        if state != self.state {
+            self.state = state;
+            self.changed_at = now;
+        }
+    }
+
+    pub fn state(&self) -> LinkState {
+        self.state
+    }
+
+    /// What the status view shows: no RTT (router B sends nothing), the
+    /// loss of the A → B direction.
+    pub fn health(&self) -> LinkHealth {
+        LinkHealth {
+            state: self.state,
+            rtt: None,
+            last_rtt: None,
+            loss_percent: self.outcomes.loss_percent(),
+            sent: self.received + self.lost,
+            answered: self.received,
+            changed_at: self.changed_at,
+        }
+    }
+}
+
+/// How late a request may be before its interval counts as missed: half
+/// an interval (the prober keeps its cadence, so lateness is the path's
+/// delay varying, or a busy sender).
+fn grace(settings: &ProbeSettings) -> Duration {
+    settings.interval / 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// 100 ms, down after 3, up after 3.
+    fn settings() -> ProbeSettings {
+        ProbeSettings::default()
+    }
+
+    /// A prober's requests: one every 100 ms from `from` to `until`, seq
+    /// numbers going on from `*seq`, each delivered when `arrives(sent)`,
+    /// with the prober's verdict `view(sent)`; timeouts handled in 1 ms steps.
+    fn run(
+        a: &mut Arrivals,
+        seq: &mut u32,
+        from: Instant,
+        until: Instant,
+        arrives: impl Fn(Instant) -> bool,
+        view: impl Fn(Instant) -> LinkState,
+    ) {
+        let mut now = from;
+        let mut next = from;
+        while now < until {
+            if now >= next {
+                *seq += 1;
+                if arrives(now) {
+                    a.handle_request(now, 1, *seq, view(now));
+                }
+                next += 100 * MS;
+            }
+            if a.poll_timeout() <= now {
+                a.handle_timeout(now);
+            }
+            now += MS;
+        }
+    }
+
+    fn up(_: Instant) -> LinkState {
+        LinkState::Up
+    }
+
+    #[test]
+    fn a_link_is_up_at_its_first_request() {
+        let t0 = Instant::now();
+        let mut a = Arrivals::new(settings(), t0);
+        assert_eq!(a.state(), LinkState::Unknown);
+        a.handle_request(t0 + 10 * MS, 1, 1, LinkState::Unknown);
+        assert_eq!(a.state(), LinkState::Up);
+        assert_eq!(a.health().changed_at, t0 + 10 * MS);
+    }
+
+    #[test]
+    fn down_within_350_ms_once_requests_stop() {
+        let t0 = Instant::now();
+        let mut a = Arrivals::new(settings(), t0);
+        let mut seq = 0;
+        let stop = t0 + 1000 * MS;
+        run(&mut a, &mut seq, t0, t0 + 3000 * MS, |s| s < stop, up);
+        assert_eq!(a.state(), LinkState::Down);
+        // The last request came at 900: intervals end at 1050, 1150, 1250.
+        assert_eq!(a.health().changed_at - stop, 250 * MS);
+        assert!(a.health().loss_percent > 50.0);
+    }
+
+    #[test]
+    fn two_missing_requests_do_not_take_a_link_down() {
+        let t0 = Instant::now();
+        let mut a = Arrivals::new(settings(), t0);
+        let mut seq = 0;
+        run(
+            &mut a,
+            &mut seq,
+            t0,
+            t0 + 2000 * MS,
+            |s| s < t0 + 500 * MS || s >= t0 + 700 * MS,
+            up,
+        );
+        assert_eq!(a.state(), LinkState::Up);
+        let h = a.health();
+        // Two of 20 lost: counted once each, as missed then as a gap.
+        assert_eq!((h.sent, h.answered), (20, 18));
+        assert!((h.loss_percent - 10.0).abs() < 0.01, "{}", h.loss_percent);
+    }
+
+    #[test]
+    fn back_up_after_three_requests_in_a_row() {
+        let t0 = Instant::now();
+        let mut a = Arrivals::new(settings(), t0);
+        let mut seq = 0;
+        let (fail, back) = (t0 + 500 * MS, t0 + 1500 * MS);
+        run(&mut a, &mut seq, t0, back, |s| s < fail, up);
+        assert_eq!(a.state(), LinkState::Down);
+        run(&mut a, &mut seq, back, back + 1000 * MS, |_| true, up);
+        assert_eq!(a.state(), LinkState::Up);
+        // Requests at 1500, 1600, 1700: up at the third.
+        assert_eq!(a.health().changed_at, t0 + 1700 * MS);
+    }
+
+    #[test]
+    fn the_probers_verdict_takes_the_link_down_and_back_at_once() {
+        // The B → A direction fails: requests keep arriving, but router
+        // A's probes go unanswered and it says so.
+        let t0 = Instant::now();
+        let mut a = Arrivals::new(settings(), t0);
+        let mut seq = 0;
+        let (fail, back) = (t0 + 500 * MS, t0 + 1500 * MS);
+        let view = |s: Instant| {
+            if s >= fail && s < back {
+                LinkState::Down
+            } else {
+                LinkState::Up
+            }
+        };
+        run(&mut a, &mut seq, t0, back, |_| true, view);
+        assert_eq!(a.state(), LinkState::Down);
+        assert_eq!(a.health().changed_at, fail);
+        assert_eq!(a.health().loss_percent, 0.0);
+        run(&mut a, &mut seq, back, back + 200 * MS, |_| true, view);
+        assert_eq!(a.state(), LinkState::Up);
+        assert_eq!(a.health().changed_at, back);
+    }
+
+    #[test]
+    fn a_prober_that_does_not_know_yet_is_no_verdict() {
+        let t0 = Instant::now();
+        let mut a = Arrivals::new(settings(), t0);
+        let mut seq = 0;
+        run(
+            &mut a,
+            &mut seq,
+            t0,
+            t0 + 500 * MS,
+            |_| true,
+            |_| LinkState::Unknown,
+        );
+        assert_eq!(a.state(), LinkState::Up);
+    }
+
+    #[test]
+    fn a_link_on_which_nothing_ever_arrives_goes_down() {
+        let t0 = Instant::now();
+        let mut a = Arrivals::new(settings(), t0);
+        let mut seq = 0;
+        run(&mut a, &mut seq, t0, t0 + 1000 * MS, |_| false, up);
+        assert_eq!(a.state(), LinkState::Down);
+        assert_eq!(a.health().changed_at, t0 + 350 * MS);
+    }
+
+    #[test]
+    fn replayed_and_duplicate_requests_are_ignored() {
+        let t0 = Instant::now();
+        let mut a = Arrivals::new(settings(), t0);
+        a.handle_request(t0, 7, 10, LinkState::Up);
+        a.handle_timeout(t0 + 1000 * MS);
+        assert_eq!(a.state(), LinkState::Down);
+        // The same request again, or an older one: still down, nothing counted.
+        for seq in [10, 9, 3] {
+            a.handle_request(t0 + 1001 * MS, 7, seq, LinkState::Up);
+        }
+        assert_eq!(a.state(), LinkState::Down);
+        assert_eq!(a.health().answered, 1);
+        // A new prober (after a restart) is a new session.
+        for (i, seq) in [1, 2, 3].into_iter().enumerate() {
+            a.handle_request(t0 + (1100 + 100 * i as u32) * MS, 8, seq, LinkState::Up);
+        }
+        assert_eq!(a.state(), LinkState::Up);
+    }
+
+    #[test]
+    fn a_long_silence_costs_one_step() {
+        let t0 = Instant::now();
+        let mut a = Arrivals::new(settings(), t0);
+        a.handle_request(t0, 1, 1, LinkState::Up);
+        a.handle_timeout(t0 + 3600 * 1000 * MS);
+        assert_eq!(a.state(), LinkState::Down);
+        assert!(a.poll_timeout() > t0 + 3600 * 1000 * MS);
+    }
+}
