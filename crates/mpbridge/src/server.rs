@@ -90,7 +90,13 @@ pub struct Accepted {
     /// The peer's address.
     pub peer: SocketAddr,
     /// Held for the connection's lifetime; dropping it frees a slot.
-    pub permit: OwnedSemaphorePermit,
+    pub permit: Slot,
+}
+
+/// One of the `max_connections` slots, counted in [`Stats::open`] while held.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _open: Open,
 }
 
 /// Counts a connection in [`Stats::open`] while it lives (also when its
@@ -145,12 +151,8 @@ pub async fn serve<H, F>(
                     Ok(permit) => {
                         Stats::bump(&stats.accepted);
                         sys::enable_keepalive(&stream);
-                        let open = Open::new(&stats);
-                        let connection = handler(Accepted { stream, peer, permit });
-                        connections.spawn(async move {
-                            let _open = open;
-                            connection.await
-                        });
+                        let permit = Slot { _permit: permit, _open: Open::new(&stats) };
+                        connections.spawn(handler(Accepted { stream, peer, permit }));
                     }
                     Err(_) => {
                         Stats::bump(&stats.refused_limit);
