@@ -446,3 +446,70 @@ fn without_the_metrics_feature_metrics_listen_is_a_config_error() {
     assert!(text.contains(":4:18: remote.metrics_listen:"), "{text}");
     assert!(text.contains("without the `metrics` feature"), "{text}");
 }
+
+// ---------------------------------------------------------------------------
+// Output for the closing note and the docs (not pass/fail):
+// cargo test -p mpbridge --test status status_figures -- --ignored --nocapture
+// ---------------------------------------------------------------------------
+
+#[test]
+#[ignore]
+fn status_figures() {
+    let bridge = Bridge::start(Options::default());
+    for l in 0..2 {
+        bridge.topo.set_rate(l, RATE_MBIT).unwrap();
+    }
+    let download = Download::start(&bridge);
+    // Steady: a few seconds in, the rates measured over a full second.
+    let mut status = Value::Null;
+    let steady = wait_until(Duration::from_secs(30), || {
+        status = bridge.status(Node::RouterA);
+        status["uptime_secs"].as_u64() >= Some(5)
+            && subflow_links(&status) == ["wan0", "wan1"]
+            && status["connections"][0]["age_secs"].as_u64() >= Some(3)
+    });
+    assert!(steady, "{status:#}");
+    for node in [Node::RouterA, Node::RouterB] {
+        eprintln!(
+            "$ mpbridge status   # {node:?}, a download, 2 links at {RATE_MBIT} Mbit/s\n{}",
+            bridge.status_command(node, &[]).unwrap()
+        );
+    }
+    eprintln!(
+        "$ mpbridge status --json   # RouterA\n{}",
+        bridge.status_command(Node::RouterA, &["--json"]).unwrap()
+    );
+
+    bridge.topo.blackhole(1, true).unwrap();
+    let down = wait_until(SETTLE, || {
+        status = bridge.status(Node::RouterA);
+        link(&status, "wan1")["state"] == "down" && subflow_links(&status) == ["wan0"]
+    });
+    assert!(down, "{status:#}");
+    eprintln!(
+        "$ mpbridge status   # RouterA, wan1 black-holed\n{}",
+        bridge.status_command(Node::RouterA, &[]).unwrap()
+    );
+    bridge.topo.blackhole(1, false).unwrap();
+    let back = wait_until(SETTLE, || {
+        status = bridge.status(Node::RouterA);
+        both_links_in_service(&status) && subflow_links(&status) == ["wan0", "wan1"]
+    });
+    assert!(back, "{status:#}");
+
+    // A second download beside the first, which fills both links.
+    let second = Download::start(&bridge);
+    let seen = wait_until(Duration::from_secs(30), || {
+        status = bridge.status(Node::RouterA);
+        status["connections"]
+            .as_array()
+            .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["age_secs"].as_u64() >= Some(3)))
+    });
+    assert!(seen, "{status:#}");
+    eprintln!(
+        "$ mpbridge status   # RouterA, a second download 3 s after it started\n{}",
+        bridge.status_command(Node::RouterA, &[]).unwrap()
+    );
+    download.stop();
+    second.stop();
+}
