@@ -157,13 +157,8 @@ pub async fn run(
         }
     };
     let stats = Arc::new(Stats::default());
-    let observed = Observed::new(
-        Role::Local,
-        Arc::clone(&stats),
-        paths.as_ref().map(crate::paths::PathManager::reader),
-        settings.paths.probe.enabled,
-    );
-    let control = endpoints.serve(Arc::new(observed));
+    let observed = Observed::of_daemon(Role::Local, &stats, paths.as_ref(), &settings.paths);
+    let control = endpoints.serve(observed);
     for addr in &bound {
         tracing::info!(%addr, intercept = %settings.intercept, "local listening");
     }

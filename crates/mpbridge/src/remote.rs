@@ -196,13 +196,8 @@ pub async fn run(
     let side = crate::paths::Side::Remote;
     let paths = crate::paths::PathManager::start(&settings.paths, side, &settings.auth).await?;
     let stats = Arc::new(Stats::default());
-    let observed = Observed::new(
-        Role::Remote,
-        Arc::clone(&stats),
-        paths.as_ref().map(crate::paths::PathManager::reader),
-        settings.paths.probe.enabled,
-    );
-    let control = endpoints.serve(Arc::new(observed));
+    let observed = Observed::of_daemon(Role::Remote, &stats, paths.as_ref(), &settings.paths);
+    let control = endpoints.serve(observed);
     for l in &listeners {
         if let Ok(addr) = l.local_addr() {
             tracing::info!(%addr, "remote listening (MPTCP, TCP Fast Open)");

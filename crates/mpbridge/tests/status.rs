@@ -103,6 +103,16 @@ fn subflow_links(status: &Value) -> Vec<String> {
     links
 }
 
+/// A bridge whose two links run at [`RATE_MBIT`], and a download through it.
+fn shaped_download() -> (Bridge, Download) {
+    let bridge = Bridge::start(Options::default());
+    for l in 0..2 {
+        bridge.topo.set_rate(l, RATE_MBIT).unwrap();
+    }
+    let flow = Download::start(&bridge);
+    (bridge, flow)
+}
+
 fn both_links_in_service(status: &Value) -> bool {
     ["wan0", "wan1"].iter().all(|l| {
         let l = link(status, l);
@@ -112,11 +122,7 @@ fn both_links_in_service(status: &Value) -> bool {
 
 #[test]
 fn during_a_download_both_links_are_up_and_the_connection_has_a_subflow_on_each() {
-    let bridge = Bridge::start(Options::default());
-    for l in 0..2 {
-        bridge.topo.set_rate(l, RATE_MBIT).unwrap();
-    }
-    let flow = Download::start(&bridge);
+    let (bridge, flow) = shaped_download();
     let mut status = Value::Null;
     let seen = wait_until(SETTLE, || {
         status = bridge.status(Node::RouterA);
@@ -188,11 +194,7 @@ fn during_a_download_both_links_are_up_and_the_connection_has_a_subflow_on_each(
 
 #[test]
 fn a_black_holed_link_shows_down_within_a_second_and_loses_its_subflow() {
-    let bridge = Bridge::start(Options::default());
-    for l in 0..2 {
-        bridge.topo.set_rate(l, RATE_MBIT).unwrap();
-    }
-    let flow = Download::start(&bridge);
+    let (bridge, flow) = shaped_download();
     let mut status = Value::Null;
     let ready = wait_until(SETTLE, || {
         status = bridge.status(Node::RouterA);
@@ -455,11 +457,7 @@ fn without_the_metrics_feature_metrics_listen_is_a_config_error() {
 #[test]
 #[ignore]
 fn status_figures() {
-    let bridge = Bridge::start(Options::default());
-    for l in 0..2 {
-        bridge.topo.set_rate(l, RATE_MBIT).unwrap();
-    }
-    let download = Download::start(&bridge);
+    let (bridge, download) = shaped_download();
     // Steady: a few seconds in, the rates measured over a full second.
     let mut status = Value::Null;
     let steady = wait_until(Duration::from_secs(30), || {

@@ -213,51 +213,33 @@ pub fn render(status: &Status) -> String {
         "mpbridge_connections_total{{{m}}} {}",
         t.connections_total
     );
-    family(
-        &mut out,
-        "mpbridge_bytes_total",
-        "counter",
-        "Bytes relayed, client to destination (up) and back (down).",
-    );
-    let _ = writeln!(
-        out,
-        "mpbridge_bytes_total{{{m},direction=\"up\"}} {}",
-        t.bytes_up
-    );
-    let _ = writeln!(
-        out,
-        "mpbridge_bytes_total{{{m},direction=\"down\"}} {}",
-        t.bytes_down
-    );
-    family(
-        &mut out,
-        "mpbridge_refused_total",
-        "counter",
-        "Connections refused, by reason.",
-    );
-    let r = &t.refused;
-    for (reason, n) in [
-        ("auth", r.auth),
-        ("policy", r.policy),
-        ("limit", r.limit),
-        ("malformed", r.malformed),
-    ] {
-        let _ = writeln!(out, "mpbridge_refused_total{{{m},reason=\"{reason}\"}} {n}");
-    }
-    family(
-        &mut out,
-        "mpbridge_errors_total",
-        "counter",
-        "Failures, by kind.",
-    );
-    let e = &t.errors;
-    for (kind, n) in [
-        ("dial", e.dial),
-        ("remote_refused", e.remote_refused),
-        ("bad_reply", e.bad_reply),
-        ("reset", e.reset),
-    ] {
-        let _ = writeln!(out, "mpbridge_errors_total{{{m},kind=\"{kind}\"}} {n}");
+    /// Name, help, label, and each label value's count.
+    type Labelled<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, u64)]);
+    let labelled: [Labelled; 3] = [
+        (
+            "mpbridge_bytes_total",
+            "Bytes relayed, client to destination (up) and back (down).",
+            "direction",
+            &[("up", t.bytes_up), ("down", t.bytes_down)],
+        ),
+        (
+            "mpbridge_refused_total",
+            "Connections refused, by reason.",
+            "reason",
+            &t.refused.by_reason(),
+        ),
+        (
+            "mpbridge_errors_total",
+            "Failures, by kind.",
+            "kind",
+            &t.errors.by_kind(),
+        ),
+    ];
+    for (name, help, label, values) in labelled {
+        family(&mut out, name, "counter", help);
+        for (value, n) in values {
+            let _ = writeln!(out, "{name}{{{m},{label}=\"{value}\"}} {n}");
+        }
     }
 
     type LinkValue = fn(&super::protocol::Link) -> Option<f64>;

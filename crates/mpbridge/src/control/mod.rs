@@ -27,10 +27,10 @@ use std::time::{Duration, Instant};
 use portable_atomic::Ordering;
 use tokio::task::JoinHandle;
 
-use crate::config::{ControlSettings, Role};
+use crate::config::{ControlSettings, PathSettings, Role};
 use crate::error::StartError;
 use crate::paths::route::Rt;
-use crate::paths::{LinkStatus, StatusReader};
+use crate::paths::{LinkStatus, PathManager, StatusReader};
 use crate::ratelimit::LogLimit;
 use crate::server::Stats;
 use crate::sys::Transport;
@@ -101,6 +101,21 @@ impl Observed {
             samples: Mutex::new(Samples::default()),
             rt: Mutex::new(None),
         }
+    }
+
+    /// A daemon's: its counters, and its path manager's links if it runs one.
+    pub fn of_daemon(
+        mode: Role,
+        stats: &Arc<Stats>,
+        paths: Option<&PathManager>,
+        settings: &PathSettings,
+    ) -> Arc<Observed> {
+        Arc::new(Observed::new(
+            mode,
+            Arc::clone(stats),
+            paths.map(PathManager::reader),
+            settings.probe.enabled,
+        ))
     }
 
     /// Runs `f` on the rtnetlink socket (opening it if need be).

@@ -248,6 +248,30 @@ pub struct Errors {
     pub reset: u64,
 }
 
+impl Refused {
+    /// Each reason's name (as in the JSON) and count.
+    pub fn by_reason(&self) -> [(&'static str, u64); 4] {
+        [
+            ("auth", self.auth),
+            ("policy", self.policy),
+            ("limit", self.limit),
+            ("malformed", self.malformed),
+        ]
+    }
+}
+
+impl Errors {
+    /// Each kind's name (as in the JSON) and count.
+    pub fn by_kind(&self) -> [(&'static str, u64); 4] {
+        [
+            ("dial", self.dial),
+            ("remote_refused", self.remote_refused),
+            ("bad_reply", self.bad_reply),
+            ("reset", self.reset),
+        ]
+    }
+}
+
 /// One connection being relayed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Connection {

@@ -98,34 +98,34 @@ impl Table {
     }
 }
 
+/// `n` in `base`-fold units: `n unit` below `base`, else one decimal of
+/// the largest unit that keeps the value at or above 1.
+fn scaled(n: u64, base: f64, unit: &str, units: &[&str]) -> String {
+    if (n as f64) < base {
+        return format!("{n} {unit}");
+    }
+    let mut value = n as f64 / base;
+    let mut i = 0;
+    while value >= base && i + 1 < units.len() {
+        value /= base;
+        i += 1;
+    }
+    format!("{value:.1} {}", units[i])
+}
+
 /// Bytes in binary units: `512 B`, `1.5 KiB`, `12.3 MiB`.
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
+    scaled(n, 1024.0, "B", &["KiB", "MiB", "GiB", "TiB", "PiB"])
 }
 
 /// A rate in bits per second, decimal units: `950 bit/s`, `95.3 Mbit/s`.
 pub fn rate(bits_per_sec: u64) -> String {
-    const UNITS: [&str; 4] = ["kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"];
-    if bits_per_sec < 1000 {
-        return format!("{bits_per_sec} bit/s");
-    }
-    let mut value = bits_per_sec as f64 / 1000.0;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
+    scaled(
+        bits_per_sec,
+        1000.0,
+        "bit/s",
+        &["kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"],
+    )
 }
 
 /// A duration in its two largest units: `45s`, `2m05s`, `3h07m`, `2d04h`.
@@ -175,6 +175,21 @@ fn headings(names: &[&str]) -> Vec<Cell> {
         .collect()
 }
 
+/// A totals row of named counts, painted when any is not zero.
+fn counts(name: &str, values: &[(&str, u64)]) -> Vec<Cell> {
+    let text = values
+        .iter()
+        .map(|(what, n)| format!("{} {n}", what.replace('_', " ")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let paint = if values.iter().any(|(_, n)| *n > 0) {
+        Paint::Yellow
+    } else {
+        Paint::Plain
+    };
+    vec![Cell::painted(name, Paint::Dim), Cell::painted(text, paint)]
+}
+
 /// What `mpbridge status` prints for one daemon.
 pub fn render(status: &Status, colour: bool) -> String {
     let mut out = String::new();
@@ -204,38 +219,8 @@ pub fn render(status: &Status, colour: bool) -> String {
             bytes(t.bytes_down)
         )),
     ]);
-    let r = &t.refused;
-    let refused = r.auth + r.policy + r.limit + r.malformed;
-    totals.row(vec![
-        Cell::painted("refused", Paint::Dim),
-        Cell::painted(
-            format!(
-                "auth {}, policy {}, limit {}, malformed {}",
-                r.auth, r.policy, r.limit, r.malformed
-            ),
-            if refused > 0 {
-                Paint::Yellow
-            } else {
-                Paint::Plain
-            },
-        ),
-    ]);
-    let e = &t.errors;
-    let errors = e.dial + e.remote_refused + e.bad_reply + e.reset;
-    totals.row(vec![
-        Cell::painted("errors", Paint::Dim),
-        Cell::painted(
-            format!(
-                "dial {}, remote refused {}, bad reply {}, reset {}",
-                e.dial, e.remote_refused, e.bad_reply, e.reset
-            ),
-            if errors > 0 {
-                Paint::Yellow
-            } else {
-                Paint::Plain
-            },
-        ),
-    ]);
+    totals.row(counts("refused", &t.refused.by_reason()));
+    totals.row(counts("errors", &t.errors.by_kind()));
     out.push_str(&totals.render("  ", colour));
 
     out.push('\n');
