@@ -33,6 +33,8 @@ struct Download {
     client: SocketAddr,
     dest: SocketAddr,
     stop: Arc<AtomicBool>,
+    /// The test's two ends, to end the threads blocked on them.
+    ends: [std::net::TcpStream; 2],
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -44,6 +46,7 @@ impl Download {
             .client_connect(dest)
             .expect("connect through the bridge");
         let (mut server, _) = listener.accept().unwrap();
+        let ends = [server.try_clone().unwrap(), client.try_clone().unwrap()];
         let stop = Arc::new(AtomicBool::new(false));
         let sender = {
             let stop = Arc::clone(&stop);
@@ -68,12 +71,18 @@ impl Download {
             client: client_addr,
             dest,
             stop,
+            ends,
             threads: vec![sender, receiver],
         }
     }
 
+    /// Stops at once (what is in flight is not waited for: these tests
+    /// look at the status, not at the data).
     fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
+        for end in &self.ends {
+            let _ = end.shutdown(std::net::Shutdown::Both);
+        }
         for t in self.threads {
             t.join().unwrap();
         }
@@ -383,6 +392,56 @@ fn where_mptcp_info_is_refused_the_status_says_subflows_are_unavailable() {
         text.contains("subflows unavailable: the kernel refused MPTCP_INFO"),
         "{text}"
     );
+    flow.stop();
+}
+
+/// Router B's daemon under qemu-user, where the SOL_MPTCP getsockopt
+/// options fail: the status answers all the same and says subflows are
+/// unavailable. Needs a cross-built daemon and qemu-user, so not in the
+/// suite:
+/// cargo build --release -p mpbridge --target aarch64-unknown-linux-musl
+/// MPBRIDGE_QEMU="qemu-aarch64 $CARGO_TARGET_DIR/aarch64-unknown-linux-musl/release/mpbridge" \
+///   cargo test -p mpbridge --test status under_qemu -- --ignored --nocapture
+#[test]
+#[ignore]
+fn under_qemu_user_the_status_says_subflows_are_unavailable() {
+    let qemu = std::env::var("MPBRIDGE_QEMU").expect("MPBRIDGE_QEMU: qemu-user and a daemon");
+    let mut bridge = Bridge::start(Options::default());
+    bridge.remote.kill();
+    // Without [[link]]: qemu-user refuses generic netlink (mptcp_pm), which
+    // the path manager needs.
+    let dir = bridge.topo.workdir();
+    let text = std::fs::read_to_string(dir.join("remote.toml")).unwrap();
+    let config = dir.join("remote-qemu.toml");
+    let without_links = text.split("\n[[link]]").next().unwrap();
+    std::fs::write(&config, without_links).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut words = qemu.split_whitespace();
+    let mut cmd = Command::new(words.next().unwrap());
+    cmd.args(words).arg("-c").arg(&config).arg("remote");
+    let remote = bridge
+        .topo
+        .spawn_named(Node::RouterB, "remote-qemu", &mut cmd)
+        .unwrap();
+    remote
+        .wait_for_log("remote listening", SETTLE)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let flow = Download::start(&bridge);
+    let mut status = Value::Null;
+    let seen = wait_until(SETTLE, || {
+        status = bridge.status(Node::RouterB);
+        status["connections"]
+            .as_array()
+            .is_some_and(|c| c.len() == 1)
+    });
+    assert!(seen, "{status:#}\n{}", remote.output_text());
+    eprintln!(
+        "mpbridge remote under {qemu}:\n{}",
+        bridge.status_command(Node::RouterB, &[]).unwrap()
+    );
+    let why = status["subflows_unavailable"].as_str().unwrap_or_default();
+    assert!(why.contains("MPTCP_INFO"), "{status:#}");
+    assert_eq!(status["connections"][0]["subflows"], Value::Null);
     flow.stop();
 }
 
