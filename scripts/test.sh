@@ -15,9 +15,13 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "cargo test, feature metrics (the Prometheus endpoint)"
+cargo test -p mpbridge --features metrics --locked --lib --test status
 
 step "fuzz (bounded)"
 scripts/fuzz.sh

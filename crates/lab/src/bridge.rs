@@ -1,7 +1,8 @@
 //! The real daemons in a topology: writes their configs and key files,
 //! starts `mpbridge remote` in router B and `mpbridge local` in router A
 //! (whose path managers set up MPTCP endpoints and policy routing for every
-//! link, and the local its own interception rules on router A's `lan0`).
+//! link, and the local its own interception rules on router A's `lan0`),
+//! their control sockets in the topology's work directory.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -88,6 +89,10 @@ pub struct Bridge {
     pub remote: Proc,
     /// The local's config file (add a bypass, then SIGHUP the local).
     pub local_config: PathBuf,
+    /// The daemons' control sockets (`mpbridge status --socket`), in the
+    /// topology's work directory.
+    pub local_socket: PathBuf,
+    pub remote_socket: PathBuf,
 }
 
 impl Bridge {
@@ -107,9 +112,12 @@ impl Bridge {
             "[auth]\nkey_file = {:?}\n",
             remote_key.display().to_string()
         )?;
+        let remote_socket = dir.join("remote.sock");
         writeln!(
             remote_conf,
-            "[remote]\nlisten = [\"0.0.0.0:{REMOTE_PORT}\", \"[::]:{REMOTE_PORT}\"]\n{}\n",
+            "[remote]\nlisten = [\"0.0.0.0:{REMOTE_PORT}\", \"[::]:{REMOTE_PORT}\"]\n\
+             control_socket = {:?}\n{}\n",
+            remote_socket.display().to_string(),
             options.remote_extra
         )?;
         writeln!(remote_conf, "[log]\nlevel = {:?}", options.log_level)?;
@@ -130,12 +138,15 @@ impl Bridge {
             "[auth]\nkey_file = {:?}\n",
             local_key.display().to_string()
         )?;
+        let local_socket = dir.join("local.sock");
         writeln!(
             local_conf,
             "[local]\nlisten = [\"0.0.0.0:{LOCAL_PORT}\", \"[::]:{LOCAL_PORT}\"]\n\
-             intercept = \"{}\"\nlan_interfaces = [\"{LAN_INTERFACE}\"]\nremotes = [{}]\n{}\n",
+             intercept = \"{}\"\nlan_interfaces = [\"{LAN_INTERFACE}\"]\nremotes = [{}]\n\
+             control_socket = {:?}\n{}\n",
             options.intercept.name(),
             remotes.join(", "),
+            local_socket.display().to_string(),
             options.local_extra
         )?;
         writeln!(local_conf, "[log]\nlevel = {:?}", options.log_level)?;
@@ -156,6 +167,8 @@ impl Bridge {
             local,
             remote,
             local_config: local_path,
+            local_socket,
+            remote_socket,
         })
     }
 

@@ -65,6 +65,14 @@ const FLAG_LOG_LEVEL: &str = "--log-level";
 
 const GENKEY_HINT: &str = "generate one with: mpbridge genkey";
 
+// The control socket and metrics (`local.control_socket`, `…metrics_listen`).
+/// Where `mpbridge local` serves its control socket unless told otherwise.
+pub const DEFAULT_LOCAL_CONTROL_SOCKET: &str = "/run/mpbridge/local.sock";
+/// Where `mpbridge remote` serves its control socket unless told otherwise.
+pub const DEFAULT_REMOTE_CONTROL_SOCKET: &str = "/run/mpbridge/remote.sock";
+/// A Unix socket path's limit: `sun_path` holds 108 bytes with the NUL.
+const MAX_SOCKET_PATH_LEN: usize = 107;
+
 // Path management (`[[link]]`, `[probe]`, `[paths]`).
 /// At most this many links: the kernel's MPTCP subflow limit (MPTCP_PM_ADDR_MAX).
 pub const MAX_LINKS: usize = 8;
@@ -285,6 +293,18 @@ impl RouteSettings {
     }
 }
 
+/// The daemon's control socket and metrics endpoint (`control_socket`,
+/// `metrics_listen` in its section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlSettings {
+    /// The Unix socket `mpbridge status` reads; `None` when turned off
+    /// (`control_socket = ""`).
+    pub socket: Option<PathBuf>,
+    /// Where Prometheus metrics are served over HTTP; off by default, and
+    /// only in builds with the `metrics` feature.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
 /// Everything `mpbridge local` needs, validated.
 #[derive(Debug, Clone)]
 pub struct LocalSettings {
@@ -310,6 +330,7 @@ pub struct LocalSettings {
     pub auth: Auth,
     pub limits: Limits,
     pub paths: PathSettings,
+    pub control: ControlSettings,
     /// One of error, warn, info, debug, trace.
     pub log_level: String,
 }
@@ -417,6 +438,7 @@ pub struct RemoteSettings {
     pub auth: Auth,
     pub limits: Limits,
     pub paths: PathSettings,
+    pub control: ControlSettings,
     /// One of error, warn, info, debug, trace.
     pub log_level: String,
 }
@@ -617,6 +639,8 @@ struct RawLocal {
     firewall: Field<String>,
     lan_interfaces: List,
     bypass: List,
+    control_socket: Field<String>,
+    metrics_listen: Field<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -628,6 +652,8 @@ struct RawRemote {
     allow: List,
     deny: List,
     allow_loopback: Field<bool>,
+    control_socket: Field<String>,
+    metrics_listen: Field<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -771,7 +797,7 @@ impl ConfigFile {
     pub fn local(&self, ov: &Overrides) -> Result<(LocalSettings, Vec<Warning>), ConfigError> {
         let mut warnings = Vec::new();
         let common = self.common(ov, &mut warnings)?;
-        Ok((self.local_with(ov, &common)?, warnings))
+        Ok((self.local_with(ov, &common, &mut warnings)?, warnings))
     }
 
     /// Validates `[auth]`, `[remote]`, `[limits]` and `[log]` with the flags applied.
@@ -788,7 +814,7 @@ impl ConfigFile {
         let mut roles = Vec::new();
         let common = self.common(&ov, &mut warnings)?;
         if self.raw.local.is_some() {
-            self.local_with(&ov, &common)?;
+            self.local_with(&ov, &common, &mut warnings)?;
             roles.push(Role::Local);
         }
         if self.raw.remote.is_some() {
@@ -994,7 +1020,12 @@ impl ConfigFile {
         }
     }
 
-    fn local_with(&self, ov: &Overrides, common: &Common) -> Result<LocalSettings, ConfigError> {
+    fn local_with(
+        &self,
+        ov: &Overrides,
+        common: &Common,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<LocalSettings, ConfigError> {
         let (raw, header) = section(&self.raw.local);
         let listen = match &ov.listen {
             Some(addrs) => cli_addrs(addrs, FLAG_LISTEN, AddrUse::Listen)?,
@@ -1047,6 +1078,12 @@ impl ConfigFile {
             auth: common.auth.clone(),
             limits: common.limits.clone(),
             paths,
+            control: self.control(
+                Role::Local,
+                &raw.control_socket,
+                &raw.metrics_listen,
+                warnings,
+            )?,
             log_level: common.log_level.clone(),
         })
     }
@@ -1102,6 +1139,12 @@ impl ConfigFile {
             auth: common.auth.clone(),
             limits: common.limits.clone(),
             paths,
+            control: self.control(
+                Role::Remote,
+                &raw.control_socket,
+                &raw.metrics_listen,
+                warnings,
+            )?,
             log_level: common.log_level.clone(),
         })
     }
@@ -1286,6 +1329,78 @@ impl ConfigFile {
                 DEFAULT_NEXTHOP_BASE,
                 "",
             )?,
+        })
+    }
+
+    /// `role`'s control socket: `control_socket` of its section, or the default.
+    fn control_socket(
+        &self,
+        role: Role,
+        socket: &Field<String>,
+    ) -> Result<Option<PathBuf>, ConfigError> {
+        match socket {
+            None => Ok(Some(PathBuf::from(match role {
+                Role::Local => DEFAULT_LOCAL_CONTROL_SOCKET,
+                Role::Remote => DEFAULT_REMOTE_CONTROL_SOCKET,
+            }))),
+            Some(path) => check_socket_path(path.get_ref())
+                .map_err(|p| self.invalid(path.span(), format!("{role}.control_socket"), p)),
+        }
+    }
+
+    /// Both roles' control sockets (`None`: turned off), for `mpbridge
+    /// status`; no other field is validated.
+    pub fn control_sockets(&self) -> Result<Vec<(Role, Option<PathBuf>)>, ConfigError> {
+        let (local, _) = section(&self.raw.local);
+        let (remote, _) = section(&self.raw.remote);
+        Ok(vec![
+            (
+                Role::Local,
+                self.control_socket(Role::Local, &local.control_socket)?,
+            ),
+            (
+                Role::Remote,
+                self.control_socket(Role::Remote, &remote.control_socket)?,
+            ),
+        ])
+    }
+
+    /// `control_socket` and `metrics_listen` of `role`'s section.
+    fn control(
+        &self,
+        role: Role,
+        socket: &Field<String>,
+        metrics: &Field<String>,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<ControlSettings, ConfigError> {
+        let socket = self.control_socket(role, socket)?;
+        let metrics_listen = match metrics {
+            None => None,
+            Some(text) => {
+                let field = format!("{role}.metrics_listen");
+                if !cfg!(feature = "metrics") {
+                    return Err(self.invalid(
+                        text.span(),
+                        field,
+                        "this mpbridge was built without the `metrics` feature (expected no \
+                         metrics_listen, or a build with `cargo build --features metrics`)",
+                    ));
+                }
+                let addr = parse_socket_addr(text.get_ref(), AddrUse::Listen)
+                    .map_err(|p| self.invalid(text.span(), &field, p))?;
+                if !addr.ip().to_canonical().is_loopback() {
+                    warnings.push(Warning(format!(
+                        "{field} = \"{addr}\": the metrics are served without authentication \
+                         to whoever can reach that address; keep it on loopback or a management \
+                         network"
+                    )));
+                }
+                Some(addr)
+            }
+        };
+        Ok(ControlSettings {
+            socket,
+            metrics_listen,
         })
     }
 
@@ -1522,6 +1637,31 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
         }
     }
     Ok(net)
+}
+
+/// A control socket path: absolute and short enough for `sun_path`, or
+/// empty (no control socket).
+fn check_socket_path(path: &str) -> Result<Option<PathBuf>, String> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    if !path.starts_with('/') {
+        return Err(format!(
+            "\"{path}\" is not an absolute path (expected e.g. \"/run/mpbridge/local.sock\", or \
+             \"\" for no control socket)"
+        ));
+    }
+    if path.contains('\0') {
+        return Err("contains a NUL character (expected a path)".to_owned());
+    }
+    if path.len() > MAX_SOCKET_PATH_LEN {
+        return Err(format!(
+            "\"{path}\" is {} bytes long (expected at most {MAX_SOCKET_PATH_LEN}, the limit of a \
+             Unix socket path)",
+            path.len()
+        ));
+    }
+    Ok(Some(PathBuf::from(path)))
 }
 
 /// An interface name the kernel would accept.
@@ -2135,6 +2275,13 @@ mod tests {
         assert_eq!(s.limits.drain, Duration::from_secs(10));
         assert_eq!(s.limits.pipe_size, 262_144);
         assert_eq!(s.log_level, "info");
+        assert_eq!(
+            s.control,
+            ControlSettings {
+                socket: Some(PathBuf::from("/run/mpbridge/local.sock")),
+                metrics_listen: None,
+            }
+        );
         let (send, accept, window, replay) = psk(&s.auth);
         assert_eq!(send.id, 1);
         assert_eq!(hex::encode(send.secret.expose()), KEY);
@@ -2154,7 +2301,71 @@ mod tests {
         assert_eq!(s.policy, DestPolicy::default());
         assert_eq!(s.limits, Limits::default());
         assert_eq!(s.log_level, "info");
+        assert_eq!(
+            s.control.socket,
+            Some(PathBuf::from("/run/mpbridge/remote.sock"))
+        );
+        assert_eq!(s.control.metrics_listen, None);
         psk(&s.auth);
+    }
+
+    #[test]
+    fn control_sockets_are_read_per_role_and_can_be_turned_off() {
+        let text = format!(
+            "[auth]\nkey = \"{KEY}\"\n[local]\nremotes = [\"192.0.2.2:4443\"]\n\
+             control_socket = \"/tmp/a/l.sock\"\n[remote]\ncontrol_socket = \"\"\n"
+        );
+        let (l, _) = local(&text).unwrap();
+        assert_eq!(l.control.socket, Some(PathBuf::from("/tmp/a/l.sock")));
+        let (r, _) = remote(&text).unwrap();
+        assert_eq!(r.control.socket, None);
+        // `mpbridge status` reads both without the rest being valid.
+        let sockets = parse("[local]\ncontrol_socket = \"/x.sock\"\n[auth]\nkey_id = 1\n")
+            .unwrap()
+            .control_sockets()
+            .unwrap();
+        assert_eq!(
+            sockets,
+            vec![
+                (Role::Local, Some(PathBuf::from("/x.sock"))),
+                (
+                    Role::Remote,
+                    Some(PathBuf::from("/run/mpbridge/remote.sock"))
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn metrics_listen_needs_the_metrics_feature() {
+        let text =
+            format!("[auth]\nkey = \"{KEY}\"\n[remote]\nmetrics_listen = \"127.0.0.1:9410\"\n");
+        if cfg!(feature = "metrics") {
+            let (r, warnings) = remote(&text).unwrap();
+            assert_eq!(
+                r.control.metrics_listen,
+                Some("127.0.0.1:9410".parse().unwrap())
+            );
+            assert!(warnings.is_empty(), "{warnings:?}");
+            let open = text.replace("127.0.0.1", "0.0.0.0");
+            let (_, warnings) = remote(&open).unwrap();
+            assert!(
+                warnings
+                    .iter()
+                    .any(|w| w.0.contains("without authentication")),
+                "{warnings:?}"
+            );
+        } else {
+            let message = error_text(remote(&text));
+            assert!(
+                message.starts_with(&format!("{ORIGIN}:4:18: remote.metrics_listen: ")),
+                "{message}"
+            );
+            assert!(
+                message.contains("without the `metrics` feature"),
+                "{message}"
+            );
+        }
     }
 
     #[test]
@@ -2211,6 +2422,23 @@ mod tests {
     fn error_cases() -> Vec<ErrorCase> {
         let key = format!("[auth]\nkey = \"{KEY}\"\n");
         vec![
+            (
+                "relative control socket",
+                format!("{key}[remote]\ncontrol_socket = \"run/r.sock\"\n"),
+                Role::Remote,
+                "/etc/mpbridge/mpbridge.toml:4:18: remote.control_socket: ",
+                "\"run/r.sock\" is not an absolute path",
+            ),
+            (
+                "control socket path too long",
+                format!(
+                    "{key}[local]\nremotes = [\"192.0.2.2:4443\"]\ncontrol_socket = \"/{}\"\n",
+                    "s".repeat(107)
+                ),
+                Role::Local,
+                "/etc/mpbridge/mpbridge.toml:5:18: local.control_socket: ",
+                "is 108 bytes long (expected at most 107",
+            ),
             (
                 "unknown field",
                 format!("{key}[local]\nremotes = [\"192.0.2.2:4443\"]\n\n\n\n[auth.x]\n"),

@@ -26,6 +26,9 @@ pub enum StartError {
     /// The interception rules could not be installed, or would loop.
     #[error("{0}")]
     Firewall(#[from] FirewallError),
+    /// The control socket could not be created (or a live daemon holds it).
+    #[error("{0}")]
+    Control(#[from] crate::control::ControlError),
     /// The path manager could not set the links up.
     #[error("{0}")]
     Paths(#[from] crate::paths::PathError),
@@ -47,6 +50,7 @@ impl StartError {
                 77
             }
             StartError::Firewall(_) => 69,
+            StartError::Control(e) => e.exit_code(),
             StartError::Paths(crate::paths::PathError::Unavailable(_)) => 69,
             StartError::Paths(_) => 71, // EX_OSERR
             StartError::Socket(SocketError::NoMptcp(_)) => 69,

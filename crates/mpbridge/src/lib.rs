@@ -21,6 +21,7 @@
 //! - `netlink`: the daemon's one netlink socket: requests, acknowledgements,
 //!   dumps, multicast, and the writer of messages and attributes.
 //! - [`paths`]: the path manager: MPTCP endpoints, policy routing, probes.
+//! - [`control`]: the control socket, `mpbridge status`, metrics.
 //! - [`server`]: the accept loop: connection cap, back-off, drain.
 //! - [`checks`]: start-up checks of the kernel; configured keys to cookie keys.
 //! - [`sys`]: socket options and syscalls the safe crates lack.
@@ -29,6 +30,7 @@
 
 pub mod checks;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod firewall;
 pub mod header;

@@ -6,20 +6,21 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use convert::{ErrorCode, Message};
 use portable_atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
-use crate::config::{Auth, ConfigError, FirewallMode, LocalSettings};
+use crate::config::{Auth, ConfigError, FirewallMode, LocalSettings, Role};
+use crate::control::{self, Observed};
 use crate::error::StartError;
 use crate::firewall::{self, AddressMonitor, Firewall, Plan};
 use crate::header::{self, ReadError};
 use crate::intercept;
 use crate::ratelimit::LogLimit;
-use crate::relay::{self, Counters, PumpError, RelayEnd};
+use crate::relay::{self, PumpError, RelayEnd};
 use crate::server::{self, Accepted, ServeOptions, Stats};
 use crate::sys::{self, Transport};
 use crate::{checks, warn_limited};
@@ -116,6 +117,9 @@ pub async fn run(
     }
     // Installed before the rules exist: SIGHUP's default action is to exit.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    // First: a second daemon finds the first one's control socket (a
+    // clearer error than its busy listen port) before changing anything.
+    let endpoints = control::bind(&settings.control)?;
     let listeners = bind(&settings)?;
     let side = crate::paths::Side::Local {
         remotes: settings.remotes.clone(),
@@ -152,6 +156,9 @@ pub async fn run(
             None
         }
     };
+    let stats = Arc::new(Stats::default());
+    let observed = Observed::of_daemon(Role::Local, &stats, paths.as_ref(), &settings.paths);
+    let control = endpoints.serve(observed);
     for addr in &bound {
         tracing::info!(%addr, intercept = %settings.intercept, "local listening");
     }
@@ -168,7 +175,6 @@ pub async fn run(
     if let (Some(hangup), Some(reload)) = (hangup, reload) {
         tasks.spawn(follow_hangups(hangup, reload, firewall.clone()));
     }
-    let stats = Arc::new(Stats::default());
     let stop_diverting = firewall.clone();
     let shutdown = async move {
         shutdown.await;
@@ -177,6 +183,7 @@ pub async fn run(
         }
     };
     serve(settings, listeners, stats.clone(), shutdown).await;
+    control.stop().await;
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     stop_following.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -323,8 +330,14 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     };
 
     let upstream_guard = relay::ResetOnDrop::new(&upstream);
-    let counters = Counters::default();
-    let started = Instant::now();
+    let transport = if settings.mptcp {
+        Transport::Mptcp
+    } else {
+        Transport::Tcp
+    };
+    // Declared after the sockets: leaves the registry before they close.
+    let conn = shared.stats.register(peer, dest, &upstream, transport);
+    let counters = conn.counters();
     let pipe = settings.limits.pipe_size;
     let up = async {
         relay::pump(&client, &upstream, pipe, &counters.up)
@@ -354,14 +367,14 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         }
         Err(e) => {
             // The guards reset both sides when they go out of scope.
-            report_failure(&e, dest);
+            report_failure(&shared.stats, &e, dest);
             RelayEnd::Reset(match e {
                 LocalRelayError::Pump(p) => p,
                 LocalRelayError::Reply(r) => PumpError::Read(io::Error::other(r.to_string())),
             })
         }
     };
-    shared.stats.record_relay(&counters, &end, started);
+    conn.finish(&end);
 }
 
 /// This host's addresses, read afresh (they change at run time: DHCP, a new
@@ -375,9 +388,16 @@ fn own_addresses(shared: &Shared, dest: SocketAddr) -> Vec<IpAddr> {
     }
 }
 
-/// Logs why a relay ended badly: refusals the operator must act on at warn,
-/// the destination's own answers (refused, unreachable) at debug.
-fn report_failure(e: &LocalRelayError, dest: SocketAddr) {
+/// Counts and logs why a relay ended badly: refusals the operator must act
+/// on at warn, the destination's own answers (refused, unreachable) at debug.
+fn report_failure(stats: &Stats, e: &LocalRelayError, dest: SocketAddr) {
+    match e {
+        LocalRelayError::Reply(ReplyError::Refused(_)) => Stats::bump(&stats.remote_refused),
+        LocalRelayError::Reply(
+            ReplyError::Malformed(_) | ReplyError::Closed | ReplyError::Timeout(_),
+        ) => Stats::bump(&stats.bad_reply),
+        LocalRelayError::Reply(ReplyError::Io(_)) | LocalRelayError::Pump(_) => {}
+    }
     match e {
         LocalRelayError::Reply(ReplyError::Refused(code @ ErrorCode::NotAuthorized))
         | LocalRelayError::Reply(ReplyError::Refused(code @ ErrorCode::MissingCookie)) => {

@@ -58,10 +58,39 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         key_file: Option<PathBuf>,
     },
+    /// Show the running daemon's links, counters and connections.
+    Status {
+        /// The daemon's control socket (default: local.control_socket and
+        /// remote.control_socket of the config file).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Which daemon: local or remote (default: whichever runs).
+        #[arg(long, value_enum, value_name = "MODE")]
+        mode: Option<Mode>,
+        /// Print JSON (one object per line with --watch).
+        #[arg(long)]
+        json: bool,
+        /// Refresh every second.
+        #[arg(short, long)]
+        watch: bool,
+        /// List every connection (default: the --top fastest).
+        #[arg(long)]
+        connections: bool,
+        /// How many connections to list, fastest first.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        top: usize,
+    },
     /// Validate the config file and exit.
     CheckConfig,
     /// Print a new random pre-shared key (hex) for the key file.
     Genkey,
+}
+
+/// A daemon `mpbridge status` talks to.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Mode {
+    Local,
+    Remote,
 }
 
 fn main() -> ExitCode {
@@ -128,6 +157,34 @@ fn main() -> ExitCode {
             Err(e) => Err(e.into()),
         },
         Command::Genkey => genkey(),
+        Command::Status {
+            socket,
+            mode,
+            json,
+            watch,
+            connections,
+            top,
+        } => {
+            let options = mpbridge::control::client::Options {
+                socket,
+                mode: mode.map(|m| match m {
+                    Mode::Local => config::Role::Local,
+                    Mode::Remote => config::Role::Remote,
+                }),
+                config: path,
+                config_explicit: explicit,
+                json,
+                watch,
+                limit: (!connections).then_some(top),
+            };
+            return match mpbridge::control::client::run(&options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mpbridge status: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,11 +14,12 @@ use socket2::Socket;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
-use crate::config::{Auth, PolicyRefusal, RemoteSettings};
+use crate::config::{Auth, PolicyRefusal, RemoteSettings, Role};
+use crate::control::{self, Observed};
 use crate::error::StartError;
 use crate::header::{self, ReadError};
 use crate::ratelimit::LogLimit;
-use crate::relay::{self, Counters};
+use crate::relay;
 use crate::server::{self, Accepted, ServeOptions, Stats};
 use crate::sys::{self, Transport};
 use crate::{checks, warn_limited};
@@ -188,16 +189,22 @@ pub async fn run(
 ) -> Result<(), StartError> {
     checks::mptcp_available()?;
     checks::fastopen_server();
+    // First: a second daemon finds the first one's control socket (a
+    // clearer error than its busy listen port) before changing anything.
+    let endpoints = control::bind(&settings.control)?;
     let listeners = bind(&settings.listen)?;
     let side = crate::paths::Side::Remote;
     let paths = crate::paths::PathManager::start(&settings.paths, side, &settings.auth).await?;
+    let stats = Arc::new(Stats::default());
+    let observed = Observed::of_daemon(Role::Remote, &stats, paths.as_ref(), &settings.paths);
+    let control = endpoints.serve(observed);
     for l in &listeners {
         if let Ok(addr) = l.local_addr() {
             tracing::info!(%addr, "remote listening (MPTCP, TCP Fast Open)");
         }
     }
-    let stats = Arc::new(Stats::default());
     serve(settings, listeners, stats.clone(), shutdown).await;
+    control.stop().await;
     if let Some(paths) = paths {
         paths.stop().await;
     }
@@ -241,8 +248,9 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     // both sides instead of closing them with FIN.
     let stream_guard = relay::ResetOnDrop::new(&stream);
     let upstream_guard = relay::ResetOnDrop::new(&upstream);
-    let counters = Counters::default();
-    let started = Instant::now();
+    // The listener is MPTCP: so is `stream`, unless it fell back.
+    let conn = shared.stats.register(peer, dest, &stream, Transport::Mptcp);
+    let counters = conn.counters();
     let result = async {
         relay::write_all(&stream, &reply)
             .await
@@ -258,12 +266,12 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     }
     .await;
     let end = match result {
-        Ok(()) => relay::relay(&stream, &upstream, settings.limits.pipe_size, &counters).await,
+        Ok(()) => relay::relay(&stream, &upstream, settings.limits.pipe_size, counters).await,
         Err(e) => relay::finish(&stream, &upstream, Err(e)),
     };
+    conn.finish(&end);
     stream_guard.disarm();
     upstream_guard.disarm();
-    shared.stats.record_relay(&counters, &end, started);
 }
 
 /// A decoded Convert header and the stream bytes that came right behind it.

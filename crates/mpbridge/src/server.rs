@@ -5,22 +5,25 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use portable_atomic::{AtomicU64, Ordering};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::control::registry::Registry;
 use crate::ratelimit::LogLimit;
-use crate::relay::{Counters, RelayEnd};
 use crate::{sys, warn_limited};
 
-/// Counters of one daemon since start, for logs and the status view.
+/// Counters of one daemon since start, and the connections it relays now,
+/// for logs and the status view.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Connections accepted and handed to a handler.
     pub accepted: AtomicU64,
+    /// Connections being handled now (a gauge).
+    pub open: AtomicU64,
     /// Connections refused because `max_connections` were open.
     pub refused_limit: AtomicU64,
     /// Refused: the cookie was missing, wrong, expired or replayed.
@@ -31,31 +34,25 @@ pub struct Stats {
     pub refused_malformed: AtomicU64,
     /// The next hop (remote or destination) could not be reached.
     pub dial_failed: AtomicU64,
+    /// The remote refused with an Error TLV (router A).
+    pub remote_refused: AtomicU64,
+    /// The remote's reply was malformed, missing or late (router A).
+    pub bad_reply: AtomicU64,
     /// Relays that ended in a reset rather than two FINs.
     pub resets: AtomicU64,
-    /// Bytes relayed from clients towards destinations.
+    /// Bytes relayed from clients towards destinations, by connections
+    /// that have ended ([`Registry::look`] adds the live ones).
     pub bytes_up: AtomicU64,
-    /// Bytes relayed from destinations back to clients.
+    /// Bytes relayed from destinations back to clients, likewise.
     pub bytes_down: AtomicU64,
+    /// The connections being relayed now.
+    pub live: Registry,
 }
 
 impl Stats {
     /// Adds one to a counter.
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Adds a finished relay's bytes and outcome, and logs it at debug.
-    pub fn record_relay(&self, counters: &Counters, end: &RelayEnd, started: Instant) {
-        let up = counters.up.load(Ordering::Relaxed);
-        let down = counters.down.load(Ordering::Relaxed);
-        self.bytes_up.fetch_add(up, Ordering::Relaxed);
-        self.bytes_down.fetch_add(down, Ordering::Relaxed);
-        if matches!(end, RelayEnd::Reset(_)) {
-            Stats::bump(&self.resets);
-        }
-        let secs = started.elapsed().as_secs_f32();
-        tracing::debug!(up, down, secs, ?end, "closed");
     }
 
     /// One line for the log at exit.
@@ -93,7 +90,30 @@ pub struct Accepted {
     /// The peer's address.
     pub peer: SocketAddr,
     /// Held for the connection's lifetime; dropping it frees a slot.
-    pub permit: OwnedSemaphorePermit,
+    pub permit: Slot,
+}
+
+/// One of the `max_connections` slots, counted in [`Stats::open`] while held.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _open: Open,
+}
+
+/// Counts a connection in [`Stats::open`] while it lives (also when its
+/// task is aborted).
+struct Open(Arc<Stats>);
+
+impl Open {
+    fn new(stats: &Arc<Stats>) -> Open {
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        Open(Arc::clone(stats))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 static ACCEPT_ERRORS: LogLimit = LogLimit::refusals();
@@ -131,6 +151,7 @@ pub async fn serve<H, F>(
                     Ok(permit) => {
                         Stats::bump(&stats.accepted);
                         sys::enable_keepalive(&stream);
+                        let permit = Slot { _permit: permit, _open: Open::new(&stats) };
                         connections.spawn(handler(Accepted { stream, peer, permit }));
                     }
                     Err(_) => {
@@ -245,6 +266,7 @@ mod tests {
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
         assert_eq!(stats.refused_limit.load(Ordering::Relaxed), 1);
         assert_eq!(stats.accepted.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.open.load(Ordering::Relaxed), 1);
 
         // Shutdown drains for one second, then aborts the held connection.
         stop_tx.send(()).unwrap();
@@ -252,5 +274,10 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+        assert_eq!(
+            stats.open.load(Ordering::Relaxed),
+            0,
+            "aborted: no longer open"
+        );
     }
 }

@@ -1,10 +1,11 @@
 //! The small room where socket options and syscalls that the safe crates do
-//! not cover live: MPTCP socket creation, TCP Fast Open options, the host's
-//! own addresses, kernel sysctls. Every `unsafe` block of the daemon is here.
+//! not cover live: MPTCP socket creation, TCP Fast Open options, MPTCP
+//! connection info, the host's own addresses, kernel sysctls. Every `unsafe`
+//! block of the daemon is here.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -163,6 +164,15 @@ pub fn set_mark(socket: &impl AsRawFd, mark: u32) -> io::Result<()> {
 /// Every address configured on this host's interfaces (this network
 /// namespace's), from getifaddrs(3).
 pub fn local_addresses() -> io::Result<Vec<IpAddr>> {
+    Ok(interface_addresses()?
+        .into_iter()
+        .map(|(_, addr)| addr)
+        .collect())
+}
+
+/// Every address configured on this host's interfaces with the name of the
+/// interface holding it, from getifaddrs(3).
+pub fn interface_addresses() -> io::Result<Vec<(String, IpAddr)>> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs writes a list head we free below with freeifaddrs.
     if unsafe { libc::getifaddrs(&mut head) } != 0 {
@@ -173,31 +183,155 @@ pub fn local_addresses() -> io::Result<Vec<IpAddr>> {
     while !cursor.is_null() {
         // SAFETY: cursor is a node of the list getifaddrs returned, not yet freed.
         let entry = unsafe { &*cursor };
-        if !entry.ifa_addr.is_null() {
-            // SAFETY: ifa_addr points to a sockaddr whose family field says
-            // which concrete struct it is; we read only that struct.
-            let family = unsafe { (*entry.ifa_addr).sa_family } as libc::c_int;
-            match family {
-                libc::AF_INET => {
-                    // SAFETY: family AF_INET means a sockaddr_in.
-                    let sin = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
-                    out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                        sin.sin_addr.s_addr,
-                    ))));
-                }
-                libc::AF_INET6 => {
-                    // SAFETY: family AF_INET6 means a sockaddr_in6.
-                    let sin6 = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in6) };
-                    out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
-                }
-                _ => {}
-            }
-        }
         cursor = entry.ifa_next;
+        if entry.ifa_addr.is_null() || entry.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr points to a sockaddr whose family field says
+        // which concrete struct it is; we read only that struct.
+        let family = unsafe { (*entry.ifa_addr).sa_family } as libc::c_int;
+        let addr = match family {
+            libc::AF_INET => {
+                // SAFETY: family AF_INET means a sockaddr_in.
+                let sin = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
+                IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: family AF_INET6 means a sockaddr_in6.
+                let sin6 = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in6) };
+                IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
+            }
+            _ => continue,
+        };
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) };
+        out.push((name.to_string_lossy().into_owned(), addr));
     }
     // SAFETY: head came from getifaddrs and is freed exactly once.
     unsafe { libc::freeifaddrs(head) };
     Ok(out)
+}
+
+/// The name of the interface with index `index`, if there is one.
+pub fn interface_name(index: u32) -> Option<String> {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `name` holds IF_NAMESIZE bytes, as if_indextoname requires;
+    // on success it holds a NUL-terminated name.
+    let found = unsafe { libc::if_indextoname(index, name.as_mut_ptr()) };
+    if found.is_null() {
+        return None;
+    }
+    // SAFETY: if_indextoname returned `name`, now NUL-terminated within it.
+    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// `SOL_MPTCP` (linux/socket.h).
+const SOL_MPTCP: libc::c_int = 284;
+
+/// The MPTCP getsockopt options whose input holds sizes only (linux/mptcp.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MptcpOption {
+    /// `struct mptcp_info` of the connection (Linux >= 5.16).
+    Info = 1,
+    /// Each subflow's `struct tcp_info` (Linux >= 5.16).
+    TcpInfo = 2,
+    /// Each subflow's local and remote address (Linux >= 5.16).
+    SubflowAddrs = 3,
+}
+
+/// MPTCP_FULL_INFO (Linux >= 6.5): the three in one consistent call.
+const MPTCP_FULL_INFO: libc::c_int = 4;
+
+/// getsockopt(2) into `buf`, which goes in as the option's input too;
+/// returns how many bytes the kernel wrote.
+///
+/// # Safety
+/// The option must not make the kernel write outside `buf`: an option
+/// whose input carries addresses (MPTCP_FULL_INFO) must point them at live
+/// buffers at least as large as the sizes it gives.
+unsafe fn getsockopt_raw(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    let mut len = libc::socklen_t::try_from(buf.len())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `buf` is valid for writes of `len` bytes for the whole call
+    // and the kernel writes at most `len` bytes there; `len` is a live
+    // socklen_t; what else the option writes is the caller's promise.
+    let rc = unsafe { libc::getsockopt(fd, level, name, buf.as_mut_ptr().cast(), &mut len) };
+    if rc == 0 {
+        Ok((len as usize).min(buf.len()))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads an MPTCP socket option into `buf` (prepared with the sizes the
+/// option expects); returns how many bytes the kernel wrote.
+pub fn mptcp_sockopt(fd: RawFd, option: MptcpOption, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: these options write into `buf` only; their input holds sizes,
+    // never addresses.
+    unsafe { getsockopt_raw(fd, SOL_MPTCP, option as libc::c_int, buf) }
+}
+
+/// `struct mptcp_full_info` up to and without its `mptcp_info` (the
+/// kernel's MIN_FULL_INFO_OPTLEN_SIZE).
+pub const FULL_INFO_HEADER_LEN: usize = 40;
+
+/// What MPTCP_FULL_INFO wrote: the header (with the kernel's sizes and
+/// subflow count, then `mptcp_info`) and the two arrays it filled, one
+/// entry per subflow, at most the `max` subflows asked for.
+#[derive(Debug, Clone)]
+pub struct FullInfo {
+    pub header: Vec<u8>,
+    pub subflows: Vec<u8>,
+    pub tcp_info: Vec<u8>,
+}
+
+/// Reads MPTCP_FULL_INFO of an MPTCP socket: `max` entries of
+/// `subflow_size` bytes (`struct mptcp_subflow_info`) and of `tcp_size`
+/// bytes (`struct tcp_info`); the kernel fills at most its own sizes.
+pub fn mptcp_full_info(
+    fd: RawFd,
+    max: u32,
+    subflow_size: u32,
+    tcp_size: u32,
+) -> io::Result<FullInfo> {
+    let mut subflows = vec![0u8; max as usize * subflow_size as usize];
+    let mut tcp_info = vec![0u8; max as usize * tcp_size as usize];
+    // The header plus room for the kernel's `mptcp_info` (96 bytes today).
+    let mut header = vec![0u8; FULL_INFO_HEADER_LEN + 256];
+    header[4..8].copy_from_slice(&tcp_size.to_ne_bytes());
+    header[12..16].copy_from_slice(&subflow_size.to_ne_bytes());
+    header[20..24].copy_from_slice(&max.to_ne_bytes());
+    header[24..32].copy_from_slice(&(subflows.as_mut_ptr() as u64).to_ne_bytes());
+    header[32..40].copy_from_slice(&(tcp_info.as_mut_ptr() as u64).to_ne_bytes());
+    // SAFETY: besides `header`, the kernel writes only into `subflows` and
+    // `tcp_info`, through the two addresses in the header, at most `max`
+    // entries of at most the sizes given: what they hold. Neither vector is
+    // touched, moved or dropped until the call returns.
+    let written = unsafe { getsockopt_raw(fd, SOL_MPTCP, MPTCP_FULL_INFO, &mut header)? };
+    header.truncate(written);
+    Ok(FullInfo {
+        header,
+        subflows,
+        tcp_info,
+    })
+}
+
+/// Makes a socket's file mode `mode` before it is bound, so that a Unix
+/// socket's file is created with it (no window with looser permissions).
+pub fn fchmod(socket: &impl AsRawFd, mode: u32) -> io::Result<()> {
+    // SAFETY: the fd is a live descriptor borrowed for the call.
+    let rc = unsafe { libc::fchmod(socket.as_raw_fd(), mode as libc::mode_t) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]
@@ -228,6 +362,15 @@ mod tests {
             addrs.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)),
             "{addrs:?}"
         );
+    }
+
+    #[test]
+    fn interfaces_are_named_by_index_and_address() {
+        assert_eq!(interface_name(1).as_deref(), Some("lo"));
+        let named = interface_addresses().unwrap();
+        assert!(named
+            .iter()
+            .any(|(n, a)| n == "lo" && *a == IpAddr::V4(Ipv4Addr::LOCALHOST)));
     }
 
     #[test]

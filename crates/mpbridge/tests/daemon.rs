@@ -298,10 +298,23 @@ fn out_of_file_descriptors_the_remote_backs_off_instead_of_spinning() {
     let key = topo.workdir().join("key");
     std::fs::write(&key, common::KEY_HEX).unwrap();
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    // Only the control socket in the config: in the topology's directory.
+    let config = topo.workdir().join("remote.toml");
+    let socket = topo.workdir().join("remote.sock");
+    std::fs::write(
+        &config,
+        format!(
+            "[remote]\ncontrol_socket = {:?}\n",
+            socket.to_str().unwrap()
+        ),
+    )
+    .unwrap();
     // prlimit execs the daemon in place, so the PID is the daemon's.
     let mut cmd = Command::new("prlimit");
     cmd.arg("--nofile=48")
         .arg(env!("CARGO_BIN_EXE_mpbridge"))
+        .arg("-c")
+        .arg(&config)
         .args(["remote", "--listen", "0.0.0.0:4443", "--key-file"])
         .arg(&key);
     let remote = topo.spawn_named(Node::RouterB, "remote", &mut cmd).unwrap();

@@ -192,7 +192,35 @@ impl PathManager {
 
     /// A snapshot of every link's state, RTT and loss as of now.
     pub fn status(&self) -> Vec<LinkStatus> {
-        let links = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        self.reader().status()
+    }
+
+    /// A handle that reads the links' status while the manager runs (for
+    /// the control socket, which outlives no manager but is no part of it).
+    pub fn reader(&self) -> StatusReader {
+        StatusReader(Arc::clone(&self.status))
+    }
+
+    /// Stops following the links and removes every endpoint, rule and
+    /// route added, and restores the MPTCP limits found at start.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Reads the links' status; see [`PathManager::reader`].
+#[derive(Clone)]
+pub struct StatusReader(SharedStatus);
+
+impl StatusReader {
+    /// A snapshot of every link's state, RTT and loss as of now.
+    pub fn status(&self) -> Vec<LinkStatus> {
+        let links = self.0.lock().unwrap_or_else(|p| p.into_inner());
         links
             .iter()
             .map(|(status, health)| {
@@ -205,17 +233,6 @@ impl PathManager {
                 status
             })
             .collect()
-    }
-
-    /// Stops following the links and removes every endpoint, rule and
-    /// route added, and restores the MPTCP limits found at start.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
     }
 }
 

@@ -36,6 +36,7 @@ use crate::netlink::{
 
 // include/uapi/linux/if_link.h
 const IFLA_IFNAME: u16 = 3;
+const IFLA_STATS64: u16 = 23;
 /// Multicast groups of link and address changes.
 const RTMGRP_LINK: u32 = 0x1;
 const RTMGRP_IPV4_IFADDR: u32 = 0x10;
@@ -218,6 +219,44 @@ impl Rt {
 
     /// The interface named `name`, or `None` if there is none.
     pub fn link(&mut self, name: &str) -> io::Result<Option<LinkState>> {
+        let Some(header) = self
+            .get_link(name)?
+            .and_then(|payload| LinkHeader::parse(&payload).ok())
+        else {
+            return Ok(None);
+        };
+        let flags = header.flags;
+        let index = header.index;
+        let up = flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp);
+        Ok(Some(LinkState {
+            index,
+            up,
+            addrs: self.addresses(index)?,
+        }))
+    }
+
+    /// The interface's byte counters `(rx_bytes, tx_bytes)` from its
+    /// IFLA_STATS64, or `None` if there is no such interface.
+    pub fn link_bytes(&mut self, name: &str) -> io::Result<Option<(u64, u64)>> {
+        let Some(payload) = self.get_link(name)? else {
+            return Ok(None);
+        };
+        let header_len = LinkHeader::default().buffer_len();
+        let stats = payload
+            .get(header_len..)
+            .into_iter()
+            .flat_map(nl::attributes)
+            .find(|(kind, _)| *kind == IFLA_STATS64)
+            .map(|(_, value)| value);
+        // struct rtnl_link_stats64: rx_packets, tx_packets, rx_bytes, tx_bytes, …
+        let counter = |at: usize| -> Option<u64> {
+            Some(u64::from_ne_bytes(stats?.get(at..at + 8)?.try_into().ok()?))
+        };
+        Ok(counter(16).zip(counter(24)))
+    }
+
+    /// The RTM_NEWLINK answer (header and attributes) for interface `name`.
+    fn get_link(&mut self, name: &str) -> io::Result<Option<Vec<u8>>> {
         // `ip link show dev NAME`: a bare ifinfomsg and IFLA_IFNAME; the
         // answer is one RTM_NEWLINK, then the acknowledgement.
         let seq = self.sock.next_seq();
@@ -233,21 +272,10 @@ impl Rt {
             Err(e) if errno(&e) == Some(libc::ENODEV) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let Some(header) = answer
-            .iter()
-            .filter(|(k, _)| *k == RTM_NEWLINK)
-            .find_map(|(_, payload)| LinkHeader::parse(payload).ok())
-        else {
-            return Ok(None);
-        };
-        let flags = header.flags;
-        let index = header.index;
-        let up = flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp);
-        Ok(Some(LinkState {
-            index,
-            up,
-            addrs: self.addresses(index)?,
-        }))
+        Ok(answer
+            .into_iter()
+            .find(|(k, _)| *k == RTM_NEWLINK)
+            .map(|(_, payload)| payload))
     }
 
     fn addresses(&mut self, index: u32) -> io::Result<Vec<IpAddr>> {
@@ -448,6 +476,47 @@ impl Rt {
             self.delete_nexthop(nh.id)?;
         }
         Ok(ours.len())
+    }
+
+    /// The interface a packet from `src` to `dst` leaves by, as the kernel
+    /// routes it (`ip route get DST from SRC`: policy rules included), or
+    /// `None` when it has no route.
+    pub fn route_interface(&mut self, src: IpAddr, dst: IpAddr) -> io::Result<Option<u32>> {
+        let (src, dst) = (src.to_canonical(), dst.to_canonical());
+        if src.is_ipv6() != dst.is_ipv6() {
+            return Ok(None);
+        }
+        let host = if dst.is_ipv6() { 128 } else { 32 };
+        let addr = |ip: IpAddr| match ip {
+            IpAddr::V4(v4) => RouteAddress::Inet(v4),
+            IpAddr::V6(v6) => RouteAddress::Inet6(v6),
+        };
+        let mut query = RouteMessage::default();
+        query.header.address_family = family(dst.is_ipv6());
+        query.header.destination_prefix_length = host;
+        query.header.source_prefix_length = host;
+        query
+            .attributes
+            .push(RouteAttribute::Destination(addr(dst)));
+        query.attributes.push(RouteAttribute::Source(addr(src)));
+        let seq = self.sock.next_seq();
+        let bytes = nl::encode(RTM_GETROUTE, &query, NLM_F_REQUEST | NLM_F_ACK, seq);
+        let answer = match self.sock.dump(&bytes) {
+            Ok(answer) => answer,
+            Err(e) if matches!(errno(&e), Some(libc::ENETUNREACH | libc::EHOSTUNREACH)) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(answer
+            .iter()
+            .filter(|(kind, _)| *kind == RTM_NEWROUTE)
+            .filter_map(|(_, payload)| RouteMessage::parse(&payload[..]).ok())
+            .flat_map(|route| route.attributes)
+            .find_map(|a| match a {
+                RouteAttribute::Oif(index) => Some(index),
+                _ => None,
+            }))
     }
 
     /// Adds or replaces a route (idempotent).

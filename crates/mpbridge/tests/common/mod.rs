@@ -62,6 +62,9 @@ pub struct Bridge {
     pub local: Proc,
     pub remote: Proc,
     pub topo: Topology,
+    /// The daemons' control sockets.
+    pub local_socket: std::path::PathBuf,
+    pub remote_socket: std::path::PathBuf,
 }
 
 impl Bridge {
@@ -89,7 +92,31 @@ impl Bridge {
             local: daemons.local,
             remote: daemons.remote,
             topo,
+            local_socket: daemons.local_socket,
+            remote_socket: daemons.remote_socket,
         }
+    }
+
+    /// Runs the real `mpbridge status` with `args` inside router A (for the
+    /// local) or B (for the remote), against that daemon's socket; returns
+    /// its output.
+    pub fn status_command(&self, node: Node, args: &[&str]) -> anyhow::Result<String> {
+        let socket = match node {
+            Node::RouterA => &self.local_socket,
+            _ => &self.remote_socket,
+        };
+        let socket = socket.to_str().expect("a UTF-8 path");
+        let mut full = vec![env!("CARGO_BIN_EXE_mpbridge"), "status", "--socket", socket];
+        full.extend_from_slice(args);
+        self.topo.run(node, &full)
+    }
+
+    /// `mpbridge status --json --connections` of router A's or B's daemon.
+    pub fn status(&self, node: Node) -> serde_json::Value {
+        let out = self
+            .status_command(node, &["--json", "--connections"])
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.logs()));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
     }
 
     /// Both daemons' logs, for failure messages.
