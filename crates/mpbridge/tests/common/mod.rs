@@ -36,6 +36,9 @@ pub struct Options {
     pub backup_links: Vec<usize>,
     /// Extra top-level TOML for both daemons (e.g. `[probe]`).
     pub paths_extra: &'static str,
+    /// The program run as `mpbridge` (default: this build's binary), e.g.
+    /// a wrapper that runs a cross-built one under qemu-user.
+    pub binary: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -49,6 +52,7 @@ impl Default for Options {
             remotes: None,
             backup_links: Vec::new(),
             paths_extra: "",
+            binary: None,
         }
     }
 }
@@ -67,9 +71,19 @@ impl Bridge {
             links: (0..options.links).map(|_| LinkSpec::UNSHAPED).collect(),
         };
         let topo = Topology::build(&spec).expect("build the topology");
+        Self::start_in(topo, options)
+    }
+
+    /// Starts the daemons in a topology already built (and perhaps set up
+    /// further by the test).
+    pub fn start_in(topo: Topology, options: Options) -> Bridge {
+        let binary = options
+            .binary
+            .clone()
+            .unwrap_or_else(|| Path::new(env!("CARGO_BIN_EXE_mpbridge")).to_path_buf());
         let daemons = lab_bridge::Bridge::start(
             &topo,
-            Path::new(env!("CARGO_BIN_EXE_mpbridge")),
+            &binary,
             &lab_bridge::BridgeOptions {
                 intercept: options.mode,
                 local_key_hex: options.local_key.into(),
