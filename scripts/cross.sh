@@ -9,7 +9,9 @@
 #   scripts/cross.sh aarch64 armv7    # some (aarch64 armv7 mipsel x86_64)
 #
 # Binaries: $CARGO_TARGET_DIR/cross/<rust target>/router/mpbridge (target/
-# when CARGO_TARGET_DIR is unset). CROSS_FEATURES="a,b" adds cargo features.
+# when CARGO_TARGET_DIR is unset). They carry the router features
+# (CROSS_FEATURES, default "uci": `mpbridge uci` for OpenWrt's init script);
+# CROSS_FEATURES= builds the daemon alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,7 +48,8 @@ arches=("$@")
 for a in "${arches[@]}"; do rust_target "$a" >/dev/null; done
 
 features=()
-[ -z "${CROSS_FEATURES:-}" ] || features=(--features "$CROSS_FEATURES")
+cross_features="${CROSS_FEATURES-uci}"
+[ -z "$cross_features" ] || features=(--features "$cross_features")
 
 zig_ready=false
 setup_zig() {

@@ -63,6 +63,9 @@ pub struct BridgeOptions {
     pub backup_links: Vec<usize>,
     /// Extra top-level TOML for both daemons (e.g. a `[probe]` section).
     pub paths_extra: String,
+    /// The program run as `mpbridge remote`, when not the same as the
+    /// local's (e.g. another architecture's binary under qemu-user).
+    pub remote_mpbridge: Option<PathBuf>,
 }
 
 impl Default for BridgeOptions {
@@ -76,6 +79,7 @@ impl Default for BridgeOptions {
             log_level: "info".into(),
             backup_links: Vec::new(),
             paths_extra: String::new(),
+            remote_mpbridge: None,
         }
     }
 }
@@ -145,7 +149,7 @@ impl Bridge {
         let remote = start_daemon(
             topo,
             Node::RouterB,
-            mpbridge,
+            options.remote_mpbridge.as_deref().unwrap_or(mpbridge),
             &remote_path,
             "remote",
             "remote",

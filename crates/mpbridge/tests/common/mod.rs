@@ -39,6 +39,8 @@ pub struct Options {
     /// The program run as `mpbridge` (default: this build's binary), e.g.
     /// a wrapper that runs a cross-built one under qemu-user.
     pub binary: Option<std::path::PathBuf>,
+    /// The program run as `mpbridge remote`, if not `binary`.
+    pub remote_binary: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -53,6 +55,7 @@ impl Default for Options {
             backup_links: Vec::new(),
             paths_extra: "",
             binary: None,
+            remote_binary: None,
         }
     }
 }
@@ -93,6 +96,7 @@ impl Bridge {
                 log_level: "debug".into(),
                 backup_links: options.backup_links.clone(),
                 paths_extra: options.paths_extra.into(),
+                remote_mpbridge: options.remote_binary.clone(),
             },
         )
         .unwrap_or_else(|e| panic!("{e:#}"));
