@@ -118,10 +118,12 @@ peer = "PEER1"
 } > /tmp/local.toml
 chmod 600 /tmp/remote.toml /tmp/local.toml
 
-x "$B" mpbridge -c /tmp/remote.toml remote > /tmp/remote.log 2>&1 &
+# Started by nsenter itself (which execs them), not through x: $! is then
+# the daemon's PID, for the SIGTERM at the end.
+nsenter -t "$B" -n mpbridge -c /tmp/remote.toml remote > /tmp/remote.log 2>&1 &
 REMOTE=$!
 wait_for 60 has_log /tmp/remote.log "remote listening" || fail "mpbridge remote did not start"
-x "$A" mpbridge -c /tmp/local.toml local > /tmp/local.log 2>&1 &
+nsenter -t "$A" -n mpbridge -c /tmp/local.toml local > /tmp/local.log 2>&1 &
 LOCAL=$!
 wait_for 60 has_log /tmp/local.log "local listening" || fail "mpbridge local did not start"
 say "both daemons listening"
