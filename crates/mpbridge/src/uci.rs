@@ -856,6 +856,18 @@ config link
     }
 
     #[test]
+    fn the_packaged_default_config_renders_disabled() {
+        let text = include_str!("../../../openwrt/mpbridge/files/mpbridge.config");
+        let path = Path::new(DEFAULT_PATH);
+        let r = render(&parse(text, path).unwrap(), path).unwrap();
+        assert!(!r.enabled);
+        assert_eq!(r.role, Role::Local);
+        // Valid TOML of the daemon's shape (the key file exists only on a router).
+        config::parse_str(&r.toml, Path::new("/var/etc/mpbridge.toml")).unwrap();
+        assert!(r.toml.contains("interface = \"wlan2\""), "{}", r.toml);
+    }
+
+    #[test]
     fn enabled_is_a_uci_boolean() {
         let r =
             uci(&router_a().replace("option role", "option enabled '0'\n\toption role")).unwrap();
