@@ -11,10 +11,10 @@
 //!     option device 'wlan1'       peer, backup
 //! ```
 
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::config::{self, ConfigError, Location};
+use crate::config::{self, ConfigError, Location, Role};
 
 /// The package's UCI file.
 pub const DEFAULT_PATH: &str = "/etc/config/mpbridge";
@@ -196,22 +196,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Section>, UciError> {
         }
     }
     Ok(sections)
-}
-
-/// Which daemon the router runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Local,
-    Remote,
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Local => "local",
-            Role::Remote => "remote",
-        })
-    }
 }
 
 /// The TOML config made from a UCI file, and where each of its lines came from.
