@@ -375,6 +375,9 @@ pub struct RemoteSettings {
     /// Dialing the destination.
     pub connect_timeout: Duration,
     pub policy: DestPolicy,
+    /// Fixed receive buffer (bytes) of the accepted MPTCP connections; 0
+    /// leaves it to the kernel's autotuning (see the example config).
+    pub fastopen_rcvbuf: usize,
     pub auth: Auth,
     pub limits: Limits,
     pub paths: PathSettings,
@@ -583,6 +586,7 @@ struct RawRemote {
     allow: List,
     deny: List,
     allow_loopback: Field<bool>,
+    fastopen_rcvbuf: Field<i64>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -1054,6 +1058,13 @@ impl ConfigFile {
                 deny: self.cidrs(&raw.deny, "remote.deny")?,
                 allow_loopback,
             },
+            fastopen_rcvbuf: self.int(
+                raw.fastopen_rcvbuf.as_ref(),
+                "remote.fastopen_rcvbuf",
+                FASTOPEN_RCVBUF_RANGE,
+                DEFAULT_FASTOPEN_RCVBUF,
+                " bytes",
+            )?,
             auth: common.auth.clone(),
             limits: common.limits.clone(),
             paths,
