@@ -11,6 +11,9 @@ command -v nft >/dev/null || need_apt+=(nftables)
 command -v iperf3 >/dev/null || need_apt+=(iperf3)
 command -v nstat >/dev/null || need_apt+=(iproute2)
 command -v prlimit >/dev/null || need_apt+=(util-linux)
+# The router side: foreign binaries under emulation, script lint.
+command -v qemu-aarch64 >/dev/null || need_apt+=(qemu-user)
+command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: missing ${need_apt[*]}; run as root so they can be installed" >&2

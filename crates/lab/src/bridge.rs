@@ -65,6 +65,9 @@ pub struct BridgeOptions {
     pub backup_links: Vec<usize>,
     /// Extra top-level TOML for both daemons (e.g. a `[probe]` section).
     pub paths_extra: String,
+    /// The program run as `mpbridge remote`, when not the same as the
+    /// local's (e.g. another architecture's binary under qemu-user).
+    pub remote_mpbridge: Option<PathBuf>,
 }
 
 impl Default for BridgeOptions {
@@ -78,6 +81,7 @@ impl Default for BridgeOptions {
             log_level: "info".into(),
             backup_links: Vec::new(),
             paths_extra: String::new(),
+            remote_mpbridge: None,
         }
     }
 }
@@ -157,7 +161,7 @@ impl Bridge {
         let remote = start_daemon(
             topo,
             Node::RouterB,
-            mpbridge,
+            options.remote_mpbridge.as_deref().unwrap_or(mpbridge),
             &remote_path,
             "remote",
             "remote",

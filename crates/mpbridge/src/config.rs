@@ -435,6 +435,9 @@ pub struct RemoteSettings {
     /// Dialing the destination.
     pub connect_timeout: Duration,
     pub policy: DestPolicy,
+    /// Fixed receive buffer (bytes) of the accepted MPTCP connections; 0
+    /// leaves it to the kernel's autotuning (see the example config).
+    pub fastopen_rcvbuf: usize,
     pub auth: Auth,
     pub limits: Limits,
     pub paths: PathSettings,
@@ -654,6 +657,7 @@ struct RawRemote {
     allow_loopback: Field<bool>,
     control_socket: Field<String>,
     metrics_listen: Field<String>,
+    fastopen_rcvbuf: Field<i64>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -1136,6 +1140,13 @@ impl ConfigFile {
                 deny: self.cidrs(&raw.deny, "remote.deny")?,
                 allow_loopback,
             },
+            fastopen_rcvbuf: self.int(
+                raw.fastopen_rcvbuf.as_ref(),
+                "remote.fastopen_rcvbuf",
+                FASTOPEN_RCVBUF_RANGE,
+                DEFAULT_FASTOPEN_RCVBUF,
+                " bytes",
+            )?,
             auth: common.auth.clone(),
             limits: common.limits.clone(),
             paths,

@@ -49,11 +49,17 @@ pub fn bind(addr: SocketAddr, mode: Intercept) -> io::Result<TcpListener> {
             SocketAddr::V6(_) => socket.set_ip_transparent_v6(true),
         }
         .map_err(|e| {
+            let hint = match e.raw_os_error() {
+                // qemu-user passes no IP_TRANSPARENT through to the kernel.
+                Some(libc::ENOPROTOOPT) => {
+                    "this system does not know IP_TRANSPARENT (an emulator such as qemu-user?); \
+                     use intercept = \"redirect\""
+                }
+                _ => "needs CAP_NET_ADMIN",
+            };
             io::Error::new(
                 e.kind(),
-                format!(
-                    "cannot make {addr} a transparent (TPROXY) listener: {e} (needs CAP_NET_ADMIN)"
-                ),
+                format!("cannot make {addr} a transparent (TPROXY) listener: {e} ({hint})"),
             )
         })?;
     }

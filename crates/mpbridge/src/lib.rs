@@ -27,6 +27,8 @@
 //! - [`sys`]: socket options and syscalls the safe crates lack.
 //! - [`ratelimit`]: rate-limited logging of refusals.
 //! - [`error`]: start-up errors and their exit codes.
+//! - `uci` (feature `uci`): OpenWrt's `/etc/config/mpbridge` rendered into
+//!   the TOML config, mistakes named by UCI section and option.
 
 pub mod checks;
 pub mod config;
@@ -43,3 +45,5 @@ pub mod relay;
 pub mod remote;
 pub mod server;
 pub mod sys;
+#[cfg(feature = "uci")]
+pub mod uci;

@@ -84,6 +84,18 @@ enum Command {
     CheckConfig,
     /// Print a new random pre-shared key (hex) for the key file.
     Genkey,
+    /// Render OpenWrt's UCI config into the TOML config, validated; prints
+    /// the role and whether it is enabled ("local enabled").
+    #[cfg(feature = "uci")]
+    Uci {
+        /// Where to write the TOML config (mode 0600); nothing is written
+        /// when the UCI file has a mistake.
+        #[arg(short, long, value_name = "PATH")]
+        output: PathBuf,
+        /// The UCI file.
+        #[arg(default_value = mpbridge::uci::DEFAULT_PATH)]
+        file: PathBuf,
+    },
 }
 
 /// A daemon `mpbridge status` talks to.
@@ -185,6 +197,8 @@ fn main() -> ExitCode {
                 }
             };
         }
+        #[cfg(feature = "uci")]
+        Command::Uci { output, file } => return uci(&file, &output),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -209,6 +223,40 @@ fn genkey() -> Result<(), StartError> {
     }
     println!("{}", hex::encode(key));
     Ok(())
+}
+
+/// `mpbridge uci`: renders, validates, then writes the file in one step.
+#[cfg(feature = "uci")]
+fn uci(file: &std::path::Path, output: &std::path::Path) -> ExitCode {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let rendered = match mpbridge::uci::load(file, output) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mpbridge: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let tmp = output.with_extension("tmp");
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(rendered.toml.as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, output));
+    if let Err(e) = written {
+        eprintln!("mpbridge: cannot write {}: {e}", output.display());
+        return ExitCode::from(73); // EX_CANTCREAT
+    }
+    let state = if rendered.enabled {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    println!("{} {state}", rendered.role);
+    ExitCode::SUCCESS
 }
 
 fn init_logging(level: &str, warnings: &[Warning]) {

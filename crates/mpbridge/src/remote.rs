@@ -219,6 +219,13 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         permit: _permit,
     } = accepted;
     let settings = &shared.settings;
+    if settings.fastopen_rcvbuf > 0 {
+        // The receiving side of a connection whose SYN carried data stalls
+        // under autotuning when it reads slower than the link delivers
+        // (seen under emulation: the window stays shut); see
+        // `remote.fastopen_rcvbuf` in the example config.
+        sys::set_recv_buffer(&socket2::SockRef::from(&stream), settings.fastopen_rcvbuf);
+    }
     let request = match tokio::time::timeout(settings.header_timeout, read_request(&stream)).await {
         Ok(Ok(request)) => request,
         Ok(Err(refusal)) => return refuse(&shared, stream, peer, None, refusal).await,

@@ -364,3 +364,60 @@ fn with_firewall_none_the_daemon_installs_nothing() {
         bridge.topo.client_addr(false)
     );
 }
+
+/// An fw4-like ruleset (OpenWrt's firewall): its own `table inet fw4` on
+/// the same hooks as ours (prerouting at mangle, dstnat, filter chains).
+const FW4_LIKE: &str = "
+table inet fw4 {
+	chain input { type filter hook input priority filter; policy accept; ct state established,related accept; iifname \"lo\" accept; }
+	chain forward { type filter hook forward priority filter; policy accept; ct state established,related accept; }
+	chain output { type filter hook output priority filter; policy accept; }
+	chain mangle_prerouting { type filter hook prerouting priority mangle; policy accept; meta l4proto tcp counter; }
+	chain dstnat { type nat hook prerouting priority dstnat; policy accept; }
+	chain srcnat { type nat hook postrouting priority srcnat; policy accept; }
+}
+";
+
+/// OpenWrt's firewall beside the owned table: loading fw4's ruleset, fw4's
+/// restart (it replaces only `table inet fw4`) and `fw4 flush` (`nft flush
+/// ruleset`: every table not owned by a process goes) leave `inet mpbridge`
+/// in place and client TCP bridged.
+#[test]
+fn the_owned_table_survives_fw4_restart_and_flush_and_keeps_bridging() {
+    let bridge = Bridge::start(Options::default());
+    let listener = bridge.server_listener(false);
+    let rb = bridge.topo.rb_lan_addr(false);
+    let fw4 = bridge.topo.workdir().join("fw4.nft");
+    std::fs::write(&fw4, FW4_LIKE).unwrap();
+    let nft = |args: &[&str]| {
+        let mut full = vec!["nft"];
+        full.extend_from_slice(args);
+        bridge
+            .topo
+            .run(Node::RouterA, &full)
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    };
+    let fw4 = fw4.to_str().unwrap();
+
+    nft(&["-f", fw4]);
+    assert_eq!(seen_from(&bridge, &listener), rb, "bridged beside fw4");
+    // fw4 restart: its table is deleted and loaded again.
+    nft(&["delete", "table", "inet", "fw4"]);
+    nft(&["-f", fw4]);
+    assert!(table(&bridge).is_some(), "fw4's restart removed our table");
+    assert_eq!(
+        seen_from(&bridge, &listener),
+        rb,
+        "bridged after fw4 restart"
+    );
+    // fw4 flush.
+    nft(&["flush", "ruleset"]);
+    let ours = table(&bridge).expect("`nft flush ruleset` removed the owned table");
+    assert!(ours.contains("flags owner"), "{ours}");
+    assert!(
+        !nft(&["list", "tables"]).contains("fw4"),
+        "flush ruleset must remove fw4's table"
+    );
+    assert_eq!(seen_from(&bridge, &listener), rb, "bridged after fw4 flush");
+    assert!(bridge.local.is_running(), "{}", bridge.logs());
+}

@@ -68,6 +68,14 @@ pub enum PathError {
     Kernel(String),
 }
 
+/// Whether opening a netlink socket failed because the system refuses the
+/// netlink family itself (EPROTONOSUPPORT). Linux kernels always have
+/// generic netlink, so this means an emulator: qemu-user passes only
+/// NETLINK_ROUTE through.
+pub fn family_refused(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EPROTONOSUPPORT)
+}
+
 /// One link as the path manager sees it, for the status view.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkStatus {
@@ -102,8 +110,10 @@ type SharedStatus = Arc<Mutex<Vec<(LinkStatus, Option<watch::Receiver<LinkHealth
 impl PathManager {
     /// Sets the links up (after removing leftovers of an earlier run) and
     /// starts following them. `None` when no link is configured: then the
-    /// daemon leaves MPTCP endpoints and routing to the operator. On error
-    /// whatever was added is removed again.
+    /// daemon leaves MPTCP endpoints and routing to the operator. `None`
+    /// too, said in one warning, where the system refuses generic netlink
+    /// (qemu-user): the daemon then serves without a path manager, as with
+    /// no link. On error whatever was added is removed again.
     pub async fn start(
         settings: &PathSettings,
         side: Side,
@@ -112,8 +122,24 @@ impl PathManager {
         if settings.links.is_empty() {
             return Ok(None);
         }
-        let mut pm = Pm::connect()
-            .map_err(|e| PathError::Unavailable(format!("no generic netlink socket: {e}")))?;
+        let mut pm = match Pm::connect() {
+            Ok(pm) => pm,
+            Err(e) if family_refused(&e) => {
+                tracing::warn!(
+                    "path manager unavailable: this system refuses generic netlink ({e}; an \
+                     emulator such as qemu-user?), so the {} configured link(s) get no MPTCP \
+                     endpoints, limits, policy routing or probes from mpbridge; set them up \
+                     from outside (ip mptcp endpoint, ip rule) or run on a real kernel",
+                    settings.links.len()
+                );
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(PathError::Unavailable(format!(
+                    "no generic netlink socket: {e}"
+                )))
+            }
+        };
         let rt = Rt::connect()
             .map_err(|e| PathError::Unavailable(format!("no rtnetlink socket: {e}")))?;
         let saved_limits = pm.limits().map_err(|e| {
@@ -945,6 +971,14 @@ fn ignore_missing(e: io::Error) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_refused_netlink_family_counts_as_an_emulator() {
+        let err = io::Error::from_raw_os_error;
+        assert!(family_refused(&err(libc::EPROTONOSUPPORT)));
+        assert!(!family_refused(&err(libc::EPERM)));
+        assert!(!family_refused(&err(libc::ENOENT)));
+    }
 
     #[test]
     fn dropped_notifications_wake_the_manager_and_are_no_error() {

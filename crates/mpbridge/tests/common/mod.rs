@@ -38,6 +38,11 @@ pub struct Options {
     pub paths_extra: &'static str,
     /// Who routes between the LANs: static routes, or the daemons.
     pub lan_routes: LanRoutes,
+    /// The program run as `mpbridge` (default: this build's binary), e.g.
+    /// a wrapper that runs a cross-built one under qemu-user.
+    pub binary: Option<std::path::PathBuf>,
+    /// The program run as `mpbridge remote`, if not `binary`.
+    pub remote_binary: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -52,6 +57,8 @@ impl Default for Options {
             backup_links: Vec::new(),
             paths_extra: "",
             lan_routes: LanRoutes::Static,
+            binary: None,
+            remote_binary: None,
         }
     }
 }
@@ -73,9 +80,19 @@ impl Bridge {
             links: (0..options.links).map(|_| LinkSpec::UNSHAPED).collect(),
         };
         let topo = Topology::build_with(&spec, options.lan_routes).expect("build the topology");
+        Self::start_in(topo, options)
+    }
+
+    /// Starts the daemons in a topology already built (and perhaps set up
+    /// further by the test).
+    pub fn start_in(topo: Topology, options: Options) -> Bridge {
+        let binary = options
+            .binary
+            .clone()
+            .unwrap_or_else(|| Path::new(env!("CARGO_BIN_EXE_mpbridge")).to_path_buf());
         let daemons = lab_bridge::Bridge::start(
             &topo,
-            Path::new(env!("CARGO_BIN_EXE_mpbridge")),
+            &binary,
             &lab_bridge::BridgeOptions {
                 intercept: options.mode,
                 local_key_hex: options.local_key.into(),
@@ -85,6 +102,7 @@ impl Bridge {
                 log_level: "debug".into(),
                 backup_links: options.backup_links.clone(),
                 paths_extra: options.paths_extra.into(),
+                remote_mpbridge: options.remote_binary.clone(),
             },
         )
         .unwrap_or_else(|e| panic!("{e:#}"));

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Builds stripped, statically linked `mpbridge` binaries for routers with the
+# `router` profile (Cargo.toml) and prints their sizes. Installs what it needs
+# at pinned versions: rustup targets, the nightly's rust-src, and, for armv7
+# and mipsel (no prebuilt musl std for them), ziglang and cargo-zigbuild in a
+# Python venv under the cache dir (MPBRIDGE_CACHE, /var/cache/mpbridge).
+#
+#   scripts/cross.sh                  # all four
+#   scripts/cross.sh aarch64 armv7    # some (aarch64 armv7 mipsel x86_64)
+#
+# Binaries: $CARGO_TARGET_DIR/cross/<rust target>/router/mpbridge (target/
+# when CARGO_TARGET_DIR is unset). They carry the router features
+# (CROSS_FEATURES, default "uci": `mpbridge uci` for OpenWrt's init script);
+# CROSS_FEATURES= builds the daemon alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ZIGLANG_VERSION=0.14.1
+CARGO_ZIGBUILD_VERSION=0.24.1
+cache="${MPBRIDGE_CACHE:-/var/cache/mpbridge}"
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+out_dir="$target_dir/cross"
+
+# short name → rust target, OpenWrt package arch, how it is built
+rust_target() {
+    case "$1" in
+        aarch64) echo aarch64-unknown-linux-musl ;;
+        armv7) echo armv7-unknown-linux-musleabihf ;;
+        mipsel) echo mipsel-unknown-linux-musl ;;
+        x86_64) echo x86_64-unknown-linux-musl ;;
+        *) echo "cross: unknown arch $1 (aarch64, armv7, mipsel, x86_64)" >&2; return 1 ;;
+    esac
+}
+openwrt_arch() {
+    case "$1" in
+        aarch64) echo aarch64_cortex-a53 ;;
+        armv7) echo arm_cortex-a7_neon-vfpv4 ;;
+        mipsel) echo mipsel_24kc ;;
+        x86_64) echo x86_64 ;;
+    esac
+}
+# Stable has a prebuilt musl std for these two and links them with rust-lld
+# alone; the others need the nightly's -Zbuild-std and zig as the linker.
+needs_build_std() { [ "$1" = armv7 ] || [ "$1" = mipsel ]; }
+
+arches=("$@")
+[ "${#arches[@]}" -gt 0 ] || arches=(aarch64 armv7 mipsel x86_64)
+for a in "${arches[@]}"; do rust_target "$a" >/dev/null; done
+
+features=()
+cross_features="${CROSS_FEATURES-uci}"
+[ -z "$cross_features" ] || features=(--features "$cross_features")
+
+zig_ready=false
+setup_zig() {
+    $zig_ready && return
+    if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+        echo "cross: armv7 and mipsel need the nightly toolchain (rustup toolchain install nightly)" >&2
+        exit 1
+    fi
+    rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src' \
+        || rustup component add --toolchain nightly rust-src
+    local venv="$cache/zig-venv"
+    if ! "$venv/bin/python" -c "import ziglang" 2>/dev/null \
+        || ! "$venv/bin/cargo-zigbuild" --version 2>/dev/null | grep -q "$CARGO_ZIGBUILD_VERSION" \
+        || [ "$("$venv/bin/python" -m ziglang version 2>/dev/null)" != "$ZIGLANG_VERSION" ]; then
+        echo "cross: installing ziglang $ZIGLANG_VERSION and cargo-zigbuild $CARGO_ZIGBUILD_VERSION into $venv"
+        mkdir -p "$cache"
+        if ! python3 -m venv "$venv" 2>/dev/null; then
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+            python3 -m venv "$venv"
+        fi
+        "$venv/bin/pip" install -q "ziglang==$ZIGLANG_VERSION" "cargo-zigbuild==$CARGO_ZIGBUILD_VERSION"
+    fi
+    # cargo-zigbuild runs `python3 -m ziglang`: the venv's python must come first.
+    export PATH="$venv/bin:$PATH"
+    zig_ready=true
+}
+
+# An ELF executable without a PT_INTERP program header needs no dynamic loader.
+static_elf() {
+    python3 - "$1" <<'PY'
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+is64, le = d[4] == 2, d[5] == 1
+e = "<" if le else ">"
+if is64:
+    phoff, = struct.unpack_from(e + "Q", d, 32); phentsize, phnum = struct.unpack_from(e + "HH", d, 54)
+else:
+    phoff, = struct.unpack_from(e + "I", d, 28); phentsize, phnum = struct.unpack_from(e + "HH", d, 42)
+types = [struct.unpack_from(e + "I", d, phoff + i * phentsize)[0] for i in range(phnum)]
+sys.exit(3 in types)  # PT_INTERP
+PY
+}
+
+for a in "${arches[@]}"; do
+    t=$(rust_target "$a")
+    echo "== cross: $a ($t)"
+    if needs_build_std "$a"; then
+        setup_zig
+        flags=""
+        # armv7: zig provides musl's start files; rustc's own would clash.
+        [ "$a" = armv7 ] && flags="-C link-self-contained=no"
+        RUSTFLAGS="$flags" CARGO_TARGET_DIR="$out_dir" nice -n 10 \
+            cargo +nightly zigbuild --locked --profile router -p mpbridge --target "$t" \
+            -Zbuild-std=std,panic_abort "${features[@]}"
+    else
+        rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+        CARGO_TARGET_DIR="$out_dir" nice -n 10 \
+            cargo build --locked --profile router -p mpbridge --target "$t" "${features[@]}" \
+            --config "target.$t.linker=\"rust-lld\""
+    fi
+done
+
+echo
+printf '%-8s %-33s %-26s %10s %8s\n' arch "rust target" "OpenWrt arch" bytes MB
+for a in "${arches[@]}"; do
+    t=$(rust_target "$a")
+    bin="$out_dir/$t/router/mpbridge"
+    size=$(stat -c %s "$bin")
+    if ! static_elf "$bin"; then
+        echo "cross: $bin is not a static executable (it has a program interpreter)" >&2
+        exit 1
+    fi
+    printf '%-8s %-33s %-26s %10d %8.2f\n' "$a" "$t" "$(openwrt_arch "$a")" "$size" \
+        "$(awk "BEGIN { print $size / 1000000 }")"
+done
+echo "binaries: $out_dir/<rust target>/router/mpbridge"

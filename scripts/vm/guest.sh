@@ -1,0 +1,207 @@
+#!/bin/sh
+# PID 1 of the arm64 VM that scripts/vm-test.sh boots (busybox sh). Builds
+# client — router A — wan0, wan1 — router B — server as network namespaces,
+# runs both daemons with [[link]]s so that they set everything up
+# themselves, moves 24 MB client → server while wan0 fails and returns, and
+# prints "MPBRIDGE-VM: PASS" or "MPBRIDGE-VM: FAIL reason" on the console.
+# shellcheck shell=dash
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+mount -t tmpfs tmp /tmp
+
+T0=$(date +%s)
+say() { echo "vm: [$(($(date +%s) - T0))s] $*"; }
+dump() {
+    for f in /tmp/*.log; do
+        [ -f "$f" ] || continue
+        echo "----- $f"
+        tail -n 60 "$f"
+    done
+}
+fail() {
+    echo "MPBRIDGE-VM: FAIL $*"
+    for p in ${C:-} ${A:-} ${B:-} ${S:-}; do
+        echo "----- /proc/net/tcp of $p"
+        x "$p" cat /proc/net/tcp
+        x "$p" grep -A1 MPTcpExt /proc/net/netstat
+    done
+    dump
+    sync
+    poweroff -f
+}
+# wait_for SECONDS COMMAND...: polls until COMMAND succeeds, at most SECONDS.
+wait_for() {
+    deadline=$(($(date +%s) + $1))
+    shift
+    while ! "$@"; do
+        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        sleep 0.2
+    done
+}
+has_log() { grep -q "$2" "$1" 2>/dev/null; }
+
+while read -r ko; do
+    insmod "$ko" || fail "cannot load $ko"
+done < /etc/modules.order
+[ "$(cat /proc/sys/net/mptcp/enabled 2>/dev/null)" = 1 ] || fail "this kernel has no MPTCP"
+say "Linux $(uname -r) on $(uname -m), MPTCP enabled, $(wc -l < /etc/modules.order) modules loaded"
+
+# A namespace is held by a sleeping process; x PID CMD runs CMD in it.
+ns() {
+    unshare -n sleep 1000000 &
+    eval "$1=$!"
+}
+ns C
+ns A
+ns B
+ns S
+x() {
+    p=$1
+    shift
+    nsenter -t "$p" -n "$@"
+}
+# veth NAME1 PID1 NAME2 PID2: a veth pair between two namespaces. busybox
+# names the peer veth0 whatever it is told, so each is renamed once moved.
+veth() {
+    ip link add vtmp type veth || fail "cannot create a veth pair"
+    ip link set vtmp netns "$2" || fail "cannot move vtmp into a namespace"
+    ip link set veth0 netns "$4" || fail "cannot move veth0 into a namespace"
+    x "$2" ip link set vtmp name "$1"
+    x "$4" ip link set veth0 name "$3"
+    x "$2" ip link set "$1" up
+    x "$4" ip link set "$3" up
+}
+for p in $C $A $B $S; do x "$p" ip link set lo up; done
+veth lan0 "$C" lan0 "$A"
+veth wan0 "$A" wan0 "$B"
+veth wan1 "$A" wan1 "$B"
+veth lan0 "$B" lan0 "$S"
+x "$C" ip addr add 10.10.0.2/24 dev lan0
+x "$A" ip addr add 10.10.0.1/24 dev lan0
+x "$A" ip addr add 10.20.0.1/24 dev wan0
+x "$B" ip addr add 10.20.0.2/24 dev wan0
+x "$A" ip addr add 10.20.1.1/24 dev wan1
+x "$B" ip addr add 10.20.1.2/24 dev wan1
+x "$B" ip addr add 10.30.0.1/24 dev lan0
+x "$S" ip addr add 10.30.0.2/24 dev lan0
+x "$C" ip route add default via 10.10.0.1
+x "$S" ip route add default via 10.30.0.1
+x "$A" ip route add 10.30.0.0/24 via 10.20.0.2
+x "$B" ip route add 10.10.0.0/24 via 10.20.0.1
+for p in $A $B; do
+    x "$p" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.tcp_fastopen=3 || fail "sysctl"
+done
+wait_for 10 x "$C" ping -c 1 -W 1 10.30.0.2 >/dev/null || fail "no plain route client → server"
+say "namespaces and links up; plain routing works"
+
+mpbridge genkey > /tmp/key || fail "mpbridge genkey"
+chmod 600 /tmp/key
+links='
+[[link]]
+interface = "wan0"
+peer = "PEER0"
+
+[[link]]
+interface = "wan1"
+peer = "PEER1"
+'
+{
+    printf '[auth]\nkey_file = "/tmp/key"\n[remote]\nlisten = ["0.0.0.0:4443"]\n'
+    echo "$links" | sed 's/PEER0/10.20.0.1/; s/PEER1/10.20.1.1/'
+} > /tmp/remote.toml
+{
+    printf '[auth]\nkey_file = "/tmp/key"\n[local]\nlisten = ["0.0.0.0:12345"]\n'
+    printf 'remotes = ["10.20.0.2:4443"]\nlan_interfaces = ["lan0"]\n'
+    echo "$links" | sed 's/PEER0/10.20.0.2/; s/PEER1/10.20.1.2/'
+} > /tmp/local.toml
+chmod 600 /tmp/remote.toml /tmp/local.toml
+
+# Started by nsenter itself (which execs them), not through x: $! is then
+# the daemon's PID, for the SIGTERM at the end.
+nsenter -t "$B" -n mpbridge -c /tmp/remote.toml remote > /tmp/remote.log 2>&1 &
+REMOTE=$!
+wait_for 60 has_log /tmp/remote.log "remote listening" || fail "mpbridge remote did not start"
+nsenter -t "$A" -n mpbridge -c /tmp/local.toml local > /tmp/local.log 2>&1 &
+LOCAL=$!
+wait_for 60 has_log /tmp/local.log "local listening" || fail "mpbridge local did not start"
+say "both daemons listening"
+
+# What the daemons set up themselves.
+has_log /tmp/local.log "interception rules installed.*owned=true" \
+    || fail "no owned nftables table (TPROXY) in router A"
+wait_for 10 has_log /tmp/local.log "MPTCP endpoint added.*10.20.1.1" \
+    || fail "no MPTCP endpoint for wan1"
+x "$A" ip rule | grep -q "from 10.20.1.1 lookup" || fail "no policy rule for wan1"
+x "$A" ip rule | grep -q "from 10.20.0.1 lookup" || fail "no policy rule for wan0"
+has_log /tmp/remote.log "path set up" || fail "router B's path manager did not set the links up"
+say "path managers: endpoints, limits and rules set; owned table with TPROXY installed"
+
+MB=24
+say "making $MB MB of test data"
+dd if=/dev/urandom of=/tmp/data bs=1M count=$MB 2>/dev/null || fail "no test data"
+want=$(sha256sum < /tmp/data | cut -d' ' -f1)
+# nc ends once its stdin ends, and a background job's stdin is /dev/null:
+# give the receiving one a stdin that stays open and silent.
+sleep 1000000 | x "$S" nc -l -p 5001 > /tmp/recv &
+SERVER=$!
+sleep 0.5
+# 1 MB every 0.25 s: the transfer lasts long enough to fail a link in it.
+(
+    i=0
+    while [ $i -lt $MB ]; do
+        dd if=/tmp/data bs=1M skip=$i count=1 2>/dev/null
+        sleep 0.25
+        i=$((i + 1))
+    done
+) | x "$C" nc 10.30.0.2 5001 > /dev/null 2> /tmp/client.log &
+CLIENT=$!
+say "transfer started"
+received() { wc -c < /tmp/recv; }
+at_least() { [ "$(received)" -ge "$1" ]; }
+# /proc/net/dev is per namespace (sysfs shows the namespace that mounted it).
+wan0_tx() { x "$A" sed -n 's/^ *wan0: *//p' /proc/net/dev | awk '{print $9}'; }
+
+wait_for 60 at_least $((4 * 1048576)) || fail "the transfer did not start ($(received) bytes)"
+wait_for 10 has_log /tmp/local.log "MPTCP endpoint added.*10.20.1.1" || true
+x "$A" ip link set wan0 down
+down_at=$(received)
+say "wan0 down after $down_at bytes"
+wait_for 60 at_least $((down_at + 2 * 1048576)) \
+    || fail "the transfer stalled with wan0 down ($(received) bytes)"
+say "2 MB more arrived over wan1 alone"
+tx_before=$(wan0_tx)
+x "$A" ip link set wan0 up
+say "wan0 up again"
+regained() { [ $(($(wan0_tx) - tx_before)) -ge 1048576 ]; }
+wait_for 60 regained || fail "wan0 carries no data after it returned ($(($(wan0_tx) - tx_before)) bytes)"
+say "wan0 carries the transfer again ($(($(wan0_tx) - tx_before)) bytes sent on it since)"
+wait_for 120 at_least $((MB * 1048576)) || fail "only $(received) of $((MB * 1048576)) bytes arrived"
+got=$(sha256sum < /tmp/recv | cut -d' ' -f1)
+[ "$got" = "$want" ] || fail "SHA-256 differs: sent $want, received $got"
+say "$MB MB arrived intact (SHA-256 $got)"
+kill "$CLIENT" "$SERVER" 2>/dev/null
+
+# `mpbridge status --json` (a separate step: the command is being built on
+# another branch; until it is merged this step is skipped, not failed).
+if mpbridge status --help > /dev/null 2>&1; then
+    x "$A" mpbridge -c /tmp/local.toml status --json > /tmp/status.json 2> /tmp/status.log \
+        || fail "mpbridge status --json failed"
+    for link in wan0 wan1; do
+        grep -q "\"$link\"" /tmp/status.json \
+            || fail "mpbridge status --json does not name $link: $(cat /tmp/status.json)"
+    done
+    say "status: $(head -c 400 /tmp/status.json)"
+else
+    say "status: SKIPPED (this mpbridge has no status command yet)"
+fi
+
+kill -TERM "$LOCAL" "$REMOTE"
+wait_for 30 has_log /tmp/local.log "paths removed" || fail "mpbridge local did not clean up"
+wait_for 30 has_log /tmp/remote.log "paths removed" || fail "mpbridge remote did not clean up"
+x "$A" ip rule | grep -q "from 10.20.0.1 lookup" && fail "router A's rules outlived the daemon"
+say "daemons stopped and removed what they added"
+echo "MPBRIDGE-VM: PASS"
+sync
+poweroff -f
