@@ -90,13 +90,12 @@ pub struct Aggregate {
 /// sampled; `during` runs meanwhile (given the flow's start) and returns
 /// the events it caused.
 fn iperf_recorded(
-    lab: &Lab,
+    topo: &Topology,
     node: Node,
     args: &[String],
     progress: &Progress,
     during: impl FnOnce(Instant) -> anyhow::Result<Vec<Event>>,
 ) -> anyhow::Result<(iperf::Report, Series)> {
-    let topo = &lab.topo;
     let secs: f64 = args
         .iter()
         .skip_while(|a| *a != "-t")
@@ -142,14 +141,14 @@ pub fn aggregate(lab: &Lab, secs: f64, progress: &Progress) -> anyhow::Result<Ag
             true,
             &["-B", &bind],
         );
-        let (report, _) = iperf_recorded(lab, Node::RouterA, &args, progress, |_| Ok(vec![]))?;
+        let (report, _) = iperf_recorded(topo, Node::RouterA, &args, progress, |_| Ok(vec![]))?;
         per_link.push(report.received_mbit_per_s);
     }
     progress.phase(&format!(
         "aggregate: one flow through mpbridge, 1 s slow start + {secs} s"
     ));
     let args = iperf::client_args(topo.server_addr(false), secs, 0.1, true, &["-O", "1"]);
-    let (report, series) = iperf_recorded(lab, Node::Client, &args, progress, |_| Ok(vec![]))?;
+    let (report, series) = iperf_recorded(topo, Node::Client, &args, progress, |_| Ok(vec![]))?;
     let limit: f64 = per_link.iter().sum();
     let bridge = report.received_mbit_per_s;
     Ok(Aggregate {
@@ -361,7 +360,17 @@ pub struct Failover {
 /// One long flow server → client through the bridge while one link fails
 /// and comes back as `plan` says.
 pub fn failover(lab: &Lab, plan: &FailoverPlan, progress: &Progress) -> anyhow::Result<Failover> {
-    plan.validate(lab.topo.link_count())?;
+    failover_in(&lab.topo, plan, progress)
+}
+
+/// [`failover`] in `topo` through whatever proxy diverts the client's TCP
+/// there (the benchmarks run it for mpbridge and for the peer).
+pub fn failover_in(
+    topo: &Topology,
+    plan: &FailoverPlan,
+    progress: &Progress,
+) -> anyhow::Result<Failover> {
+    plan.validate(topo.link_count())?;
     progress.phase(&format!(
         "failover: link {} {} at {} s, back at {} s, {} s flow",
         plan.link,
@@ -370,7 +379,6 @@ pub fn failover(lab: &Lab, plan: &FailoverPlan, progress: &Progress) -> anyhow::
         plan.restore_at,
         plan.secs
     ));
-    let topo = &lab.topo;
     let args = iperf::client_args(topo.server_addr(false), plan.secs, 0.1, true, &[]);
     let flap = Flap {
         link: plan.link,
@@ -378,7 +386,7 @@ pub fn failover(lab: &Lab, plan: &FailoverPlan, progress: &Progress) -> anyhow::
         at: plan.fail_at,
         restore_at: plan.restore_at,
     };
-    let (report, series) = iperf_recorded(lab, Node::Client, &args, progress, |started| {
+    let (report, series) = iperf_recorded(topo, Node::Client, &args, progress, |started| {
         run_flaps(topo, started, &[flap], &|| false, progress)
     })?;
     let ivs = &report.intervals;

@@ -58,10 +58,23 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         key_file: Option<PathBuf>,
     },
+    /// Run only the path manager (MPTCP limits, endpoints, policy routing,
+    /// probes) of router A (`local`) or router B (`remote`), for another
+    /// MPTCP proxy; the config file's `[[link]]`s, `[probe]` and role section.
+    Paths {
+        #[arg(value_enum)]
+        role: PathsRole,
+    },
     /// Validate the config file and exit.
     CheckConfig,
     /// Print a new random pre-shared key (hex) for the key file.
     Genkey,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PathsRole {
+    Local,
+    Remote,
 }
 
 fn main() -> ExitCode {
@@ -115,6 +128,42 @@ fn main() -> ExitCode {
                 .and_then(|(settings, warnings)| {
                     init_logging(&settings.log_level, &warnings);
                     block_on(mpbridge::remote::run(settings, shutdown_signal()))
+                })
+        }
+        Command::Paths { role } => {
+            let overrides = Overrides {
+                log_level: cli.log_level,
+                ..Overrides::default()
+            };
+            let loaded = match role {
+                PathsRole::Local => {
+                    config::load_local(&path, explicit, &overrides).map(|(s, w)| {
+                        let side = mpbridge::paths::Side::Local { remotes: s.remotes };
+                        (s.paths, side, s.auth, s.log_level, w)
+                    })
+                }
+                PathsRole::Remote => {
+                    config::load_remote(&path, explicit, &overrides).map(|(s, w)| {
+                        (
+                            s.paths,
+                            mpbridge::paths::Side::Remote,
+                            s.auth,
+                            s.log_level,
+                            w,
+                        )
+                    })
+                }
+            };
+            loaded
+                .map_err(StartError::from)
+                .and_then(|(paths, side, auth, level, warnings)| {
+                    init_logging(&level, &warnings);
+                    block_on(mpbridge::paths_only::run(
+                        &paths,
+                        side,
+                        &auth,
+                        shutdown_signal(),
+                    ))
                 })
         }
         Command::CheckConfig => match config::check(&path) {
