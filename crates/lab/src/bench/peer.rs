@@ -171,8 +171,7 @@ pub fn utc_now() -> String {
 pub struct Peer {
     pub sslocal: Proc,
     pub ssserver: Proc,
-    paths_local: Proc,
-    paths_remote: Proc,
+    paths: PathsOnly,
 }
 
 impl Peer {
@@ -180,43 +179,7 @@ impl Peer {
     /// B, `sslocal` on router A, then the interception rules; returns once
     /// each listens.
     pub fn start(topo: &Topology, install: &Install, mpbridge: &Path) -> anyhow::Result<Peer> {
-        let dir = topo.workdir();
-        let key = dir.join("peer-paths.key");
-        bridge::write_private(&key, bridge::LAB_KEY_HEX)?;
-        let options = BridgeOptions {
-            paths_extra: "[probe]\nenabled = false\n".into(),
-            ..BridgeOptions::default()
-        };
-        let mut remote_conf = format!(
-            "[auth]\nkey_file = {:?}\n\n[remote]\nlisten = [\"0.0.0.0:{}\"]\n",
-            key.display().to_string(),
-            bridge::REMOTE_PORT
-        );
-        remote_conf.push_str(&bridge::link_lines(topo, &options, Node::RouterB));
-        let mut local_conf = format!(
-            "[auth]\nkey_file = {:?}\n\n[local]\nremotes = [\"{}:{}\"]\nlan_interfaces = [\"{}\"]\n",
-            key.display().to_string(),
-            topo.rb_link_addr(0, false),
-            bridge::REMOTE_PORT,
-            bridge::LAN_INTERFACE
-        );
-        local_conf.push_str(&bridge::link_lines(topo, &options, Node::RouterA));
-        let remote_path = dir.join("peer-paths-remote.toml");
-        let local_path = dir.join("peer-paths-local.toml");
-        bridge::write_private(&remote_path, &remote_conf)?;
-        bridge::write_private(&local_path, &local_conf)?;
-
-        let paths = |node: Node, config: &Path, role: &str| -> anyhow::Result<Proc> {
-            let mut cmd = Command::new(mpbridge);
-            cmd.arg("-c").arg(config).args(["paths", role]);
-            let name = bridge::unused_name(topo, &format!("paths-{role}"));
-            let proc = topo.spawn_named(node, &name, &mut cmd)?;
-            proc.wait_for_log("paths ready", START_TIMEOUT)
-                .with_context(|| format!("mpbridge paths {role} did not start"))?;
-            Ok(proc)
-        };
-        let paths_remote = paths(Node::RouterB, &remote_path, "remote")?;
-        let paths_local = paths(Node::RouterA, &local_path, "local")?;
+        let paths = PathsOnly::start(topo, mpbridge, false)?;
 
         let common = [
             "-m",
@@ -248,8 +211,7 @@ impl Peer {
         let peer = Peer {
             sslocal,
             ssserver,
-            paths_local,
-            paths_remote,
+            paths,
         };
         install_interception(topo)?;
         Ok(peer)
@@ -272,8 +234,7 @@ impl Peer {
         }
         self.sslocal.terminate(grace);
         self.ssserver.terminate(grace);
-        self.paths_local.terminate(grace);
-        self.paths_remote.terminate(grace);
+        self.paths.stop(grace);
     }
 
     /// All four processes' output, for failure messages.
@@ -281,13 +242,70 @@ impl Peer {
         [
             &self.sslocal,
             &self.ssserver,
-            &self.paths_local,
-            &self.paths_remote,
+            &self.paths.local,
+            &self.paths.remote,
         ]
         .iter()
         .map(|p| p.output_text())
         .collect::<Vec<_>>()
         .join("\n")
+    }
+}
+
+/// `mpbridge paths local` on router A and `mpbridge paths remote` on router
+/// B: mpbridge's kernel MPTCP set-up without its proxy.
+pub struct PathsOnly {
+    pub local: Proc,
+    pub remote: Proc,
+}
+
+impl PathsOnly {
+    /// Writes their configs (every link, as `Bridge::start` does) and starts
+    /// both, remote first; returns once each has set its links up.
+    pub fn start(topo: &Topology, mpbridge: &Path, probing: bool) -> anyhow::Result<PathsOnly> {
+        let dir = topo.workdir();
+        let key = dir.join("paths-only.key");
+        bridge::write_private(&key, bridge::LAB_KEY_HEX)?;
+        let options = BridgeOptions {
+            paths_extra: format!("[probe]\nenabled = {probing}\n"),
+            ..BridgeOptions::default()
+        };
+        let mut remote_conf = format!(
+            "[auth]\nkey_file = {:?}\n\n[remote]\nlisten = [\"0.0.0.0:{}\"]\n",
+            key.display().to_string(),
+            bridge::REMOTE_PORT
+        );
+        remote_conf.push_str(&bridge::link_lines(topo, &options, Node::RouterB));
+        let mut local_conf = format!(
+            "[auth]\nkey_file = {:?}\n\n[local]\nremotes = [\"{}:{}\"]\nlan_interfaces = [\"{}\"]\n",
+            key.display().to_string(),
+            topo.rb_link_addr(0, false),
+            bridge::REMOTE_PORT,
+            bridge::LAN_INTERFACE
+        );
+        local_conf.push_str(&bridge::link_lines(topo, &options, Node::RouterA));
+        let remote_path = dir.join("paths-only-remote.toml");
+        let local_path = dir.join("paths-only-local.toml");
+        bridge::write_private(&remote_path, &remote_conf)?;
+        bridge::write_private(&local_path, &local_conf)?;
+        let start = |node: Node, config: &Path, role: &str| -> anyhow::Result<Proc> {
+            let mut cmd = Command::new(mpbridge);
+            cmd.arg("-c").arg(config).args(["paths", role]);
+            let name = bridge::unused_name(topo, &format!("paths-{role}"));
+            let proc = topo.spawn_named(node, &name, &mut cmd)?;
+            proc.wait_for_log("paths ready", START_TIMEOUT)
+                .with_context(|| format!("mpbridge paths {role} did not start"))?;
+            Ok(proc)
+        };
+        let remote = start(Node::RouterB, &remote_path, "remote")?;
+        let local = start(Node::RouterA, &local_path, "local")?;
+        Ok(PathsOnly { local, remote })
+    }
+
+    /// SIGTERM to both (they remove what they set up), SIGKILL after `grace`.
+    pub fn stop(mut self, grace: Duration) {
+        self.local.terminate(grace);
+        self.remote.terminate(grace);
     }
 }
 
