@@ -182,12 +182,19 @@ pub fn markdown(r: &BenchReport, svg_name: Option<&str>, note: &str) -> String {
             format!(" {note}")
         }
     );
+    if !r.local_extra.is_empty() {
+        let _ = writeln!(
+            o,
+            "- mpbridge local ran with these extra `[local]` settings: `{}`.",
+            r.local_extra.replace('\n', "; ")
+        );
+    }
     match &r.peer {
         Some(p) => {
             let _ = write!(
                 o,
                 "- Peer: shadowsocks-rust {} (`sslocal --protocol redir --tcp-redir tproxy` on \
-                 router A, `ssserver` on router B, both `--mptcp -m none --tcp-no-delay`), \
+                 router A, `ssserver` on router B, both `--tcp-multipath` (its MPTCP switch), `-m none --tcp-no-delay`), \
                  installed by `cargo install shadowsocks-rust --version {} --features {} --locked` \
                  into a cache outside the repository.",
                 p.version,
@@ -329,8 +336,9 @@ pub fn markdown(r: &BenchReport, svg_name: Option<&str>, note: &str) -> String {
             o,
             "## 4. Connection set-up\n\n{} clients at once, each doing one exchange after the \
              other for {} s: connect, 1 KB request, 1 KB reply, the server closes, the client \
-             closes. Over unshaped links.\n\n| path | connections / s | median ms | p90 ms | \
-             failed | of direct |\n| --- | --- | --- | --- | --- | --- |",
+             closes. Over unshaped links. CPU: user + system time of the proxy's two processes \
+             per exchange.\n\n| path | connections / s | median ms | p90 ms | CPU µs per \
+             connection | failed | of direct |\n| --- | --- | --- | --- | --- | --- | --- |",
             s.workers, s.secs
         );
         let direct = s.rows.iter().find(|x| x.subject == Subject::Limit);
@@ -342,10 +350,11 @@ pub fn markdown(r: &BenchReport, svg_name: Option<&str>, note: &str) -> String {
             };
             let _ = writeln!(
                 o,
-                "| {name} | {} | {} | {} | {} | {} |",
+                "| {name} | {} | {} | {} | {} | {} | {} |",
                 fig(&row.per_sec, 0),
                 fig(&row.median_ms, 2),
                 fig(&row.p90_ms, 2),
+                fig(&row.cpu_us_per_conn, 0),
                 row.failed,
                 direct.map_or("—".into(), |d| pct(&row.per_sec, &d.per_sec))
             );
@@ -789,6 +798,7 @@ mod tests {
             mpbridge_router: None,
             peer: None,
             idle_connections: 1000,
+            local_extra: String::new(),
         };
         let mut r = BenchReport::new(&options, "mpbridge-lab bench".into());
         r.shaped.push(Shaped {
@@ -820,6 +830,7 @@ mod tests {
                     per_sec: f(&[1000.0]),
                     median_ms: f(&[1.0]),
                     p90_ms: f(&[2.0]),
+                    cpu_us_per_conn: Figure::default(),
                     failed: 0,
                     runs: vec![],
                 },
@@ -828,6 +839,7 @@ mod tests {
                     per_sec: f(&[850.0]),
                     median_ms: f(&[1.2]),
                     p90_ms: f(&[2.5]),
+                    cpu_us_per_conn: f(&[120.0]),
                     failed: 1,
                     runs: vec![],
                 },
@@ -846,7 +858,7 @@ mod tests {
             "| ≥ 98 % of the limit on equal links (worst case) | 98.4 % (2 × 50 Mbit/s, 1 flow(s)) | yes |",
             "| ≥ 90 % of the limit on mixed links | 93.8 % (100 + 50 + 20 Mbit/s, 8 flow(s)) | yes |",
             "| connection set-up within 10 % of direct (connections per second) | 85 % of direct | **no** |",
-            "| mpbridge | 850 | 1.20 | 2.50 | 1 | 85 % |",
+            "| mpbridge | 850 | 1.20 | 2.50 | 120 | 1 | 85 % |",
             "![The figures below as bars](benchmarks.svg)",
             "The machine was shared.",
             "Peer: not run",

@@ -113,6 +113,9 @@ pub struct Options {
     pub peer: Option<peer::Install>,
     /// Connections held open in case 5.
     pub idle_connections: usize,
+    /// Extra lines for the `[local]` section of `mpbridge local` (to try a
+    /// setting; the report names them).
+    pub local_extra: String,
 }
 
 impl Options {
@@ -269,6 +272,8 @@ pub struct SetupRow {
     pub per_sec: Figure,
     pub median_ms: Figure,
     pub p90_ms: Figure,
+    /// CPU time of the proxy's processes (both routers) per exchange, µs.
+    pub cpu_us_per_conn: Figure,
     pub failed: u64,
     pub runs: Vec<rr::RrOutcome>,
 }
@@ -363,6 +368,8 @@ pub struct BenchReport {
     pub quick: bool,
     pub rounds: usize,
     pub cases: Vec<Case>,
+    /// Extra `[local]` lines mpbridge ran with (empty: its defaults).
+    pub local_extra: String,
     /// `/proc/loadavg` before and after: how quiet the machine was.
     pub load_before: String,
     pub load_after: String,
@@ -385,6 +392,7 @@ impl BenchReport {
             quick: options.quick,
             rounds: options.rounds,
             cases: options.cases.clone(),
+            local_extra: options.local_extra.clone(),
             load_before: peer::load_average(),
             load_after: String::new(),
             peer: options.peer.clone(),
@@ -535,6 +543,7 @@ impl Running {
             Subject::Limit => Running::Nothing,
             Subject::Mpbridge => {
                 let bridge_options = BridgeOptions {
+                    local_extra: options.local_extra.clone(),
                     paths_extra: if probing {
                         String::new()
                     } else {
@@ -727,7 +736,6 @@ fn unshaped(
     let secs = options.flow_secs();
     let _server =
         iperf::start_server(topo, Node::Server, topo.server_addr(false), "iperf3-server")?;
-    let rr_server = rr::RrServer::start(topo, 8)?;
     let (setup_workers, setup_secs) = (4, if options.quick { 1.0 } else { 3.0 });
     let mut un = Unshaped {
         links: topo.link_count(),
@@ -750,8 +758,10 @@ fn unshaped(
         connections: options.idle_connections,
         rows: Vec::new(),
     };
+    let mut session: u16 = 0;
     for round in 0..options.rounds {
         for subject in order(round, &subjects(options, true)) {
+            session += 1;
             progress.phase(&format!(
                 "cases 3-5 (unshaped), round {}/{}: {subject:?}",
                 round + 1,
@@ -762,7 +772,7 @@ fn unshaped(
                 if options.has(Case::Idle) && subject != Subject::Limit {
                     let before: Vec<u64> =
                         procs.iter().map(|(_, pid)| memory_kib(*pid).0).collect();
-                    let conns = rr::IdleConnections::open(topo, options.idle_connections)?;
+                    let conns = rr::IdleConnections::open(topo, options.idle_connections, session)?;
                     for ((name, pid), rss_idle) in procs.iter().zip(before) {
                         let (rss, pss) = memory_kib(*pid);
                         let row = mem_row(&mut idle.rows, subject, name);
@@ -792,8 +802,16 @@ fn unshaped(
                     }
                 }
                 if options.has(Case::Setup) {
+                    let rr_server = rr::RrServer::start(topo, 8, session)?;
+                    let cpu0: Vec<f64> = procs.iter().map(|(_, p)| cpu(*p)).collect();
                     let outcome =
                         rr::run_clients(topo, rr_server.addr, setup_workers, setup_secs, 200_000);
+                    let cpu_s: f64 = procs
+                        .iter()
+                        .zip(cpu0)
+                        .map(|((_, p), c0)| cpu(*p) - c0)
+                        .sum();
+                    drop(rr_server);
                     anyhow::ensure!(
                         outcome.completed > 0,
                         "no short connection got through ({} failed)",
@@ -803,6 +821,10 @@ fn unshaped(
                     row.per_sec.push(outcome.per_sec);
                     row.median_ms.push(outcome.median_ms);
                     row.p90_ms.push(outcome.p90_ms);
+                    if subject != Subject::Limit {
+                        row.cpu_us_per_conn
+                            .push(cpu_s * 1e6 / outcome.completed.max(1) as f64);
+                    }
                     row.failed += outcome.failed;
                     row.runs.push(outcome);
                 }
@@ -861,6 +883,7 @@ fn setup_row(rows: &mut Vec<SetupRow>, subject: Subject) -> &mut SetupRow {
         per_sec: Figure::default(),
         median_ms: Figure::default(),
         p90_ms: Figure::default(),
+        cpu_us_per_conn: Figure::default(),
         failed: 0,
         runs: Vec::new(),
     });

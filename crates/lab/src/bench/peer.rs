@@ -2,7 +2,7 @@
 //! installed reproducibly (a pinned `cargo install` into a cache folder
 //! outside the repository, its cold build timed once) and run in the lab
 //! as `sslocal --protocol redir` on router A and `ssserver` on router B,
-//! both with `--mptcp` and cipher `none`.
+//! both with `--tcp-multipath` (MPTCP) and cipher `none`.
 //!
 //! Its kernel MPTCP set-up is mpbridge's own: `mpbridge paths local|remote`
 //! (the path manager without the proxy) sets the same limits, endpoints and
@@ -186,7 +186,7 @@ impl Peer {
             "none",
             "-k",
             "mpbridge-bench",
-            "--mptcp",
+            "--tcp-multipath",
             "--tcp-no-delay",
         ];
         let mut cmd = Command::new(&install.ssserver);

@@ -14,10 +14,13 @@ use serde::Serialize;
 
 use crate::{Node, Topology};
 
-/// Port of the request/response server.
-pub const RR_PORT: u16 = 7001;
-/// Port of the server that holds idle connections.
-pub const IDLE_PORT: u16 = 7002;
+/// First port of the request/response servers. Each proxy session gets a
+/// server on a port of its own: a transparent proxy that stopped leaves its
+/// connections' TIME_WAIT sockets in router A, and a later connection on the
+/// same addresses and ports would meet one of them instead of being routed.
+pub const RR_PORT: u16 = 7100;
+/// First port of the servers that hold idle connections (as [`RR_PORT`]).
+pub const IDLE_PORT: u16 = 7600;
 /// Request and reply size.
 pub const MESSAGE: usize = 1024;
 /// How long one connection may take at any step before it counts as failed.
@@ -35,8 +38,9 @@ pub struct RrServer {
 }
 
 impl RrServer {
-    pub fn start(topo: &Topology, threads: usize) -> anyhow::Result<RrServer> {
-        let addr = SocketAddr::new(topo.server_addr(false), RR_PORT);
+    /// Listens on the server's address at `RR_PORT + session`.
+    pub fn start(topo: &Topology, threads: usize, session: u16) -> anyhow::Result<RrServer> {
+        let addr = SocketAddr::new(topo.server_addr(false), RR_PORT + session);
         let listener = topo
             .enter(Node::Server, || TcpListener::bind(addr))
             .with_context(|| format!("cannot listen on {addr} in the server node"))?;
@@ -194,8 +198,9 @@ pub struct IdleConnections {
 }
 
 impl IdleConnections {
-    pub fn open(topo: &Topology, n: usize) -> anyhow::Result<IdleConnections> {
-        let addr = SocketAddr::new(topo.server_addr(false), IDLE_PORT);
+    /// To a server at `IDLE_PORT + session`.
+    pub fn open(topo: &Topology, n: usize, session: u16) -> anyhow::Result<IdleConnections> {
+        let addr = SocketAddr::new(topo.server_addr(false), IDLE_PORT + session);
         let listener = topo
             .enter(Node::Server, || TcpListener::bind(addr))
             .with_context(|| format!("cannot listen on {addr} in the server node"))?;

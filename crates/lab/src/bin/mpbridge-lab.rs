@@ -78,6 +78,10 @@ struct BenchArgs {
     /// A sentence for the report about the machine (e.g. "quiet").
     #[arg(long, value_name = "TEXT", default_value = "")]
     note: String,
+    /// An extra line for the `[local]` section of mpbridge local's config,
+    /// e.g. "fastopen = false" (repeatable; the report names them).
+    #[arg(long, value_name = "KEY = VALUE")]
+    local_config: Vec<String>,
 }
 
 #[derive(Args)]
@@ -464,6 +468,7 @@ fn bench(mpbridge: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
         mpbridge_router,
         peer,
         idle_connections: idle,
+        local_extra: args.local_config.join("\n"),
     };
     // Everything the bench creates lives in its namespaces: Ctrl-C removes them.
     let mut signals =
