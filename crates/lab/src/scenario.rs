@@ -122,6 +122,16 @@ fn iperf_recorded(
     Ok((report, series))
 }
 
+/// iperf3 client arguments for link `link` alone: from router A, bound to
+/// its address on the link, to router B's (`-R`: router B sends), `secs`
+/// long, 1 s intervals; `extra` appended.
+pub fn link_alone_args(topo: &Topology, link: usize, secs: f64, extra: &[&str]) -> Vec<String> {
+    let bind = topo.ra_link_addr(link, false).to_string();
+    let mut more = vec!["-B", bind.as_str()];
+    more.extend_from_slice(extra);
+    iperf::client_args(topo.rb_link_addr(link, false), secs, 1.0, true, &more)
+}
+
 /// Each link alone (router B → router A on that link's addresses), then one
 /// flow server → client through the bridge, each for `secs` (the bridge
 /// flow after a first second left out: slow start).
@@ -133,14 +143,7 @@ pub fn aggregate(lab: &Lab, secs: f64, progress: &Progress) -> anyhow::Result<Ag
         let name = format!("iperf3-link{link}");
         let _server =
             iperf::start_server(topo, Node::RouterB, topo.rb_link_addr(link, false), &name)?;
-        let bind = topo.ra_link_addr(link, false).to_string();
-        let args = iperf::client_args(
-            topo.rb_link_addr(link, false),
-            secs,
-            1.0,
-            true,
-            &["-B", &bind],
-        );
+        let args = link_alone_args(topo, link, secs, &[]);
         let (report, _) = iperf_recorded(topo, Node::RouterA, &args, progress, |_| Ok(vec![]))?;
         per_link.push(report.received_mbit_per_s);
     }

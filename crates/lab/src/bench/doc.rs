@@ -426,6 +426,17 @@ pub fn markdown(r: &BenchReport, svg_name: Option<&str>, note: &str) -> String {
         let _ = writeln!(o);
     }
 
+    if !r.failures.is_empty() {
+        let _ = writeln!(
+            o,
+            "## Measurements that failed\n\nLeft out of the medians above:\n"
+        );
+        for f in &r.failures {
+            let _ = writeln!(o, "- {f}");
+        }
+        let _ = writeln!(o);
+    }
+
     if let Some(s) = &r.sizes {
         let _ = writeln!(
             o,

@@ -380,6 +380,8 @@ pub struct BenchReport {
     pub idle: Option<Idle>,
     pub failover: Vec<FailoverRow>,
     pub sizes: Option<Sizes>,
+    /// Measurements that failed (each left out of the medians), with why.
+    pub failures: Vec<String>,
     pub wall_seconds: f64,
 }
 
@@ -402,6 +404,7 @@ impl BenchReport {
             idle: None,
             failover: Vec::new(),
             sizes: None,
+            failures: Vec::new(),
             wall_seconds: 0.0,
         }
     }
@@ -481,12 +484,11 @@ fn run_cases(
         let topo = build(&links, progress)?;
         let result = (|| {
             if options.has(case) {
-                report
-                    .shaped
-                    .push(shaped(&topo, case, &rates, options, progress)?);
+                let figures = shaped(&topo, case, &rates, options, progress, &mut report.failures)?;
+                report.shaped.push(figures);
             }
             if case == Case::Equal && rates.len() == 2 && options.has(Case::Failover) {
-                report.failover = failover(&topo, options, progress)?;
+                report.failover = failover(&topo, options, progress, &mut report.failures)?;
             }
             anyhow::Ok(())
         })();
@@ -611,6 +613,26 @@ impl Running {
     }
 }
 
+/// `f()`, or NaN (left out of medians) with the failure noted in `failures`
+/// and on the terminal: one flow that breaks must not end a long run.
+fn tolerate(
+    failures: &mut Vec<String>,
+    progress: &Progress,
+    what: &str,
+    f: impl FnOnce() -> anyhow::Result<f64>,
+) -> f64 {
+    match f() {
+        Ok(v) => v,
+        Err(e) => {
+            let first = format!("{e:#}");
+            let first = first.lines().next().unwrap_or("").to_string();
+            progress.phase(&format!("FAILED, left out: {what}: {first}"));
+            failures.push(format!("{what}: {first}"));
+            f64::NAN
+        }
+    }
+}
+
 /// One iperf3 run from the client to the server through whatever is in the
 /// way: `flows` parallel flows, `reverse` = server → client; 1 s left out.
 /// Returns (Mbit/s, bytes received).
@@ -637,14 +659,7 @@ fn iperf_through(
 fn links_alone(topo: &Topology, secs: f64) -> anyhow::Result<f64> {
     let clients: Vec<Proc> = (0..topo.link_count())
         .map(|link| {
-            let bind = topo.ra_link_addr(link, false).to_string();
-            let args = iperf::client_args(
-                topo.rb_link_addr(link, false),
-                secs,
-                1.0,
-                true,
-                &["-O", "1", "-B", &bind],
-            );
+            let args = scenario::link_alone_args(topo, link, secs, &["-O", "1"]);
             let mut cmd = std::process::Command::new(&args[0]);
             cmd.args(&args[1..]);
             topo.spawn(Node::RouterA, &mut cmd)
@@ -668,6 +683,7 @@ fn shaped(
     rates: &[u32],
     options: &Options,
     progress: &Progress,
+    failures: &mut Vec<String>,
 ) -> anyhow::Result<Shaped> {
     let secs = options.flow_secs();
     let _servers: Vec<Proc> = (0..topo.link_count())
@@ -707,13 +723,22 @@ fn shaped(
                 round + 1,
                 options.rounds
             ));
+            let label = format!(
+                "case {} {rates:?} round {} {subject:?}",
+                case.number(),
+                round + 1
+            );
             if subject == Subject::Limit {
-                out.limit.push(links_alone(topo, secs)?);
+                let mbit = tolerate(failures, progress, &label, || links_alone(topo, secs));
+                out.limit.push(mbit);
                 continue;
             }
             Running::with(topo, subject, true, options, |_| {
                 for f in &mut out.per_flows {
-                    let (mbit, _) = iperf_through(topo, f.flows, secs, true)?;
+                    let what = format!("{label}, {} flow(s)", f.flows);
+                    let mbit = tolerate(failures, progress, &what, || {
+                        Ok(iperf_through(topo, f.flows, secs, true)?.0)
+                    });
                     match subject {
                         Subject::Mpbridge => f.mpbridge.push(mbit),
                         _ => f.peer.push(mbit),
@@ -786,8 +811,18 @@ fn unshaped(
                     let cpu0: Vec<f64> = procs.iter().map(|(_, p)| cpu(*p)).collect();
                     let mut bytes = 0;
                     for (i, reverse) in [false, true].into_iter().enumerate() {
-                        let (mbit, b) = iperf_through(topo, 1, secs, reverse)?;
-                        bytes += b;
+                        let what = format!(
+                            "case 3 round {} {subject:?} {}",
+                            round + 1,
+                            un.directions[i].name
+                        );
+                        let mut got = 0;
+                        let mbit = tolerate(&mut report.failures, progress, &what, || {
+                            let (mbit, b) = iperf_through(topo, 1, secs, reverse)?;
+                            got = b;
+                            Ok(mbit)
+                        });
+                        bytes += got;
                         let d = &mut un.directions[i];
                         match subject {
                             Subject::Limit => d.limit.push(mbit),
@@ -812,12 +847,19 @@ fn unshaped(
                         .map(|((_, p), c0)| cpu(*p) - c0)
                         .sum();
                     drop(rr_server);
-                    anyhow::ensure!(
-                        outcome.completed > 0,
-                        "no short connection got through ({} failed)",
-                        outcome.failed
-                    );
                     let row = setup_row(&mut setup.rows, subject);
+                    if outcome.completed == 0 {
+                        report.failures.push(format!(
+                            "case 4 round {} {subject:?}: no short connection got through in {} s \
+                             ({} failed)",
+                            round + 1,
+                            setup_secs,
+                            outcome.failed
+                        ));
+                        row.failed += outcome.failed;
+                        row.runs.push(outcome);
+                        return Ok(());
+                    }
                     row.per_sec.push(outcome.per_sec);
                     row.median_ms.push(outcome.median_ms);
                     row.p90_ms.push(outcome.p90_ms);
@@ -908,6 +950,7 @@ fn failover(
     topo: &Topology,
     options: &Options,
     progress: &Progress,
+    failures: &mut Vec<String>,
 ) -> anyhow::Result<Vec<FailoverRow>> {
     let _server = iperf::start_server(
         topo,
@@ -937,7 +980,23 @@ fn failover(
                         options.rounds,
                         failure.state()
                     ));
-                    let f = scenario::failover_in(topo, &options.failover_plan(failure), progress)?;
+                    let f = match scenario::failover_in(
+                        topo,
+                        &options.failover_plan(failure),
+                        progress,
+                    ) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            let e = format!("{e:#}");
+                            failures.push(format!(
+                                "case 6 round {} {label} {}: {}",
+                                round + 1,
+                                failure.name(),
+                                e.lines().next().unwrap_or("")
+                            ));
+                            continue;
+                        }
+                    };
                     let i = match rows
                         .iter()
                         .position(|r| r.failure == failure && r.subject == label)

@@ -362,40 +362,32 @@ fn install_interception(topo: &Topology) -> anyhow::Result<()> {
         &["netns", "exec", ns, "nft", "-f", "-"],
         Some(&nft_script()),
     )?;
-    let table = TABLE.to_string();
-    topo.run(
-        Node::RouterA,
-        &[
-            "ip", "rule", "add", "fwmark", MARK, "lookup", &table, "priority", &table,
-        ],
-    )?;
-    topo.run(
-        Node::RouterA,
-        &[
-            "ip", "route", "add", "local", "default", "dev", "lo", "table", &table,
-        ],
-    )?;
-    Ok(())
+    tproxy_routing(topo, "add")
 }
 
 fn remove_interception(topo: &Topology) -> anyhow::Result<()> {
-    let table = TABLE.to_string();
     topo.run(
         Node::RouterA,
         &["nft", "delete", "table", "inet", NFT_TABLE],
     )?;
-    topo.run(
-        Node::RouterA,
-        &[
-            "ip", "rule", "del", "fwmark", MARK, "lookup", &table, "priority", &table,
-        ],
-    )?;
-    topo.run(
-        Node::RouterA,
-        &[
-            "ip", "route", "del", "local", "default", "dev", "lo", "table", &table,
-        ],
-    )?;
+    tproxy_routing(topo, "del")
+}
+
+/// `verb` ("add" or "del") the policy rule and local route by which marked
+/// packets reach the transparent listener.
+fn tproxy_routing(topo: &Topology, verb: &str) -> anyhow::Result<()> {
+    let table = TABLE.to_string();
+    let rule = [
+        "rule", verb, "fwmark", MARK, "lookup", &table, "priority", &table,
+    ];
+    let route = [
+        "route", verb, "local", "default", "dev", "lo", "table", &table,
+    ];
+    for args in [&rule[..], &route[..]] {
+        let mut full = vec!["ip"];
+        full.extend_from_slice(args);
+        topo.run(Node::RouterA, &full)?;
+    }
     Ok(())
 }
 
