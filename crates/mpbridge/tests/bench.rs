@@ -21,6 +21,7 @@ fn a_quick_bench_measures_set_up_and_idle_memory_and_writes_the_report() {
         peer: None,
         idle_connections: 50,
         local_extra: String::new(),
+        equal: None,
     };
     let mut report = BenchReport::new(&options, "test".into());
     bench::run(&options, &Progress::new(ProgressMode::Silent), &mut report)

@@ -810,6 +810,7 @@ mod tests {
             peer: None,
             idle_connections: 1000,
             local_extra: String::new(),
+            equal: None,
         };
         let mut r = BenchReport::new(&options, "mpbridge-lab bench".into());
         r.shaped.push(Shaped {

@@ -116,6 +116,8 @@ pub struct Options {
     /// Extra lines for the `[local]` section of `mpbridge local` (to try a
     /// setting; the report names them).
     pub local_extra: String,
+    /// The equal-link counts of case 1 (default 2, 3, 4; quick 2).
+    pub equal: Option<Vec<usize>>,
 }
 
 impl Options {
@@ -134,6 +136,9 @@ impl Options {
 
     /// The equal-link counts of case 1.
     pub fn equal_links(&self) -> Vec<usize> {
+        if let Some(counts) = &self.equal {
+            return counts.clone();
+        }
         if self.quick {
             vec![2]
         } else {
@@ -468,10 +473,14 @@ fn run_cases(
     let shaped_sets: Vec<(Case, Vec<u32>)> = {
         let mut sets = Vec::new();
         if options.has(Case::Equal) || options.has(Case::Failover) {
-            for n in options.equal_links() {
+            let counts = options.equal_links();
+            for &n in &counts {
                 if n == 2 || options.has(Case::Equal) {
                     sets.push((Case::Equal, vec![50; n]));
                 }
+            }
+            if !counts.contains(&2) && options.has(Case::Failover) {
+                sets.push((Case::Equal, vec![50; 2]));
             }
         }
         if options.has(Case::Mixed) {

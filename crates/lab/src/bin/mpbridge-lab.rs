@@ -82,6 +82,10 @@ struct BenchArgs {
     /// e.g. "fastopen = false" (repeatable; the report names them).
     #[arg(long, value_name = "KEY = VALUE")]
     local_config: Vec<String>,
+    /// Case 1's numbers of equal links, comma-separated (default 2,3,4;
+    /// quick 2); each from 2 to 8.
+    #[arg(long, value_name = "N,N,…")]
+    equal: Option<String>,
 }
 
 #[derive(Args)]
@@ -126,6 +130,10 @@ struct RunArgs {
     /// config, e.g. "fastopen = false" (repeatable).
     #[arg(long, value_name = "KEY = VALUE")]
     local_config: Vec<String>,
+    /// Case 1's numbers of equal links, comma-separated (default 2,3,4;
+    /// quick 2); each from 2 to 8.
+    #[arg(long, value_name = "N,N,…")]
+    equal: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -469,6 +477,22 @@ fn bench(mpbridge: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
         peer,
         idle_connections: idle,
         local_extra: args.local_config.join("\n"),
+        equal: match &args.equal {
+            None => None,
+            Some(text) => Some(
+                text.split(',')
+                    .map(|n| {
+                        n.trim()
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|n| (2..=mpbridge_lab::plan::MAX_LINKS).contains(n))
+                            .with_context(|| {
+                                format!("--equal {text:?}: give link counts from 2 to 8, e.g. 2,4")
+                            })
+                    })
+                    .collect::<anyhow::Result<Vec<usize>>>()?,
+            ),
+        },
     };
     // Everything the bench creates lives in its namespaces: Ctrl-C removes them.
     let mut signals =
