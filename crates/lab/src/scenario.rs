@@ -169,7 +169,7 @@ pub fn aggregate(lab: &Lab, secs: f64, progress: &Progress) -> anyhow::Result<Ag
 }
 
 /// How a link fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Failure {
     /// The interface goes down on router A.

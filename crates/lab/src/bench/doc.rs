@@ -501,7 +501,7 @@ fn panels(r: &BenchReport) -> Vec<Panel> {
             .flat_map(|s| {
                 let limit = s.limit.median();
                 s.per_flows.iter().map(move |f| Group {
-                    label: format!("{}, {} flow(s)", links_label(&s.links), f.flows),
+                    label: format!("{} / {}", short_links(&s.links), f.flows),
                     bars: vec![
                         Some(scaled(&f.mpbridge, 100.0 / limit)),
                         Some(scaled(&f.peer, 100.0 / limit)),
@@ -612,6 +612,19 @@ fn panels(r: &BenchReport) -> Vec<Panel> {
         });
     }
     out
+}
+
+/// `2×50`, `100+50+20`: a bar group's label.
+fn short_links(rates: &[u32]) -> String {
+    if rates.iter().all(|r| *r == rates[0]) {
+        format!("{}×{}", rates.len(), rates[0])
+    } else {
+        rates
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join("+")
+    }
 }
 
 fn scaled(f: &Figure, k: f64) -> Figure {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::bridge::{Bridge, BridgeOptions};
 use crate::iperf;
@@ -27,7 +27,7 @@ use crate::{LinkSpec, Node, Proc, Topology, TopologySpec};
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// A benchmark case, numbered as in the issue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Case {
     /// 2, 3 and 4 equal links at 50 Mbit/s, one flow and 8 flows.
@@ -163,7 +163,7 @@ impl Options {
 }
 
 /// Who carries the client's traffic in a measurement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Subject {
     /// No proxy: each link alone (shaped) or plain routing (unshaped).
@@ -173,7 +173,7 @@ pub enum Subject {
 }
 
 /// Repeated measurements of one figure.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Figure {
     pub samples: Vec<f64>,
 }
@@ -218,7 +218,7 @@ impl Figure {
 }
 
 /// Case 1 or 2 on one set of links: the limit and both proxies, Mbit/s.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Shaped {
     pub case: Case,
     /// Link rates, Mbit/s.
@@ -229,7 +229,7 @@ pub struct Shaped {
 }
 
 /// Goodput through each proxy with `flows` parallel TCP flows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FlowFigures {
     pub flows: u32,
     pub mpbridge: Figure,
@@ -237,7 +237,7 @@ pub struct FlowFigures {
 }
 
 /// Case 3: unshaped links.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Unshaped {
     pub links: usize,
     /// Client → server, then server → client (one flow each), Mbit/s.
@@ -246,7 +246,7 @@ pub struct Unshaped {
     pub cpu: Vec<Cpu>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Direction {
     pub name: String,
     /// Plain routing.
@@ -255,7 +255,7 @@ pub struct Direction {
     pub peer: Figure,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cpu {
     pub subject: Subject,
     pub process: String,
@@ -263,14 +263,14 @@ pub struct Cpu {
 }
 
 /// Case 4: short connections through each path.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Setup {
     pub workers: usize,
     pub secs: f64,
     pub rows: Vec<SetupRow>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SetupRow {
     /// `Limit` is the direct path (plain routing).
     pub subject: Subject,
@@ -284,13 +284,13 @@ pub struct SetupRow {
 }
 
 /// Case 5: memory of each proxy process with idle connections open.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Idle {
     pub connections: usize,
     pub rows: Vec<MemRow>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemRow {
     pub subject: Subject,
     pub process: String,
@@ -303,7 +303,7 @@ pub struct MemRow {
 }
 
 /// Case 6: one kind of failure through one configuration.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailoverRow {
     pub failure: Failure,
     /// "mpbridge, probing", "mpbridge, kernel only", "peer, kernel only".
@@ -320,7 +320,7 @@ pub struct FailoverRow {
 }
 
 /// Case 7.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Sizes {
     pub mpbridge_router: Option<u64>,
     pub sslocal: Option<u64>,
@@ -330,7 +330,7 @@ pub struct Sizes {
 }
 
 /// The machine a run ran on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     pub cpu: String,
     pub cores: usize,
@@ -365,7 +365,7 @@ impl Machine {
 }
 
 /// Everything a bench run measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchReport {
     pub date: String,
     pub command: String,

@@ -65,7 +65,7 @@ pub struct BuildRecord {
 }
 
 /// An installed peer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Install {
     pub version: String,
     pub sslocal: PathBuf,

@@ -10,7 +10,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Node, Topology};
 
@@ -97,7 +97,7 @@ fn answer(mut stream: TcpStream) -> std::io::Result<()> {
 }
 
 /// What a run of short connections measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RrOutcome {
     /// Exchanges completed (connect, request, reply, close).
     pub completed: u64,

@@ -82,6 +82,9 @@ struct BenchArgs {
     /// e.g. "fastopen = false" (repeatable; the report names them).
     #[arg(long, value_name = "KEY = VALUE")]
     local_config: Vec<String>,
+    /// Write the report and SVG from a saved `--json` run instead of running.
+    #[arg(long, value_name = "FILE.json")]
+    render: Option<PathBuf>,
     /// Case 1's numbers of equal links, comma-separated (default 2,3,4;
     /// quick 2); each from 2 to 8.
     #[arg(long, value_name = "N,N,…")]
@@ -130,6 +133,9 @@ struct RunArgs {
     /// config, e.g. "fastopen = false" (repeatable).
     #[arg(long, value_name = "KEY = VALUE")]
     local_config: Vec<String>,
+    /// Write the report and SVG from a saved `--json` run instead of running.
+    #[arg(long, value_name = "FILE.json")]
+    render: Option<PathBuf>,
     /// Case 1's numbers of equal links, comma-separated (default 2,3,4;
     /// quick 2); each from 2 to 8.
     #[arg(long, value_name = "N,N,…")]
@@ -445,6 +451,13 @@ fn bench(mpbridge: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
         };
         out.with_file_name(name)
     });
+    if let Some(saved) = &args.render {
+        let text = std::fs::read_to_string(saved)
+            .with_context(|| format!("cannot read {}", saved.display()))?;
+        let report: bench::BenchReport = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a bench run's JSON", saved.display()))?;
+        return write_bench_docs(&report, &out, &svg, &args.note);
+    }
     checks::Machine::probe().check()?;
     let mpbridge = match mpbridge {
         Some(p) => p,
@@ -513,13 +526,26 @@ fn bench(mpbridge: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
         println!("samples: {}", path.display());
     }
     result?;
-    let drawn = bench::doc::write_svg(&report, &svg)?;
+    write_bench_docs(&report, &out, &svg, &args.note)
+}
+
+/// The Markdown report at `out` and the SVG at `svg`, printed too.
+fn write_bench_docs(
+    report: &bench::BenchReport,
+    out: &std::path::Path,
+    svg: &std::path::Path,
+    note: &str,
+) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let drawn = bench::doc::write_svg(report, svg)?;
     let svg_name = svg
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .filter(|_| drawn && svg.parent() == out.parent());
-    let md = bench::doc::markdown(&report, svg_name.as_deref(), &args.note);
-    std::fs::write(&out, &md).with_context(|| format!("cannot write {}", out.display()))?;
+    let md = bench::doc::markdown(report, svg_name.as_deref(), note);
+    std::fs::write(out, &md).with_context(|| format!("cannot write {}", out.display()))?;
     println!("{md}");
     println!("report: {}", out.display());
     if drawn {
