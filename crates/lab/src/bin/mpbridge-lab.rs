@@ -133,13 +133,6 @@ struct RunArgs {
     /// config, e.g. "fastopen = false" (repeatable).
     #[arg(long, value_name = "KEY = VALUE")]
     local_config: Vec<String>,
-    /// Write the report and SVG from a saved `--json` run instead of running.
-    #[arg(long, value_name = "FILE.json")]
-    render: Option<PathBuf>,
-    /// Case 1's numbers of equal links, comma-separated (default 2,3,4;
-    /// quick 2); each from 2 to 8.
-    #[arg(long, value_name = "N,N,…")]
-    equal: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
