@@ -176,6 +176,13 @@ impl Bridge {
         })
     }
 
+    /// Stops the local, then the remote (SIGTERM, so that each removes its
+    /// interception rules and MPTCP set-up), each within `grace`, else SIGKILL.
+    pub fn stop(mut self, grace: Duration) {
+        self.local.terminate(grace);
+        self.remote.terminate(grace);
+    }
+
     /// Both daemons' output, for failure messages.
     pub fn logs(&self) -> String {
         format!(
@@ -191,7 +198,7 @@ impl Bridge {
 /// When the topology leaves the LAN routes to the daemons, router B's
 /// `[paths]` routes the client LAN (router A routes the default route by
 /// default), so `paths_extra` must not hold a `[paths]` section then.
-fn link_lines(topo: &Topology, options: &BridgeOptions, node: Node) -> String {
+pub(crate) fn link_lines(topo: &Topology, options: &BridgeOptions, node: Node) -> String {
     let mut out = String::new();
     for link in 0..topo.link_count() {
         let peer = |v6| match node {
@@ -231,13 +238,26 @@ fn start_daemon(
 ) -> anyhow::Result<Proc> {
     let mut cmd = Command::new(mpbridge);
     cmd.arg("-c").arg(config).arg(role);
-    let proc = topo.spawn_named(node, name, &mut cmd)?;
+    let proc = topo.spawn_named(node, &unused_name(topo, name), &mut cmd)?;
     proc.wait_for_log(&format!("{role} listening"), START_TIMEOUT)
         .with_context(|| format!("mpbridge {role} did not start:\n{}", proc.output_text()))?;
     Ok(proc)
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+/// `name`, or `name-2`, `name-3`, … if a process of that name already ran
+/// in `topo` (the daemons may be started more than once in one topology).
+pub(crate) fn unused_name(topo: &Topology, name: &str) -> String {
+    let used = |n: &str| topo.workdir().join(format!("{n}.stdout")).exists();
+    if !used(name) {
+        return name.to_string();
+    }
+    (2..)
+        .map(|k| format!("{name}-{k}"))
+        .find(|n| !used(n))
+        .expect("an unused name")
+}
+
+pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

@@ -13,6 +13,8 @@
 //!
 //! # Layout
 //!
+//! - [`bench`]: `mpbridge-lab bench`, mpbridge against shadowsocks-rust
+//!   and the physical limit, and docs/BENCHMARKS.md.
 //! - [`bridge`]: the real `mpbridge` daemons started in a topology.
 //! - [`iperf`]: iperf3 servers and clients, their JSON reports.
 //! - [`scenario`]: aggregation, failover, integrity and throughput runs.
@@ -30,6 +32,7 @@
 //! - [`shaping`]: tbf parameters; `faults`: the nftables drop rules.
 //! - [`ss`]: parsing `ss -tni`; `exec`: running `ip`/`tc`/`nft`.
 
+pub mod bench;
 pub mod bridge;
 pub mod checks;
 mod exec;

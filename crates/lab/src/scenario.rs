@@ -90,13 +90,12 @@ pub struct Aggregate {
 /// sampled; `during` runs meanwhile (given the flow's start) and returns
 /// the events it caused.
 fn iperf_recorded(
-    lab: &Lab,
+    topo: &Topology,
     node: Node,
     args: &[String],
     progress: &Progress,
     during: impl FnOnce(Instant) -> anyhow::Result<Vec<Event>>,
 ) -> anyhow::Result<(iperf::Report, Series)> {
-    let topo = &lab.topo;
     let secs: f64 = args
         .iter()
         .skip_while(|a| *a != "-t")
@@ -123,6 +122,16 @@ fn iperf_recorded(
     Ok((report, series))
 }
 
+/// iperf3 client arguments for link `link` alone: from router A, bound to
+/// its address on the link, to router B's (`-R`: router B sends), `secs`
+/// long, 1 s intervals; `extra` appended.
+pub fn link_alone_args(topo: &Topology, link: usize, secs: f64, extra: &[&str]) -> Vec<String> {
+    let bind = topo.ra_link_addr(link, false).to_string();
+    let mut more = vec!["-B", bind.as_str()];
+    more.extend_from_slice(extra);
+    iperf::client_args(topo.rb_link_addr(link, false), secs, 1.0, true, &more)
+}
+
 /// Each link alone (router B → router A on that link's addresses), then one
 /// flow server → client through the bridge, each for `secs` (the bridge
 /// flow after a first second left out: slow start).
@@ -134,22 +143,15 @@ pub fn aggregate(lab: &Lab, secs: f64, progress: &Progress) -> anyhow::Result<Ag
         let name = format!("iperf3-link{link}");
         let _server =
             iperf::start_server(topo, Node::RouterB, topo.rb_link_addr(link, false), &name)?;
-        let bind = topo.ra_link_addr(link, false).to_string();
-        let args = iperf::client_args(
-            topo.rb_link_addr(link, false),
-            secs,
-            1.0,
-            true,
-            &["-B", &bind],
-        );
-        let (report, _) = iperf_recorded(lab, Node::RouterA, &args, progress, |_| Ok(vec![]))?;
+        let args = link_alone_args(topo, link, secs, &[]);
+        let (report, _) = iperf_recorded(topo, Node::RouterA, &args, progress, |_| Ok(vec![]))?;
         per_link.push(report.received_mbit_per_s);
     }
     progress.phase(&format!(
         "aggregate: one flow through mpbridge, 1 s slow start + {secs} s"
     ));
     let args = iperf::client_args(topo.server_addr(false), secs, 0.1, true, &["-O", "1"]);
-    let (report, series) = iperf_recorded(lab, Node::Client, &args, progress, |_| Ok(vec![]))?;
+    let (report, series) = iperf_recorded(topo, Node::Client, &args, progress, |_| Ok(vec![]))?;
     let limit: f64 = per_link.iter().sum();
     let bridge = report.received_mbit_per_s;
     Ok(Aggregate {
@@ -167,7 +169,7 @@ pub fn aggregate(lab: &Lab, secs: f64, progress: &Progress) -> anyhow::Result<Ag
 }
 
 /// How a link fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Failure {
     /// The interface goes down on router A.
@@ -361,7 +363,17 @@ pub struct Failover {
 /// One long flow server → client through the bridge while one link fails
 /// and comes back as `plan` says.
 pub fn failover(lab: &Lab, plan: &FailoverPlan, progress: &Progress) -> anyhow::Result<Failover> {
-    plan.validate(lab.topo.link_count())?;
+    failover_in(&lab.topo, plan, progress)
+}
+
+/// [`failover`] in `topo` through whatever proxy diverts the client's TCP
+/// there (the benchmarks run it for mpbridge and for the peer).
+pub fn failover_in(
+    topo: &Topology,
+    plan: &FailoverPlan,
+    progress: &Progress,
+) -> anyhow::Result<Failover> {
+    plan.validate(topo.link_count())?;
     progress.phase(&format!(
         "failover: link {} {} at {} s, back at {} s, {} s flow",
         plan.link,
@@ -370,7 +382,6 @@ pub fn failover(lab: &Lab, plan: &FailoverPlan, progress: &Progress) -> anyhow::
         plan.restore_at,
         plan.secs
     ));
-    let topo = &lab.topo;
     let args = iperf::client_args(topo.server_addr(false), plan.secs, 0.1, true, &[]);
     let flap = Flap {
         link: plan.link,
@@ -378,7 +389,7 @@ pub fn failover(lab: &Lab, plan: &FailoverPlan, progress: &Progress) -> anyhow::
         at: plan.fail_at,
         restore_at: plan.restore_at,
     };
-    let (report, series) = iperf_recorded(lab, Node::Client, &args, progress, |started| {
+    let (report, series) = iperf_recorded(topo, Node::Client, &args, progress, |started| {
         run_flaps(topo, started, &[flap], &|| false, progress)
     })?;
     let ivs = &report.intervals;

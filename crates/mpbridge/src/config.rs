@@ -48,7 +48,7 @@ const MAX_CONNECTIONS_RANGE: RangeInclusive<i64> = 1..=1_000_000;
 const DEFAULT_DRAIN_SECS: i64 = 10;
 const DRAIN_SECS_RANGE: RangeInclusive<i64> = 0..=3600;
 const DEFAULT_PIPE_SIZE: i64 = 262_144;
-const DEFAULT_FASTOPEN_RCVBUF: i64 = 4_194_304;
+const DEFAULT_FASTOPEN_RCVBUF: i64 = 16_777_216;
 const FASTOPEN_RCVBUF_RANGE: RangeInclusive<i64> = 0..=268_435_456;
 const PIPE_SIZE_RANGE: RangeInclusive<i64> = 4096..=16_777_216;
 const DEFAULT_LOG_LEVEL: &str = "info";

@@ -22,6 +22,7 @@
 //!   dumps, multicast, and the writer of messages and attributes.
 //! - [`paths`]: the path manager: MPTCP endpoints, policy routing, probes.
 //! - [`control`]: the control socket, `mpbridge status`, metrics.
+//! - [`paths_only`]: `mpbridge paths`, the path manager without a proxy.
 //! - [`server`]: the accept loop: connection cap, back-off, drain.
 //! - [`checks`]: start-up checks of the kernel; configured keys to cookie keys.
 //! - [`sys`]: socket options and syscalls the safe crates lack.
@@ -40,6 +41,7 @@ pub mod intercept;
 pub mod local;
 mod netlink;
 pub mod paths;
+pub mod paths_only;
 pub mod ratelimit;
 pub mod relay;
 pub mod remote;

@@ -80,6 +80,13 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 10)]
         top: usize,
     },
+    /// Run only the path manager (MPTCP limits, endpoints, policy routing,
+    /// probes) of router A (`local`) or router B (`remote`), for another
+    /// MPTCP proxy; the config file's `[[link]]`s, `[probe]` and role section.
+    Paths {
+        #[arg(value_enum)]
+        role: Mode,
+    },
     /// Validate the config file and exit.
     CheckConfig,
     /// Print a new random pre-shared key (hex) for the key file.
@@ -156,6 +163,38 @@ fn main() -> ExitCode {
                     block_on(
                         async move { mpbridge::remote::run(settings, shutdown_signal()).await },
                     )
+                })
+        }
+        Command::Paths { role } => {
+            let overrides = Overrides {
+                log_level: cli.log_level,
+                ..Overrides::default()
+            };
+            let loaded = match role {
+                Mode::Local => config::load_local(&path, explicit, &overrides).map(|(s, w)| {
+                    let side = mpbridge::paths::Side::Local { remotes: s.remotes };
+                    (s.paths, side, s.auth, s.log_level, w)
+                }),
+                Mode::Remote => config::load_remote(&path, explicit, &overrides).map(|(s, w)| {
+                    (
+                        s.paths,
+                        mpbridge::paths::Side::Remote,
+                        s.auth,
+                        s.log_level,
+                        w,
+                    )
+                }),
+            };
+            loaded
+                .map_err(StartError::from)
+                .and_then(|(paths, side, auth, level, warnings)| {
+                    init_logging(&level, &warnings);
+                    block_on(mpbridge::paths_only::run(
+                        &paths,
+                        side,
+                        &auth,
+                        shutdown_signal(),
+                    ))
                 })
         }
         Command::CheckConfig => match config::check(&path) {

@@ -14,7 +14,7 @@ use mpbridge_lab::bridge::BridgeOptions;
 use mpbridge_lab::measure::Progress;
 use mpbridge_lab::report::Report;
 use mpbridge_lab::scenario::{self, FailoverPlan, Failure, IntegrityPlan, Lab};
-use mpbridge_lab::{checks, plot};
+use mpbridge_lab::{bench, checks, plot};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -32,8 +32,63 @@ struct Cli {
 enum Cmd {
     /// Run a scenario (as root; everything it creates is removed at the end).
     Run(RunArgs),
+    /// Benchmarks: mpbridge against shadowsocks-rust (built on first use)
+    /// and the physical limit; writes docs/BENCHMARKS.md and an SVG.
+    Bench(BenchArgs),
     /// Remove namespaces left behind by runs that were killed.
     Clean,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Cases to run, by number or name, comma-separated: 1 equal, 2 mixed,
+    /// 3 unshaped, 4 setup, 5 idle, 6 failover, 7 size (default: all).
+    #[arg(long, value_name = "N,N,…")]
+    cases: Option<String>,
+    /// Short flows, one round, two links only: a smoke test of the harness
+    /// (writes under target/lab/ unless --out is given).
+    #[arg(long)]
+    quick: bool,
+    /// Rounds of alternation between the subjects (default 3; quick 1).
+    #[arg(long, value_name = "N")]
+    rounds: Option<usize>,
+    /// The Markdown report (default docs/BENCHMARKS.md).
+    #[arg(long, value_name = "FILE.md")]
+    out: Option<PathBuf>,
+    /// The SVG beside it (default: benchmarks.svg in the report's folder).
+    #[arg(long, value_name = "FILE.svg")]
+    svg: Option<PathBuf>,
+    /// Every sample as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Where the peer is built and kept (default $MPBRIDGE_BENCH_CACHE,
+    /// else $XDG_CACHE_HOME/mpbridge-bench, else /var/cache/mpbridge-bench).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Leave the peer out (no build): mpbridge and the limit only.
+    #[arg(long)]
+    no_peer: bool,
+    /// The router build of mpbridge whose size case 7 reports (default:
+    /// target/router/mpbridge beside the mpbridge binary's target dir).
+    #[arg(long, value_name = "PATH")]
+    mpbridge_router: Option<PathBuf>,
+    /// Idle connections held open in case 5 (default 1000; quick 200).
+    #[arg(long, value_name = "N")]
+    idle: Option<usize>,
+    /// A sentence for the report about the machine (e.g. "quiet").
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    note: String,
+    /// An extra line for the `[local]` section of mpbridge local's config,
+    /// e.g. "fastopen = false" (repeatable; the report names them).
+    #[arg(long, value_name = "KEY = VALUE")]
+    local_config: Vec<String>,
+    /// Write the report and SVG from a saved `--json` run instead of running.
+    #[arg(long, value_name = "FILE.json")]
+    render: Option<PathBuf>,
+    /// Case 1's numbers of equal links, comma-separated (default 2,3,4;
+    /// quick 2); each from 2 to 8.
+    #[arg(long, value_name = "N,N,…")]
+    equal: Option<String>,
 }
 
 #[derive(Args)]
@@ -127,6 +182,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let args = match cli.command {
+        Cmd::Bench(args) => return bench(cli.mpbridge, args),
         Cmd::Clean => {
             let removed = mpbridge_lab::clean_leftovers()?;
             println!("removed {} namespace(s) {removed:?}", removed.len());
@@ -352,4 +408,141 @@ fn throughput(lab: &Lab, progress: &Progress) -> anyhow::Result<scenario::Throug
         t.local_cpu_s_per_gb, t.remote_cpu_s_per_gb
     );
     Ok(t)
+}
+
+fn bench(mpbridge: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
+    let command = std::iter::once("mpbridge-lab".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let cases = match &args.cases {
+        Some(text) => bench::Case::parse_list(text)?,
+        None => bench::Case::ALL.to_vec(),
+    };
+    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 });
+    anyhow::ensure!(
+        (1..=20).contains(&rounds),
+        "--rounds {rounds}: give 1 to 20"
+    );
+    let idle = args.idle.unwrap_or(if args.quick { 200 } else { 1000 });
+    anyhow::ensure!(
+        (1..=5000).contains(&idle),
+        "--idle {idle}: give 1 to 5000 connections"
+    );
+    let out = args.out.clone().unwrap_or_else(|| {
+        if args.quick {
+            PathBuf::from("target/lab/BENCHMARKS-quick.md")
+        } else {
+            PathBuf::from("docs/BENCHMARKS.md")
+        }
+    });
+    let svg = args.svg.clone().unwrap_or_else(|| {
+        let name = if args.quick {
+            "benchmarks-quick.svg"
+        } else {
+            "benchmarks.svg"
+        };
+        out.with_file_name(name)
+    });
+    if let Some(saved) = &args.render {
+        let text = std::fs::read_to_string(saved)
+            .with_context(|| format!("cannot read {}", saved.display()))?;
+        let report: bench::BenchReport = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a bench run's JSON", saved.display()))?;
+        return write_bench_docs(&report, &out, &svg, &args.note);
+    }
+    checks::Machine::probe().check()?;
+    let mpbridge = match mpbridge {
+        Some(p) => p,
+        None => mpbridge_lab::bridge::find_mpbridge()?,
+    };
+    let mpbridge_router = args.mpbridge_router.clone().or_else(|| {
+        // …/target/release/mpbridge → …/target/router/mpbridge
+        let dir = mpbridge.parent()?.parent()?;
+        Some(dir.join("router").join("mpbridge")).filter(|p| p.is_file())
+    });
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let progress = Progress::for_stderr();
+    let peer = if args.no_peer {
+        None
+    } else {
+        let cache = args
+            .cache
+            .clone()
+            .unwrap_or_else(bench::peer::default_cache);
+        Some(bench::peer::ensure_installed(&cache, &progress)?)
+    };
+    let options = bench::Options {
+        cases,
+        quick: args.quick,
+        rounds,
+        mpbridge,
+        mpbridge_router,
+        peer,
+        idle_connections: idle,
+        local_extra: args.local_config.join("\n"),
+        equal: match &args.equal {
+            None => None,
+            Some(text) => Some(
+                text.split(',')
+                    .map(|n| {
+                        n.trim()
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|n| (2..=mpbridge_lab::plan::MAX_LINKS).contains(n))
+                            .with_context(|| {
+                                format!("--equal {text:?}: give link counts from 2 to 8, e.g. 2,4")
+                            })
+                    })
+                    .collect::<anyhow::Result<Vec<usize>>>()?,
+            ),
+        },
+    };
+    // Everything the bench creates lives in its namespaces: Ctrl-C removes them.
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install the Ctrl-C handler")?;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            eprintln!("\nmpbridge-lab: interrupted (signal {sig}): removing the lab");
+            bench::teardown_current();
+            std::process::exit(128 + sig);
+        }
+    });
+    let mut report = bench::BenchReport::new(&options, command);
+    let result = bench::run(&options, &progress, &mut report);
+    progress.clear_line();
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("samples: {}", path.display());
+    }
+    result?;
+    write_bench_docs(&report, &out, &svg, &args.note)
+}
+
+/// The Markdown report at `out` and the SVG at `svg`, printed too.
+fn write_bench_docs(
+    report: &bench::BenchReport,
+    out: &std::path::Path,
+    svg: &std::path::Path,
+    note: &str,
+) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let drawn = bench::doc::write_svg(report, svg)?;
+    let svg_name = svg
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|_| drawn && svg.parent() == out.parent());
+    let md = bench::doc::markdown(report, svg_name.as_deref(), note);
+    std::fs::write(out, &md).with_context(|| format!("cannot write {}", out.display()))?;
+    println!("{md}");
+    println!("report: {}", out.display());
+    if drawn {
+        println!("plot: {}", svg.display());
+    }
+    Ok(())
 }

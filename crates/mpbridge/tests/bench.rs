@@ -1,0 +1,96 @@
+//! The benchmark harness itself, cheaply and without the peer: a quick run
+//! of the connection set-up and idle-memory cases through the real daemons
+//! gives figures and a report, and `mpbridge paths` (the path manager
+//! alone, which the peer runs on) sets the links up and takes them down.
+
+use std::path::Path;
+use std::time::Duration;
+
+use mpbridge_lab::bench::{self, peer::PathsOnly, BenchReport, Case, Options, Subject};
+use mpbridge_lab::measure::{Progress, ProgressMode};
+use mpbridge_lab::{LinkSpec, Node, Topology, TopologySpec};
+
+#[test]
+fn a_quick_bench_measures_set_up_and_idle_memory_and_writes_the_report() {
+    let options = Options {
+        cases: vec![Case::Setup, Case::Idle],
+        quick: true,
+        rounds: 1,
+        mpbridge: env!("CARGO_BIN_EXE_mpbridge").into(),
+        mpbridge_router: None,
+        peer: None,
+        idle_connections: 50,
+        local_extra: String::new(),
+        equal: None,
+    };
+    let mut report = BenchReport::new(&options, "test".into());
+    bench::run(&options, &Progress::new(ProgressMode::Silent), &mut report)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+
+    let setup = report.setup.as_ref().expect("case 4 ran");
+    for subject in [Subject::Limit, Subject::Mpbridge] {
+        let row = setup
+            .rows
+            .iter()
+            .find(|r| r.subject == subject)
+            .unwrap_or_else(|| panic!("no {subject:?} row"));
+        assert!(row.per_sec.median() > 10.0, "{subject:?}: {row:?}");
+        assert_eq!(row.failed, 0, "{subject:?}: {row:?}");
+    }
+    let idle = report.idle.as_ref().expect("case 5 ran");
+    let names: Vec<&str> = idle.rows.iter().map(|r| r.process.as_str()).collect();
+    assert_eq!(names, ["mpbridge local", "mpbridge remote"]);
+    for row in &idle.rows {
+        assert!(row.rss_kib.median() > 1000.0, "{row:?}");
+        assert!(row.pss_kib.median() > 0.0, "{row:?}");
+    }
+    let md = bench::doc::markdown(&report, None, "");
+    assert!(md.contains("| direct (plain routing) |"), "{md}");
+    assert!(md.contains("## 5. Memory with 50 idle connections"), "{md}");
+    assert!(md.contains("| mpbridge remote |"), "{md}");
+}
+
+fn ns_output(topo: &Topology, node: Node, args: &[&str]) -> String {
+    topo.run(node, args).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+#[test]
+fn the_path_manager_alone_sets_the_links_up_and_removes_them_on_exit() {
+    let topo = Topology::build(&TopologySpec {
+        links: vec![LinkSpec::UNSHAPED; 2],
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let mpbridge = Path::new(env!("CARGO_BIN_EXE_mpbridge"));
+    let paths = PathsOnly::start(&topo, mpbridge, false).unwrap_or_else(|e| panic!("{e:#}"));
+
+    // Router A: one subflow endpoint per link address, a rule per address,
+    // the limits; router B: the limits only.
+    let endpoints = ns_output(&topo, Node::RouterA, &["ip", "mptcp", "endpoint", "show"]);
+    for link in 0..2 {
+        let addr = topo.ra_link_addr(link, false).to_string();
+        assert!(
+            endpoints
+                .lines()
+                .any(|l| l.contains(&addr) && l.contains("subflow")),
+            "no endpoint for {addr}:\n{endpoints}"
+        );
+    }
+    let rules = ns_output(&topo, Node::RouterA, &["ip", "rule", "show"]);
+    assert!(
+        rules.contains(&format!("from {}", topo.ra_link_addr(1, false))),
+        "{rules}"
+    );
+    for node in [Node::RouterA, Node::RouterB] {
+        let limits = ns_output(&topo, node, &["ip", "mptcp", "limits", "show"]);
+        assert!(limits.contains("subflows 2"), "{node:?}: {limits}");
+    }
+
+    paths.stop(Duration::from_secs(5));
+    let endpoints = ns_output(&topo, Node::RouterA, &["ip", "mptcp", "endpoint", "show"]);
+    assert!(endpoints.trim().is_empty(), "left behind:\n{endpoints}");
+    let rules = ns_output(&topo, Node::RouterA, &["ip", "rule", "show"]);
+    assert!(
+        !rules.contains(&format!("from {}", topo.ra_link_addr(1, false))),
+        "{rules}"
+    );
+}
