@@ -144,9 +144,7 @@ fn main() -> ExitCode {
                         }
                         Ok(settings)
                     });
-                    block_on(async move {
-                        mpbridge::local::run(settings, shutdown_signal(), Some(reload)).await
-                    })
+                    run_daemon(|shutdown| mpbridge::local::run(settings, shutdown, Some(reload)))
                 })
         }
         Command::Remote { listen, key_file } => {
@@ -160,9 +158,7 @@ fn main() -> ExitCode {
                 .map_err(StartError::from)
                 .and_then(|(settings, warnings)| {
                     init_logging(&settings.log_level, &warnings);
-                    block_on(
-                        async move { mpbridge::remote::run(settings, shutdown_signal()).await },
-                    )
+                    run_daemon(|shutdown| mpbridge::remote::run(settings, shutdown))
                 })
         }
         Command::Paths { role } => {
@@ -189,12 +185,9 @@ fn main() -> ExitCode {
                 .map_err(StartError::from)
                 .and_then(|(paths, side, auth, level, warnings)| {
                     init_logging(&level, &warnings);
-                    block_on(mpbridge::paths_only::run(
-                        &paths,
-                        side,
-                        &auth,
-                        shutdown_signal(),
-                    ))
+                    run_daemon(|shutdown| async move {
+                        mpbridge::paths_only::run(&paths, side, &auth, shutdown).await
+                    })
                 })
         }
         Command::CheckConfig => match config::check(&path) {
@@ -313,14 +306,19 @@ fn init_logging(level: &str, warnings: &[Warning]) {
     }
 }
 
-fn block_on<F: std::future::Future<Output = Result<(), StartError>>>(
-    future: F,
-) -> Result<(), StartError> {
+/// Runs a daemon on a new runtime, handing it the shutdown signal. The
+/// signal handlers are installed inside the runtime before the daemon's
+/// future is even made, which only this function can get right.
+fn run_daemon<D, F>(daemon: D) -> Result<(), StartError>
+where
+    D: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> F,
+    F: std::future::Future<Output = Result<(), StartError>>,
+{
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(StartError::Runtime)?
-        .block_on(future)
+        .block_on(async move { daemon(Box::pin(shutdown_signal())).await })
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C); the daemon then drains. A
