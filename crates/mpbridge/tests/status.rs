@@ -398,6 +398,7 @@ fn the_metrics_endpoint_follows_the_links_and_counters() {
         ..Options::default()
     });
     let scrape = || -> String {
+        use std::io::{Read, Write};
         bridge.topo.enter(Node::RouterA, || {
             let mut s = std::net::TcpStream::connect("127.0.0.1:9410").unwrap();
             s.write_all(b"GET /metrics HTTP/1.1\r\nHost: router-a\r\n\r\n")
