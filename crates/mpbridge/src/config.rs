@@ -430,7 +430,8 @@ impl DestPolicy {
 pub struct RemoteSettings {
     /// Where `mpbridge local` connects.
     pub listen: Vec<SocketAddr>,
-    /// The whole Convert header must arrive within this.
+    /// The whole Convert header must arrive within this, and the client's
+    /// handshake complete (a header in the SYN arrives before its last ACK).
     pub header_timeout: Duration,
     /// Dialing the destination.
     pub connect_timeout: Duration,

@@ -27,6 +27,10 @@ use crate::{checks, warn_limited};
 /// After an Error TLV, how long the client may take to read it before RST.
 const ERROR_LINGER: Duration = Duration::from_secs(1);
 
+/// How often a connection accepted on its SYN's data is checked for the
+/// last ACK of its handshake, before anything is written to it.
+const HANDSHAKE_POLL: Duration = Duration::from_millis(1);
+
 static REFUSED_AUTH: LogLimit = LogLimit::refusals();
 static REFUSED_MALFORMED: LogLimit = LogLimit::refusals();
 static REFUSED_POLICY: LogLimit = LogLimit::refusals();
@@ -39,6 +43,8 @@ enum Refusal {
     Malformed(#[from] convert::DecodeError),
     #[error("no Convert header within {0:?}")]
     HeaderTimeout(Duration),
+    #[error("the client did not complete the TCP handshake within {0:?}")]
+    HandshakeTimeout(Duration),
     #[error("the client closed before sending a whole Convert header")]
     Truncated,
     #[error("the Convert header has no Connect TLV")]
@@ -60,7 +66,9 @@ impl Refusal {
     fn code(&self) -> Option<ErrorCode> {
         Some(match self {
             Refusal::Malformed(e) => e.error_code(),
-            Refusal::HeaderTimeout(_) | Refusal::Truncated => return None,
+            Refusal::HeaderTimeout(_) | Refusal::HandshakeTimeout(_) | Refusal::Truncated => {
+                return None
+            }
             Refusal::NoConnect => ErrorCode::MalformedMessage,
             Refusal::NoCookie => ErrorCode::MissingCookie,
             Refusal::Cookie(_) | Refusal::Policy(_) => ErrorCode::NotAuthorized,
@@ -226,26 +234,34 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         // `remote.fastopen_rcvbuf` in the example config.
         sys::set_recv_buffer(&socket2::SockRef::from(&stream), settings.fastopen_rcvbuf);
     }
+    let handshake = Handshake::from_now(settings.header_timeout);
     let request = match tokio::time::timeout(settings.header_timeout, read_request(&stream)).await {
         Ok(Ok(request)) => request,
-        Ok(Err(refusal)) => return refuse(&shared, stream, peer, None, refusal).await,
+        Ok(Err(refusal)) => return refuse(&shared, stream, peer, None, refusal, &handshake).await,
         Err(_) => {
             let refusal = Refusal::HeaderTimeout(settings.header_timeout);
-            return refuse(&shared, stream, peer, None, refusal).await;
+            return refuse(&shared, stream, peer, None, refusal, &handshake).await;
         }
     };
     let (dest, payload) = match check(&shared, &request) {
         Ok(dest) => (dest, &request.payload),
         Err(refusal) => {
             let dest = request.message.connect().map(|c| c.dest);
-            return refuse(&shared, stream, peer, dest, refusal).await;
+            return refuse(&shared, stream, peer, dest, refusal, &handshake).await;
         }
     };
     tracing::Span::current().record("dest", tracing::field::display(dest));
     let upstream = match dial(dest, settings.connect_timeout).await {
         Ok(s) => s,
-        Err(refusal) => return refuse(&shared, stream, peer, Some(dest), refusal).await,
+        Err(refusal) => {
+            return refuse(&shared, stream, peer, Some(dest), refusal, &handshake).await
+        }
     };
+    // The handshake completed while we dialled, unless the destination
+    // answered faster than the client's last ACK travels.
+    if let Err(refusal) = handshake.complete(&stream).await {
+        return refuse(&shared, stream, peer, Some(dest), refusal, &handshake).await;
+    }
     // Confirm only now that the destination accepted: a bare header.
     let mut reply = Vec::with_capacity(convert::HEADER_LEN);
     if Message::reply_ok().encode(&mut reply).is_err() {
@@ -309,6 +325,52 @@ fn check(shared: &Shared, request: &Request) -> Result<SocketAddr, Refusal> {
     Ok(dest)
 }
 
+/// The last ACK of a connection's handshake, which must have arrived before
+/// anything is written to it.
+///
+/// A connection whose SYN carried data (the Convert header, TCP Fast Open)
+/// is accepted on that SYN, a round trip before the client's last ACK
+/// arrives. Linux (seen on 6.18) sends no MPTCP data on a subflow that is
+/// not yet established, and the ACK that establishes it (an MP_CAPABLE one,
+/// without a data ACK) does not send what was queued meanwhile: that waits
+/// until the client sends something, and a client waiting for our reply
+/// never does. So whatever we write first (the reply, an Error TLV) waits
+/// here for that ACK. It could not leave earlier anyway; the wait adds at
+/// most about [`HANDSHAKE_POLL`].
+struct Handshake {
+    deadline: tokio::time::Instant,
+    limit: Duration,
+}
+
+impl Handshake {
+    /// The handshake must complete within `limit` from now (the accept).
+    fn from_now(limit: Duration) -> Handshake {
+        Handshake {
+            deadline: tokio::time::Instant::now() + limit,
+            limit,
+        }
+    }
+
+    /// Returns once the handshake of `stream` has completed; a refusal once
+    /// the deadline passed without. A kernel that cannot tell (no TCP_INFO
+    /// on MPTCP sockets) is taken at its word: the stream is writable.
+    async fn complete(&self, stream: &TcpStream) -> Result<(), Refusal> {
+        let start = tokio::time::Instant::now();
+        let mut polls = 0u32;
+        while let Ok(true) = sys::handshake_pending(stream) {
+            if tokio::time::Instant::now() >= self.deadline {
+                return Err(Refusal::HandshakeTimeout(self.limit));
+            }
+            tokio::time::sleep(HANDSHAKE_POLL).await;
+            polls += 1;
+        }
+        if polls > 0 {
+            tracing::debug!(waited = ?start.elapsed(), "the handshake's last ACK came after the header");
+        }
+        Ok(())
+    }
+}
+
 /// Connects to the destination (plain TCP) within `limit`.
 async fn dial(dest: SocketAddr, limit: Duration) -> Result<TcpStream, Refusal> {
     match tokio::time::timeout(limit, TcpStream::connect(dest)).await {
@@ -323,13 +385,15 @@ async fn dial(dest: SocketAddr, limit: Duration) -> Result<TcpStream, Refusal> {
 }
 
 /// Counts and logs a refusal (rate-limited), answers with an Error TLV where
-/// the RFC has a code for it, and closes with RST.
+/// the RFC has a code for it (once the `handshake` allows), and closes with
+/// RST.
 async fn refuse(
     shared: &Shared,
     stream: TcpStream,
     peer: SocketAddr,
     dest: Option<SocketAddr>,
     refusal: Refusal,
+    handshake: &Handshake,
 ) {
     let stats = &shared.stats;
     let dest = dest.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
@@ -354,7 +418,8 @@ async fn refuse(
     }
     if let Some(code) = refusal.code() {
         let mut out = Vec::new();
-        if Message::reply_error(code).encode(&mut out).is_ok()
+        if handshake.complete(&stream).await.is_ok()
+            && Message::reply_error(code).encode(&mut out).is_ok()
             && relay::write_all(&stream, &out).await.is_ok()
         {
             // Let the client read the Error TLV before the reset.
@@ -411,6 +476,10 @@ mod tests {
     fn a_slow_or_truncated_header_gets_no_error_tlv() {
         assert_eq!(Refusal::Truncated.code(), None);
         assert_eq!(Refusal::HeaderTimeout(Duration::from_secs(1)).code(), None);
+        assert_eq!(
+            Refusal::HandshakeTimeout(Duration::from_secs(1)).code(),
+            None
+        );
         assert_eq!(Refusal::NoCookie.code(), Some(ErrorCode::MissingCookie));
     }
 }

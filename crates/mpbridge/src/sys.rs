@@ -109,6 +109,35 @@ pub fn sendto_fastopen(socket: &Socket, data: &[u8], dest: SocketAddr) -> io::Re
     }
 }
 
+/// `TCP_SYN_RECV` (linux/tcp_states.h), as TCP_INFO's `tcpi_state` says it.
+const TCP_SYN_RECV: u8 = 3;
+
+/// Whether an accepted connection still waits for the last ACK of its
+/// handshake (state SYN_RECV). Only a connection whose SYN carried data
+/// (TCP Fast Open) is accepted that early. For an MPTCP socket the kernel
+/// answers for its first subflow (or the TCP socket it fell back to).
+pub fn handshake_pending(socket: &impl AsRawFd) -> io::Result<bool> {
+    // `tcpi_state` is the first byte of `struct tcp_info`; the kernel
+    // copies no more than the buffer holds.
+    let mut info = [0u8; 8];
+    // SAFETY: TCP_INFO writes only into `info`, at most its length.
+    let written = unsafe {
+        getsockopt_raw(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            &mut info,
+        )?
+    };
+    if written == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "TCP_INFO returned nothing",
+        ));
+    }
+    Ok(info[0] == TCP_SYN_RECV)
+}
+
 /// TCP keepalive of relayed connections: a peer that vanished without a
 /// FIN or RST (a router rebooted, a NAT forgot the flow) is found after
 /// about `KEEPALIVE_IDLE + KEEPALIVE_COUNT * KEEPALIVE_INTERVAL` (4 min) of
@@ -377,6 +406,24 @@ mod tests {
     fn sysctl_reads_an_integer() {
         assert!(read_sysctl("net.ipv4.ip_forward").is_ok());
         assert!(read_sysctl("net.no.such.thing").is_err());
+    }
+
+    #[test]
+    fn an_established_connection_waits_for_no_handshake() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        for transport in [Transport::Tcp, Transport::Mptcp] {
+            let Ok(listener) = stream_socket(&addr, transport) else {
+                continue; // kernel without MPTCP
+            };
+            listener.bind(&addr.into()).unwrap();
+            listener.listen(1).unwrap();
+            let to = listener.local_addr().unwrap().as_socket().unwrap();
+            let client = std::net::TcpStream::connect(to).unwrap();
+            listener.set_nonblocking(false).unwrap();
+            let (accepted, _) = listener.accept().unwrap();
+            assert!(!handshake_pending(&accepted).unwrap(), "{transport:?}");
+            assert!(!handshake_pending(&client).unwrap(), "{transport:?}");
+        }
     }
 
     #[test]

@@ -5,15 +5,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Bridge, Options};
+use common::{Bridge, Download, Options};
 use mpbridge_lab::bridge as lab_bridge;
 use mpbridge_lab::{wait_until, Node};
 use serde_json::Value;
@@ -27,67 +23,6 @@ const RATE_MBIT: u32 = 50;
 const SETTLE: Duration = Duration::from_secs(10);
 /// The bound: a black-holed link shows down within a second.
 const DOWN_WITHIN: Duration = Duration::from_secs(1);
-
-/// A download (server → client) through the bridge until stopped.
-struct Download {
-    client: SocketAddr,
-    dest: SocketAddr,
-    stop: Arc<AtomicBool>,
-    /// The test's two ends, to end the threads blocked on them.
-    ends: [std::net::TcpStream; 2],
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Download {
-    fn start(bridge: &Bridge) -> Download {
-        let listener = bridge.server_listener(false);
-        let dest = listener.local_addr().unwrap();
-        let mut client = bridge
-            .client_connect(dest)
-            .expect("connect through the bridge");
-        let (mut server, _) = listener.accept().unwrap();
-        let ends = [server.try_clone().unwrap(), client.try_clone().unwrap()];
-        let stop = Arc::new(AtomicBool::new(false));
-        let sender = {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut pattern = common::Pattern::new(3);
-                let mut buf = vec![0u8; 64 * 1024];
-                while !stop.load(Ordering::Relaxed) {
-                    pattern.fill(&mut buf);
-                    if server.write_all(&buf).is_err() {
-                        return;
-                    }
-                }
-                let _ = server.shutdown(std::net::Shutdown::Write);
-            })
-        };
-        let client_addr = client.local_addr().unwrap();
-        let receiver = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            while matches!(client.read(&mut buf), Ok(n) if n > 0) {}
-        });
-        Download {
-            client: client_addr,
-            dest,
-            stop,
-            ends,
-            threads: vec![sender, receiver],
-        }
-    }
-
-    /// Stops at once (what is in flight is not waited for: these tests
-    /// look at the status, not at the data).
-    fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for end in &self.ends {
-            let _ = end.shutdown(std::net::Shutdown::Both);
-        }
-        for t in self.threads {
-            t.join().unwrap();
-        }
-    }
-}
 
 fn link<'a>(status: &'a Value, name: &str) -> &'a Value {
     status["links"]
@@ -463,6 +398,7 @@ fn the_metrics_endpoint_follows_the_links_and_counters() {
         ..Options::default()
     });
     let scrape = || -> String {
+        use std::io::{Read, Write};
         bridge.topo.enter(Node::RouterA, || {
             let mut s = std::net::TcpStream::connect("127.0.0.1:9410").unwrap();
             s.write_all(b"GET /metrics HTTP/1.1\r\nHost: router-a\r\n\r\n")

@@ -8,6 +8,8 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mpbridge_lab::bridge as lab_bridge;
@@ -209,6 +211,81 @@ impl Bridge {
             }
         }
         panic!("no {group} {name} in /proc/net/netstat");
+    }
+}
+
+/// A download (server → client) through the bridge until stopped; counts
+/// what the client received.
+pub struct Download {
+    pub client: SocketAddr,
+    pub dest: SocketAddr,
+    stop: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+    /// The test's two ends, to end the threads blocked on them.
+    ends: [TcpStream; 2],
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Download {
+    pub fn start(bridge: &Bridge) -> Download {
+        let listener = bridge.server_listener(false);
+        let dest = listener.local_addr().unwrap();
+        let mut client = bridge
+            .client_connect(dest)
+            .expect("connect through the bridge");
+        let (mut server, _) = listener.accept().unwrap();
+        let ends = [server.try_clone().unwrap(), client.try_clone().unwrap()];
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicU64::new(0));
+        let sender = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut pattern = Pattern::new(3);
+                let mut buf = vec![0u8; 64 * 1024];
+                while !stop.load(Ordering::Relaxed) {
+                    pattern.fill(&mut buf);
+                    if server.write_all(&buf).is_err() {
+                        return;
+                    }
+                }
+                let _ = server.shutdown(std::net::Shutdown::Write);
+            })
+        };
+        let client_addr = client.local_addr().unwrap();
+        let receiver = {
+            let received = Arc::clone(&received);
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = client.read(&mut buf) {
+                    received.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            })
+        };
+        Download {
+            client: client_addr,
+            dest,
+            stop,
+            received,
+            ends,
+            threads: vec![sender, receiver],
+        }
+    }
+
+    /// Bytes the client has received so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Stops at once (what is in flight is not waited for: the tests that
+    /// use it look at the bridge, not at the data).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for end in &self.ends {
+            let _ = end.shutdown(std::net::Shutdown::Both);
+        }
+        for t in self.threads {
+            t.join().unwrap();
+        }
     }
 }
 
