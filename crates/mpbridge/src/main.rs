@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::{Parser, Subcommand};
 use mpbridge::config::{self, Intercept, Overrides, Warning};
 use mpbridge::error::StartError;
+use tracing_subscriber::filter::Targets;
 
 const DEFAULT_CONFIG: &str = config::DEFAULT_PATH;
 
@@ -292,14 +293,36 @@ fn uci(file: &std::path::Path, output: &std::path::Path) -> ExitCode {
 }
 
 fn init_logging(level: &str, warnings: &[Warning]) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // procd and journald store what we print: colour only on a terminal.
-        .with_ansi(std::io::stderr().is_terminal())
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    // RUST_LOG may name levels per module ("mpbridge::paths=debug,info");
+    // `Targets` reads that without the regex engine EnvFilter would put
+    // into the router binary.
+    let from_env = std::env::var("RUST_LOG").ok().map(|v| {
+        let parsed = v.parse::<Targets>();
+        (v, parsed)
+    });
+    let (filter, env_problem) = match from_env {
+        Some((_, Ok(targets))) => (targets, None),
+        Some((text, Err(e))) => (
+            level_targets(level),
+            Some(format!("RUST_LOG={text:?} ignored: {e}")),
+        ),
+        None => (level_targets(level), None),
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // procd and journald store what we print: colour only on a terminal.
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_filter(filter),
+        )
         .init();
+    if let Some(problem) = env_problem {
+        tracing::warn!("{problem}");
+    }
     LOGGING.store(true, Ordering::Relaxed);
     for w in warnings {
         tracing::warn!("{}", w.0);
@@ -309,6 +332,14 @@ fn init_logging(level: &str, warnings: &[Warning]) {
 /// Runs a daemon on a new runtime, handing it the shutdown signal. The
 /// signal handlers are installed inside the runtime before the daemon's
 /// future is even made, which only this function can get right.
+/// Every event at `level` (validated by the config: error … trace) or above.
+fn level_targets(level: &str) -> Targets {
+    let level = level
+        .parse::<tracing::Level>()
+        .unwrap_or(tracing::Level::INFO);
+    Targets::new().with_default(level)
+}
+
 fn run_daemon<D, F>(daemon: D) -> Result<(), StartError>
 where
     D: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> F,
