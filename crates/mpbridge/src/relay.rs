@@ -1,5 +1,7 @@
-//! The relay: moves bytes between two connected sockets with `splice(2)`
-//! through a pipe (no copy into user space), one pump per direction. It
+//! The relay: moves bytes between two connected sockets, one pump per
+//! direction. A direction starts by copying (read/write through a buffer on
+//! the stack) and moves to `splice(2)` through a pipe (no copy into user
+//! space) once a read fills the buffer, so short exchanges cost no pipe. It
 //! propagates half-close (FIN) and reset (RST) and counts bytes.
 
 use std::io;
@@ -55,6 +57,8 @@ struct Pipe {
 
 impl Pipe {
     fn new(size: usize) -> io::Result<Pipe> {
+        #[cfg(test)]
+        tests::PIPES_MADE.with(|n| n.set(n.get() + 1));
         let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
         // The kernel may refuse a size above fs.pipe-max-size for unprivileged
         // users; the default (64 KiB) still works, only slower.
@@ -91,6 +95,12 @@ fn half_close(dst: &TcpStream) {
     let _ = SockRef::from(dst).shutdown(Shutdown::Write);
 }
 
+/// Reads of less than this are relayed by copying; the first read that
+/// fills it moves the direction to splice(2). A short exchange (a request,
+/// a reply) never creates a pipe: two pipes cost 4 descriptors and 4
+/// syscalls per connection, more than copying a few kilobytes.
+const COPY_CHUNK: usize = 16 * 1024;
+
 /// Moves everything `src` sends to `dst` until `src` sends FIN, then closes
 /// `dst` for writing. Returns the bytes moved.
 pub async fn pump(
@@ -99,8 +109,24 @@ pub async fn pump(
     pipe_size: usize,
     counter: &AtomicU64,
 ) -> Result<u64, PumpError> {
-    let pipe = Pipe::new(pipe_size).map_err(PumpError::Pipe)?;
     let mut moved = 0u64;
+    loop {
+        match copy_some(src, dst, counter).await? {
+            0 => {
+                half_close(dst);
+                return Ok(moved);
+            }
+            n => {
+                moved += n as u64;
+                if n == COPY_CHUNK {
+                    break;
+                }
+            }
+        }
+    }
+    // A read filled the whole chunk: bulk data, worth a pipe.
+    let pipe = Pipe::new(pipe_size).map_err(PumpError::Pipe)?;
+    let mut spliced = false;
     loop {
         // Fill the pipe only when it is empty: then EAGAIN can only mean "the
         // socket has nothing", never "the pipe is full", so the readiness
@@ -121,13 +147,14 @@ pub async fn pump(
             }) {
                 Ok(n) => break n,
                 Err(e) if would_block(&e) => src.readable().await.map_err(PumpError::Read)?,
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && moved == 0 => {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !spliced => {
                     // This pair of descriptors does not support splice.
-                    return copy(src, dst, counter).await;
+                    return copy(src, dst, counter, moved).await;
                 }
                 Err(e) => return Err(PumpError::Read(e)),
             }
         };
+        spliced = true;
         if got == 0 {
             half_close(dst);
             return Ok(moved);
@@ -158,25 +185,76 @@ pub async fn pump(
     }
 }
 
-/// The buffered fallback of [`pump`] for descriptors that refuse splice.
-async fn copy(src: &TcpStream, dst: &TcpStream, counter: &AtomicU64) -> Result<u64, PumpError> {
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut moved = 0u64;
+/// The buffered relay of [`pump`], for good: for descriptors that refuse
+/// splice. `moved` is what was relayed before; returns the new total.
+async fn copy(
+    src: &TcpStream,
+    dst: &TcpStream,
+    counter: &AtomicU64,
+    mut moved: u64,
+) -> Result<u64, PumpError> {
     loop {
-        src.readable().await.map_err(PumpError::Read)?;
-        let n = match src.try_read(&mut buf) {
-            Ok(0) => {
+        match copy_some(src, dst, counter).await? {
+            0 => {
                 half_close(dst);
                 return Ok(moved);
             }
-            Ok(n) => n,
-            Err(e) if would_block(&e) => continue,
-            Err(e) => return Err(PumpError::Read(e)),
-        };
-        write_all(dst, &buf[..n]).await.map_err(PumpError::Write)?;
-        moved += n as u64;
-        counter.fetch_add(n as u64, Ordering::Relaxed);
+            n => moved += n as u64,
+        }
     }
+}
+
+/// Relays one read of at most [`COPY_CHUNK`] bytes from `src` to `dst`;
+/// returns its length, 0 when `src` sent FIN.
+async fn copy_some(
+    src: &TcpStream,
+    dst: &TcpStream,
+    counter: &AtomicU64,
+) -> Result<usize, PumpError> {
+    loop {
+        src.readable().await.map_err(PumpError::Read)?;
+        match read_and_forward(src, dst)? {
+            Forwarded::Nothing => continue,
+            Forwarded::Read { len, rest } => {
+                if let Some(rest) = rest {
+                    write_all(dst, &rest).await.map_err(PumpError::Write)?;
+                }
+                counter.fetch_add(len as u64, Ordering::Relaxed);
+                return Ok(len);
+            }
+        }
+    }
+}
+
+/// What [`read_and_forward`] did.
+enum Forwarded {
+    /// The socket had nothing after all (its readiness is cleared).
+    Nothing,
+    /// `len` bytes were read (0: FIN); `rest` is what `dst` did not take yet.
+    Read { len: usize, rest: Option<Vec<u8>> },
+}
+
+/// One read from `src` and as much of it as `dst` takes at once. The
+/// buffer lives on this (synchronous) stack, not in the connection's
+/// future: an idle connection holds no buffer. recv(2) steps over TCP
+/// urgent data as a receiver without SO_OOBINLINE does.
+fn read_and_forward(src: &TcpStream, dst: &TcpStream) -> Result<Forwarded, PumpError> {
+    let mut buf = [0u8; COPY_CHUNK];
+    let len = match src.try_read(&mut buf) {
+        Ok(len) => len,
+        Err(e) if would_block(&e) => return Ok(Forwarded::Nothing),
+        Err(e) => return Err(PumpError::Read(e)),
+    };
+    if len == 0 {
+        return Ok(Forwarded::Read { len, rest: None });
+    }
+    let written = match dst.try_write(&buf[..len]) {
+        Ok(n) => n,
+        Err(e) if would_block(&e) => 0,
+        Err(e) => return Err(PumpError::Write(e)),
+    };
+    let rest = (written < len).then(|| buf[written..len].to_vec());
+    Ok(Forwarded::Read { len, rest })
 }
 
 /// Writes all of `data` to a socket shared by reference with other tasks.
@@ -256,6 +334,12 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
+    thread_local! {
+        /// Pipes made on this thread: a current-thread test runtime runs
+        /// its relays here.
+        pub(super) static PIPES_MADE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
     /// Two connected pairs: (outer_a, inner_a) and (inner_b, outer_b); the
     /// relay runs between the inner ends.
     async fn pairs() -> (TcpStream, TcpStream, TcpStream, TcpStream) {
@@ -310,7 +394,7 @@ mod tests {
             b.read_to_end(&mut got).await.unwrap();
             got
         });
-        let moved = copy(&ia, &ib, &counter).await.unwrap();
+        let moved = copy(&ia, &ib, &counter, 0).await.unwrap();
         writer.await.unwrap();
         assert_eq!(reader.await.unwrap(), payload);
         assert_eq!(moved, payload.len() as u64);
@@ -338,36 +422,134 @@ mod tests {
     }
 
     /// splice(2) stops at TCP urgent data: the relay must step over it, as
-    /// a receiver without SO_OOBINLINE does, not wait for ever.
+    /// a receiver without SO_OOBINLINE does, not wait for ever. Tried while
+    /// the direction still copies and once it splices.
     #[tokio::test]
     async fn urgent_data_does_not_stall_the_relay() {
+        for bulk_first in [false, true] {
+            let (mut a, ia, ib, mut b) = pairs().await;
+            let task = tokio::spawn(async move {
+                let counters = Counters::default();
+                relay(&ia, &ib, 65536, &counters).await
+            });
+            let limit = std::time::Duration::from_secs(5);
+            if bulk_first {
+                let bulk = vec![7u8; 4 * COPY_CHUNK];
+                a.write_all(&bulk).await.unwrap();
+                let mut got = vec![0u8; bulk.len()];
+                b.read_exact(&mut got).await.unwrap();
+                assert_eq!(got, bulk);
+            }
+            // Before a FIN splice reports EAGAIN at the urgent mark (a stall)...
+            a.write_all(b"abc").await.unwrap();
+            SockRef::from(&a).send_out_of_band(b"!").unwrap();
+            a.write_all(b"def").await.unwrap();
+            let mut got = [0u8; 6];
+            tokio::time::timeout(limit, b.read_exact(&mut got))
+                .await
+                .expect("the relay stalled at the urgent byte")
+                .unwrap();
+            assert_eq!(&got, b"abcdef");
+            // ...and once a FIN is in, 0: an early EOF that loses the rest.
+            SockRef::from(&a).send_out_of_band(b"!").unwrap();
+            a.write_all(b"ghi").await.unwrap();
+            a.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            tokio::time::timeout(limit, b.read_to_end(&mut got))
+                .await
+                .expect("the relay stalled at the urgent byte")
+                .unwrap();
+            assert_eq!(got, b"ghi", "bulk first: {bulk_first}");
+            b.shutdown().await.unwrap();
+            assert!(matches!(task.await.unwrap(), RelayEnd::Closed));
+        }
+    }
+
+    /// A request and a reply smaller than a chunk are copied: no pipe is
+    /// made, the bytes are counted and each FIN arrives as a FIN.
+    #[tokio::test]
+    async fn a_short_exchange_needs_no_pipe() {
         let (mut a, ia, ib, mut b) = pairs().await;
+        let counters = std::sync::Arc::new(Counters::default());
+        let c2 = counters.clone();
+        let before = PIPES_MADE.with(|n| n.get());
+        // On this (current-thread) runtime the relay runs on this thread,
+        // so PIPES_MADE counts its pipes only.
+        let task = tokio::spawn(async move { relay(&ia, &ib, 65536, &c2).await });
+        a.write_all(&[1u8; 1000]).await.unwrap();
+        let mut request = [0u8; 1000];
+        b.read_exact(&mut request).await.unwrap();
+        b.write_all(&[2u8; 1000]).await.unwrap();
+        b.shutdown().await.unwrap();
+        let mut reply = Vec::new();
+        a.read_to_end(&mut reply).await.unwrap(); // the server's FIN
+        assert_eq!(reply, [2u8; 1000]);
+        a.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        b.read_to_end(&mut rest).await.unwrap(); // the client's FIN
+        assert!(rest.is_empty());
+        assert!(matches!(task.await.unwrap(), RelayEnd::Closed));
+        assert_eq!(counters.up.load(Ordering::Relaxed), 1000);
+        assert_eq!(counters.down.load(Ordering::Relaxed), 1000);
+        assert_eq!(PIPES_MADE.with(|n| n.get()) - before, 0, "a pipe was made");
+    }
+
+    /// A direction whose read fills a chunk gets its pipe; the other, quiet
+    /// direction does not.
+    #[tokio::test]
+    async fn bulk_data_moves_its_direction_to_splice() {
+        let (mut a, ia, ib, mut b) = pairs().await;
+        let before = PIPES_MADE.with(|n| n.get());
         let task = tokio::spawn(async move {
             let counters = Counters::default();
             relay(&ia, &ib, 65536, &counters).await
         });
-        let limit = std::time::Duration::from_secs(5);
-        // Before a FIN splice reports EAGAIN at the urgent mark (a stall)...
-        a.write_all(b"abc").await.unwrap();
-        SockRef::from(&a).send_out_of_band(b"!").unwrap();
-        a.write_all(b"def").await.unwrap();
-        let mut got = [0u8; 6];
-        tokio::time::timeout(limit, b.read_exact(&mut got))
-            .await
-            .expect("the relay stalled at the urgent byte")
-            .unwrap();
-        assert_eq!(&got, b"abcdef");
-        // ...and once a FIN is in, 0: an early EOF that loses the rest.
-        SockRef::from(&a).send_out_of_band(b"!").unwrap();
-        a.write_all(b"ghi").await.unwrap();
-        a.shutdown().await.unwrap();
+        let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+        let p2 = payload.clone();
+        let writer = tokio::spawn(async move {
+            a.write_all(&p2).await.unwrap();
+            a.shutdown().await.unwrap();
+            a
+        });
         let mut got = Vec::new();
-        tokio::time::timeout(limit, b.read_to_end(&mut got))
-            .await
-            .expect("the relay stalled at the urgent byte")
-            .unwrap();
-        assert_eq!(got, b"ghi");
+        b.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, payload);
         b.shutdown().await.unwrap();
+        drop(writer.await.unwrap());
+        assert!(matches!(task.await.unwrap(), RelayEnd::Closed));
+        assert_eq!(PIPES_MADE.with(|n| n.get()) - before, 1);
+    }
+
+    /// A destination that cannot take a chunk at once gets the rest later,
+    /// in order.
+    #[tokio::test]
+    async fn a_slow_reader_gets_every_copied_byte_in_order() {
+        let (mut a, ia, ib, mut b) = pairs().await;
+        SockRef::from(&ib).set_send_buffer_size(4096).unwrap();
+        let task = tokio::spawn(async move {
+            let counters = Counters::default();
+            relay(&ia, &ib, 65536, &counters).await
+        });
+        // Writes below a chunk each, with pauses, so the relay copies them.
+        let writer = tokio::spawn(async move {
+            for i in 0..200u32 {
+                let piece: Vec<u8> = (0..COPY_CHUNK as u32 / 2).map(|j| (i + j) as u8).collect();
+                a.write_all(&piece).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            a.shutdown().await.unwrap();
+            a
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        let expected: Vec<u8> = (0..200u32)
+            .flat_map(|i| (0..COPY_CHUNK as u32 / 2).map(move |j| (i + j) as u8))
+            .collect();
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes out of order or changed");
+        b.shutdown().await.unwrap();
+        drop(writer.await.unwrap());
         assert!(matches!(task.await.unwrap(), RelayEnd::Closed));
     }
 
