@@ -330,13 +330,10 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     };
 
     let upstream_guard = relay::ResetOnDrop::new(&upstream);
-    let transport = if settings.mptcp {
-        Transport::Mptcp
-    } else {
-        Transport::Tcp
-    };
     // Declared after the sockets: leaves the registry before they close.
-    let conn = shared.stats.register(peer, dest, &upstream, transport);
+    let conn = shared
+        .stats
+        .register(peer, dest, &upstream, transport(settings));
     let counters = conn.counters();
     let pipe = settings.limits.pipe_size;
     let up = async {
@@ -469,6 +466,15 @@ async fn dial_any(shared: &Shared, dest: SocketAddr) -> io::Result<TcpStream> {
     Err(last_error)
 }
 
+/// What the connections to the remotes are opened as.
+fn transport(settings: &LocalSettings) -> Transport {
+    if settings.mptcp {
+        Transport::Mptcp
+    } else {
+        Transport::Tcp
+    }
+}
+
 /// Opens the connection to one remote. With TCP Fast Open the header rides
 /// in the SYN; otherwise it is the first thing written once connected.
 async fn dial(
@@ -476,11 +482,7 @@ async fn dial(
     remote: SocketAddr,
     header: &[u8],
 ) -> io::Result<TcpStream> {
-    let transport = if settings.mptcp {
-        Transport::Mptcp
-    } else {
-        Transport::Tcp
-    };
+    let transport = transport(settings);
     let socket = sys::stream_socket(&remote, transport).map_err(io::Error::other)?;
     // Our own connection: the interception rules never divert this mark.
     let _ = sys::set_mark(&socket, firewall::OWN_MARK);
