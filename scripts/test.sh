@@ -23,6 +23,9 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "shellcheck"
 shellcheck scripts/*.sh scripts/vm/guest.sh openwrt/mpbridge/files/mpbridge.init
 
+step "module layers: no import cycle (scripts/layers.sh)"
+scripts/layers.sh
+
 step "cargo test"
 cargo test --workspace --locked
 

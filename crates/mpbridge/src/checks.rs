@@ -5,33 +5,40 @@
 use std::net::SocketAddr;
 
 use crate::config::KeySpec;
-use crate::error::StartError;
-use crate::sys::{self, Transport};
+use crate::sys::{self, SocketError, Transport};
 
 /// `net.ipv4.tcp_fastopen` bit: TFO for outgoing connections.
 const TFO_CLIENT: i64 = 0x1;
 /// `net.ipv4.tcp_fastopen` bit: TFO for listeners.
 const TFO_SERVER: i64 = 0x2;
 
+/// Why this kernel cannot run the bridge.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// `net.mptcp.enabled` is 0.
+    #[error(
+        "MPTCP is disabled: run `sysctl -w net.mptcp.enabled=1` \
+         (and set it in /etc/sysctl.conf to keep it)"
+    )]
+    MptcpDisabled,
+    /// No `net.mptcp` sysctls: a kernel built without MPTCP.
+    #[error(
+        "this kernel has no MPTCP (/proc/sys/net/mptcp/enabled is missing): \
+         it needs CONFIG_MPTCP (Linux >= 5.6; on OpenWrt >= 24.10 it is built in \
+         except on small-flash targets)"
+    )]
+    NoMptcp,
+    /// The sysctl says yes but no MPTCP socket can be made.
+    #[error("{0}")]
+    Socket(#[from] SocketError),
+}
+
 /// Fails with one clear sentence when this kernel cannot make MPTCP sockets.
-pub fn mptcp_available() -> Result<(), StartError> {
+pub fn mptcp_available() -> Result<(), CheckError> {
     match sys::read_sysctl("net.mptcp.enabled") {
-        Ok(0) => {
-            return Err(StartError::Unavailable(
-                "MPTCP is disabled: run `sysctl -w net.mptcp.enabled=1` \
-                 (and set it in /etc/sysctl.conf to keep it)"
-                    .into(),
-            ))
-        }
+        Ok(0) => return Err(CheckError::MptcpDisabled),
         Ok(_) => {}
-        Err(_) => {
-            return Err(StartError::Unavailable(
-                "this kernel has no MPTCP (/proc/sys/net/mptcp/enabled is missing): \
-                 it needs CONFIG_MPTCP (Linux >= 5.6; on OpenWrt >= 24.10 it is built in \
-                 except on small-flash targets)"
-                    .into(),
-            ))
-        }
+        Err(_) => return Err(CheckError::NoMptcp),
     }
     let probe: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
     sys::stream_socket(&probe, Transport::Mptcp)?;

@@ -1,61 +1,118 @@
-//! Errors that stop the daemon before it serves, each with the exit code
-//! (sysexits style) by which procd or systemd tell a bad config from a
-//! kernel that lacks something or a crash.
+//! Every subsystem's error, gathered for the one thing only the binary
+//! needs: the process exit code (sysexits style), by which procd or
+//! systemd tell a bad config from a kernel that lacks something or a
+//! crash. Nothing in the library uses this module; each subsystem returns
+//! its own error.
 
-use std::net::SocketAddr;
-
+use crate::checks::CheckError;
 use crate::config::ConfigError;
+use crate::control::ControlError;
+use crate::daemon::StartError;
 use crate::firewall::FirewallError;
+use crate::local::LocalError;
+use crate::paths::PathError;
+use crate::status::client::StatusError;
 use crate::sys::SocketError;
 
-/// Why `mpbridge local` or `mpbridge remote` could not start.
+/// A service is unavailable: the kernel or the host lacks something.
+pub const EX_UNAVAILABLE: u8 = 69;
+/// An operating system error (a socket, the runtime).
+pub const EX_OSERR: u8 = 71;
+/// A file could not be created.
+pub const EX_CANTCREAT: u8 = 73;
+/// Input/output error.
+pub const EX_IOERR: u8 = 74;
+/// The peer spoke something this build does not understand.
+pub const EX_PROTOCOL: u8 = 76;
+/// Permission denied.
+pub const EX_NOPERM: u8 = 77;
+/// The configuration is invalid.
+pub const EX_CONFIG: u8 = 78;
+
+/// Why an `mpbridge` command failed.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub enum Error {
     /// The configuration is invalid; the message names file, line and field.
     #[error("{0}")]
     Config(#[from] ConfigError),
-    /// The kernel lacks something the daemon needs (MPTCP...).
+    /// A daemon could not start.
     #[error("{0}")]
-    Unavailable(String),
-    /// A socket could not be created.
-    #[error("{0}")]
-    Socket(#[from] SocketError),
-    /// A listen address could not be bound.
-    #[error("cannot listen on {0}: {1}")]
-    Bind(SocketAddr, std::io::Error),
-    /// The interception rules could not be installed, or would loop.
+    Start(#[from] StartError),
+    /// Router A's interception rules could not be installed, or would loop.
     #[error("{0}")]
     Firewall(#[from] FirewallError),
-    /// The control socket could not be created (or a live daemon holds it).
+    /// `mpbridge status` could not show a status.
     #[error("{0}")]
-    Control(#[from] crate::control::ControlError),
-    /// The path manager could not set the links up.
-    #[error("{0}")]
-    Paths(#[from] crate::paths::PathError),
+    Status(#[from] StatusError),
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    /// No random source for a new key.
+    #[error("no random source: {0}")]
+    Random(rustix::io::Errno),
+    /// OpenWrt's UCI config has a mistake (`mpbridge uci`).
+    #[cfg(feature = "uci")]
+    #[error("{0}")]
+    Uci(#[from] crate::uci::UciError),
+    /// An output file could not be written.
+    #[error("cannot write {path}: {1}", path = .0.display())]
+    Write(std::path::PathBuf, std::io::Error),
 }
 
-impl StartError {
+impl From<LocalError> for Error {
+    fn from(e: LocalError) -> Error {
+        match e {
+            LocalError::Start(e) => Error::Start(e),
+            LocalError::Firewall(e) => Error::Firewall(e),
+        }
+    }
+}
+
+impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::Config(_) => 78,      // EX_CONFIG
-            StartError::Unavailable(_) => 69, // EX_UNAVAILABLE
-            StartError::Firewall(FirewallError::SelfDivert(_)) => 78,
-            StartError::Firewall(FirewallError::Refused { source, .. })
+            Error::Config(_) => EX_CONFIG,
+            Error::Start(e) => start_code(e),
+            Error::Firewall(FirewallError::SelfDivert(_)) => EX_CONFIG,
+            Error::Firewall(FirewallError::Refused { source, .. })
                 if source.raw_os_error() == Some(libc::EPERM) =>
             {
-                77
+                EX_NOPERM
             }
-            StartError::Firewall(_) => 69,
-            StartError::Control(e) => e.exit_code(),
-            StartError::Paths(crate::paths::PathError::Unavailable(_)) => 69,
-            StartError::Paths(_) => 71, // EX_OSERR
-            StartError::Socket(SocketError::NoMptcp(_)) => 69,
-            StartError::Bind(_, e) if e.kind() == std::io::ErrorKind::PermissionDenied => 77, // EX_NOPERM
-            StartError::Socket(_) | StartError::Bind(..) | StartError::Runtime(_) => 71, // EX_OSERR
+            Error::Firewall(_) => EX_UNAVAILABLE,
+            Error::Status(e) => match e {
+                StatusError::Config(_) => EX_CONFIG,
+                StatusError::NotRunning(_) => EX_UNAVAILABLE,
+                StatusError::Permission(_) => EX_NOPERM,
+                StatusError::Protocol(_) => EX_PROTOCOL,
+                StatusError::Output(_) => EX_IOERR,
+            },
+            Error::Runtime(_) => EX_OSERR,
+            Error::Random(_) => EX_UNAVAILABLE,
+            #[cfg(feature = "uci")]
+            Error::Uci(_) => EX_CONFIG,
+            Error::Write(..) => EX_CANTCREAT,
         }
+    }
+}
+
+fn start_code(e: &StartError) -> u8 {
+    let denied = |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+    match e {
+        StartError::Check(CheckError::MptcpDisabled | CheckError::NoMptcp) => EX_UNAVAILABLE,
+        StartError::Check(CheckError::Socket(e)) | StartError::Socket(e) => match e {
+            SocketError::NoMptcp(_) => EX_UNAVAILABLE,
+            SocketError::Other(_) => EX_OSERR,
+        },
+        StartError::Unavailable(_) => EX_UNAVAILABLE,
+        StartError::Bind(_, e) | StartError::Control(ControlError::Metrics(_, e)) if denied(e) => {
+            EX_NOPERM
+        }
+        StartError::Bind(..) | StartError::Control(ControlError::Metrics(..)) => EX_OSERR,
+        StartError::Control(ControlError::Create(_, e)) if denied(e) => EX_NOPERM,
+        StartError::Control(_) => EX_CANTCREAT,
+        StartError::Paths(PathError::Unavailable(_)) => EX_UNAVAILABLE,
+        StartError::Paths(_) => EX_OSERR,
     }
 }

@@ -21,24 +21,31 @@
 //! - `netlink`: the daemon's one netlink socket: requests, acknowledgements,
 //!   dumps, multicast, and the writer of messages and attributes.
 //! - [`paths`]: the path manager: MPTCP endpoints, policy routing, probes.
-//! - [`control`]: the control socket, `mpbridge status`, metrics.
+//! - [`control`]: the daemon's control socket, its protocol, metrics.
+//! - [`status`]: `mpbridge status`, the control socket's client.
+//! - [`daemon`]: start-up errors, teardown in order, runtime and signals.
 //! - [`paths_only`]: `mpbridge paths`, the path manager without a proxy.
 //! - [`server`]: the accept loop: connection cap, back-off, drain.
+//! - [`stats`]: counters and the registry of live connections (a leaf).
 //! - [`checks`]: start-up checks of the kernel; configured keys to cookie keys.
 //! - [`sys`]: socket options and syscalls the safe crates lack.
 //! - [`ratelimit`]: rate-limited logging of refusals.
-//! - [`error`]: start-up errors and their exit codes.
+//! - [`logging`]: the log on stderr, its levels.
+//! - [`error`]: every subsystem's error gathered for the exit code (for
+//!   the binary only).
 //! - `uci` (feature `uci`): OpenWrt's `/etc/config/mpbridge` rendered into
 //!   the TOML config, mistakes named by UCI section and option.
 
 pub mod checks;
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod error;
 pub mod firewall;
 pub mod header;
 pub mod intercept;
 pub mod local;
+pub mod logging;
 mod netlink;
 pub mod paths;
 pub mod paths_only;
@@ -46,6 +53,8 @@ pub mod ratelimit;
 pub mod relay;
 pub mod remote;
 pub mod server;
+pub mod stats;
+pub mod status;
 pub mod sys;
 #[cfg(feature = "uci")]
 pub mod uci;

@@ -13,15 +13,18 @@ use portable_atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
+use crate::checks::CheckError;
 use crate::config::{Auth, ConfigError, FirewallMode, LocalSettings, Role};
-use crate::control::{self, Observed};
-use crate::error::StartError;
-use crate::firewall::{self, AddressMonitor, Firewall, Plan};
+use crate::control::{self, ControlError, Observed};
+use crate::daemon::{Daemon, StartError};
+use crate::firewall::{self, AddressMonitor, Firewall, FirewallError, Plan};
 use crate::header::{self, ReadError};
 use crate::intercept;
+use crate::paths::PathError;
 use crate::ratelimit::LogLimit;
 use crate::relay::{self, PumpError, RelayEnd};
-use crate::server::{self, Accepted, ServeOptions, Stats};
+use crate::server::{self, Accepted, ServeOptions};
+use crate::stats::Stats;
 use crate::sys::{self, Transport};
 use crate::{checks, warn_limited};
 
@@ -65,6 +68,35 @@ struct Shared {
     stats: Arc<Stats>,
 }
 
+/// Why `mpbridge local` could not start: what both daemons share, or its
+/// interception rules.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The interception rules could not be installed, or would loop.
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
+}
+
+impl From<CheckError> for LocalError {
+    fn from(e: CheckError) -> LocalError {
+        LocalError::Start(e.into())
+    }
+}
+
+impl From<ControlError> for LocalError {
+    fn from(e: ControlError) -> LocalError {
+        LocalError::Start(e.into())
+    }
+}
+
+impl From<PathError> for LocalError {
+    fn from(e: PathError) -> LocalError {
+        LocalError::Start(e.into())
+    }
+}
+
 /// Binds the transparent listeners. A host without IPv6 skips the IPv6 ones.
 pub fn bind(settings: &LocalSettings) -> Result<Vec<TcpListener>, StartError> {
     let mut listeners = Vec::new();
@@ -98,15 +130,62 @@ pub type Reload = Box<dyn Fn() -> Result<LocalSettings, ConfigError> + Send + Sy
 /// The daemon's interception rules, shared with the tasks that update them.
 type SharedFirewall = Arc<std::sync::Mutex<Firewall>>;
 
+/// Router A's own parts of the [`Daemon`], fields in teardown order: the
+/// SIGHUP follower, then the address follower, then the rules themselves.
+#[derive(Default)]
+struct LocalParts {
+    /// Aborted when dropped.
+    hangups: tokio::task::JoinSet<()>,
+    following: Option<StopFollowing>,
+    firewall: Option<InstalledRules>,
+}
+
+/// Tells the address follower thread to end (it checks once a second).
+struct StopFollowing(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopFollowing {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Removes the interception rules when dropped, whoever else still holds
+/// the table (the followers let go of it later).
+struct InstalledRules(SharedFirewall);
+
+impl Drop for InstalledRules {
+    fn drop(&mut self) {
+        lock(&self.0).remove();
+        tracing::info!("interception rules removed");
+    }
+}
+
 /// Starts `mpbridge local`: checks the kernel, binds, installs the
 /// interception rules (once the listeners listen), serves until
 /// `shutdown`, then removes the rules. On SIGHUP, `reload` rereads the
-/// config and `local.bypass` replaces the bypass set.
+/// config and `local.bypass` replaces the bypass set. Whatever was set up
+/// is torn down on every way out, in the order [`Daemon`] holds it.
 pub async fn run(
     settings: LocalSettings,
     shutdown: impl Future<Output = ()>,
     reload: Option<Reload>,
-) -> Result<(), StartError> {
+) -> Result<(), LocalError> {
+    let stats = Arc::new(Stats::default());
+    let mut daemon = Daemon::<LocalParts>::default();
+    let served = start_and_serve(&mut daemon, settings, &stats, shutdown, reload).await;
+    daemon.stop().await;
+    served?;
+    tracing::info!("stopped: {}", stats.summary());
+    Ok(())
+}
+
+async fn start_and_serve(
+    daemon: &mut Daemon<LocalParts>,
+    settings: LocalSettings,
+    stats: &Arc<Stats>,
+    shutdown: impl Future<Output = ()>,
+    reload: Option<Reload>,
+) -> Result<(), LocalError> {
     if settings.mptcp {
         checks::mptcp_available()?;
     } else {
@@ -125,6 +204,8 @@ pub async fn run(
         remotes: settings.remotes.clone(),
     };
     let paths = crate::paths::PathManager::start(&settings.paths, side, &settings.auth).await?;
+    let paths = daemon.hold_paths(paths);
+    let observed = Observed::of_daemon(Role::Local, stats, paths, &settings.paths);
     let bound: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
@@ -138,15 +219,9 @@ pub async fn run(
                 remotes: settings.remotes.clone(),
                 bypass: settings.interception.bypass.clone(),
             };
-            match Firewall::install(&plan) {
-                Ok(fw) => Some(Arc::new(std::sync::Mutex::new(fw))),
-                Err(e) => {
-                    if let Some(paths) = paths {
-                        paths.stop().await;
-                    }
-                    return Err(e.into());
-                }
-            }
+            let fw = Arc::new(std::sync::Mutex::new(Firewall::install(&plan)?));
+            daemon.role().firewall = Some(InstalledRules(fw.clone()));
+            Some(fw)
         }
         FirewallMode::None => {
             tracing::info!(
@@ -156,26 +231,25 @@ pub async fn run(
             None
         }
     };
-    let stats = Arc::new(Stats::default());
-    let observed = Observed::of_daemon(Role::Local, &stats, paths.as_ref(), &settings.paths);
-    let control = endpoints.serve(observed);
+    daemon.hold_control(endpoints.serve(observed));
     for addr in &bound {
         tracing::info!(%addr, intercept = %settings.intercept, "local listening");
     }
-    let stop_following = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(fw) = &firewall {
-        let (fw, stop) = (fw.clone(), stop_following.clone());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        daemon.role().following = Some(StopFollowing(stop.clone()));
+        let fw = fw.clone();
         let span = tracing::Span::current();
         std::thread::Builder::new()
             .name("addresses".into())
             .spawn(move || span.in_scope(|| follow_addresses(fw, stop)))
             .map_err(|e| StartError::Unavailable(format!("cannot start a thread: {e}")))?;
     }
-    let mut tasks = tokio::task::JoinSet::new();
     if let (Some(hangup), Some(reload)) = (hangup, reload) {
-        tasks.spawn(follow_hangups(hangup, reload, firewall.clone()));
+        let follower = follow_hangups(hangup, reload, firewall.clone());
+        daemon.role().hangups.spawn(follower);
     }
-    let stop_diverting = firewall.clone();
+    let stop_diverting = firewall;
     let shutdown = async move {
         shutdown.await;
         if let Some(fw) = &stop_diverting {
@@ -183,18 +257,6 @@ pub async fn run(
         }
     };
     serve(settings, listeners, stats.clone(), shutdown).await;
-    control.stop().await;
-    tasks.abort_all();
-    while tasks.join_next().await.is_some() {}
-    stop_following.store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Some(fw) = firewall {
-        lock(&fw).remove();
-        tracing::info!("interception rules removed");
-    }
-    if let Some(paths) = paths {
-        paths.stop().await;
-    }
-    tracing::info!("stopped: {}", stats.summary());
     Ok(())
 }
 

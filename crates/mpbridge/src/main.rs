@@ -2,21 +2,15 @@
 //! themselves live in the library (`local::run`, `remote::run`) so that the
 //! lab and the tests run exactly what this binary runs.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
-use mpbridge::config::{self, Intercept, Overrides, Warning};
-use mpbridge::error::StartError;
-use tracing_subscriber::filter::Targets;
-
-const DEFAULT_CONFIG: &str = config::DEFAULT_PATH;
-
-/// Whether log lines reach the operator yet (set once logging is set up).
-static LOGGING: AtomicBool = AtomicBool::new(false);
+use mpbridge::config::{self, Intercept, Overrides, Role};
+use mpbridge::error::Error;
+use mpbridge::{daemon, logging};
 
 /// Carries every TCP connection between two routers over all their links at
 /// once (RFC 8803 Convert over Multipath TCP).
@@ -66,8 +60,8 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
         /// Which daemon: local or remote (default: whichever runs).
-        #[arg(long, value_enum, value_name = "MODE")]
-        mode: Option<Mode>,
+        #[arg(long, value_name = "MODE", value_parser = role())]
+        mode: Option<Role>,
         /// Print JSON (one object per line with --watch).
         #[arg(long)]
         json: bool,
@@ -85,8 +79,8 @@ enum Command {
     /// probes) of router A (`local`) or router B (`remote`), for another
     /// MPTCP proxy; the config file's `[[link]]`s, `[probe]` and role section.
     Paths {
-        #[arg(value_enum)]
-        role: Mode,
+        #[arg(value_parser = role())]
+        role: Role,
     },
     /// Validate the config file and exit.
     CheckConfig,
@@ -106,20 +100,23 @@ enum Command {
     },
 }
 
-/// A daemon `mpbridge status` talks to.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Mode {
-    Local,
-    Remote,
+/// `local` or `remote`, as a [`Role`].
+fn role() -> impl TypedValueParser<Value = Role> {
+    PossibleValuesParser::new(["local", "remote"]).map(|s| match s.as_str() {
+        "local" => Role::Local,
+        _ => Role::Remote,
+    })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (path, explicit) = match &cli.config {
-        Some(p) => (p.clone(), true),
-        None => (PathBuf::from(DEFAULT_CONFIG), false),
-    };
+    let explicit = cli.config.is_some();
+    let path = cli.config.unwrap_or_else(|| config::DEFAULT_PATH.into());
     let non_empty = |v: Vec<SocketAddr>| (!v.is_empty()).then_some(v);
+    let mut overrides = Overrides {
+        log_level: cli.log_level,
+        ..Overrides::default()
+    };
     let result = match cli.command {
         Command::Local {
             listen,
@@ -127,80 +124,39 @@ fn main() -> ExitCode {
             intercept,
             key_file,
         } => {
-            let overrides = Overrides {
+            overrides = Overrides {
                 listen: non_empty(listen),
                 remotes: non_empty(remote),
                 intercept,
                 key_file,
-                log_level: cli.log_level,
+                ..overrides
             };
-            config::load_local(&path, explicit, &overrides)
-                .map_err(StartError::from)
-                .and_then(|(settings, warnings)| {
-                    init_logging(&settings.log_level, &warnings);
-                    let reload: mpbridge::local::Reload = Box::new(move || {
-                        let (settings, warnings) = config::load_local(&path, explicit, &overrides)?;
-                        for w in &warnings {
-                            tracing::warn!("{}", w.0);
-                        }
-                        Ok(settings)
-                    });
-                    run_daemon(|shutdown| mpbridge::local::run(settings, shutdown, Some(reload)))
-                })
+            local(path, explicit, overrides)
         }
         Command::Remote { listen, key_file } => {
-            let overrides = Overrides {
+            overrides = Overrides {
                 listen: non_empty(listen),
                 key_file,
-                log_level: cli.log_level,
-                ..Overrides::default()
+                ..overrides
             };
             config::load_remote(&path, explicit, &overrides)
-                .map_err(StartError::from)
+                .map_err(Error::from)
                 .and_then(|(settings, warnings)| {
-                    init_logging(&settings.log_level, &warnings);
-                    run_daemon(|shutdown| mpbridge::remote::run(settings, shutdown))
+                    logging::init(&settings.log_level, &warnings);
+                    on_runtime(|shutdown| mpbridge::remote::run(settings, shutdown))
                 })
         }
-        Command::Paths { role } => {
-            let overrides = Overrides {
-                log_level: cli.log_level,
-                ..Overrides::default()
-            };
-            let loaded = match role {
-                Mode::Local => config::load_local(&path, explicit, &overrides).map(|(s, w)| {
-                    let side = mpbridge::paths::Side::Local { remotes: s.remotes };
-                    (s.paths, side, s.auth, s.log_level, w)
-                }),
-                Mode::Remote => config::load_remote(&path, explicit, &overrides).map(|(s, w)| {
-                    (
-                        s.paths,
-                        mpbridge::paths::Side::Remote,
-                        s.auth,
-                        s.log_level,
-                        w,
-                    )
-                }),
-            };
-            loaded
-                .map_err(StartError::from)
-                .and_then(|(paths, side, auth, level, warnings)| {
-                    init_logging(&level, &warnings);
-                    run_daemon(|shutdown| async move {
-                        mpbridge::paths_only::run(&paths, side, &auth, shutdown).await
-                    })
+        Command::Paths { role } => paths(role, &path, explicit, &overrides),
+        Command::CheckConfig => {
+            config::check(&path)
+                .map_err(Error::from)
+                .map(|(roles, warnings)| {
+                    for w in &warnings {
+                        eprintln!("warning: {}", w.0);
+                    }
+                    println!("{}: ok ({roles:?})", path.display());
                 })
         }
-        Command::CheckConfig => match config::check(&path) {
-            Ok((roles, warnings)) => {
-                for w in &warnings {
-                    eprintln!("warning: {}", w.0);
-                }
-                println!("{}: ok ({roles:?})", path.display());
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        },
         Command::Genkey => genkey(),
         Command::Status {
             socket,
@@ -210,34 +166,38 @@ fn main() -> ExitCode {
             connections,
             top,
         } => {
-            let options = mpbridge::control::client::Options {
+            let options = mpbridge::status::client::Options {
                 socket,
-                mode: mode.map(|m| match m {
-                    Mode::Local => config::Role::Local,
-                    Mode::Remote => config::Role::Remote,
-                }),
+                mode,
                 config: path,
                 config_explicit: explicit,
                 json,
                 watch,
                 limit: (!connections).then_some(top),
             };
-            return match mpbridge::control::client::run(&options) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("mpbridge status: {e}");
-                    ExitCode::from(e.exit_code())
-                }
-            };
+            mpbridge::status::client::run(&options).map_err(Error::from)
         }
         #[cfg(feature = "uci")]
-        Command::Uci { output, file } => return uci(&file, &output),
+        Command::Uci { output, file } => mpbridge::uci::load(&file, &output)
+            .map_err(Error::from)
+            .and_then(|rendered| {
+                mpbridge::uci::write(&output, &rendered).map_err(|e| Error::Write(output, e))?;
+                let state = if rendered.enabled {
+                    "enabled"
+                } else {
+                    "disabled"
+                };
+                println!("{} {state}", rendered.role);
+                Ok(())
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if LOGGING.load(Ordering::Relaxed) {
+            if logging::active() {
                 tracing::error!("{e}");
+            } else if let Error::Status(e) = &e {
+                eprintln!("mpbridge status: {e}");
             } else {
                 eprintln!("mpbridge: {e}");
             }
@@ -246,147 +206,65 @@ fn main() -> ExitCode {
     }
 }
 
-fn genkey() -> Result<(), StartError> {
+/// `mpbridge local`; SIGHUP rereads the same file with the same overrides.
+fn local(path: PathBuf, explicit: bool, overrides: Overrides) -> Result<(), Error> {
+    let (settings, warnings) = config::load_local(&path, explicit, &overrides)?;
+    logging::init(&settings.log_level, &warnings);
+    let reload: mpbridge::local::Reload = Box::new(move || {
+        let (settings, warnings) = config::load_local(&path, explicit, &overrides)?;
+        for w in &warnings {
+            tracing::warn!("{}", w.0);
+        }
+        Ok(settings)
+    });
+    on_runtime(|shutdown| mpbridge::local::run(settings, shutdown, Some(reload)))
+}
+
+/// `mpbridge paths ROLE`: the role's links, probes and auth.
+fn paths(
+    role: Role,
+    path: &std::path::Path,
+    explicit: bool,
+    overrides: &Overrides,
+) -> Result<(), Error> {
+    use mpbridge::paths::Side;
+    let (paths, side, auth, level, warnings) = match role {
+        Role::Local => config::load_local(path, explicit, overrides).map(|(s, w)| {
+            (
+                s.paths,
+                Side::Local { remotes: s.remotes },
+                s.auth,
+                s.log_level,
+                w,
+            )
+        })?,
+        Role::Remote => config::load_remote(path, explicit, overrides)
+            .map(|(s, w)| (s.paths, Side::Remote, s.auth, s.log_level, w))?,
+    };
+    logging::init(&level, &warnings);
+    on_runtime(
+        |shutdown| async move { mpbridge::paths_only::run(&paths, side, &auth, shutdown).await },
+    )
+}
+
+/// Runs a daemon on its runtime, its errors gathered for the exit code.
+fn on_runtime<D, F, E>(daemon: D) -> Result<(), Error>
+where
+    D: FnOnce(daemon::Shutdown) -> F,
+    F: std::future::Future<Output = Result<(), E>>,
+    Error: From<E>,
+{
+    Ok(daemon::run_on_runtime(daemon).map_err(Error::Runtime)??)
+}
+
+fn genkey() -> Result<(), Error> {
     let mut key = [0u8; 32];
     let mut filled = 0;
     while filled < key.len() {
         filled +=
             rustix::rand::getrandom(&mut key[filled..], rustix::rand::GetRandomFlags::empty())
-                .map_err(|e| StartError::Unavailable(format!("no random source: {e}")))?;
+                .map_err(Error::Random)?;
     }
     println!("{}", hex::encode(key));
     Ok(())
-}
-
-/// `mpbridge uci`: renders, validates, then writes the file in one step.
-#[cfg(feature = "uci")]
-fn uci(file: &std::path::Path, output: &std::path::Path) -> ExitCode {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let rendered = match mpbridge::uci::load(file, output) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("mpbridge: {e}");
-            return ExitCode::from(e.exit_code());
-        }
-    };
-    let tmp = output.with_extension("tmp");
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(rendered.toml.as_bytes()))
-        .and_then(|()| std::fs::rename(&tmp, output));
-    if let Err(e) = written {
-        eprintln!("mpbridge: cannot write {}: {e}", output.display());
-        return ExitCode::from(73); // EX_CANTCREAT
-    }
-    let state = if rendered.enabled {
-        "enabled"
-    } else {
-        "disabled"
-    };
-    println!("{} {state}", rendered.role);
-    ExitCode::SUCCESS
-}
-
-fn init_logging(level: &str, warnings: &[Warning]) {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::Layer;
-    // RUST_LOG may name levels per module ("mpbridge::paths=debug,info");
-    // `Targets` reads that without the regex engine EnvFilter would put
-    // into the router binary.
-    let from_env = std::env::var("RUST_LOG").ok().map(|v| {
-        let parsed = v.parse::<Targets>();
-        (v, parsed)
-    });
-    let (filter, env_problem) = match from_env {
-        Some((_, Ok(targets))) => (targets, None),
-        Some((text, Err(e))) => (
-            level_targets(level),
-            Some(format!("RUST_LOG={text:?} ignored: {e}")),
-        ),
-        None => (level_targets(level), None),
-    };
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                // procd and journald store what we print: colour only on a terminal.
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_filter(filter),
-        )
-        .init();
-    if let Some(problem) = env_problem {
-        tracing::warn!("{problem}");
-    }
-    LOGGING.store(true, Ordering::Relaxed);
-    for w in warnings {
-        tracing::warn!("{}", w.0);
-    }
-}
-
-/// Runs a daemon on a new runtime, handing it the shutdown signal. The
-/// signal handlers are installed inside the runtime before the daemon's
-/// future is even made, which only this function can get right.
-/// Every event at `level` (validated by the config: error … trace) or above.
-fn level_targets(level: &str) -> Targets {
-    let level = level
-        .parse::<tracing::Level>()
-        .unwrap_or(tracing::Level::INFO);
-    Targets::new().with_default(level)
-}
-
-fn run_daemon<D, F>(daemon: D) -> Result<(), StartError>
-where
-    D: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> F,
-    F: std::future::Future<Output = Result<(), StartError>>,
-{
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(StartError::Runtime)?
-        .block_on(async move { daemon(Box::pin(shutdown_signal())).await })
-}
-
-/// Completes on SIGTERM or SIGINT (Ctrl-C); the daemon then drains. A
-/// second signal ends the process at once, without waiting for the drain.
-/// The handlers are installed when this is called (inside the runtime,
-/// before the daemon starts): a signal that came after the daemon said it
-/// listens but before this future was first polled would otherwise end the
-/// process by the default action, skipping the clean-up.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let handlers = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    );
-    async move {
-        let (Ok(term), Ok(int)) = handlers else {
-            // Without signal handlers the default action (exit) still applies.
-            return std::future::pending().await;
-        };
-        wait_for_signals(term, int).await
-    }
-}
-
-async fn wait_for_signals(
-    mut term: tokio::signal::unix::Signal,
-    mut int: tokio::signal::unix::Signal,
-) {
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = int.recv() => tracing::info!("SIGINT: stopping"),
-    }
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        tracing::warn!("second signal: exiting without waiting for open connections");
-        std::process::exit(1);
-    });
 }

@@ -5,7 +5,7 @@
 use std::future::Future;
 
 use crate::config::{Auth, PathSettings};
-use crate::error::StartError;
+use crate::daemon::StartError;
 use crate::paths::{PathManager, Side};
 
 /// Sets the links up as `mpbridge local` (`side` Local) or `mpbridge

@@ -16,11 +16,12 @@ use tracing::Instrument;
 
 use crate::config::{Auth, PolicyRefusal, RemoteSettings, Role};
 use crate::control::{self, Observed};
-use crate::error::StartError;
+use crate::daemon::{Daemon, StartError};
 use crate::header::{self, ReadError};
 use crate::ratelimit::LogLimit;
 use crate::relay;
-use crate::server::{self, Accepted, ServeOptions, Stats};
+use crate::server::{self, Accepted, ServeOptions};
+use crate::stats::Stats;
 use crate::sys::{self, Transport};
 use crate::{checks, warn_limited};
 
@@ -190,9 +191,27 @@ pub async fn serve(
     .await;
 }
 
-/// Starts `mpbridge remote`: checks the kernel, binds, serves until `shutdown`.
+/// Starts `mpbridge remote`: checks the kernel, binds, serves until
+/// `shutdown`. Whatever was set up is torn down on every way out, in the
+/// order [`Daemon`] holds it.
 pub async fn run(
     settings: RemoteSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let stats = Arc::new(Stats::default());
+    // Router B has no parts of its own beyond what every daemon has.
+    let mut daemon = Daemon::<()>::default();
+    let served = start_and_serve(&mut daemon, settings, &stats, shutdown).await;
+    daemon.stop().await;
+    served?;
+    tracing::info!("stopped: {}", stats.summary());
+    Ok(())
+}
+
+async fn start_and_serve(
+    daemon: &mut Daemon<()>,
+    settings: RemoteSettings,
+    stats: &Arc<Stats>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     checks::mptcp_available()?;
@@ -203,20 +222,15 @@ pub async fn run(
     let listeners = bind(&settings.listen)?;
     let side = crate::paths::Side::Remote;
     let paths = crate::paths::PathManager::start(&settings.paths, side, &settings.auth).await?;
-    let stats = Arc::new(Stats::default());
-    let observed = Observed::of_daemon(Role::Remote, &stats, paths.as_ref(), &settings.paths);
-    let control = endpoints.serve(observed);
+    let paths = daemon.hold_paths(paths);
+    let observed = Observed::of_daemon(Role::Remote, stats, paths, &settings.paths);
+    daemon.hold_control(endpoints.serve(observed));
     for l in &listeners {
         if let Ok(addr) = l.local_addr() {
             tracing::info!(%addr, "remote listening (MPTCP, TCP Fast Open)");
         }
     }
     serve(settings, listeners, stats.clone(), shutdown).await;
-    control.stop().await;
-    if let Some(paths) = paths {
-        paths.stop().await;
-    }
-    tracing::info!("stopped: {}", stats.summary());
     Ok(())
 }
 

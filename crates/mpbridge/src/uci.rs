@@ -95,6 +95,22 @@ impl UciError {
     }
 }
 
+/// Writes the rendered config to `output` in one step (a temporary file
+/// of mode 0600 renamed over it), so a reader never sees half a file.
+pub fn write(output: &Path, rendered: &Rendered) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = output.with_extension("tmp");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(rendered.toml.as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, output))
+}
+
 /// Splits one UCI line into words, honouring '…' and "…" quoting and `\`
 /// escapes (outside single quotes) as `uci` does; `#` starts a comment.
 fn words(line: &str) -> Result<Vec<String>, String> {

@@ -320,7 +320,7 @@ pub fn render(status: &Status) -> String {
 mod tests {
     use super::*;
     use crate::config::Role;
-    use crate::server::Stats;
+    use crate::stats::Stats;
 
     #[test]
     fn requests_are_routed_by_method_and_path() {

@@ -1,21 +1,17 @@
-//! The control socket and `mpbridge status`: what a daemon tells about its
-//! links, totals and connections, as JSON on a Unix socket for people and
-//! scripts, and as Prometheus metrics (cargo feature `metrics`).
+//! The daemon's control socket: what a daemon tells about its links,
+//! totals and connections, as JSON on a Unix socket for people and scripts
+//! (`mpbridge status`, in [`crate::status`]), and as Prometheus metrics
+//! (cargo feature `metrics`).
 //!
 //! - [`protocol`]: the requests and responses (docs/CONTROL.md).
-//! - [`registry`]: the connections being relayed.
 //! - [`kernel`]: a connection's subflows, as the kernel reports them.
 //! - [`socket`]: the daemon's Unix socket.
-//! - [`client`]: `mpbridge status`; [`render`]: the table it prints.
 //! - `metrics`: the Prometheus endpoint (feature `metrics`).
 
-pub mod client;
 pub mod kernel;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod protocol;
-pub mod registry;
-pub mod render;
 pub mod socket;
 
 use std::cmp::Reverse;
@@ -28,15 +24,14 @@ use portable_atomic::Ordering;
 use tokio::task::JoinHandle;
 
 use crate::config::{ControlSettings, PathSettings, Role};
-use crate::error::StartError;
 use crate::paths::route::Rt;
 use crate::paths::{LinkStatus, PathManager, StatusReader};
 use crate::ratelimit::LogLimit;
-use crate::server::Stats;
+use crate::stats::registry::Conn;
+use crate::stats::Stats;
 use crate::sys::Transport;
 use crate::warn_limited;
 use protocol::{Connection, Errors, Link, Refused, Request, Response, Status, Subflow, Totals};
-use registry::Conn;
 
 pub use socket::ControlError;
 
@@ -402,7 +397,7 @@ pub struct Endpoints {
 }
 
 /// Binds what `settings` asks for. Must run inside a tokio runtime.
-pub fn bind(settings: &ControlSettings) -> Result<Endpoints, StartError> {
+pub fn bind(settings: &ControlSettings) -> Result<Endpoints, ControlError> {
     let socket = settings
         .socket
         .as_deref()
@@ -410,7 +405,7 @@ pub fn bind(settings: &ControlSettings) -> Result<Endpoints, StartError> {
         .transpose()?;
     #[cfg(feature = "metrics")]
     let metrics = match settings.metrics_listen {
-        Some(addr) => Some(metrics::bind(addr).map_err(|e| StartError::Bind(addr, e))?),
+        Some(addr) => Some(metrics::bind(addr).map_err(|e| ControlError::Metrics(addr, e))?),
         None => None,
     };
     Ok(Endpoints {

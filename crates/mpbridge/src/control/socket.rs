@@ -44,17 +44,9 @@ pub enum ControlError {
     /// The directory, the socket or its file could not be made.
     #[error("cannot create the control socket {0}: {1}")]
     Create(PathBuf, io::Error),
-}
-
-impl ControlError {
-    /// The process exit code: 77 (EX_NOPERM) for a permission, else 73
-    /// (EX_CANTCREAT).
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            ControlError::Create(_, e) if e.kind() == io::ErrorKind::PermissionDenied => 77,
-            _ => 73,
-        }
-    }
+    /// The metrics endpoint's address could not be bound (feature `metrics`).
+    #[error("cannot listen on {0}: {1}")]
+    Metrics(std::net::SocketAddr, io::Error),
 }
 
 /// A bound control socket; dropping it removes its file (if it is still

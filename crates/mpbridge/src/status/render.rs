@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::protocol::{Connection, Link, Status};
+use crate::control::protocol::{Connection, Link, Status};
 
 /// How a cell is painted on a terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

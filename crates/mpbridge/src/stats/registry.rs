@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use portable_atomic::{AtomicU64, Ordering};
 
+use super::Stats;
 use crate::relay::{Counters, RelayEnd};
-use crate::server::Stats;
 use crate::sys::Transport;
 
 /// One connection being relayed.
