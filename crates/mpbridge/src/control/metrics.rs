@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::protocol::Status;
+use super::protocol::{LinkState, Status};
 use super::Observed;
 use crate::ratelimit::LogLimit;
 use crate::warn_limited;
@@ -180,7 +180,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 /// The status in Prometheus text exposition format (version 0.0.4).
 pub fn render(status: &Status) -> String {
     let mut out = String::new();
-    let mode = label(&status.mode);
+    let mode = label(&status.mode.to_string());
     let t = &status.totals;
     let m = format!("mode=\"{mode}\"");
 
@@ -248,7 +248,7 @@ pub fn render(status: &Status) -> String {
             "mpbridge_link_up",
             "gauge",
             "1 if the link carries traffic (up or backup), else 0.",
-            |l| Some(if l.state == "down" { 0.0 } else { 1.0 }),
+            |l| Some(if l.state == LinkState::Down { 0.0 } else { 1.0 }),
         ),
         (
             "mpbridge_link_backup",
@@ -359,11 +359,11 @@ mod tests {
         status.links.push(super::super::protocol::Link {
             interface: "we\"ird".into(),
             addresses: vec![],
-            state: "up".into(),
+            state: LinkState::Up,
             state_secs: 3,
             backup: false,
             kernel_up: true,
-            probe: "up".into(),
+            probe: super::super::protocol::ProbeState::Up,
             rtt_ms: Some(0.5),
             loss_percent: Some(2.0),
             tx_bits_per_sec: None,

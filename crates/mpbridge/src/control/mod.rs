@@ -24,6 +24,7 @@ use portable_atomic::Ordering;
 use tokio::task::JoinHandle;
 
 use crate::config::{ControlSettings, PathSettings, Role};
+use crate::paths::probe::LinkState as Health;
 use crate::paths::route::Rt;
 use crate::paths::{LinkStatus, PathManager, StatusReader};
 use crate::ratelimit::LogLimit;
@@ -31,7 +32,10 @@ use crate::stats::registry::Conn;
 use crate::stats::Stats;
 use crate::sys::Transport;
 use crate::warn_limited;
-use protocol::{Connection, Errors, Link, Refused, Request, Response, Status, Subflow, Totals};
+use protocol::{
+    Connection, Errors, Link, LinkState, ProbeState, Refused, Request, Response, Status, Subflow,
+    TcpState, Totals,
+};
 
 pub use socket::ControlError;
 
@@ -225,7 +229,7 @@ impl Observed {
         let get = |c: &portable_atomic::AtomicU64| c.load(Ordering::Relaxed);
         let stats = &self.stats;
         Status {
-            mode: self.mode.to_string(),
+            mode: self.mode,
             pid: std::process::id(),
             daemon_version: env!("CARGO_PKG_VERSION").into(),
             uptime_secs: self.started.elapsed().as_secs(),
@@ -265,23 +269,24 @@ impl Observed {
                 let subflows = connections
                     .iter()
                     .flat_map(|c| c.subflows.iter().flatten())
-                    .filter(|s| s.state == "established" || s.state == "unknown")
+                    .filter(|s| matches!(s.state, TcpState::Established | TcpState::Unknown))
                     .filter(|s| s.link.as_deref() == Some(l.interface.as_str()))
                     .count() as u32;
                 let state = match (l.in_service, l.backup) {
-                    (false, _) => "down",
-                    (true, true) => "backup",
-                    (true, false) => "up",
+                    (false, _) => LinkState::Down,
+                    (true, true) => LinkState::Backup,
+                    (true, false) => LinkState::Up,
                 };
                 Link {
-                    state: state.into(),
+                    state,
                     state_secs: l.changed_at.elapsed().as_secs(),
                     backup: l.backup,
                     kernel_up: l.kernel_up,
-                    probe: if self.probing {
-                        l.health.name().into()
-                    } else {
-                        "off".into()
+                    probe: match (self.probing, l.health) {
+                        (false, _) => ProbeState::Off,
+                        (true, Health::Up) => ProbeState::Up,
+                        (true, Health::Down) => ProbeState::Down,
+                        (true, Health::Unknown) => ProbeState::Unknown,
                     },
                     rtt_ms: l.rtt.filter(|_| self.probing).map(millis),
                     loss_percent: self
@@ -346,12 +351,11 @@ impl<'a> LinkFinder<'a> {
 
 /// One connection as the status shows it, its subflows read from the kernel.
 fn connection(conn: &Conn, subflows_readable: bool, links: &mut LinkFinder<'_>) -> Connection {
-    let (transport, reading) = match conn.transport {
-        Transport::Tcp => ("tcp", None),
+    let reading = match conn.transport {
         Transport::Mptcp if subflows_readable => {
-            ("mptcp", conn.with_socket(kernel::read).and_then(Result::ok))
+            conn.with_socket(kernel::read).and_then(Result::ok)
         }
-        Transport::Mptcp => ("mptcp", None),
+        Transport::Tcp | Transport::Mptcp => None,
     };
     let (fallback, subflows) = match reading {
         Some(kernel::Reading::Fallback) => (Some(true), Some(Vec::new())),
@@ -363,7 +367,7 @@ fn connection(conn: &Conn, subflows_readable: bool, links: &mut LinkFinder<'_>) 
                         link: links.link(s.local.ip(), s.remote.ip()),
                         local: s.local,
                         remote: s.remote,
-                        state: s.state.map_or("unknown", kernel::state_name).into(),
+                        state: TcpState::from_kernel(s.state),
                         rtt_ms: s.rtt.map(millis),
                         bytes_sent: s.bytes_acked,
                         bytes_received: s.bytes_received,
@@ -382,7 +386,7 @@ fn connection(conn: &Conn, subflows_readable: bool, links: &mut LinkFinder<'_>) 
         bytes_down: conn.counters.down.load(Ordering::Relaxed),
         up_bits_per_sec: conn.rate_up.load(Ordering::Relaxed),
         down_bits_per_sec: conn.rate_down.load(Ordering::Relaxed),
-        transport: transport.into(),
+        transport: conn.transport,
         fallback,
         subflows,
     }
@@ -506,7 +510,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         observed.sample();
         let status = observed.snapshot(Some(1));
-        assert_eq!(status.mode, "remote");
+        assert_eq!(status.mode, Role::Remote);
         assert_eq!(status.totals.refused.auth, 1);
         assert_eq!(status.totals.connections_total, 2);
         assert_eq!(status.totals.bytes_up, 1_000);
@@ -517,7 +521,7 @@ mod tests {
         let c = &status.connections[0];
         assert_eq!(c.bytes_down, 1_000_000);
         assert!(c.down_bits_per_sec > 0);
-        assert_eq!(c.transport, "tcp");
+        assert_eq!(c.transport, Transport::Tcp);
         assert_eq!((c.fallback, c.subflows.as_ref()), (None, None));
         fast.finish(&RelayEnd::Closed);
         drop(slow);

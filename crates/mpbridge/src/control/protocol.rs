@@ -6,6 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Role;
+use crate::sys::Transport;
+
 /// The protocol version this build speaks; a request must carry it.
 /// Responses gain fields without a new version: clients ignore unknown ones.
 pub const VERSION: u32 = 1;
@@ -52,15 +55,26 @@ pub enum RequestError {
     Internal(String),
 }
 
+/// The `error.kind` of an answer: which [`RequestError`] it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Malformed,
+    Version,
+    UnknownCommand,
+    Busy,
+    Internal,
+}
+
 impl RequestError {
     /// The `error.kind` field of the answer.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            RequestError::Malformed(_) => "malformed",
-            RequestError::Version(_) => "version",
-            RequestError::UnknownCommand(_) => "unknown_command",
-            RequestError::Busy => "busy",
-            RequestError::Internal(_) => "internal",
+            RequestError::Malformed(_) => ErrorKind::Malformed,
+            RequestError::Version(_) => ErrorKind::Version,
+            RequestError::UnknownCommand(_) => ErrorKind::UnknownCommand,
+            RequestError::Busy => ErrorKind::Busy,
+            RequestError::Internal(_) => ErrorKind::Internal,
         }
     }
 }
@@ -120,7 +134,7 @@ pub struct Response {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorReply {
     /// `malformed`, `version`, `unknown_command`, `busy` or `internal`.
-    pub kind: String,
+    pub kind: ErrorKind,
     /// One sentence for a person.
     pub message: String,
 }
@@ -139,7 +153,7 @@ impl Response {
             version: VERSION,
             status: None,
             error: Some(ErrorReply {
-                kind: e.kind().into(),
+                kind: e.kind(),
                 message: e.to_string(),
             }),
         }
@@ -157,7 +171,8 @@ impl Response {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     /// `local` or `remote`.
-    pub mode: String,
+    #[serde(with = "role")]
+    pub mode: Role,
     pub pid: u32,
     /// The daemon's version (`mpbridge --version`).
     pub daemon_version: String,
@@ -180,20 +195,17 @@ pub struct Status {
 pub struct Link {
     pub interface: String,
     pub addresses: Vec<IpAddr>,
-    /// `up` (carries traffic), `backup` (carries traffic, configured as a
-    /// backup link) or `down` (out of service: the kernel says the link is
-    /// down, or its probes are lost).
-    pub state: String,
+    /// Whether the link carries traffic.
+    pub state: LinkState,
     /// Seconds since the link last entered or left service.
     pub state_secs: u64,
     /// Configured `backup = true`.
     pub backup: bool,
     /// The interface exists, is up and has carrier.
     pub kernel_up: bool,
-    /// The probes' verdict: `up`, `down`, `unknown` (no verdict yet) or
-    /// `off` (`probe.enabled = false`). Router B follows router A's probes
-    /// arriving on the link.
-    pub probe: String,
+    /// The probes' verdict. Router B follows router A's probes arriving on
+    /// the link.
+    pub probe: ProbeState,
     /// Smoothed probe round-trip time.
     pub rtt_ms: Option<f64>,
     /// Lost share of the last 50 probes.
@@ -293,7 +305,8 @@ pub struct Connection {
     pub down_bits_per_sec: u64,
     /// The connection between the routers: `mptcp`, or `tcp` when this
     /// daemon opened it as plain TCP (`local.mptcp = false`).
-    pub transport: String,
+    #[serde(with = "transport")]
+    pub transport: Transport,
     /// The MPTCP connection fell back to plain TCP (the peer or a
     /// middlebox refused MPTCP); null when unknown.
     pub fallback: Option<bool>,
@@ -310,13 +323,131 @@ pub struct Subflow {
     /// The interface holding `local`: the link the subflow uses.
     pub link: Option<String>,
     /// TCP state, as `ss` names it (`established`, `syn-sent`, …).
-    pub state: String,
+    pub state: TcpState,
     /// Smoothed round-trip time (tcp_info).
     pub rtt_ms: Option<f64>,
     /// Bytes this daemon sent on the subflow that the peer acknowledged,
     /// and bytes it received (tcp_info; null on kernels before 6.5).
     pub bytes_sent: Option<u64>,
     pub bytes_received: Option<u64>,
+}
+
+/// A link's state in the status: `up` (carries traffic), `backup`
+/// (carries traffic, configured as a backup link) or `down` (out of
+/// service: the kernel says the link is down, or its probes are lost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    Up,
+    Backup,
+    Down,
+}
+
+/// The probes' verdict on a link: `up`, `down`, `unknown` (no verdict
+/// yet) or `off` (`probe.enabled = false`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeState {
+    Up,
+    Down,
+    Unknown,
+    Off,
+}
+
+/// A subflow's TCP state, named as `ss` names it (linux/tcp_states.h);
+/// `unknown` where the kernel did not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TcpState {
+    Established,
+    SynSent,
+    SynRecv,
+    #[serde(rename = "fin-wait-1")]
+    FinWait1,
+    #[serde(rename = "fin-wait-2")]
+    FinWait2,
+    TimeWait,
+    Closed,
+    CloseWait,
+    LastAck,
+    Listen,
+    Closing,
+    Unknown,
+}
+
+impl TcpState {
+    /// The state from the kernel's number (`tcpi_state`).
+    pub fn from_kernel(state: Option<u8>) -> TcpState {
+        match state {
+            Some(1) => TcpState::Established,
+            Some(2) => TcpState::SynSent,
+            Some(3) => TcpState::SynRecv,
+            Some(4) => TcpState::FinWait1,
+            Some(5) => TcpState::FinWait2,
+            Some(6) => TcpState::TimeWait,
+            Some(7) => TcpState::Closed,
+            Some(8) => TcpState::CloseWait,
+            Some(9) => TcpState::LastAck,
+            Some(10) => TcpState::Listen,
+            Some(11) => TcpState::Closing,
+            _ => TcpState::Unknown,
+        }
+    }
+}
+
+/// The name of each state as the JSON has it, for people too.
+macro_rules! names {
+    ($($ty:ty),*) => {$(
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let value = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+                f.write_str(value.as_str().ok_or(std::fmt::Error)?)
+            }
+        }
+    )*};
+}
+names!(ErrorKind, LinkState, ProbeState, TcpState);
+
+/// [`Role`] on the wire: `local` or `remote`.
+mod role {
+    use super::Role;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(role)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Role, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "local" => Ok(Role::Local),
+            "remote" => Ok(Role::Remote),
+            other => Err(serde::de::Error::unknown_variant(
+                other,
+                &["local", "remote"],
+            )),
+        }
+    }
+}
+
+/// [`Transport`] on the wire: `mptcp` or `tcp`.
+mod transport {
+    use super::Transport;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Transport, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match t {
+            Transport::Mptcp => "mptcp",
+            Transport::Tcp => "tcp",
+        })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Transport, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "mptcp" => Ok(Transport::Mptcp),
+            "tcp" => Ok(Transport::Tcp),
+            other => Err(serde::de::Error::unknown_variant(other, &["mptcp", "tcp"])),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -382,13 +513,13 @@ mod tests {
         assert!(!cases.is_empty());
         for (line, kind, text) in cases {
             let e = Request::parse(line).expect_err(&String::from_utf8_lossy(line));
-            assert_eq!(e.kind(), *kind, "{e}");
+            assert_eq!(e.kind().to_string(), *kind, "{e}");
             assert!(e.to_string().contains(text), "{e} should contain {text}");
             // The answer to it is one line of JSON carrying the kind.
             let answer = Response::error(&e).encode();
             assert_eq!(answer.matches('\n').count(), 1);
             let back: Response = serde_json::from_str(&answer).unwrap();
-            assert_eq!(back.error.unwrap().kind, *kind);
+            assert_eq!(back.error.unwrap().kind, e.kind());
         }
     }
 
@@ -397,8 +528,105 @@ mod tests {
         let mut line = br#"{"version": 1, "command": "status", "limit": 1}"#.to_vec();
         line.resize(MAX_REQUEST + 1, b' ');
         let e = Request::parse(&line).unwrap_err();
-        assert_eq!(e.kind(), "malformed");
+        assert_eq!(e.kind(), ErrorKind::Malformed);
         assert!(e.to_string().contains("longer than 4096 bytes"), "{e}");
+    }
+
+    #[test]
+    fn states_go_on_the_wire_by_the_names_control_md_documents() {
+        let json = |v: serde_json::Value| v.as_str().unwrap().to_owned();
+        let names =
+            |values: Vec<serde_json::Value>| values.into_iter().map(json).collect::<Vec<_>>();
+        let link = [LinkState::Up, LinkState::Backup, LinkState::Down];
+        let link = names(
+            link.iter()
+                .map(|s| serde_json::to_value(s).unwrap())
+                .collect(),
+        );
+        assert_eq!(link, ["up", "backup", "down"]);
+        let probe = [
+            ProbeState::Up,
+            ProbeState::Down,
+            ProbeState::Unknown,
+            ProbeState::Off,
+        ];
+        let probe = names(
+            probe
+                .iter()
+                .map(|s| serde_json::to_value(s).unwrap())
+                .collect(),
+        );
+        assert_eq!(probe, ["up", "down", "unknown", "off"]);
+        let tcp: Vec<String> = (0..=12)
+            .map(|n| TcpState::from_kernel(Some(n)).to_string())
+            .collect();
+        assert_eq!(
+            tcp,
+            [
+                "unknown",
+                "established",
+                "syn-sent",
+                "syn-recv",
+                "fin-wait-1",
+                "fin-wait-2",
+                "time-wait",
+                "closed",
+                "close-wait",
+                "last-ack",
+                "listen",
+                "closing",
+                "unknown"
+            ]
+        );
+        assert_eq!(TcpState::from_kernel(None), TcpState::Unknown);
+        let kinds = [
+            RequestError::Malformed(String::new()),
+            RequestError::Version(2),
+            RequestError::UnknownCommand(String::new()),
+            RequestError::Busy,
+            RequestError::Internal(String::new()),
+        ];
+        let kinds: Vec<String> = kinds.iter().map(|e| e.kind().to_string()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "malformed",
+                "version",
+                "unknown_command",
+                "busy",
+                "internal"
+            ]
+        );
+        // The mode and the transport, through a whole connection and status.
+        let status = Status {
+            mode: Role::Remote,
+            pid: 1,
+            daemon_version: "0".into(),
+            uptime_secs: 0,
+            links: Vec::new(),
+            totals: Totals::default(),
+            connections: vec![Connection {
+                id: 0,
+                client: "10.0.0.1:1".parse().unwrap(),
+                destination: "10.0.0.2:2".parse().unwrap(),
+                age_secs: 0,
+                bytes_up: 0,
+                bytes_down: 0,
+                up_bits_per_sec: 0,
+                down_bits_per_sec: 0,
+                transport: Transport::Tcp,
+                fallback: None,
+                subflows: None,
+            }],
+            connections_omitted: 0,
+            subflows_unavailable: None,
+        };
+        let value = serde_json::to_value(&status).unwrap();
+        assert_eq!(value["mode"], "remote");
+        assert_eq!(value["connections"][0]["transport"], "tcp");
+        assert_eq!(serde_json::from_value::<Status>(value).unwrap(), status);
+        let wrong = r#"{"mode":"router","pid":1}"#;
+        assert!(serde_json::from_str::<Status>(wrong).is_err());
     }
 
     #[test]
@@ -406,6 +634,6 @@ mod tests {
         let line =
             r#"{"version": 1, "error": {"kind": "busy", "message": "m", "retry_ms": 5}, "x": 1}"#;
         let r: Response = serde_json::from_str(line).unwrap();
-        assert_eq!(r.error.unwrap().kind, "busy");
+        assert_eq!(r.error.unwrap().kind, ErrorKind::Busy);
     }
 }

@@ -259,7 +259,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::protocol::{Status, Totals, VERSION};
+    use crate::config::Role;
+    use crate::control::protocol::{ErrorKind, Status, Totals, VERSION};
     use std::io::{BufRead, Read, Write};
     use std::os::unix::fs::PermissionsExt;
 
@@ -283,7 +284,7 @@ mod tests {
 
     fn status() -> Status {
         Status {
-            mode: "local".into(),
+            mode: Role::Local,
             pid: 1,
             daemon_version: "0".into(),
             uptime_secs: 0,
@@ -349,12 +350,12 @@ mod tests {
             .unwrap();
         let answer = ask(&mut client, b"{\"version\":1,\"command\":\"status\"}\n");
         assert_eq!(answer.version, VERSION);
-        assert_eq!(answer.status.unwrap().mode, "local");
+        assert_eq!(answer.status.unwrap().mode, Role::Local);
         // A malformed line gets an error, and the connection goes on.
         let answer = ask(&mut client, b"{not json\n");
-        assert_eq!(answer.error.unwrap().kind, "malformed");
+        assert_eq!(answer.error.unwrap().kind, ErrorKind::Malformed);
         let answer = ask(&mut client, b"{\"version\":9,\"command\":\"status\"}\n");
-        assert_eq!(answer.error.unwrap().kind, "version");
+        assert_eq!(answer.error.unwrap().kind, ErrorKind::Version);
         // A last request without its newline is answered too.
         client
             .write_all(b"{\"version\":1,\"command\":\"status\"}")
@@ -419,7 +420,7 @@ mod tests {
         let mut answer = String::new();
         extra.read_to_string(&mut answer).unwrap();
         let answer: Response = serde_json::from_str(&answer).unwrap();
-        assert_eq!(answer.error.unwrap().kind, "busy");
+        assert_eq!(answer.error.unwrap().kind, ErrorKind::Busy);
         // The silent ones are closed after the idle timeout: the next
         // client is served again.
         for mut s in silent {

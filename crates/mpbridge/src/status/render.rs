@@ -4,7 +4,9 @@
 
 use std::fmt::Write as _;
 
-use crate::control::protocol::{Connection, Link, Status};
+use crate::config::Role;
+use crate::control::protocol::{Connection, Link, LinkState, ProbeState, Status, TcpState};
+use crate::sys::Transport;
 
 /// How a cell is painted on a terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,11 +161,33 @@ fn or_dash<T>(value: Option<T>, f: impl FnOnce(T) -> String) -> String {
     value.map_or_else(|| "-".to_owned(), f)
 }
 
-fn state_paint(state: &str) -> Paint {
+/// A state's cell: green when it carries traffic, yellow when in doubt,
+/// red when out of service.
+fn state_cell(state: impl std::fmt::Display, paint: Paint) -> Cell {
+    Cell::painted(state.to_string(), paint)
+}
+
+fn link_paint(state: LinkState) -> Paint {
     match state {
-        "up" | "established" => Paint::Green,
-        "backup" | "unknown" => Paint::Yellow,
-        "down" => Paint::Red,
+        LinkState::Up => Paint::Green,
+        LinkState::Backup => Paint::Yellow,
+        LinkState::Down => Paint::Red,
+    }
+}
+
+fn probe_paint(state: ProbeState) -> Paint {
+    match state {
+        ProbeState::Up => Paint::Green,
+        ProbeState::Unknown => Paint::Yellow,
+        ProbeState::Down => Paint::Red,
+        ProbeState::Off => Paint::Plain,
+    }
+}
+
+fn tcp_paint(state: TcpState) -> Paint {
+    match state {
+        TcpState::Established => Paint::Green,
+        TcpState::Unknown => Paint::Yellow,
         _ => Paint::Plain,
     }
 }
@@ -236,7 +260,7 @@ pub fn render(status: &Status, colour: bool) -> String {
     if status.connections.is_empty() && status.connections_omitted == 0 {
         out.push_str("  no connections\n");
     } else {
-        let local = status.mode == "local";
+        let local = status.mode == Role::Local;
         out.push_str(&connections_table(&status.connections, local).render("  ", colour));
         if status.connections_omitted > 0 {
             let _ = writeln!(
@@ -284,9 +308,9 @@ fn links_table(links: &[Link]) -> Table {
         table.row(vec![
             Cell::new(&l.interface),
             Cell::new(addresses),
-            Cell::painted(&l.state, state_paint(&l.state)),
+            state_cell(l.state, link_paint(l.state)),
             Cell::new(duration(l.state_secs)),
-            Cell::painted(&l.probe, state_paint(&l.probe)),
+            state_cell(l.probe, probe_paint(l.probe)),
             Cell::new(or_dash(l.rtt_ms, rtt)),
             Cell::new(or_dash(l.loss_percent, percent)),
             Cell::new(or_dash(l.tx_bits_per_sec, rate)),
@@ -311,8 +335,8 @@ fn connections_table(connections: &[Connection], local: bool) -> Table {
         "path",
     ]));
     for c in connections {
-        let path = match (c.transport.as_str(), c.fallback, &c.subflows) {
-            ("tcp", _, _) => Cell::new("tcp"),
+        let path = match (c.transport, c.fallback, &c.subflows) {
+            (Transport::Tcp, _, _) => Cell::new("tcp"),
             (_, Some(true), _) => Cell::painted("tcp (MPTCP fell back)", Paint::Yellow),
             (_, _, Some(subflows)) => Cell::new(format!(
                 "mptcp, {} subflow{}",
@@ -348,7 +372,7 @@ fn connections_table(connections: &[Connection], local: bool) -> Table {
                 Cell::new(or_dash(down, bytes)),
                 Cell::new(""),
                 Cell::new(""),
-                Cell::painted(format!("{link} {}{rtt}", s.state), state_paint(&s.state)),
+                Cell::painted(format!("{link} {}{rtt}", s.state), tcp_paint(s.state)),
             ]);
         }
     }
@@ -378,23 +402,23 @@ mod tests {
         out
     }
 
-    fn link(name: &str, addrs: &[&str], state: &str) -> Link {
+    fn link(name: &str, addrs: &[&str], up: bool) -> Link {
         Link {
             interface: name.into(),
             addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
-            state: state.into(),
+            state: if up { LinkState::Up } else { LinkState::Down },
             state_secs: 125,
             backup: false,
             kernel_up: true,
-            probe: state.into(),
-            rtt_ms: (state == "up").then_some(0.42),
-            loss_percent: Some(if state == "up" { 0.0 } else { 100.0 }),
+            probe: if up { ProbeState::Up } else { ProbeState::Down },
+            rtt_ms: up.then_some(0.42),
+            loss_percent: Some(if up { 0.0 } else { 100.0 }),
             tx_bits_per_sec: Some(95_300_000),
             rx_bits_per_sec: Some(1_200),
             tx_bytes: Some(1),
             rx_bytes: Some(1),
             subflows: Some(1),
-            carries_routes: state == "up",
+            carries_routes: up,
         }
     }
 
@@ -403,19 +427,19 @@ mod tests {
             local: local.parse().unwrap(),
             remote: "10.20.0.2:4443".parse().unwrap(),
             link: Some(link.into()),
-            state: "established".into(),
+            state: TcpState::Established,
             rtt_ms: Some(0.5),
             bytes_sent: Some(4 << 20),
             bytes_received: Some(300 << 20),
         };
         Status {
-            mode: "local".into(),
+            mode: Role::Local,
             pid: 4242,
             daemon_version: "0.1.0".into(),
             uptime_secs: 125,
             links: vec![
-                link("wan0", &["10.20.0.1", "fd00:20::1"], "up"),
-                link("wlan-long1", &["10.20.1.1"], "down"),
+                link("wan0", &["10.20.0.1", "fd00:20::1"], true),
+                link("wlan-long1", &["10.20.1.1"], false),
             ],
             totals: Totals {
                 connections_open: 1,
@@ -433,7 +457,7 @@ mod tests {
                 bytes_down: 600 << 20,
                 up_bits_per_sec: 0,
                 down_bits_per_sec: 95_300_000,
-                transport: "mptcp".into(),
+                transport: Transport::Mptcp,
                 fallback: Some(false),
                 subflows: Some(vec![
                     sf("10.20.0.1:40312", "wan0"),
