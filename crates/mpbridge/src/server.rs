@@ -1,14 +1,17 @@
-//! The accept loop shared by `local` and `remote`: a cap on concurrent
-//! connections (over it: RST, never a crash), back-off on accept errors such
-//! as EMFILE, and on shutdown a drain of open connections with a deadline.
+//! The daemon's one accept loop ([`accept_bounded`]), run by the proxy of
+//! `local` and `remote`, the control socket and the metrics endpoint: a cap
+//! on concurrent connections (over it: a refusal, never a crash), back-off
+//! on accept errors such as EMFILE, and on shutdown a drain of open
+//! connections with a deadline. [`serve`] is the proxy's use of it.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use portable_atomic::Ordering;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -74,11 +77,109 @@ pub async fn serve<H, F>(
     H: Fn(Accepted) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
-    let permits = Arc::new(Semaphore::new(options.max_connections));
-    let (tx, mut rx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
+    let bounds = Bounds {
+        what: "proxy",
+        max: options.max_connections,
+        drain: options.drain,
+    };
+    let handle = |(stream, peer): (TcpStream, SocketAddr), permit| {
+        Stats::bump(&stats.accepted);
+        sys::enable_keepalive(&stream);
+        let permit = Slot {
+            _permit: permit,
+            _open: Open::new(&stats),
+        };
+        handler(Accepted {
+            stream,
+            peer,
+            permit,
+        })
+    };
+    let refuse = |(stream, peer): (TcpStream, SocketAddr), why| {
+        if why == Refusal::Full {
+            Stats::bump(&stats.refused_limit);
+            warn_limited!(OVER_LIMIT, %peer, limit = options.max_connections,
+                "connection refused: max_connections are open");
+        }
+        sys::arm_reset(&stream);
+        None::<std::future::Ready<()>>
+    };
+    accept_bounded(listeners, bounds, shutdown, handle, refuse).await;
+}
+
+/// A listening socket for [`accept_bounded`].
+pub trait Listener: Send + 'static {
+    /// An accepted connection (with its peer's address where it has one).
+    type Conn: Send + 'static;
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Conn>> + Send;
+}
+
+impl Listener for TcpListener {
+    type Conn = (TcpStream, SocketAddr);
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Conn>> + Send {
+        TcpListener::accept(self)
+    }
+}
+
+impl Listener for UnixListener {
+    type Conn = UnixStream;
+    async fn accept(&self) -> io::Result<UnixStream> {
+        UnixListener::accept(self).await.map(|(stream, _)| stream)
+    }
+}
+
+/// Why [`accept_bounded`] did not hand a connection to its handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `max` connections are being handled.
+    Full,
+    /// Accepted, but the loop was told to stop before handling it.
+    Stopping,
+}
+
+/// What bounds one accept loop.
+#[derive(Debug, Clone)]
+pub struct Bounds {
+    /// What it serves, for the log ("proxy", "control socket", "metrics").
+    pub what: &'static str,
+    /// Connections handled at once.
+    pub max: usize,
+    /// After `shutdown`, how long handlers may take to finish.
+    pub drain: Duration,
+}
+
+/// The one accept loop of the daemon: the proxy's listeners, the control
+/// socket and the metrics endpoint all run it. Each connection takes one
+/// of `max` permits and runs `handle` as its own task, holding the permit;
+/// one over the cap goes to `refuse` (which may return a task, say, to
+/// tell the client it is busy) at once, never queued, so a flood costs
+/// nothing but the refusals. Accept errors for lack of resources (EMFILE,
+/// ENOBUFS...) back off instead of spinning. When `shutdown` completes it
+/// closes the listeners, refuses what was accepted but not handled, waits
+/// up to `bounds.drain` for the handlers and aborts what is left. Dropping
+/// the future aborts every handler.
+///
+/// The permit is taken after `accept`, not before as in a server that
+/// lets excess clients wait: a connection over the cap is answered (reset,
+/// or told busy) rather than left in the backlog.
+pub async fn accept_bounded<L, H, F, R, G>(
+    listeners: Vec<L>,
+    bounds: Bounds,
+    shutdown: impl Future<Output = ()>,
+    mut handle: H,
+    mut refuse: R,
+) where
+    L: Listener,
+    H: FnMut(L::Conn, OwnedSemaphorePermit) -> F,
+    F: Future<Output = ()> + Send + 'static,
+    R: FnMut(L::Conn, Refusal) -> Option<G>,
+    G: Future<Output = ()> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(bounds.max));
+    let (tx, mut rx) = mpsc::channel::<L::Conn>(64);
     let mut acceptors = JoinSet::new();
     for listener in listeners {
-        acceptors.spawn(accept_loop(listener, tx.clone()));
+        acceptors.spawn(accept_loop(listener, bounds.what, tx.clone()));
     }
     drop(tx);
 
@@ -88,19 +189,15 @@ pub async fn serve<H, F>(
         tokio::select! {
             () = &mut shutdown => break,
             next = rx.recv() => {
-                let Some((stream, peer)) = next else { break };
-                match permits.clone().try_acquire_owned() {
+                let Some(conn) = next else { break };
+                match Arc::clone(&permits).try_acquire_owned() {
                     Ok(permit) => {
-                        Stats::bump(&stats.accepted);
-                        sys::enable_keepalive(&stream);
-                        let permit = Slot { _permit: permit, _open: Open::new(&stats) };
-                        connections.spawn(handler(Accepted { stream, peer, permit }));
+                        connections.spawn(handle(conn, permit));
                     }
                     Err(_) => {
-                        Stats::bump(&stats.refused_limit);
-                        warn_limited!(OVER_LIMIT, %peer, limit = options.max_connections,
-                            "connection refused: max_connections are open");
-                        sys::arm_reset(&stream);
+                        if let Some(task) = refuse(conn, Refusal::Full) {
+                            connections.spawn(task);
+                        }
                     }
                 }
             }
@@ -111,18 +208,18 @@ pub async fn serve<H, F>(
     acceptors.abort_all();
     while acceptors.join_next().await.is_some() {}
     rx.close();
-    while let Ok((stream, _)) = rx.try_recv() {
-        sys::arm_reset(&stream);
+    while let Ok(conn) = rx.try_recv() {
+        drop(refuse(conn, Refusal::Stopping));
     }
     let open = connections.len();
-    tracing::info!(open, "stopped accepting");
+    tracing::info!(open, what = bounds.what, "stopped accepting");
     if open > 0 {
         tracing::info!(
             open,
-            drain_secs = options.drain.as_secs(),
+            drain_secs = bounds.drain.as_secs(),
             "draining open connections"
         );
-        let drained = tokio::time::timeout(options.drain, async {
+        let drained = tokio::time::timeout(bounds.drain, async {
             while connections.join_next().await.is_some() {}
         })
         .await;
@@ -138,13 +235,13 @@ pub async fn serve<H, F>(
 }
 
 /// Accepts forever, backing off on resource errors instead of spinning.
-async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<(TcpStream, SocketAddr)>) {
+async fn accept_loop<L: Listener>(listener: L, what: &'static str, tx: mpsc::Sender<L::Conn>) {
     let mut backoff = Duration::from_millis(10);
     loop {
         match listener.accept().await {
-            Ok(pair) => {
+            Ok(conn) => {
                 backoff = Duration::from_millis(10);
-                if tx.send(pair).await.is_err() {
+                if tx.send(conn).await.is_err() {
                     return;
                 }
             }
@@ -154,12 +251,14 @@ async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<(TcpStream, SocketA
                     Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
                 );
                 if resource {
-                    warn_limited!(ACCEPT_ERRORS, error = %e, backoff_ms = backoff.as_millis() as u64,
+                    warn_limited!(ACCEPT_ERRORS, what, error = %e, backoff_ms = backoff.as_millis() as u64,
                         "accept failed for lack of resources; backing off");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
+                } else {
+                    // ECONNABORTED and the like concern one connection only.
+                    tracing::debug!(what, "accept failed: {e}");
                 }
-                // Other errors (ECONNABORTED...) concern one connection only.
             }
         }
     }

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use super::protocol::{LinkState, Status};
 use super::Observed;
 use crate::ratelimit::LogLimit;
+use crate::server::{accept_bounded, Bounds};
 use crate::warn_limited;
 
 /// Scrapers served at once; more are closed at once.
@@ -50,27 +50,23 @@ pub async fn serve(listener: TcpListener, observed: Arc<Observed>) {
 
 /// [`serve`], each client given `timeout` to ask and be answered.
 async fn serve_with(listener: TcpListener, observed: Arc<Observed>, timeout: Duration) {
-    let permits = Arc::new(Semaphore::new(MAX_CLIENTS));
-    let mut clients = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                };
-                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                    continue; // dropped: closed at once
-                };
-                let observed = Arc::clone(&observed);
-                clients.spawn(async move {
-                    let _ = tokio::time::timeout(timeout, handle(stream, observed)).await;
-                    drop(permit);
-                });
-            }
-            Some(_) = clients.join_next(), if !clients.is_empty() => {}
+    let bounds = Bounds {
+        what: "metrics",
+        max: MAX_CLIENTS,
+        drain: Duration::ZERO,
+    };
+    let scrape = |(stream, _), permit| {
+        let observed = Arc::clone(&observed);
+        async move {
+            let _ = tokio::time::timeout(timeout, handle(stream, observed)).await;
+            drop(permit);
         }
-    }
+    };
+    // Over the cap: dropped, closed at once.
+    let refuse = |_, _| None::<std::future::Ready<()>>;
+    // Until dropped: the daemon aborts it at teardown.
+    let forever = std::future::pending();
+    accept_bounded(vec![listener], bounds, forever, scrape, refuse).await;
 }
 
 /// What a request asks for.

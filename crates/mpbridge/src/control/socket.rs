@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
 
 use super::protocol::{Request, RequestError, Response, MAX_REQUEST};
 use crate::ratelimit::LogLimit;
+use crate::server::{accept_bounded, Bounds};
 use crate::warn_limited;
 
 /// Control clients served at once; more are answered `busy` and closed.
@@ -27,7 +27,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 static MALFORMED: LogLimit = LogLimit::refusals();
 static BUSY: LogLimit = LogLimit::refusals();
-static ACCEPT_FAILED: LogLimit = LogLimit::refusals();
 
 /// Why the control socket could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -153,32 +152,29 @@ impl Bound {
         };
         let answer = Arc::new(answer);
         let idle = self.idle;
-        let permits = Arc::new(Semaphore::new(MAX_CLIENTS));
-        let mut clients = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => match Arc::clone(&permits).try_acquire_owned() {
-                        Ok(permit) => {
-                            let answer = Arc::clone(&answer);
-                            clients.spawn(async move {
-                                serve_client(stream, answer.as_ref(), idle).await;
-                                drop(permit);
-                            });
-                        }
-                        Err(_) => {
-                            warn_limited!(BUSY, limit = MAX_CLIENTS, "control client refused: too many at once");
-                            clients.spawn(refuse_busy(stream));
-                        }
-                    },
-                    Err(e) => {
-                        warn_limited!(ACCEPT_FAILED, "control socket: accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-                Some(_) = clients.join_next(), if !clients.is_empty() => {}
+        let bounds = Bounds {
+            what: "control socket",
+            max: MAX_CLIENTS,
+            drain: Duration::ZERO,
+        };
+        let handle = |stream, permit| {
+            let answer = Arc::clone(&answer);
+            async move {
+                serve_client(stream, answer.as_ref(), idle).await;
+                drop(permit);
             }
-        }
+        };
+        let refuse = |stream, _| {
+            warn_limited!(
+                BUSY,
+                limit = MAX_CLIENTS,
+                "control client refused: too many at once"
+            );
+            Some(refuse_busy(stream))
+        };
+        // Until dropped: the daemon aborts it at teardown.
+        let forever = std::future::pending();
+        accept_bounded(vec![listener], bounds, forever, handle, refuse).await;
     }
 }
 
