@@ -97,10 +97,10 @@ rm -f /tmp/layers.$$
 # Layering rules beyond "no cycle": FROM must not reach TO, even indirectly.
 #  - router B's daemon does not depend on router A's firewall;
 #  - `error` gathers every subsystem's error for the binary's exit codes:
-#    only main may use it.
+#    only the commands (and main above them) may use it.
 rules="remote firewall"
 for m in $modules; do
-    [[ $m == main || $m == error ]] || rules+=$'\n'"$m error"
+    [[ $m == main || $m == commands || $m == error ]] || rules+=$'\n'"$m error"
 done
 while read -r from to; do
     reach=$(awk -v start="$from" '

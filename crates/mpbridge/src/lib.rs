@@ -31,12 +31,14 @@
 //! - [`sys`]: socket options and syscalls the safe crates lack.
 //! - [`ratelimit`]: rate-limited logging of refusals.
 //! - [`logging`]: the log on stderr, its levels.
+//! - [`commands`]: each subcommand once parsed: config, log, runtime, exit code.
 //! - [`error`]: every subsystem's error gathered for the exit code (for
-//!   the binary only).
+//!   `commands` only).
 //! - `uci` (feature `uci`): OpenWrt's `/etc/config/mpbridge` rendered into
 //!   the TOML config, mistakes named by UCI section and option.
 
 pub mod checks;
+pub mod commands;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -1,6 +1,7 @@
-//! The `mpbridge` command: argument parsing and dispatch only. The daemons
-//! themselves live in the library (`local::run`, `remote::run`) so that the
-//! lab and the tests run exactly what this binary runs.
+//! The `mpbridge` command: argument parsing and dispatch only. Each
+//! command lives in the library (`commands`, and below it `local::run`,
+//! `remote::run`...) so that the lab and the tests run exactly what this
+//! binary runs.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,9 +9,8 @@ use std::process::ExitCode;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
-use mpbridge::config::{self, Intercept, Overrides, Role};
-use mpbridge::error::Error;
-use mpbridge::{daemon, logging};
+use mpbridge::commands::{self, ConfigFile};
+use mpbridge::config::{Intercept, Overrides, Role};
 
 /// Carries every TCP connection between two routers over all their links at
 /// once (RFC 8803 Convert over Multipath TCP).
@@ -110,54 +110,44 @@ fn role() -> impl TypedValueParser<Value = Role> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let explicit = cli.config.is_some();
-    let path = cli.config.unwrap_or_else(|| config::DEFAULT_PATH.into());
+    let config = ConfigFile::new(cli.config);
     let non_empty = |v: Vec<SocketAddr>| (!v.is_empty()).then_some(v);
-    let mut overrides = Overrides {
+    let overrides = Overrides {
         log_level: cli.log_level,
         ..Overrides::default()
     };
-    let result = match cli.command {
+    commands::exit(match cli.command {
         Command::Local {
             listen,
             remote,
             intercept,
             key_file,
         } => {
-            overrides = Overrides {
-                listen: non_empty(listen),
-                remotes: non_empty(remote),
+            let listen = non_empty(listen);
+            let remotes = non_empty(remote);
+            let o = Overrides {
+                listen,
+                remotes,
                 intercept,
                 key_file,
                 ..overrides
             };
-            local(path, explicit, overrides)
+            commands::local(config, o)
         }
         Command::Remote { listen, key_file } => {
-            overrides = Overrides {
-                listen: non_empty(listen),
-                key_file,
-                ..overrides
-            };
-            config::load_remote(&path, explicit, &overrides)
-                .map_err(Error::from)
-                .and_then(|(settings, warnings)| {
-                    logging::init(&settings.log_level, &warnings);
-                    on_runtime(|shutdown| mpbridge::remote::run(settings, shutdown))
-                })
+            let listen = non_empty(listen);
+            commands::remote(
+                &config,
+                &Overrides {
+                    listen,
+                    key_file,
+                    ..overrides
+                },
+            )
         }
-        Command::Paths { role } => paths(role, &path, explicit, &overrides),
-        Command::CheckConfig => {
-            config::check(&path)
-                .map_err(Error::from)
-                .map(|(roles, warnings)| {
-                    for w in &warnings {
-                        eprintln!("warning: {}", w.0);
-                    }
-                    println!("{}: ok ({roles:?})", path.display());
-                })
-        }
-        Command::Genkey => genkey(),
+        Command::Paths { role } => commands::paths(role, &config, &overrides),
+        Command::CheckConfig => commands::check_config(&config),
+        Command::Genkey => commands::genkey(),
         Command::Status {
             socket,
             mode,
@@ -165,106 +155,16 @@ fn main() -> ExitCode {
             watch,
             connections,
             top,
-        } => {
-            let options = mpbridge::status::client::Options {
-                socket,
-                mode,
-                config: path,
-                config_explicit: explicit,
-                json,
-                watch,
-                limit: (!connections).then_some(top),
-            };
-            mpbridge::status::client::run(&options).map_err(Error::from)
-        }
+        } => commands::status(mpbridge::status::client::Options {
+            socket,
+            mode,
+            config: config.path,
+            config_explicit: config.explicit,
+            json,
+            watch,
+            limit: (!connections).then_some(top),
+        }),
         #[cfg(feature = "uci")]
-        Command::Uci { output, file } => mpbridge::uci::load(&file, &output)
-            .map_err(Error::from)
-            .and_then(|rendered| {
-                mpbridge::uci::write(&output, &rendered).map_err(|e| Error::Write(output, e))?;
-                let state = if rendered.enabled {
-                    "enabled"
-                } else {
-                    "disabled"
-                };
-                println!("{} {state}", rendered.role);
-                Ok(())
-            }),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            if logging::active() {
-                tracing::error!("{e}");
-            } else if let Error::Status(e) = &e {
-                eprintln!("mpbridge status: {e}");
-            } else {
-                eprintln!("mpbridge: {e}");
-            }
-            ExitCode::from(e.exit_code())
-        }
-    }
-}
-
-/// `mpbridge local`; SIGHUP rereads the same file with the same overrides.
-fn local(path: PathBuf, explicit: bool, overrides: Overrides) -> Result<(), Error> {
-    let (settings, warnings) = config::load_local(&path, explicit, &overrides)?;
-    logging::init(&settings.log_level, &warnings);
-    let reload: mpbridge::local::Reload = Box::new(move || {
-        let (settings, warnings) = config::load_local(&path, explicit, &overrides)?;
-        for w in &warnings {
-            tracing::warn!("{}", w.0);
-        }
-        Ok(settings)
-    });
-    on_runtime(|shutdown| mpbridge::local::run(settings, shutdown, Some(reload)))
-}
-
-/// `mpbridge paths ROLE`: the role's links, probes and auth.
-fn paths(
-    role: Role,
-    path: &std::path::Path,
-    explicit: bool,
-    overrides: &Overrides,
-) -> Result<(), Error> {
-    use mpbridge::paths::Side;
-    let (paths, side, auth, level, warnings) = match role {
-        Role::Local => config::load_local(path, explicit, overrides).map(|(s, w)| {
-            (
-                s.paths,
-                Side::Local { remotes: s.remotes },
-                s.auth,
-                s.log_level,
-                w,
-            )
-        })?,
-        Role::Remote => config::load_remote(path, explicit, overrides)
-            .map(|(s, w)| (s.paths, Side::Remote, s.auth, s.log_level, w))?,
-    };
-    logging::init(&level, &warnings);
-    on_runtime(
-        |shutdown| async move { mpbridge::paths_only::run(&paths, side, &auth, shutdown).await },
-    )
-}
-
-/// Runs a daemon on its runtime, its errors gathered for the exit code.
-fn on_runtime<D, F, E>(daemon: D) -> Result<(), Error>
-where
-    D: FnOnce(daemon::Shutdown) -> F,
-    F: std::future::Future<Output = Result<(), E>>,
-    Error: From<E>,
-{
-    Ok(daemon::run_on_runtime(daemon).map_err(Error::Runtime)??)
-}
-
-fn genkey() -> Result<(), Error> {
-    let mut key = [0u8; 32];
-    let mut filled = 0;
-    while filled < key.len() {
-        filled +=
-            rustix::rand::getrandom(&mut key[filled..], rustix::rand::GetRandomFlags::empty())
-                .map_err(Error::Random)?;
-    }
-    println!("{}", hex::encode(key));
-    Ok(())
+        Command::Uci { output, file } => commands::uci(&file, &output),
+    })
 }
