@@ -210,4 +210,27 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[tokio::test]
+    async fn a_daemon_dropped_without_stop_still_closes_its_control_socket() {
+        let dir = std::env::temp_dir().join(format!("mpbridge-daemon-drop-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let socket = dir.join("remote.sock");
+        let settings = ControlSettings {
+            socket: Some(socket.clone()),
+            metrics_listen: None,
+        };
+        let observed = Arc::new(Observed::new(Role::Remote, Arc::default(), None, false));
+        let mut daemon = Daemon::<()>::default();
+        daemon.hold_control(crate::control::bind(&settings).unwrap().serve(observed));
+        assert!(socket.exists());
+        // A start-up step failed, or the daemon's future was dropped.
+        drop(daemon);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while socket.exists() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(!socket.exists(), "the control socket outlived its daemon");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

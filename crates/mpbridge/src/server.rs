@@ -8,11 +8,12 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use portable_atomic::Ordering;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::ratelimit::LogLimit;
@@ -95,46 +96,34 @@ pub async fn serve<H, F>(
             permit,
         })
     };
-    let refuse = |(stream, peer): (TcpStream, SocketAddr), why| {
-        if why == Refusal::Full {
-            Stats::bump(&stats.refused_limit);
-            warn_limited!(OVER_LIMIT, %peer, limit = options.max_connections,
-                "connection refused: max_connections are open");
-        }
+    let refuse = |(stream, peer): (TcpStream, SocketAddr), _: &mut JoinSet<()>| {
+        Stats::bump(&stats.refused_limit);
+        warn_limited!(OVER_LIMIT, %peer, limit = options.max_connections,
+            "connection refused: max_connections are open");
         sys::arm_reset(&stream);
-        None::<std::future::Ready<()>>
     };
     accept_bounded(listeners, bounds, shutdown, handle, refuse).await;
 }
 
 /// A listening socket for [`accept_bounded`].
-pub trait Listener: Send + 'static {
+pub trait Listener {
     /// An accepted connection (with its peer's address where it has one).
-    type Conn: Send + 'static;
-    fn accept(&self) -> impl Future<Output = io::Result<Self::Conn>> + Send;
+    type Conn;
+    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Conn>>;
 }
 
 impl Listener for TcpListener {
     type Conn = (TcpStream, SocketAddr);
-    fn accept(&self) -> impl Future<Output = io::Result<Self::Conn>> + Send {
-        TcpListener::accept(self)
+    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Conn>> {
+        TcpListener::poll_accept(self, cx)
     }
 }
 
 impl Listener for UnixListener {
     type Conn = UnixStream;
-    async fn accept(&self) -> io::Result<UnixStream> {
-        UnixListener::accept(self).await.map(|(stream, _)| stream)
+    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<UnixStream>> {
+        UnixListener::poll_accept(self, cx).map_ok(|(stream, _)| stream)
     }
-}
-
-/// Why [`accept_bounded`] did not hand a connection to its handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// `max` connections are being handled.
-    Full,
-    /// Accepted, but the loop was told to stop before handling it.
-    Stopping,
 }
 
 /// What bounds one accept loop.
@@ -151,18 +140,17 @@ pub struct Bounds {
 /// The one accept loop of the daemon: the proxy's listeners, the control
 /// socket and the metrics endpoint all run it. Each connection takes one
 /// of `max` permits and runs `handle` as its own task, holding the permit;
-/// one over the cap goes to `refuse` (which may return a task, say, to
-/// tell the client it is busy) at once, never queued, so a flood costs
-/// nothing but the refusals. Accept errors for lack of resources (EMFILE,
-/// ENOBUFS...) back off instead of spinning. When `shutdown` completes it
-/// closes the listeners, refuses what was accepted but not handled, waits
-/// up to `bounds.drain` for the handlers and aborts what is left. Dropping
-/// the future aborts every handler.
+/// one over the cap goes to `refuse` at once (which may add a task to the
+/// set, say, to tell the client it is busy), never queued, so a flood
+/// costs nothing but the refusals. Accept errors for lack of resources
+/// (EMFILE, ENOBUFS...) back off instead of spinning. When `shutdown`
+/// completes it closes the listeners, waits up to `bounds.drain` for the
+/// handlers and aborts what is left. Dropping the future aborts them all.
 ///
 /// The permit is taken after `accept`, not before as in a server that
 /// lets excess clients wait: a connection over the cap is answered (reset,
 /// or told busy) rather than left in the backlog.
-pub async fn accept_bounded<L, H, F, R, G>(
+pub async fn accept_bounded<L, H, F, R>(
     listeners: Vec<L>,
     bounds: Bounds,
     shutdown: impl Future<Output = ()>,
@@ -172,95 +160,114 @@ pub async fn accept_bounded<L, H, F, R, G>(
     L: Listener,
     H: FnMut(L::Conn, OwnedSemaphorePermit) -> F,
     F: Future<Output = ()> + Send + 'static,
-    R: FnMut(L::Conn, Refusal) -> Option<G>,
-    G: Future<Output = ()> + Send + 'static,
+    R: FnMut(L::Conn, &mut JoinSet<()>),
 {
     let permits = Arc::new(Semaphore::new(bounds.max));
-    let (tx, mut rx) = mpsc::channel::<L::Conn>(64);
-    let mut acceptors = JoinSet::new();
-    for listener in listeners {
-        acceptors.spawn(accept_loop(listener, bounds.what, tx.clone()));
-    }
-    drop(tx);
-
     let mut connections = JoinSet::new();
+    let mut backoff = Backoff::default();
+    // Where the next look at the listeners starts, so that none starves.
+    let mut first = 0;
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            next = rx.recv() => {
-                let Some(conn) = next else { break };
-                match Arc::clone(&permits).try_acquire_owned() {
-                    Ok(permit) => {
-                        connections.spawn(handle(conn, permit));
-                    }
-                    Err(_) => {
-                        if let Some(task) = refuse(conn, Refusal::Full) {
-                            connections.spawn(task);
-                        }
-                    }
+        let accepted = std::future::poll_fn(|cx| {
+            for i in 0..listeners.len() {
+                let at = (first + i) % listeners.len();
+                if let Poll::Ready(result) = listeners[at].poll_accept(cx) {
+                    first = at + 1;
+                    return Poll::Ready(result);
                 }
             }
+            Poll::Pending
+        });
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = backoff.wait(), if backoff.active() => backoff.over(),
+            result = accepted, if !backoff.active() => match result {
+                Ok(conn) => {
+                    backoff = Backoff::default();
+                    match Arc::clone(&permits).try_acquire_owned() {
+                        Ok(permit) => {
+                            connections.spawn(handle(conn, permit));
+                        }
+                        Err(_) => refuse(conn, &mut connections),
+                    }
+                }
+                Err(e) => backoff.failed(bounds.what, &e),
+            },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
-    // Close the listeners (they live in the acceptor tasks) before saying so.
-    acceptors.abort_all();
-    while acceptors.join_next().await.is_some() {}
-    rx.close();
-    while let Ok(conn) = rx.try_recv() {
-        drop(refuse(conn, Refusal::Stopping));
-    }
+    // Close the listeners before saying so.
+    drop(listeners);
+    drain(connections, &bounds).await;
+}
+
+/// Waits up to `bounds.drain` for the connections, then aborts the rest.
+async fn drain(mut connections: JoinSet<()>, bounds: &Bounds) {
     let open = connections.len();
     tracing::info!(open, what = bounds.what, "stopped accepting");
-    if open > 0 {
-        tracing::info!(
-            open,
-            drain_secs = bounds.drain.as_secs(),
-            "draining open connections"
+    if open == 0 {
+        return;
+    }
+    tracing::info!(
+        open,
+        drain_secs = bounds.drain.as_secs(),
+        "draining open connections"
+    );
+    let drained = tokio::time::timeout(bounds.drain, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = connections.len(),
+            "drain period over; closing the remaining connections"
         );
-        let drained = tokio::time::timeout(bounds.drain, async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                left = connections.len(),
-                "drain period over; closing the remaining connections"
-            );
-            connections.abort_all();
-            while connections.join_next().await.is_some() {}
-        }
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
     }
 }
 
-/// Accepts forever, backing off on resource errors instead of spinning.
-async fn accept_loop<L: Listener>(listener: L, what: &'static str, tx: mpsc::Sender<L::Conn>) {
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        match listener.accept().await {
-            Ok(conn) => {
-                backoff = Duration::from_millis(10);
-                if tx.send(conn).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                let resource = matches!(
-                    e.raw_os_error(),
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                );
-                if resource {
-                    warn_limited!(ACCEPT_ERRORS, what, error = %e, backoff_ms = backoff.as_millis() as u64,
-                        "accept failed for lack of resources; backing off");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                } else {
-                    // ECONNABORTED and the like concern one connection only.
-                    tracing::debug!(what, "accept failed: {e}");
-                }
-            }
+/// The pause after an accept failed for lack of resources, doubling from
+/// 10 ms up to a second while it goes on.
+#[derive(Debug, Default)]
+struct Backoff {
+    /// The next pause, once one failed.
+    next: Option<Duration>,
+    /// Accepting again from then.
+    until: Option<tokio::time::Instant>,
+}
+
+impl Backoff {
+    fn active(&self) -> bool {
+        self.until.is_some()
+    }
+
+    async fn wait(&self) {
+        if let Some(until) = self.until {
+            tokio::time::sleep_until(until).await;
         }
+    }
+
+    fn over(&mut self) {
+        self.until = None;
+    }
+
+    fn failed(&mut self, what: &'static str, e: &io::Error) {
+        let resource = matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        );
+        if !resource {
+            // ECONNABORTED and the like concern one connection only.
+            tracing::debug!(what, "accept failed: {e}");
+            return;
+        }
+        let pause = self.next.unwrap_or(Duration::from_millis(10));
+        warn_limited!(ACCEPT_ERRORS, what, error = %e, backoff_ms = pause.as_millis() as u64,
+            "accept failed for lack of resources; backing off");
+        self.until = Some(tokio::time::Instant::now() + pause);
+        self.next = Some((pause * 2).min(Duration::from_secs(1)));
     }
 }
 
@@ -268,6 +275,62 @@ async fn accept_loop<L: Listener>(listener: L, what: &'static str, tx: mpsc::Sen
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+    use tokio::sync::mpsc;
+
+    #[test]
+    fn resource_errors_back_off_doubling_up_to_a_second_and_others_do_not() {
+        let mut backoff = Backoff::default();
+        backoff.failed("test", &io::Error::from_raw_os_error(libc::ECONNABORTED));
+        assert!(
+            !backoff.active(),
+            "one aborted connection is no reason to pause"
+        );
+        // Each failure pauses for what the one before set as the next pause.
+        let mut pauses = Vec::new();
+        for _ in 0..9 {
+            let before = tokio::time::Instant::now();
+            let pause = backoff.next.unwrap_or(Duration::from_millis(10));
+            backoff.failed("test", &io::Error::from_raw_os_error(libc::EMFILE));
+            assert!(backoff.active());
+            assert!(backoff.until.unwrap() >= before + pause);
+            pauses.push(pause.as_millis());
+            backoff.over();
+            assert!(!backoff.active());
+        }
+        assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+    }
+
+    #[tokio::test]
+    async fn every_listener_is_served_by_the_one_loop() {
+        let a = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let b = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addrs = [a.local_addr().unwrap(), b.local_addr().unwrap()];
+        let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+        let bounds = Bounds {
+            what: "test",
+            max: 8,
+            drain: Duration::from_secs(1),
+        };
+        let handle = move |(stream, _): (TcpStream, SocketAddr), _permit| {
+            let _ = seen_tx.send(stream.local_addr().unwrap());
+            async {}
+        };
+        let refuse = |_, _: &mut JoinSet<()>| panic!("under the cap");
+        let server = tokio::spawn(accept_bounded(
+            vec![a, b],
+            bounds,
+            std::future::pending(),
+            handle,
+            refuse,
+        ));
+        let mut seen = Vec::new();
+        for addr in addrs.iter().chain(addrs.iter()) {
+            let _conn = TcpStream::connect(addr).await.unwrap();
+            seen.push(seen_rx.recv().await.unwrap());
+        }
+        assert_eq!(seen, [addrs[0], addrs[1], addrs[0], addrs[1]]);
+        server.abort();
+    }
 
     #[tokio::test]
     async fn beyond_the_limit_connections_are_reset_and_counted() {

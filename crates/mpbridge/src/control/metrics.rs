@@ -63,7 +63,7 @@ async fn serve_with(listener: TcpListener, observed: Arc<Observed>, timeout: Dur
         }
     };
     // Over the cap: dropped, closed at once.
-    let refuse = |_, _| None::<std::future::Ready<()>>;
+    let refuse = |_, _: &mut tokio::task::JoinSet<()>| {};
     // Until dropped: the daemon aborts it at teardown.
     let forever = std::future::pending();
     accept_bounded(vec![listener], bounds, forever, scrape, refuse).await;

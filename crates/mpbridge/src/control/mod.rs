@@ -456,13 +456,23 @@ impl Endpoints {
 }
 
 impl Control {
-    /// Stops serving and removes the socket file.
-    pub async fn stop(self) {
-        for task in &self.tasks {
+    /// Stops serving and removes the socket file, waiting until it is gone.
+    pub async fn stop(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for task in &tasks {
             task.abort();
         }
-        for task in self.tasks {
+        for task in tasks {
             let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Control {
+    /// Stops serving without waiting (see [`Control::stop`]).
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
         }
     }
 }

@@ -164,13 +164,13 @@ impl Bound {
                 drop(permit);
             }
         };
-        let refuse = |stream, _| {
+        let refuse = |stream, tasks: &mut tokio::task::JoinSet<()>| {
             warn_limited!(
                 BUSY,
                 limit = MAX_CLIENTS,
                 "control client refused: too many at once"
             );
-            Some(refuse_busy(stream))
+            tasks.spawn(refuse_busy(stream));
         };
         // Until dropped: the daemon aborts it at teardown.
         let forever = std::future::pending();
