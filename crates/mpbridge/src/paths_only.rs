@@ -5,7 +5,7 @@
 use std::future::Future;
 
 use crate::config::{Auth, PathSettings};
-use crate::daemon::StartError;
+use crate::daemon::{Daemon, StartError};
 use crate::paths::{PathManager, Side};
 
 /// Sets the links up as `mpbridge local` (`side` Local) or `mpbridge
@@ -21,11 +21,17 @@ pub async fn run(
         Side::Local { .. } => "local",
         Side::Remote => "remote",
     };
-    let Some(manager) = PathManager::start(paths, side, auth).await? else {
+    // The path manager is its only part; the daemon value removes what
+    // it added on every way out, a dropped future included.
+    let mut daemon = Daemon::<()>::default();
+    if daemon
+        .hold_paths(PathManager::start(paths, side, auth).await?)
+        .is_none()
+    {
         return Err(StartError::Unavailable(
             "no [[link]] is configured: the path manager has nothing to set up".into(),
         ));
-    };
+    }
     tracing::info!(
         role,
         links = paths.links.len(),
@@ -33,6 +39,6 @@ pub async fn run(
         "paths ready (path manager only)"
     );
     shutdown.await;
-    manager.stop().await;
+    daemon.stop().await;
     Ok(())
 }
