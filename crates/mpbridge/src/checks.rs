@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use crate::config::KeySpec;
 use crate::error::StartError;
-use crate::sys::{self, Transport};
+use crate::host::sys::{self, Transport};
 
 /// `net.ipv4.tcp_fastopen` bit: TFO for outgoing connections.
 const TFO_CLIENT: i64 = 0x1;

@@ -18,11 +18,11 @@ use crate::control::{self, Observed};
 use crate::error::StartError;
 use crate::firewall::{self, AddressMonitor, Firewall, Plan};
 use crate::header::{self, ReadError};
+use crate::host::sys::{self, Transport};
 use crate::intercept;
 use crate::ratelimit::LogLimit;
 use crate::relay::{self, PumpError, RelayEnd};
 use crate::server::{self, Accepted, ServeOptions, Stats};
-use crate::sys::{self, Transport};
 use crate::{checks, warn_limited};
 
 static NO_DESTINATION: LogLimit = LogLimit::refusals();

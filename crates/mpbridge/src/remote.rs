@@ -18,10 +18,10 @@ use crate::config::{Auth, PolicyRefusal, RemoteSettings, Role};
 use crate::control::{self, Observed};
 use crate::error::StartError;
 use crate::header::{self, ReadError};
+use crate::host::sys::{self, Transport};
 use crate::ratelimit::LogLimit;
 use crate::relay;
 use crate::server::{self, Accepted, ServeOptions, Stats};
-use crate::sys::{self, Transport};
 use crate::{checks, warn_limited};
 
 /// After an Error TLV, how long the client may take to read it before RST.

@@ -2,7 +2,7 @@
 //! subflows (addresses, TCP state, RTT, bytes) from MPTCP_FULL_INFO, or
 //! MPTCP_SUBFLOW_ADDRS and MPTCP_TCPINFO before Linux 6.5, and whether it
 //! fell back to plain TCP. The byte layouts are parsed here; the calls are
-//! in [`crate::sys`].
+//! in [`crate::host::sys`].
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::sys::{self, MptcpOption};
+use crate::host::sys::{self, MptcpOption};
 
 /// Subflows read per connection at most: the kernel allows 8 extra
 /// subflows (MPTCP_PM_ADDR_MAX) besides the first.

@@ -23,7 +23,7 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 
 use crate::config::Intercept;
-use crate::netlink as nl;
+use crate::host::netlink as nl;
 pub use nft::TABLE;
 use nft::{Batch, Family, SetKind, Spec};
 use routing::Routing;
@@ -176,7 +176,7 @@ impl Firewall {
                 );
             }
         }
-        let own = crate::sys::local_addresses().unwrap_or_default();
+        let own = crate::host::sys::local_addresses().unwrap_or_default();
         let oif = |ip: IpAddr| {
             Routing::open()
                 .and_then(|mut r| r.output_interface(ip))
@@ -323,7 +323,7 @@ impl Firewall {
                 if matches!(source.raw_os_error(), Some(libc::EPERM | libc::EBUSY)) =>
             {
                 // EPERM also when we lack CAP_NET_ADMIN: the create below says so.
-                if source.raw_os_error() == Some(libc::EBUSY) || crate::sys::has_net_admin() {
+                if source.raw_os_error() == Some(libc::EBUSY) || crate::host::sys::has_net_admin() {
                     Err(FirewallError::Busy(source))
                 } else {
                     Ok(())
