@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use crate::config::KeySpec;
 use crate::error::StartError;
 use crate::host::sys::{self, Transport};
+use crate::host::Host;
 
 /// `net.ipv4.tcp_fastopen` bit: TFO for outgoing connections.
 const TFO_CLIENT: i64 = 0x1;
@@ -36,6 +37,16 @@ pub fn mptcp_available() -> Result<(), StartError> {
     let probe: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
     sys::stream_socket(&probe, Transport::Mptcp)?;
     Ok(())
+}
+
+/// Starts following this host's links and addresses ([`Host`]); rtnetlink
+/// is in every Linux kernel, so a failure here is a system in trouble.
+pub async fn host_view() -> Result<Host, StartError> {
+    Host::start().await.map_err(|e| {
+        StartError::Unavailable(format!(
+            "cannot read this host's links and addresses over rtnetlink: {e}"
+        ))
+    })
 }
 
 fn fastopen_bits() -> i64 {

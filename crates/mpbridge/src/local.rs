@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,9 +16,10 @@ use tracing::Instrument;
 use crate::config::{Auth, ConfigError, FirewallMode, LocalSettings, Role};
 use crate::control::{self, Observed};
 use crate::error::StartError;
-use crate::firewall::{self, AddressMonitor, Firewall, Plan};
+use crate::firewall::{self, Plan, SharedFirewall};
 use crate::header::{self, ReadError};
 use crate::host::sys::{self, Transport};
+use crate::host::Watch;
 use crate::intercept;
 use crate::ratelimit::LogLimit;
 use crate::relay::{self, PumpError, RelayEnd};
@@ -60,6 +61,8 @@ struct Shared {
     key: Option<convert::cookie::Key>,
     /// Listener addresses, to refuse connections that would loop.
     listeners: Vec<SocketAddr>,
+    /// This host's addresses, for the same check.
+    host: Watch,
     /// Index of the remote that answered last; tried first.
     preferred: AtomicUsize,
     stats: Arc<Stats>,
@@ -95,9 +98,6 @@ pub fn bind(settings: &LocalSettings) -> Result<Vec<TcpListener>, StartError> {
 /// Rereads the configuration on SIGHUP (the binary passes its file loader).
 pub type Reload = Box<dyn Fn() -> Result<LocalSettings, ConfigError> + Send + Sync>;
 
-/// The daemon's interception rules, shared with the tasks that update them.
-type SharedFirewall = Arc<std::sync::Mutex<Firewall>>;
-
 /// Starts `mpbridge local`: checks the kernel, binds, installs the
 /// interception rules (once the listeners listen), serves until
 /// `shutdown`, then removes the rules. On SIGHUP, `reload` rereads the
@@ -121,6 +121,7 @@ pub async fn run(
     // clearer error than its busy listen port) before changing anything.
     let endpoints = control::bind(&settings.control)?;
     let listeners = bind(&settings)?;
+    let host = checks::host_view().await?;
     let side = crate::paths::Side::Local {
         remotes: settings.remotes.clone(),
     };
@@ -138,8 +139,8 @@ pub async fn run(
                 remotes: settings.remotes.clone(),
                 bypass: settings.interception.bypass.clone(),
             };
-            match Firewall::install(&plan) {
-                Ok(fw) => Some(Arc::new(std::sync::Mutex::new(fw))),
+            match SharedFirewall::install(plan, host.now()).await {
+                Ok(fw) => Some(fw),
                 Err(e) => {
                     if let Some(paths) = paths {
                         paths.stop().await;
@@ -157,21 +158,21 @@ pub async fn run(
         }
     };
     let stats = Arc::new(Stats::default());
-    let observed = Observed::of_daemon(Role::Local, &stats, paths.as_ref(), &settings.paths);
+    let observed = Observed::of_daemon(
+        Role::Local,
+        &stats,
+        paths.as_ref(),
+        &settings.paths,
+        host.watch(),
+    );
     let control = endpoints.serve(observed);
     for addr in &bound {
         tracing::info!(%addr, intercept = %settings.intercept, "local listening");
     }
-    let stop_following = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    if let Some(fw) = &firewall {
-        let (fw, stop) = (fw.clone(), stop_following.clone());
-        let span = tracing::Span::current();
-        std::thread::Builder::new()
-            .name("addresses".into())
-            .spawn(move || span.in_scope(|| follow_addresses(fw, stop)))
-            .map_err(|e| StartError::Unavailable(format!("cannot start a thread: {e}")))?;
-    }
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(fw) = &firewall {
+        tasks.spawn(fw.clone().follow_addresses(host.watch()));
+    }
     if let (Some(hangup), Some(reload)) = (hangup, reload) {
         tasks.spawn(follow_hangups(hangup, reload, firewall.clone()));
     }
@@ -179,16 +180,15 @@ pub async fn run(
     let shutdown = async move {
         shutdown.await;
         if let Some(fw) = &stop_diverting {
-            lock(fw).stop_diverting();
+            fw.stop_diverting().await;
         }
     };
-    serve(settings, listeners, stats.clone(), shutdown).await;
+    serve(settings, listeners, stats.clone(), host.watch(), shutdown).await;
     control.stop().await;
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
-    stop_following.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(fw) = firewall {
-        lock(&fw).remove();
+        fw.remove().await;
         tracing::info!("interception rules removed");
     }
     if let Some(paths) = paths {
@@ -196,44 +196,6 @@ pub async fn run(
     }
     tracing::info!("stopped: {}", stats.summary());
     Ok(())
-}
-
-fn lock(fw: &SharedFirewall) -> std::sync::MutexGuard<'_, Firewall> {
-    fw.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Keeps the table's `local` sets equal to this host's prefixes: refreshed
-/// whenever the kernel reports an address change (rtnetlink notifications).
-/// A thread of its own, as the netlink socket is a blocking one; it ends
-/// when `stop` is set (checked at least once a second).
-fn follow_addresses(fw: SharedFirewall, stop: Arc<std::sync::atomic::AtomicBool>) {
-    let monitor = match AddressMonitor::open() {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(
-                "cannot follow address changes ({e}): the set of this host's subnets stays \
-                 as it was at start"
-            );
-            return;
-        }
-    };
-    // An address added between the install and the subscription.
-    let _ = lock(&fw).refresh_local();
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        match monitor.wait() {
-            Ok(false) => continue,
-            Ok(true) => {}
-            Err(e) => {
-                tracing::warn!("address notifications failed ({e}); no longer following them");
-                return;
-            }
-        }
-        match lock(&fw).refresh_local() {
-            Ok(true) => tracing::info!("this host's addresses changed: local sets updated"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!("cannot update the local sets: {e}"),
-        }
-    }
 }
 
 /// On SIGHUP: rereads the config and replaces the bypass set; a config
@@ -254,7 +216,7 @@ async fn follow_hangups(
         let bypass = &settings.interception.bypass;
         match &fw {
             None => tracing::info!("SIGHUP: local.firewall = \"none\": no rules to update"),
-            Some(fw) => match lock(fw).set_bypass(bypass) {
+            Some(fw) => match fw.set_bypass(bypass.clone()).await {
                 Ok(()) => tracing::info!(prefixes = bypass.len(), "SIGHUP: bypass set updated"),
                 Err(e) => tracing::error!("SIGHUP: cannot update the bypass set: {e}"),
             },
@@ -262,11 +224,13 @@ async fn follow_hangups(
     }
 }
 
-/// Runs the local side on already bound listeners until `shutdown`.
+/// Runs the local side on already bound listeners until `shutdown`;
+/// `host` tells this host's addresses.
 pub async fn serve(
     settings: LocalSettings,
     listeners: Vec<TcpListener>,
     stats: Arc<Stats>,
+    host: Watch,
     shutdown: impl Future<Output = ()>,
 ) {
     let key = match &settings.auth {
@@ -285,6 +249,7 @@ pub async fn serve(
         settings,
         key,
         listeners: bound,
+        host,
         preferred: AtomicUsize::new(0),
         stats: stats.clone(),
     });
@@ -309,7 +274,8 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     let client_guard = relay::ResetOnDrop::new(&client);
     let settings = &shared.settings;
     let dest = match intercept::original_destination(&client, settings.intercept).and_then(|d| {
-        intercept::check_loop(d, &shared.listeners, &own_addresses(&shared, d)).map(|()| d)
+        let own = shared.host.borrow();
+        intercept::check_loop(d, &shared.listeners, own.own_addresses()).map(|()| d)
     }) {
         Ok(dest) => dest,
         Err(e) => {
@@ -372,17 +338,6 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         }
     };
     conn.finish(&end);
-}
-
-/// This host's addresses, read afresh (they change at run time: DHCP, a new
-/// IPv6 prefix) but only when `dest` is on a listener's port, the only case
-/// where [`intercept::check_loop`] needs them.
-fn own_addresses(shared: &Shared, dest: SocketAddr) -> Vec<IpAddr> {
-    if shared.listeners.iter().any(|l| l.port() == dest.port()) {
-        sys::local_addresses().unwrap_or_default()
-    } else {
-        Vec::new()
-    }
 }
 
 /// Counts and logs why a relay ended badly: refusals the operator must act
