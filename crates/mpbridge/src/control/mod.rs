@@ -463,7 +463,7 @@ async fn sample_every_second(observed: Arc<Observed>) {
         tick.tick().await;
         // Link counters are netlink requests: off the async workers.
         let observed = Arc::clone(&observed);
-        let _ = tokio::task::spawn_blocking(move || observed.sample()).await;
+        crate::host::unblock(move || observed.sample()).await;
     }
 }
 

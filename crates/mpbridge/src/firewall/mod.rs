@@ -445,11 +445,12 @@ pub struct SharedFirewall(Arc<Mutex<Firewall>>);
 impl SharedFirewall {
     /// [`Firewall::install`], off the async workers.
     pub async fn install(plan: Plan, host: Arc<HostView>) -> Result<SharedFirewall, FirewallError> {
-        let installed = tokio::task::spawn_blocking(move || Firewall::install(&plan, &host)).await;
-        match installed {
-            Ok(fw) => fw.map(|fw| SharedFirewall(Arc::new(Mutex::new(fw)))),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
+        let fw = crate::host::unblock(move || Firewall::install(&plan, &host))
+            .await
+            .ok_or_else(|| {
+                FirewallError::Routing(io::Error::other("the runtime is shutting down"))
+            })??;
+        Ok(SharedFirewall(Arc::new(Mutex::new(fw))))
     }
 
     /// Runs `f` on the rules on a blocking thread; `None` when the runtime
@@ -459,18 +460,11 @@ impl SharedFirewall {
         f: impl FnOnce(&mut Firewall) -> T + Send + 'static,
     ) -> Option<T> {
         let fw = Arc::clone(&self.0);
-        let done = tokio::task::spawn_blocking(move || {
+        crate::host::unblock(move || {
             let mut fw = fw.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             f(&mut fw)
         })
-        .await;
-        match done {
-            Ok(value) => Some(value),
-            Err(e) => match e.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                Err(_) => None,
-            },
-        }
+        .await
     }
 
     /// [`Firewall::set_bypass`].

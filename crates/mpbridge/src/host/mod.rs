@@ -15,3 +15,24 @@ pub mod sys;
 pub mod view;
 
 pub use view::{Host, HostView, Watch};
+
+/// Runs `f` (a netlink exchange, a getsockopt per connection…) on tokio's
+/// blocking threads, off the async workers, and returns what it returned;
+/// `None` if the runtime shut down first. A panic in `f` goes on here.
+///
+/// Every caller shares one task type (a boxed job): each distinct closure
+/// given to `spawn_blocking` would add a copy of tokio's task machinery to
+/// the router binary.
+pub async fn unblock<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    let done = tokio::task::spawn_blocking(job).await;
+    if let Err(e) = done {
+        if let Ok(panic) = e.try_into_panic() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+    rx.await.ok()
+}

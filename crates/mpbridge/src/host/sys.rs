@@ -55,6 +55,8 @@ pub fn stream_socket(addr: &SocketAddr, transport: Transport) -> Result<Socket, 
     Ok(socket)
 }
 
+/// An integer option that neither socket2 nor rustix sets (the TCP Fast
+/// Open ones).
 fn set_int_opt(
     socket: &impl AsRawFd,
     level: libc::c_int,
@@ -94,8 +96,8 @@ pub fn enable_fastopen_no_cookie(socket: &impl AsRawFd) -> io::Result<()> {
 /// Fixes a socket's receive buffer at `bytes`, past `net.core.rmem_max`
 /// where we hold CAP_NET_ADMIN (SO_RCVBUFFORCE), else up to that cap.
 pub fn set_recv_buffer(socket: &Socket, bytes: usize) {
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    if set_int_opt(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, value).is_err() {
+    let value = bytes.min(libc::c_int::MAX as usize);
+    if rustix::net::sockopt::set_socket_recv_buffer_size_force(socket, value).is_err() {
         let _ = socket.set_recv_buffer_size(bytes);
     }
 }
@@ -187,8 +189,8 @@ pub fn has_net_admin() -> bool {
 }
 
 /// Marks a socket's packets (SO_MARK; needs CAP_NET_ADMIN).
-pub fn set_mark(socket: &impl AsRawFd, mark: u32) -> io::Result<()> {
-    set_int_opt(socket, libc::SOL_SOCKET, libc::SO_MARK, mark as libc::c_int)
+pub fn set_mark<'a>(socket: impl Into<SockRef<'a>>, mark: u32) -> io::Result<()> {
+    socket.into().set_mark(mark)
 }
 
 /// `SOL_MPTCP` (linux/socket.h).
