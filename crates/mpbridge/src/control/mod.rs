@@ -29,8 +29,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::{ControlSettings, PathSettings, Role};
 use crate::error::StartError;
+use crate::host::rtnetlink::Rtnl;
 use crate::host::{HostView, Watch};
-use crate::paths::route::Rt;
 use crate::paths::{LinkStatus, PathManager, StatusReader};
 use crate::ratelimit::LogLimit;
 use crate::server::Stats;
@@ -58,7 +58,7 @@ pub struct Observed {
     probing: bool,
     samples: Mutex<Samples>,
     /// Link counters and route lookups; opened when first needed.
-    rt: Mutex<Option<Rt>>,
+    rt: Mutex<Option<Rtnl>>,
     /// This host's links and addresses, by which subflows are put on links.
     host: Option<Watch>,
 }
@@ -128,10 +128,10 @@ impl Observed {
     }
 
     /// Runs `f` on the rtnetlink socket (opening it if need be).
-    fn with_rt<T>(&self, f: impl FnOnce(&mut Rt) -> T) -> Option<T> {
+    fn with_rt<T>(&self, f: impl FnOnce(&mut Rtnl) -> T) -> Option<T> {
         let mut rt = self.rt.lock().unwrap_or_else(|p| p.into_inner());
         if rt.is_none() {
-            *rt = Rt::connect()
+            *rt = Rtnl::open()
                 .map_err(|e| {
                     warn_limited!(
                         NO_RTNETLINK,
@@ -225,7 +225,7 @@ impl Observed {
             .map(|h| Arc::clone(&h.borrow()))
             .unwrap_or_default();
         let mut links = kernel::LinkFinder::new(&host, |local, remote| {
-            self.with_rt(|rt| rt.route_interface(local, remote))
+            self.with_rt(|rt| rt.route_interface(remote, Some(local)))
                 .and_then(Result::ok)
                 .flatten()
         });

@@ -437,6 +437,15 @@ impl Drop for Firewall {
     }
 }
 
+/// A change [`SharedFirewall::apply`] makes.
+#[derive(Debug)]
+enum Op {
+    Local(Vec<IpNet>),
+    Bypass(Vec<IpNet>),
+    StopDiverting,
+    Remove,
+}
+
 /// The installed rules, shared by the daemon's tasks. Every change is a
 /// netlink exchange that blocks: it runs off the async workers.
 #[derive(Debug, Clone)]
@@ -453,35 +462,43 @@ impl SharedFirewall {
         Ok(SharedFirewall(Arc::new(Mutex::new(fw))))
     }
 
-    /// Runs `f` on the rules on a blocking thread; `None` when the runtime
-    /// shuts down before it ran.
-    async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Firewall) -> T + Send + 'static,
-    ) -> Option<T> {
+    /// Applies `op` to the rules on a blocking thread; `None` when the
+    /// runtime shuts down before it ran. (One function for every change:
+    /// one blocking future in the router binary, not one per kind.)
+    async fn apply(&self, op: Op) -> Option<Result<bool, FirewallError>> {
         let fw = Arc::clone(&self.0);
         crate::host::unblock(move || {
             let mut fw = fw.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut fw)
+            match op {
+                Op::Local(prefixes) => fw.set_local(prefixes),
+                Op::Bypass(bypass) => fw.set_bypass(&bypass).map(|()| true),
+                Op::StopDiverting => {
+                    fw.stop_diverting();
+                    Ok(true)
+                }
+                Op::Remove => {
+                    fw.remove();
+                    Ok(true)
+                }
+            }
         })
         .await
     }
 
     /// [`Firewall::set_bypass`].
     pub async fn set_bypass(&self, bypass: Vec<IpNet>) -> Result<(), FirewallError> {
-        self.with(move |fw| fw.set_bypass(&bypass))
-            .await
-            .unwrap_or(Ok(()))
+        self.apply(Op::Bypass(bypass)).await.unwrap_or(Ok(true))?;
+        Ok(())
     }
 
     /// [`Firewall::stop_diverting`].
     pub async fn stop_diverting(&self) {
-        self.with(Firewall::stop_diverting).await;
+        self.apply(Op::StopDiverting).await;
     }
 
     /// [`Firewall::remove`].
     pub async fn remove(&self) {
-        self.with(Firewall::remove).await;
+        self.apply(Op::Remove).await;
     }
 
     /// Keeps the `local` sets equal to this host's prefixes as `host`
@@ -489,7 +506,7 @@ impl SharedFirewall {
     pub async fn follow_addresses(self, mut host: Watch) {
         loop {
             let prefixes = host.borrow_and_update().connected_prefixes();
-            match self.with(move |fw| fw.set_local(prefixes)).await {
+            match self.apply(Op::Local(prefixes)).await {
                 Some(Ok(true)) => {
                     tracing::info!("this host's addresses changed: local sets updated")
                 }

@@ -20,10 +20,16 @@ pub use view::{Host, HostView, Watch};
 /// blocking threads, off the async workers, and returns what it returned;
 /// `None` if the runtime shut down first. A panic in `f` goes on here.
 ///
-/// Every caller shares one task type (a boxed job): each distinct closure
-/// given to `spawn_blocking` would add a copy of tokio's task machinery to
-/// the router binary.
-pub async fn unblock<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+/// `f` is boxed at once: every caller then shares one blocking-task type
+/// and one future per result type, where each distinct closure would add a
+/// copy of tokio's task machinery to the router binary.
+pub fn unblock<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> impl std::future::Future<Output = Option<T>> {
+    unblock_boxed(Box::new(f))
+}
+
+async fn unblock_boxed<T: Send + 'static>(f: Box<dyn FnOnce() -> T + Send>) -> Option<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let job: Box<dyn FnOnce() + Send> = Box::new(move || {
         let _ = tx.send(f());

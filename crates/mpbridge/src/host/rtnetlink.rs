@@ -28,8 +28,9 @@ use super::netlink::{
 };
 use super::view::{Address, Link};
 
-/// `IFLA_IFNAME` (include/uapi/linux/if_link.h).
+// include/uapi/linux/if_link.h
 const IFLA_IFNAME: u16 = 3;
+const IFLA_STATS64: u16 = 23;
 
 /// The address family of `v6` or IPv4.
 pub fn family(v6: bool) -> AddressFamily {
@@ -132,6 +133,41 @@ impl Rtnl {
                 RouteAttribute::Oif(index) => Some(index),
                 _ => None,
             }))
+    }
+
+    /// Interface `name`'s byte counters `(rx_bytes, tx_bytes)` from its
+    /// IFLA_STATS64, or `None` if there is no such interface.
+    pub fn link_bytes(&mut self, name: &str) -> io::Result<Option<(u64, u64)>> {
+        // `ip link show dev NAME`: a bare ifinfomsg and IFLA_IFNAME; the
+        // answer is one RTM_NEWLINK, then the acknowledgement.
+        let seq = self.sock.next_seq();
+        let header = LinkHeader::default();
+        let mut body = vec![0; header.buffer_len()];
+        header.emit(&mut body);
+        let mut w = nl::Writer::default();
+        w.begin(RTM_GETLINK, NLM_F_REQUEST | NLM_F_ACK, seq);
+        w.raw(&body);
+        w.attr_str(IFLA_IFNAME, name);
+        w.end();
+        let answer = match self.sock.dump(&w.buf) {
+            Ok(answer) => answer,
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some((_, payload)) = answer.into_iter().find(|(k, _)| *k == RTM_NEWLINK) else {
+            return Ok(None);
+        };
+        let stats = payload
+            .get(header.buffer_len()..)
+            .into_iter()
+            .flat_map(nl::attributes)
+            .find(|(kind, _)| *kind == IFLA_STATS64)
+            .map(|(_, value)| value);
+        // struct rtnl_link_stats64: rx_packets, tx_packets, rx_bytes, tx_bytes, …
+        let counter = |at: usize| -> Option<u64> {
+            Some(u64::from_ne_bytes(stats?.get(at..at + 8)?.try_into().ok()?))
+        };
+        Ok(counter(16).zip(counter(24)))
     }
 
     /// The index of interface `name` (SIOCGIFINDEX), `None` if there is none.
