@@ -197,22 +197,31 @@ fn follow(tx: watch::Sender<Arc<HostView>>, stop: OwnedFd, ready: oneshot::Sende
             return;
         }
     };
+    if let Err(e) = follow_changes(&tx, &stop, &events, &mut rtnl) {
+        tracing::warn!("stopped following this host's links and addresses: {e}");
+    }
+}
+
+/// [`follow`]'s loop; returns `Ok` when told to stop.
+fn follow_changes(
+    tx: &watch::Sender<Arc<HostView>>,
+    stop: &OwnedFd,
+    events: &nl::Socket,
+    rtnl: &mut Rtnl,
+) -> io::Result<()> {
     let mut buf = Vec::new();
     loop {
         let mut fds = [
-            PollFd::new(&events, PollFlags::IN),
-            PollFd::new(&stop, PollFlags::IN),
+            PollFd::new(events, PollFlags::IN),
+            PollFd::new(stop, PollFlags::IN),
         ];
         match rustix::event::poll(&mut fds, None) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => {
-                tracing::warn!("stopped following this host's links and addresses: {e}");
-                return;
-            }
+            Err(e) => return Err(e.into()),
         }
         if !fds[1].revents().is_empty() || tx.is_closed() {
-            return;
+            return Ok(());
         }
         // Everything queued now is one burst.
         loop {
@@ -221,13 +230,10 @@ fn follow(tx: watch::Sender<Arc<HostView>>, stop: OwnedFd, ready: oneshot::Sende
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // The kernel dropped notifications: the read below sees all.
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
-                Err(e) => {
-                    tracing::warn!("stopped following this host's links and addresses: {e}");
-                    return;
-                }
+                Err(e) => return Err(e),
             }
         }
-        match read(&mut rtnl) {
+        match read(rtnl) {
             Ok(view) => {
                 tx.send_if_modified(|now| {
                     let changed = **now != view;
