@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 
 use crate::config::KeySpec;
-use crate::sys::{self, SocketError, Transport};
+use crate::host::sys::{self, SocketError, Transport};
+use crate::host::Host;
 
 /// `net.ipv4.tcp_fastopen` bit: TFO for outgoing connections.
 const TFO_CLIENT: i64 = 0x1;
@@ -31,6 +32,9 @@ pub enum CheckError {
     /// The sysctl says yes but no MPTCP socket can be made.
     #[error("{0}")]
     Socket(#[from] SocketError),
+    /// This host's links and addresses cannot be read over rtnetlink.
+    #[error("cannot read this host's links and addresses over rtnetlink: {0}")]
+    HostView(std::io::Error),
 }
 
 /// Fails with one clear sentence when this kernel cannot make MPTCP sockets.
@@ -43,6 +47,12 @@ pub fn mptcp_available() -> Result<(), CheckError> {
     let probe: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
     sys::stream_socket(&probe, Transport::Mptcp)?;
     Ok(())
+}
+
+/// Starts following this host's links and addresses ([`Host`]); rtnetlink
+/// is in every Linux kernel, so a failure here is a system in trouble.
+pub async fn host_view() -> Result<Host, CheckError> {
+    Host::start().await.map_err(CheckError::HostView)
 }
 
 fn fastopen_bits() -> i64 {

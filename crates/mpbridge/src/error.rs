@@ -100,7 +100,9 @@ impl Error {
 fn start_code(e: &StartError) -> u8 {
     let denied = |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
     match e {
-        StartError::Check(CheckError::MptcpDisabled | CheckError::NoMptcp) => EX_UNAVAILABLE,
+        StartError::Check(
+            CheckError::MptcpDisabled | CheckError::NoMptcp | CheckError::HostView(_),
+        ) => EX_UNAVAILABLE,
         StartError::Check(CheckError::Socket(e)) | StartError::Socket(e) => match e {
             SocketError::NoMptcp(_) => EX_UNAVAILABLE,
             SocketError::Other(_) => EX_OSERR,

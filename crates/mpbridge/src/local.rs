@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,15 +17,16 @@ use crate::checks::CheckError;
 use crate::config::{Auth, ConfigError, FirewallMode, LocalSettings, Role};
 use crate::control::{self, ControlError, Observed};
 use crate::daemon::{Daemon, StartError};
-use crate::firewall::{self, AddressMonitor, Firewall, FirewallError, Plan};
+use crate::firewall::{self, FirewallError, Plan, SharedFirewall};
 use crate::header::{self, ReadError};
+use crate::host::sys::{self, Transport};
+use crate::host::Watch;
 use crate::intercept;
 use crate::paths::PathError;
 use crate::ratelimit::LogLimit;
 use crate::relay::{self, PumpError, RelayEnd};
 use crate::server::{self, Accepted, ServeOptions};
 use crate::stats::Stats;
-use crate::sys::{self, Transport};
 use crate::{checks, warn_limited};
 
 static NO_DESTINATION: LogLimit = LogLimit::refusals();
@@ -63,6 +64,8 @@ struct Shared {
     key: Option<convert::cookie::Key>,
     /// Listener addresses, to refuse connections that would loop.
     listeners: Vec<SocketAddr>,
+    /// This host's addresses, for the same check.
+    host: Watch,
     /// Index of the remote that answered last; tried first.
     preferred: AtomicUsize,
     stats: Arc<Stats>,
@@ -127,35 +130,26 @@ pub fn bind(settings: &LocalSettings) -> Result<Vec<TcpListener>, StartError> {
 /// Rereads the configuration on SIGHUP (the binary passes its file loader).
 pub type Reload = Box<dyn Fn() -> Result<LocalSettings, ConfigError> + Send + Sync>;
 
-/// The daemon's interception rules, shared with the tasks that update them.
-type SharedFirewall = Arc<std::sync::Mutex<Firewall>>;
-
 /// Router A's own parts of the [`Daemon`], fields in teardown order: the
 /// SIGHUP follower, then the address follower, then the rules themselves.
 #[derive(Default)]
 struct LocalParts {
     /// Aborted when dropped.
     hangups: tokio::task::JoinSet<()>,
-    following: Option<StopFollowing>,
+    /// The task keeping the `local` sets equal to this host's prefixes;
+    /// aborted when dropped.
+    following: tokio::task::JoinSet<()>,
     firewall: Option<InstalledRules>,
 }
 
-/// Tells the address follower thread to end (it checks once a second).
-struct StopFollowing(Arc<std::sync::atomic::AtomicBool>);
-
-impl Drop for StopFollowing {
-    fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// Removes the interception rules when dropped, whoever else still holds
-/// the table (the followers let go of it later).
+/// the table (the followers let go of it later). Teardown blocks here for
+/// one netlink exchange: a drop cannot wait for a blocking task.
 struct InstalledRules(SharedFirewall);
 
 impl Drop for InstalledRules {
     fn drop(&mut self) {
-        lock(&self.0).remove();
+        self.0.remove_now();
         tracing::info!("interception rules removed");
     }
 }
@@ -200,12 +194,13 @@ async fn start_and_serve(
     // clearer error than its busy listen port) before changing anything.
     let endpoints = control::bind(&settings.control)?;
     let listeners = bind(&settings)?;
+    let host = checks::host_view().await?;
     let side = crate::paths::Side::Local {
         remotes: settings.remotes.clone(),
     };
     let paths = crate::paths::PathManager::start(&settings.paths, side, &settings.auth).await?;
     let paths = daemon.hold_paths(paths);
-    let observed = Observed::of_daemon(Role::Local, stats, paths, &settings.paths);
+    let observed = Observed::of_daemon(Role::Local, stats, paths, &settings.paths, host.watch());
     let bound: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
@@ -219,7 +214,7 @@ async fn start_and_serve(
                 remotes: settings.remotes.clone(),
                 bypass: settings.interception.bypass.clone(),
             };
-            let fw = Arc::new(std::sync::Mutex::new(Firewall::install(&plan)?));
+            let fw = SharedFirewall::install(plan, host.now()).await?;
             daemon.role().firewall = Some(InstalledRules(fw.clone()));
             Some(fw)
         }
@@ -236,14 +231,8 @@ async fn start_and_serve(
         tracing::info!(%addr, intercept = %settings.intercept, "local listening");
     }
     if let Some(fw) = &firewall {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        daemon.role().following = Some(StopFollowing(stop.clone()));
-        let fw = fw.clone();
-        let span = tracing::Span::current();
-        std::thread::Builder::new()
-            .name("addresses".into())
-            .spawn(move || span.in_scope(|| follow_addresses(fw, stop)))
-            .map_err(|e| StartError::Unavailable(format!("cannot start a thread: {e}")))?;
+        let follower = fw.clone().follow_addresses(host.watch());
+        daemon.role().following.spawn(follower);
     }
     if let (Some(hangup), Some(reload)) = (hangup, reload) {
         let follower = follow_hangups(hangup, reload, firewall.clone());
@@ -253,49 +242,11 @@ async fn start_and_serve(
     let shutdown = async move {
         shutdown.await;
         if let Some(fw) = &stop_diverting {
-            lock(fw).stop_diverting();
+            fw.stop_diverting().await;
         }
     };
-    serve(settings, listeners, stats.clone(), shutdown).await;
+    serve(settings, listeners, stats.clone(), host.watch(), shutdown).await;
     Ok(())
-}
-
-fn lock(fw: &SharedFirewall) -> std::sync::MutexGuard<'_, Firewall> {
-    fw.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Keeps the table's `local` sets equal to this host's prefixes: refreshed
-/// whenever the kernel reports an address change (rtnetlink notifications).
-/// A thread of its own, as the netlink socket is a blocking one; it ends
-/// when `stop` is set (checked at least once a second).
-fn follow_addresses(fw: SharedFirewall, stop: Arc<std::sync::atomic::AtomicBool>) {
-    let monitor = match AddressMonitor::open() {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(
-                "cannot follow address changes ({e}): the set of this host's subnets stays \
-                 as it was at start"
-            );
-            return;
-        }
-    };
-    // An address added between the install and the subscription.
-    let _ = lock(&fw).refresh_local();
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        match monitor.wait() {
-            Ok(false) => continue,
-            Ok(true) => {}
-            Err(e) => {
-                tracing::warn!("address notifications failed ({e}); no longer following them");
-                return;
-            }
-        }
-        match lock(&fw).refresh_local() {
-            Ok(true) => tracing::info!("this host's addresses changed: local sets updated"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!("cannot update the local sets: {e}"),
-        }
-    }
 }
 
 /// On SIGHUP: rereads the config and replaces the bypass set; a config
@@ -316,7 +267,7 @@ async fn follow_hangups(
         let bypass = &settings.interception.bypass;
         match &fw {
             None => tracing::info!("SIGHUP: local.firewall = \"none\": no rules to update"),
-            Some(fw) => match lock(fw).set_bypass(bypass) {
+            Some(fw) => match fw.set_bypass(bypass.clone()).await {
                 Ok(()) => tracing::info!(prefixes = bypass.len(), "SIGHUP: bypass set updated"),
                 Err(e) => tracing::error!("SIGHUP: cannot update the bypass set: {e}"),
             },
@@ -324,11 +275,13 @@ async fn follow_hangups(
     }
 }
 
-/// Runs the local side on already bound listeners until `shutdown`.
+/// Runs the local side on already bound listeners until `shutdown`;
+/// `host` tells this host's addresses.
 pub async fn serve(
     settings: LocalSettings,
     listeners: Vec<TcpListener>,
     stats: Arc<Stats>,
+    host: Watch,
     shutdown: impl Future<Output = ()>,
 ) {
     let key = match &settings.auth {
@@ -347,6 +300,7 @@ pub async fn serve(
         settings,
         key,
         listeners: bound,
+        host,
         preferred: AtomicUsize::new(0),
         stats: stats.clone(),
     });
@@ -371,7 +325,8 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     let client_guard = relay::ResetOnDrop::new(&client);
     let settings = &shared.settings;
     let dest = match intercept::original_destination(&client, settings.intercept).and_then(|d| {
-        intercept::check_loop(d, &shared.listeners, &own_addresses(&shared, d)).map(|()| d)
+        let own = shared.host.borrow();
+        intercept::check_loop(d, &shared.listeners, own.own_addresses()).map(|()| d)
     }) {
         Ok(dest) => dest,
         Err(e) => {
@@ -434,17 +389,6 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         }
     };
     conn.finish(&end);
-}
-
-/// This host's addresses, read afresh (they change at run time: DHCP, a new
-/// IPv6 prefix) but only when `dest` is on a listener's port, the only case
-/// where [`intercept::check_loop`] needs them.
-fn own_addresses(shared: &Shared, dest: SocketAddr) -> Vec<IpAddr> {
-    if shared.listeners.iter().any(|l| l.port() == dest.port()) {
-        sys::local_addresses().unwrap_or_default()
-    } else {
-        Vec::new()
-    }
 }
 
 /// Counts and logs why a relay ended badly: refusals the operator must act

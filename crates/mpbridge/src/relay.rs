@@ -14,7 +14,7 @@ use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use crate::sys;
+use crate::host::sys;
 
 /// How one direction of a relay failed.
 #[derive(Debug, thiserror::Error)]

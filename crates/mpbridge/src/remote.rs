@@ -4,9 +4,9 @@
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use convert::cookie::{CookieError, Verifier};
 use convert::{ErrorCode, Message};
@@ -18,11 +18,12 @@ use crate::config::{Auth, PolicyRefusal, RemoteSettings, Role};
 use crate::control::{self, Observed};
 use crate::daemon::{Daemon, StartError};
 use crate::header::{self, ReadError};
+use crate::host::sys::{self, Transport};
+use crate::host::Watch;
 use crate::ratelimit::LogLimit;
 use crate::relay;
 use crate::server::{self, Accepted, ServeOptions};
 use crate::stats::Stats;
-use crate::sys::{self, Transport};
 use crate::{checks, warn_limited};
 
 /// After an Error TLV, how long the client may take to read it before RST.
@@ -97,34 +98,9 @@ fn dial_error_code(e: &io::Error) -> ErrorCode {
 struct Shared {
     settings: RemoteSettings,
     verifier: Option<Mutex<Verifier>>,
-    own: OwnAddresses,
+    /// This host's addresses, for the destination policy.
+    host: Watch,
     stats: Arc<Stats>,
-}
-
-/// This host's addresses, re-read at most every few seconds.
-struct OwnAddresses {
-    cache: Mutex<(Instant, Arc<Vec<IpAddr>>)>,
-}
-
-impl OwnAddresses {
-    const REFRESH: Duration = Duration::from_secs(5);
-
-    fn new() -> OwnAddresses {
-        let now = Instant::now();
-        OwnAddresses {
-            cache: Mutex::new((now, Arc::new(sys::local_addresses().unwrap_or_default()))),
-        }
-    }
-
-    fn get(&self) -> Arc<Vec<IpAddr>> {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.0.elapsed() >= Self::REFRESH {
-            if let Ok(addrs) = sys::local_addresses() {
-                *cache = (Instant::now(), Arc::new(addrs));
-            }
-        }
-        cache.1.clone()
-    }
 }
 
 /// Binds the MPTCP listeners with TCP Fast Open (so the Convert header may
@@ -152,11 +128,12 @@ pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError> {
 }
 
 /// Runs the remote side on already bound listeners until `shutdown`
-/// completes, then drains. The binary, the lab and the tests all call this.
+/// completes, then drains; `host` tells this host's addresses.
 pub async fn serve(
     settings: RemoteSettings,
     listeners: Vec<TcpListener>,
     stats: Arc<Stats>,
+    host: Watch,
     shutdown: impl Future<Output = ()>,
 ) {
     let verifier = match &settings.auth {
@@ -179,7 +156,7 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         settings,
         verifier,
-        own: OwnAddresses::new(),
+        host,
         stats: stats.clone(),
     });
     server::serve(listeners, options, stats, shutdown, move |accepted| {
@@ -220,17 +197,18 @@ async fn start_and_serve(
     // clearer error than its busy listen port) before changing anything.
     let endpoints = control::bind(&settings.control)?;
     let listeners = bind(&settings.listen)?;
+    let host = checks::host_view().await?;
     let side = crate::paths::Side::Remote;
     let paths = crate::paths::PathManager::start(&settings.paths, side, &settings.auth).await?;
     let paths = daemon.hold_paths(paths);
-    let observed = Observed::of_daemon(Role::Remote, stats, paths, &settings.paths);
+    let observed = Observed::of_daemon(Role::Remote, stats, paths, &settings.paths, host.watch());
     daemon.hold_control(endpoints.serve(observed));
     for l in &listeners {
         if let Ok(addr) = l.local_addr() {
             tracing::info!(%addr, "remote listening (MPTCP, TCP Fast Open)");
         }
     }
-    serve(settings, listeners, stats.clone(), shutdown).await;
+    serve(settings, listeners, stats.clone(), host.watch(), shutdown).await;
     Ok(())
 }
 
@@ -335,7 +313,11 @@ fn check(shared: &Shared, request: &Request) -> Result<SocketAddr, Refusal> {
         let mut verifier = verifier.lock().unwrap_or_else(|p| p.into_inner());
         verifier.verify(cookie, dest, header::unix_now())?;
     }
-    shared.settings.policy.check(dest.ip(), &shared.own.get())?;
+    let host = shared.host.borrow();
+    shared
+        .settings
+        .policy
+        .check(dest.ip(), host.own_addresses())?;
     Ok(dest)
 }
 

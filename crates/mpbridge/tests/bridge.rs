@@ -355,3 +355,44 @@ fn forged_expired_replayed_malformed_and_slow_headers_are_refused_and_the_remote
         bridge.logs()
     );
 }
+
+/// The remote's policy refuses its own addresses: one it gains at run time
+/// from then on, and one it loses no longer. (It reads this host's live
+/// view; the address here is the server's own, which router B takes over
+/// for a while.)
+#[test]
+fn an_address_the_remote_gains_or_loses_at_run_time_is_refused_or_reached() {
+    let bridge = Bridge::start(Options::default());
+    let listener = bridge.server_listener(false);
+    let dest = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let mut sent = 0u64;
+    let mut fresh = || {
+        sent += 1;
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&sent.to_be_bytes());
+        header(dest, common::KEY_HEX, now_unix(), nonce)
+    };
+    let own = format!("{}/32", dest.ip());
+    let addr = |verb: &str| {
+        bridge
+            .topo
+            .run(Node::RouterB, &["ip", "addr", verb, &own, "dev", "lo"])
+            .unwrap();
+    };
+
+    addr("add");
+    let refused = wait_until(Duration::from_secs(5), || {
+        raw_exchange(&bridge, &fresh(), None)
+            .is_ok_and(|r| error_code_of(&r) == Some(convert::ErrorCode::NotAuthorized))
+    });
+    assert!(refused, "{}", bridge.logs());
+
+    addr("del");
+    let reached = wait_until(Duration::from_secs(5), || {
+        let mut s = bridge.raw_to_remote();
+        s.write_all(&fresh()).is_ok()
+            && wait_until(Duration::from_millis(500), || listener.accept().is_ok())
+    });
+    assert!(reached, "{}", bridge.logs());
+}

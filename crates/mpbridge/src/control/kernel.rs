@@ -1,16 +1,18 @@
 //! What the kernel says about an MPTCP connection between the routers: its
 //! subflows (addresses, TCP state, RTT, bytes) from MPTCP_FULL_INFO, or
 //! MPTCP_SUBFLOW_ADDRS and MPTCP_TCPINFO before Linux 6.5, and whether it
-//! fell back to plain TCP. The byte layouts are parsed here; the calls are
-//! in [`crate::sys`].
+//! fell back to plain TCP, and which link each subflow uses. The byte
+//! layouts are parsed here; the calls are in [`crate::host::sys`].
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::sys::{self, MptcpOption};
+use crate::host::sys::{self, MptcpOption};
+use crate::host::HostView;
 
 /// Subflows read per connection at most: the kernel allows 8 extra
 /// subflows (MPTCP_PM_ADDR_MAX) besides the first.
@@ -278,6 +280,43 @@ fn read_legacy(fd: RawFd) -> io::Result<Vec<KernelSubflow>> {
         .collect())
 }
 
+/// Which link a subflow uses: the interface the kernel routes its packets
+/// by (`ip route get REMOTE from LOCAL`, asked of `route`), else the one
+/// holding its local address. Router B answers every subflow from the
+/// address router A dialled, whatever link it came over: there the address
+/// alone would name the wrong link. One lookup per pair of addresses.
+pub struct LinkFinder<'a, R> {
+    host: &'a HostView,
+    route: R,
+    found: HashMap<(IpAddr, IpAddr), Option<String>>,
+}
+
+impl<'a, R: FnMut(IpAddr, IpAddr) -> Option<u32>> LinkFinder<'a, R> {
+    /// `route(local, remote)` gives the index of the interface the kernel
+    /// routes by, when it has a route.
+    pub fn new(host: &'a HostView, route: R) -> LinkFinder<'a, R> {
+        LinkFinder {
+            host,
+            route,
+            found: HashMap::new(),
+        }
+    }
+
+    /// The name of the link of the subflow from `local` to `remote`.
+    pub fn link(&mut self, local: IpAddr, remote: IpAddr) -> Option<String> {
+        let (local, remote) = (local.to_canonical(), remote.to_canonical());
+        if let Some(found) = self.found.get(&(local, remote)) {
+            return found.clone();
+        }
+        let routed = (self.route)(local, remote)
+            .and_then(|index| self.host.link(index))
+            .map(|link| link.name.clone());
+        let found = routed.or_else(|| self.host.interface_of(local).map(str::to_owned));
+        self.found.insert((local, remote), found.clone());
+        found
+    }
+}
+
 /// `ss`'s name of a TCP state (linux/tcp_states.h).
 pub fn state_name(state: u8) -> &'static str {
     match state {
@@ -408,6 +447,53 @@ mod tests {
             subflows: sf,
             tcp_info: tcp,
         }
+    }
+
+    #[test]
+    fn a_subflow_is_on_the_link_it_is_routed_by_else_on_its_address() {
+        use crate::host::view::{Address, AddressScope, Link};
+        let link = |index, name: &str| Link {
+            index,
+            name: name.into(),
+            up: true,
+            lower_up: true,
+        };
+        let host = HostView::new(
+            vec![link(2, "wan0"), link(3, "wan1")],
+            vec![Address {
+                index: 2,
+                addr: "10.20.0.2".parse().unwrap(),
+                prefix_len: 24,
+                scope: AddressScope::Universe,
+                tentative: false,
+            }],
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut asked = 0;
+        let mut links = LinkFinder::new(&host, |_, remote| {
+            asked += 1;
+            (remote == ip("10.20.1.1")).then_some(3)
+        });
+        // Router B's answer from the dialled address, routed by wan1.
+        assert_eq!(
+            links.link(ip("10.20.0.2"), ip("10.20.1.1")).as_deref(),
+            Some("wan1")
+        );
+        // No route: the link holding the address, IPv4-mapped or not.
+        assert_eq!(
+            links
+                .link(ip("::ffff:10.20.0.2"), ip("10.20.0.1"))
+                .as_deref(),
+            Some("wan0")
+        );
+        assert_eq!(links.link(ip("10.9.9.9"), ip("10.20.0.1")), None);
+        // Asked again: from what was found, not the kernel.
+        assert_eq!(
+            links.link(ip("10.20.0.2"), ip("10.20.1.1")).as_deref(),
+            Some("wan1")
+        );
+        drop(links);
+        assert_eq!(asked, 3);
     }
 
     #[test]

@@ -24,8 +24,9 @@ use portable_atomic::Ordering;
 use tokio::task::JoinHandle;
 
 use crate::config::{ControlSettings, PathSettings, Role};
+use crate::host::rtnetlink::Rtnl;
+use crate::host::{HostView, Watch};
 use crate::paths::probe::LinkState as Health;
-use crate::paths::route::Rt;
 use crate::paths::{LinkStatus, PathManager, StatusReader};
 use crate::ratelimit::LogLimit;
 use crate::stats::registry::Conn;
@@ -56,7 +57,9 @@ pub struct Observed {
     probing: bool,
     samples: Mutex<Samples>,
     /// Link counters and route lookups; opened when first needed.
-    rt: Mutex<Option<Rt>>,
+    rt: Mutex<Option<Rtnl>>,
+    /// This host's links and addresses, by which subflows are put on links.
+    host: Option<Watch>,
 }
 
 /// The last sample of every counter a rate is made from.
@@ -100,29 +103,34 @@ impl Observed {
             probing,
             samples: Mutex::new(Samples::default()),
             rt: Mutex::new(None),
+            host: None,
         }
     }
 
-    /// A daemon's: its counters, and its path manager's links if it runs one.
+    /// A daemon's: its counters, its path manager's links if it runs one,
+    /// and this host's links and addresses.
     pub fn of_daemon(
         mode: Role,
         stats: &Arc<Stats>,
         paths: Option<&PathManager>,
         settings: &PathSettings,
+        host: Watch,
     ) -> Arc<Observed> {
-        Arc::new(Observed::new(
+        let mut observed = Observed::new(
             mode,
             Arc::clone(stats),
             paths.map(PathManager::reader),
             settings.probe.enabled,
-        ))
+        );
+        observed.host = Some(host);
+        Arc::new(observed)
     }
 
     /// Runs `f` on the rtnetlink socket (opening it if need be).
-    fn with_rt<T>(&self, f: impl FnOnce(&mut Rt) -> T) -> Option<T> {
+    fn with_rt<T>(&self, f: impl FnOnce(&mut Rtnl) -> T) -> Option<T> {
         let mut rt = self.rt.lock().unwrap_or_else(|p| p.into_inner());
         if rt.is_none() {
-            *rt = Rt::connect()
+            *rt = Rtnl::open()
                 .map_err(|e| {
                     warn_limited!(
                         NO_RTNETLINK,
@@ -210,7 +218,16 @@ impl Observed {
     pub fn snapshot(&self, limit: Option<usize>) -> Status {
         let live = self.stats.live.look(&self.stats);
         let support = kernel::support();
-        let mut links = LinkFinder::new(self);
+        let host: Arc<HostView> = self
+            .host
+            .as_ref()
+            .map(|h| Arc::clone(&h.borrow()))
+            .unwrap_or_default();
+        let mut links = kernel::LinkFinder::new(&host, |local, remote| {
+            self.with_rt(|rt| rt.route_interface(remote, Some(local)))
+                .and_then(Result::ok)
+                .flatten()
+        });
         let mut connections: Vec<Connection> = live
             .connections
             .iter()
@@ -306,51 +323,12 @@ impl Observed {
     }
 }
 
-/// Which link a subflow uses: the interface the kernel routes its packets
-/// by (`ip route get REMOTE from LOCAL`), else the one holding its local
-/// address. Router B answers every subflow from the address router A
-/// dialled, whatever link it came over: there the address alone would
-/// name the wrong link. One lookup per pair of addresses.
-struct LinkFinder<'a> {
-    observed: &'a Observed,
-    owners: Option<Vec<(String, IpAddr)>>,
-    found: HashMap<(IpAddr, IpAddr), Option<String>>,
-}
-
-impl<'a> LinkFinder<'a> {
-    fn new(observed: &'a Observed) -> LinkFinder<'a> {
-        LinkFinder {
-            observed,
-            owners: None,
-            found: HashMap::new(),
-        }
-    }
-
-    fn link(&mut self, local: IpAddr, remote: IpAddr) -> Option<String> {
-        let (local, remote) = (local.to_canonical(), remote.to_canonical());
-        if let Some(found) = self.found.get(&(local, remote)) {
-            return found.clone();
-        }
-        let routed = self
-            .observed
-            .with_rt(|rt| rt.route_interface(local, remote))
-            .and_then(Result::ok)
-            .flatten()
-            .and_then(crate::sys::interface_name);
-        let found = routed.or_else(|| {
-            self.owners
-                .get_or_insert_with(|| crate::sys::interface_addresses().unwrap_or_default())
-                .iter()
-                .find(|(_, a)| a.to_canonical() == local)
-                .map(|(name, _)| name.clone())
-        });
-        self.found.insert((local, remote), found.clone());
-        found
-    }
-}
-
 /// One connection as the status shows it, its subflows read from the kernel.
-fn connection(conn: &Conn, subflows_readable: bool, links: &mut LinkFinder<'_>) -> Connection {
+fn connection(
+    conn: &Conn,
+    subflows_readable: bool,
+    links: &mut kernel::LinkFinder<'_, impl FnMut(IpAddr, IpAddr) -> Option<u32>>,
+) -> Connection {
     let reading = match conn.transport {
         Transport::Mptcp if subflows_readable => {
             conn.with_socket(kernel::read).and_then(Result::ok)
@@ -492,7 +470,9 @@ async fn sample_every_second(observed: Arc<Observed>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        observed.sample();
+        // Link counters are netlink requests: off the async workers.
+        let observed = Arc::clone(&observed);
+        crate::host::unblock(move || observed.sample()).await;
     }
 }
 

@@ -2,7 +2,9 @@
 //! `inet mpbridge`, created with the owner flag on a netlink socket held for
 //! the daemon's lifetime (the kernel drops the table when the process dies,
 //! SIGKILL included: fail-open), and for TPROXY the fwmark rule and local
-//! route. Also the start-up refusal of rules that would loop.
+//! route. Also the start-up refusal of rules that would loop. The `local`
+//! sets follow this host's addresses as [`crate::host::HostView`] reports
+//! them.
 //!
 //! ```text
 //! table inet mpbridge (owner)
@@ -19,11 +21,13 @@ mod routing;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 
 use crate::config::Intercept;
-use crate::netlink as nl;
+use crate::host::netlink as nl;
+use crate::host::{HostView, Watch};
 pub use nft::TABLE;
 use nft::{Batch, Family, SetKind, Spec};
 use routing::Routing;
@@ -161,12 +165,12 @@ impl Firewall {
     /// Removes leftovers of an earlier run, checks the plan for loops, then
     /// installs the routing (TPROXY) and the table. Call it once the
     /// listeners are bound and listening.
-    pub fn install(plan: &Plan) -> Result<Firewall, FirewallError> {
+    pub fn install(plan: &Plan, host: &HostView) -> Result<Firewall, FirewallError> {
         let mut routing = Routing::open().map_err(FirewallError::Routing)?;
         let lan: Vec<(String, u32)> = plan
             .lan_interfaces
             .iter()
-            .filter_map(|n| routing::interface_index(n).map(|i| (n.clone(), i)))
+            .filter_map(|n| host.link_named(n).map(|l| (n.clone(), l.index)))
             .collect();
         for name in &plan.lan_interfaces {
             if !lan.iter().any(|(n, _)| n == name) {
@@ -176,14 +180,13 @@ impl Firewall {
                 );
             }
         }
-        let own = crate::sys::local_addresses().unwrap_or_default();
-        let oif = |ip: IpAddr| {
-            Routing::open()
-                .and_then(|mut r| r.output_interface(ip))
-                .ok()
-                .flatten()
-        };
-        check_self_divert(plan, &own, &oif, &lan)?;
+        let routes: Vec<(IpAddr, Option<u32>)> = plan
+            .remotes
+            .iter()
+            .map(|r| (r.ip(), routing.output_interface(r.ip()).ok().flatten()))
+            .collect();
+        let oif = |ip: IpAddr| routes.iter().find(|(r, _)| *r == ip).and_then(|(_, i)| *i);
+        check_self_divert(plan, host.own_addresses(), &oif, &lan)?;
 
         let sock = nl::Socket::open(Some(rustix::net::netlink::NETFILTER), 0)
             .map_err(FirewallError::Socket)?;
@@ -239,7 +242,7 @@ impl Firewall {
             }
             fw.routing = Some(routing);
         }
-        fw.local_prefixes = fw.read_local_prefixes();
+        fw.local_prefixes = host.connected_prefixes();
         let remotes: Vec<IpNet> = plan.remotes.iter().map(|r| IpNet::from(r.ip())).collect();
         let first = if std::env::var_os(NO_OWNER_ENV).is_none() {
             fw.create(true, true, &remotes, &plan.bypass)
@@ -323,7 +326,7 @@ impl Firewall {
                 if matches!(source.raw_os_error(), Some(libc::EPERM | libc::EBUSY)) =>
             {
                 // EPERM also when we lack CAP_NET_ADMIN: the create below says so.
-                if source.raw_os_error() == Some(libc::EBUSY) || crate::sys::has_net_admin() {
+                if source.raw_os_error() == Some(libc::EBUSY) || crate::host::sys::has_net_admin() {
                     Err(FirewallError::Busy(source))
                 } else {
                     Ok(())
@@ -352,19 +355,6 @@ impl Firewall {
         self.send(b)
     }
 
-    fn read_local_prefixes(&mut self) -> Vec<IpNet> {
-        let mut prefixes = match Routing::open().and_then(|mut r| r.local_prefixes()) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!("cannot read this host's addresses: {e}");
-                Vec::new()
-            }
-        };
-        prefixes.sort_unstable();
-        prefixes.dedup();
-        prefixes
-    }
-
     /// Whether the kernel ties the table to this process.
     pub fn owned(&self) -> bool {
         self.owned
@@ -379,13 +369,12 @@ impl Firewall {
         self.send(b).map_err(|(_, e)| e)
     }
 
-    /// Rereads this host's prefixes and updates the `local` sets if they
-    /// changed; returns whether they did.
-    pub fn refresh_local(&mut self) -> Result<bool, FirewallError> {
+    /// Makes the `local` sets hold `now`, this host's prefixes (sorted,
+    /// once each), if they hold something else; returns whether they did.
+    pub fn set_local(&mut self, now: Vec<IpNet>) -> Result<bool, FirewallError> {
         if self.removed {
             return Ok(false);
         }
-        let now = self.read_local_prefixes();
         if now == self.local_prefixes {
             return Ok(false);
         }
@@ -448,39 +437,84 @@ impl Drop for Firewall {
     }
 }
 
-/// A socket on which the kernel reports address changes, for
-/// [`Firewall::refresh_local`].
-pub struct AddressMonitor {
-    sock: nl::Socket,
+/// A change [`SharedFirewall::apply`] makes.
+#[derive(Debug)]
+enum Op {
+    Local(Vec<IpNet>),
+    Bypass(Vec<IpNet>),
+    StopDiverting,
 }
 
-impl AddressMonitor {
-    pub fn open() -> io::Result<AddressMonitor> {
-        Ok(AddressMonitor {
-            sock: routing::address_monitor()?,
-        })
+/// The installed rules, shared by the daemon's tasks. Every change is a
+/// netlink exchange that blocks: it runs off the async workers.
+#[derive(Debug, Clone)]
+pub struct SharedFirewall(Arc<Mutex<Firewall>>);
+
+impl SharedFirewall {
+    /// [`Firewall::install`], off the async workers.
+    pub async fn install(plan: Plan, host: Arc<HostView>) -> Result<SharedFirewall, FirewallError> {
+        let fw = crate::host::unblock(move || Firewall::install(&plan, &host))
+            .await
+            .ok_or_else(|| {
+                FirewallError::Routing(io::Error::other("the runtime is shutting down"))
+            })??;
+        Ok(SharedFirewall(Arc::new(Mutex::new(fw))))
     }
 
-    /// Waits up to a second for address notifications and reads all that
-    /// are queued; returns whether there were any.
-    pub fn wait(&self) -> io::Result<bool> {
-        let mut buf = Vec::new();
-        match self
-            .sock
-            .recv_within(&mut buf, std::time::Duration::from_secs(1))
-        {
-            Ok(true) => {}
-            Ok(false) => return Ok(false),
-            // The kernel dropped notifications (ENOBUFS): refresh anyway.
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(true),
-            Err(e) => return Err(e),
-        }
+    /// Applies `op` to the rules on a blocking thread; `None` when the
+    /// runtime shuts down before it ran. (One function for every change:
+    /// one blocking future in the router binary, not one per kind.)
+    async fn apply(&self, op: Op) -> Option<Result<bool, FirewallError>> {
+        let fw = Arc::clone(&self.0);
+        crate::host::unblock(move || {
+            let mut fw = fw.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match op {
+                Op::Local(prefixes) => fw.set_local(prefixes),
+                Op::Bypass(bypass) => fw.set_bypass(&bypass).map(|()| true),
+                Op::StopDiverting => {
+                    fw.stop_diverting();
+                    Ok(true)
+                }
+            }
+        })
+        .await
+    }
+
+    /// [`Firewall::set_bypass`].
+    pub async fn set_bypass(&self, bypass: Vec<IpNet>) -> Result<(), FirewallError> {
+        self.apply(Op::Bypass(bypass)).await.unwrap_or(Ok(true))?;
+        Ok(())
+    }
+
+    /// [`Firewall::stop_diverting`].
+    pub async fn stop_diverting(&self) {
+        self.apply(Op::StopDiverting).await;
+    }
+
+    /// [`Firewall::remove`], on the calling thread: for teardown from a
+    /// `Drop`, which cannot wait for a blocking task.
+    pub fn remove_now(&self) {
+        let mut fw = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        fw.remove();
+    }
+
+    /// Keeps the `local` sets equal to this host's prefixes as `host`
+    /// reports them, until the view ends (or the task is aborted).
+    pub async fn follow_addresses(self, mut host: Watch) {
         loop {
-            match self.sock.try_recv(&mut buf) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(true),
-                Err(e) => return Err(e),
+            let prefixes = host.borrow_and_update().connected_prefixes();
+            match self.apply(Op::Local(prefixes)).await {
+                Some(Ok(true)) => {
+                    tracing::info!("this host's addresses changed: local sets updated")
+                }
+                Some(Ok(false)) | None => {}
+                Some(Err(e)) => tracing::warn!("cannot update the local sets: {e}"),
+            }
+            if host.changed().await.is_err() {
+                return;
             }
         }
     }

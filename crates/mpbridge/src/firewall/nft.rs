@@ -1,5 +1,5 @@
 //! The nf_tables messages of the `inet mpbridge` table, written by hand on
-//! [`crate::netlink::Writer`]: the table (owner flag), its chains, address sets,
+//! [`crate::host::netlink::Writer`]: the table (owner flag), its chains, address sets,
 //! rules and set updates, each batch framed by BATCH_BEGIN/END.
 //!
 //! Why not a crate: `rustables` 0.9 is GPL-3.0-or-later (this project is
@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use ipnet::IpNet;
 
 use crate::config::Intercept;
-use crate::netlink::{Writer, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST};
+use crate::host::netlink::{Writer, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST};
 
 /// The table's name (family `inet`).
 pub const TABLE: &str = "mpbridge";
@@ -821,7 +821,7 @@ fn interval_elements(family: Family, nets: &[IpNet]) -> Vec<(Vec<u8>, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink as nl;
+    use crate::host::netlink as nl;
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|s| s.parse().unwrap()).collect()

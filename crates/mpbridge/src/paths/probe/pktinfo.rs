@@ -53,9 +53,9 @@ const CONTROL_LEN: usize = 64;
 pub fn recv(socket: &Socket, buf: &mut [u8]) -> io::Result<Received> {
     let mut control = [MaybeUninit::<u8>::uninit(); CONTROL_LEN];
     let storage = SockAddrStorage::zeroed();
+    let len = storage.size_of();
     // SAFETY: an all-zero storage of its full size is a valid (unspecified)
     // address; recvmsg fills it in.
-    let len = storage.size_of();
     let mut from = unsafe { SockAddr::new(storage, len) };
     let mut bufs = [MaybeUninitSlice::new(
         // SAFETY: initialised bytes viewed as maybe-uninitialised ones.
@@ -139,6 +139,8 @@ fn write_cmsg<T: Copy>(buf: &mut [u8; CONTROL_LEN], level: i32, kind: i32, value
 /// The destination address and interface from the control messages.
 fn parse_control(control: &[u8]) -> Option<(IpAddr, u32)> {
     let header_len = mem::size_of::<libc::cmsghdr>();
+    // SAFETY: CMSG_LEN only computes a length; it reads and writes no
+    // memory, though libc declares it unsafe.
     let data_at = unsafe { libc::CMSG_LEN(0) } as usize;
     let mut at = 0;
     while at + header_len <= control.len() {

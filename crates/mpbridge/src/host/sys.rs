@@ -1,11 +1,12 @@
 //! The small room where socket options and syscalls that the safe crates do
 //! not cover live: MPTCP socket creation, TCP Fast Open options, MPTCP
-//! connection info, the host's own addresses, kernel sysctls. Every `unsafe`
-//! block of the daemon is here.
+//! connection info, kernel sysctls. Its `unsafe` blocks are the calls
+//! neither socket2 nor rustix wraps (TCP_FASTOPEN_NO_COOKIE, TCP_INFO's
+//! state, the SOL_MPTCP getsockopts), each with its `SAFETY:` note.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, RawFd};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -54,6 +55,8 @@ pub fn stream_socket(addr: &SocketAddr, transport: Transport) -> Result<Socket, 
     Ok(socket)
 }
 
+/// An integer option that neither socket2 nor rustix sets (the TCP Fast
+/// Open ones).
 fn set_int_opt(
     socket: &impl AsRawFd,
     level: libc::c_int,
@@ -93,8 +96,8 @@ pub fn enable_fastopen_no_cookie(socket: &impl AsRawFd) -> io::Result<()> {
 /// Fixes a socket's receive buffer at `bytes`, past `net.core.rmem_max`
 /// where we hold CAP_NET_ADMIN (SO_RCVBUFFORCE), else up to that cap.
 pub fn set_recv_buffer(socket: &Socket, bytes: usize) {
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    if set_int_opt(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, value).is_err() {
+    let value = bytes.min(libc::c_int::MAX as usize);
+    if rustix::net::sockopt::set_socket_recv_buffer_size_force(socket, value).is_err() {
         let _ = socket.set_recv_buffer_size(bytes);
     }
 }
@@ -186,73 +189,8 @@ pub fn has_net_admin() -> bool {
 }
 
 /// Marks a socket's packets (SO_MARK; needs CAP_NET_ADMIN).
-pub fn set_mark(socket: &impl AsRawFd, mark: u32) -> io::Result<()> {
-    set_int_opt(socket, libc::SOL_SOCKET, libc::SO_MARK, mark as libc::c_int)
-}
-
-/// Every address configured on this host's interfaces (this network
-/// namespace's), from getifaddrs(3).
-pub fn local_addresses() -> io::Result<Vec<IpAddr>> {
-    Ok(interface_addresses()?
-        .into_iter()
-        .map(|(_, addr)| addr)
-        .collect())
-}
-
-/// Every address configured on this host's interfaces with the name of the
-/// interface holding it, from getifaddrs(3).
-pub fn interface_addresses() -> io::Result<Vec<(String, IpAddr)>> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs writes a list head we free below with freeifaddrs.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut out = Vec::new();
-    let mut cursor = head;
-    while !cursor.is_null() {
-        // SAFETY: cursor is a node of the list getifaddrs returned, not yet freed.
-        let entry = unsafe { &*cursor };
-        cursor = entry.ifa_next;
-        if entry.ifa_addr.is_null() || entry.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_addr points to a sockaddr whose family field says
-        // which concrete struct it is; we read only that struct.
-        let family = unsafe { (*entry.ifa_addr).sa_family } as libc::c_int;
-        let addr = match family {
-            libc::AF_INET => {
-                // SAFETY: family AF_INET means a sockaddr_in.
-                let sin = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
-                IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
-            }
-            libc::AF_INET6 => {
-                // SAFETY: family AF_INET6 means a sockaddr_in6.
-                let sin6 = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in6) };
-                IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
-            }
-            _ => continue,
-        };
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let name = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) };
-        out.push((name.to_string_lossy().into_owned(), addr));
-    }
-    // SAFETY: head came from getifaddrs and is freed exactly once.
-    unsafe { libc::freeifaddrs(head) };
-    Ok(out)
-}
-
-/// The name of the interface with index `index`, if there is one.
-pub fn interface_name(index: u32) -> Option<String> {
-    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: `name` holds IF_NAMESIZE bytes, as if_indextoname requires;
-    // on success it holds a NUL-terminated name.
-    let found = unsafe { libc::if_indextoname(index, name.as_mut_ptr()) };
-    if found.is_null() {
-        return None;
-    }
-    // SAFETY: if_indextoname returned `name`, now NUL-terminated within it.
-    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
-    Some(name.to_string_lossy().into_owned())
+pub fn set_mark<'a>(socket: impl Into<SockRef<'a>>, mark: u32) -> io::Result<()> {
+    socket.into().set_mark(mark)
 }
 
 /// `SOL_MPTCP` (linux/socket.h).
@@ -353,14 +291,8 @@ pub fn mptcp_full_info(
 
 /// Makes a socket's file mode `mode` before it is bound, so that a Unix
 /// socket's file is created with it (no window with looser permissions).
-pub fn fchmod(socket: &impl AsRawFd, mode: u32) -> io::Result<()> {
-    // SAFETY: the fd is a live descriptor borrowed for the call.
-    let rc = unsafe { libc::fchmod(socket.as_raw_fd(), mode as libc::mode_t) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+pub fn fchmod(socket: &impl AsFd, mode: u32) -> io::Result<()> {
+    rustix::fs::fchmod(socket, rustix::fs::Mode::from_raw_mode(mode)).map_err(io::Error::from)
 }
 
 #[cfg(test)]
@@ -385,21 +317,20 @@ mod tests {
     }
 
     #[test]
-    fn loopback_is_among_local_addresses() {
-        let addrs = local_addresses().unwrap();
-        assert!(
-            addrs.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            "{addrs:?}"
-        );
-    }
-
-    #[test]
-    fn interfaces_are_named_by_index_and_address() {
-        assert_eq!(interface_name(1).as_deref(), Some("lo"));
-        let named = interface_addresses().unwrap();
-        assert!(named
-            .iter()
-            .any(|(n, a)| n == "lo" && *a == IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    fn fchmod_sets_a_sockets_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("mpbridge-fchmod-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s");
+        let _ = std::fs::remove_file(&path);
+        let socket = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+        fchmod(&socket, 0o600).unwrap();
+        socket
+            .bind(&socket2::SockAddr::unix(&path).unwrap())
+            .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

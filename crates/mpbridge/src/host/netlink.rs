@@ -93,16 +93,6 @@ impl Socket {
         Ok(())
     }
 
-    /// Waits up to `timeout` for a datagram; `Ok(false)` if none came.
-    pub fn recv_within(&self, buf: &mut Vec<u8>, timeout: Duration) -> io::Result<bool> {
-        net::sockopt::set_socket_timeout(&self.fd, net::sockopt::Timeout::Recv, Some(timeout))?;
-        match self.recv(buf) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Receives one datagram if one is queued, else fails with WouldBlock.
     pub fn try_recv(&self, buf: &mut Vec<u8>) -> io::Result<()> {
         buf.resize(64 * 1024, 0);
