@@ -1,13 +1,13 @@
 //! `[auth]`: the pre-shared keys (inline or in key files) and the cookie
 //! window and replay cache.
 
+use super::bounded::{KeyId, ReplayCache, WindowSecs};
 use super::error::{ConfigError, Location};
 use super::raw::{section, Field};
 use super::settings::{Auth, KeySpec, Overrides, Secret, Warning};
 use super::{
     ConfigFile, DEFAULT_KEY_ID, DEFAULT_REPLAY_CACHE, DEFAULT_WINDOW_SECS, FLAG_KEY_FILE,
-    GENKEY_HINT, KEY_ID_RANGE, MAX_KEY_FILE_BYTES, MIN_KEY_LEN, REPLAY_CACHE_RANGE,
-    WINDOW_SECS_RANGE,
+    GENKEY_HINT, MAX_KEY_FILE_BYTES, MIN_KEY_LEN,
 };
 use std::collections::HashMap;
 use std::fs::File;
@@ -23,27 +23,23 @@ impl ConfigFile {
         warnings: &mut Vec<Warning>,
     ) -> Result<Auth, ConfigError> {
         let (raw, header) = section(&self.raw.auth);
-        let key_id: u8 = self.int(
-            raw.key_id.as_ref(),
-            "auth.key_id",
-            KEY_ID_RANGE,
-            DEFAULT_KEY_ID,
-            "",
-        )?;
-        let window_secs: u64 = self.int(
-            raw.window_secs.as_ref(),
-            "auth.window_secs",
-            WINDOW_SECS_RANGE,
-            DEFAULT_WINDOW_SECS,
-            " seconds",
-        )?;
-        let replay_capacity: usize = self.int(
-            raw.replay_cache.as_ref(),
-            "auth.replay_cache",
-            REPLAY_CACHE_RANGE,
-            DEFAULT_REPLAY_CACHE,
-            " nonces",
-        )?;
+        let key_id: u8 = self
+            .bounded::<KeyId>(raw.key_id.as_ref(), "auth.key_id", DEFAULT_KEY_ID)?
+            .get();
+        let window_secs: u64 = self
+            .bounded::<WindowSecs>(
+                raw.window_secs.as_ref(),
+                "auth.window_secs",
+                DEFAULT_WINDOW_SECS,
+            )?
+            .get();
+        let replay_capacity: usize = self
+            .bounded::<ReplayCache>(
+                raw.replay_cache.as_ref(),
+                "auth.replay_cache",
+                DEFAULT_REPLAY_CACHE,
+            )?
+            .get();
 
         let psk = match &raw.mode {
             None => true,
@@ -91,7 +87,9 @@ impl ConfigFile {
         for (i, entry) in raw.accept.iter().flat_map(|a| a.get_ref()).enumerate() {
             let prefix = format!("auth.accept[{i}]");
             let e = entry.get_ref();
-            let id: u8 = self.int(Some(&e.id), &format!("{prefix}.id"), KEY_ID_RANGE, 0, "")?;
+            let id: u8 = self
+                .bounded::<KeyId>(Some(&e.id), &format!("{prefix}.id"), 0)?
+                .get();
             if let Some(other) = used.get(&id) {
                 return Err(self.invalid(
                     e.id.span(),

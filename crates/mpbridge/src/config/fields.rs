@@ -1,14 +1,14 @@
 //! Field helpers of the validation pass: spans to errors, integers in a
 //! range, addresses, prefixes, socket paths, interface names, log levels.
 
+use super::bounded::FromNumber;
 use super::error::{file_location, ConfigError, Location};
-use super::raw::{Field, List};
-use super::{ConfigFile, LOG_LEVELS, MAX_IFNAME_LEN, MAX_SOCKET_PATH_LEN, TIMEOUT_MS_RANGE};
+use super::raw::List;
+use super::{ConfigFile, LOG_LEVELS, MAX_IFNAME_LEN, MAX_SOCKET_PATH_LEN};
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::ops::{Range, RangeInclusive};
+use std::ops::Range;
 use std::path::PathBuf;
-use std::time::Duration;
 use toml::Spanned;
 
 impl ConfigFile {
@@ -51,44 +51,15 @@ impl ConfigFile {
         self.invalid(header.unwrap_or(0..0), field, problem)
     }
 
-    /// An integer within `range`, converted to the type the settings use.
-    pub(super) fn int<T: TryFrom<i64>>(
+    /// A number of the range and unit `B` carries: the file's value, else `default`.
+    pub(super) fn bounded<B: FromNumber>(
         &self,
         value: Option<&Spanned<i64>>,
         field: &str,
-        range: RangeInclusive<i64>,
         default: i64,
-        unit: &str,
-    ) -> Result<T, ConfigError> {
+    ) -> Result<B, ConfigError> {
         let (n, span) = value.map_or((default, 0..0), |v| (*v.get_ref(), v.span()));
-        match T::try_from(n) {
-            Ok(t) if range.contains(&n) => Ok(t),
-            _ => Err(self.invalid(
-                span,
-                field,
-                format!(
-                    "{n} is out of range (expected {}..={}{unit})",
-                    range.start(),
-                    range.end()
-                ),
-            )),
-        }
-    }
-
-    pub(super) fn millis(
-        &self,
-        value: &Field<i64>,
-        field: &str,
-        default: i64,
-    ) -> Result<Duration, ConfigError> {
-        let ms: u64 = self.int(
-            value.as_ref(),
-            field,
-            TIMEOUT_MS_RANGE,
-            default,
-            " milliseconds",
-        )?;
-        Ok(Duration::from_millis(ms))
+        B::from_number(n).map_err(|e| self.invalid(span, field, e.to_string()))
     }
 
     /// A non-empty address list, or `None` when the key is absent.

@@ -1,6 +1,10 @@
 //! Path management: `[[link]]`, `[probe]` and `[paths]` (links, probing,
 //! routing tables and the multipath routes).
 
+use super::bounded::{
+    NexthopBase, Port, ProbeCount, ProbeInterval, RateMbit, RouteMetric, RouteTable, RulePriority,
+    TableBase,
+};
 use super::error::ConfigError;
 use super::fields::{check_ifname, parse_cidr};
 use super::raw::{section, RawPaths};
@@ -8,13 +12,10 @@ use super::settings::{DownAction, LinkConfig, PathSettings, ProbeConfig, Role, R
 use super::{
     ConfigFile, DEFAULT_DOWN_AFTER, DEFAULT_LOCAL_ROUTES, DEFAULT_NEXTHOP_BASE,
     DEFAULT_PROBE_INTERVAL_MS, DEFAULT_ROUTE_TABLE, DEFAULT_RULE_PRIORITY, DEFAULT_TABLE_BASE,
-    DEFAULT_UP_AFTER, LOCAL_TABLE, MAX_LINKS, NEXTHOP_BASE_RANGE, PORT_RANGE, PROBE_COUNT_RANGE,
-    PROBE_INTERVAL_MS_RANGE, RATE_MBIT_RANGE, ROUTE_METRIC_RANGE, ROUTE_TABLE_RANGE,
-    RULE_PRIORITY_RANGE, TABLE_BASE_RANGE,
+    DEFAULT_UP_AFTER, LOCAL_TABLE, MAX_LINKS,
 };
 use ipnet::IpNet;
 use std::net::IpAddr;
-use std::time::Duration;
 
 impl ConfigFile {
     /// `[[link]]`, `[probe]` and `[paths]`; `default_port` is the remote's
@@ -51,13 +52,10 @@ impl ConfigFile {
             };
             let rate_mbit = match &raw.rate_mbit {
                 None => None,
-                Some(r) => Some(self.int(
-                    Some(r),
-                    &format!("link[{i}].rate_mbit"),
-                    RATE_MBIT_RANGE,
-                    0,
-                    " Mbit/s",
-                )?),
+                Some(r) => Some(
+                    self.bounded::<RateMbit>(Some(r), &format!("link[{i}].rate_mbit"), 0)?
+                        .get(),
+                ),
             };
             links.push(LinkConfig {
                 interface: name.clone(),
@@ -100,34 +98,30 @@ impl ConfigFile {
         };
         let probe = ProbeConfig {
             enabled: probe.enabled.as_ref().is_none_or(|b| *b.get_ref()),
-            interval: Duration::from_millis(self.int(
-                probe.interval_ms.as_ref(),
-                "probe.interval_ms",
-                PROBE_INTERVAL_MS_RANGE,
-                DEFAULT_PROBE_INTERVAL_MS,
-                " milliseconds",
-            )?),
-            down_after: self.int(
-                probe.down_after.as_ref(),
-                "probe.down_after",
-                PROBE_COUNT_RANGE,
-                DEFAULT_DOWN_AFTER,
-                " probes",
-            )?,
-            up_after: self.int(
-                probe.up_after.as_ref(),
-                "probe.up_after",
-                PROBE_COUNT_RANGE,
-                DEFAULT_UP_AFTER,
-                " probes",
-            )?,
-            port: self.int(
-                probe.port.as_ref(),
-                "probe.port",
-                PORT_RANGE,
-                i64::from(default_port.max(1)),
-                "",
-            )?,
+            interval: self
+                .bounded::<ProbeInterval>(
+                    probe.interval_ms.as_ref(),
+                    "probe.interval_ms",
+                    DEFAULT_PROBE_INTERVAL_MS,
+                )?
+                .duration(),
+            down_after: self
+                .bounded::<ProbeCount>(
+                    probe.down_after.as_ref(),
+                    "probe.down_after",
+                    DEFAULT_DOWN_AFTER,
+                )?
+                .get(),
+            up_after: self
+                .bounded::<ProbeCount>(probe.up_after.as_ref(), "probe.up_after", DEFAULT_UP_AFTER)?
+                .get(),
+            port: self
+                .bounded::<Port>(
+                    probe.port.as_ref(),
+                    "probe.port",
+                    i64::from(default_port.max(1)),
+                )?
+                .get(),
             down_action,
         };
         let (paths, _) = section(&self.raw.paths);
@@ -135,20 +129,20 @@ impl ConfigFile {
         Ok(PathSettings {
             links,
             probe,
-            table_base: self.int(
-                paths.table_base.as_ref(),
-                "paths.table_base",
-                TABLE_BASE_RANGE,
-                DEFAULT_TABLE_BASE,
-                "",
-            )?,
-            rule_priority: self.int(
-                paths.rule_priority.as_ref(),
-                "paths.rule_priority",
-                RULE_PRIORITY_RANGE,
-                DEFAULT_RULE_PRIORITY,
-                "",
-            )?,
+            table_base: self
+                .bounded::<TableBase>(
+                    paths.table_base.as_ref(),
+                    "paths.table_base",
+                    DEFAULT_TABLE_BASE,
+                )?
+                .get(),
+            rule_priority: self
+                .bounded::<RulePriority>(
+                    paths.rule_priority.as_ref(),
+                    "paths.rule_priority",
+                    DEFAULT_RULE_PRIORITY,
+                )?
+                .get(),
             routes,
         })
     }
@@ -167,13 +161,13 @@ impl ConfigFile {
                 parse_routes(v.get_ref()).map_err(|(field, p)| self.invalid(v.span(), field, p))?
             }
         };
-        let table: u32 = self.int(
-            raw.route_table.as_ref(),
-            "paths.route_table",
-            ROUTE_TABLE_RANGE,
-            DEFAULT_ROUTE_TABLE,
-            "",
-        )?;
+        let table: u32 = self
+            .bounded::<RouteTable>(
+                raw.route_table.as_ref(),
+                "paths.route_table",
+                DEFAULT_ROUTE_TABLE,
+            )?
+            .get();
         if i64::from(table) == LOCAL_TABLE {
             let span = raw.route_table.as_ref().map_or(0..0, |t| t.span());
             return Err(self.invalid(
@@ -184,19 +178,22 @@ impl ConfigFile {
         }
         let metric = match &raw.route_metric {
             None => None,
-            Some(m) => Some(self.int(Some(m), "paths.route_metric", ROUTE_METRIC_RANGE, 0, "")?),
+            Some(m) => Some(
+                self.bounded::<RouteMetric>(Some(m), "paths.route_metric", 0)?
+                    .get(),
+            ),
         };
         Ok(RouteSettings {
             prefixes,
             table,
             metric,
-            nexthop_base: self.int(
-                raw.nexthop_base.as_ref(),
-                "paths.nexthop_base",
-                NEXTHOP_BASE_RANGE,
-                DEFAULT_NEXTHOP_BASE,
-                "",
-            )?,
+            nexthop_base: self
+                .bounded::<NexthopBase>(
+                    raw.nexthop_base.as_ref(),
+                    "paths.nexthop_base",
+                    DEFAULT_NEXTHOP_BASE,
+                )?
+                .get(),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The parts both roles share (`[auth]`, `[limits]`, `[log]`), each role's
 //! section (`[local]`, `[remote]`), and their control sockets.
 
+use super::bounded::{DrainSecs, MaxConnections, PipeSize, RecvBuffer, Timeout};
 use super::error::ConfigError;
 use super::fields::{
     check_socket_path, cli_addrs, parse_log_level, parse_socket_addr, unspecified_on, AddrUse,
@@ -15,11 +16,9 @@ use super::{
     ConfigFile, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_SECS, DEFAULT_FASTOPEN_RCVBUF,
     DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_LOCAL_CONTROL_SOCKET, DEFAULT_LOCAL_PORT, DEFAULT_LOG_LEVEL,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_PIPE_SIZE, DEFAULT_REMOTE_CONTROL_SOCKET, DEFAULT_REMOTE_PORT,
-    DEFAULT_REPLY_TIMEOUT_MS, DRAIN_SECS_RANGE, FASTOPEN_RCVBUF_RANGE, FLAG_INTERCEPT, FLAG_LISTEN,
-    FLAG_LOG_LEVEL, FLAG_REMOTE, MAX_CONNECTIONS_RANGE, PIPE_SIZE_RANGE,
+    DEFAULT_REPLY_TIMEOUT_MS, FLAG_INTERCEPT, FLAG_LISTEN, FLAG_LOG_LEVEL, FLAG_REMOTE,
 };
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Validated parts both roles share.
 pub(super) struct Common {
@@ -38,27 +37,27 @@ impl ConfigFile {
 
         let (limits, _) = section(&self.raw.limits);
         let limits = Limits {
-            max_connections: self.int(
-                limits.max_connections.as_ref(),
-                "limits.max_connections",
-                MAX_CONNECTIONS_RANGE,
-                DEFAULT_MAX_CONNECTIONS,
-                " connections",
-            )?,
-            drain: Duration::from_secs(self.int(
-                limits.drain_secs.as_ref(),
-                "limits.drain_secs",
-                DRAIN_SECS_RANGE,
-                DEFAULT_DRAIN_SECS,
-                " seconds",
-            )?),
-            pipe_size: self.int(
-                limits.pipe_size.as_ref(),
-                "limits.pipe_size",
-                PIPE_SIZE_RANGE,
-                DEFAULT_PIPE_SIZE,
-                " bytes",
-            )?,
+            max_connections: self
+                .bounded::<MaxConnections>(
+                    limits.max_connections.as_ref(),
+                    "limits.max_connections",
+                    DEFAULT_MAX_CONNECTIONS,
+                )?
+                .get(),
+            drain: self
+                .bounded::<DrainSecs>(
+                    limits.drain_secs.as_ref(),
+                    "limits.drain_secs",
+                    DEFAULT_DRAIN_SECS,
+                )?
+                .duration(),
+            pipe_size: self
+                .bounded::<PipeSize>(
+                    limits.pipe_size.as_ref(),
+                    "limits.pipe_size",
+                    DEFAULT_PIPE_SIZE,
+                )?
+                .get(),
         };
 
         let (log, _) = section(&self.raw.log);
@@ -113,25 +112,29 @@ impl ConfigFile {
             listen,
             intercept,
             remotes,
-            connect_timeout: self.millis(
-                &raw.connect_timeout_ms,
-                "local.connect_timeout_ms",
-                DEFAULT_CONNECT_TIMEOUT_MS,
-            )?,
-            reply_timeout: self.millis(
-                &raw.reply_timeout_ms,
-                "local.reply_timeout_ms",
-                DEFAULT_REPLY_TIMEOUT_MS,
-            )?,
+            connect_timeout: self
+                .bounded::<Timeout>(
+                    raw.connect_timeout_ms.as_ref(),
+                    "local.connect_timeout_ms",
+                    DEFAULT_CONNECT_TIMEOUT_MS,
+                )?
+                .duration(),
+            reply_timeout: self
+                .bounded::<Timeout>(
+                    raw.reply_timeout_ms.as_ref(),
+                    "local.reply_timeout_ms",
+                    DEFAULT_REPLY_TIMEOUT_MS,
+                )?
+                .duration(),
             mptcp: raw.mptcp.as_ref().is_none_or(|b| *b.get_ref()),
             fastopen: raw.fastopen.as_ref().is_none_or(|b| *b.get_ref()),
-            fastopen_rcvbuf: self.int(
-                raw.fastopen_rcvbuf.as_ref(),
-                "local.fastopen_rcvbuf",
-                FASTOPEN_RCVBUF_RANGE,
-                DEFAULT_FASTOPEN_RCVBUF,
-                " bytes",
-            )?,
+            fastopen_rcvbuf: self
+                .bounded::<RecvBuffer>(
+                    raw.fastopen_rcvbuf.as_ref(),
+                    "local.fastopen_rcvbuf",
+                    DEFAULT_FASTOPEN_RCVBUF,
+                )?
+                .get(),
             interception: self.interception(&raw)?,
             auth: common.auth.clone(),
             limits: common.limits.clone(),
@@ -179,28 +182,32 @@ impl ConfigFile {
         let paths = self.paths(listen[0].port(), Role::Remote)?;
         Ok(RemoteSettings {
             listen,
-            header_timeout: self.millis(
-                &raw.header_timeout_ms,
-                "remote.header_timeout_ms",
-                DEFAULT_HEADER_TIMEOUT_MS,
-            )?,
-            connect_timeout: self.millis(
-                &raw.connect_timeout_ms,
-                "remote.connect_timeout_ms",
-                DEFAULT_CONNECT_TIMEOUT_MS,
-            )?,
+            header_timeout: self
+                .bounded::<Timeout>(
+                    raw.header_timeout_ms.as_ref(),
+                    "remote.header_timeout_ms",
+                    DEFAULT_HEADER_TIMEOUT_MS,
+                )?
+                .duration(),
+            connect_timeout: self
+                .bounded::<Timeout>(
+                    raw.connect_timeout_ms.as_ref(),
+                    "remote.connect_timeout_ms",
+                    DEFAULT_CONNECT_TIMEOUT_MS,
+                )?
+                .duration(),
             policy: DestPolicy {
                 allow: self.cidrs(&raw.allow, "remote.allow")?,
                 deny: self.cidrs(&raw.deny, "remote.deny")?,
                 allow_loopback,
             },
-            fastopen_rcvbuf: self.int(
-                raw.fastopen_rcvbuf.as_ref(),
-                "remote.fastopen_rcvbuf",
-                FASTOPEN_RCVBUF_RANGE,
-                DEFAULT_FASTOPEN_RCVBUF,
-                " bytes",
-            )?,
+            fastopen_rcvbuf: self
+                .bounded::<RecvBuffer>(
+                    raw.fastopen_rcvbuf.as_ref(),
+                    "remote.fastopen_rcvbuf",
+                    DEFAULT_FASTOPEN_RCVBUF,
+                )?
+                .get(),
             auth: common.auth.clone(),
             limits: common.limits.clone(),
             paths,

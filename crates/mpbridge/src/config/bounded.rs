@@ -1,0 +1,200 @@
+//! Numbers whose accepted range and unit are part of their type: each key's
+//! range is one alias below, and an out-of-range value is refused with the
+//! range and unit in the message ("5 is out of range (expected 100..=120000 milliseconds)").
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+/// What a bounded number counts; its name ends the range in errors.
+pub trait Unit {
+    /// Plural, as in "1..=3600 seconds"; empty for plain numbers (ids, ports).
+    const NAME: &'static str;
+}
+
+macro_rules! units {
+    ($($(#[$doc:meta])* $name:ident = $text:literal;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name;
+        impl Unit for $name {
+            const NAME: &'static str = $text;
+        }
+    )*};
+}
+
+units! {
+    /// Time in milliseconds.
+    Milliseconds = "milliseconds";
+    /// Time in seconds.
+    Seconds = "seconds";
+    /// A size in bytes.
+    Bytes = "bytes";
+    /// A count of connections.
+    Connections = "connections";
+    /// A count of remembered nonces.
+    Nonces = "nonces";
+    /// A count of probes.
+    Probes = "probes";
+    /// A rate in Mbit/s.
+    MbitPerSec = "Mbit/s";
+    /// An id, a port, a priority: a plain number.
+    Number = "";
+}
+
+/// A `T` in `MIN..=MAX` of unit `U`. Made only by [`Bounded::new`], so a
+/// value of this type is in range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounded<T, const MIN: i64, const MAX: i64, U>(T, PhantomData<U>);
+
+impl<T: TryFrom<i64> + Copy, const MIN: i64, const MAX: i64, U: Unit> Bounded<T, MIN, MAX, U> {
+    /// `n` if it lies in `MIN..=MAX` (and so fits `T`).
+    pub fn new(n: i64) -> Result<Self, OutOfRange> {
+        match T::try_from(n) {
+            Ok(value) if (MIN..=MAX).contains(&n) => Ok(Bounded(value, PhantomData)),
+            _ => Err(OutOfRange {
+                value: n,
+                min: MIN,
+                max: MAX,
+                unit: U::NAME,
+            }),
+        }
+    }
+
+    /// The number.
+    pub fn get(self) -> T {
+        self.0
+    }
+}
+
+impl<const MIN: i64, const MAX: i64> Bounded<u64, MIN, MAX, Milliseconds> {
+    /// The time this many milliseconds make.
+    pub fn duration(self) -> Duration {
+        Duration::from_millis(self.0)
+    }
+}
+
+impl<const MIN: i64, const MAX: i64> Bounded<u64, MIN, MAX, Seconds> {
+    /// The time this many seconds make.
+    pub fn duration(self) -> Duration {
+        Duration::from_secs(self.0)
+    }
+}
+
+/// Why [`Bounded::new`] refused a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutOfRange {
+    value: i64,
+    min: i64,
+    max: i64,
+    unit: &'static str,
+}
+
+impl fmt::Display for OutOfRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let OutOfRange {
+            value,
+            min,
+            max,
+            unit,
+        } = self;
+        write!(f, "{value} is out of range (expected {min}..={max}")?;
+        if !unit.is_empty() {
+            write!(f, " {unit}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl std::error::Error for OutOfRange {}
+
+/// A type made from a config integer after a check: any [`Bounded`].
+pub trait FromNumber: Sized {
+    /// The value, or why `n` is refused.
+    fn from_number(n: i64) -> Result<Self, OutOfRange>;
+}
+
+impl<T: TryFrom<i64> + Copy, const MIN: i64, const MAX: i64, U: Unit> FromNumber
+    for Bounded<T, MIN, MAX, U>
+{
+    fn from_number(n: i64) -> Result<Self, OutOfRange> {
+        Bounded::new(n)
+    }
+}
+
+// The accepted range of every numeric key (`examples-config/mpbridge.toml`
+// repeats them for operators).
+
+/// `auth.key_id`, `auth.accept[].id`.
+pub type KeyId = Bounded<u8, 0, 255, Number>;
+/// `auth.window_secs`: how far a cookie's clock may be from ours.
+pub type WindowSecs = Bounded<u64, 1, 3600, Seconds>;
+/// `auth.replay_cache`.
+pub type ReplayCache = Bounded<usize, 1, 10_000_000, Nonces>;
+/// `local.connect_timeout_ms`, `local.reply_timeout_ms`,
+/// `remote.header_timeout_ms`, `remote.connect_timeout_ms`.
+pub type Timeout = Bounded<u64, 100, 120_000, Milliseconds>;
+/// `local.fastopen_rcvbuf`, `remote.fastopen_rcvbuf` (0: the kernel's autotuning).
+pub type RecvBuffer = Bounded<usize, 0, 268_435_456, Bytes>;
+/// `limits.max_connections`.
+pub type MaxConnections = Bounded<usize, 1, 1_000_000, Connections>;
+/// `limits.drain_secs`.
+pub type DrainSecs = Bounded<u64, 0, 3600, Seconds>;
+/// `limits.pipe_size`.
+pub type PipeSize = Bounded<usize, 4096, 16_777_216, Bytes>;
+/// `probe.interval_ms`.
+pub type ProbeInterval = Bounded<u64, 10, 10_000, Milliseconds>;
+/// `probe.down_after`, `probe.up_after`.
+pub type ProbeCount = Bounded<u32, 1, 100, Probes>;
+/// `probe.port`.
+pub type Port = Bounded<u16, 1, 65_535, Number>;
+/// `paths.table_base`: ids below 256 include the kernel's own (253..=255);
+/// the top leaves room for `MAX_LINKS` tables.
+pub type TableBase = Bounded<u32, 256, 2_000_000_000, Number>;
+/// `paths.rule_priority`.
+pub type RulePriority = Bounded<u32, 1, 32_000, Number>;
+/// `paths.route_table`.
+pub type RouteTable = Bounded<u32, 1, 2_000_000_000, Number>;
+/// `paths.route_metric`.
+pub type RouteMetric = Bounded<u32, 0, 2_000_000_000, Number>;
+/// `paths.nexthop_base`: the top leaves room for the ids of `MAX_LINKS`
+/// links and the groups.
+pub type NexthopBase = Bounded<u32, 1, 2_000_000_000, Number>;
+/// `link[].rate_mbit`.
+pub type RateMbit = Bounded<u32, 1, 1_000_000, MbitPerSec>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bounds_are_inclusive_and_the_error_names_them_with_the_unit() {
+        assert_eq!(Timeout::new(100).map(Bounded::get), Ok(100));
+        assert_eq!(Timeout::new(120_000).map(Bounded::get), Ok(120_000));
+        assert_eq!(
+            Timeout::new(99).unwrap_err().to_string(),
+            "99 is out of range (expected 100..=120000 milliseconds)"
+        );
+        assert_eq!(
+            KeyId::new(256).unwrap_err().to_string(),
+            "256 is out of range (expected 0..=255)"
+        );
+        assert_eq!(
+            MaxConnections::new(-1).unwrap_err().to_string(),
+            "-1 is out of range (expected 1..=1000000 connections)"
+        );
+    }
+
+    #[test]
+    fn times_keep_their_unit() {
+        assert_eq!(
+            Timeout::new(250).unwrap().duration(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(DrainSecs::new(0).unwrap().duration(), Duration::ZERO);
+        assert_eq!(
+            WindowSecs::new(60).unwrap().duration(),
+            Duration::from_secs(60)
+        );
+    }
+}
