@@ -137,7 +137,7 @@ fn main() -> ExitCode {
             config::load_local(&path, explicit, &overrides)
                 .map_err(StartError::from)
                 .and_then(|(settings, warnings)| {
-                    init_logging(&settings.log_level, &warnings);
+                    init_logging(settings.log_level, &warnings);
                     let reload: mpbridge::local::Reload = Box::new(move || {
                         let (settings, warnings) = config::load_local(&path, explicit, &overrides)?;
                         for w in &warnings {
@@ -158,7 +158,7 @@ fn main() -> ExitCode {
             config::load_remote(&path, explicit, &overrides)
                 .map_err(StartError::from)
                 .and_then(|(settings, warnings)| {
-                    init_logging(&settings.log_level, &warnings);
+                    init_logging(settings.log_level, &warnings);
                     run_daemon(|shutdown| mpbridge::remote::run(settings, shutdown))
                 })
         }
@@ -185,7 +185,7 @@ fn main() -> ExitCode {
             loaded
                 .map_err(StartError::from)
                 .and_then(|(paths, side, auth, level, warnings)| {
-                    init_logging(&level, &warnings);
+                    init_logging(level, &warnings);
                     run_daemon(|shutdown| async move {
                         mpbridge::paths_only::run(&paths, side, &auth, shutdown).await
                     })
@@ -292,7 +292,7 @@ fn uci(file: &std::path::Path, output: &std::path::Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn init_logging(level: &str, warnings: &[Warning]) {
+fn init_logging(level: tracing::Level, warnings: &[Warning]) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
@@ -333,10 +333,7 @@ fn init_logging(level: &str, warnings: &[Warning]) {
 /// signal handlers are installed inside the runtime before the daemon's
 /// future is even made, which only this function can get right.
 /// Every event at `level` (validated by the config: error … trace) or above.
-fn level_targets(level: &str) -> Targets {
-    let level = level
-        .parse::<tracing::Level>()
-        .unwrap_or(tracing::Level::INFO);
+fn level_targets(level: tracing::Level) -> Targets {
     Targets::new().with_default(level)
 }
 

@@ -2,6 +2,7 @@
 //! window and replay cache.
 
 use super::bounded::{KeyId, ReplayCache, WindowSecs};
+use super::choice::Choice;
 use super::error::{ConfigError, Location};
 use super::raw::{section, Field};
 use super::settings::{Auth, KeySpec, Overrides, Secret, Warning};
@@ -9,6 +10,7 @@ use super::{
     ConfigFile, DEFAULT_KEY_ID, DEFAULT_REPLAY_CACHE, DEFAULT_WINDOW_SECS, FLAG_KEY_FILE,
     GENKEY_HINT, MAX_KEY_FILE_BYTES, MIN_KEY_LEN,
 };
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read as _};
@@ -41,21 +43,7 @@ impl ConfigFile {
             )?
             .get();
 
-        let psk = match &raw.mode {
-            None => true,
-            Some(mode) => match mode.get_ref().as_str() {
-                "psk" => true,
-                "none" => false,
-                other => {
-                    return Err(self.invalid(
-                        mode.span(),
-                        "auth.mode",
-                        format!("\"{other}\" is not an auth mode (expected \"psk\" or \"none\")"),
-                    ))
-                }
-            },
-        };
-        if !psk {
+        if self.choice(&raw.mode, "auth.mode", AuthMode::Psk)? == AuthMode::None {
             if ov.key_file.is_some() {
                 return Err(ConfigError::command_line(
                     FLAG_KEY_FILE,
@@ -163,6 +151,20 @@ impl ConfigFile {
             }
         }
     }
+}
+
+/// `auth.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum AuthMode {
+    /// Every connection carries a cookie made with a pre-shared key.
+    Psk,
+    /// No cookie (interop tests only).
+    None,
+}
+
+impl Choice for AuthMode {
+    const WHAT: &'static str = "an auth mode";
 }
 
 /// Hex text to key bytes. The problem text never quotes the key.

@@ -2,9 +2,10 @@
 //! range, addresses, prefixes, socket paths, interface names, log levels.
 
 use super::bounded::FromNumber;
+use super::choice::{choose, Choice};
 use super::error::{file_location, ConfigError, Location};
-use super::raw::List;
-use super::{ConfigFile, LOG_LEVELS, MAX_IFNAME_LEN, MAX_SOCKET_PATH_LEN};
+use super::raw::{Field, List};
+use super::{ConfigFile, MAX_IFNAME_LEN, MAX_SOCKET_PATH_LEN};
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
@@ -60,6 +61,21 @@ impl ConfigFile {
     ) -> Result<B, ConfigError> {
         let (n, span) = value.map_or((default, 0..0), |v| (*v.get_ref(), v.span()));
         B::from_number(n).map_err(|e| self.invalid(span, field, e.to_string()))
+    }
+
+    /// A word naming one of `T`'s variants: the file's, else `default`.
+    pub(super) fn choice<T: Choice>(
+        &self,
+        value: &Field<String>,
+        field: &str,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(word) => {
+                choose(word.get_ref()).map_err(|e| self.invalid(word.span(), field, e.to_string()))
+            }
+        }
     }
 
     /// A non-empty address list, or `None` when the key is absent.
@@ -263,16 +279,4 @@ pub(super) fn check_ifname(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-pub(super) fn parse_log_level(s: &str) -> Result<String, String> {
-    let lower = s.to_ascii_lowercase();
-    if LOG_LEVELS.contains(&lower.as_str()) {
-        Ok(lower)
-    } else {
-        Err(format!(
-            "\"{s}\" is not a log level (expected one of {})",
-            LOG_LEVELS.join(", ")
-        ))
-    }
 }

@@ -1,16 +1,19 @@
 //! What `mpbridge local` diverts and how: the interception mode (TPROXY or
 //! REDIRECT) and the rules (`local.firewall`, `lan_interfaces`, `bypass`).
 
+use super::choice::{choose, Choice, ChoiceError};
 use super::error::ConfigError;
 use super::fields::check_ifname;
 use super::raw::RawLocal;
 use super::ConfigFile;
 use ipnet::IpNet;
+use serde::Deserialize;
 use std::fmt;
 use std::str::FromStr;
 
 /// How diverted client connections reach `mpbridge local`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Intercept {
     /// iptables/nft `TPROXY`: the socket's local address is the original destination.
     Tproxy,
@@ -18,20 +21,17 @@ pub enum Intercept {
     Redirect,
 }
 
-/// `FromStr` error for [`Intercept`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("\"{0}\" is not an interception mode (expected \"tproxy\" or \"redirect\")")]
-pub struct ParseInterceptError(pub String);
+impl Choice for Intercept {
+    const WHAT: &'static str = "an interception mode";
+    const IGNORE_CASE: bool = true;
+}
 
+/// `--intercept`: the words of `local.intercept`.
 impl FromStr for Intercept {
-    type Err = ParseInterceptError;
+    type Err = ChoiceError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "tproxy" => Ok(Intercept::Tproxy),
-            "redirect" => Ok(Intercept::Redirect),
-            _ => Err(ParseInterceptError(s.to_owned())),
-        }
+        choose(s)
     }
 }
 
@@ -49,13 +49,18 @@ impl fmt::Display for Intercept {
 pub const DEFAULT_LAN_INTERFACE: &str = "br-lan";
 
 /// Who manages the rules that divert client TCP to `mpbridge local`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FirewallMode {
     /// The daemon's own nftables table `inet mpbridge` (and, for TPROXY,
     /// its fwmark rule and local route), gone when the daemon is.
     Nftables,
     /// The system's firewall (e.g. OpenWrt fw4 includes); see docs/FIREWALL.md.
     None,
+}
+
+impl Choice for FirewallMode {
+    const WHAT: &'static str = "a firewall mode";
 }
 
 /// What `mpbridge local` diverts, validated.
@@ -82,22 +87,7 @@ impl Default for Interception {
 
 impl ConfigFile {
     pub(super) fn interception(&self, raw: &RawLocal) -> Result<Interception, ConfigError> {
-        let firewall = match &raw.firewall {
-            None => FirewallMode::Nftables,
-            Some(s) => match s.get_ref().as_str() {
-                "nftables" => FirewallMode::Nftables,
-                "none" => FirewallMode::None,
-                other => {
-                    return Err(self.invalid(
-                        s.span(),
-                        "local.firewall",
-                        format!(
-                            "\"{other}\" is not a firewall mode (expected \"nftables\" or \"none\")"
-                        ),
-                    ))
-                }
-            },
-        };
+        let firewall = self.choice(&raw.firewall, "local.firewall", FirewallMode::Nftables)?;
         let lan_interfaces = match &raw.lan_interfaces {
             None => vec![DEFAULT_LAN_INTERFACE.to_owned()],
             Some(list) => {

@@ -10,6 +10,7 @@
 
 mod auth;
 pub mod bounded;
+mod choice;
 mod error;
 mod fields;
 pub mod interception;
@@ -30,10 +31,9 @@ use std::path::{Path, PathBuf};
 
 use toml::de::DeTable;
 
+pub use choice::ChoiceError;
 pub use error::{ConfigError, Location};
-pub use interception::{
-    FirewallMode, Intercept, Interception, ParseInterceptError, DEFAULT_LAN_INTERFACE,
-};
+pub use interception::{FirewallMode, Intercept, Interception, DEFAULT_LAN_INTERFACE};
 pub use policy::{DestPolicy, PolicyRefusal};
 pub use settings::{
     Auth, ControlSettings, DownAction, KeySpec, Limits, LinkConfig, LocalSettings, Overrides,
@@ -68,8 +68,6 @@ const DEFAULT_MAX_CONNECTIONS: i64 = 4096;
 const DEFAULT_DRAIN_SECS: i64 = 10;
 const DEFAULT_PIPE_SIZE: i64 = 262_144;
 const DEFAULT_FASTOPEN_RCVBUF: i64 = 16_777_216;
-const DEFAULT_LOG_LEVEL: &str = "info";
-const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 /// A key file is a line of hex; reading stops here so a wrong path (a device,
 /// a log) cannot make startup read forever.
 const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;

@@ -80,22 +80,8 @@ impl ConfigFile {
         }
 
         let (probe, _) = section(&self.raw.probe);
-        let down_action = match &probe.down_action {
-            None => DownAction::Remove,
-            Some(s) => match s.get_ref().as_str() {
-                "remove" => DownAction::Remove,
-                "backup" => DownAction::Backup,
-                other => {
-                    return Err(self.invalid(
-                        s.span(),
-                        "probe.down_action",
-                        format!(
-                            "\"{other}\" is not a down action (expected \"remove\" or \"backup\")"
-                        ),
-                    ))
-                }
-            },
-        };
+        let down_action =
+            self.choice(&probe.down_action, "probe.down_action", DownAction::Remove)?;
         let probe = ProbeConfig {
             enabled: probe.enabled.as_ref().is_none_or(|b| *b.get_ref()),
             interval: self

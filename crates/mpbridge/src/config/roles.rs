@@ -2,11 +2,10 @@
 //! section (`[local]`, `[remote]`), and their control sockets.
 
 use super::bounded::{DrainSecs, MaxConnections, PipeSize, RecvBuffer, Timeout};
+use super::choice::{choose, Choice};
 use super::error::ConfigError;
-use super::fields::{
-    check_socket_path, cli_addrs, parse_log_level, parse_socket_addr, unspecified_on, AddrUse,
-};
-use super::interception::{Intercept, ParseInterceptError};
+use super::fields::{check_socket_path, cli_addrs, parse_socket_addr, unspecified_on, AddrUse};
+use super::interception::Intercept;
 use super::policy::DestPolicy;
 use super::raw::{section, Field};
 use super::settings::{
@@ -14,17 +13,20 @@ use super::settings::{
 };
 use super::{
     ConfigFile, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_SECS, DEFAULT_FASTOPEN_RCVBUF,
-    DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_LOCAL_CONTROL_SOCKET, DEFAULT_LOCAL_PORT, DEFAULT_LOG_LEVEL,
+    DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_LOCAL_CONTROL_SOCKET, DEFAULT_LOCAL_PORT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_PIPE_SIZE, DEFAULT_REMOTE_CONTROL_SOCKET, DEFAULT_REMOTE_PORT,
     DEFAULT_REPLY_TIMEOUT_MS, FLAG_INTERCEPT, FLAG_LISTEN, FLAG_LOG_LEVEL, FLAG_REMOTE,
 };
 use std::path::PathBuf;
 
+use serde::Deserialize;
+use tracing::Level;
+
 /// Validated parts both roles share.
 pub(super) struct Common {
     pub(super) auth: Auth,
     pub(super) limits: Limits,
-    pub(super) log_level: String,
+    pub(super) log_level: Level,
 }
 
 impl ConfigFile {
@@ -61,19 +63,16 @@ impl ConfigFile {
         };
 
         let (log, _) = section(&self.raw.log);
-        let log_level = match (&ov.log_level, &log.level) {
-            (Some(level), _) => {
-                parse_log_level(level).map_err(|p| ConfigError::command_line(FLAG_LOG_LEVEL, p))?
-            }
-            (None, Some(level)) => parse_log_level(level.get_ref())
-                .map_err(|p| self.invalid(level.span(), "log.level", p))?,
-            (None, None) => DEFAULT_LOG_LEVEL.to_owned(),
+        let log_level = match &ov.log_level {
+            Some(level) => choose::<LogLevel>(level)
+                .map_err(|e| ConfigError::command_line(FLAG_LOG_LEVEL, e.to_string()))?,
+            None => self.choice(&log.level, "log.level", LogLevel::Info)?,
         };
 
         Ok(Common {
             auth,
             limits,
-            log_level,
+            log_level: log_level.into(),
         })
     }
 
@@ -89,12 +88,9 @@ impl ConfigFile {
             None => self.addrs(&raw.listen, "local.listen", AddrUse::Listen)?,
         }
         .unwrap_or_else(|| unspecified_on(DEFAULT_LOCAL_PORT));
-        let intercept = match (ov.intercept, &raw.intercept) {
-            (Some(i), _) => i,
-            (None, Some(s)) => s.get_ref().parse().map_err(|e: ParseInterceptError| {
-                self.invalid(s.span(), "local.intercept", e.to_string())
-            })?,
-            (None, None) => Intercept::Tproxy,
+        let intercept = match ov.intercept {
+            Some(i) => i,
+            None => self.choice(&raw.intercept, "local.intercept", Intercept::Tproxy)?,
         };
         let remotes = match &ov.remotes {
             Some(addrs) => cli_addrs(addrs, FLAG_REMOTE, AddrUse::Connect)?,
@@ -145,7 +141,7 @@ impl ConfigFile {
                 &raw.metrics_listen,
                 warnings,
             )?,
-            log_level: common.log_level.clone(),
+            log_level: common.log_level,
         })
     }
 
@@ -217,7 +213,7 @@ impl ConfigFile {
                 &raw.metrics_listen,
                 warnings,
             )?,
-            log_level: common.log_level.clone(),
+            log_level: common.log_level,
         })
     }
 
@@ -291,5 +287,33 @@ impl ConfigFile {
             socket,
             metrics_listen,
         })
+    }
+}
+
+/// `log.level` and `--log-level`: the lowest level logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl Choice for LogLevel {
+    const WHAT: &'static str = "a log level";
+    const IGNORE_CASE: bool = true;
+}
+
+impl From<LogLevel> for Level {
+    fn from(level: LogLevel) -> Level {
+        match level {
+            LogLevel::Error => Level::ERROR,
+            LogLevel::Warn => Level::WARN,
+            LogLevel::Info => Level::INFO,
+            LogLevel::Debug => Level::DEBUG,
+            LogLevel::Trace => Level::TRACE,
+        }
     }
 }

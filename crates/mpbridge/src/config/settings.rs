@@ -1,6 +1,7 @@
 //! The validated settings: what `mpbridge local` and `mpbridge remote` run
 //! with. Every field holds a checked value; nothing here parses.
 
+use super::choice::Choice;
 use super::interception::{Intercept, Interception};
 use super::policy::DestPolicy;
 use super::{DEFAULT_DRAIN_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PIPE_SIZE, MAX_LINKS};
@@ -101,13 +102,18 @@ pub struct LinkConfig {
     pub rate_mbit: Option<u32>,
 }
 
-/// What the path manager does to a link its probes declare down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the path manager does to a link its probes declare down (`probe.down_action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DownAction {
     /// Remove the link's MPTCP endpoints (the kernel closes its subflows).
     Remove,
     /// Mark the endpoints backup (MP_PRIO): subflows stay, idle.
     Backup,
+}
+
+impl Choice for DownAction {
+    const WHAT: &'static str = "a down action";
 }
 
 /// Link probing (`[probe]`).
@@ -199,8 +205,8 @@ pub struct LocalSettings {
     pub limits: Limits,
     pub paths: PathSettings,
     pub control: ControlSettings,
-    /// One of error, warn, info, debug, trace.
-    pub log_level: String,
+    /// The lowest level logged (`log.level`, `--log-level`).
+    pub log_level: tracing::Level,
 }
 
 /// Everything `mpbridge remote` needs, validated.
@@ -221,8 +227,8 @@ pub struct RemoteSettings {
     pub limits: Limits,
     pub paths: PathSettings,
     pub control: ControlSettings,
-    /// One of error, warn, info, debug, trace.
-    pub log_level: String,
+    /// The lowest level logged (`log.level`, `--log-level`).
+    pub log_level: tracing::Level,
 }
 
 /// Command-line flags that override the file. Errors name them as

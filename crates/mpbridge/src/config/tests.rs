@@ -86,7 +86,7 @@ fn minimal_local_config_parses_with_defaults() {
     assert_eq!(s.limits.max_connections, 4096);
     assert_eq!(s.limits.drain, Duration::from_secs(10));
     assert_eq!(s.limits.pipe_size, 262_144);
-    assert_eq!(s.log_level, "info");
+    assert_eq!(s.log_level, tracing::Level::INFO);
     assert_eq!(
         s.control,
         ControlSettings {
@@ -112,7 +112,7 @@ fn minimal_remote_config_parses_with_defaults() {
     assert_eq!(s.connect_timeout, Duration::from_millis(5000));
     assert_eq!(s.policy, DestPolicy::default());
     assert_eq!(s.limits, Limits::default());
-    assert_eq!(s.log_level, "info");
+    assert_eq!(s.log_level, tracing::Level::INFO);
     assert_eq!(
         s.control.socket,
         Some(PathBuf::from("/run/mpbridge/remote.sock"))
@@ -206,7 +206,7 @@ fn every_value_in_the_file_is_used() {
             pipe_size: 4096
         }
     );
-    assert_eq!(l.log_level, "debug");
+    assert_eq!(l.log_level, tracing::Level::DEBUG);
     let (send, accept, window, replay) = psk(&l.auth);
     assert_eq!(send.id, 7);
     assert_eq!(accept.iter().map(|k| k.id).collect::<Vec<_>>(), vec![7, 8]);
@@ -746,7 +746,7 @@ fn overrides_win_over_the_file() {
     assert_eq!(s.listen, vec!["127.0.0.1:9".parse().unwrap()]);
     assert_eq!(s.remotes, vec!["198.51.100.1:4443".parse().unwrap()]);
     assert_eq!(s.intercept, Intercept::Redirect);
-    assert_eq!(s.log_level, "trace");
+    assert_eq!(s.log_level, tracing::Level::TRACE);
     assert_eq!(hex::encode(psk(&s.auth).0.secret.expose()), KEY2);
 }
 
