@@ -69,7 +69,7 @@ struct Shared {
 pub fn bind(settings: &LocalSettings) -> Result<Vec<TcpListener>, StartError> {
     let mut listeners = Vec::new();
     for addr in &settings.listen {
-        match intercept::bind(*addr, settings.intercept) {
+        match intercept::bind(*addr, settings.interception.mode) {
             Ok(l) => listeners.push(l),
             Err(e) if addr.is_ipv6() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
                 tracing::warn!(%addr, "IPv6 is not available on this host; not listening there");
@@ -119,12 +119,14 @@ pub async fn run(
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     // First: a second daemon finds the first one's control socket (a
     // clearer error than its busy listen port) before changing anything.
-    let endpoints = control::bind(&settings.control)?;
+    let endpoints = control::bind(&settings.common.control)?;
     let listeners = bind(&settings)?;
     let side = crate::paths::Side::Local {
         remotes: settings.remotes.clone(),
     };
-    let paths = crate::paths::PathManager::start(&settings.paths, side, &settings.auth).await?;
+    let paths =
+        crate::paths::PathManager::start(&settings.common.paths, side, &settings.common.auth)
+            .await?;
     let bound: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
@@ -132,7 +134,7 @@ pub async fn run(
     let firewall: Option<SharedFirewall> = match settings.interception.firewall {
         FirewallMode::Nftables => {
             let plan = Plan {
-                mode: settings.intercept,
+                mode: settings.interception.mode,
                 lan_interfaces: settings.interception.lan_interfaces.clone(),
                 listeners: bound.clone(),
                 remotes: settings.remotes.clone(),
@@ -157,10 +159,10 @@ pub async fn run(
         }
     };
     let stats = Arc::new(Stats::default());
-    let observed = Observed::of_daemon(Role::Local, &stats, paths.as_ref(), &settings.paths);
+    let observed = Observed::of_daemon(Role::Local, &stats, paths.as_ref(), &settings.common.paths);
     let control = endpoints.serve(observed);
     for addr in &bound {
-        tracing::info!(%addr, intercept = %settings.intercept, "local listening");
+        tracing::info!(%addr, intercept = %settings.interception.mode, "local listening");
     }
     let stop_following = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(fw) = &firewall {
@@ -269,7 +271,7 @@ pub async fn serve(
     stats: Arc<Stats>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let key = match &settings.auth {
+    let key = match &settings.common.auth {
         Auth::None => None,
         Auth::Psk { send, .. } => Some(checks::cookie_key(send)),
     };
@@ -278,8 +280,8 @@ pub async fn serve(
         .filter_map(|l| l.local_addr().ok())
         .collect();
     let options = ServeOptions {
-        max_connections: settings.limits.max_connections,
-        drain: settings.limits.drain,
+        max_connections: settings.common.limits.max_connections,
+        drain: settings.common.limits.drain,
     };
     let shared = Arc::new(Shared {
         settings,
@@ -308,7 +310,8 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     // relay error, the drain deadline) resets the client instead of a FIN.
     let client_guard = relay::ResetOnDrop::new(&client);
     let settings = &shared.settings;
-    let dest = match intercept::original_destination(&client, settings.intercept).and_then(|d| {
+    let mode = settings.interception.mode;
+    let dest = match intercept::original_destination(&client, mode).and_then(|d| {
         intercept::check_loop(d, &shared.listeners, &own_addresses(&shared, d)).map(|()| d)
     }) {
         Ok(dest) => dest,
@@ -335,7 +338,7 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         .stats
         .register(peer, dest, &upstream, transport(settings));
     let counters = conn.counters();
-    let pipe = settings.limits.pipe_size;
+    let pipe = settings.common.limits.pipe_size;
     let up = async {
         relay::pump(&client, &upstream, pipe, &counters.up)
             .await

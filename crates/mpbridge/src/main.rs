@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
-use mpbridge::config::{self, Intercept, Overrides, Warning};
+use mpbridge::config::{self, InterceptionMode, Overrides, Warning};
 use mpbridge::error::StartError;
 use tracing_subscriber::filter::Targets;
 
@@ -45,7 +45,7 @@ enum Command {
         remote: Vec<SocketAddr>,
         /// How connections are diverted: tproxy or redirect.
         #[arg(long, value_name = "MODE")]
-        intercept: Option<Intercept>,
+        intercept: Option<InterceptionMode>,
         /// File holding the pre-shared key (hex).
         #[arg(long, value_name = "PATH")]
         key_file: Option<PathBuf>,
@@ -137,7 +137,7 @@ fn main() -> ExitCode {
             config::load_local(&path, explicit, &overrides)
                 .map_err(StartError::from)
                 .and_then(|(settings, warnings)| {
-                    init_logging(settings.log_level, &warnings);
+                    init_logging(settings.common.log_level, &warnings);
                     let reload: mpbridge::local::Reload = Box::new(move || {
                         let (settings, warnings) = config::load_local(&path, explicit, &overrides)?;
                         for w in &warnings {
@@ -158,7 +158,7 @@ fn main() -> ExitCode {
             config::load_remote(&path, explicit, &overrides)
                 .map_err(StartError::from)
                 .and_then(|(settings, warnings)| {
-                    init_logging(settings.log_level, &warnings);
+                    init_logging(settings.common.log_level, &warnings);
                     run_daemon(|shutdown| mpbridge::remote::run(settings, shutdown))
                 })
         }
@@ -170,24 +170,17 @@ fn main() -> ExitCode {
             let loaded = match role {
                 Mode::Local => config::load_local(&path, explicit, &overrides).map(|(s, w)| {
                     let side = mpbridge::paths::Side::Local { remotes: s.remotes };
-                    (s.paths, side, s.auth, s.log_level, w)
+                    (s.common, side, w)
                 }),
-                Mode::Remote => config::load_remote(&path, explicit, &overrides).map(|(s, w)| {
-                    (
-                        s.paths,
-                        mpbridge::paths::Side::Remote,
-                        s.auth,
-                        s.log_level,
-                        w,
-                    )
-                }),
+                Mode::Remote => config::load_remote(&path, explicit, &overrides)
+                    .map(|(s, w)| (s.common, mpbridge::paths::Side::Remote, w)),
             };
             loaded
                 .map_err(StartError::from)
-                .and_then(|(paths, side, auth, level, warnings)| {
-                    init_logging(level, &warnings);
+                .and_then(|(common, side, warnings)| {
+                    init_logging(common.log_level, &warnings);
                     run_daemon(|shutdown| async move {
-                        mpbridge::paths_only::run(&paths, side, &auth, shutdown).await
+                        mpbridge::paths_only::run(&common.paths, side, &common.auth, shutdown).await
                     })
                 })
         }

@@ -158,7 +158,7 @@ pub async fn serve(
     stats: Arc<Stats>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let verifier = match &settings.auth {
+    let verifier = match &settings.common.auth {
         Auth::None => None,
         Auth::Psk {
             accept,
@@ -172,8 +172,8 @@ pub async fn serve(
         ))),
     };
     let options = ServeOptions {
-        max_connections: settings.limits.max_connections,
-        drain: settings.limits.drain,
+        max_connections: settings.common.limits.max_connections,
+        drain: settings.common.limits.drain,
     };
     let shared = Arc::new(Shared {
         settings,
@@ -199,12 +199,15 @@ pub async fn run(
     checks::fastopen_server();
     // First: a second daemon finds the first one's control socket (a
     // clearer error than its busy listen port) before changing anything.
-    let endpoints = control::bind(&settings.control)?;
+    let endpoints = control::bind(&settings.common.control)?;
     let listeners = bind(&settings.listen)?;
     let side = crate::paths::Side::Remote;
-    let paths = crate::paths::PathManager::start(&settings.paths, side, &settings.auth).await?;
+    let paths =
+        crate::paths::PathManager::start(&settings.common.paths, side, &settings.common.auth)
+            .await?;
     let stats = Arc::new(Stats::default());
-    let observed = Observed::of_daemon(Role::Remote, &stats, paths.as_ref(), &settings.paths);
+    let observed =
+        Observed::of_daemon(Role::Remote, &stats, paths.as_ref(), &settings.common.paths);
     let control = endpoints.serve(observed);
     for l in &listeners {
         if let Ok(addr) = l.local_addr() {
@@ -288,8 +291,9 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         Ok(())
     }
     .await;
+    let pipe = settings.common.limits.pipe_size;
     let end = match result {
-        Ok(()) => relay::relay(&stream, &upstream, settings.limits.pipe_size, counters).await,
+        Ok(()) => relay::relay(&stream, &upstream, pipe, counters).await,
         Err(e) => relay::finish(&stream, &upstream, Err(e)),
     };
     conn.finish(&end);

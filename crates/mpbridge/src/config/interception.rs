@@ -14,20 +14,20 @@ use std::str::FromStr;
 /// How diverted client connections reach `mpbridge local`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Intercept {
+pub enum InterceptionMode {
     /// iptables/nft `TPROXY`: the socket's local address is the original destination.
     Tproxy,
     /// `REDIRECT`/DNAT: the original destination comes from `SO_ORIGINAL_DST`.
     Redirect,
 }
 
-impl Choice for Intercept {
+impl Choice for InterceptionMode {
     const WHAT: &'static str = "an interception mode";
     const IGNORE_CASE: bool = true;
 }
 
 /// `--intercept`: the words of `local.intercept`.
-impl FromStr for Intercept {
+impl FromStr for InterceptionMode {
     type Err = ChoiceError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -35,11 +35,11 @@ impl FromStr for Intercept {
     }
 }
 
-impl fmt::Display for Intercept {
+impl fmt::Display for InterceptionMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Intercept::Tproxy => "tproxy",
-            Intercept::Redirect => "redirect",
+            InterceptionMode::Tproxy => "tproxy",
+            InterceptionMode::Redirect => "redirect",
         })
     }
 }
@@ -63,9 +63,12 @@ impl Choice for FirewallMode {
     const WHAT: &'static str = "a firewall mode";
 }
 
-/// What `mpbridge local` diverts, validated.
+/// Everything `[local]` says about diverting client TCP to `mpbridge local`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interception {
+    /// How diverted connections arrive (`local.intercept`, `--intercept`).
+    pub mode: InterceptionMode,
+    /// Who installs the rules that divert them (`local.firewall`).
     pub firewall: FirewallMode,
     /// TCP arriving on these interfaces is diverted; never empty with
     /// [`FirewallMode::Nftables`].
@@ -78,6 +81,7 @@ pub struct Interception {
 impl Default for Interception {
     fn default() -> Self {
         Interception {
+            mode: InterceptionMode::Tproxy,
             firewall: FirewallMode::Nftables,
             lan_interfaces: vec![DEFAULT_LAN_INTERFACE.to_owned()],
             bypass: Vec::new(),
@@ -86,7 +90,12 @@ impl Default for Interception {
 }
 
 impl ConfigFile {
-    pub(super) fn interception(&self, raw: &RawLocal) -> Result<Interception, ConfigError> {
+    /// `local.firewall`, `lan_interfaces` and `bypass`, with the mode already read.
+    pub(super) fn interception(
+        &self,
+        raw: &RawLocal,
+        mode: InterceptionMode,
+    ) -> Result<Interception, ConfigError> {
         let firewall = self.choice(&raw.firewall, "local.firewall", FirewallMode::Nftables)?;
         let lan_interfaces = match &raw.lan_interfaces {
             None => vec![DEFAULT_LAN_INTERFACE.to_owned()],
@@ -117,6 +126,7 @@ impl ConfigFile {
             }
         };
         Ok(Interception {
+            mode,
             firewall,
             lan_interfaces,
             bypass: self.cidrs(&raw.bypass, "local.bypass")?,

@@ -33,11 +33,11 @@ use toml::de::DeTable;
 
 pub use choice::ChoiceError;
 pub use error::{ConfigError, Location};
-pub use interception::{FirewallMode, Intercept, Interception, DEFAULT_LAN_INTERFACE};
+pub use interception::{FirewallMode, Interception, InterceptionMode, DEFAULT_LAN_INTERFACE};
 pub use policy::{DestPolicy, PolicyRefusal};
 pub use settings::{
-    Auth, ControlSettings, DownAction, KeySpec, Limits, LinkConfig, LocalSettings, Overrides,
-    PathSettings, ProbeConfig, RemoteSettings, Role, RouteSettings, Secret, Warning,
+    Auth, Common, ControlSettings, DownAction, KeySpec, Limits, LinkConfig, LocalSettings,
+    Overrides, PathSettings, ProbeConfig, RemoteSettings, Role, RouteSettings, Secret, Warning,
 };
 
 use auth::io_reason;
@@ -213,15 +213,15 @@ impl ConfigFile {
     /// Validates `[auth]`, `[local]`, `[limits]` and `[log]` with the flags applied.
     pub fn local(&self, ov: &Overrides) -> Result<(LocalSettings, Vec<Warning>), ConfigError> {
         let mut warnings = Vec::new();
-        let common = self.common(ov, &mut warnings)?;
-        Ok((self.local_with(ov, &common, &mut warnings)?, warnings))
+        let shared = self.shared(ov, &mut warnings)?;
+        Ok((self.local_with(ov, &shared, &mut warnings)?, warnings))
     }
 
     /// Validates `[auth]`, `[remote]`, `[limits]` and `[log]` with the flags applied.
     pub fn remote(&self, ov: &Overrides) -> Result<(RemoteSettings, Vec<Warning>), ConfigError> {
         let mut warnings = Vec::new();
-        let common = self.common(ov, &mut warnings)?;
-        Ok((self.remote_with(ov, &common, &mut warnings)?, warnings))
+        let shared = self.shared(ov, &mut warnings)?;
+        Ok((self.remote_with(ov, &shared, &mut warnings)?, warnings))
     }
 
     /// Validates every section present; returns the roles whose section is present.
@@ -229,13 +229,13 @@ impl ConfigFile {
         let ov = Overrides::default();
         let mut warnings = Vec::new();
         let mut roles = Vec::new();
-        let common = self.common(&ov, &mut warnings)?;
+        let shared = self.shared(&ov, &mut warnings)?;
         if self.raw.local.is_some() {
-            self.local_with(&ov, &common, &mut warnings)?;
+            self.local_with(&ov, &shared, &mut warnings)?;
             roles.push(Role::Local);
         }
         if self.raw.remote.is_some() {
-            self.remote_with(&ov, &common, &mut warnings)?;
+            self.remote_with(&ov, &shared, &mut warnings)?;
             roles.push(Role::Remote);
         }
         if roles.is_empty() {

@@ -5,11 +5,11 @@ use super::bounded::{DrainSecs, MaxConnections, PipeSize, RecvBuffer, Timeout};
 use super::choice::{choose, Choice};
 use super::error::ConfigError;
 use super::fields::{check_socket_path, cli_addrs, parse_socket_addr, unspecified_on, AddrUse};
-use super::interception::Intercept;
+use super::interception::InterceptionMode;
 use super::policy::DestPolicy;
 use super::raw::{section, Field};
 use super::settings::{
-    Auth, ControlSettings, Limits, LocalSettings, Overrides, RemoteSettings, Role, Warning,
+    Auth, Common, ControlSettings, Limits, LocalSettings, Overrides, RemoteSettings, Role, Warning,
 };
 use super::{
     ConfigFile, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_SECS, DEFAULT_FASTOPEN_RCVBUF,
@@ -22,19 +22,20 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use tracing::Level;
 
-/// Validated parts both roles share.
-pub(super) struct Common {
+/// The sections both roles read the same way, validated once (also when
+/// `check` validates both roles).
+pub(super) struct Shared {
     pub(super) auth: Auth,
     pub(super) limits: Limits,
     pub(super) log_level: Level,
 }
 
 impl ConfigFile {
-    pub(super) fn common(
+    pub(super) fn shared(
         &self,
         ov: &Overrides,
         warnings: &mut Vec<Warning>,
-    ) -> Result<Common, ConfigError> {
+    ) -> Result<Shared, ConfigError> {
         let auth = self.auth(ov, warnings)?;
 
         let (limits, _) = section(&self.raw.limits);
@@ -69,7 +70,7 @@ impl ConfigFile {
             None => self.choice(&log.level, "log.level", LogLevel::Info)?,
         };
 
-        Ok(Common {
+        Ok(Shared {
             auth,
             limits,
             log_level: log_level.into(),
@@ -79,7 +80,7 @@ impl ConfigFile {
     pub(super) fn local_with(
         &self,
         ov: &Overrides,
-        common: &Common,
+        shared: &Shared,
         warnings: &mut Vec<Warning>,
     ) -> Result<LocalSettings, ConfigError> {
         let (raw, header) = section(&self.raw.local);
@@ -88,9 +89,10 @@ impl ConfigFile {
             None => self.addrs(&raw.listen, "local.listen", AddrUse::Listen)?,
         }
         .unwrap_or_else(|| unspecified_on(DEFAULT_LOCAL_PORT));
-        let intercept = match ov.intercept {
+        // Read before `remotes`, so a wrong mode is reported first, as it always was.
+        let mode = match ov.intercept {
             Some(i) => i,
-            None => self.choice(&raw.intercept, "local.intercept", Intercept::Tproxy)?,
+            None => self.choice(&raw.intercept, "local.intercept", InterceptionMode::Tproxy)?,
         };
         let remotes = match &ov.remotes {
             Some(addrs) => cli_addrs(addrs, FLAG_REMOTE, AddrUse::Connect)?,
@@ -106,7 +108,6 @@ impl ConfigFile {
         let paths = self.paths(remotes[0].port(), Role::Local)?;
         Ok(LocalSettings {
             listen,
-            intercept,
             remotes,
             connect_timeout: self
                 .bounded::<Timeout>(
@@ -131,24 +132,26 @@ impl ConfigFile {
                     DEFAULT_FASTOPEN_RCVBUF,
                 )?
                 .get(),
-            interception: self.interception(&raw)?,
-            auth: common.auth.clone(),
-            limits: common.limits.clone(),
-            paths,
-            control: self.control(
-                Role::Local,
-                &raw.control_socket,
-                &raw.metrics_listen,
-                warnings,
-            )?,
-            log_level: common.log_level,
+            interception: self.interception(&raw, mode)?,
+            common: Common {
+                auth: shared.auth.clone(),
+                limits: shared.limits.clone(),
+                log_level: shared.log_level,
+                paths,
+                control: self.control(
+                    Role::Local,
+                    &raw.control_socket,
+                    &raw.metrics_listen,
+                    warnings,
+                )?,
+            },
         })
     }
 
     pub(super) fn remote_with(
         &self,
         ov: &Overrides,
-        common: &Common,
+        shared: &Shared,
         warnings: &mut Vec<Warning>,
     ) -> Result<RemoteSettings, ConfigError> {
         if ov.remotes.is_some() {
@@ -204,16 +207,18 @@ impl ConfigFile {
                     DEFAULT_FASTOPEN_RCVBUF,
                 )?
                 .get(),
-            auth: common.auth.clone(),
-            limits: common.limits.clone(),
-            paths,
-            control: self.control(
-                Role::Remote,
-                &raw.control_socket,
-                &raw.metrics_listen,
-                warnings,
-            )?,
-            log_level: common.log_level,
+            common: Common {
+                auth: shared.auth.clone(),
+                limits: shared.limits.clone(),
+                log_level: shared.log_level,
+                paths,
+                control: self.control(
+                    Role::Remote,
+                    &raw.control_socket,
+                    &raw.metrics_listen,
+                    warnings,
+                )?,
+            },
         })
     }
 

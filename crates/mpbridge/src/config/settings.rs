@@ -2,7 +2,7 @@
 //! with. Every field holds a checked value; nothing here parses.
 
 use super::choice::Choice;
-use super::interception::{Intercept, Interception};
+use super::interception::{Interception, InterceptionMode};
 use super::policy::DestPolicy;
 use super::{DEFAULT_DRAIN_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PIPE_SIZE, MAX_LINKS};
 use ipnet::IpNet;
@@ -179,12 +179,25 @@ pub struct ControlSettings {
     pub metrics_listen: Option<SocketAddr>,
 }
 
-/// Everything `mpbridge local` needs, validated.
+/// What both daemons run with: `[auth]`, `[limits]`, `[log]`, the path
+/// manager (`[[link]]`, `[probe]`, `[paths]`) and the control socket and
+/// metrics of the role's section. `mpbridge paths` needs only this.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub auth: Auth,
+    pub limits: Limits,
+    pub paths: PathSettings,
+    pub control: ControlSettings,
+    /// The lowest level logged (`log.level`, `--log-level`).
+    pub log_level: tracing::Level,
+}
+
+/// Everything `mpbridge local` needs, validated: the common part and `[local]`.
 #[derive(Debug, Clone)]
 pub struct LocalSettings {
+    pub common: Common,
     /// Where diverted client TCP arrives.
     pub listen: Vec<SocketAddr>,
-    pub intercept: Intercept,
     /// `mpbridge remote` addresses, tried in order; never empty.
     pub remotes: Vec<SocketAddr>,
     /// Dialing the remote.
@@ -199,19 +212,15 @@ pub struct LocalSettings {
     /// Open; 0 leaves it to the kernel's autotuning (see the example config
     /// for the kernel behaviour this works around).
     pub fastopen_rcvbuf: usize,
-    /// Who installs the rules that divert client TCP, and which.
+    /// How client TCP is diverted to the listeners, and who installs the
+    /// rules that divert it.
     pub interception: Interception,
-    pub auth: Auth,
-    pub limits: Limits,
-    pub paths: PathSettings,
-    pub control: ControlSettings,
-    /// The lowest level logged (`log.level`, `--log-level`).
-    pub log_level: tracing::Level,
 }
 
-/// Everything `mpbridge remote` needs, validated.
+/// Everything `mpbridge remote` needs, validated: the common part and `[remote]`.
 #[derive(Debug, Clone)]
 pub struct RemoteSettings {
+    pub common: Common,
     /// Where `mpbridge local` connects.
     pub listen: Vec<SocketAddr>,
     /// The whole Convert header must arrive within this, and the client's
@@ -223,12 +232,6 @@ pub struct RemoteSettings {
     /// Fixed receive buffer (bytes) of the accepted MPTCP connections; 0
     /// leaves it to the kernel's autotuning (see the example config).
     pub fastopen_rcvbuf: usize,
-    pub auth: Auth,
-    pub limits: Limits,
-    pub paths: PathSettings,
-    pub control: ControlSettings,
-    /// The lowest level logged (`log.level`, `--log-level`).
-    pub log_level: tracing::Level,
 }
 
 /// Command-line flags that override the file. Errors name them as
@@ -240,7 +243,7 @@ pub struct Overrides {
     /// Replaces `local.remotes` (local only).
     pub remotes: Option<Vec<SocketAddr>>,
     /// Replaces `local.intercept` (local only).
-    pub intercept: Option<Intercept>,
+    pub intercept: Option<InterceptionMode>,
     /// Replaces `auth.key` / `auth.key_file` (the send key).
     pub key_file: Option<PathBuf>,
     /// Replaces `log.level`.

@@ -77,24 +77,24 @@ fn minimal_local_config_parses_with_defaults() {
     let (s, warnings) = local(&text).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(s.listen, unspecified_on(12345));
-    assert_eq!(s.intercept, Intercept::Tproxy);
+    assert_eq!(s.interception.mode, InterceptionMode::Tproxy);
     assert_eq!(s.remotes, vec!["192.0.2.2:4443".parse().unwrap()]);
     assert_eq!(s.connect_timeout, Duration::from_millis(5000));
     assert_eq!(s.reply_timeout, Duration::from_millis(10000));
     assert!(s.mptcp && s.fastopen);
-    assert_eq!(s.limits, Limits::default());
-    assert_eq!(s.limits.max_connections, 4096);
-    assert_eq!(s.limits.drain, Duration::from_secs(10));
-    assert_eq!(s.limits.pipe_size, 262_144);
-    assert_eq!(s.log_level, tracing::Level::INFO);
+    assert_eq!(s.common.limits, Limits::default());
+    assert_eq!(s.common.limits.max_connections, 4096);
+    assert_eq!(s.common.limits.drain, Duration::from_secs(10));
+    assert_eq!(s.common.limits.pipe_size, 262_144);
+    assert_eq!(s.common.log_level, tracing::Level::INFO);
     assert_eq!(
-        s.control,
+        s.common.control,
         ControlSettings {
             socket: Some(PathBuf::from("/run/mpbridge/local.sock")),
             metrics_listen: None,
         }
     );
-    let (send, accept, window, replay) = psk(&s.auth);
+    let (send, accept, window, replay) = psk(&s.common.auth);
     assert_eq!(send.id, 1);
     assert_eq!(hex::encode(send.secret.expose()), KEY);
     assert_eq!(accept.len(), 1);
@@ -111,14 +111,14 @@ fn minimal_remote_config_parses_with_defaults() {
     assert_eq!(s.header_timeout, Duration::from_millis(5000));
     assert_eq!(s.connect_timeout, Duration::from_millis(5000));
     assert_eq!(s.policy, DestPolicy::default());
-    assert_eq!(s.limits, Limits::default());
-    assert_eq!(s.log_level, tracing::Level::INFO);
+    assert_eq!(s.common.limits, Limits::default());
+    assert_eq!(s.common.log_level, tracing::Level::INFO);
     assert_eq!(
-        s.control.socket,
+        s.common.control.socket,
         Some(PathBuf::from("/run/mpbridge/remote.sock"))
     );
-    assert_eq!(s.control.metrics_listen, None);
-    psk(&s.auth);
+    assert_eq!(s.common.control.metrics_listen, None);
+    psk(&s.common.auth);
 }
 
 #[test]
@@ -128,9 +128,12 @@ fn control_sockets_are_read_per_role_and_can_be_turned_off() {
          control_socket = \"/tmp/a/l.sock\"\n[remote]\ncontrol_socket = \"\"\n"
     );
     let (l, _) = local(&text).unwrap();
-    assert_eq!(l.control.socket, Some(PathBuf::from("/tmp/a/l.sock")));
+    assert_eq!(
+        l.common.control.socket,
+        Some(PathBuf::from("/tmp/a/l.sock"))
+    );
     let (r, _) = remote(&text).unwrap();
-    assert_eq!(r.control.socket, None);
+    assert_eq!(r.common.control.socket, None);
     // `mpbridge status` reads both without the rest being valid.
     let sockets = parse("[local]\ncontrol_socket = \"/x.sock\"\n[auth]\nkey_id = 1\n")
         .unwrap()
@@ -154,7 +157,7 @@ fn metrics_listen_needs_the_metrics_feature() {
     if cfg!(feature = "metrics") {
         let (r, warnings) = remote(&text).unwrap();
         assert_eq!(
-            r.control.metrics_listen,
+            r.common.control.metrics_listen,
             Some("127.0.0.1:9410".parse().unwrap())
         );
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -193,21 +196,21 @@ fn every_value_in_the_file_is_used() {
     );
     let (l, _) = local(&text).unwrap();
     assert_eq!(l.listen, vec!["127.0.0.1:0".parse().unwrap()]);
-    assert_eq!(l.intercept, Intercept::Redirect);
+    assert_eq!(l.interception.mode, InterceptionMode::Redirect);
     assert_eq!(l.remotes.len(), 2);
     assert_eq!(l.connect_timeout, Duration::from_millis(100));
     assert_eq!(l.reply_timeout, Duration::from_millis(200));
     assert!(!l.mptcp && !l.fastopen);
     assert_eq!(
-        l.limits,
+        l.common.limits,
         Limits {
             max_connections: 5,
             drain: Duration::ZERO,
             pipe_size: 4096
         }
     );
-    assert_eq!(l.log_level, tracing::Level::DEBUG);
-    let (send, accept, window, replay) = psk(&l.auth);
+    assert_eq!(l.common.log_level, tracing::Level::DEBUG);
+    let (send, accept, window, replay) = psk(&l.common.auth);
     assert_eq!(send.id, 7);
     assert_eq!(accept.iter().map(|k| k.id).collect::<Vec<_>>(), vec![7, 8]);
     assert_eq!(hex::encode(accept[1].secret.expose()), KEY2);
@@ -605,7 +608,7 @@ fn links_probe_and_paths_parse_with_defaults() {
          [[link]]\ninterface = \"lte0\"\n"
     );
     let (l, _) = local(&text).unwrap();
-    let p = &l.paths;
+    let p = &l.common.paths;
     assert_eq!(p.links.len(), 3);
     assert_eq!(p.links[0].interface, "wan0");
     assert_eq!(p.links[0].peers, vec![ip("10.20.0.2")]);
@@ -629,9 +632,9 @@ fn links_probe_and_paths_parse_with_defaults() {
     assert!(p.links.iter().all(|l| l.rate_mbit.is_none()));
     // The remote answers on its own listen port.
     let (r, _) = remote(&text).unwrap();
-    assert_eq!(r.paths.probe.port, 4443);
-    assert_eq!(r.paths.links, p.links);
-    assert!(r.paths.routes.prefixes.is_empty());
+    assert_eq!(r.common.paths.probe.port, 4443);
+    assert_eq!(r.common.paths.links, p.links);
+    assert!(r.common.paths.routes.prefixes.is_empty());
 }
 
 #[test]
@@ -644,10 +647,10 @@ fn every_probe_and_paths_value_is_used() {
          [[link]]\ninterface = \"wan1\"\nrate_mbit = 20\n"
     );
     let (r, _) = remote(&text).unwrap();
-    let rates: Vec<Option<u32>> = r.paths.links.iter().map(|l| l.rate_mbit).collect();
+    let rates: Vec<Option<u32>> = r.common.paths.links.iter().map(|l| l.rate_mbit).collect();
     assert_eq!(rates, vec![Some(100), Some(20)]);
     assert_eq!(
-        r.paths.probe,
+        r.common.paths.probe,
         ProbeConfig {
             enabled: false,
             interval: Duration::from_millis(50),
@@ -657,9 +660,12 @@ fn every_probe_and_paths_value_is_used() {
             down_action: DownAction::Backup,
         }
     );
-    assert_eq!((r.paths.table_base, r.paths.rule_priority), (300, 99));
     assert_eq!(
-        r.paths.routes,
+        (r.common.paths.table_base, r.common.paths.rule_priority),
+        (300, 99)
+    );
+    assert_eq!(
+        r.common.paths.routes,
         RouteSettings {
             prefixes: vec![net("10.10.0.0/24"), net("fd00:10::/64")],
             table: 100,
@@ -671,7 +677,14 @@ fn every_probe_and_paths_value_is_used() {
     let none = format!(
         "[auth]\nkey = \"{KEY}\"\n[local]\nremotes = [\"192.0.2.2:4443\"]\n[paths]\nroutes = \"none\"\n"
     );
-    assert!(local(&none).unwrap().0.paths.routes.prefixes.is_empty());
+    assert!(local(&none)
+        .unwrap()
+        .0
+        .common
+        .paths
+        .routes
+        .prefixes
+        .is_empty());
 }
 
 #[test]
@@ -737,7 +750,7 @@ fn overrides_win_over_the_file() {
     let ov = Overrides {
         listen: Some(vec!["127.0.0.1:9".parse().unwrap()]),
         remotes: Some(vec!["198.51.100.1:4443".parse().unwrap()]),
-        intercept: Some(Intercept::Redirect),
+        intercept: Some(InterceptionMode::Redirect),
         key_file: Some(key_file.0.clone()),
         log_level: Some("trace".to_owned()),
     };
@@ -745,9 +758,9 @@ fn overrides_win_over_the_file() {
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(s.listen, vec!["127.0.0.1:9".parse().unwrap()]);
     assert_eq!(s.remotes, vec!["198.51.100.1:4443".parse().unwrap()]);
-    assert_eq!(s.intercept, Intercept::Redirect);
-    assert_eq!(s.log_level, tracing::Level::TRACE);
-    assert_eq!(hex::encode(psk(&s.auth).0.secret.expose()), KEY2);
+    assert_eq!(s.interception.mode, InterceptionMode::Redirect);
+    assert_eq!(s.common.log_level, tracing::Level::TRACE);
+    assert_eq!(hex::encode(psk(&s.common.auth).0.secret.expose()), KEY2);
 }
 
 #[test]
@@ -793,7 +806,7 @@ fn invalid_overrides_are_blamed_on_the_command_line() {
         );
     }
     let message = error_text(file.remote(&Overrides {
-        intercept: Some(Intercept::Tproxy),
+        intercept: Some(InterceptionMode::Tproxy),
         ..Default::default()
     }));
     assert!(
@@ -840,7 +853,7 @@ fn load_reads_the_file_from_disk() {
     let config = TempFile::new(&format!("[auth]\nkey = \"{KEY}\"\n[remote]\n"), 0o600);
     let (s, warnings) = load_remote(&config.0, true, &Overrides::default()).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
-    psk(&s.auth);
+    psk(&s.common.auth);
     let (roles, _) = check(&config.0).unwrap();
     assert_eq!(roles, vec![Role::Remote]);
 }
@@ -861,7 +874,7 @@ fn world_readable_key_file_gives_a_warning() {
     let key_file = TempFile::new(&format!("  {KEY}\n"), 0o644);
     let text = format!("[auth]\nkey_file = \"{}\"\n", key_file.0.display());
     let (s, warnings) = remote(&text).unwrap();
-    assert_eq!(hex::encode(psk(&s.auth).0.secret.expose()), KEY);
+    assert_eq!(hex::encode(psk(&s.common.auth).0.secret.expose()), KEY);
     let expected = format!(
         "{0} is readable by others (mode 0644); run chmod 600 {0}",
         key_file.0.display()
@@ -887,7 +900,7 @@ fn relative_key_file_is_found_beside_the_config_file() {
         .unwrap()
         .remote(&Overrides::default())
         .unwrap();
-    assert_eq!(hex::encode(psk(&s.auth).0.secret.expose()), KEY);
+    assert_eq!(hex::encode(psk(&s.common.auth).0.secret.expose()), KEY);
 }
 
 #[test]
@@ -921,7 +934,7 @@ fn key_file_problems_name_the_key_file() {
 #[test]
 fn auth_mode_none_gives_a_warning_and_no_keys() {
     let (s, warnings) = remote("[auth]\nmode = \"none\"\n").unwrap();
-    assert!(matches!(s.auth, Auth::None));
+    assert!(matches!(s.common.auth, Auth::None));
     assert_eq!(warnings.len(), 1);
     assert!(
         warnings[0].0.contains("auth.mode = \"none\""),
@@ -959,11 +972,14 @@ fn secrets_are_masked_in_debug_output() {
 
 #[test]
 fn intercept_parses_and_displays_its_names() {
-    for mode in [Intercept::Tproxy, Intercept::Redirect] {
-        assert_eq!(mode.to_string().parse::<Intercept>(), Ok(mode));
+    for mode in [InterceptionMode::Tproxy, InterceptionMode::Redirect] {
+        assert_eq!(mode.to_string().parse::<InterceptionMode>(), Ok(mode));
     }
-    assert_eq!("TPROXY".parse::<Intercept>(), Ok(Intercept::Tproxy));
-    assert!("dnat".parse::<Intercept>().is_err());
+    assert_eq!(
+        "TPROXY".parse::<InterceptionMode>(),
+        Ok(InterceptionMode::Tproxy)
+    );
+    assert!("dnat".parse::<InterceptionMode>().is_err());
 }
 
 fn ip(s: &str) -> IpAddr {
