@@ -1,6 +1,15 @@
 //! `[auth]`: the pre-shared keys (inline or in key files) and the cookie
 //! window and replay cache.
 
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read as _};
+use std::ops::Range;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+use serde::Deserialize;
+
 use super::bounded::{KeyId, ReplayCache, WindowSecs};
 use super::choice::Choice;
 use super::error::{ConfigError, Location};
@@ -10,13 +19,6 @@ use super::{
     ConfigFile, DEFAULT_KEY_ID, DEFAULT_REPLAY_CACHE, DEFAULT_WINDOW_SECS, FLAG_KEY_FILE,
     GENKEY_HINT, MAX_KEY_FILE_BYTES, MIN_KEY_LEN,
 };
-use serde::Deserialize;
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, Read as _};
-use std::ops::Range;
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
 
 impl ConfigFile {
     pub(super) fn auth(

@@ -2,6 +2,7 @@
 //! `local.intercept`, `log.level` ...): the enum's serde derive lists the
 //! words, and a wrong word is refused with that list.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::value::StrDeserializer;
@@ -24,21 +25,27 @@ pub struct ChoiceError(String);
 
 /// Reads `word` as a `T`.
 pub fn choose<T: Choice>(word: &str) -> Result<T, ChoiceError> {
-    let lower;
-    let input = if T::IGNORE_CASE {
-        lower = word.to_ascii_lowercase();
-        lower.as_str()
+    let input = fold_case(word, T::IGNORE_CASE);
+    T::deserialize(StrDeserializer::<WordError>::new(&input))
+        .map_err(|e| ChoiceError::new(word, T::WHAT, e))
+}
+
+/// `word` in lower case if case is ignored.
+fn fold_case(word: &str, ignore_case: bool) -> Cow<'_, str> {
+    if ignore_case {
+        Cow::Owned(word.to_ascii_lowercase())
     } else {
-        word
-    };
-    T::deserialize(StrDeserializer::<WordError>::new(input)).map_err(|e| {
+        Cow::Borrowed(word)
+    }
+}
+
+impl ChoiceError {
+    fn new(word: &str, what: &str, e: WordError) -> Self {
         ChoiceError(match e {
-            WordError::Unknown(names) => {
-                format!("\"{word}\" is not {} ({})", T::WHAT, expected(names))
-            }
+            WordError::Unknown(names) => format!("\"{word}\" is not {what} ({})", expected(names)),
             WordError::Other(message) => message,
         })
-    })
+    }
 }
 
 /// Two words as `"a" or "b"`, more as a list.

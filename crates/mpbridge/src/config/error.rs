@@ -1,12 +1,14 @@
 //! Config errors, and where they are: the line and column of a byte
 //! offset, the dotted field path of a span, serde's messages in house style.
 
-use super::EX_CONFIG;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+
+use super::EX_CONFIG;
 
 // ---------------------------------------------------------------------------
 // Errors

@@ -1,16 +1,18 @@
 //! Field helpers of the validation pass: spans to errors, integers in a
 //! range, addresses, prefixes, socket paths, interface names, log levels.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use toml::Spanned;
+
 use super::bounded::FromNumber;
 use super::choice::{choose, Choice};
 use super::error::{file_location, ConfigError, Location};
 use super::raw::{Field, List};
 use super::{ConfigFile, MAX_IFNAME_LEN, MAX_SOCKET_PATH_LEN};
-use ipnet::IpNet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::ops::Range;
-use std::path::PathBuf;
-use toml::Spanned;
 
 impl ConfigFile {
     // --- field helpers -----------------------------------------------------
@@ -59,8 +61,8 @@ impl ConfigFile {
         field: &str,
         default: i64,
     ) -> Result<B, ConfigError> {
-        let (n, span) = value.map_or((default, 0..0), |v| (*v.get_ref(), v.span()));
-        B::from_number(n).map_err(|e| self.invalid(span, field, e.to_string()))
+        let n = value.map_or(default, |v| *v.get_ref());
+        B::from_number(n).map_err(|e| self.refused(value.map(Spanned::span), field, e.to_string()))
     }
 
     /// A word naming one of `T`'s variants: the file's, else `default`.
@@ -72,10 +74,15 @@ impl ConfigFile {
     ) -> Result<T, ConfigError> {
         match value {
             None => Ok(default),
-            Some(word) => {
-                choose(word.get_ref()).map_err(|e| self.invalid(word.span(), field, e.to_string()))
-            }
+            Some(word) => choose(word.get_ref())
+                .map_err(|e| self.refused(Some(word.span()), field, e.to_string())),
         }
+    }
+
+    /// The error of [`Self::bounded`] and [`Self::choice`], kept out of
+    /// their generic bodies so each type adds only its check to the binary.
+    fn refused(&self, span: Option<Range<usize>>, field: &str, problem: String) -> ConfigError {
+        self.invalid(span.unwrap_or(0..0), field, problem)
     }
 
     /// A non-empty address list, or `None` when the key is absent.

@@ -1,15 +1,17 @@
 //! What `mpbridge local` diverts and how: the interception mode (TPROXY or
 //! REDIRECT) and the rules (`local.firewall`, `lan_interfaces`, `bypass`).
 
+use std::fmt;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
 use super::choice::{choose, Choice, ChoiceError};
 use super::error::ConfigError;
 use super::fields::check_ifname;
 use super::raw::RawLocal;
 use super::ConfigFile;
-use ipnet::IpNet;
-use serde::Deserialize;
-use std::fmt;
-use std::str::FromStr;
 
 /// How diverted client connections reach `mpbridge local`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -1,24 +1,26 @@
 //! Configuration: the TOML file plus command-line overrides, deserialized into
-//! span-carrying raw structs, then validated once into [`LocalSettings`] or
-//! [`RemoteSettings`], whose fields need no further checks. Every [`ConfigError`]
-//! is one sentence naming the file, line, column and field, and what is expected.
+//! span-carrying raw structs (`raw`), then validated once into [`LocalSettings`]
+//! or [`RemoteSettings`] (a [`Common`] part and the role's), whose fields need
+//! no further checks. Every [`ConfigError`] is one sentence naming the file,
+//! line, column and field, and what is expected.
 //!
-//! Layout: [`settings`] the validated types; `raw` what serde reads;
-//! `error` errors and positions; `auth`, `roles`, `paths`, `fields` the
-//! validation pass; [`policy`] the remote's destination policy;
-//! [`interception`] what `mpbridge local` diverts.
+//! Layout: `settings` the validated types; `raw` what serde reads; `error`
+//! errors and their positions; `bounded` each numeric key's range and unit;
+//! `choice` words read into enums through serde; `auth`, `roles`, `paths`
+//! and `fields` the validation pass; `policy` the remote's destination
+//! policy; `interception` what `mpbridge local` diverts and how.
 
 mod auth;
-pub mod bounded;
+mod bounded;
 mod choice;
 mod error;
 mod fields;
-pub mod interception;
+mod interception;
 mod paths;
-pub mod policy;
+mod policy;
 mod raw;
 mod roles;
-pub mod settings;
+mod settings;
 #[cfg(test)]
 mod tests;
 

@@ -1,6 +1,10 @@
 //! Path management: `[[link]]`, `[probe]` and `[paths]` (links, probing,
 //! routing tables and the multipath routes).
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
 use super::bounded::{
     NexthopBase, Port, ProbeCount, ProbeInterval, RateMbit, RouteMetric, RouteTable, RulePriority,
     TableBase,
@@ -14,8 +18,6 @@ use super::{
     DEFAULT_PROBE_INTERVAL_MS, DEFAULT_ROUTE_TABLE, DEFAULT_RULE_PRIORITY, DEFAULT_TABLE_BASE,
     DEFAULT_UP_AFTER, LOCAL_TABLE, MAX_LINKS,
 };
-use ipnet::IpNet;
-use std::net::IpAddr;
 
 impl ConfigFile {
     /// `[[link]]`, `[probe]` and `[paths]`; `default_port` is the remote's

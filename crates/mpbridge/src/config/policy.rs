@@ -1,8 +1,9 @@
 //! The destination policy of `mpbridge remote`: which addresses a bridged
 //! connection may be opened to (`remote.allow`, `remote.deny`).
 
-use ipnet::IpNet;
 use std::net::IpAddr;
+
+use ipnet::IpNet;
 
 /// Which destinations `mpbridge remote` may connect to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,9 +1,10 @@
 //! The file's layout as serde reads it: every value optional and spanned,
 //! unknown keys refused. Validation (the sibling modules) turns it into settings.
 
-use serde::Deserialize;
 use std::borrow::Cow;
 use std::ops::Range;
+
+use serde::Deserialize;
 use toml::Spanned;
 
 pub(super) type Field<T> = Option<Spanned<T>>;

@@ -1,6 +1,11 @@
 //! The parts both roles share (`[auth]`, `[limits]`, `[log]`), each role's
 //! section (`[local]`, `[remote]`), and their control sockets.
 
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use tracing::Level;
+
 use super::bounded::{DrainSecs, MaxConnections, PipeSize, RecvBuffer, Timeout};
 use super::choice::{choose, Choice};
 use super::error::ConfigError;
@@ -17,10 +22,6 @@ use super::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_PIPE_SIZE, DEFAULT_REMOTE_CONTROL_SOCKET, DEFAULT_REMOTE_PORT,
     DEFAULT_REPLY_TIMEOUT_MS, FLAG_INTERCEPT, FLAG_LISTEN, FLAG_LOG_LEVEL, FLAG_REMOTE,
 };
-use std::path::PathBuf;
-
-use serde::Deserialize;
-use tracing::Level;
 
 /// The sections both roles read the same way, validated once (also when
 /// `check` validates both roles).

@@ -1,15 +1,17 @@
 //! The validated settings: what `mpbridge local` and `mpbridge remote` run
 //! with. Every field holds a checked value; nothing here parses.
 
-use super::choice::Choice;
-use super::interception::{Interception, InterceptionMode};
-use super::policy::DestPolicy;
-use super::{DEFAULT_DRAIN_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PIPE_SIZE, MAX_LINKS};
-use ipnet::IpNet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::choice::Choice;
+use super::interception::{Interception, InterceptionMode};
+use super::policy::DestPolicy;
+use super::{DEFAULT_DRAIN_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PIPE_SIZE, MAX_LINKS};
 
 /// Key material. `Debug` and `Display` print `MASKED`, so settings can be logged.
 #[derive(Clone)]
