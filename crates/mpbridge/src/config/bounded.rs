@@ -8,8 +8,9 @@ use std::time::Duration;
 
 /// What a bounded number counts; its name ends the range in errors.
 pub trait Unit {
-    /// Plural, as in "1..=3600 seconds"; empty for plain numbers (ids, ports).
-    const NAME: &'static str;
+    /// What ends the range in errors, as in "1..=3600 seconds": the plural
+    /// with a leading space; empty for plain numbers (ids, ports).
+    const SUFFIX: &'static str;
 }
 
 macro_rules! units {
@@ -18,52 +19,91 @@ macro_rules! units {
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub struct $name;
         impl Unit for $name {
-            const NAME: &'static str = $text;
+            const SUFFIX: &'static str = $text;
         }
     )*};
 }
 
 units! {
     /// Time in milliseconds.
-    Milliseconds = "milliseconds";
+    Milliseconds = " milliseconds";
     /// Time in seconds.
-    Seconds = "seconds";
+    Seconds = " seconds";
     /// A size in bytes.
-    Bytes = "bytes";
+    Bytes = " bytes";
     /// A count of connections.
-    Connections = "connections";
+    Connections = " connections";
     /// A count of remembered nonces.
-    Nonces = "nonces";
+    Nonces = " nonces";
     /// A count of probes.
-    Probes = "probes";
+    Probes = " probes";
     /// A rate in Mbit/s.
-    MbitPerSec = "Mbit/s";
+    MbitPerSec = " Mbit/s";
     /// An id, a port, a priority: a plain number.
     Number = "";
 }
+
+/// An unsigned machine integer a bounded number is kept in.
+pub trait Int: Copy {
+    /// The type's largest value, as far as an `i64` holds it.
+    const MAX: i64;
+    /// `n` as this type; [`Bounded`] calls it only with `0..=MAX`.
+    fn from_i64(n: i64) -> Self;
+}
+
+macro_rules! ints {
+    ($($t:ty),*) => {$(
+        impl Int for $t {
+            const MAX: i64 = if <$t>::MAX as u128 > i64::MAX as u128 {
+                i64::MAX
+            } else {
+                <$t>::MAX as i64
+            };
+            fn from_i64(n: i64) -> Self {
+                // In 0..=Self::MAX (checked by `Bounded::new`): no bits lost.
+                n as $t
+            }
+        }
+    )*};
+}
+
+ints!(u8, u16, u32, u64, usize);
 
 /// A `T` in `MIN..=MAX` of unit `U`. Made only by [`Bounded::new`], so a
 /// value of this type is in range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounded<T, const MIN: i64, const MAX: i64, U>(T, PhantomData<U>);
 
-impl<T: TryFrom<i64> + Copy, const MIN: i64, const MAX: i64, U: Unit> Bounded<T, MIN, MAX, U> {
-    /// `n` if it lies in `MIN..=MAX` (and so fits `T`).
+impl<T: Int, const MIN: i64, const MAX: i64, U: Unit> Bounded<T, MIN, MAX, U> {
+    /// Checked when a range is used: it is not negative and fits `T`.
+    const FITS: () = assert!(
+        0 <= MIN && MIN <= MAX && MAX <= T::MAX,
+        "a bounded range must be within its integer type"
+    );
+
+    /// `n` if it lies in `MIN..=MAX`.
     pub fn new(n: i64) -> Result<Self, OutOfRange> {
-        match T::try_from(n) {
-            Ok(value) if (MIN..=MAX).contains(&n) => Ok(Bounded(value, PhantomData)),
-            _ => Err(OutOfRange {
-                value: n,
-                min: MIN,
-                max: MAX,
-                unit: U::NAME,
-            }),
-        }
+        let () = Self::FITS;
+        in_range(n, MIN, MAX, U::SUFFIX).map(|n| Bounded(T::from_i64(n), PhantomData))
     }
 
     /// The number.
     pub fn get(self) -> T {
         self.0
+    }
+}
+
+/// The check every [`Bounded`] shares, kept out of the generic code.
+fn in_range(n: i64, min: i64, max: i64, unit: &'static str) -> Result<i64, OutOfRange> {
+    if (min..=max).contains(&n) {
+        Ok(n)
+    } else {
+        Err(OutOfRange {
+            value: n,
+            min,
+            max,
+            unit,
+        })
     }
 }
 
@@ -98,11 +138,7 @@ impl fmt::Display for OutOfRange {
             max,
             unit,
         } = self;
-        write!(f, "{value} is out of range (expected {min}..={max}")?;
-        if !unit.is_empty() {
-            write!(f, " {unit}")?;
-        }
-        f.write_str(")")
+        write!(f, "{value} is out of range (expected {min}..={max}{unit})")
     }
 }
 
@@ -114,9 +150,7 @@ pub trait FromNumber: Sized {
     fn from_number(n: i64) -> Result<Self, OutOfRange>;
 }
 
-impl<T: TryFrom<i64> + Copy, const MIN: i64, const MAX: i64, U: Unit> FromNumber
-    for Bounded<T, MIN, MAX, U>
-{
+impl<T: Int, const MIN: i64, const MAX: i64, U: Unit> FromNumber for Bounded<T, MIN, MAX, U> {
     fn from_number(n: i64) -> Result<Self, OutOfRange> {
         Bounded::new(n)
     }

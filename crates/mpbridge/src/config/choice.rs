@@ -43,8 +43,13 @@ impl ChoiceError {
     fn new(word: &str, what: &str, e: WordError) -> Self {
         ChoiceError(match e {
             WordError::Unknown(names) => format!("\"{word}\" is not {what} ({})", expected(names)),
-            WordError::Other(message) => message,
+            WordError::Other => format!("\"{word}\" is not {what}"),
         })
+    }
+
+    /// The sentence, for a [`ConfigError`](super::ConfigError).
+    pub(super) fn into_problem(self) -> String {
+        self.0
     }
 }
 
@@ -60,15 +65,18 @@ fn expected(names: &[&str]) -> String {
 /// list of variants instead of an English sentence.
 #[derive(Debug)]
 enum WordError {
+    /// Not one of these words.
     Unknown(&'static [&'static str]),
-    Other(String),
+    /// Any other refusal; a string holds nothing else serde could refuse,
+    /// and keeping no message keeps serde's formatting out of the binary.
+    Other,
 }
 
 impl fmt::Display for WordError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WordError::Unknown(names) => write!(f, "{}", expected(names)),
-            WordError::Other(message) => f.write_str(message),
+            WordError::Other => f.write_str("not a valid word"),
         }
     }
 }
@@ -76,8 +84,8 @@ impl fmt::Display for WordError {
 impl std::error::Error for WordError {}
 
 impl serde::de::Error for WordError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        WordError::Other(msg.to_string())
+    fn custom<T: fmt::Display>(_msg: T) -> Self {
+        WordError::Other
     }
 
     fn unknown_variant(_variant: &str, expected: &'static [&'static str]) -> Self {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use toml::Spanned;
 
-use super::bounded::FromNumber;
+use super::bounded::{FromNumber, OutOfRange};
 use super::choice::{choose, Choice};
 use super::error::{file_location, ConfigError, Location};
 use super::raw::{Field, List};
@@ -62,7 +62,7 @@ impl ConfigFile {
         default: i64,
     ) -> Result<B, ConfigError> {
         let n = value.map_or(default, |v| *v.get_ref());
-        B::from_number(n).map_err(|e| self.refused(value.map(Spanned::span), field, e.to_string()))
+        B::from_number(n).map_err(|e| self.out_of_range(value, field, &e))
     }
 
     /// A word naming one of `T`'s variants: the file's, else `default`.
@@ -75,12 +75,21 @@ impl ConfigFile {
         match value {
             None => Ok(default),
             Some(word) => choose(word.get_ref())
-                .map_err(|e| self.refused(Some(word.span()), field, e.to_string())),
+                .map_err(|e| self.refused(Some(word.span()), field, e.into_problem())),
         }
     }
 
-    /// The error of [`Self::bounded`] and [`Self::choice`], kept out of
+    /// The errors of [`Self::bounded`] and [`Self::choice`], kept out of
     /// their generic bodies so each type adds only its check to the binary.
+    fn out_of_range(
+        &self,
+        value: Option<&Spanned<i64>>,
+        field: &str,
+        e: &OutOfRange,
+    ) -> ConfigError {
+        self.refused(value.map(Spanned::span), field, e.to_string())
+    }
+
     fn refused(&self, span: Option<Range<usize>>, field: &str, problem: String) -> ConfigError {
         self.invalid(span.unwrap_or(0..0), field, problem)
     }

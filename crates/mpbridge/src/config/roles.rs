@@ -67,7 +67,7 @@ impl ConfigFile {
         let (log, _) = section(&self.raw.log);
         let log_level = match &ov.log_level {
             Some(level) => choose::<LogLevel>(level)
-                .map_err(|e| ConfigError::command_line(FLAG_LOG_LEVEL, e.to_string()))?,
+                .map_err(|e| ConfigError::command_line(FLAG_LOG_LEVEL, e.into_problem()))?,
             None => self.choice(&log.level, "log.level", LogLevel::Info)?,
         };
 
