@@ -220,6 +220,15 @@ mod tests {
     }
 
     #[test]
+    fn an_integer_type_bounds_what_fits_it() {
+        assert_eq!(<u8 as Int>::MAX, 255);
+        assert_eq!(<u16 as Int>::MAX, 65_535);
+        assert_eq!(<u64 as Int>::MAX, i64::MAX);
+        assert_eq!(Port::new(65_535).map(Bounded::get), Ok(65_535u16));
+        assert!(Port::new(65_536).is_err() && Port::new(0).is_err());
+    }
+
+    #[test]
     fn times_keep_their_unit() {
         assert_eq!(
             Timeout::new(250).unwrap().duration(),
