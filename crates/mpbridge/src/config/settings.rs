@@ -252,10 +252,13 @@ pub struct Overrides {
     pub log_level: Option<String>,
 }
 
-/// A section of the file, and the subcommand that uses it.
+/// Which of the two daemons: the subcommand, and the file section it reads.
+/// The one name for this idea (`paths::Side` and main's `Mode` are to become it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// Router A, `mpbridge local`, `[local]`.
     Local,
+    /// Router B, `mpbridge remote`, `[remote]`.
     Remote,
 }
 
