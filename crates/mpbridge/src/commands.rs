@@ -47,7 +47,7 @@ pub fn exit(result: Result<(), Error>) -> ExitCode {
 /// `mpbridge local`; SIGHUP rereads the same file with the same overrides.
 pub fn local(file: ConfigFile, overrides: Overrides) -> Result<(), Error> {
     let (settings, warnings) = config::load_local(&file.path, file.explicit, &overrides)?;
-    logging::init(&settings.log_level, &warnings);
+    logging::init(settings.common.log_level, &warnings);
     let reload: crate::local::Reload = Box::new(move || {
         let (settings, warnings) = config::load_local(&file.path, file.explicit, &overrides)?;
         for w in &warnings {
@@ -61,25 +61,25 @@ pub fn local(file: ConfigFile, overrides: Overrides) -> Result<(), Error> {
 /// `mpbridge remote`.
 pub fn remote(file: &ConfigFile, overrides: &Overrides) -> Result<(), Error> {
     let (settings, warnings) = config::load_remote(&file.path, file.explicit, overrides)?;
-    logging::init(&settings.log_level, &warnings);
+    logging::init(settings.common.log_level, &warnings);
     on_runtime(|shutdown| crate::remote::run(settings, shutdown))
 }
 
 /// `mpbridge paths ROLE`: the role's links, probes and auth.
 pub fn paths(role: Role, file: &ConfigFile, overrides: &Overrides) -> Result<(), Error> {
     let (path, explicit) = (&file.path, file.explicit);
-    let (paths, side, auth, level, warnings) = match role {
+    let (common, side, warnings) = match role {
         Role::Local => config::load_local(path, explicit, overrides).map(|(s, w)| {
             let side = Side::Local { remotes: s.remotes };
-            (s.paths, side, s.auth, s.log_level, w)
+            (s.common, side, w)
         })?,
         Role::Remote => config::load_remote(path, explicit, overrides)
-            .map(|(s, w)| (s.paths, Side::Remote, s.auth, s.log_level, w))?,
+            .map(|(s, w)| (s.common, Side::Remote, w))?,
     };
-    logging::init(&level, &warnings);
-    on_runtime(
-        |shutdown| async move { crate::paths_only::run(&paths, side, &auth, shutdown).await },
-    )
+    logging::init(common.log_level, &warnings);
+    on_runtime(|shutdown| async move {
+        crate::paths_only::run(&common.paths, side, &common.auth, shutdown).await
+    })
 }
 
 /// `mpbridge check-config`.

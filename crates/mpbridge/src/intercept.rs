@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::config::Intercept;
+use crate::config::InterceptionMode;
 
 /// Listen backlog for diverted connections: a burst of page loads opens many.
 const BACKLOG: i32 = 1024;
@@ -33,7 +33,7 @@ pub enum DestinationError {
 
 /// Binds a listener for diverted connections. TPROXY needs `IP_TRANSPARENT`
 /// (and so CAP_NET_ADMIN) to accept connections addressed to other hosts.
-pub fn bind(addr: SocketAddr, mode: Intercept) -> io::Result<TcpListener> {
+pub fn bind(addr: SocketAddr, mode: InterceptionMode) -> io::Result<TcpListener> {
     let socket = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.nonblocking().cloexec(),
@@ -43,7 +43,7 @@ pub fn bind(addr: SocketAddr, mode: Intercept) -> io::Result<TcpListener> {
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    if mode == Intercept::Tproxy {
+    if mode == InterceptionMode::Tproxy {
         match addr {
             SocketAddr::V4(_) => socket.set_ip_transparent_v4(true),
             SocketAddr::V6(_) => socket.set_ip_transparent_v6(true),
@@ -71,13 +71,13 @@ pub fn bind(addr: SocketAddr, mode: Intercept) -> io::Result<TcpListener> {
 /// The address the client meant to reach.
 pub fn original_destination(
     stream: &TcpStream,
-    mode: Intercept,
+    mode: InterceptionMode,
 ) -> Result<SocketAddr, DestinationError> {
     let local = stream.local_addr()?;
     match mode {
         // TPROXY keeps the original destination as the socket's own address.
-        Intercept::Tproxy => Ok(canonical(local)),
-        Intercept::Redirect => {
+        InterceptionMode::Tproxy => Ok(canonical(local)),
+        InterceptionMode::Redirect => {
             let found = match local {
                 SocketAddr::V4(_) => {
                     rustix::net::sockopt::ip_original_dst(stream).map(SocketAddr::V4)
@@ -158,11 +158,11 @@ mod tests {
 
     #[tokio::test]
     async fn redirect_mode_without_a_nat_entry_says_not_redirected() {
-        let listener = bind(sa("127.0.0.1:0"), Intercept::Redirect).unwrap();
+        let listener = bind(sa("127.0.0.1:0"), InterceptionMode::Redirect).unwrap();
         let addr = listener.local_addr().unwrap();
         let _client = TcpStream::connect(addr).await.unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
-        match original_destination(&accepted, Intercept::Redirect) {
+        match original_destination(&accepted, InterceptionMode::Redirect) {
             // Without conntrack loaded the kernel answers ENOENT.
             Err(DestinationError::NotRedirected) => {}
             // With conntrack tracking loopback, the "original" is the listener.

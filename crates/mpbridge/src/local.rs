@@ -104,7 +104,7 @@ impl From<PathError> for LocalError {
 pub fn bind(settings: &LocalSettings) -> Result<Vec<TcpListener>, StartError> {
     let mut listeners = Vec::new();
     for addr in &settings.listen {
-        match intercept::bind(*addr, settings.intercept) {
+        match intercept::bind(*addr, settings.interception.mode) {
             Ok(l) => listeners.push(l),
             Err(e) if addr.is_ipv6() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
                 tracing::warn!(%addr, "IPv6 is not available on this host; not listening there");
@@ -192,15 +192,23 @@ async fn start_and_serve(
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     // First: a second daemon finds the first one's control socket (a
     // clearer error than its busy listen port) before changing anything.
-    let endpoints = control::bind(&settings.control)?;
+    let endpoints = control::bind(&settings.common.control)?;
     let listeners = bind(&settings)?;
     let host = checks::host_view().await?;
     let side = crate::paths::Side::Local {
         remotes: settings.remotes.clone(),
     };
-    let paths = crate::paths::PathManager::start(&settings.paths, side, &settings.auth).await?;
+    let paths =
+        crate::paths::PathManager::start(&settings.common.paths, side, &settings.common.auth)
+            .await?;
     let paths = daemon.hold_paths(paths);
-    let observed = Observed::of_daemon(Role::Local, stats, paths, &settings.paths, host.watch());
+    let observed = Observed::of_daemon(
+        Role::Local,
+        stats,
+        paths,
+        &settings.common.paths,
+        host.watch(),
+    );
     let bound: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
@@ -208,7 +216,7 @@ async fn start_and_serve(
     let firewall: Option<SharedFirewall> = match settings.interception.firewall {
         FirewallMode::Nftables => {
             let plan = Plan {
-                mode: settings.intercept,
+                mode: settings.interception.mode,
                 lan_interfaces: settings.interception.lan_interfaces.clone(),
                 listeners: bound.clone(),
                 remotes: settings.remotes.clone(),
@@ -228,7 +236,7 @@ async fn start_and_serve(
     };
     daemon.hold_control(endpoints.serve(observed));
     for addr in &bound {
-        tracing::info!(%addr, intercept = %settings.intercept, "local listening");
+        tracing::info!(%addr, intercept = %settings.interception.mode, "local listening");
     }
     if let Some(fw) = &firewall {
         let follower = fw.clone().follow_addresses(host.watch());
@@ -284,7 +292,7 @@ pub async fn serve(
     host: Watch,
     shutdown: impl Future<Output = ()>,
 ) {
-    let key = match &settings.auth {
+    let key = match &settings.common.auth {
         Auth::None => None,
         Auth::Psk { send, .. } => Some(checks::cookie_key(send)),
     };
@@ -293,8 +301,8 @@ pub async fn serve(
         .filter_map(|l| l.local_addr().ok())
         .collect();
     let options = ServeOptions {
-        max_connections: settings.limits.max_connections,
-        drain: settings.limits.drain,
+        max_connections: settings.common.limits.max_connections,
+        drain: settings.common.limits.drain,
     };
     let shared = Arc::new(Shared {
         settings,
@@ -324,7 +332,8 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     // relay error, the drain deadline) resets the client instead of a FIN.
     let client_guard = relay::ResetOnDrop::new(&client);
     let settings = &shared.settings;
-    let dest = match intercept::original_destination(&client, settings.intercept).and_then(|d| {
+    let mode = settings.interception.mode;
+    let dest = match intercept::original_destination(&client, mode).and_then(|d| {
         let own = shared.host.borrow();
         intercept::check_loop(d, &shared.listeners, own.own_addresses()).map(|()| d)
     }) {
@@ -352,7 +361,7 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         .stats
         .register(peer, dest, &upstream, transport(settings));
     let counters = conn.counters();
-    let pipe = settings.limits.pipe_size;
+    let pipe = settings.common.limits.pipe_size;
     let up = async {
         relay::pump(&client, &upstream, pipe, &counters.up)
             .await

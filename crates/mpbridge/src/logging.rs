@@ -16,9 +16,9 @@ pub fn active() -> bool {
     ACTIVE.load(Ordering::Relaxed)
 }
 
-/// Sets the log up at `level` (validated by the config: error … trace)
+/// Sets the log up at `level` (from the config)
 /// unless `RUST_LOG` says otherwise, then logs the config's `warnings`.
-pub fn init(level: &str, warnings: &[Warning]) {
+pub fn init(level: tracing::Level, warnings: &[Warning]) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
@@ -56,9 +56,6 @@ pub fn init(level: &str, warnings: &[Warning]) {
 }
 
 /// Every event at `level` or above.
-fn level_targets(level: &str) -> Targets {
-    let level = level
-        .parse::<tracing::Level>()
-        .unwrap_or(tracing::Level::INFO);
+fn level_targets(level: tracing::Level) -> Targets {
     Targets::new().with_default(level)
 }

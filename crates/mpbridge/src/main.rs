@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
 use mpbridge::commands::{self, ConfigFile};
-use mpbridge::config::{Intercept, Overrides, Role};
+use mpbridge::config::{InterceptionMode, Overrides, Role};
 
 /// Carries every TCP connection between two routers over all their links at
 /// once (RFC 8803 Convert over Multipath TCP).
@@ -39,7 +39,7 @@ enum Command {
         remote: Vec<SocketAddr>,
         /// How connections are diverted: tproxy or redirect.
         #[arg(long, value_name = "MODE")]
-        intercept: Option<Intercept>,
+        intercept: Option<InterceptionMode>,
         /// File holding the pre-shared key (hex).
         #[arg(long, value_name = "PATH")]
         key_file: Option<PathBuf>,

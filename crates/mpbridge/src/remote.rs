@@ -136,7 +136,7 @@ pub async fn serve(
     host: Watch,
     shutdown: impl Future<Output = ()>,
 ) {
-    let verifier = match &settings.auth {
+    let verifier = match &settings.common.auth {
         Auth::None => None,
         Auth::Psk {
             accept,
@@ -150,8 +150,8 @@ pub async fn serve(
         ))),
     };
     let options = ServeOptions {
-        max_connections: settings.limits.max_connections,
-        drain: settings.limits.drain,
+        max_connections: settings.common.limits.max_connections,
+        drain: settings.common.limits.drain,
     };
     let shared = Arc::new(Shared {
         settings,
@@ -195,13 +195,21 @@ async fn start_and_serve(
     checks::fastopen_server();
     // First: a second daemon finds the first one's control socket (a
     // clearer error than its busy listen port) before changing anything.
-    let endpoints = control::bind(&settings.control)?;
+    let endpoints = control::bind(&settings.common.control)?;
     let listeners = bind(&settings.listen)?;
     let host = checks::host_view().await?;
     let side = crate::paths::Side::Remote;
-    let paths = crate::paths::PathManager::start(&settings.paths, side, &settings.auth).await?;
+    let paths =
+        crate::paths::PathManager::start(&settings.common.paths, side, &settings.common.auth)
+            .await?;
     let paths = daemon.hold_paths(paths);
-    let observed = Observed::of_daemon(Role::Remote, stats, paths, &settings.paths, host.watch());
+    let observed = Observed::of_daemon(
+        Role::Remote,
+        stats,
+        paths,
+        &settings.common.paths,
+        host.watch(),
+    );
     daemon.hold_control(endpoints.serve(observed));
     for l in &listeners {
         if let Ok(addr) = l.local_addr() {
@@ -280,8 +288,9 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         Ok(())
     }
     .await;
+    let pipe = settings.common.limits.pipe_size;
     let end = match result {
-        Ok(()) => relay::relay(&stream, &upstream, settings.limits.pipe_size, counters).await,
+        Ok(()) => relay::relay(&stream, &upstream, pipe, counters).await,
         Err(e) => relay::finish(&stream, &upstream, Err(e)),
     };
     conn.finish(&end);

@@ -684,7 +684,7 @@ config link
         );
         assert_eq!(settings.interception.lan_interfaces, vec!["br-lan"]);
         assert_eq!(settings.interception.bypass.len(), 1);
-        let links = &settings.paths.links;
+        let links = &settings.common.paths.links;
         assert_eq!(links.len(), 2);
         assert_eq!(
             (links[0].interface.as_str(), links[0].backup),

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 
-use crate::config::Intercept;
+use crate::config::InterceptionMode;
 use crate::host::netlink as nl;
 use crate::host::{HostView, Watch};
 pub use nft::TABLE;
@@ -92,7 +92,7 @@ impl FirewallError {
 /// What the daemon diverts, and to where.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub mode: Intercept,
+    pub mode: InterceptionMode,
     pub lan_interfaces: Vec<String>,
     /// The bound listeners (their real addresses).
     pub listeners: Vec<SocketAddr>,
@@ -223,7 +223,7 @@ impl Firewall {
                 );
             }
         }
-        if plan.mode == Intercept::Tproxy {
+        if plan.mode == InterceptionMode::Tproxy {
             // Routing first: on its own it changes nothing (no packet carries
             // the mark yet), whereas a table without it would black-hole.
             let families = [
@@ -395,7 +395,7 @@ impl Firewall {
     /// (now empty) nat chain stays, as the kernel keeps translating the
     /// open connections only while a nat chain is registered.
     pub fn stop_diverting(&mut self) {
-        if self.spec.mode != Intercept::Redirect || self.removed {
+        if self.spec.mode != InterceptionMode::Redirect || self.removed {
             return;
         }
         let mut b = Batch::new(self.seq);
@@ -526,7 +526,7 @@ mod tests {
 
     fn plan(remotes: &[&str]) -> Plan {
         Plan {
-            mode: Intercept::Tproxy,
+            mode: InterceptionMode::Tproxy,
             lan_interfaces: vec!["lan0".into()],
             listeners: vec![
                 "0.0.0.0:12345".parse().unwrap(),

@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 use ipnet::IpNet;
 
-use crate::config::Intercept;
+use crate::config::InterceptionMode;
 use crate::host::netlink::{Writer, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST};
 
 /// The table's name (family `inet`).
@@ -176,7 +176,7 @@ impl SetKind {
 /// Where diverted connections go and which packets are diverted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
-    pub mode: Intercept,
+    pub mode: InterceptionMode,
     /// Interfaces whose incoming TCP is diverted.
     pub lan: Vec<String>,
     /// The IPv4 listener (TPROXY target / REDIRECT port); none: IPv4 is not diverted.
@@ -322,10 +322,10 @@ impl Batch {
         self.w.end();
     }
 
-    fn base_chain(&mut self, mode: Intercept) {
+    fn base_chain(&mut self, mode: InterceptionMode) {
         let (kind, priority) = match mode {
-            Intercept::Tproxy => ("filter", PRIORITY_MANGLE),
-            Intercept::Redirect => ("nat", PRIORITY_DSTNAT),
+            InterceptionMode::Tproxy => ("filter", PRIORITY_MANGLE),
+            InterceptionMode::Redirect => ("nat", PRIORITY_DSTNAT),
         };
         self.message(
             NFT_MSG_NEWCHAIN,
@@ -545,7 +545,7 @@ impl Batch {
             }
         }
         self.base_chain(spec.mode);
-        if spec.mode == Intercept::Redirect {
+        if spec.mode == InterceptionMode::Redirect {
             // Never matches (a nat chain sees only a connection's first
             // packet), but holds the kernel's conntrack for this namespace:
             // when the redirect rules are flushed at shutdown, the open
@@ -632,7 +632,7 @@ impl Batch {
                 chain: None,
             },
         ];
-        if spec.mode == Intercept::Tproxy {
+        if spec.mode == InterceptionMode::Tproxy {
             // Packets of connections already diverted to a transparent socket
             // go to it whatever the sets say now (a bypass added later).
             let mut exprs = vec![
@@ -722,7 +722,7 @@ impl Batch {
             data: port.to_be_bytes().to_vec(),
         };
         match spec.mode {
-            Intercept::Tproxy => {
+            InterceptionMode::Tproxy => {
                 let mut exprs = Vec::new();
                 if let Some(ip) = addr {
                     exprs.push(Expr::Immediate {
@@ -739,7 +739,7 @@ impl Batch {
                 exprs.extend(set_mark.iter().cloned());
                 self.rule(chain, &format!("tproxy to :{port}"), &exprs);
             }
-            Intercept::Redirect => {
+            InterceptionMode::Redirect => {
                 self.rule(
                     chain,
                     &format!("redirect to :{port}"),
@@ -862,7 +862,7 @@ mod tests {
         assert_eq!(e[1].0[..8], [0xfd, 0, 0, 0x30, 0, 0, 0, 1]);
     }
 
-    fn spec(mode: Intercept) -> Spec {
+    fn spec(mode: InterceptionMode) -> Spec {
         Spec {
             mode,
             lan: vec!["br-lan".into(), "lan0".into()],
@@ -887,7 +887,7 @@ mod tests {
     #[test]
     fn a_batch_is_framed_and_every_inner_message_wants_an_ack() {
         let mut b = Batch::new(100);
-        b.create_ruleset(&spec(Intercept::Tproxy), true);
+        b.create_ruleset(&spec(InterceptionMode::Tproxy), true);
         let (bytes, acks, next) = b.finish();
         let msgs = summary(&bytes);
         assert_eq!(msgs.first().unwrap().0, NFNL_MSG_BATCH_BEGIN);
@@ -926,7 +926,7 @@ mod tests {
     #[test]
     fn redirect_mode_uses_a_nat_chain_and_no_socket_rule() {
         let mut b = Batch::new(1);
-        let mut s = spec(Intercept::Redirect);
+        let mut s = spec(InterceptionMode::Redirect);
         s.target6 = None;
         b.create_ruleset(&s, true);
         let (_, acks, _) = b.finish();
