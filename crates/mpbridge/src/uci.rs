@@ -326,6 +326,20 @@ impl Netifd for UbusCli {
     }
 }
 
+/// The comment before a `[[link]]` rendered from a network.
+const NETWORK_MARK: &str = "# network ";
+
+/// The device a previous rendering gave `network`.
+fn previous_device<'a>(toml: &'a str, network: &str) -> Option<&'a str> {
+    let mut lines = toml.lines();
+    lines.find(|l| l.strip_prefix(NETWORK_MARK) == Some(network))?;
+    let line = lines.find(|l| l.starts_with("interface = "))?;
+    let quoted = line.strip_prefix("interface = ")?;
+    let name = quoted.strip_prefix('"')?.strip_suffix('"')?;
+    // Only a plain name (what toml_string wrote without escapes).
+    (!name.contains('\\')).then_some(name)
+}
+
 /// An OpenWrt network (interface) name as netifd accepts it.
 fn check_network_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -408,14 +422,19 @@ fn parse_bool(v: &str) -> Option<bool> {
 /// networks with netifd through `ubus`; errors name the section and
 /// option. The TOML itself is validated by [`validate`].
 pub fn render(sections: &[Section], path: &Path) -> Result<Rendered, UciError> {
-    render_with(sections, path, &UbusCli)
+    render_with(sections, path, &UbusCli, None)
 }
 
-/// [`render`], asking `netifd` about links' networks.
+/// [`render`], asking `netifd` about links' networks. `previous` is the
+/// TOML rendered last time: a network that went down keeps the device it
+/// had, so that an ifdown and the ifup after it change nothing the daemon
+/// sees (it follows the device's state itself; procd restarts it only when
+/// the rendered file changes).
 pub fn render_with(
     sections: &[Section],
     path: &Path,
     netifd: &dyn Netifd,
+    previous: Option<&str>,
 ) -> Result<Rendered, UciError> {
     let option_err = |s: &Section, o: &Opt, problem: String| UciError::Option {
         path: path.to_owned(),
@@ -642,7 +661,13 @@ pub fn render_with(
                             ),
                         )
                     })?;
-                let Some(dev) = status.link_device() else {
+                let last = previous.and_then(|p| previous_device(p, &o.value));
+                let dev = if status.up {
+                    status.link_device()
+                } else {
+                    last.or(status.link_device())
+                };
+                let Some(dev) = dev else {
                     let warning = format!(
                         "{}:{}: section {}, option network: network {:?} is down and has no \
                          device yet; the link is left out until its ifup",
@@ -657,14 +682,9 @@ pub fn render_with(
                     continue;
                 };
                 w.line("", None);
-                w.line(
-                    &format!(
-                        "# network {} ({})",
-                        o.value,
-                        if status.up { "up" } else { "down" }
-                    ),
-                    None,
-                );
+                // The marker previous_device() looks for (no state in it:
+                // the file must not change when only the state does).
+                w.line(&format!("{NETWORK_MARK}{}", o.value), None);
                 w.line("[[link]]", None);
                 w.line(
                     &format!("interface = {}", toml_string(dev)),
@@ -786,7 +806,10 @@ pub fn load(uci_path: &Path, origin: &Path) -> Result<Rendered, UciError> {
         path: uci_path.to_owned(),
         reason: e.to_string(),
     })?;
-    let rendered = render(&parse(&text, uci_path)?, uci_path)?;
+    // The file written last time (`origin` is where the output goes).
+    let previous = std::fs::read_to_string(origin).ok();
+    let sections = parse(&text, uci_path)?;
+    let rendered = render_with(&sections, uci_path, &UbusCli, previous.as_deref())?;
     validate(&rendered, uci_path, origin)?;
     for warning in &rendered.warnings {
         eprintln!("mpbridge: warning: {warning}");
@@ -1060,7 +1083,7 @@ config link
 
     fn uci_with(text: &str, netifd: &FakeNetifd) -> Result<Rendered, UciError> {
         let path = Path::new("/etc/config/mpbridge");
-        let rendered = render_with(&parse(text, path)?, path, netifd)?;
+        let rendered = render_with(&parse(text, path)?, path, netifd, None)?;
         validate(&rendered, path, Path::new("/var/etc/mpbridge.toml"))?;
         Ok(rendered)
     }
@@ -1097,7 +1120,7 @@ config link
         let r = uci_with(&text, &netifd).unwrap();
         assert_eq!(links_of(&r), ["phy0-sta0", "eth1"]);
         assert!(r.warnings.is_empty());
-        assert!(r.toml.contains("# network wwan (up)"), "{}", r.toml);
+        assert!(r.toml.contains("# network wwan\n"), "{}", r.toml);
         // The device name stays accepted beside it.
         let text = router_a().replace("option device 'wlan2'", "option network 'wwan'");
         let r = uci_with(&text, &netifd).unwrap();
@@ -1125,6 +1148,40 @@ config link
             "{w}"
         );
         assert!(r.toml.contains(&format!("# {w}")), "{}", r.toml);
+    }
+
+    /// An ifdown keeps the device the network had, so the daemon is not
+    /// restarted for it; the ifup after it with a new device changes it.
+    #[test]
+    fn a_network_that_went_down_keeps_its_last_device() {
+        let text = router_a().replace("option device 'wlan2'", "option network 'wwan'");
+        let path = Path::new("/etc/config/mpbridge");
+        let sections = parse(&text, path).unwrap();
+        let first = render_with(
+            &sections,
+            path,
+            &FakeNetifd(vec![("wwan", up("phy0-sta0"))]),
+            None,
+        )
+        .unwrap();
+        let down = FakeNetifd(vec![(
+            "wwan",
+            Ok(Some(NetworkStatus {
+                up: false,
+                l3_device: None,
+                device: Some("other0".into()),
+            })),
+        )]);
+        let second = render_with(&sections, path, &down, Some(&first.toml)).unwrap();
+        assert_eq!(second.toml, first.toml);
+        let third = render_with(
+            &sections,
+            path,
+            &FakeNetifd(vec![("wwan", up("phy1-sta0"))]),
+            Some(&second.toml),
+        )
+        .unwrap();
+        assert_eq!(links_of(&third), ["wlan1", "phy1-sta0"]);
     }
 
     #[test]
