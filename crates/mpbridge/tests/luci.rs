@@ -422,7 +422,7 @@ fn network_names_follow_netifd() {
         &with_rendered_links(&lab_config, &first),
     );
     bridge.local = lab_bridge::restart_local(topo, Path::new(MPBRIDGE), "local-wwan").unwrap();
-    assert_eq!(link_names(&bridge.status(Node::RouterA)), [dev0.clone()]);
+    assert_eq!(link_names(&bridge.status(Node::RouterA)), [dev0.as_str()]);
 
     // ifdown: netifd no longer names a device; the rendered file does not
     // change, so procd would leave the daemon alone.
@@ -451,7 +451,7 @@ fn network_names_follow_netifd() {
     bridge.local = lab_bridge::restart_local(topo, Path::new(MPBRIDGE), "local-wwan2").unwrap();
     let moved = wait_until(SETTLE, || {
         let s = bridge.status(Node::RouterA);
-        link_names(&s) == [dev1.clone()] && s["links"][0]["kernel_up"] == true
+        link_names(&s) == [dev1.as_str()] && s["links"][0]["kernel_up"] == true
     });
     assert!(moved, "{:#}", bridge.status(Node::RouterA));
 
