@@ -455,6 +455,47 @@ fn network_names_follow_netifd() {
     });
     assert!(moved, "{:#}", bridge.status(Node::RouterA));
 
+    // A network down with no device ever seen: the init script's
+    // mpbridge_render logs the warning and still hands procd the role.
+    let fresh = bus.dir.join("fresh.toml");
+    bus.set_networks(&json!({"wwan": {"up": false}}));
+    let script = format!(
+        ". '{init}'\nPROG={MPBRIDGE}\nUCI_FILE='{uci}'\nCONF='{conf}'\n\
+         logger() {{ echo \"logger $*: $(cat)\"; }}\nmpbridge_render\n",
+        init = repo()
+            .join("openwrt/mpbridge/files/mpbridge.init")
+            .display(),
+        uci = uci.display(),
+        conf = fresh.display(),
+    );
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            topo.ns_name(Node::RouterA),
+            "sh",
+            "-c",
+            &script,
+        ])
+        .env("PATH", bus.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let lines: Vec<&str> = said.lines().collect();
+    assert!(
+        lines[0].starts_with("logger -t mpbridge -p daemon.warn: mpbridge: warning: ")
+            && lines[0]
+                .contains("section mpbridge.link0, option network: network \"wwan\" is down"),
+        "{said}"
+    );
+    assert_eq!(lines[1..], ["local enabled"], "{said}");
+    assert!(!fresh.with_extension("toml.uci-stderr").exists());
+
     // Mistakes name the section and option.
     for (body, want) in [
         (
@@ -610,4 +651,48 @@ fn luci_back_end_through_uhttpd() {
         "{key}"
     );
     download.stop();
+}
+
+/// The init script's trigger wiring, run by a POSIX shell with stand-ins
+/// for OpenWrt's shell library (config_load/config_foreach/config_get from
+/// /lib/functions.sh and procd's procd_add_*_trigger, which only record
+/// here): each link named by a network gets an interface trigger that
+/// re-renders (`reload`); links named by device get none. procd itself,
+/// which would fire them, is not part of this test.
+#[test]
+fn init_script_reloads_on_the_link_networks_interface_events() {
+    let init = repo().join("openwrt/mpbridge/files/mpbridge.init");
+    let script = format!(
+        r#"
+set -e
+. '{init}'
+# Three link sections: two by network, one by device.
+config_load() {{ [ "$1" = mpbridge ]; }}
+config_foreach() {{ for s in wifi1 wifi2 wired; do "$1" "$s"; done; }}
+config_get() {{
+    case "$2.$3" in
+    wifi1.network) eval "$1=wwan" ;;
+    wifi2.network) eval "$1=wan2" ;;
+    *) eval "$1=" ;;
+    esac
+}}
+procd_add_interface_trigger() {{ echo "interface-trigger $*"; }}
+mpbridge_network_triggers
+"#,
+        init = init.display()
+    );
+    let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "interface-trigger interface.* wwan /etc/init.d/mpbridge reload",
+            "interface-trigger interface.* wan2 /etc/init.d/mpbridge reload",
+        ]
+    );
 }
