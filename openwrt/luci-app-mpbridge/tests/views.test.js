@@ -178,6 +178,8 @@ test('the form edits only options mpbridge uci knows, and checks a link\'s choic
 	link.values.device = '';
 	assert.equal(network.validate('cfg1', 'wwan'), true);
 	assert.match(network.validate('cfg1', ''), /network/);
+	// Its default is what mpbridge uci assumes when the option is absent.
+	assert.equal(main.options.find((o) => o.name == 'enabled').default, '1');
 	const key = main.options.find((o) => o.name == 'key');
 	assert.match(key.validate('main', 'zz'), /64 hexadecimal/);
 	assert.equal(key.validate('main', 'ab'.repeat(32)), true);

@@ -36,7 +36,9 @@ return view.extend({
 
 		s = m.section(form.NamedSection, 'main', 'mpbridge', _('Bridge'));
 
+		// Absent means enabled to `mpbridge uci`; the package's file says 0.
 		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o.default = '1';
 		o.rmempty = false;
 
 		o = s.option(form.ListValue, 'role', _('Role'));
