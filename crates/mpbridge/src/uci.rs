@@ -22,7 +22,8 @@
 //! script keeps one place that turns UCI into the daemon's config and names
 //! the section and option of every mistake (an unknown network included),
 //! for the init script, LuCI's check and a user at the shell alike; it runs
-//! the `ubus` CLI every OpenWrt image has, so no library is linked in.
+//! the `ubus` CLI every OpenWrt image has (posix_spawnp: see run_merged), so
+//! no library is linked in.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -278,18 +279,22 @@ impl NetworkStatus {
 
     /// Reads netifd's answer (the JSON `ubus call … status` prints).
     pub fn from_json(text: &str) -> Result<NetworkStatus, String> {
-        let v: serde_json::Value = serde_json::from_str(text)
+        // Only the fields used; the rest of the answer is skipped (a typed
+        // struct, not serde_json::Value, which the router binary would
+        // otherwise carry only for this).
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            up: Option<bool>,
+            l3_device: Option<String>,
+            device: Option<String>,
+        }
+        let a: Answer = serde_json::from_str(text)
             .map_err(|e| format!("netifd's answer is not JSON ({e}): {:?}", text.trim()))?;
-        let string = |key: &str| {
-            v.get(key)
-                .and_then(serde_json::Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
+        let named = |s: Option<String>| s.filter(|s| !s.is_empty());
         Ok(NetworkStatus {
-            up: v.get("up").and_then(serde_json::Value::as_bool) == Some(true),
-            l3_device: string("l3_device"),
-            device: string("device"),
+            up: a.up == Some(true),
+            l3_device: named(a.l3_device),
+            device: named(a.device),
         })
     }
 }
@@ -306,24 +311,113 @@ pub struct UbusCli;
 impl Netifd for UbusCli {
     fn status(&self, network: &str) -> Result<Option<NetworkStatus>, String> {
         let object = format!("network.interface.{network}");
-        let out = std::process::Command::new("ubus")
-            .args(["-t", "5", "call", &object, "status"])
-            .stdin(std::process::Stdio::null())
-            .output()
+        let (code, said) = run_merged("ubus", &["-t", "5", "call", &object, "status"])
             .map_err(|e| format!("cannot run `ubus call {object} status`: {e}"))?;
-        if out.status.success() {
-            return NetworkStatus::from_json(&String::from_utf8_lossy(&out.stdout)).map(Some);
+        match code {
+            Some(0) => NetworkStatus::from_json(&said).map(Some),
+            // ubus exits 4 (UBUS_STATUS_NOT_FOUND) when there is no such object.
+            Some(4) => Ok(None),
+            _ => Err(format!(
+                "`ubus call {object} status` failed ({}): {} (is netifd running?)",
+                code.map_or_else(|| "killed".to_owned(), |c| format!("exit {c}")),
+                said.trim()
+            )),
         }
-        let said = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        // ubus exits 4 (UBUS_STATUS_NOT_FOUND) when there is no such object.
-        if out.status.code() == Some(4) || said.contains("Not found") {
-            return Ok(None);
-        }
-        Err(format!(
-            "`ubus call {object} status` failed ({}): {said} (is netifd running?)",
-            out.status
-        ))
     }
+}
+
+/// Runs `program` (searched in `PATH`) with `args`, stdin from /dev/null,
+/// and returns its exit code (None: killed by a signal) and its stdout and
+/// stderr together (enough for the few hundred bytes `ubus` prints).
+///
+/// posix_spawnp rather than std::process::Command: this is the router
+/// binary's only child process, and Command's machinery added some 38 KB
+/// to it (measured with the `router` profile); posix_spawn is a few
+/// hundred bytes of the libc every target links anyway.
+fn run_merged(program: &str, args: &[&str]) -> std::io::Result<(Option<i32>, String)> {
+    use std::ffi::CString;
+    use std::io::Read as _;
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::ffi::OsStrExt as _;
+
+    let cstring = |b: &[u8]| {
+        CString::new(b).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let argv: Vec<CString> = std::iter::once(program)
+        .chain(args.iter().copied())
+        .map(|a| cstring(a.as_bytes()))
+        .collect::<Result<_, _>>()?;
+    let envp: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    let ptrs = |v: &[CString]| -> Vec<*mut libc::c_char> {
+        v.iter()
+            .map(|c| c.as_ptr().cast_mut())
+            .chain(std::iter::once(std::ptr::null_mut()))
+            .collect()
+    };
+    let (argv_p, envp_p) = (ptrs(&argv), ptrs(&envp));
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let devnull = c"/dev/null";
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: the file actions are initialised before use and destroyed
+    // after; every pointer passed (argv, envp, the path) points into
+    // CStrings and vectors that outlive the call, and both lists end in a
+    // null pointer as posix_spawnp requires.
+    let rc = unsafe {
+        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        let mut rc = libc::posix_spawn_file_actions_init(&mut actions);
+        if rc == 0 {
+            for (fd, action) in [(1, write.as_raw_fd()), (2, write.as_raw_fd())] {
+                rc = rc.max(libc::posix_spawn_file_actions_adddup2(
+                    &mut actions,
+                    action,
+                    fd,
+                ));
+            }
+            rc = rc.max(libc::posix_spawn_file_actions_addopen(
+                &mut actions,
+                0,
+                devnull.as_ptr(),
+                libc::O_RDONLY,
+                0,
+            ));
+            if rc == 0 {
+                rc = libc::posix_spawnp(
+                    &mut pid,
+                    argv[0].as_ptr(),
+                    &actions,
+                    std::ptr::null(),
+                    argv_p.as_ptr(),
+                    envp_p.as_ptr(),
+                );
+            }
+            libc::posix_spawn_file_actions_destroy(&mut actions);
+        }
+        rc
+    };
+    drop(write);
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc));
+    }
+    let mut said = String::new();
+    let read_result = std::fs::File::from(read).read_to_string(&mut said);
+    let pid = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| std::io::Error::other("posix_spawnp gave no pid"))?;
+    let status = loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(status) => break status,
+        }
+    };
+    read_result?;
+    Ok((status.and_then(|(_, s)| s.exit_status()), said))
 }
 
 /// The comment before a `[[link]]` rendered from a network.
@@ -1222,6 +1316,19 @@ config link
             let e = uci_with(&text, &netifd).expect_err(to).to_string();
             assert!(e.contains(want), "{to}: {e}");
         }
+    }
+
+    /// The child's exit code, and its stdout and stderr in one string.
+    #[test]
+    fn a_child_is_run_with_its_output_and_exit_code() {
+        let (code, said) =
+            run_merged("sh", &["-c", "echo out; echo err >&2; read x || exit 7"]).unwrap();
+        // stdin is /dev/null: `read` meets its end at once.
+        assert_eq!((code, said.as_str()), (Some(7), "out\nerr\n"));
+        let (code, _) = run_merged("sh", &["-c", "kill -9 $$"]).unwrap();
+        assert_eq!(code, None);
+        let e = run_merged("no-such-program-here", &[]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
     }
 
     #[test]
