@@ -554,6 +554,10 @@ fn luci_back_end_through_uhttpd() {
                 Some(ACCESS_DENIED),
                 "{method} with session {sid}: {reply}"
             );
+            println!(
+                "session {sid}: luci.mpbridge {method} -> {}",
+                reply["error"]
+            );
         }
     }
 
@@ -592,6 +596,21 @@ fn luci_back_end_through_uhttpd() {
             assert!(ours.get(key).is_some(), "no {key} in {ours}");
         }
     }
+    for l in status["links"].as_array().unwrap() {
+        println!(
+            "luci.mpbridge status: link {} {} rtt {} ms, loss {} %, tx {} bit/s, rx {} bit/s, {} subflows",
+            l["interface"], l["state"], l["rtt_ms"], l["loss_percent"],
+            l["tx_bits_per_sec"], l["rx_bits_per_sec"], l["subflows"]
+        );
+    }
+    for c in status["connections"].as_array().unwrap() {
+        println!(
+            "luci.mpbridge status: connection {} -> {}, {} subflows",
+            c["client"],
+            c["destination"],
+            c["subflows"].as_array().map_or(0, Vec::len)
+        );
+    }
     // The plugin asks for the top 10 by default, as the page shows them.
     let limited = web.ok(topo, &sid, "luci.mpbridge", "status", json!({"limit": 0}));
     assert_eq!(limited["status"]["connections"], json!([]), "{limited}");
@@ -627,6 +646,7 @@ fn luci_back_end_through_uhttpd() {
         assert_ne!(bad, uci, "{from}");
         write(&web.config.join("mpbridge"), &bad);
         let r = web.ok(topo, &sid, "luci.mpbridge", "check", json!({}));
+        println!("luci.mpbridge check ({to:?}) -> {r}");
         assert_eq!(r["valid"], false, "{to}: {r}");
         assert_eq!(
             (r["section"].as_str(), r["option"].as_str()),
