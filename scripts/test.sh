@@ -35,6 +35,23 @@ cargo test -p mpbridge --features metrics --locked --lib --test status
 step "cargo test (feature uci: OpenWrt's UCI config)"
 cargo test -p mpbridge --locked --features uci --lib uci
 
+step "OpenWrt management plane: network names and the LuCI app (real ubusd, rpcd, uhttpd)"
+# scripts/openwrt-mgmt.sh exits 3 (and says why) when ../shared/vendor is
+# not there; the step is then skipped, loudly.
+mgmt_rc=0
+mgmt_prefix=$(scripts/openwrt-mgmt.sh) || mgmt_rc=$?
+if [ "$mgmt_rc" -eq 0 ]; then
+	MPBRIDGE_OPENWRT_PREFIX="$mgmt_prefix" \
+		cargo test -p mpbridge --locked --features uci --test luci -- --ignored
+elif [ "$mgmt_rc" -eq 3 ]; then
+	echo "SKIPPED: the LuCI and network-name tests (no OpenWrt sources, see above)"
+else
+	exit "$mgmt_rc"
+fi
+# The LuCI views' logic, loaded as LuCI's loader does (Debian's nodejs).
+command -v node >/dev/null || apt-get install -y --no-install-recommends nodejs
+node --test openwrt/luci-app-mpbridge/tests/*.test.js
+
 step "fuzz (bounded)"
 scripts/fuzz.sh
 

@@ -8,8 +8,22 @@
 //!     option role 'local'         lan_interface, bypass, listen_port, allow, deny,
 //!     list remote '10.20.0.2'     log_level, enabled
 //! config link 'wifi1'             one per link between the routers
-//!     option device 'wlan1'       peer, backup
+//!     option network 'wwan'       or `option device 'phy0-sta0'`; peer, backup
 //! ```
+//!
+//! A link is named either by its Linux device (`device`) or by its OpenWrt
+//! network (`network`, the name in /etc/config/network), which is resolved
+//! here, when the file is rendered, by asking netifd: `ubus call
+//! network.interface.NAME status`, whose `l3_device` is the device the
+//! traffic leaves by (`device` while the interface is down). The init
+//! script renders again on each ifup/ifdown of those networks, so a device
+//! that changes (a Wi-Fi client interface after a radio change, a PPP
+//! session) reaches the daemon. Resolving here rather than in the init
+//! script keeps one place that turns UCI into the daemon's config and names
+//! the section and option of every mistake (an unknown network included),
+//! for the init script, LuCI's check and a user at the shell alike; it runs
+//! the `ubus` CLI every OpenWrt image has (posix_spawnp: see run_merged), so
+//! no library is linked in.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -220,6 +234,10 @@ pub struct Rendered {
     pub role: Role,
     pub enabled: bool,
     pub toml: String,
+    /// What the user should know but that does not stop the daemon (a
+    /// link's network is down without a device: the link is left out until
+    /// its ifup renders again). Also written into the TOML as comments.
+    pub warnings: Vec<String>,
     /// For each TOML line (0-based), the UCI option that produced it.
     origins: Vec<Option<Origin>>,
 }
@@ -250,7 +268,203 @@ const MAIN_OPTIONS: &[(&str, bool)] = &[
     ("mptcp", false),
     ("log_level", false),
 ];
-const LINK_OPTIONS: &[(&str, bool)] = &[("device", false), ("peer", true), ("backup", false)];
+const LINK_OPTIONS: &[(&str, bool)] = &[
+    ("device", false),
+    ("network", false),
+    ("peer", true),
+    ("backup", false),
+];
+
+/// What netifd says about an OpenWrt network (`ubus call
+/// network.interface.NAME status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkStatus {
+    pub up: bool,
+    /// The device its traffic leaves by (`l3_device`; a PPP or tunnel
+    /// interface's own), present while it is up.
+    pub l3_device: Option<String>,
+    /// Its configured main device (`device`), often present while it is down.
+    pub device: Option<String>,
+}
+
+impl NetworkStatus {
+    /// The Linux device a link on this network uses now, if any.
+    pub fn link_device(&self) -> Option<&str> {
+        self.l3_device.as_deref().or(self.device.as_deref())
+    }
+
+    /// Reads netifd's answer (the JSON `ubus call … status` prints).
+    pub fn from_json(text: &str) -> Result<NetworkStatus, String> {
+        // Only the fields used; the rest of the answer is skipped (a typed
+        // struct, not serde_json::Value, which the router binary would
+        // otherwise carry only for this).
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            up: Option<bool>,
+            l3_device: Option<String>,
+            device: Option<String>,
+        }
+        let a: Answer = serde_json::from_str(text)
+            .map_err(|e| format!("netifd's answer is not JSON ({e}): {:?}", text.trim()))?;
+        let named = |s: Option<String>| s.filter(|s| !s.is_empty());
+        Ok(NetworkStatus {
+            up: a.up == Some(true),
+            l3_device: named(a.l3_device),
+            device: named(a.device),
+        })
+    }
+}
+
+/// Asks netifd about a network: `Ok(None)` when it knows no such network,
+/// `Err` when it cannot be asked.
+pub trait Netifd {
+    fn status(&self, network: &str) -> Result<Option<NetworkStatus>, String>;
+}
+
+/// netifd through the `ubus` CLI (found in `PATH`, as on every OpenWrt).
+pub struct UbusCli;
+
+impl Netifd for UbusCli {
+    fn status(&self, network: &str) -> Result<Option<NetworkStatus>, String> {
+        let object = format!("network.interface.{network}");
+        let (code, said) = run_merged("ubus", &["-t", "5", "call", &object, "status"])
+            .map_err(|e| format!("cannot run `ubus call {object} status`: {e}"))?;
+        match code {
+            Some(0) => NetworkStatus::from_json(&said).map(Some),
+            // ubus exits 4 (UBUS_STATUS_NOT_FOUND) when there is no such object.
+            Some(4) => Ok(None),
+            _ => Err(format!(
+                "`ubus call {object} status` failed ({}): {} (is netifd running?)",
+                code.map_or_else(|| "killed".to_owned(), |c| format!("exit {c}")),
+                said.trim()
+            )),
+        }
+    }
+}
+
+/// Runs `program` (searched in `PATH`) with `args`, stdin from /dev/null,
+/// and returns its exit code (None: killed by a signal) and its stdout and
+/// stderr together (enough for the few hundred bytes `ubus` prints).
+///
+/// posix_spawnp rather than std::process::Command: this is the router
+/// binary's only child process, and Command's machinery added some 38 KB
+/// to it (measured with the `router` profile); posix_spawn is a few
+/// hundred bytes of the libc every target links anyway.
+fn run_merged(program: &str, args: &[&str]) -> std::io::Result<(Option<i32>, String)> {
+    use std::ffi::CString;
+    use std::io::Read as _;
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::ffi::OsStrExt as _;
+
+    let cstring = |b: &[u8]| {
+        CString::new(b).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let argv: Vec<CString> = std::iter::once(program)
+        .chain(args.iter().copied())
+        .map(|a| cstring(a.as_bytes()))
+        .collect::<Result<_, _>>()?;
+    let envp: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    let ptrs = |v: &[CString]| -> Vec<*mut libc::c_char> {
+        v.iter()
+            .map(|c| c.as_ptr().cast_mut())
+            .chain(std::iter::once(std::ptr::null_mut()))
+            .collect()
+    };
+    let (argv_p, envp_p) = (ptrs(&argv), ptrs(&envp));
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let devnull = c"/dev/null";
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: the file actions are initialised before use and destroyed
+    // after; every pointer passed (argv, envp, the path) points into
+    // CStrings and vectors that outlive the call, and both lists end in a
+    // null pointer as posix_spawnp requires.
+    let rc = unsafe {
+        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        let mut rc = libc::posix_spawn_file_actions_init(&mut actions);
+        if rc == 0 {
+            for (fd, action) in [(1, write.as_raw_fd()), (2, write.as_raw_fd())] {
+                rc = rc.max(libc::posix_spawn_file_actions_adddup2(
+                    &mut actions,
+                    action,
+                    fd,
+                ));
+            }
+            rc = rc.max(libc::posix_spawn_file_actions_addopen(
+                &mut actions,
+                0,
+                devnull.as_ptr(),
+                libc::O_RDONLY,
+                0,
+            ));
+            if rc == 0 {
+                rc = libc::posix_spawnp(
+                    &mut pid,
+                    argv[0].as_ptr(),
+                    &actions,
+                    std::ptr::null(),
+                    argv_p.as_ptr(),
+                    envp_p.as_ptr(),
+                );
+            }
+            libc::posix_spawn_file_actions_destroy(&mut actions);
+        }
+        rc
+    };
+    drop(write);
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc));
+    }
+    let mut said = String::new();
+    let read_result = std::fs::File::from(read).read_to_string(&mut said);
+    let pid = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| std::io::Error::other("posix_spawnp gave no pid"))?;
+    let status = loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(status) => break status,
+        }
+    };
+    read_result?;
+    Ok((status.and_then(|(_, s)| s.exit_status()), said))
+}
+
+/// The comment before a `[[link]]` rendered from a network.
+const NETWORK_MARK: &str = "# network ";
+
+/// The device a previous rendering gave `network`.
+fn previous_device<'a>(toml: &'a str, network: &str) -> Option<&'a str> {
+    let mut lines = toml.lines();
+    lines.find(|l| l.strip_prefix(NETWORK_MARK) == Some(network))?;
+    let line = lines.find(|l| l.starts_with("interface = "))?;
+    let quoted = line.strip_prefix("interface = ")?;
+    let name = quoted.strip_prefix('"')?.strip_suffix('"')?;
+    // Only a plain name (what toml_string wrote without escapes).
+    (!name.contains('\\')).then_some(name)
+}
+
+/// An OpenWrt network (interface) name as netifd accepts it.
+fn check_network_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty (expected an OpenWrt network, e.g. wwan or wan2)".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    {
+        return Err(format!(
+            "{name:?} is not an OpenWrt network name (letters, digits, '_', '-', '.')"
+        ));
+    }
+    Ok(())
+}
 /// Builds the TOML text line by line, remembering each line's origin.
 struct Writer {
     toml: String,
@@ -314,9 +528,24 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// Renders parsed sections into the daemon's TOML config; errors name the
-/// section and option. The TOML itself is validated by [`validate`].
+/// Renders parsed sections into the daemon's TOML config, resolving links'
+/// networks with netifd through `ubus`; errors name the section and
+/// option. The TOML itself is validated by [`validate`].
 pub fn render(sections: &[Section], path: &Path) -> Result<Rendered, UciError> {
+    render_with(sections, path, &UbusCli, None)
+}
+
+/// [`render`], asking `netifd` about links' networks. `previous` is the
+/// TOML rendered last time: a network that went down keeps the device it
+/// had, so that an ifdown and the ifup after it change nothing the daemon
+/// sees (it follows the device's state itself; procd restarts it only when
+/// the rendered file changes).
+pub fn render_with(
+    sections: &[Section],
+    path: &Path,
+    netifd: &dyn Netifd,
+    previous: Option<&str>,
+) -> Result<Rendered, UciError> {
     let option_err = |s: &Section, o: &Opt, problem: String| UciError::Option {
         path: path.to_owned(),
         line: o.line,
@@ -519,16 +748,77 @@ pub fn render(sections: &[Section], path: &Path) -> Result<Rendered, UciError> {
             }
         }
     }
+    let mut warnings = Vec::new();
     for link in sections.iter().filter(|s| s.kind == "link") {
-        w.line("", None);
-        w.line("[[link]]", None);
-        let Some(device) = link.one("device") else {
-            return Err(section_err(
-                link,
-                "option device is missing (the Linux interface of this link, e.g. wlan1)".into(),
-            ));
-        };
-        w.string("interface", link, device);
+        match (link.one("device"), link.one("network")) {
+            (Some(o), None) => {
+                w.line("", None);
+                w.line("[[link]]", None);
+                w.string("interface", link, o);
+            }
+            (None, Some(o)) => {
+                check_network_name(&o.value).map_err(|p| option_err(link, o, p))?;
+                let status = netifd
+                    .status(&o.value)
+                    .map_err(|p| option_err(link, o, p))?
+                    .ok_or_else(|| {
+                        option_err(
+                            link,
+                            o,
+                            format!(
+                                "netifd knows no network {:?} (see `ubus list network.interface.*`)",
+                                o.value
+                            ),
+                        )
+                    })?;
+                let last = previous.and_then(|p| previous_device(p, &o.value));
+                let dev = if status.up {
+                    status.link_device()
+                } else {
+                    last.or(status.link_device())
+                };
+                let Some(dev) = dev else {
+                    let warning = format!(
+                        "{}:{}: section {}, option network: network {:?} is down and has no \
+                         device yet; the link is left out until its ifup",
+                        path.display(),
+                        o.line,
+                        link.label(),
+                        o.value
+                    );
+                    w.line("", None);
+                    w.line(&format!("# {warning}"), None);
+                    warnings.push(warning);
+                    continue;
+                };
+                w.line("", None);
+                // The marker previous_device() looks for (no state in it:
+                // the file must not change when only the state does).
+                w.line(&format!("{NETWORK_MARK}{}", o.value), None);
+                w.line("[[link]]", None);
+                w.line(
+                    &format!("interface = {}", toml_string(dev)),
+                    Some((link, o)),
+                );
+            }
+            (Some(_), Some(o)) => {
+                return Err(option_err(
+                    link,
+                    o,
+                    "set either network (the OpenWrt network) or device (its Linux device), \
+                     not both"
+                        .into(),
+                ))
+            }
+            (None, None) => {
+                return Err(section_err(
+                    link,
+                    "neither option network (the OpenWrt network, e.g. wwan) nor option device \
+                     (a Linux device, e.g. wlan1) is set"
+                        .into(),
+                ))
+            }
+        }
         let peers: Vec<&Opt> = link.values("peer");
         if !peers.is_empty() {
             w.list("peer", link, &peers, str::to_owned);
@@ -542,6 +832,7 @@ pub fn render(sections: &[Section], path: &Path) -> Result<Rendered, UciError> {
         role,
         enabled,
         toml: w.toml,
+        warnings,
         origins: w.origins,
     })
 }
@@ -625,8 +916,14 @@ pub fn load(uci_path: &Path, origin: &Path) -> Result<Rendered, UciError> {
         path: uci_path.to_owned(),
         reason: e.to_string(),
     })?;
-    let rendered = render(&parse(&text, uci_path)?, uci_path)?;
+    // The file written last time (`origin` is where the output goes).
+    let previous = std::fs::read_to_string(origin).ok();
+    let sections = parse(&text, uci_path)?;
+    let rendered = render_with(&sections, uci_path, &UbusCli, previous.as_deref())?;
     validate(&rendered, uci_path, origin)?;
+    for warning in &rendered.warnings {
+        eprintln!("mpbridge: warning: {warning}");
+    }
     Ok(rendered)
 }
 
@@ -814,7 +1111,7 @@ config link
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("section mpbridge.wifi1: option device is missing"),
+            e.contains("section mpbridge.wifi1: neither option network"),
             "{e}"
         );
         let e = uci(&router_a().replace(
@@ -872,5 +1169,197 @@ config link
         let r =
             uci(&router_a().replace("option role", "option enabled '0'\n\toption role")).unwrap();
         assert!(!r.enabled);
+    }
+
+    /// A stand-in for netifd: a map from network to its status.
+    struct FakeNetifd(Vec<(&'static str, Result<Option<NetworkStatus>, String>)>);
+
+    impl Netifd for FakeNetifd {
+        fn status(&self, network: &str) -> Result<Option<NetworkStatus>, String> {
+            self.0
+                .iter()
+                .find(|(n, _)| *n == network)
+                .map_or(Ok(None), |(_, s)| s.clone())
+        }
+    }
+
+    fn up(dev: &str) -> Result<Option<NetworkStatus>, String> {
+        Ok(Some(NetworkStatus {
+            up: true,
+            l3_device: Some(dev.into()),
+            device: Some("unused0".into()),
+        }))
+    }
+
+    fn uci_with(text: &str, netifd: &FakeNetifd) -> Result<Rendered, UciError> {
+        let path = Path::new("/etc/config/mpbridge");
+        let rendered = render_with(&parse(text, path)?, path, netifd, None)?;
+        validate(&rendered, path, Path::new("/var/etc/mpbridge.toml"))?;
+        Ok(rendered)
+    }
+
+    fn links_of(r: &Rendered) -> Vec<String> {
+        let file = config::parse_str(&r.toml, Path::new("x.toml")).unwrap();
+        let (settings, _) = file.local(&config::Overrides::default()).unwrap();
+        settings
+            .paths
+            .links
+            .iter()
+            .map(|l| l.interface.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_network_name_becomes_its_device() {
+        let text = router_a()
+            .replace("option device 'wlan1'", "option network 'wwan'")
+            .replace("option device 'wlan2'", "option network 'wan2'");
+        let netifd = FakeNetifd(vec![
+            ("wwan", up("phy0-sta0")),
+            // Down, but netifd knows its device: kept, so that its ifup
+            // with the same device changes nothing.
+            (
+                "wan2",
+                Ok(Some(NetworkStatus {
+                    up: false,
+                    l3_device: None,
+                    device: Some("eth1".into()),
+                })),
+            ),
+        ]);
+        let r = uci_with(&text, &netifd).unwrap();
+        assert_eq!(links_of(&r), ["phy0-sta0", "eth1"]);
+        assert!(r.warnings.is_empty());
+        assert!(r.toml.contains("# network wwan\n"), "{}", r.toml);
+        // The device name stays accepted beside it.
+        let text = router_a().replace("option device 'wlan2'", "option network 'wwan'");
+        let r = uci_with(&text, &netifd).unwrap();
+        assert_eq!(links_of(&r), ["wlan1", "phy0-sta0"]);
+    }
+
+    #[test]
+    fn a_network_that_is_down_without_a_device_is_left_out_with_a_warning() {
+        let text = router_a().replace("option device 'wlan2'", "option network 'wwan'");
+        let down = FakeNetifd(vec![(
+            "wwan",
+            Ok(Some(NetworkStatus {
+                up: false,
+                l3_device: None,
+                device: None,
+            })),
+        )]);
+        let r = uci_with(&text, &down).unwrap();
+        assert_eq!(links_of(&r), ["wlan1"]);
+        assert_eq!(r.warnings.len(), 1);
+        let w = &r.warnings[0];
+        assert!(
+            w.contains("section mpbridge.@link[1], option network")
+                && w.contains("\"wwan\" is down"),
+            "{w}"
+        );
+        assert!(r.toml.contains(&format!("# {w}")), "{}", r.toml);
+    }
+
+    /// An ifdown keeps the device the network had, so the daemon is not
+    /// restarted for it; the ifup after it with a new device changes it.
+    #[test]
+    fn a_network_that_went_down_keeps_its_last_device() {
+        let text = router_a().replace("option device 'wlan2'", "option network 'wwan'");
+        let path = Path::new("/etc/config/mpbridge");
+        let sections = parse(&text, path).unwrap();
+        let first = render_with(
+            &sections,
+            path,
+            &FakeNetifd(vec![("wwan", up("phy0-sta0"))]),
+            None,
+        )
+        .unwrap();
+        let down = FakeNetifd(vec![(
+            "wwan",
+            Ok(Some(NetworkStatus {
+                up: false,
+                l3_device: None,
+                device: Some("other0".into()),
+            })),
+        )]);
+        let second = render_with(&sections, path, &down, Some(&first.toml)).unwrap();
+        assert_eq!(second.toml, first.toml);
+        let third = render_with(
+            &sections,
+            path,
+            &FakeNetifd(vec![("wwan", up("phy1-sta0"))]),
+            Some(&second.toml),
+        )
+        .unwrap();
+        assert_eq!(links_of(&third), ["wlan1", "phy1-sta0"]);
+    }
+
+    #[test]
+    fn network_mistakes_name_the_section_and_option() {
+        let netifd = FakeNetifd(vec![
+            ("wwan", up("phy0-sta0")),
+            ("long", up("a-name-far-too-long")),
+            ("broken", Err("`ubus call …` failed: Timeout".into())),
+        ]);
+        let cases: &[(&str, &str)] = &[
+            // (the line that replaces `option device 'wlan1'`, what the error says)
+            (
+                "option network 'wan9'",
+                "section mpbridge.wifi1, option network: netifd knows no network \"wan9\"",
+            ),
+            (
+                "option network 'wwan'\n\toption device 'wlan1'",
+                "section mpbridge.wifi1, option network: set either network",
+            ),
+            (
+                "option network 'w wan'",
+                "section mpbridge.wifi1, option network: \"w wan\" is not an OpenWrt network",
+            ),
+            (
+                "option network 'broken'",
+                "section mpbridge.wifi1, option network: `ubus call …` failed: Timeout",
+            ),
+            // What netifd answers is checked as any device name, and blamed
+            // on the option that asked for it.
+            (
+                "option network 'long'",
+                "section mpbridge.wifi1, option network: ",
+            ),
+            ("", "section mpbridge.wifi1: neither option network"),
+        ];
+        for (to, want) in cases {
+            let text = router_a().replacen("option device 'wlan1'", to, 1);
+            let e = uci_with(&text, &netifd).expect_err(to).to_string();
+            assert!(e.contains(want), "{to}: {e}");
+        }
+    }
+
+    /// The child's exit code, and its stdout and stderr in one string.
+    #[test]
+    fn a_child_is_run_with_its_output_and_exit_code() {
+        let (code, said) =
+            run_merged("sh", &["-c", "echo out; echo err >&2; read x || exit 7"]).unwrap();
+        // stdin is /dev/null: `read` meets its end at once.
+        assert_eq!((code, said.as_str()), (Some(7), "out\nerr\n"));
+        let (code, _) = run_merged("sh", &["-c", "kill -9 $$"]).unwrap();
+        assert_eq!(code, None);
+        let e = run_merged("no-such-program-here", &[]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    }
+
+    #[test]
+    fn netifds_answer_is_read() {
+        // Abridged from `ubus call network.interface.wwan status` on 24.10.
+        let text = r#"{"up": true, "pending": false, "available": true, "autostart": true,
+            "dynamic": false, "uptime": 1234, "l3_device": "phy0-sta0", "proto": "dhcp",
+            "device": "phy0-sta0", "metric": 0, "ipv4-address": [{"address": "192.168.8.20",
+            "mask": 24}], "data": {}}"#;
+        let s = NetworkStatus::from_json(text).unwrap();
+        assert!(s.up);
+        assert_eq!(s.link_device(), Some("phy0-sta0"));
+        let down =
+            NetworkStatus::from_json(r#"{"up": false, "proto": "dhcp", "data": {}}"#).unwrap();
+        assert_eq!(down.link_device(), None);
+        assert!(NetworkStatus::from_json("Command failed").is_err());
     }
 }
