@@ -1202,6 +1202,7 @@ config link
         let file = config::parse_str(&r.toml, Path::new("x.toml")).unwrap();
         let (settings, _) = file.local(&config::Overrides::default()).unwrap();
         settings
+            .common
             .paths
             .links
             .iter()
