@@ -10,17 +10,19 @@
 //! - [`route`]: links, addresses, rules and routes (rtnetlink).
 //! - [`nexthop`]: nexthop objects and groups as rtnetlink messages.
 //! - [`multipath`]: the routes of non-bridged traffic over a nexthop group.
-//! - [`planner`]: every decision (in service or not, endpoints, rules,
-//!   routes, group members, when to probe) as a state machine without I/O.
-//! - `executor`: carries out the planner's actions on the kernel.
-//!
-//! One task owns the planner, the kernel's notifications, the probes'
-//! sockets and a single timer: it feeds the planner what happened and
-//! hands what the planner asks to the executor.
 //!
 //! They speak netlink on the daemon's own socket ([`crate::netlink`]).
 //! - [`probe`]: authenticated UDP probes, link RTT, loss and up/down state
 //!   (router A from its probes' answers, router B from their arrival).
+//! - [`planner`]: every decision (in service or not, endpoints, rules,
+//!   routes, group members, when to probe) as a state machine without I/O
+//!   or clock, unit-tested on a simulated clock.
+//! - `executor`: carries out the planner's actions on the kernel,
+//!   idempotently, and reads the links for it.
+//!
+//! One task owns the planner, the kernel's notifications, the probes'
+//! sockets and a single timer: it feeds the planner what happened, hands
+//! what the planner asks to the executor and publishes the links' status.
 //!
 //! Recognising our own state after a crash: rules, routes and nexthops
 //! carry routing protocol [`route::PROTOCOL`]; endpoints cannot carry a
@@ -410,7 +412,11 @@ impl Manager {
                         view: a.view,
                     },
                 ),
-                Wake::Timer => self.planner.handle_timeout(now),
+                Wake::Timer => {}
+            }
+            // Also after any other wake: a busy turn never starves the timer.
+            if self.planner.poll_timeout().is_some_and(|t| t <= now) {
+                self.planner.handle_timeout(now);
             }
             let _ = self.execute(false);
             self.publish();

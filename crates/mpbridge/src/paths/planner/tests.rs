@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::*;
+use crate::paths::probe::ProbeSettings;
 
 const MS: Duration = Duration::from_millis(1);
 const RTT: Duration = Duration::from_millis(1);
