@@ -135,9 +135,9 @@ impl Executor {
         Ok(())
     }
 
-    /// What the kernel says about every configured link; a link that cannot
-    /// be read is left out (and said so), to be read at the next look.
-    pub(super) fn snapshot(&mut self) -> Result<Vec<(usize, LinkSnapshot)>, String> {
+    /// What the kernel says about every configured link, and why a link
+    /// that could not be read is missing (it is read at the next look).
+    pub(super) fn snapshot(&mut self) -> (Vec<(usize, LinkSnapshot)>, Option<String>) {
         let mut out = Vec::with_capacity(self.names.len());
         let mut failed = None;
         for (i, name) in self.names.iter().enumerate() {
@@ -168,14 +168,7 @@ impl Executor {
             };
             out.push((i, snapshot));
         }
-        match failed {
-            Some(e) if out.is_empty() => Err(e),
-            Some(e) => {
-                crate::warn_limited!(super::RECONCILE_FAILED, "{e}");
-                Ok(out)
-            }
-            None => Ok(out),
-        }
+        (out, failed)
     }
 
     /// Carries out one action; the error says what failed, for the log.

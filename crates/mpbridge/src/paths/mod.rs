@@ -321,7 +321,10 @@ impl Manager {
         if let Some(m) = &mut self.exec.multipath {
             m.set_hash_policy();
         }
-        let snapshot = self.exec.snapshot().map_err(PathError::Kernel)?;
+        let (snapshot, failed) = self.exec.snapshot();
+        if let Some(e) = failed {
+            return Err(PathError::Kernel(e));
+        }
         self.planner.handle(Instant::now(), Input::Links(snapshot));
         self.execute(true)?;
         let status = self.planner.status();
@@ -397,10 +400,11 @@ impl Manager {
                     // A burst of notifications (a link going down drops its
                     // routes and addresses one by one) costs one look.
                     while events.try_recv().is_ok() {}
-                    match self.exec.snapshot() {
-                        Ok(snapshot) => self.planner.handle(now, Input::Links(snapshot)),
-                        Err(e) => crate::warn_limited!(RECONCILE_FAILED, "{e}"),
+                    let (snapshot, failed) = self.exec.snapshot();
+                    if let Some(e) = failed {
+                        crate::warn_limited!(RECONCILE_FAILED, "{e}");
                     }
+                    self.planner.handle(now, Input::Links(snapshot));
                 }
                 Wake::Reply(link, seq) => self.planner.handle(now, Input::ProbeReply { link, seq }),
                 Wake::Arrival(a) => self.planner.handle(
@@ -444,10 +448,9 @@ impl Manager {
         });
         tokio::select! {
             _ = stop => Wake::Stop,
-            event = events.recv() => match event {
-                Some(()) => Wake::Kernel,
-                None => Wake::Stop,
-            },
+            // Closed when the watch stopped (said in its warning): the
+            // links then change with the probes alone.
+            Some(()) = events.recv() => Wake::Kernel,
             Some(a) = arrivals.recv() => Wake::Arrival(a),
             wake = reply => wake,
             () = timer => Wake::Timer,
