@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use super::mptcp::{Limits, Pm, FLAG_BACKUP};
 use super::multipath::{self, Multipath};
-use super::planner::{Action, LinkSnapshot};
+use super::planner::{Action, LinkSnapshot, LinkSpec};
 use super::probe::{ProbeKeys, ProbeSocket, ProbeTarget};
 use super::route::{self, Rt};
 use super::PathError;
@@ -22,6 +22,10 @@ pub(super) struct Executor {
     pub(super) rt: Rt,
     /// The configured links' interfaces, by link index.
     names: Vec<String>,
+    /// Per link and family (IPv4, IPv6): whether a peer is configured, so
+    /// that the gateway need not be learned from the routes (a dump of
+    /// every route at each look).
+    peers: Vec<[bool; 2]>,
     /// The routes of non-bridged traffic; `None` with `routes = "none"`
     /// or on a kernel without nexthop objects.
     pub(super) multipath: Option<Multipath>,
@@ -41,17 +45,23 @@ impl Executor {
     pub(super) fn new(
         pm: Pm,
         rt: Rt,
-        names: Vec<String>,
+        links: &[LinkSpec],
         multipath: Option<Multipath>,
         keys: Arc<ProbeKeys>,
         probe_dest: Option<SocketAddr>,
         saved_limits: Limits,
     ) -> Executor {
-        let n = names.len();
+        let n = links.len();
+        let names = links.iter().map(|l| l.interface.clone()).collect();
+        let peers = links
+            .iter()
+            .map(|l| [false, true].map(|v6| l.peers.iter().any(|p| p.is_ipv6() == v6)))
+            .collect();
         Executor {
             pm,
             rt,
             names,
+            peers,
             multipath,
             carries: vec![false; n],
             endpoints: BTreeMap::new(),
@@ -153,7 +163,8 @@ impl Executor {
                 Some(s) => {
                     let mut gateways = [None, None];
                     for v6 in [false, true] {
-                        if s.up && s.addrs.iter().any(|a| a.is_ipv6() == v6) {
+                        let configured = self.peers.get(i).is_some_and(|p| p[usize::from(v6)]);
+                        if s.up && !configured && s.addrs.iter().any(|a| a.is_ipv6() == v6) {
                             gateways[usize::from(v6)] =
                                 self.rt.gateway(s.index, v6).unwrap_or(None);
                         }

@@ -216,7 +216,6 @@ impl PathManager {
                 weight,
             })
             .collect();
-        let names = links.iter().map(|l| l.interface.clone()).collect();
         let config = PlannerConfig {
             links,
             endpoints: matches!(side, Side::Local { .. }),
@@ -235,7 +234,15 @@ impl PathManager {
         let (events_tx, events) = mpsc::unbounded_channel();
         let watch = watch_kernel(events_tx)
             .map_err(|e| PathError::Unavailable(format!("cannot watch rtnetlink: {e}")))?;
-        let exec = Executor::new(pm, rt, names, multipath, keys, probe_dest, saved_limits);
+        let exec = Executor::new(
+            pm,
+            rt,
+            &config.links,
+            multipath,
+            keys,
+            probe_dest,
+            saved_limits,
+        );
         let mut mgr = Manager {
             planner: Planner::new(config, Instant::now()),
             exec,

@@ -442,6 +442,8 @@ impl Planner {
                 // look at the links starts its prober again.
                 let l = &mut self.links[link];
                 if matches!(l.watched, Some(Health::Probes { source: s, .. }) if s == source) {
+                    self.actions
+                        .retain(|a| !matches!(a, Action::SendProbe { link: l, .. } if *l == link));
                     l.watched = None;
                     l.health = LinkState::Unknown;
                     self.plan_link(link, now);

@@ -184,7 +184,12 @@ impl ProbeSocket {
             seq,
         };
         let packet = probe.encode(self.keys.send.as_ref());
-        if let Err(e) = self.socket.try_send_to(&packet, self.target.dest) {
+        // Straight to the kernel: tokio's `try_send_to` answers WouldBlock
+        // until its reactor has seen the new socket writable, which would
+        // lose the first probe of every prober (a link coming back would
+        // wait for the second one, 100 ms later).
+        let dest = socket2::SockAddr::from(self.target.dest);
+        if let Err(e) = SockRef::from(&self.socket).send_to(&packet, &dest) {
             warn_limited!(SEND_ERRORS, link = %self.target.ifname, "probe not sent: {e}");
         }
     }
@@ -449,12 +454,14 @@ mod tests {
         monitor.health()
     }
 
+    /// A prober whose first probe is sent at once, in the same turn as
+    /// the socket is opened (as the path manager does).
     fn prober(dest: &str, keys: &Arc<ProbeKeys>) -> (ProbeSocket, Monitor) {
         let socket = ProbeSocket::open(target(dest), Arc::clone(keys)).unwrap();
-        (
-            socket,
-            Monitor::new(ProbeSettings::default(), Instant::now()),
-        )
+        let mut monitor = Monitor::new(ProbeSettings::default(), Instant::now());
+        let seq = monitor.handle_timeout(Instant::now()).unwrap();
+        socket.send(seq, monitor.state());
+        (socket, monitor)
     }
 
     #[test]
@@ -474,6 +481,9 @@ mod tests {
                         "{up:?}"
                     );
                     assert_eq!(up.loss_percent, 0.0);
+                    // Its very first probe went out and was answered (a
+                    // link that comes back is in service after it).
+                    assert_eq!((up.sent, up.answered), (1, 1), "{up:?}");
                 }
                 assert!(
                     arrivals.try_recv().is_ok(),
