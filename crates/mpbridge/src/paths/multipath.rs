@@ -45,6 +45,15 @@ pub struct LinkRoutes {
     pub weight: u16,
 }
 
+/// One member of a multipath group: a link, where its nexthop leads and
+/// its share of the flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub link: usize,
+    pub hop: Hop,
+    pub weight: u16,
+}
+
 /// The members of one family's group, by link index: the first of these
 /// that is not empty — regular links in service, backup links in service,
 /// regular links up, backup links up.
@@ -200,10 +209,16 @@ impl Multipath {
         }
     }
 
-    /// Brings nexthops, groups and routes in line with `links`; returns,
-    /// per link, whether it carries routes now. On error the next call
-    /// starts again from what the kernel holds.
-    pub fn apply(&mut self, rt: &mut Rt, links: &[LinkRoutes]) -> Result<Vec<bool>, String> {
+    /// Brings nexthops, groups and routes in line with `groups` (per
+    /// family, IPv4 then IPv6; `names` are the links' for the logs);
+    /// returns, per link, whether it carries routes now. On error the next
+    /// call starts again from what the kernel holds.
+    pub fn apply(
+        &mut self,
+        rt: &mut Rt,
+        names: &[String],
+        groups: &[Vec<Member>; 2],
+    ) -> Result<Vec<bool>, String> {
         let kernel: BTreeMap<u32, Nexthop> = rt
             .nexthops()
             .map_err(|e| format!("cannot list nexthops: {e}"))?
@@ -211,14 +226,15 @@ impl Multipath {
             .filter(|nh| nh.protocol == PROTOCOL && self.ours(nh.id))
             .map(|nh| (nh.id, nh))
             .collect();
-        let mut carries = vec![false; links.len()];
+        let mut carries = vec![false; names.len()];
         for v6 in [false, true] {
-            let chosen = members(links, v6);
-            self.apply_family(rt, links, v6, &chosen, &kernel)?;
             let family = usize::from(v6);
+            self.apply_family(rt, names, v6, &groups[family], &kernel)?;
             if self.routed.iter().any(|p| p.addr().is_ipv6() == v6) {
                 for &(i, _) in &self.groups[family] {
-                    carries[i] = true;
+                    if let Some(c) = carries.get_mut(i) {
+                        *c = true;
+                    }
                 }
             }
         }
@@ -228,9 +244,9 @@ impl Multipath {
     fn apply_family(
         &mut self,
         rt: &mut Rt,
-        links: &[LinkRoutes],
+        names: &[String],
         v6: bool,
-        chosen: &[usize],
+        chosen: &[Member],
         kernel: &BTreeMap<u32, Nexthop>,
     ) -> Result<(), String> {
         let family = usize::from(v6);
@@ -245,37 +261,41 @@ impl Multipath {
         if prefixes.is_empty() {
             return Ok(());
         }
+        let name = |i: usize| names.get(i).map_or("?", String::as_str);
         // Members' nexthops first: a group names only nexthops that exist.
         // A link whose nexthop the kernel refuses (a peer off the link's
         // subnet, say) is left out, not the whole family.
         let mut usable = Vec::with_capacity(chosen.len());
-        for &i in chosen {
-            let hop = links[i].hops[family].expect("members have a hop");
+        for m in chosen {
             let want = Nexthop {
-                id: self.link_id(i, v6),
+                id: self.link_id(m.link, v6),
                 protocol: PROTOCOL,
                 kind: NexthopKind::Link {
-                    ifindex: hop.ifindex,
+                    ifindex: m.hop.ifindex,
                     v6,
-                    gateway: hop.gateway,
+                    gateway: m.hop.gateway,
                 },
             };
             if kernel.get(&want.id) != Some(&want) {
                 if let Err(e) = rt.replace_nexthop(&want) {
                     crate::warn_limited!(
                         NEXTHOP_REFUSED,
-                        link = %links[i].name,
+                        link = %name(m.link),
                         "cannot add its {} nexthop ({}): {e}; the link carries no routes",
                         family_name(v6),
-                        hop.gateway.map_or_else(|| "on-link".to_owned(), |g| format!("via {g}"))
+                        m.hop.gateway.map_or_else(|| "on-link".to_owned(), |g| format!("via {g}"))
                     );
                     continue;
                 }
             }
-            usable.push(i);
+            usable.push(m.link);
         }
+        let want: Vec<(usize, u16)> = chosen
+            .iter()
+            .filter(|m| usable.contains(&m.link))
+            .map(|m| (m.link, m.weight))
+            .collect();
         let chosen = &usable[..];
-        let want: Vec<(usize, u16)> = chosen.iter().map(|&i| (i, links[i].weight)).collect();
         let group_in_kernel = kernel.get(&group_id).map(|nh| &nh.kind);
         if group_in_kernel.is_none() {
             // Gone with its last member, and the routes through it too.
@@ -305,7 +325,7 @@ impl Multipath {
             }
         }
         if want != self.groups[family] {
-            let names: Vec<&str> = want.iter().map(|&(i, _)| links[i].name.as_str()).collect();
+            let names: Vec<&str> = want.iter().map(|&(i, _)| name(i)).collect();
             if names.is_empty() {
                 tracing::warn!(
                     "no link can carry {} traffic that is not bridged: its routes are gone",

@@ -15,14 +15,15 @@ mod wire;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::Interest;
+use tokio::io::{Interest, ReadBuf};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::Auth;
@@ -143,23 +144,80 @@ pub struct ProbeTarget {
     pub dest: SocketAddr,
 }
 
-/// A running prober; dropping it stops it.
+/// One link's prober socket: bound to the link's interface (and address),
+/// with a session number of its own so that replies to an earlier prober
+/// are told apart. The path manager's task sends on it and reads replies
+/// from it; the timing is [`Monitor`]'s.
 #[derive(Debug)]
-pub struct Prober {
-    health: watch::Receiver<LinkHealth>,
-    task: JoinHandle<()>,
+pub struct ProbeSocket {
+    socket: UdpSocket,
+    target: ProbeTarget,
+    keys: Arc<ProbeKeys>,
+    session: u32,
 }
 
-impl Prober {
-    /// The link's health, updated at every probe sent, answered or lost.
-    pub fn health(&self) -> watch::Receiver<LinkHealth> {
-        self.health.clone()
+impl ProbeSocket {
+    /// Must run inside a tokio runtime. Fails if the socket cannot be
+    /// bound to the interface or address (the interface is gone, the
+    /// address not configured).
+    pub fn open(target: ProbeTarget, keys: Arc<ProbeKeys>) -> io::Result<ProbeSocket> {
+        let socket = prober_socket(&target)?;
+        let mut session = [0u8; 4];
+        rustix::rand::getrandom(&mut session, rustix::rand::GetRandomFlags::empty())?;
+        Ok(ProbeSocket {
+            socket,
+            target,
+            keys,
+            session: u32::from_ne_bytes(session),
+        })
     }
-}
 
-impl Drop for Prober {
-    fn drop(&mut self) {
-        self.task.abort();
+    /// Sends request `seq` carrying this side's verdict `view` (for the
+    /// remote to follow). A probe that cannot be sent is as good as lost:
+    /// the monitor counts it so; the error is logged, rarely.
+    pub fn send(&self, seq: u32, view: LinkState) {
+        let probe = Probe {
+            kind: wire::Kind::Request,
+            key_id: 0,
+            view,
+            session: self.session,
+            seq,
+        };
+        let packet = probe.encode(self.keys.send.as_ref());
+        // Straight to the kernel: tokio's `try_send_to` answers WouldBlock
+        // until its reactor has seen the new socket writable, which would
+        // lose the first probe of every prober (a link coming back would
+        // wait for the second one, 100 ms later).
+        let dest = socket2::SockAddr::from(self.target.dest);
+        if let Err(e) = SockRef::from(&self.socket).send_to(&packet, &dest) {
+            warn_limited!(SEND_ERRORS, link = %self.target.ifname, "probe not sent: {e}");
+        }
+    }
+
+    /// The sequence number of the next reply of this prober's session;
+    /// anything else arriving is read and dropped.
+    pub fn poll_reply(&self, cx: &mut Context<'_>) -> Poll<u32> {
+        let mut buf = [0u8; 64];
+        // Bounded, so a socket that keeps failing cannot starve the task.
+        for _ in 0..64 {
+            let mut read = ReadBuf::new(&mut buf);
+            let from = match self.socket.poll_recv_from(cx, &mut read) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(from)) => from,
+                Poll::Ready(Err(_)) => continue,
+            };
+            match Probe::decode(read.filled(), self.keys.send_slice()) {
+                Ok(p) if p.kind == wire::Kind::Reply && p.session == self.session => {
+                    return Poll::Ready(p.seq)
+                }
+                Ok(_) => {} // an earlier run's reply, or not a reply
+                Err(e) => {
+                    warn_limited!(BAD_PROBES, link = %self.target.ifname, %from, "ignored a datagram on the probe socket: {e}")
+                }
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -167,25 +225,6 @@ impl Drop for Prober {
 static SEND_ERRORS: LogLimit = LogLimit::refusals();
 /// Datagrams that are not valid probes (anyone can send them).
 static BAD_PROBES: LogLimit = LogLimit::refusals();
-
-/// Starts probing `target.dest` out of `target.ifname`. Must run inside a
-/// tokio runtime. Fails if the socket cannot be bound to the interface or
-/// address (the interface is gone, the address not configured).
-pub fn spawn_prober(
-    target: ProbeTarget,
-    keys: Arc<ProbeKeys>,
-    settings: ProbeSettings,
-) -> io::Result<Prober> {
-    let socket = prober_socket(&target)?;
-    let now = Instant::now();
-    let monitor = Monitor::new(settings, now);
-    let (tx, rx) = watch::channel(monitor.health());
-    let mut session = [0u8; 4];
-    rustix::rand::getrandom(&mut session, rustix::rand::GetRandomFlags::empty())?;
-    let session = u32::from_ne_bytes(session);
-    let task = tokio::spawn(run_prober(socket, target, keys, monitor, session, tx));
-    Ok(Prober { health: rx, task })
-}
 
 fn prober_socket(target: &ProbeTarget) -> io::Result<UdpSocket> {
     let domain = Domain::for_address(target.dest);
@@ -208,125 +247,21 @@ fn prober_socket(target: &ProbeTarget) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
-async fn run_prober(
-    socket: UdpSocket,
-    target: ProbeTarget,
-    keys: Arc<ProbeKeys>,
-    mut monitor: Monitor,
-    session: u32,
-    tx: watch::Sender<LinkHealth>,
-) {
-    let mut buf = [0u8; 64];
-    let send_key = keys.send.as_ref();
-    loop {
-        let deadline = tokio::time::Instant::from_std(monitor.poll_timeout());
-        tokio::select! {
-            () = tokio::time::sleep_until(deadline) => {
-                if let Some(seq) = monitor.handle_timeout(Instant::now()) {
-                    // The verdict travels along, for the remote to follow.
-                    let view = monitor.state();
-                    let probe = Probe { kind: wire::Kind::Request, key_id: 0, view, session, seq };
-                    if let Err(e) = socket.send_to(&probe.encode(send_key), target.dest).await {
-                        warn_limited!(SEND_ERRORS, link = %target.ifname, "probe not sent: {e}");
-                    }
-                }
-            }
-            received = socket.recv_from(&mut buf) => {
-                let Ok((len, from)) = received else { continue };
-                match Probe::decode(&buf[..len], keys.send_slice()) {
-                    Ok(p) if p.kind == wire::Kind::Reply && p.session == session => {
-                        monitor.handle_reply(p.seq, Instant::now());
-                    }
-                    Ok(_) => {} // an earlier run's reply, or not a reply
-                    Err(e) => warn_limited!(BAD_PROBES, link = %target.ifname, %from, "ignored a datagram on the probe socket: {e}"),
-                }
-            }
-        }
-        let health = monitor.health();
-        tx.send_if_modified(|old| {
-            let changed = old.sent != health.sent
-                || old.answered != health.answered
-                || old.state != health.state
-                || old.loss_percent != health.loss_percent;
-            *old = health;
-            changed
-        });
-        if tx.is_closed() {
-            return;
-        }
-    }
-}
-
 /// The remote's probe responder; dropping it stops it.
 #[derive(Debug)]
 pub struct Responder {
     tasks: Vec<JoinHandle<()>>,
-    seen: watch::Receiver<HashMap<u32, Instant>>,
-    followers: Followers,
 }
 
-/// One valid request, as a follower of its link sees it.
-#[derive(Debug, Clone, Copy)]
-struct Arrival {
-    at: Instant,
-    session: u32,
-    seq: u32,
-    view: LinkState,
-}
-
-/// Interface index → the follower of the requests arriving on it.
-type Followers = Arc<Mutex<HashMap<u32, mpsc::UnboundedSender<Arrival>>>>;
-
-impl Responder {
-    /// When a valid probe last arrived, by interface index.
-    pub fn last_seen(&self) -> HashMap<u32, Instant> {
-        self.seen.borrow().clone()
-    }
-
-    /// Follows the requests arriving on interface `ifindex` ([`Arrivals`]):
-    /// the link's health as this side sees it, expecting a request every
-    /// `settings.interval`. Replaces an earlier follower of that interface;
-    /// dropping the returned handle stops it.
-    pub fn follow(&self, ifindex: u32, settings: ProbeSettings) -> Prober {
-        let arrivals = Arrivals::new(settings, Instant::now());
-        let (tx, rx) = watch::channel(arrivals.health());
-        let (arrived_tx, arrived) = mpsc::unbounded_channel();
-        lock(&self.followers).insert(ifindex, arrived_tx);
-        let task = tokio::spawn(run_follower(arrived, arrivals, tx));
-        Prober { health: rx, task }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-async fn run_follower(
-    mut arrived: mpsc::UnboundedReceiver<Arrival>,
-    mut arrivals: Arrivals,
-    tx: watch::Sender<LinkHealth>,
-) {
-    loop {
-        let deadline = tokio::time::Instant::from_std(arrivals.poll_timeout());
-        tokio::select! {
-            () = tokio::time::sleep_until(deadline) => arrivals.handle_timeout(Instant::now()),
-            a = arrived.recv() => match a {
-                Some(a) => arrivals.handle_request(a.at, a.session, a.seq, a.view),
-                None => return,
-            },
-        }
-        let health = arrivals.health();
-        tx.send_if_modified(|old| {
-            let changed = old.state != health.state
-                || old.answered != health.answered
-                || old.loss_percent != health.loss_percent;
-            *old = health;
-            changed
-        });
-        if tx.is_closed() {
-            return;
-        }
-    }
+/// One valid request, for the path manager to follow its link by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// The interface it arrived on.
+    pub ifindex: u32,
+    pub session: u32,
+    pub seq: u32,
+    /// The prober's verdict on the link.
+    pub view: LinkState,
 }
 
 impl Drop for Responder {
@@ -345,10 +280,8 @@ pub fn spawn_responder(
     ifnames: &[String],
     port: u16,
     keys: Arc<ProbeKeys>,
+    arrivals: mpsc::UnboundedSender<Arrival>,
 ) -> io::Result<Responder> {
-    let (seen_tx, seen) = watch::channel(HashMap::new());
-    let seen_tx = Arc::new(seen_tx);
-    let followers: Followers = Arc::default();
     let allowed: Arc<Vec<String>> = Arc::new(ifnames.to_vec());
     let mut tasks = Vec::new();
     let mut errors = Vec::new();
@@ -358,8 +291,7 @@ pub fn spawn_responder(
                 socket,
                 keys.clone(),
                 allowed.clone(),
-                seen_tx.clone(),
-                followers.clone(),
+                arrivals.clone(),
             ))),
             Err(e) => errors.push(e),
         }
@@ -370,11 +302,7 @@ pub fn spawn_responder(
     for e in errors {
         tracing::info!("probe responder without IPv6: {e}");
     }
-    Ok(Responder {
-        tasks,
-        seen,
-        followers,
-    })
+    Ok(Responder { tasks })
 }
 
 fn responder_socket(v6: bool, port: u16) -> io::Result<UdpSocket> {
@@ -403,8 +331,7 @@ async fn run_responder(
     socket: UdpSocket,
     keys: Arc<ProbeKeys>,
     allowed: Arc<Vec<String>>,
-    seen: Arc<watch::Sender<HashMap<u32, Instant>>>,
-    followers: Followers,
+    arrivals: mpsc::UnboundedSender<Arrival>,
 ) {
     let mut buf = [0u8; 64];
     // Interface index → allowed, looked up once per index.
@@ -447,21 +374,14 @@ async fn run_responder(
         {
             warn_limited!(SEND_ERRORS, to = %received.from, "probe reply not sent: {e}");
         }
-        let now = Instant::now();
-        seen.send_modify(|m| {
-            m.insert(received.ifindex, now);
-        });
         let arrival = Arrival {
-            at: now,
+            ifindex: received.ifindex,
             session: request.session,
             seq: request.seq,
             view: request.view,
         };
-        let mut followers = lock(&followers);
-        if let Some(follower) = followers.get(&received.ifindex) {
-            if follower.send(arrival).is_err() {
-                followers.remove(&received.ifindex);
-            }
+        if arrivals.send(arrival).is_err() {
+            return; // nobody follows the links any more
         }
     }
 }
@@ -507,18 +427,41 @@ mod tests {
         }
     }
 
-    async fn wait_for(
-        rx: &mut watch::Receiver<LinkHealth>,
+    /// Drives a prober until its monitor says `want`; panics after `within`.
+    async fn probe_until(
+        socket: &ProbeSocket,
+        monitor: &mut Monitor,
         within: Duration,
         want: LinkState,
     ) -> LinkHealth {
-        let got = tokio::time::timeout(within, rx.wait_for(|h| h.state == want))
-            .await
-            .map(|r| r.map(|h| h.clone()));
-        match got {
-            Ok(Ok(h)) => h,
-            _ => panic!("not {want:?} within {within:?}: {:?}", rx.borrow()),
+        let deadline = tokio::time::Instant::now() + within;
+        while monitor.state() != want {
+            let due = tokio::time::Instant::from_std(monitor.poll_timeout());
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {
+                    panic!("not {want:?} within {within:?}: {:?}", monitor.health())
+                }
+                () = tokio::time::sleep_until(due) => {
+                    if let Some(seq) = monitor.handle_timeout(Instant::now()) {
+                        socket.send(seq, monitor.state());
+                    }
+                }
+                seq = std::future::poll_fn(|cx| socket.poll_reply(cx)) => {
+                    monitor.handle_reply(seq, Instant::now());
+                }
+            }
         }
+        monitor.health()
+    }
+
+    /// A prober whose first probe is sent at once, in the same turn as
+    /// the socket is opened (as the path manager does).
+    fn prober(dest: &str, keys: &Arc<ProbeKeys>) -> (ProbeSocket, Monitor) {
+        let socket = ProbeSocket::open(target(dest), Arc::clone(keys)).unwrap();
+        let mut monitor = Monitor::new(ProbeSettings::default(), Instant::now());
+        let seq = monitor.handle_timeout(Instant::now()).unwrap();
+        socket.send(seq, monitor.state());
+        (socket, monitor)
     }
 
     #[test]
@@ -526,26 +469,37 @@ mod tests {
         in_fresh_netns(|| {
             runtime().block_on(async {
                 let keys = Arc::new(ProbeKeys::new(Some((1, SECRET)), &[(1, SECRET)]));
-                let responder = spawn_responder(&[], PORT, keys.clone()).unwrap();
+                let (arrived, mut arrivals) = mpsc::unbounded_channel();
+                let responder = spawn_responder(&[], PORT, keys.clone(), arrived).unwrap();
                 for dest in ["127.0.0.1:4443", "[::1]:4443"] {
-                    let prober =
-                        spawn_prober(target(dest), keys.clone(), ProbeSettings::default()).unwrap();
-                    let mut health = prober.health();
-                    let up = wait_for(&mut health, Duration::from_secs(1), LinkState::Up).await;
+                    let (socket, mut monitor) = prober(dest, &keys);
+                    let up =
+                        probe_until(&socket, &mut monitor, Duration::from_secs(1), LinkState::Up)
+                            .await;
                     assert!(
                         up.rtt.is_some_and(|r| r < Duration::from_millis(50)),
                         "{up:?}"
                     );
                     assert_eq!(up.loss_percent, 0.0);
+                    // Its very first probe went out and was answered (a
+                    // link that comes back is in service after it).
+                    assert_eq!((up.sent, up.answered), (1, 1), "{up:?}");
                 }
-                assert!(!responder.last_seen().is_empty());
-                let prober =
-                    spawn_prober(target("127.0.0.1:4443"), keys, ProbeSettings::default()).unwrap();
-                let mut health = prober.health();
-                wait_for(&mut health, Duration::from_secs(1), LinkState::Up).await;
+                assert!(
+                    arrivals.try_recv().is_ok(),
+                    "the responder passes requests on"
+                );
+                let (socket, mut monitor) = prober("127.0.0.1:4443", &keys);
+                probe_until(&socket, &mut monitor, Duration::from_secs(1), LinkState::Up).await;
                 drop(responder);
                 let stopped = Instant::now();
-                let down = wait_for(&mut health, Duration::from_secs(2), LinkState::Down).await;
+                let down = probe_until(
+                    &socket,
+                    &mut monitor,
+                    Duration::from_secs(2),
+                    LinkState::Down,
+                )
+                .await;
                 // Three probes at 100 ms, each lost 25 ms after it was sent.
                 let took = down.changed_at - stopped;
                 assert!(took < Duration::from_millis(600), "down after {took:?}");
@@ -554,28 +508,35 @@ mod tests {
     }
 
     #[test]
-    fn the_remote_follows_a_link_by_the_requests_arriving_on_it() {
+    fn the_remote_passes_on_the_requests_arriving_on_a_link() {
         in_fresh_netns(|| {
             runtime().block_on(async {
                 let keys = Arc::new(ProbeKeys::new(Some((1, SECRET)), &[(1, SECRET)]));
-                let responder = spawn_responder(&[], PORT, keys.clone()).unwrap();
+                let (arrived, mut arrivals) = mpsc::unbounded_channel();
+                let _responder = spawn_responder(&[], PORT, keys.clone(), arrived).unwrap();
                 let lo = rustix::net::netdevice::name_to_index(
                     std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
                     "lo",
                 )
                 .unwrap();
-                let follower = responder.follow(lo, ProbeSettings::default());
-                let mut seen = follower.health();
-                let prober =
-                    spawn_prober(target("127.0.0.1:4443"), keys, ProbeSettings::default()).unwrap();
-                let up = wait_for(&mut seen, Duration::from_secs(1), LinkState::Up).await;
-                assert!(up.answered >= 1 && up.rtt.is_none(), "{up:?}");
-                drop(prober);
-                let stopped = Instant::now();
-                let down = wait_for(&mut seen, Duration::from_secs(2), LinkState::Down).await;
-                // Three intervals and a half without a request.
-                let took = down.changed_at - stopped;
-                assert!(took < Duration::from_millis(600), "down after {took:?}");
+                let (socket, mut monitor) = prober("127.0.0.1:4443", &keys);
+                probe_until(&socket, &mut monitor, Duration::from_secs(1), LinkState::Up).await;
+                // The next request carries the prober's verdict.
+                let seq = monitor.handle_timeout(monitor.poll_timeout()).unwrap();
+                socket.send(seq, monitor.state());
+                let within = Duration::from_secs(1);
+                let last = tokio::time::timeout(within, async {
+                    loop {
+                        let a = arrivals.recv().await.unwrap();
+                        if a.seq == seq {
+                            return a;
+                        }
+                    }
+                })
+                .await
+                .expect("the request passed on");
+                assert_eq!(last.ifindex, lo);
+                assert_eq!(last.view, LinkState::Up);
             })
         });
     }
@@ -585,13 +546,22 @@ mod tests {
         in_fresh_netns(|| {
             runtime().block_on(async {
                 let theirs = Arc::new(ProbeKeys::new(Some((1, &[8; 32])), &[(1, &[8; 32])]));
-                let _responder = spawn_responder(&[], PORT, theirs).unwrap();
+                let (arrived, mut arrivals) = mpsc::unbounded_channel();
+                let _responder = spawn_responder(&[], PORT, theirs, arrived).unwrap();
                 let ours = Arc::new(ProbeKeys::new(Some((1, SECRET)), &[]));
-                let prober =
-                    spawn_prober(target("127.0.0.1:4443"), ours, ProbeSettings::default()).unwrap();
-                let mut health = prober.health();
-                let down = wait_for(&mut health, Duration::from_secs(3), LinkState::Down).await;
+                let (socket, mut monitor) = prober("127.0.0.1:4443", &ours);
+                let down = probe_until(
+                    &socket,
+                    &mut monitor,
+                    Duration::from_secs(3),
+                    LinkState::Down,
+                )
+                .await;
                 assert_eq!(down.answered, 0);
+                assert!(
+                    arrivals.try_recv().is_err(),
+                    "refused requests are not passed on"
+                );
             })
         });
     }
@@ -601,24 +571,17 @@ mod tests {
         in_fresh_netns(|| {
             runtime().block_on(async {
                 let keys = Arc::new(ProbeKeys::new(Some((1, SECRET)), &[(1, SECRET)]));
-                let _elsewhere = spawn_responder(&["wan9".into()], PORT, keys.clone()).unwrap();
-                let _here = spawn_responder(&["lo".into()], PORT + 1, keys.clone()).unwrap();
-                let ignored = spawn_prober(
-                    target("127.0.0.1:4443"),
-                    keys.clone(),
-                    ProbeSettings::default(),
-                )
-                .unwrap();
-                let answered =
-                    spawn_prober(target("127.0.0.1:4444"), keys, ProbeSettings::default()).unwrap();
-                wait_for(
-                    &mut answered.health(),
-                    Duration::from_secs(1),
-                    LinkState::Up,
-                )
-                .await;
-                let down = wait_for(
-                    &mut ignored.health(),
+                let (arrived, _arrivals) = mpsc::unbounded_channel();
+                let _elsewhere =
+                    spawn_responder(&["wan9".into()], PORT, keys.clone(), arrived.clone()).unwrap();
+                let _here =
+                    spawn_responder(&["lo".into()], PORT + 1, keys.clone(), arrived).unwrap();
+                let (socket, mut monitor) = prober("127.0.0.1:4444", &keys);
+                probe_until(&socket, &mut monitor, Duration::from_secs(1), LinkState::Up).await;
+                let (socket, mut monitor) = prober("127.0.0.1:4443", &keys);
+                let down = probe_until(
+                    &socket,
+                    &mut monitor,
                     Duration::from_secs(3),
                     LinkState::Down,
                 )
@@ -635,7 +598,7 @@ mod tests {
                 let keys = Arc::new(ProbeKeys::default());
                 let mut t = target("127.0.0.1:4443");
                 t.ifname = "nosuch0".into();
-                let err = spawn_prober(t, keys, ProbeSettings::default()).unwrap_err();
+                let err = ProbeSocket::open(t, keys).unwrap_err();
                 assert!(err.to_string().contains("nosuch0"), "{err}");
             })
         });
@@ -646,11 +609,10 @@ mod tests {
         in_fresh_netns(|| {
             runtime().block_on(async {
                 let keys = Arc::new(ProbeKeys::from_auth(&Auth::None));
-                let _responder = spawn_responder(&[], PORT, keys.clone()).unwrap();
-                let prober =
-                    spawn_prober(target("127.0.0.1:4443"), keys, ProbeSettings::default()).unwrap();
-                let mut health = prober.health();
-                wait_for(&mut health, Duration::from_secs(1), LinkState::Up).await;
+                let (arrived, _arrivals) = mpsc::unbounded_channel();
+                let _responder = spawn_responder(&[], PORT, keys.clone(), arrived).unwrap();
+                let (socket, mut monitor) = prober("127.0.0.1:4443", &keys);
+                probe_until(&socket, &mut monitor, Duration::from_secs(1), LinkState::Up).await;
             })
         });
     }

@@ -1,0 +1,490 @@
+//! The path manager's decisions as a state machine with the clock passed
+//! in: which links are in service, which endpoints, rules, routes and
+//! nexthop group members there should be, and when to probe. No sockets,
+//! no netlink and no clock reads: the task that owns it feeds it what the
+//! kernel and the probes say ([`Planner::handle`], [`Planner::handle_timeout`])
+//! and carries out what it asks ([`Planner::poll_action`]) by the time
+//! [`Planner::poll_timeout`] says.
+//!
+//! The planner assumes every action succeeds; the executor reports one
+//! that did not ([`Input::Refused`]), and the planner forgets what it had
+//! assumed, so the next look at the links tries again.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::mptcp::{FLAG_BACKUP, FLAG_SUBFLOW};
+use super::multipath::{self, Hop, LinkRoutes, Member};
+use super::probe::{Arrivals, LinkHealth, LinkState, Monitor};
+use super::LinkStatus;
+use crate::config::DownAction;
+
+mod messages;
+#[cfg(test)]
+mod tests;
+
+pub use messages::{Action, Input, LinkSnapshot, LinkSpec, PlannerConfig, Watch};
+
+/// A link's health source while it is watched.
+#[derive(Debug)]
+enum Health {
+    Probes { source: IpAddr, monitor: Monitor },
+    Arrivals { ifindex: u32, arrivals: Arrivals },
+}
+
+impl Health {
+    fn state(&self) -> LinkState {
+        match self {
+            Health::Probes { monitor, .. } => monitor.state(),
+            Health::Arrivals { arrivals, .. } => arrivals.state(),
+        }
+    }
+
+    fn health(&self) -> LinkHealth {
+        match self {
+            Health::Probes { monitor, .. } => monitor.health(),
+            Health::Arrivals { arrivals, .. } => arrivals.health(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Instant {
+        match self {
+            Health::Probes { monitor, .. } => monitor.poll_timeout(),
+            Health::Arrivals { arrivals, .. } => arrivals.poll_timeout(),
+        }
+    }
+}
+
+/// What the planner knows and has planned for one link.
+#[derive(Debug)]
+struct Link {
+    spec: LinkSpec,
+    kernel: LinkSnapshot,
+    watched: Option<Health>,
+    /// The verdict acted on (`Unknown` while not watched).
+    health: LinkState,
+    /// Looked at least once (so "came up" means "came back").
+    seen: bool,
+    /// Came back up while watched: in service once a probe got through.
+    await_probe: bool,
+    in_service: bool,
+    changed_at: Instant,
+    /// Address → flags of the endpoints planned (0: unknown, to be set).
+    endpoints: BTreeMap<IpAddr, u32>,
+    /// Addresses with a rule planned.
+    rules: Vec<IpAddr>,
+}
+
+/// The path manager's decisions; see the module doc.
+#[derive(Debug)]
+pub struct Planner {
+    config: PlannerConfig,
+    links: Vec<Link>,
+    actions: VecDeque<Action>,
+}
+
+impl Planner {
+    pub fn new(config: PlannerConfig, now: Instant) -> Planner {
+        let links = config
+            .links
+            .iter()
+            .map(|spec| Link {
+                spec: spec.clone(),
+                kernel: LinkSnapshot::default(),
+                watched: None,
+                health: LinkState::Unknown,
+                seen: false,
+                await_probe: false,
+                in_service: false,
+                changed_at: now,
+                endpoints: BTreeMap::new(),
+                rules: Vec::new(),
+            })
+            .collect();
+        Planner {
+            config,
+            links,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// Takes in what happened at `now`.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Links(snapshots) => {
+                for (i, snapshot) in snapshots {
+                    if i < self.links.len() {
+                        self.observe(i, snapshot, now);
+                    }
+                }
+                self.plan_groups();
+            }
+            Input::ProbeReply { link, seq } => {
+                if let Some(Health::Probes { monitor, .. }) =
+                    self.links.get_mut(link).and_then(|l| l.watched.as_mut())
+                {
+                    monitor.handle_reply(seq, now);
+                    if self.verdict(link, now) {
+                        self.plan_groups();
+                    }
+                }
+            }
+            Input::Arrival {
+                ifindex,
+                session,
+                seq,
+                view,
+            } => {
+                let followed = self.links.iter().position(|l| {
+                    matches!(l.watched, Some(Health::Arrivals { ifindex: i, .. }) if i == ifindex)
+                });
+                if let Some(link) = followed {
+                    if let Some(Health::Arrivals { arrivals, .. }) = &mut self.links[link].watched {
+                        arrivals.handle_request(now, session, seq, view);
+                    }
+                    if self.verdict(link, now) {
+                        self.plan_groups();
+                    }
+                }
+            }
+            Input::Refused(action) => self.refused(action, now),
+        }
+    }
+
+    /// Runs the probes' clocks: sends what is due, counts what is late.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut changed = false;
+        for i in 0..self.links.len() {
+            let link = &mut self.links[i];
+            match &mut link.watched {
+                Some(Health::Probes { monitor, .. }) if monitor.poll_timeout() <= now => {
+                    if let Some(seq) = monitor.handle_timeout(now) {
+                        let view = monitor.state();
+                        self.actions
+                            .push_back(Action::SendProbe { link: i, seq, view });
+                    }
+                }
+                Some(Health::Arrivals { arrivals, .. }) if arrivals.poll_timeout() <= now => {
+                    arrivals.handle_timeout(now);
+                }
+                _ => continue,
+            }
+            changed |= self.verdict(i, now);
+        }
+        if changed {
+            self.plan_groups();
+        }
+    }
+
+    /// The configured links, by index.
+    pub fn links(&self) -> &[LinkSpec] {
+        &self.config.links
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Planner::handle_timeout`] must run next; `None` while no
+    /// link is watched.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.links
+            .iter()
+            .filter_map(|l| l.watched.as_ref().map(Health::poll_timeout))
+            .min()
+    }
+
+    /// Every link's state for the status view (`carries_routes` is the
+    /// executor's to tell).
+    pub fn status(&self) -> Vec<LinkStatus> {
+        self.links
+            .iter()
+            .map(|l| {
+                let health = l.watched.as_ref().map(Health::health);
+                LinkStatus {
+                    interface: l.spec.interface.clone(),
+                    backup: l.spec.backup,
+                    kernel_up: l.kernel.up,
+                    health: l.health,
+                    in_service: l.in_service,
+                    carries_routes: false,
+                    addrs: l.kernel.addrs.clone(),
+                    rtt: health.as_ref().and_then(|h| h.rtt),
+                    loss_percent: health.map_or(0.0, |h| h.loss_percent),
+                    changed_at: l.changed_at,
+                }
+            })
+            .collect()
+    }
+
+    /// A fresh look at link `i`.
+    fn observe(&mut self, i: usize, snapshot: LinkSnapshot, now: Instant) {
+        let link = &mut self.links[i];
+        if snapshot.up != link.kernel.up || snapshot.addrs != link.kernel.addrs {
+            tracing::info!(link = %link.spec.interface, up = snapshot.up, addrs = ?snapshot.addrs, "link changed");
+        }
+        let came_up = snapshot.up && !link.kernel.up;
+        let came_back = came_up && link.seen;
+        link.seen = true;
+        link.kernel = snapshot;
+        self.update_watch(i, came_up, now);
+        let link = &mut self.links[i];
+        // A link that comes back is used once a probe has crossed it: its
+        // far end may not pass packets yet (a veth peer drops them until
+        // the kernel's link watch has run, up to a second later), and a
+        // subflow SYN lost then waits a full second to be retransmitted.
+        if came_back && link.watched.is_some() {
+            link.await_probe = true;
+        }
+        self.plan_link(i, now);
+    }
+
+    /// Starts, restarts or stops watching link `i`: watched while it is up
+    /// (router A: and has an address of the remote's family), afresh after
+    /// it came back up or what is watched changed.
+    fn update_watch(&mut self, i: usize, came_up: bool, now: Instant) {
+        let link = &mut self.links[i];
+        let kernel = &link.kernel;
+        let want = match self.config.watch {
+            Watch::Nothing => None,
+            Watch::Probes { v6 } => kernel
+                .addrs
+                .iter()
+                .find(|a| a.is_ipv6() == v6)
+                .map(|a| Watched::Source(*a)),
+            Watch::Arrivals => kernel.index.map(Watched::Interface),
+        }
+        .filter(|_| kernel.up);
+        let current = link.watched.as_ref().map(|h| match h {
+            Health::Probes { source, .. } => Watched::Source(*source),
+            Health::Arrivals { ifindex, .. } => Watched::Interface(*ifindex),
+        });
+        if current == want && !came_up {
+            return;
+        }
+        let was_probing = matches!(link.watched, Some(Health::Probes { .. }));
+        link.watched = None;
+        link.health = LinkState::Unknown;
+        let settings = self.config.probe;
+        match want {
+            Some(Watched::Source(source)) => {
+                link.watched = Some(Health::Probes {
+                    source,
+                    monitor: Monitor::new(settings, now),
+                });
+                self.actions
+                    .push_back(Action::StartProbing { link: i, source });
+            }
+            Some(Watched::Interface(ifindex)) => {
+                link.watched = Some(Health::Arrivals {
+                    ifindex,
+                    arrivals: Arrivals::new(settings, now),
+                });
+            }
+            None if was_probing => self.actions.push_back(Action::StopProbing { link: i }),
+            None => {}
+        }
+    }
+
+    /// Takes in link `i`'s probes' verdict; true if it changed (and the
+    /// link was planned anew).
+    fn verdict(&mut self, i: usize, now: Instant) -> bool {
+        let link = &mut self.links[i];
+        let Some(state) = link.watched.as_ref().map(Health::state) else {
+            return false;
+        };
+        if state == link.health {
+            return false;
+        }
+        tracing::info!(link = %link.spec.interface, state = state.name(), "probes changed the link's state");
+        link.health = state;
+        self.plan_link(i, now);
+        true
+    }
+
+    /// Brings link `i`'s planned routes, rules and endpoints in line with
+    /// the kernel's view of the link and the probes' verdict.
+    fn plan_link(&mut self, i: usize, now: Instant) {
+        let link = &mut self.links[i];
+        if link.health == LinkState::Up || link.watched.is_none() {
+            link.await_probe = false;
+        }
+        let probed_down = link.health == LinkState::Down || link.await_probe;
+        let in_service = link.kernel.up && !probed_down;
+        if in_service != link.in_service {
+            link.in_service = in_service;
+            link.changed_at = now;
+        }
+        if !self.config.endpoints {
+            return;
+        }
+        let kernel = &link.kernel;
+        let spec = &link.spec;
+        // Routes and rules before endpoints, so the first SYN of a subflow
+        // that a new endpoint starts already leaves by its own link.
+        //
+        // Routes: the link's table holds its default route per family in
+        // use. The kernel drops them when the link goes down, so they are
+        // put back at every look.
+        if let (true, Some(ifindex)) = (kernel.up, kernel.index) {
+            for v6 in [false, true] {
+                if !kernel.addrs.iter().any(|a| a.is_ipv6() == v6) {
+                    continue;
+                }
+                let via = spec.peers.iter().find(|p| p.is_ipv6() == v6).copied();
+                self.actions.push_back(Action::SetDefaultRoute {
+                    link: i,
+                    table: spec.table,
+                    ifindex,
+                    v6,
+                    via: via.or(kernel.gateways[usize::from(v6)]),
+                });
+            }
+        }
+        // Rules: one per address, `from ADDR lookup TABLE`.
+        let (table, priority) = (spec.table, self.config.rule_priority);
+        for &addr in link.rules.iter().filter(|a| !kernel.addrs.contains(a)) {
+            self.actions.push_back(Action::DeleteRule {
+                link: i,
+                addr,
+                table,
+                priority,
+            });
+        }
+        for &addr in kernel.addrs.iter().filter(|a| !link.rules.contains(a)) {
+            self.actions.push_back(Action::AddRule {
+                link: i,
+                addr,
+                table,
+                priority,
+            });
+        }
+        link.rules = kernel.addrs.clone();
+        // Endpoints: what there should be, by address.
+        let mut flags = FLAG_SUBFLOW;
+        if spec.backup {
+            flags |= FLAG_BACKUP;
+        }
+        let want: BTreeMap<IpAddr, u32> = match (probed_down, self.config.down_action) {
+            _ if !kernel.up => BTreeMap::new(),
+            (false, _) => kernel.addrs.iter().map(|&a| (a, flags)).collect(),
+            (true, DownAction::Backup) => kernel
+                .addrs
+                .iter()
+                .map(|&a| (a, flags | FLAG_BACKUP))
+                .collect(),
+            (true, DownAction::Remove) => BTreeMap::new(),
+        };
+        for (&addr, &have) in &link.endpoints {
+            match want.get(&addr) {
+                None => self
+                    .actions
+                    .push_back(Action::DeleteEndpoint { link: i, addr }),
+                Some(&flags) if flags != have => self.actions.push_back(Action::SetEndpointFlags {
+                    link: i,
+                    addr,
+                    flags,
+                }),
+                Some(_) => {}
+            }
+        }
+        for (&addr, &flags) in &want {
+            if !link.endpoints.contains_key(&addr) {
+                self.actions.push_back(Action::AddEndpoint {
+                    link: i,
+                    addr,
+                    ifindex: kernel.index,
+                    flags,
+                });
+            }
+        }
+        link.endpoints = want;
+    }
+
+    /// The multipath groups' members from every link's state.
+    fn plan_groups(&mut self) {
+        if !self.config.multipath {
+            return;
+        }
+        let views: Vec<LinkRoutes> = self
+            .links
+            .iter()
+            .map(|l| LinkRoutes {
+                name: l.spec.interface.clone(),
+                hops: [false, true].map(|v6| hop(l, v6)),
+                in_service: l.in_service,
+                backup: l.spec.backup,
+                weight: l.spec.weight,
+            })
+            .collect();
+        let members = [false, true].map(|v6| {
+            multipath::members(&views, v6)
+                .into_iter()
+                .filter_map(|i| {
+                    Some(Member {
+                        link: i,
+                        hop: views[i].hops[usize::from(v6)]?,
+                        weight: views[i].weight,
+                    })
+                })
+                .collect()
+        });
+        self.actions.push_back(Action::SetGroups { members });
+    }
+
+    /// Forgets what `action` was to have done, so the next look retries.
+    fn refused(&mut self, action: Action, now: Instant) {
+        match action {
+            Action::StartProbing { link, source } => {
+                // Unwatched, the link follows the kernel alone until a
+                // look at the links starts its prober again.
+                let l = &mut self.links[link];
+                if matches!(l.watched, Some(Health::Probes { source: s, .. }) if s == source) {
+                    self.actions
+                        .retain(|a| !matches!(a, Action::SendProbe { link: l, .. } if *l == link));
+                    l.watched = None;
+                    l.health = LinkState::Unknown;
+                    self.plan_link(link, now);
+                    self.plan_groups();
+                }
+            }
+            Action::AddRule { link, addr, .. } => self.links[link].rules.retain(|a| *a != addr),
+            Action::DeleteRule { link, addr, .. } => self.links[link].rules.push(addr),
+            Action::AddEndpoint { link, addr, .. } => {
+                self.links[link].endpoints.remove(&addr);
+            }
+            Action::SetEndpointFlags { link, addr, .. } | Action::DeleteEndpoint { link, addr } => {
+                self.links[link].endpoints.insert(addr, 0);
+            }
+            // Sent again at every look anyway.
+            Action::StopProbing { .. }
+            | Action::SendProbe { .. }
+            | Action::SetDefaultRoute { .. }
+            | Action::SetGroups { .. } => {}
+        }
+    }
+}
+
+/// What a link's health is learned from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watched {
+    Source(IpAddr),
+    Interface(u32),
+}
+
+/// Where link `l`'s nexthop of one family leads: its configured peer of
+/// that family, else its routes' gateway, else the link itself; `None`
+/// while the link is down or has no such address.
+fn hop(l: &Link, v6: bool) -> Option<Hop> {
+    let ifindex = l.kernel.index.filter(|_| l.kernel.up)?;
+    if !l.kernel.addrs.iter().any(|a| a.is_ipv6() == v6) {
+        return None;
+    }
+    let peer = l.spec.peers.iter().find(|p| p.is_ipv6() == v6).copied();
+    Some(Hop {
+        ifindex,
+        gateway: peer.or(l.kernel.gateways[usize::from(v6)]),
+    })
+}

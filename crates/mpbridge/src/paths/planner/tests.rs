@@ -1,0 +1,659 @@
+//! The planner on a simulated clock, millisecond by millisecond, with a
+//! fake kernel that does what the actions say and a remote that answers
+//! probes (or not) after a fixed RTT.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::*;
+use crate::paths::probe::ProbeSettings;
+
+const MS: Duration = Duration::from_millis(1);
+const RTT: Duration = Duration::from_millis(1);
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// Link `i`: interface `wan{i}`, index 10+i, address 10.0.{i}.1, table 100+i.
+fn spec(i: usize, backup: bool) -> LinkSpec {
+    LinkSpec {
+        interface: format!("wan{i}"),
+        backup,
+        peers: vec![ip(&format!("10.0.{i}.2"))],
+        table: 100 + i as u32,
+        weight: 1,
+    }
+}
+
+fn up(i: usize) -> LinkSnapshot {
+    LinkSnapshot {
+        index: Some(10 + i as u32),
+        up: true,
+        addrs: vec![addr(i)],
+        gateways: [None, None],
+    }
+}
+
+fn addr(i: usize) -> IpAddr {
+    ip(&format!("10.0.{i}.1"))
+}
+
+fn config(links: Vec<LinkSpec>, watch: Watch) -> PlannerConfig {
+    PlannerConfig {
+        links,
+        endpoints: watch != Watch::Arrivals,
+        watch,
+        probe: ProbeSettings::default(), // 100 ms, down after 3, up after 3
+        down_action: DownAction::Remove,
+        rule_priority: 7700,
+        multipath: true,
+    }
+}
+
+/// The planner, the clock, the kernel as the actions leave it, and the far
+/// end: router B answering router A's probes, or router A's requests
+/// arriving at router B.
+struct Sim {
+    planner: Planner,
+    t0: Instant,
+    now: Instant,
+    /// Per link: whether what is sent now gets through.
+    through: Vec<bool>,
+    /// Router B: the verdict router A's requests carry, per link.
+    view: Vec<LinkState>,
+    /// Replies (router A) or requests (router B) on their way: due, link, seq.
+    in_flight: Vec<(Instant, usize, u32)>,
+    /// Router B: the next request of each link is sent then.
+    next_request: Vec<Instant>,
+    seq: u32,
+    probing: BTreeMap<usize, IpAddr>,
+    endpoints: BTreeMap<IpAddr, u32>,
+    rules: BTreeSet<IpAddr>,
+    routes: BTreeSet<(u32, bool)>,
+    groups: [Vec<usize>; 2],
+    /// Every action, with the milliseconds since the start.
+    log: Vec<(u64, Action)>,
+    /// Actions of these kinds are refused once (by a name of the variant).
+    refuse: Vec<&'static str>,
+}
+
+fn kind(a: &Action) -> &'static str {
+    match a {
+        Action::StartProbing { .. } => "StartProbing",
+        Action::StopProbing { .. } => "StopProbing",
+        Action::SendProbe { .. } => "SendProbe",
+        Action::SetDefaultRoute { .. } => "SetDefaultRoute",
+        Action::AddRule { .. } => "AddRule",
+        Action::DeleteRule { .. } => "DeleteRule",
+        Action::AddEndpoint { .. } => "AddEndpoint",
+        Action::SetEndpointFlags { .. } => "SetEndpointFlags",
+        Action::DeleteEndpoint { .. } => "DeleteEndpoint",
+        Action::SetGroups { .. } => "SetGroups",
+    }
+}
+
+impl Sim {
+    /// Every link comes up at 0 ms, with the far end answering.
+    fn new(config: PlannerConfig) -> Sim {
+        let n = config.links.len();
+        let t0 = Instant::now();
+        let mut sim = Sim {
+            planner: Planner::new(config, t0),
+            t0,
+            now: t0,
+            through: vec![true; n],
+            view: vec![LinkState::Up; n],
+            in_flight: Vec::new(),
+            next_request: vec![t0; n],
+            seq: 0,
+            probing: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
+            rules: BTreeSet::new(),
+            routes: BTreeSet::new(),
+            groups: [Vec::new(), Vec::new()],
+            log: Vec::new(),
+            refuse: Vec::new(),
+        };
+        sim.kernel((0..n).map(|i| (i, up(i))).collect());
+        sim
+    }
+
+    fn ms(&self) -> u64 {
+        (self.now - self.t0).as_millis() as u64
+    }
+
+    fn kernel(&mut self, links: Vec<(usize, LinkSnapshot)>) {
+        self.planner.handle(self.now, Input::Links(links));
+        self.drain();
+    }
+
+    /// Does what the planner asks, as an executor on a kernel that
+    /// accepts everything (but what `refuse` names, once).
+    fn drain(&mut self) {
+        while let Some(action) = self.planner.poll_action() {
+            self.log.push((self.ms(), action.clone()));
+            if let Some(pos) = self.refuse.iter().position(|k| *k == kind(&action)) {
+                self.refuse.remove(pos);
+                self.planner.handle(self.now, Input::Refused(action));
+                continue;
+            }
+            match action {
+                Action::StartProbing { link, source } => {
+                    self.probing.insert(link, source);
+                }
+                Action::StopProbing { link } => {
+                    self.probing.remove(&link);
+                }
+                Action::SendProbe { link, seq, .. } => {
+                    assert!(self.probing.contains_key(&link), "probe on a closed prober");
+                    if self.through[link] {
+                        self.in_flight.push((self.now + RTT, link, seq));
+                    }
+                }
+                Action::SetDefaultRoute { table, v6, .. } => {
+                    self.routes.insert((table, v6));
+                }
+                Action::AddRule { addr, .. } => {
+                    self.rules.insert(addr);
+                }
+                Action::DeleteRule { addr, .. } => {
+                    self.rules.remove(&addr);
+                }
+                Action::AddEndpoint { addr, flags, .. }
+                | Action::SetEndpointFlags { addr, flags, .. } => {
+                    self.endpoints.insert(addr, flags);
+                }
+                Action::DeleteEndpoint { addr, .. } => {
+                    self.endpoints.remove(&addr);
+                }
+                Action::SetGroups { members } => {
+                    self.groups = members.map(|g| g.iter().map(|m| m.link).collect());
+                }
+            }
+        }
+    }
+
+    /// One millisecond: what is due arrives, the timer fires if due.
+    fn step(&mut self) {
+        let now = self.now;
+        let remote = self.planner.config.watch == Watch::Arrivals;
+        if remote {
+            for link in 0..self.through.len() {
+                if self.next_request[link] <= now {
+                    self.next_request[link] += 100 * MS;
+                    self.seq += 1;
+                    if self.through[link] {
+                        self.in_flight.push((now + RTT, link, self.seq));
+                    }
+                }
+            }
+        }
+        let (due, later) = self.in_flight.drain(..).partition(|&(at, _, _)| at <= now);
+        self.in_flight = later;
+        for (_, link, seq) in due {
+            let input = if remote {
+                Input::Arrival {
+                    ifindex: 10 + link as u32,
+                    session: 1,
+                    seq,
+                    view: self.view[link],
+                }
+            } else {
+                Input::ProbeReply { link, seq }
+            };
+            self.planner.handle(now, input);
+        }
+        if self.planner.poll_timeout().is_some_and(|t| t <= now) {
+            self.planner.handle_timeout(now);
+        }
+        self.drain();
+        self.now += MS;
+    }
+
+    fn run_to(&mut self, ms: u64) {
+        while self.ms() < ms {
+            self.step();
+        }
+    }
+
+    fn in_service(&self) -> Vec<bool> {
+        self.planner.status().iter().map(|s| s.in_service).collect()
+    }
+
+    /// When (ms) actions of kind `k` were asked since `from` ms.
+    fn times(&self, k: &str, from: u64) -> Vec<u64> {
+        self.log
+            .iter()
+            .filter(|(t, a)| *t >= from && kind(a) == k)
+            .map(|(t, _)| *t)
+            .collect()
+    }
+}
+
+const SUBFLOW: u32 = FLAG_SUBFLOW;
+const BACKUP: u32 = FLAG_SUBFLOW | FLAG_BACKUP;
+
+#[test]
+fn a_link_up_at_start_gets_its_route_rule_endpoint_and_prober_in_that_order() {
+    let sim = Sim::new(config(vec![spec(0, false)], Watch::Probes { v6: false }));
+    let kinds: Vec<&str> = sim.log.iter().map(|(_, a)| kind(a)).collect();
+    assert_eq!(
+        kinds,
+        [
+            "StartProbing",
+            "SetDefaultRoute",
+            "AddRule",
+            "AddEndpoint",
+            "SetGroups"
+        ]
+    );
+    assert_eq!(sim.probing[&0], addr(0));
+    assert!(sim.routes.contains(&(100, false)));
+    assert_eq!(sim.endpoints, BTreeMap::from([(addr(0), SUBFLOW)]));
+    assert_eq!(sim.groups, [vec![0], vec![]]);
+    // Before any verdict the link is in service.
+    assert_eq!(sim.in_service(), [true]);
+    assert_eq!(sim.planner.poll_timeout(), Some(sim.t0));
+}
+
+#[test]
+fn a_black_holed_link_is_down_225_ms_after_its_third_lost_probe_was_sent() {
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Probes { v6: false },
+    ));
+    sim.run_to(1000);
+    assert_eq!(sim.in_service(), [true, true]);
+    assert_eq!(sim.groups[0], [0, 1]);
+    // Up in the kernel, but nothing comes back.
+    sim.through[0] = false;
+    sim.run_to(1225);
+    assert!(sim.endpoints.contains_key(&addr(0)));
+    sim.step();
+    // Probes sent at 1000, 1100 and 1200, each lost 25 ms after (3 RTTs,
+    // floored): down at 1225, its endpoint and group membership gone.
+    assert_eq!(sim.times("DeleteEndpoint", 0), [1225]);
+    assert_eq!(sim.in_service(), [false, true]);
+    assert_eq!(sim.endpoints, BTreeMap::from([(addr(1), SUBFLOW)]));
+    assert_eq!(sim.groups[0], [1]);
+    // The rule and the route stay: the probes still leave by the link.
+    assert!(sim.rules.contains(&addr(0)));
+    assert_eq!(sim.planner.status()[0].health, LinkState::Down);
+}
+
+#[test]
+fn two_lost_probes_keep_a_link_in_service() {
+    let mut sim = Sim::new(config(vec![spec(0, false)], Watch::Probes { v6: false }));
+    sim.run_to(500);
+    sim.through[0] = false;
+    sim.run_to(650); // the probes of 500 and 600 are lost
+    sim.through[0] = true;
+    sim.run_to(2000);
+    assert_eq!(sim.in_service(), [true]);
+    assert!(sim.times("DeleteEndpoint", 0).is_empty());
+    assert!(sim.planner.status()[0].loss_percent > 0.0);
+}
+
+#[test]
+fn a_down_link_is_back_in_service_at_its_third_answer_in_a_row() {
+    let mut sim = Sim::new(config(vec![spec(0, false)], Watch::Probes { v6: false }));
+    sim.run_to(500);
+    sim.through[0] = false;
+    sim.run_to(1500);
+    assert_eq!(sim.in_service(), [false]);
+    sim.through[0] = true;
+    sim.run_to(1701);
+    assert_eq!(sim.in_service(), [false]);
+    sim.step();
+    // Answers to the probes of 1500, 1600 and 1700: back when the third
+    // returns, one RTT later.
+    assert_eq!(sim.times("AddEndpoint", 1000), [1701]);
+    assert_eq!(sim.in_service(), [true]);
+    assert_eq!(sim.groups[0], [0]);
+}
+
+#[test]
+fn a_flapping_link_stays_out_until_three_answers_in_a_row() {
+    let mut sim = Sim::new(config(vec![spec(0, false)], Watch::Probes { v6: false }));
+    sim.run_to(500);
+    sim.through[0] = false;
+    sim.run_to(1000);
+    assert_eq!(sim.in_service(), [false]);
+    // For 3 s, two probes of three answered: never three in a row, and
+    // never three lost in a row either.
+    while sim.ms() < 4000 {
+        let slot = (sim.ms() / 100) % 3;
+        sim.through[0] = slot != 2;
+        sim.step();
+        assert_eq!(sim.in_service(), [false], "back at {} ms", sim.ms());
+    }
+    assert!(sim.times("AddEndpoint", 1000).is_empty());
+    sim.through[0] = true;
+    sim.run_to(4500);
+    assert_eq!(sim.in_service(), [true]);
+    assert_eq!(sim.times("AddEndpoint", 1000).len(), 1);
+    assert_eq!(sim.times("DeleteEndpoint", 0).len(), 1);
+}
+
+#[test]
+fn a_link_the_kernel_takes_down_leaves_at_once_and_returns_after_a_probe() {
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Probes { v6: false },
+    ));
+    sim.run_to(1000);
+    let down = LinkSnapshot { up: false, ..up(0) };
+    sim.kernel(vec![(0, down)]);
+    // Same millisecond: endpoint gone, prober closed, out of the group.
+    assert_eq!(sim.times("DeleteEndpoint", 0), [1000]);
+    assert_eq!(sim.times("StopProbing", 0), [1000]);
+    assert!(!sim.probing.contains_key(&0));
+    assert_eq!(sim.in_service(), [false, true]);
+    assert_eq!(sim.groups[0], [1]);
+    assert!(sim.planner.status()[0].health == LinkState::Unknown);
+    sim.run_to(2000);
+    sim.kernel(vec![(0, up(0))]);
+    // Back in the kernel: a fresh prober at once, but in service only once
+    // a probe crossed the link (its far end may not pass packets yet).
+    assert_eq!(sim.times("StartProbing", 2000), [2000]);
+    assert_eq!(sim.in_service(), [false, true]);
+    assert!(sim.times("AddEndpoint", 1000).is_empty());
+    sim.run_to(2002);
+    assert_eq!(sim.times("AddEndpoint", 1000), [2001]);
+    assert_eq!(sim.in_service(), [true, true]);
+    assert_eq!(sim.groups[0], [0, 1]);
+}
+
+#[test]
+fn a_link_that_is_gone_is_forgotten_and_found_again() {
+    let mut sim = Sim::new(config(vec![spec(0, false)], Watch::Probes { v6: false }));
+    sim.run_to(300);
+    sim.kernel(vec![(0, LinkSnapshot::default())]);
+    assert!(sim.endpoints.is_empty() && sim.rules.is_empty());
+    assert!(sim.groups.iter().all(Vec::is_empty));
+    assert_eq!(sim.planner.poll_timeout(), None);
+    sim.kernel(vec![(0, up(0))]);
+    sim.run_to(400);
+    assert_eq!(sim.endpoints, BTreeMap::from([(addr(0), SUBFLOW)]));
+    assert!(sim.rules.contains(&addr(0)));
+}
+
+#[test]
+fn a_changed_address_moves_the_rule_the_endpoint_and_the_prober() {
+    let mut sim = Sim::new(config(vec![spec(0, false)], Watch::Probes { v6: false }));
+    sim.run_to(1000);
+    let new = ip("10.0.0.9");
+    sim.kernel(vec![(
+        0,
+        LinkSnapshot {
+            addrs: vec![new],
+            ..up(0)
+        },
+    )]);
+    assert_eq!(sim.rules, BTreeSet::from([new]));
+    assert_eq!(sim.endpoints, BTreeMap::from([(new, SUBFLOW)]));
+    assert_eq!(sim.probing[&0], new);
+    // Not a link coming back: it stays in service while the new prober
+    // starts from scratch.
+    assert_eq!(sim.in_service(), [true]);
+    assert_eq!(sim.planner.status()[0].health, LinkState::Unknown);
+    sim.run_to(1100);
+    assert_eq!(sim.planner.status()[0].health, LinkState::Up);
+}
+
+#[test]
+fn an_address_of_the_other_family_is_served_but_not_probed_from() {
+    let mut sim = Sim::new(config(vec![spec(0, false)], Watch::Probes { v6: false }));
+    let v6 = ip("fd00::1");
+    sim.kernel(vec![(
+        0,
+        LinkSnapshot {
+            addrs: vec![addr(0), v6],
+            ..up(0)
+        },
+    )]);
+    assert_eq!(sim.probing[&0], addr(0));
+    assert_eq!(sim.endpoints.len(), 2);
+    assert!(sim.routes.contains(&(100, true)));
+    assert_eq!(sim.groups, [vec![0], vec![0]]);
+    // Only the IPv6 address left: nothing to probe the IPv4 remote from.
+    sim.kernel(vec![(
+        0,
+        LinkSnapshot {
+            addrs: vec![v6],
+            ..up(0)
+        },
+    )]);
+    assert!(!sim.probing.contains_key(&0));
+    assert_eq!(sim.planner.poll_timeout(), None);
+    assert_eq!(sim.endpoints, BTreeMap::from([(v6, SUBFLOW)]));
+}
+
+#[test]
+fn a_backup_link_carries_routes_only_when_every_regular_link_is_down() {
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, true)],
+        Watch::Probes { v6: false },
+    ));
+    sim.run_to(1000);
+    // Its endpoint is there all along, flagged backup (MPTCP uses it only
+    // when no other subflow can).
+    assert_eq!(sim.endpoints[&addr(1)], BACKUP);
+    assert_eq!(sim.groups[0], [0]);
+    sim.through[0] = false;
+    sim.run_to(1500);
+    assert_eq!(sim.groups[0], [1]);
+    assert_eq!(sim.endpoints, BTreeMap::from([(addr(1), BACKUP)]));
+    sim.through[0] = true;
+    sim.run_to(2000);
+    assert_eq!(sim.groups[0], [0]);
+}
+
+#[test]
+fn when_every_link_fails_the_routes_stay_on_the_links_the_kernel_has_up() {
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false), spec(2, true)],
+        Watch::Probes { v6: false },
+    ));
+    sim.run_to(1000);
+    sim.through = vec![false; 3];
+    sim.run_to(2000);
+    assert_eq!(sim.in_service(), [false, false, false]);
+    // Probes failing everywhere at once more likely mean the peer's daemon
+    // stopped: routes over links that may work beat no route. The
+    // endpoints go, as on any link declared down.
+    assert_eq!(sim.groups[0], [0, 1]);
+    assert!(sim.endpoints.is_empty());
+    // Once the kernel has no regular link up, the backup carries them.
+    let down = |i| (i, LinkSnapshot { up: false, ..up(i) });
+    sim.kernel(vec![down(0), down(1)]);
+    assert_eq!(sim.groups[0], [2]);
+}
+
+#[test]
+fn with_down_action_backup_a_lost_link_keeps_its_endpoint_flagged_backup() {
+    let mut cfg = config(vec![spec(0, false)], Watch::Probes { v6: false });
+    cfg.down_action = DownAction::Backup;
+    let mut sim = Sim::new(cfg);
+    sim.run_to(500);
+    sim.through[0] = false;
+    sim.run_to(1000);
+    assert_eq!(sim.endpoints[&addr(0)], BACKUP);
+    assert!(sim.times("DeleteEndpoint", 0).is_empty());
+    assert_eq!(sim.times("SetEndpointFlags", 0), [725]);
+    sim.through[0] = true;
+    sim.run_to(1500);
+    assert_eq!(sim.endpoints[&addr(0)], SUBFLOW);
+}
+
+#[test]
+fn without_probes_a_link_follows_the_kernel_alone() {
+    let mut sim = Sim::new(config(vec![spec(0, false)], Watch::Nothing));
+    assert_eq!(sim.planner.poll_timeout(), None);
+    assert!(sim.times("StartProbing", 0).is_empty());
+    sim.kernel(vec![(0, LinkSnapshot { up: false, ..up(0) })]);
+    assert_eq!(sim.in_service(), [false]);
+    // Back up: in service at once, there is no probe to wait for.
+    sim.kernel(vec![(0, up(0))]);
+    assert_eq!(sim.in_service(), [true]);
+    assert_eq!(sim.endpoints.len(), 1);
+}
+
+#[test]
+fn router_b_takes_a_link_out_when_its_requests_stop_and_back_when_they_resume() {
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Arrivals,
+    ));
+    // Router B: no endpoints, rules, tables or probes of its own.
+    assert!(sim.endpoints.is_empty() && sim.rules.is_empty() && sim.routes.is_empty());
+    assert!(sim.times("StartProbing", 0).is_empty());
+    sim.run_to(1000);
+    assert_eq!(sim.groups[0], [0, 1]);
+    sim.through[0] = false;
+    sim.run_to(1251);
+    assert_eq!(sim.in_service(), [true, true]);
+    sim.step();
+    // The last request arrived at 901: intervals end at 1051, 1151, 1251.
+    assert_eq!(sim.in_service(), [false, true]);
+    assert_eq!(sim.groups[0], [1]);
+    sim.through[0] = true;
+    sim.run_to(2000);
+    assert_eq!(sim.in_service(), [true, true]);
+    assert_eq!(sim.groups[0], [0, 1]);
+    assert!(sim.times("SendProbe", 0).is_empty());
+}
+
+#[test]
+fn router_b_follows_router_a_verdict_at_once() {
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Arrivals,
+    ));
+    sim.run_to(1000);
+    // Router A's probes over link 1 go unanswered (the B → A direction),
+    // and its requests say so.
+    sim.view[1] = LinkState::Down;
+    sim.run_to(1002);
+    assert_eq!(sim.in_service(), [true, false]);
+    assert_eq!(sim.groups[0], [0]);
+    sim.view[1] = LinkState::Up;
+    sim.run_to(1102);
+    assert_eq!(sim.in_service(), [true, true]);
+}
+
+#[test]
+fn router_b_ignores_requests_on_interfaces_it_does_not_follow() {
+    let mut sim = Sim::new(config(vec![spec(0, false)], Watch::Arrivals));
+    let before = sim.planner.poll_timeout();
+    sim.planner.handle(
+        sim.now,
+        Input::Arrival {
+            ifindex: 99,
+            session: 1,
+            seq: 1,
+            view: LinkState::Down,
+        },
+    );
+    sim.drain();
+    assert_eq!(sim.planner.poll_timeout(), before);
+    assert_eq!(sim.in_service(), [true]);
+}
+
+#[test]
+fn a_refused_endpoint_or_rule_is_tried_again_at_the_next_look() {
+    let mut sim = Sim::new(config(vec![spec(0, false)], Watch::Nothing));
+    sim.refuse = vec!["AddEndpoint", "AddRule"];
+    let other = LinkSnapshot {
+        addrs: vec![addr(0), ip("10.0.0.7")],
+        ..up(0)
+    };
+    sim.kernel(vec![(0, other.clone())]);
+    assert!(!sim.endpoints.contains_key(&ip("10.0.0.7")));
+    assert!(!sim.rules.contains(&ip("10.0.0.7")));
+    // Nothing changed in the kernel; the next look alone repairs it.
+    sim.kernel(vec![(0, other)]);
+    assert!(sim.endpoints.contains_key(&ip("10.0.0.7")));
+    assert!(sim.rules.contains(&ip("10.0.0.7")));
+    // A delete refused is tried again too.
+    sim.refuse = vec!["DeleteEndpoint"];
+    sim.kernel(vec![(0, up(0))]);
+    assert!(sim.endpoints.contains_key(&ip("10.0.0.7")));
+    sim.kernel(vec![(0, up(0))]);
+    assert!(!sim.endpoints.contains_key(&ip("10.0.0.7")));
+}
+
+#[test]
+fn a_prober_that_cannot_start_leaves_the_link_to_the_kernel_until_the_next_look() {
+    let mut sim = Sim::new(config(vec![spec(0, false)], Watch::Nothing));
+    sim.planner.config.watch = Watch::Probes { v6: false };
+    sim.refuse = vec!["StartProbing"];
+    sim.kernel(vec![(0, up(0))]);
+    assert_eq!(sim.planner.poll_timeout(), None);
+    assert_eq!(sim.in_service(), [true]);
+    sim.kernel(vec![(0, up(0))]);
+    assert_eq!(sim.probing[&0], addr(0));
+    assert!(sim.planner.poll_timeout().is_some());
+}
+
+#[test]
+fn the_default_route_and_the_groups_are_asked_for_again_at_every_look() {
+    // The kernel drops a link's routes and nexthops when it goes down;
+    // a look after a quick flap must put them back.
+    let mut sim = Sim::new(config(vec![spec(0, false)], Watch::Nothing));
+    sim.kernel(vec![(0, up(0))]);
+    assert_eq!(sim.times("SetDefaultRoute", 0).len(), 2);
+    assert_eq!(sim.times("SetGroups", 0).len(), 2);
+}
+
+#[test]
+fn a_nexthop_leads_to_the_peer_else_the_gateway_else_the_link() {
+    let mut no_peer = spec(1, false);
+    no_peer.peers.clear();
+    let mut third = spec(2, false);
+    third.peers.clear();
+    let mut planner = Planner::new(
+        config(vec![spec(0, false), no_peer, third], Watch::Nothing),
+        Instant::now(),
+    );
+    let gw = ip("10.0.1.254");
+    let mut learned = up(1);
+    learned.gateways = [Some(gw), None];
+    planner.handle(
+        Instant::now(),
+        Input::Links(vec![(0, up(0)), (1, learned), (2, up(2))]),
+    );
+    let mut groups = None;
+    let mut routes = Vec::new();
+    while let Some(a) = planner.poll_action() {
+        match a {
+            Action::SetGroups { members } => groups = Some(members),
+            Action::SetDefaultRoute { via, .. } => routes.push(via),
+            _ => {}
+        }
+    }
+    let gateways: Vec<Option<IpAddr>> = groups.unwrap()[0].iter().map(|m| m.hop.gateway).collect();
+    let want = [Some(ip("10.0.0.2")), Some(gw), None];
+    assert_eq!(gateways, want);
+    assert_eq!(routes, want);
+}
+
+#[test]
+fn the_timer_is_the_earliest_probe_due_on_any_link() {
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Probes { v6: false },
+    ));
+    sim.run_to(50);
+    sim.kernel(vec![(1, LinkSnapshot { up: false, ..up(1) })]);
+    sim.kernel(vec![(1, up(1))]);
+    // Link 1's fresh prober is due at once.
+    assert_eq!(sim.planner.poll_timeout(), Some(sim.now));
+    sim.step();
+    // Then link 0's next probe at 100 comes first: link 1's waits for its
+    // answer up to 1 s (no RTT known yet) and sends again at 150.
+    assert_eq!(sim.planner.poll_timeout(), Some(sim.t0 + 100 * MS));
+    sim.run_to(102); // its answer is in
+    assert_eq!(sim.planner.poll_timeout(), Some(sim.t0 + 150 * MS));
+}
