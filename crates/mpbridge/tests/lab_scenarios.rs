@@ -198,8 +198,9 @@ fn connection_survives(failure: Failure, link: usize) {
     let carried = at(RESTORE_AT).saturating_sub(at(FAIL_AT + 0.5));
     assert!(
         carried > 1_000_000,
-        "link {survivor} carried {carried} bytes while link {link} was {}",
-        failure.state()
+        "link {survivor} carried {carried} bytes while link {link} was {}\n{}",
+        failure.state(),
+        lab.bridge.logs()
     );
     Footprint::of(&lab).assert_gone_after_dropping(lab);
 }
