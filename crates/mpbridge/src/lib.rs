@@ -38,6 +38,7 @@ pub mod error;
 pub mod firewall;
 pub mod header;
 pub mod intercept;
+pub mod limits;
 pub mod local;
 mod netlink;
 pub mod paths;

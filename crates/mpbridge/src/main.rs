@@ -138,6 +138,7 @@ fn main() -> ExitCode {
                 .map_err(StartError::from)
                 .and_then(|(settings, warnings)| {
                     init_logging(&settings.log_level, &warnings);
+                    mpbridge::limits::apply(settings.limits.max_connections);
                     let reload: mpbridge::local::Reload = Box::new(move || {
                         let (settings, warnings) = config::load_local(&path, explicit, &overrides)?;
                         for w in &warnings {
@@ -159,6 +160,7 @@ fn main() -> ExitCode {
                 .map_err(StartError::from)
                 .and_then(|(settings, warnings)| {
                     init_logging(&settings.log_level, &warnings);
+                    mpbridge::limits::apply(settings.limits.max_connections);
                     run_daemon(|shutdown| mpbridge::remote::run(settings, shutdown))
                 })
         }
