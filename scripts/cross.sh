@@ -7,6 +7,10 @@
 #
 #   scripts/cross.sh                  # all five
 #   scripts/cross.sh aarch64 armv7    # some (aarch64 armv7 mips mipsel x86_64)
+#   scripts/cross.sh --codec-tests mips
+#                                     # the codec's unit tests (crates/convert)
+#                                     # built for these, run under qemu-user
+#                                     # (byte order: mips is big-endian)
 #
 # One binary serves several OpenWrt package architectures (scripts/ipk.sh
 # and scripts/apk.sh map them): aarch64 for aarch64_cortex-a53,
@@ -51,6 +55,11 @@ openwrt_arch() {
 # alone; the others need the nightly's -Zbuild-std and zig as the linker.
 needs_build_std() { [ "$1" = armv7 ] || [ "$1" = mips ] || [ "$1" = mipsel ]; }
 
+codec_tests=false
+if [ "${1:-}" = --codec-tests ]; then
+    codec_tests=true
+    shift
+fi
 arches=("$@")
 [ "${#arches[@]}" -gt 0 ] || arches=(aarch64 armv7 mips mipsel x86_64)
 for a in "${arches[@]}"; do rust_target "$a" >/dev/null; done
@@ -100,6 +109,41 @@ types = [struct.unpack_from(e + "I", d, phoff + i * phentsize)[0] for i in range
 sys.exit(3 in types)  # PT_INTERP
 PY
 }
+
+qemu_of() {
+    case "$1" in
+        aarch64) echo qemu-aarch64 ;;
+        armv7) echo qemu-arm ;;
+        *) echo "qemu-$1" ;;
+    esac
+}
+
+# The codec's unit tests (debug build) for each arch, run under qemu-user.
+if $codec_tests; then
+    for a in "${arches[@]}"; do
+        t=$(rust_target "$a")
+        echo "== cross: codec unit tests for $a ($t) under $(qemu_of "$a")"
+        json="$out_dir/codec-tests-$t.json"
+        mkdir -p "$out_dir"
+        if needs_build_std "$a"; then
+            setup_zig
+            flags=""
+            [ "$a" = armv7 ] && flags="-C link-self-contained=no"
+            RUSTFLAGS="$flags" CARGO_TARGET_DIR="$out_dir" nice -n 10 \
+                cargo +nightly zigbuild --locked -p mpbridge-convert --lib --tests --target "$t" \
+                -Zbuild-std=std,panic_abort,test --message-format=json > "$json"
+        else
+            rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+            CARGO_TARGET_DIR="$out_dir" nice -n 10 \
+                cargo build --locked -p mpbridge-convert --lib --tests --target "$t" \
+                --config "target.$t.linker=\"rust-lld\"" --message-format=json > "$json"
+        fi
+        exe=$(grep -o '"executable":"[^"]*"' "$json" | tail -n 1 | cut -d'"' -f4)
+        [ -n "$exe" ] || { echo "cross: no test binary for $t" >&2; exit 1; }
+        "$(qemu_of "$a")" "$exe"
+    done
+    exit 0
+fi
 
 for a in "${arches[@]}"; do
     t=$(rust_target "$a")
