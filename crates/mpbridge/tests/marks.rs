@@ -90,3 +90,44 @@ fn a_lan_packet_that_also_carries_mwan3_and_pbr_marks_is_still_bridged() {
         .unwrap();
     assert!(!table.contains("packets 0 "), "{table}");
 }
+
+/// The rules of `option firewall 'none'` (openwrt/mpbridge/files/
+/// fw4-include.nft) load into a table as fw4 includes them, and use the
+/// daemon's marks, set without touching the other bits.
+#[test]
+fn the_fw4_include_loads_and_sets_only_mpbridges_byte() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../openwrt/mpbridge/files/fw4-include.nft");
+    let include = std::fs::read_to_string(&path).unwrap();
+    let keep_others = format!(
+        "meta mark set meta mark & {:#010x} | {DIVERT_MARK:#x}",
+        !MARK_MASK
+    );
+    assert_eq!(
+        include.matches(&keep_others).count(),
+        3,
+        "{keep_others}\n{include}"
+    );
+    assert!(include.contains(&format!(
+        "meta mark & {MARK_MASK:#x} == {OWN_MARK:#x} return"
+    )));
+    assert!(include.contains(&format!("fwmark {DIVERT_MARK:#x}/{MARK_MASK:#x}")));
+    assert!(!include.contains("0x6d70"), "old marks left:\n{include}");
+
+    // As fw4 includes it: inside `table inet fw4`. Checked (nft -c) in a
+    // network namespace of its own that ends with the command.
+    let file =
+        std::env::temp_dir().join(format!("mpbridge-fw4-include-{}.nft", std::process::id()));
+    std::fs::write(&file, format!("table inet fw4 {{\n{include}\n}}\n")).unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["--net", "nft", "-c", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
