@@ -196,3 +196,17 @@ fn a_mistake_is_logged_naming_the_option_and_nothing_starts() {
     assert!(!log.contains("open_instance"), "{log}");
     assert!(Path::new(&format!("{}.rc", router.dir.join("mpbridge.uci").display())).exists());
 }
+
+#[test]
+fn a_package_upgrade_leaves_a_disabled_service_stopped_and_starts_an_enabled_one() {
+    let router = Router::new("upgrade");
+    router.uci(&router_a("192.168.50.0/24", "10.20.0.2"));
+    // rc.common's `enabled`: the service's /etc/rc.d link is there or not.
+    let log = router.run("enabled() { return 1; }; PKG_UPGRADE=1 start_service");
+    assert!(!log.contains("open_instance"), "{log}");
+    let log = router.run("enabled() { return 0; }; PKG_UPGRADE=1 start_service");
+    assert_has(&log, "open_instance local");
+    // Not an upgrade: `service mpbridge start` starts even a disabled one.
+    let log = router.run("enabled() { return 1; }; start_service");
+    assert_has(&log, "open_instance local");
+}
