@@ -47,7 +47,8 @@ cargo test -p mpbridge --locked --test qemu_user -- --ignored
 step "qemu-mips: the big-endian binary, and the codec's unit tests on it"
 mips_bin="${CARGO_TARGET_DIR:-target}/cross/mips-unknown-linux-musl/router/mpbridge"
 qemu-mips "$mips_bin" --version
-[ "$(qemu-mips "$mips_bin" genkey | tr -d '\n' | wc -c)" -eq 64 ]
+key=$(qemu-mips "$mips_bin" genkey)
+[ "${#key}" -eq 64 ] || { echo "test: genkey under qemu-mips printed ${key@Q}, not 64 hex digits" >&2; exit 1; }
 scripts/cross.sh --codec-tests mips
 
 step "packages: .ipk (24.10) and .apk (25.12) per OpenWrt arch, .deb; installed with the real apk"
