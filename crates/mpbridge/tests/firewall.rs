@@ -263,7 +263,14 @@ fn without_the_owner_flag_the_table_is_removed_on_exit_and_a_leftover_at_start()
         bridge.topo.rb_lan_addr(false)
     );
 
-    // A normal exit removes the table and the policy routing.
+    // TPROXY's policy rule is there while the daemon runs...
+    let mark = format!("{:#x}", mpbridge::firewall::DIVERT_MARK);
+    let rules = bridge
+        .topo
+        .run(Node::RouterA, &["ip", "rule", "show"])
+        .unwrap();
+    assert!(rules.contains(&mark), "{rules}");
+    // ...and a normal exit removes the table and the policy routing.
     signal(&local, rustix::process::Signal::TERM);
     local.wait_exit(Duration::from_secs(15)).unwrap();
     assert!(table(&bridge).is_none());
@@ -271,7 +278,7 @@ fn without_the_owner_flag_the_table_is_removed_on_exit_and_a_leftover_at_start()
         .topo
         .run(Node::RouterA, &["ip", "rule", "show"])
         .unwrap();
-    assert!(!rules.contains("0x6d700001"), "{rules}");
+    assert!(!rules.contains(&mark), "{rules}");
 }
 
 #[test]
@@ -357,7 +364,8 @@ fn with_firewall_none_the_daemon_installs_nothing() {
         .topo
         .run(Node::RouterA, &["ip", "rule", "show"])
         .unwrap();
-    assert!(!rules.contains("0x6d700001"), "{rules}");
+    let mark = format!("{:#x}", mpbridge::firewall::DIVERT_MARK);
+    assert!(!rules.contains(&mark), "{rules}");
     let listener = bridge.server_listener(false);
     assert_eq!(
         seen_from(&bridge, &listener),
