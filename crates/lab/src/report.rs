@@ -9,7 +9,7 @@ use crate::plan::LinkSpec;
 use crate::scenario::{Aggregate, Failover, Integrity, Throughput};
 
 /// Everything one run measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Report {
     /// The scenario's name (`demo`, `aggregate`, …).
     pub scenario: String,
@@ -39,7 +39,7 @@ impl Report {
     /// `2 links: 50 Mbit/s, 50 Mbit/s (1 % loss)`.
     pub fn links_line(&self) -> String {
         let each: Vec<String> = self.links.iter().map(link_text).collect();
-        format!("{} link(s): {}", self.links.len(), each.join(", "))
+        format!("{} link(s): {}", self.links.len(), each.join("; "))
     }
 
     /// The readable table of everything measured.
@@ -153,15 +153,7 @@ impl Report {
 }
 
 fn link_text(l: &LinkSpec) -> String {
-    let mut s = if l.rate_mbit == 0 {
-        "unshaped".to_string()
-    } else {
-        format!("{} Mbit/s", l.rate_mbit)
-    };
-    if l.loss_pct > 0.0 {
-        let _ = write!(s, " ({} % loss)", l.loss_pct);
-    }
-    s
+    l.to_string()
 }
 
 fn regained_text(t: Option<f64>) -> String {
@@ -191,8 +183,8 @@ mod tests {
             &[
                 LinkSpec::shaped(50),
                 LinkSpec {
-                    rate_mbit: 0,
                     loss_pct: 1.0,
+                    ..LinkSpec::UNSHAPED
                 },
             ],
         );
@@ -224,7 +216,7 @@ mod tests {
         r.wall_seconds = 33.25;
         let t = r.table();
         for needle in [
-            "2 link(s): 50 Mbit/s, unshaped (1 % loss)",
+            "2 link(s): 50 Mbit/s; unshaped (1 % loss)",
             "link 1 alone                47.8 Mbit/s",
             "99.3 % of the limit",
             "blackhole     1  94.0 Mbit/s",

@@ -47,7 +47,7 @@ impl Lab {
 
 /// What a timed flow recorded, every 100 ms: the receiver's goodput,
 /// router A's per-link counters, and the faults applied to the links.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Series {
     /// Goodput intervals (iperf3's, or the lab transfer's own count).
     pub goodput: Vec<Interval>,
@@ -58,7 +58,7 @@ pub struct Series {
 }
 
 /// A link failing or coming back during a flow.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Event {
     /// Seconds since the flow started.
     pub t: f64,
@@ -69,7 +69,7 @@ pub struct Event {
 }
 
 /// The aggregation figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Aggregate {
     /// Seconds each flow was measured (after one second of slow start for
     /// the bridge flow).
@@ -205,7 +205,7 @@ impl Failure {
 
 /// One link failing for a while: `link` fails (`failure`) `at` seconds into
 /// the flow and is restored at `restore_at`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Flap {
     pub link: usize,
     pub failure: Failure,
@@ -295,7 +295,7 @@ fn run_flaps(
 }
 
 /// What a failover run is asked to do.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct FailoverPlan {
     pub failure: Failure,
     pub link: usize,
@@ -335,7 +335,7 @@ impl FailoverPlan {
 }
 
 /// The failover figures of one run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Failover {
     pub plan: FailoverPlan,
     /// Longest time with zero goodput from the failure on, seconds (100 ms
@@ -410,7 +410,7 @@ pub fn failover_in(
 }
 
 /// What an integrity run is asked to do.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct IntegrityPlan {
     /// Bytes sent each way.
     pub bytes: u64,
@@ -420,7 +420,7 @@ pub struct IntegrityPlan {
 }
 
 /// The integrity figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Integrity {
     pub plan: IntegrityPlan,
     /// Counts and SHA-256 of both directions.
@@ -517,7 +517,7 @@ pub fn integrity(
 
 /// Unshaped throughput: plain routing against the bridge, and what the
 /// daemons spent in CPU for it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Throughput {
     /// One flow client → server by plain routing (no bridge), Mbit/s.
     pub routing_up: f64,

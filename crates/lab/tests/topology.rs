@@ -334,8 +334,8 @@ fn transfer(topo: &Topology, from: Node, to: Node, ip: IpAddr, bytes: usize) {
 fn loss_meets_real_packets_not_gso_super_packets() {
     let topo = build(TopologySpec {
         links: vec![LinkSpec {
-            rate_mbit: 0,
             loss_pct: 0.1,
+            ..LinkSpec::UNSHAPED
         }],
     });
     // Count what arrives from the link in each router, just before the
