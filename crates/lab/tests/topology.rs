@@ -495,3 +495,25 @@ fn assert_reconnects(topo: &Topology, what: &str) {
         assert!(back, "v6={v6}: {what}");
     }
 }
+
+#[test]
+fn a_rate_schedule_changes_the_rate_on_both_routers_and_holds_its_last_step() {
+    let link = mpbridge_lab::links::parse_link("100:1s/20").unwrap();
+    let topo = build(TopologySpec { links: vec![link] });
+    let rate = |node| {
+        topo.run(node, &["tc", "qdisc", "show", "dev", "wan0"])
+            .unwrap()
+    };
+    let first = rate(Node::RouterA);
+    assert!(first.contains("rate 100Mbit"), "{first}");
+    let changed = wait_until(Duration::from_secs(5), || {
+        [Node::RouterA, Node::RouterB]
+            .iter()
+            .all(|&n| rate(n).contains("rate 20Mbit"))
+    });
+    assert!(changed, "still {}", rate(Node::RouterA));
+    // The last step has no duration: it stays.
+    std::thread::sleep(Duration::from_millis(1500));
+    let held = rate(Node::RouterB);
+    assert!(held.contains("rate 20Mbit"), "{held}");
+}
