@@ -49,7 +49,7 @@ vm_fetch() {
     deb=$(find "$debs" -name "${pkg}_*_${arch}.deb" | head -n 1)
     if [ -z "$deb" ]; then
         echo "$vm_name: downloading $pkg ($arch) into $debs" >&2
-        if ! (cd "$debs" && apt-get download -qq "$pkg:$arch" >&2); then
+        if ! (cd "$debs" && apt-get download -qq -o APT::Sandbox::User=root "$pkg:$arch" >&2); then
             echo "$vm_name: cannot download $pkg:$arch from Debian's mirrors (apt-get download failed; is the network or the mirror down?)" >&2
             return 1
         fi

@@ -48,9 +48,11 @@ impl Report {
         if let Some(a) = &self.aggregate {
             let _ = writeln!(
                 out,
-                "\naggregation (one TCP flow, server → client; each link alone {} s, through \
-                 mpbridge {} s after 1 s of slow start)",
-                a.secs, a.secs
+                "\naggregation (one TCP flow, {}; each link alone {} s, through mpbridge {} s \
+                 after 1 s of slow start)",
+                a.direction.arrow(),
+                a.secs,
+                a.secs
             );
             for (i, mbit) in a.per_link.iter().enumerate() {
                 let _ = writeln!(out, "  link {i} alone            {mbit:8.1} Mbit/s");
@@ -189,6 +191,7 @@ mod tests {
             ],
         );
         r.aggregate = Some(Aggregate {
+            direction: Default::default(),
             secs: 4.0,
             per_link: vec![47.9, 47.8],
             limit: 95.7,

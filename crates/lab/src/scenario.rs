@@ -68,9 +68,39 @@ pub struct Event {
     pub restored: bool,
 }
 
+/// Which way a measured flow goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Server → client: router B sends over the links (what a person
+    /// watching a download sees).
+    #[default]
+    Download,
+    /// Client → server: router A sends over the links.
+    Upload,
+}
+
+impl Direction {
+    /// "server → client" or "client → server".
+    pub fn arrow(self) -> &'static str {
+        match self {
+            Direction::Download => "server → client",
+            Direction::Upload => "client → server",
+        }
+    }
+
+    /// Whether iperf3 runs reversed (`-R`: the server sends).
+    fn iperf_reverse(self) -> bool {
+        self == Direction::Download
+    }
+}
+
 /// The aggregation figures.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Aggregate {
+    /// Which way every flow went.
+    #[serde(default)]
+    pub direction: Direction,
     /// Seconds each flow was measured (after one second of slow start for
     /// the bridge flow).
     pub secs: f64,
@@ -126,16 +156,43 @@ fn iperf_recorded(
 /// its address on the link, to router B's (`-R`: router B sends), `secs`
 /// long, 1 s intervals; `extra` appended.
 pub fn link_alone_args(topo: &Topology, link: usize, secs: f64, extra: &[&str]) -> Vec<String> {
+    link_alone_args_in(topo, link, secs, Direction::Download, extra)
+}
+
+/// [`link_alone_args`] in `direction` (upload: router A sends).
+pub fn link_alone_args_in(
+    topo: &Topology,
+    link: usize,
+    secs: f64,
+    direction: Direction,
+    extra: &[&str],
+) -> Vec<String> {
     let bind = topo.ra_link_addr(link, false).to_string();
     let mut more = vec!["-B", bind.as_str()];
     more.extend_from_slice(extra);
-    iperf::client_args(topo.rb_link_addr(link, false), secs, 1.0, true, &more)
+    iperf::client_args(
+        topo.rb_link_addr(link, false),
+        secs,
+        1.0,
+        direction.iperf_reverse(),
+        &more,
+    )
 }
 
 /// Each link alone (router B → router A on that link's addresses), then one
 /// flow server → client through the bridge, each for `secs` (the bridge
 /// flow after a first second left out: slow start).
 pub fn aggregate(lab: &Lab, secs: f64, progress: &Progress) -> anyhow::Result<Aggregate> {
+    aggregate_in(lab, secs, Direction::Download, progress)
+}
+
+/// [`aggregate`] with every flow going `direction` (the links alone too).
+pub fn aggregate_in(
+    lab: &Lab,
+    secs: f64,
+    direction: Direction,
+    progress: &Progress,
+) -> anyhow::Result<Aggregate> {
     let topo = &lab.topo;
     let mut per_link = Vec::new();
     for link in 0..topo.link_count() {
@@ -143,18 +200,25 @@ pub fn aggregate(lab: &Lab, secs: f64, progress: &Progress) -> anyhow::Result<Ag
         let name = format!("iperf3-link{link}");
         let _server =
             iperf::start_server(topo, Node::RouterB, topo.rb_link_addr(link, false), &name)?;
-        let args = link_alone_args(topo, link, secs, &[]);
+        let args = link_alone_args_in(topo, link, secs, direction, &[]);
         let (report, _) = iperf_recorded(topo, Node::RouterA, &args, progress, |_| Ok(vec![]))?;
         per_link.push(report.received_mbit_per_s);
     }
     progress.phase(&format!(
         "aggregate: one flow through mpbridge, 1 s slow start + {secs} s"
     ));
-    let args = iperf::client_args(topo.server_addr(false), secs, 0.1, true, &["-O", "1"]);
+    let args = iperf::client_args(
+        topo.server_addr(false),
+        secs,
+        0.1,
+        direction.iperf_reverse(),
+        &["-O", "1"],
+    );
     let (report, series) = iperf_recorded(topo, Node::Client, &args, progress, |_| Ok(vec![]))?;
     let limit: f64 = per_link.iter().sum();
     let bridge = report.received_mbit_per_s;
     Ok(Aggregate {
+        direction,
         secs,
         per_link,
         limit,

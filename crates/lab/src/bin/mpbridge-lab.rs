@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use mpbridge_lab::bridge::BridgeOptions;
 use mpbridge_lab::measure::Progress;
 use mpbridge_lab::report::Report;
-use mpbridge_lab::scenario::{self, FailoverPlan, Failure, IntegrityPlan, Lab};
+use mpbridge_lab::scenario::{self, Direction, FailoverPlan, Failure, IntegrityPlan, Lab};
 use mpbridge_lab::{bench, checks, plot, vm};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -119,6 +119,10 @@ struct RunArgs {
     /// failover: how long the flow runs (whole seconds).
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     duration: f64,
+    /// aggregate: which way the flows go: download (server → client,
+    /// router B sends over the links) or upload.
+    #[arg(long, value_enum, default_value_t = DirectionArg::Download)]
+    direction: DirectionArg,
     /// aggregate: seconds each flow is measured.
     #[arg(long, default_value_t = 4.0, value_name = "SECS")]
     aggregate_secs: f64,
@@ -165,6 +169,14 @@ impl Scenario {
             Scenario::Throughput => "throughput",
         }
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DirectionArg {
+    /// Server → client.
+    Download,
+    /// Client → server.
+    Upload,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -280,6 +292,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let (lab, progress) = (Arc::clone(&lab), Arc::clone(&progress));
         let scenario = args.scenario;
         let (aggregate_secs, bytes) = (args.aggregate_secs, args.size_mb * 1_000_000);
+        let direction = match args.direction {
+            DirectionArg::Download => Direction::Download,
+            DirectionArg::Upload => Direction::Upload,
+        };
         let links = spec.links.len();
         let mut report = report.clone();
         std::thread::spawn(move || {
@@ -288,6 +304,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 scenario,
                 &plans,
                 aggregate_secs,
+                direction,
                 bytes,
                 links,
                 &progress,
@@ -415,13 +432,19 @@ fn run_scenario(
     scenario: Scenario,
     plans: &[FailoverPlan],
     aggregate_secs: f64,
+    direction: Direction,
     integrity_bytes: u64,
     links: usize,
     progress: &Progress,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     if matches!(scenario, Scenario::Demo | Scenario::Aggregate) {
-        report.aggregate = Some(scenario::aggregate(lab, aggregate_secs, progress)?);
+        report.aggregate = Some(scenario::aggregate_in(
+            lab,
+            aggregate_secs,
+            direction,
+            progress,
+        )?);
     }
     if matches!(scenario, Scenario::Demo | Scenario::Failover) {
         for plan in plans {
