@@ -51,6 +51,6 @@ step "arm64 VM: Debian's 6.12 kernel under qemu-system-aarch64"
 scripts/vm-test.sh
 
 step "x86_64 VM: the lab with netem (2 links, 5 and 30 ms one way) under qemu-system-x86_64"
-cargo test -p mpbridge-lab --locked --test vm -- --ignored
+cargo test -p mpbridge-lab --locked --test vm -- --ignored --exact both_in_one_vm
 
 step "done"

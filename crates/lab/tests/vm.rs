@@ -1,20 +1,105 @@
-//! The lab's VM end to end: `mpbridge-lab run aggregate` over two unequal
-//! links, 25 Mbit/s each with 5 ms and 30 ms of delay one way, which need
-//! netem, so the lab boots Debian's Linux 6.12 under qemu by itself
-//! (`scripts/vm-lab.sh`), runs the scenario in there and renders its JSON
-//! on the host. Asserts behaviour with generous margins: both links carry
+//! The lab in its VM (Debian's Linux 6.12 under qemu, `scripts/vm-lab.sh`),
+//! where netem exists: each link gets its own delay, and `mpbridge-lab run
+//! aggregate` over two unequal links, 25 Mbit/s each with 5 ms and 30 ms of
+//! delay one way, asserts behaviour with generous margins: both links carry
 //! the flow, and the flow beats the best single link measured in the same
 //! VM. About a minute of VM time; the first run downloads the kernel.
 //!
-//! Ignored by default (needs root, qemu and Debian's mirrors once):
-//! `cargo test -p mpbridge-lab --test vm -- --ignored` (scripts/test.sh).
+//! Each test runs itself inside the VM (this very binary, over the shared
+//! root file system); `both_in_one_vm` runs both in one boot. Ignored by
+//! default (they need root, qemu and, once, Debian's mirrors):
+//! `cargo test -p mpbridge-lab --test vm -- --ignored --exact both_in_one_vm`
+//! (scripts/test.sh).
 
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mpbridge_lab::{checks, vm, Node, Topology, TopologySpec};
+
+/// Runs the tests of this very binary that `filter` selects inside the VM,
+/// where they find themselves there (`vm::inside`) and do their part.
+fn run_in_vm(filter: &[&str]) {
+    let exe = std::env::current_exe().expect("the test binary");
+    let status = Command::new("bash")
+        .arg(vm::script().unwrap_or_else(|e| panic!("{e:#}")))
+        .arg("--")
+        .arg(exe)
+        .args(filter)
+        .args(["--ignored", "--nocapture", "--test-threads", "1"])
+        .status()
+        .expect("run scripts/vm-lab.sh");
+    assert!(status.success(), "{filter:?} failed in the VM: {status}");
+}
+
+const DELAY_TEST: &str = "netem_delays_each_link_by_its_own_amount_each_way";
+const FLOW_TEST: &str = "one_flow_over_unequal_delayed_links_uses_both_and_beats_the_best_link";
 
 #[test]
 #[ignore = "boots a VM: scripts/test.sh runs it"]
-fn one_flow_over_unequal_delayed_links_in_the_vm_uses_both_and_beats_the_best_link() {
+fn both_in_one_vm() {
+    assert!(!vm::inside(), "this one boots the VM");
+    run_in_vm(&["--exact", DELAY_TEST, FLOW_TEST]);
+}
+
+/// The shortest of a few TCP handshakes from router A to router B's
+/// address on `link`: one round trip.
+fn handshake_rtt(topo: &Topology, link: usize) -> Duration {
+    let listener = topo
+        .enter(Node::RouterB, || {
+            TcpListener::bind((topo.rb_link_addr(link, false), 0))
+        })
+        .unwrap();
+    let to = listener.local_addr().unwrap();
+    (0..5)
+        .map(|_| {
+            topo.enter(Node::RouterA, || {
+                let start = Instant::now();
+                let s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
+                let rtt = start.elapsed();
+                drop(s);
+                rtt
+            })
+        })
+        .min()
+        .unwrap()
+}
+
+#[test]
+#[ignore = "boots a VM: scripts/test.sh runs it"]
+fn netem_delays_each_link_by_its_own_amount_each_way() {
+    if !vm::inside() {
+        return run_in_vm(&["--exact", DELAY_TEST]);
+    }
+    let spec = TopologySpec {
+        links: checks::parse_links("0@5ms,20@30ms~1ms").unwrap(),
+    };
+    let topo = Topology::build(&spec).unwrap_or_else(|e| panic!("{e:#}"));
+    let qdisc = topo
+        .run(Node::RouterB, &["tc", "qdisc", "show", "dev", "wan1"])
+        .unwrap();
+    assert!(qdisc.contains("netem") && qdisc.contains("tbf"), "{qdisc}");
+    let fast = handshake_rtt(&topo, 0);
+    let slow = handshake_rtt(&topo, 1);
+    eprintln!("handshake round trips in the VM: link 0 {fast:?}, link 1 {slow:?}");
+    // Twice the one-way delay, plus what a slow VM adds.
+    assert!(
+        fast >= Duration::from_millis(10) && fast < Duration::from_millis(50),
+        "link 0: {fast:?}"
+    );
+    assert!(
+        slow >= Duration::from_millis(58) && slow < Duration::from_millis(110),
+        "link 1: {slow:?}"
+    );
+}
+
+#[test]
+#[ignore = "boots a VM: scripts/test.sh runs it"]
+fn one_flow_over_unequal_delayed_links_uses_both_and_beats_the_best_link() {
+    if !vm::inside() {
+        return run_in_vm(&["--exact", FLOW_TEST]);
+    }
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_mpbridge-lab"));
     // The daemon cargo built beside this test (cargo test --workspace
     // builds it), unless MPBRIDGE_BIN names one.
