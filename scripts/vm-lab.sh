@@ -54,6 +54,10 @@ modules+=("${extra_modules[@]}")
 
 vm_need_tools qemu-system-x86_64:qemu-system-x86 depmod:kmod modprobe:kmod cpio:cpio xz:xz-utils
 mkdir -p "$cache/debs"
+# One preparation at a time (runs may start together); the VM itself needs
+# no lock once qemu has read the kernel and initramfs.
+exec 9> "$cache/.lock"
+flock 9
 kpkg=$(vm_kernel_package "$cache/debs" amd64 "$kernel_regex")
 kdeb=$(vm_fetch "$cache/debs" amd64 "$kpkg")
 bbdeb=$(vm_fetch "$cache/debs" amd64 busybox-static)
@@ -65,7 +69,8 @@ key=$( { basename "$kdeb"; basename "$bbdeb"; echo "${modules[*]}"; cat "$here/v
 boot="$cache/boot-$key"
 if [ ! -f "$boot/initramfs.gz" ]; then
     echo "$vm_name: building the initramfs ($kpkg, busybox, ${#modules[@]} modules and their dependencies)" >&2
-    rm -rf "$cache"/boot-*
+    # Earlier builds stay a day: a run started before may still boot one.
+    find "$cache" -maxdepth 1 -name 'boot-*' -mtime +1 -exec rm -rf {} +
     tmp="$cache/boot.tmp"
     rm -rf "$tmp"
     mkdir -p "$tmp/kernel" "$tmp/ir"
@@ -81,9 +86,13 @@ if [ ! -f "$boot/initramfs.gz" ]; then
     cp "$tmp/kernel/boot/vmlinuz-$kver" "$tmp/out/vmlinuz"
     vm_cpio "$ir" "$tmp/out/initramfs.gz"
     echo "$kver" > "$tmp/out/kver"
+    rm -rf "$boot"
     mv "$tmp/out" "$boot"
     rm -rf "$tmp"
 fi
+touch "$boot"
+
+exec 9>&-
 
 own_share=
 if [ -z "$share" ]; then
