@@ -48,10 +48,9 @@ impl Report {
         if let Some(a) = &self.aggregate {
             let _ = writeln!(
                 out,
-                "\naggregation (one TCP flow, {}; each link alone {} s, through mpbridge {} s \
-                 after 1 s of slow start)",
+                "\naggregation (one TCP flow, {}; each link alone, then through mpbridge, {} s \
+                 each after 1 s of slow start)",
                 a.direction.arrow(),
-                a.secs,
                 a.secs
             );
             for (i, mbit) in a.per_link.iter().enumerate() {

@@ -10,6 +10,13 @@ use crate::links::LinkSpec;
 /// of 1 Gbit/s with 60 ms of delay.
 pub const NETEM_LIMIT: u32 = 10_000;
 
+/// netem's own rate on a link with jitter, far above any link's: with a
+/// rate, netem sends no packet before the one ahead of it, so jitter
+/// varies the delay without reordering packets (a real link keeps their
+/// order: a packet held up holds up those behind it). Without one, netem
+/// reorders every packet that jitter lets overtake another.
+pub const NETEM_FIFO_RATE: &str = "4gbit";
+
 /// Shortest bucket: one full 64 KiB GSO super-packet, so tbf passes TCP's
 /// large segments whole instead of splitting them in software.
 pub const MIN_BURST_BYTES: u64 = 64 * 1024;
@@ -60,6 +67,18 @@ pub fn tc_delete_line(ifname: &str) -> String {
     format!("qdisc del dev {ifname} root")
 }
 
+/// Whether this kernel has netem: loaded, built in, or a module on disk.
+pub fn netem_available() -> bool {
+    if std::path::Path::new("/sys/module/sch_netem").exists() {
+        return true;
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let dir = std::path::Path::new("/lib/modules").join(release.trim());
+    let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
+    let modules = std::fs::read_to_string(dir.join("modules.dep")).unwrap_or_default();
+    builtin.contains("/sch_netem.ko") || modules.contains("/sch_netem.ko")
+}
+
 /// netem's options for `link` (delay, jitter, bursty loss), or `None`
 /// when the link needs no netem.
 pub fn netem_options(link: &LinkSpec) -> Option<String> {
@@ -68,7 +87,7 @@ pub fn netem_options(link: &LinkSpec) -> Option<String> {
     }
     let mut s = format!("limit {NETEM_LIMIT} delay {}us", link.delay_us);
     if link.jitter_us > 0 {
-        s.push_str(&format!(" {}us", link.jitter_us));
+        s.push_str(&format!(" {}us rate {NETEM_FIFO_RATE}", link.jitter_us));
     }
     if let Some(b) = &link.burst_loss {
         let (p, r) = b.gemodel_p_r();
@@ -140,7 +159,7 @@ mod tests {
             link_lines("wan1", &link, 50),
             [
                 "qdisc replace dev wan1 root handle 1: netem limit 10000 delay 30000us 5000us \
-                 loss gemodel 0.2525% 25.0000% 100% 0%",
+                 rate 4gbit loss gemodel 0.2525% 25.0000% 100% 0%",
                 "qdisc replace dev wan1 parent 1:1 handle 10: tbf rate 50mbit burst 65536 \
                  latency 20ms"
             ]

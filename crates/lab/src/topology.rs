@@ -660,6 +660,14 @@ fn preflight(spec: &TopologySpec) -> anyhow::Result<()> {
     if spec.links.iter().any(|l| l.loss_pct > 0.0) {
         exec::require_tool("nft", "-v", "nftables")?;
     }
+    if let Some((i, link)) = spec.links.iter().enumerate().find(|(_, l)| l.needs_netem()) {
+        ensure!(
+            shaping::netem_available(),
+            "link {i} ({}) needs netem, which this kernel lacks: run it in the lab's VM \
+             (`mpbridge-lab run` does so by itself; scripts/vm-lab.sh runs any command there)",
+            link.spec_text()
+        );
+    }
     const MPTCP: &str = "/proc/sys/net/mptcp/enabled";
     match std::fs::read_to_string(MPTCP) {
         Ok(v) if v.trim() == "1" => Ok(()),

@@ -517,3 +517,19 @@ fn a_rate_schedule_changes_the_rate_on_both_routers_and_holds_its_last_step() {
     let held = rate(Node::RouterB);
     assert!(held.contains("rate 20Mbit"), "{held}");
 }
+
+#[test]
+fn a_link_that_needs_netem_is_refused_before_anything_is_created_where_netem_is_missing() {
+    if mpbridge_lab::shaping::netem_available() {
+        eprintln!("this kernel has netem: nothing to refuse");
+        return;
+    }
+    let links = mpbridge_lab::checks::parse_links("50,50@30ms").unwrap();
+    let e = Topology::build(&TopologySpec { links })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("link 1 (50@30ms) needs netem, which this kernel lacks"),
+        "{e}"
+    );
+}

@@ -415,7 +415,7 @@ fn run_in_vm(
         plot::write_svg(report, path)?;
         println!("plot: {}", path.display());
     }
-    anyhow::ensure!(ok, "the scenario failed in the VM: see its output above");
+    anyhow::ensure!(ok, "the run in the VM failed: see the output above");
     Ok(())
 }
 
