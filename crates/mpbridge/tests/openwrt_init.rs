@@ -63,7 +63,8 @@ impl Router {
         let script = format!(
             r#"
 record() {{ echo "$*" >> {d}/procd.log; }}
-logger() {{ record logger "$@"; }}
+# logger reads its message from stdin when none follows the options.
+logger() {{ if [ $# -le 4 ]; then record logger "$@" "$(cat)"; else record logger "$@"; fi; }}
 procd_open_instance() {{ record open_instance "$@"; }}
 procd_close_instance() {{ record close_instance; }}
 procd_set_param() {{ record set_param "$@"; }}
