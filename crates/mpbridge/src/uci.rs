@@ -6,7 +6,7 @@
 //! ```text
 //! config mpbridge 'main'          role, key, remote/port, intercept, firewall,
 //!     option role 'local'         lan_interface, bypass, listen_port, allow, deny,
-//!     list remote '10.20.0.2'     log_level, enabled
+//!     list remote '10.20.0.2'     log_level, max_connections, enabled
 //! config link 'wifi1'             one per link between the routers
 //!     option network 'wwan'       or `option device 'phy0-sta0'`; peer, backup
 //! ```
@@ -267,6 +267,7 @@ const MAIN_OPTIONS: &[(&str, bool)] = &[
     ("deny", true),
     ("mptcp", false),
     ("log_level", false),
+    ("max_connections", false),
 ];
 const LINK_OPTIONS: &[(&str, bool)] = &[
     ("device", false),
@@ -695,6 +696,18 @@ pub fn render_with(
         w.line("[log]", None);
         w.string("level", main, o);
     }
+    // The init script reads it back to give procd the open-files limit.
+    if let Some(o) = main.one("max_connections") {
+        let n: u32 = o.value.parse().map_err(|_| {
+            option_err(
+                main,
+                o,
+                format!("{:?} is not a number of connections", o.value),
+            )
+        })?;
+        w.line("[limits]", None);
+        w.line(&format!("max_connections = {n}"), Some((main, o)));
+    }
     // Options of the other role are accepted and left out, so that
     // switching `role` needs no cleanup.
     match role {
@@ -1012,6 +1025,25 @@ config link
             ]
         );
         assert_eq!(settings.policy.allow.len(), 1);
+    }
+
+    #[test]
+    fn max_connections_reaches_the_limits_and_a_bad_one_is_blamed_on_its_option() {
+        let with = |n: &str| {
+            router_a().replacen(
+                "option role 'local'",
+                &format!("option role 'local'\n\toption max_connections '{n}'"),
+                1,
+            )
+        };
+        let r = uci(&with("300")).unwrap();
+        let file = config::parse_str(&r.toml, Path::new("x.toml")).unwrap();
+        let (settings, _) = file.local(&config::Overrides::default()).unwrap();
+        assert_eq!(settings.common.limits.max_connections, 300);
+        for bad in ["0", "many"] {
+            let e = uci(&with(bad)).expect_err(bad).to_string();
+            assert!(e.contains("mpbridge.main, option max_connections"), "{e}");
+        }
     }
 
     /// Each mistake is reported with its UCI line, section and option.
