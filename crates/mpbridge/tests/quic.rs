@@ -144,6 +144,7 @@ fn table(bridge: &Bridge) -> String {
 }
 
 fn start(local_extra: &'static str) -> Bridge {
+    python(); // fails before any namespace is made if aioquic cannot be had
     Bridge::start(Options {
         local_extra,
         lan_routes: LanRoutes::Daemons,
