@@ -691,10 +691,11 @@ impl Batch {
                         chain: Some(chain_of(family)),
                     },
                 ]);
+                let name = if proto == IPPROTO_TCP { "tcp" } else { "udp" };
                 let port = dport.map(|p| format!(" dport {p}")).unwrap_or_default();
                 self.rule(
                     base,
-                    &format!("iifname {lan} l4proto {proto}{port} {family:?} jump"),
+                    &format!("iifname {lan} {name}{port} {family:?} jump"),
                     &exprs,
                 );
             }
