@@ -28,6 +28,8 @@ step "module layers: no import cycle (scripts/layers.sh)"
 scripts/layers.sh
 
 step "cargo test"
+# tests/quic.rs makes a venv with aioquic from PyPI: Debian's python3 needs python3-venv.
+python3 -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null; }
 cargo test --workspace --locked
 
 step "cargo test, feature metrics (the Prometheus endpoint)"

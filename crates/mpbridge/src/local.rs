@@ -221,6 +221,7 @@ async fn start_and_serve(
                 listeners: bound.clone(),
                 remotes: settings.remotes.clone(),
                 bypass: settings.interception.bypass.clone(),
+                quic: settings.interception.quic,
             };
             let fw = SharedFirewall::install(plan, host.now()).await?;
             daemon.role().firewall = Some(InstalledRules(fw.clone()));

@@ -5,8 +5,8 @@
 //!
 //! ```text
 //! config mpbridge 'main'          role, key, remote/port, intercept, firewall,
-//!     option role 'local'         lan_interface, bypass, listen_port, allow, deny,
-//!     list remote '10.20.0.2'     log_level, max_connections, enabled
+//!     option role 'local'         lan_interface, bypass, quic, listen_port, allow,
+//!     list remote '10.20.0.2'     deny, log_level, max_connections, enabled
 //! config link 'wifi1'             one per link between the routers
 //!     option network 'wwan'       or `option device 'phy0-sta0'`; peer, backup
 //! ```
@@ -263,6 +263,7 @@ const MAIN_OPTIONS: &[(&str, bool)] = &[
     ("firewall", false),
     ("lan_interface", true),
     ("bypass", true),
+    ("quic", false),
     ("allow", true),
     ("deny", true),
     ("mptcp", false),
@@ -728,7 +729,11 @@ pub fn render_with(
                     format!("{addr}:{p}")
                 }
             });
-            for (opt, key) in [("intercept", "intercept"), ("firewall", "firewall")] {
+            for (opt, key) in [
+                ("intercept", "intercept"),
+                ("firewall", "firewall"),
+                ("quic", "quic"),
+            ] {
                 if let Some(o) = main.one(opt) {
                     w.string(key, main, o);
                 }
@@ -964,6 +969,7 @@ config mpbridge 'main'
 	option port '4443'
 	list lan_interface 'br-lan'
 	list bypass '192.168.50.0/24'
+	option quic 'pass'
 
 config link 'wifi1'
 	option device 'wlan1'
@@ -994,6 +1000,15 @@ config link
         );
         assert_eq!(settings.interception.lan_interfaces, vec!["br-lan"]);
         assert_eq!(settings.interception.bypass.len(), 1);
+        assert_eq!(settings.interception.quic, config::Quic::Pass);
+        let without = router_a().replacen("\toption quic 'pass'\n", "", 1);
+        let file = config::parse_str(&uci(&without).unwrap().toml, Path::new("x.toml")).unwrap();
+        let (settings, _) = file.local(&config::Overrides::default()).unwrap();
+        assert_eq!(
+            settings.interception.quic,
+            config::Quic::Refuse,
+            "the default"
+        );
         let links = &settings.common.paths.links;
         assert_eq!(links.len(), 2);
         assert_eq!(
@@ -1080,6 +1095,11 @@ config link
                 "option peer '10.20.0.2'",
                 "option peer 'router-b'",
                 "mpbridge.wifi1, option peer",
+            ),
+            (
+                "option quic 'pass'",
+                "option quic 'off'",
+                "mpbridge.main, option quic",
             ),
             (
                 "option role 'local'",

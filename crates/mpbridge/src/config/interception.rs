@@ -1,5 +1,6 @@
 //! What `mpbridge local` diverts and how: the interception mode (TPROXY or
-//! REDIRECT) and the rules (`local.firewall`, `lan_interfaces`, `bypass`).
+//! REDIRECT) and the rules (`local.firewall`, `lan_interfaces`, `bypass`,
+//! `quic`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -65,6 +66,21 @@ impl Choice for FirewallMode {
     const WHAT: &'static str = "a firewall mode";
 }
 
+/// What the owned table does with QUIC (`local.quic`): LAN UDP to port 443.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quic {
+    /// Answered with an ICMP port-unreachable: clients fall back to TCP,
+    /// which the bridge carries over every link at once.
+    Refuse,
+    /// Routed like any UDP: one link per flow (the paths' routes).
+    Pass,
+}
+
+impl Choice for Quic {
+    const WHAT: &'static str = "a QUIC policy";
+}
+
 /// Everything `[local]` says about diverting client TCP to `mpbridge local`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interception {
@@ -78,6 +94,9 @@ pub struct Interception {
     /// Destinations never diverted (besides the remotes and this host's
     /// own addresses and subnets). Reread on SIGHUP.
     pub bypass: Vec<IpNet>,
+    /// Whether the owned table refuses QUIC from the LAN (read at start;
+    /// nothing is installed with [`FirewallMode::None`]).
+    pub quic: Quic,
 }
 
 impl Default for Interception {
@@ -87,12 +106,13 @@ impl Default for Interception {
             firewall: FirewallMode::Nftables,
             lan_interfaces: vec![DEFAULT_LAN_INTERFACE.to_owned()],
             bypass: Vec::new(),
+            quic: Quic::Refuse,
         }
     }
 }
 
 impl ConfigFile {
-    /// `local.firewall`, `lan_interfaces` and `bypass`, with the mode already read.
+    /// `local.firewall`, `lan_interfaces`, `bypass` and `quic`, with the mode already read.
     pub(super) fn interception(
         &self,
         raw: &RawLocal,
@@ -132,6 +152,7 @@ impl ConfigFile {
             firewall,
             lan_interfaces,
             bypass: self.cidrs(&raw.bypass, "local.bypass")?,
+            quic: self.choice(&raw.quic, "local.quic", Quic::Refuse)?,
         })
     }
 }
@@ -159,18 +180,20 @@ mod tests {
         assert_eq!(s.interception, Interception::default());
         assert_eq!(s.interception.lan_interfaces, vec!["br-lan".to_owned()]);
         assert_eq!(s.interception.firewall, FirewallMode::Nftables);
+        assert_eq!(s.interception.quic, Quic::Refuse);
     }
 
     #[test]
     fn values_are_read() {
         let s = local(
             "firewall = \"none\"\nlan_interfaces = [\"lan0\", \"wlan0\"]\n\
-             bypass = [\"10.30.0.0/24\", \"fd00:30::/64\", \"192.0.2.7\"]",
+             bypass = [\"10.30.0.0/24\", \"fd00:30::/64\", \"192.0.2.7\"]\nquic = \"pass\"",
         )
         .unwrap();
         let i = s.interception;
         assert_eq!(i.firewall, FirewallMode::None);
         assert_eq!(i.lan_interfaces, vec!["lan0", "wlan0"]);
+        assert_eq!(i.quic, Quic::Pass);
         assert_eq!(
             i.bypass,
             vec![
@@ -220,6 +243,16 @@ mod tests {
                 "bypass = [\"10.0.0.1/8\"]",
                 "/etc/mpbridge/mpbridge.toml:5:11: local.bypass[0]: ",
                 "(expected \"10.0.0.0/8\")",
+            ),
+            (
+                "quic = \"block\"",
+                "/etc/mpbridge/mpbridge.toml:5:8: local.quic: ",
+                "\"block\" is not a QUIC policy (expected \"refuse\" or \"pass\")",
+            ),
+            (
+                "quic = false",
+                "/etc/mpbridge/mpbridge.toml:5:8: local.quic: ",
+                "expected a string",
             ),
             (
                 "bypass = \"10.0.0.0/8\"",

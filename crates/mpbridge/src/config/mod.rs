@@ -35,7 +35,7 @@ use toml::de::DeTable;
 
 pub use choice::ChoiceError;
 pub use error::{ConfigError, Location};
-pub use interception::{FirewallMode, Interception, InterceptionMode, DEFAULT_LAN_INTERFACE};
+pub use interception::{FirewallMode, Interception, InterceptionMode, Quic, DEFAULT_LAN_INTERFACE};
 pub use policy::{DestPolicy, PolicyRefusal};
 pub use settings::{
     Auth, Common, ControlSettings, DownAction, KeySpec, Limits, LinkConfig, LocalSettings,

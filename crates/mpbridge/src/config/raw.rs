@@ -92,6 +92,7 @@ pub(super) struct RawLocal {
     pub(super) firewall: Field<String>,
     pub(super) lan_interfaces: List,
     pub(super) bypass: List,
+    pub(super) quic: Field<String>,
     pub(super) control_socket: Field<String>,
     pub(super) metrics_listen: Field<String>,
 }

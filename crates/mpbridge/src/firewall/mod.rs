@@ -14,6 +14,11 @@
 //!     socket transparent 1 → mark, accept     (TPROXY: already diverted)
 //!     own mark / fib daddr local / @remote / @local / @bypass → return
 //!     tproxy to :port, mark, accept  |  redirect to :port
+//!   chain quic  (filter/mangle; only with local.quic = "refuse")
+//!     iifname <lan> udp dport 443 ipv4 → jump quic4;  ipv6 → jump quic6
+//!   chain quic4/6
+//!     own mark / fib daddr local / @remote / @local / @bypass → return
+//!     reject with icmpx port-unreachable      (the client falls back to TCP)
 //! ```
 
 mod nft;
@@ -25,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 
-use crate::config::InterceptionMode;
+use crate::config::{InterceptionMode, Quic};
 use crate::host::netlink as nl;
 use crate::host::{HostView, Watch};
 pub use nft::TABLE;
@@ -86,7 +91,7 @@ impl FirewallError {
             Some(libc::EPERM) => " (needs CAP_NET_ADMIN)",
             Some(libc::ENOENT | libc::EOPNOTSUPP) => {
                 " (is the kernel missing an nftables module: nft_tproxy, nft_fib_inet, \
-                 nft_socket, nft_redir?)"
+                 nft_socket, nft_redir, nft_reject_inet for local.quic = \"refuse\"?)"
             }
             _ => "",
         };
@@ -103,6 +108,8 @@ pub struct Plan {
     pub listeners: Vec<SocketAddr>,
     pub remotes: Vec<SocketAddr>,
     pub bypass: Vec<IpNet>,
+    /// Whether LAN QUIC (UDP to port 443) is refused, so that it falls back to TCP.
+    pub quic: Quic,
 }
 
 /// The installed rules. Dropping it removes them (the owned table would go
@@ -208,6 +215,7 @@ impl Firewall {
             }),
             divert_mark: DIVERT_MARK,
             own_mark: OWN_MARK,
+            refuse_quic: plan.quic == Quic::Refuse,
         };
         let mut fw = Firewall {
             sock,
@@ -288,6 +296,7 @@ impl Firewall {
             owned = fw.owned,
             lan = %fw.spec.lan.join(","),
             mode = %plan.mode,
+            refuse_quic = fw.spec.refuse_quic,
             "interception rules installed"
         );
         Ok(fw)
@@ -539,6 +548,7 @@ mod tests {
             ],
             remotes: remotes.iter().map(|r| r.parse().unwrap()).collect(),
             bypass: Vec::new(),
+            quic: Quic::Refuse,
         }
     }
 

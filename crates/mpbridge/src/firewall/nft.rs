@@ -21,6 +21,12 @@ use crate::host::netlink::{Writer, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_
 pub const TABLE: &str = "mpbridge";
 /// The base chain on the prerouting hook.
 pub const PREROUTING: &str = "prerouting";
+/// The base chain that refuses QUIC (`local.quic = "refuse"`), a filter
+/// chain whatever the interception mode (a nat chain would see only the
+/// first packet of a flow).
+pub const QUIC: &str = "quic";
+/// The UDP port QUIC (HTTP/3) is refused on.
+pub const QUIC_PORT: u16 = 443;
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -96,6 +102,10 @@ const NFT_META_IIFNAME: u32 = 6;
 const NFT_META_NFPROTO: u32 = 15;
 const NFT_META_L4PROTO: u32 = 16;
 const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+/// `reject with icmpx`: ICMP or ICMPv6 as the packet's family needs.
+const NFT_REJECT_ICMPX_UNREACH: u32 = 2;
+const NFT_REJECT_ICMPX_PORT_UNREACH: u8 = 1;
 const NFTA_FIB_F_DADDR: u32 = 2;
 const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
 /// `RTN_LOCAL`: an address of this host.
@@ -110,6 +120,7 @@ const NFTNL_UDATA_RULE_COMMENT: u8 = 0;
 /// `NF_NAT_RANGE_PROTO_SPECIFIED`: redirect to the given port.
 const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 0x2;
 const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
 const IFNAMSIZ: usize = 16;
 
 /// An IP family, for the per-family chains and sets.
@@ -145,6 +156,11 @@ impl Family {
     /// The divert chain of this family.
     pub fn chain(self) -> String {
         format!("divert{}", self.suffix())
+    }
+
+    /// The chain of this family that refuses QUIC.
+    pub fn quic_chain(self) -> String {
+        format!("quic{}", self.suffix())
     }
 }
 
@@ -187,6 +203,9 @@ pub struct Spec {
     pub divert_mark: u32,
     /// The mark of the daemon's own connections: never diverted.
     pub own_mark: u32,
+    /// Answer UDP to [`QUIC_PORT`] from `lan` with an ICMP port-unreachable
+    /// (each family that is diverted, to the destinations it diverts).
+    pub refuse_quic: bool,
 }
 
 /// One expression of a rule.
@@ -205,6 +224,7 @@ enum Expr {
         data: Vec<u8>,
     },
     Payload {
+        base: u32,
         offset: u32,
         len: u32,
         dreg: u32,
@@ -239,6 +259,8 @@ enum Expr {
     Redir {
         port: u32,
     },
+    /// `reject with icmpx port-unreachable`.
+    Reject,
 }
 
 /// A batch of nf_tables messages, applied by the kernel all or nothing.
@@ -322,18 +344,15 @@ impl Batch {
         self.w.end();
     }
 
-    fn base_chain(&mut self, mode: InterceptionMode) {
-        let (kind, priority) = match mode {
-            InterceptionMode::Tproxy => ("filter", PRIORITY_MANGLE),
-            InterceptionMode::Redirect => ("nat", PRIORITY_DSTNAT),
-        };
+    /// A chain on the prerouting hook: `kind` "filter" or "nat".
+    fn base_chain(&mut self, name: &str, kind: &str, priority: i32) {
         self.message(
             NFT_MSG_NEWCHAIN,
             NLM_F_CREATE,
-            format!("create chain {PREROUTING} (type {kind})"),
+            format!("create chain {name} (type {kind})"),
         );
         self.w.attr_str(NFTA_CHAIN_TABLE, TABLE);
-        self.w.attr_str(NFTA_CHAIN_NAME, PREROUTING);
+        self.w.attr_str(NFTA_CHAIN_NAME, name);
         self.w.nested(NFTA_CHAIN_HOOK);
         self.w.attr_be32(NFTA_HOOK_HOOKNUM, NF_INET_PRE_ROUTING);
         self.w.attr_be32(NFTA_HOOK_PRIORITY, priority as u32);
@@ -452,6 +471,7 @@ impl Batch {
             Expr::Immediate { .. } | Expr::Verdict { .. } => "immediate",
             Expr::Tproxy { .. } => "tproxy",
             Expr::Redir { .. } => "redir",
+            Expr::Reject => "reject",
         };
         w.attr_str(NFTA_EXPR_NAME, name);
         w.nested(NFTA_EXPR_DATA);
@@ -471,9 +491,14 @@ impl Batch {
                 w.attr(NFTA_DATA_VALUE, data);
                 w.end_nested();
             }
-            Expr::Payload { offset, len, dreg } => {
+            Expr::Payload {
+                base,
+                offset,
+                len,
+                dreg,
+            } => {
                 w.attr_be32(1, *dreg); // NFTA_PAYLOAD_DREG
-                w.attr_be32(2, NFT_PAYLOAD_NETWORK_HEADER); // NFTA_PAYLOAD_BASE
+                w.attr_be32(2, *base); // NFTA_PAYLOAD_BASE
                 w.attr_be32(3, *offset); // NFTA_PAYLOAD_OFFSET
                 w.attr_be32(4, *len); // NFTA_PAYLOAD_LEN
             }
@@ -522,6 +547,10 @@ impl Batch {
                 w.attr_be32(1, *port); // NFTA_REDIR_REG_PROTO_MIN
                 w.attr_be32(3, NF_NAT_RANGE_PROTO_SPECIFIED); // NFTA_REDIR_FLAGS
             }
+            Expr::Reject => {
+                w.attr_be32(1, NFT_REJECT_ICMPX_UNREACH); // NFTA_REJECT_TYPE
+                w.attr(2, &[NFT_REJECT_ICMPX_PORT_UNREACH]); // NFTA_REJECT_ICMP_CODE
+            }
         }
         w.end_nested();
         w.end_nested();
@@ -544,7 +573,11 @@ impl Batch {
                 self.set(&kind.name(family), family);
             }
         }
-        self.base_chain(spec.mode);
+        let (kind, priority) = match spec.mode {
+            InterceptionMode::Tproxy => ("filter", PRIORITY_MANGLE),
+            InterceptionMode::Redirect => ("nat", PRIORITY_DSTNAT),
+        };
+        self.base_chain(PREROUTING, kind, priority);
         if spec.mode == InterceptionMode::Redirect {
             // Never matches (a nat chain sees only a connection's first
             // packet), but holds the kernel's conntrack for this namespace:
@@ -573,51 +606,103 @@ impl Batch {
             self.chain(&chain);
             self.divert_rules(spec, family, &chain);
         }
-        for lan in &spec.lan {
+        self.jumps(
+            spec,
+            &families,
+            PREROUTING,
+            IPPROTO_TCP,
+            None,
+            Family::chain,
+        );
+        if spec.refuse_quic && !families.is_empty() {
+            // Mangle, as TPROXY: before any dstnat changes the destination.
+            self.base_chain(QUIC, "filter", PRIORITY_MANGLE);
             for &family in &families {
+                let chain = family.quic_chain();
+                self.chain(&chain);
+                self.skip_rules(spec, family, &chain);
+                self.rule_with_comment(
+                    &chain,
+                    "reject with icmpx port-unreachable",
+                    &[Expr::Reject],
+                    Some("local.quic = refuse: clients fall back to TCP, which is bridged"),
+                );
+            }
+            let port = Some(QUIC_PORT);
+            self.jumps(spec, &families, QUIC, IPPROTO_UDP, port, Family::quic_chain);
+        }
+    }
+
+    /// In `base`, per LAN interface and family: packets of `proto` (to
+    /// `dport`, if given) jump to the family's chain, `chain_of(family)`.
+    fn jumps(
+        &mut self,
+        spec: &Spec,
+        families: &[Family],
+        base: &str,
+        proto: u8,
+        dport: Option<u16>,
+        chain_of: fn(Family) -> String,
+    ) {
+        for lan in &spec.lan {
+            for &family in families {
+                let mut exprs = vec![
+                    Expr::Meta {
+                        key: NFT_META_IIFNAME,
+                        dreg: NFT_REG_1,
+                    },
+                    Expr::Cmp {
+                        sreg: NFT_REG_1,
+                        data: ifname(lan),
+                    },
+                    Expr::Meta {
+                        key: NFT_META_L4PROTO,
+                        dreg: NFT_REG_1,
+                    },
+                    Expr::Cmp {
+                        sreg: NFT_REG_1,
+                        data: vec![proto],
+                    },
+                ];
+                if let Some(port) = dport {
+                    // The destination port: 2 bytes at offset 2 of TCP and UDP.
+                    exprs.push(Expr::Payload {
+                        base: NFT_PAYLOAD_TRANSPORT_HEADER,
+                        offset: 2,
+                        len: 2,
+                        dreg: NFT_REG_1,
+                    });
+                    exprs.push(Expr::Cmp {
+                        sreg: NFT_REG_1,
+                        data: port.to_be_bytes().to_vec(),
+                    });
+                }
+                exprs.extend([
+                    Expr::Meta {
+                        key: NFT_META_NFPROTO,
+                        dreg: NFT_REG_1,
+                    },
+                    Expr::Cmp {
+                        sreg: NFT_REG_1,
+                        data: vec![family.nfproto()],
+                    },
+                    Expr::Verdict {
+                        code: NFT_JUMP,
+                        chain: Some(chain_of(family)),
+                    },
+                ]);
+                let name = if proto == IPPROTO_TCP { "tcp" } else { "udp" };
+                let port = dport.map(|p| format!(" dport {p}")).unwrap_or_default();
                 self.rule(
-                    PREROUTING,
-                    &format!("iifname {lan} tcp {family:?} jump"),
-                    &[
-                        Expr::Meta {
-                            key: NFT_META_IIFNAME,
-                            dreg: NFT_REG_1,
-                        },
-                        Expr::Cmp {
-                            sreg: NFT_REG_1,
-                            data: ifname(lan),
-                        },
-                        Expr::Meta {
-                            key: NFT_META_L4PROTO,
-                            dreg: NFT_REG_1,
-                        },
-                        Expr::Cmp {
-                            sreg: NFT_REG_1,
-                            data: vec![IPPROTO_TCP],
-                        },
-                        Expr::Meta {
-                            key: NFT_META_NFPROTO,
-                            dreg: NFT_REG_1,
-                        },
-                        Expr::Cmp {
-                            sreg: NFT_REG_1,
-                            data: vec![family.nfproto()],
-                        },
-                        Expr::Verdict {
-                            code: NFT_JUMP,
-                            chain: Some(family.chain()),
-                        },
-                    ],
+                    base,
+                    &format!("iifname {lan} {name}{port} {family:?} jump"),
+                    &exprs,
                 );
             }
         }
     }
 
     fn divert_rules(&mut self, spec: &Spec, family: Family, chain: &str) {
-        let ret = || Expr::Verdict {
-            code: NFT_RETURN,
-            chain: None,
-        };
         let set_mark = [
             Expr::Immediate {
                 dreg: NFT_REG_1,
@@ -648,6 +733,57 @@ impl Batch {
             exprs.extend(set_mark.iter().cloned());
             self.rule(chain, "socket transparent 1: mark, accept", &exprs);
         }
+        self.skip_rules(spec, family, chain);
+        let (addr, port) = match family {
+            Family::V4 => {
+                let t = spec.target4.expect("a family with a listener");
+                let ip = (!t.ip().is_unspecified()).then(|| IpAddr::V4(*t.ip()));
+                (ip, t.port())
+            }
+            Family::V6 => {
+                let t = spec.target6.expect("a family with a listener");
+                let ip = (!t.ip().is_unspecified()).then(|| IpAddr::V6(*t.ip()));
+                (ip, t.port())
+            }
+        };
+        let port_reg = Expr::Immediate {
+            dreg: NFT_REG_2,
+            data: port.to_be_bytes().to_vec(),
+        };
+        match spec.mode {
+            InterceptionMode::Tproxy => {
+                let mut exprs = Vec::new();
+                if let Some(ip) = addr {
+                    exprs.push(Expr::Immediate {
+                        dreg: NFT_REG_1,
+                        data: ip_bytes(ip),
+                    });
+                }
+                exprs.push(port_reg);
+                exprs.push(Expr::Tproxy {
+                    family: family.nfproto(),
+                    addr: addr.map(|_| NFT_REG_1),
+                    port: NFT_REG_2,
+                });
+                exprs.extend(set_mark.iter().cloned());
+                self.rule(chain, &format!("tproxy to :{port}"), &exprs);
+            }
+            InterceptionMode::Redirect => {
+                self.rule(
+                    chain,
+                    &format!("redirect to :{port}"),
+                    &[port_reg, Expr::Redir { port: NFT_REG_2 }],
+                );
+            }
+        }
+    }
+    /// The rules that `return` what is never diverted (nor refused): the
+    /// daemon's own packets, this host's addresses, the address sets.
+    fn skip_rules(&mut self, spec: &Spec, family: Family, chain: &str) {
+        let ret = || Expr::Verdict {
+            code: NFT_RETURN,
+            chain: None,
+        };
         self.rule(
             chain,
             "own mark: return",
@@ -693,6 +829,7 @@ impl Batch {
                         data: vec![family.nfproto()],
                     },
                     Expr::Payload {
+                        base: NFT_PAYLOAD_NETWORK_HEADER,
                         offset,
                         len,
                         dreg: NFT_REG_1,
@@ -704,48 +841,6 @@ impl Batch {
                     ret(),
                 ],
             );
-        }
-        let (addr, port) = match family {
-            Family::V4 => {
-                let t = spec.target4.expect("a family with a listener");
-                let ip = (!t.ip().is_unspecified()).then(|| IpAddr::V4(*t.ip()));
-                (ip, t.port())
-            }
-            Family::V6 => {
-                let t = spec.target6.expect("a family with a listener");
-                let ip = (!t.ip().is_unspecified()).then(|| IpAddr::V6(*t.ip()));
-                (ip, t.port())
-            }
-        };
-        let port_reg = Expr::Immediate {
-            dreg: NFT_REG_2,
-            data: port.to_be_bytes().to_vec(),
-        };
-        match spec.mode {
-            InterceptionMode::Tproxy => {
-                let mut exprs = Vec::new();
-                if let Some(ip) = addr {
-                    exprs.push(Expr::Immediate {
-                        dreg: NFT_REG_1,
-                        data: ip_bytes(ip),
-                    });
-                }
-                exprs.push(port_reg);
-                exprs.push(Expr::Tproxy {
-                    family: family.nfproto(),
-                    addr: addr.map(|_| NFT_REG_1),
-                    port: NFT_REG_2,
-                });
-                exprs.extend(set_mark.iter().cloned());
-                self.rule(chain, &format!("tproxy to :{port}"), &exprs);
-            }
-            InterceptionMode::Redirect => {
-                self.rule(
-                    chain,
-                    &format!("redirect to :{port}"),
-                    &[port_reg, Expr::Redir { port: NFT_REG_2 }],
-                );
-            }
         }
     }
 }
@@ -870,6 +965,7 @@ mod tests {
             target6: Some("[::]:12345".parse().unwrap()),
             divert_mark: 1,
             own_mark: 2,
+            refuse_quic: false,
         }
     }
 
@@ -941,6 +1037,147 @@ mod tests {
             !text.iter().any(|t| t.contains("divert6")),
             "no IPv6 listener"
         );
+    }
+
+    /// An expression as the batch encodes it: its name and the attributes
+    /// of its data (nested ones left encoded).
+    type Encoded = (String, Vec<(u16, Vec<u8>)>);
+
+    /// The chain and expressions of every rule in a batch.
+    fn rules(bytes: &[u8]) -> Vec<(String, Vec<Encoded>)> {
+        let text = |v: &[u8]| String::from_utf8(v.split(|b| *b == 0).next().unwrap().to_vec());
+        nl::messages(bytes)
+            .filter(|m| m.kind & 0xff == NFT_MSG_NEWRULE)
+            .map(|m| {
+                let attrs: Vec<_> = nl::attributes(&m.payload[4..]).collect();
+                let chain = attrs.iter().find(|(k, _)| *k == NFTA_RULE_CHAIN).unwrap();
+                let list = attrs
+                    .iter()
+                    .find(|(k, _)| *k == NFTA_RULE_EXPRESSIONS)
+                    .unwrap();
+                let exprs = nl::attributes(list.1)
+                    .map(|(_, elem)| {
+                        let mut name = String::new();
+                        let mut data = Vec::new();
+                        for (k, v) in nl::attributes(elem) {
+                            match k {
+                                NFTA_EXPR_NAME => name = text(v).unwrap(),
+                                NFTA_EXPR_DATA => {
+                                    data = nl::attributes(v).map(|(k, v)| (k, v.to_vec())).collect()
+                                }
+                                _ => {}
+                            }
+                        }
+                        (name, data)
+                    })
+                    .collect();
+                (text(chain.1).unwrap(), exprs)
+            })
+            .collect()
+    }
+
+    fn quic_spec(mode: InterceptionMode) -> Spec {
+        Spec {
+            refuse_quic: true,
+            ..spec(mode)
+        }
+    }
+
+    #[test]
+    fn refusing_quic_adds_a_filter_chain_that_rejects_lan_udp_to_443() {
+        for mode in [InterceptionMode::Tproxy, InterceptionMode::Redirect] {
+            let mut b = Batch::new(1);
+            b.create_ruleset(&quic_spec(mode), true);
+            let (bytes, acks, _) = b.finish();
+            let text: Vec<&str> = acks.iter().map(|(_, w)| w.as_str()).collect();
+            // A filter chain even beside REDIRECT's nat chain.
+            assert!(
+                text.contains(&"create chain quic (type filter)"),
+                "{mode}: {text:?}"
+            );
+            assert!(text.contains(&"create chain quic4") && text.contains(&"create chain quic6"));
+            let rules = rules(&bytes);
+            for family in [Family::V4, Family::V6] {
+                // The same returns as the divert chain, then the reject.
+                let chain = family.quic_chain();
+                let quic: Vec<&Vec<Encoded>> = rules
+                    .iter()
+                    .filter(|(c, _)| *c == chain)
+                    .map(|(_, e)| e)
+                    .collect();
+                let divert: Vec<&Vec<Encoded>> = rules
+                    .iter()
+                    .filter(|(c, _)| *c == family.chain())
+                    .map(|(_, e)| e)
+                    .collect();
+                assert_eq!(quic.len(), 6, "{mode} {family:?}");
+                let skip = if mode == InterceptionMode::Tproxy {
+                    &divert[1..6]
+                } else {
+                    &divert[..5]
+                };
+                assert_eq!(&quic[..5], skip, "{mode} {family:?}");
+                let reject = &quic[5][0];
+                assert_eq!(reject.0, "reject");
+                assert_eq!(
+                    reject.1,
+                    vec![(1, 2u32.to_be_bytes().to_vec()), (2, vec![1])],
+                    "type icmpx, code port-unreachable"
+                );
+            }
+            // One jump per LAN and family: iifname, udp, dport 443, family.
+            let jumps: Vec<&Vec<Encoded>> = rules
+                .iter()
+                .filter(|(c, _)| c == QUIC)
+                .map(|(_, e)| e)
+                .collect();
+            assert_eq!(jumps.len(), 4);
+            for (i, exprs) in jumps.iter().enumerate() {
+                let names: Vec<&str> = exprs.iter().map(|(n, _)| n.as_str()).collect();
+                assert_eq!(
+                    names,
+                    [
+                        "meta",
+                        "cmp",
+                        "meta",
+                        "cmp",
+                        "payload",
+                        "cmp",
+                        "meta",
+                        "cmp",
+                        "immediate"
+                    ]
+                );
+                let cmp = |j: usize| {
+                    let data = &exprs[j].1.iter().find(|(k, _)| *k == 3).unwrap().1;
+                    nl::attributes(data).next().unwrap().1.to_vec()
+                };
+                assert_eq!(cmp(1), ifname(["br-lan", "lan0"][i / 2]));
+                assert_eq!(cmp(3), vec![IPPROTO_UDP]);
+                let payload = &exprs[4].1;
+                assert!(payload.contains(&(2, NFT_PAYLOAD_TRANSPORT_HEADER.to_be_bytes().to_vec())));
+                assert!(payload.contains(&(3, 2u32.to_be_bytes().to_vec())));
+                assert_eq!(cmp(5), vec![0x01, 0xbb], "port 443, network order");
+                assert_eq!(cmp(7), vec![[NFPROTO_IPV4, NFPROTO_IPV6][i % 2]]);
+            }
+        }
+    }
+
+    #[test]
+    fn quic_is_refused_only_in_the_families_that_are_diverted_and_only_when_asked() {
+        let mut s = quic_spec(InterceptionMode::Tproxy);
+        s.target6 = None;
+        let mut b = Batch::new(1);
+        b.create_ruleset(&s, true);
+        let (_, acks, _) = b.finish();
+        let text: Vec<&str> = acks.iter().map(|(_, w)| w.as_str()).collect();
+        assert!(text.contains(&"create chain quic4"), "{text:?}");
+        assert!(!text.iter().any(|t| t.contains("quic6")), "{text:?}");
+
+        let mut b = Batch::new(1);
+        b.create_ruleset(&spec(InterceptionMode::Tproxy), true);
+        let (_, acks, _) = b.finish();
+        assert!(!acks.iter().any(|(_, w)| w.contains("quic")), "{acks:?}");
     }
 
     #[test]

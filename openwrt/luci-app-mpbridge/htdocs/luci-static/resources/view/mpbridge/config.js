@@ -93,6 +93,17 @@ return view.extend({
 		o.datatype = 'cidr';
 		o.depends('role', 'local');
 
+		o = s.option(form.ListValue, 'quic', _('QUIC (UDP to port 443)'),
+			_('Refused at once, so browsers fall back to TCP, which is bridged over every link; passed, it rides one link per flow.'));
+		o.value('refuse', _('refuse'));
+		o.value('pass', _('pass'));
+		o.default = 'refuse';
+		o.depends('role', 'local');
+
+		o = s.option(form.Value, 'max_connections', _('Connections at once'));
+		o.datatype = 'range(1,1000000)';
+		o.placeholder = '4096';
+
 		o = s.option(form.ListValue, 'log_level', _('Log level'));
 		[ 'error', 'warn', 'info', 'debug', 'trace' ].forEach((l) => o.value(l));
 		o.default = 'info';
