@@ -131,6 +131,11 @@ say "both daemons listening"
 # What the daemons set up themselves.
 has_log /tmp/local.log "interception rules installed.*owned=true" \
     || fail "no owned nftables table (TPROXY) in router A"
+# The initramfs leaves nft_reject_inet out on purpose: without it the QUIC
+# refusal (local.quic = "refuse", the default) is dropped with a warning,
+# and TCP is still bridged.
+has_log /tmp/local.log "QUIC is not refused" \
+    || fail "no warning that QUIC cannot be refused without nft_reject_inet"
 wait_for 10 has_log /tmp/local.log "MPTCP endpoint added.*10.20.1.1" \
     || fail "no MPTCP endpoint for wan1"
 x "$A" ip rule | grep -q "from 10.20.1.1 lookup" || fail "no policy rule for wan1"

@@ -257,12 +257,32 @@ impl Firewall {
         }
         fw.local_prefixes = host.connected_prefixes();
         let remotes: Vec<IpNet> = plan.remotes.iter().map(|r| IpNet::from(r.ip())).collect();
-        let first = if std::env::var_os(NO_OWNER_ENV).is_none() {
+        let mut first = if std::env::var_os(NO_OWNER_ENV).is_none() {
             fw.create(true, true, &remotes, &plan.bypass)
         } else {
             let e = io::Error::from_raw_os_error(libc::EOPNOTSUPP);
             Err((0, FirewallError::refused("create an owned table".into(), e)))
         };
+        // A kernel without nft_reject_inet refuses the QUIC rule (ENOENT)
+        // and, the batch being atomic, everything with it: bridging TCP
+        // matters more than refusing QUIC, so try once more without it.
+        if let Err((_, FirewallError::Refused { source, .. })) = &first {
+            if fw.spec.refuse_quic && source.raw_os_error() == Some(libc::ENOENT) {
+                fw.spec.refuse_quic = false;
+                let retry = fw.create(true, true, &remotes, &plan.bypass);
+                if retry.is_ok() {
+                    tracing::warn!(
+                        "QUIC is not refused (local.quic = \"refuse\"): the kernel lacks the \
+                         reject expression (module nft_reject_inet; kmod-nft-core on OpenWrt), \
+                         so browsers' QUIC rides one link per flow instead of falling back to \
+                         bridged TCP"
+                    );
+                    first = retry;
+                } else {
+                    fw.spec.refuse_quic = true;
+                }
+            }
+        }
         match first {
             Ok(()) => {}
             Err((0, FirewallError::Refused { source, .. }))
