@@ -25,13 +25,13 @@ use tokio::task::JoinHandle;
 
 use crate::config::{ControlSettings, PathSettings, Role};
 use crate::host::rtnetlink::Rtnl;
+use crate::host::sys::Transport;
 use crate::host::{HostView, Watch};
 use crate::paths::probe::LinkState as Health;
 use crate::paths::{LinkStatus, PathManager, StatusReader};
 use crate::ratelimit::LogLimit;
 use crate::stats::registry::Conn;
 use crate::stats::Stats;
-use crate::sys::Transport;
 use crate::warn_limited;
 use protocol::{
     Connection, Errors, Link, LinkState, ProbeState, Refused, Request, Response, Status, Subflow,
