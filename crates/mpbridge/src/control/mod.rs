@@ -455,12 +455,15 @@ impl Drop for Control {
     }
 }
 
-/// Answers one request (the snapshot is built off the async threads).
+/// Answers one request (the snapshot is built off the async threads, by
+/// [`crate::host::unblock`]: one blocking-task type for the whole crate).
 pub async fn answer(observed: Arc<Observed>, request: Request) -> Response {
     let Request::Status { limit } = request;
-    match tokio::task::spawn_blocking(move || observed.snapshot(limit)).await {
-        Ok(status) => Response::status(status),
-        Err(e) => Response::error(&protocol::RequestError::Internal(e.to_string())),
+    match crate::host::unblock(move || observed.snapshot(limit)).await {
+        Some(status) => Response::status(status),
+        None => Response::error(&protocol::RequestError::Internal(
+            "the daemon is shutting down".into(),
+        )),
     }
 }
 
