@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use crate::config::{self, Overrides, Role};
 use crate::error::Error;
-use crate::paths::Side;
 use crate::{daemon, logging};
 
 /// The config file, and whether the command line named it (a missing
@@ -70,17 +69,16 @@ pub fn remote(file: &ConfigFile, overrides: &Overrides) -> Result<(), Error> {
 /// `mpbridge paths ROLE`: the role's links, probes and auth.
 pub fn paths(role: Role, file: &ConfigFile, overrides: &Overrides) -> Result<(), Error> {
     let (path, explicit) = (&file.path, file.explicit);
-    let (common, side, warnings) = match role {
-        Role::Local => config::load_local(path, explicit, overrides).map(|(s, w)| {
-            let side = Side::Local { remotes: s.remotes };
-            (s.common, side, w)
-        })?,
+    let (common, remotes, warnings) = match role {
+        Role::Local => {
+            config::load_local(path, explicit, overrides).map(|(s, w)| (s.common, s.remotes, w))?
+        }
         Role::Remote => config::load_remote(path, explicit, overrides)
-            .map(|(s, w)| (s.common, Side::Remote, w))?,
+            .map(|(s, w)| (s.common, Vec::new(), w))?,
     };
     logging::init(common.log_level, &warnings);
     on_runtime(|shutdown| async move {
-        crate::paths_only::run(&common.paths, side, &common.auth, shutdown).await
+        crate::paths_only::run(&common.paths, role, &remotes, &common.auth, shutdown).await
     })
 }
 

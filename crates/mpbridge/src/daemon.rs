@@ -9,8 +9,8 @@ use std::pin::Pin;
 
 use crate::checks::CheckError;
 use crate::control::{Control, ControlError};
+use crate::host::sys::SocketError;
 use crate::paths::{PathError, PathManager};
-use crate::sys::SocketError;
 
 /// Why a daemon could not start (router A adds its firewall's errors, see
 /// `local::LocalError`).

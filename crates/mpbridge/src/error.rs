@@ -9,10 +9,10 @@ use crate::config::ConfigError;
 use crate::control::ControlError;
 use crate::daemon::StartError;
 use crate::firewall::FirewallError;
+use crate::host::sys::SocketError;
 use crate::local::LocalError;
 use crate::paths::PathError;
 use crate::status::client::StatusError;
-use crate::sys::SocketError;
 
 /// A service is unavailable: the kernel or the host lacks something.
 pub const EX_UNAVAILABLE: u8 = 69;

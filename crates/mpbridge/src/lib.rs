@@ -18,9 +18,12 @@
 //! - [`intercept`]: transparent listeners and original destinations.
 //! - [`firewall`]: the owned nftables table and TPROXY routing that divert client TCP.
 //! - [`relay`]: splice relay with half-close, resets and counters.
-//! - [`host`]: this host as the kernel shows it (links, addresses) and the
-//!   calls below the safe crates: netlink, socket options, syscalls.
-//! - [`paths`]: the path manager: MPTCP endpoints, policy routing, probes.
+//! - [`host`]: this host as the kernel shows it (links, addresses: one live
+//!   view, one subscription) and the calls below the safe crates: netlink,
+//!   the one rtnetlink wrapper (routes, rules, nexthops), socket options,
+//!   syscalls.
+//! - [`paths`]: the path manager: MPTCP endpoints, policy routing, probes;
+//!   it reads the links from `host`'s view and changes them through it.
 //! - [`control`]: the daemon's control socket, its protocol, metrics.
 //! - [`status`]: `mpbridge status`, the control socket's client.
 //! - [`daemon`]: start-up errors, teardown in order, runtime and signals.
@@ -59,9 +62,3 @@ pub mod stats;
 pub mod status;
 #[cfg(feature = "uci")]
 pub mod uci;
-
-// The old paths of two modules now in `host`, for the modules that other
-// work rewrites in parallel (paths/, server.rs, control/): they move onto
-// `host::` when that work lands, and these aliases go.
-pub(crate) use host::netlink;
-pub use host::sys;

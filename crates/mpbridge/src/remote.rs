@@ -198,10 +198,14 @@ async fn start_and_serve(
     let endpoints = control::bind(&settings.common.control)?;
     let listeners = bind(&settings.listen)?;
     let host = checks::host_view().await?;
-    let side = crate::paths::Side::Remote;
-    let paths =
-        crate::paths::PathManager::start(&settings.common.paths, side, &settings.common.auth)
-            .await?;
+    let paths = crate::paths::PathManager::start(
+        &settings.common.paths,
+        Role::Remote,
+        &[],
+        &settings.common.auth,
+        host.watch(),
+    )
+    .await?;
     let paths = daemon.hold_paths(paths);
     let observed = Observed::of_daemon(
         Role::Remote,

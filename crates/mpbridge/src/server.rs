@@ -16,9 +16,10 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::host::sys;
 use crate::ratelimit::LogLimit;
 use crate::stats::Stats;
-use crate::{sys, warn_limited};
+use crate::warn_limited;
 
 /// How the accept loop behaves.
 #[derive(Debug, Clone)]

@@ -37,7 +37,7 @@ fn limits(topo: &Topology, node: Node) -> String {
 
 /// Router `node`'s expected state while its daemon runs on `links` links:
 /// router A has a `subflow` endpoint, a rule and a table per link address;
-/// router B only the limits (it needs neither, see `paths::Side::Remote`).
+/// router B only the limits (it needs neither, see `paths::PathManager::start`).
 fn assert_paths_set_up(topo: &Topology, node: Node, links: usize) {
     let want = format!("add_addr_accepted {links} subflows {links}");
     assert!(

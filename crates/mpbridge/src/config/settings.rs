@@ -253,7 +253,7 @@ pub struct Overrides {
 }
 
 /// Which of the two daemons: the subcommand, and the file section it reads.
-/// The one name for this idea (`paths::Side` and main's `Mode` are to become it).
+/// The one name for this idea (the path manager takes it too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Router A, `mpbridge local`, `[local]`.

@@ -128,14 +128,18 @@ async fn handle(mut stream: TcpStream, observed: Arc<Observed>) -> io::Result<()
     };
     let (status, content_type, body) = match route {
         Route::Metrics => {
-            let status = tokio::task::spawn_blocking(move || observed.snapshot(Some(0))).await;
+            let status = crate::host::unblock(move || observed.snapshot(Some(0))).await;
             match status {
-                Ok(status) => (
+                Some(status) => (
                     "200 OK",
                     "text/plain; version=0.0.4; charset=utf-8",
                     render(&status),
                 ),
-                Err(e) => ("500 Internal Server Error", "text/plain", format!("{e}\n")),
+                None => (
+                    "500 Internal Server Error",
+                    "text/plain",
+                    "the daemon is shutting down\n".into(),
+                ),
             }
         }
         Route::NotFound => ("404 Not Found", "text/plain", "try /metrics\n".into()),

@@ -25,13 +25,13 @@ use tokio::task::JoinHandle;
 
 use crate::config::{ControlSettings, PathSettings, Role};
 use crate::host::rtnetlink::Rtnl;
+use crate::host::sys::Transport;
 use crate::host::{HostView, Watch};
 use crate::paths::probe::LinkState as Health;
 use crate::paths::{LinkStatus, PathManager, StatusReader};
 use crate::ratelimit::LogLimit;
 use crate::stats::registry::Conn;
 use crate::stats::Stats;
-use crate::sys::Transport;
 use crate::warn_limited;
 use protocol::{
     Connection, Errors, Link, LinkState, ProbeState, Refused, Request, Response, Status, Subflow,
@@ -455,12 +455,15 @@ impl Drop for Control {
     }
 }
 
-/// Answers one request (the snapshot is built off the async threads).
+/// Answers one request (the snapshot is built off the async threads, by
+/// [`crate::host::unblock`]: one blocking-task type for the whole crate).
 pub async fn answer(observed: Arc<Observed>, request: Request) -> Response {
     let Request::Status { limit } = request;
-    match tokio::task::spawn_blocking(move || observed.snapshot(limit)).await {
-        Ok(status) => Response::status(status),
-        Err(e) => Response::error(&protocol::RequestError::Internal(e.to_string())),
+    match crate::host::unblock(move || observed.snapshot(limit)).await {
+        Some(status) => Response::status(status),
+        None => Response::error(&protocol::RequestError::Internal(
+            "the daemon is shutting down".into(),
+        )),
     }
 }
 

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Role;
-use crate::sys::Transport;
+use crate::host::sys::Transport;
 
 /// The protocol version this build speaks; a request must carry it.
 /// Responses gain fields without a new version: clients ignore unknown ones.

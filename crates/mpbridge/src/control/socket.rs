@@ -104,7 +104,7 @@ impl Bound {
         let socket = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)
             .map_err(create)?;
         // The file takes the socket's mode when bound: 0600 from the start.
-        crate::sys::fchmod(&socket, 0o600).map_err(create)?;
+        crate::host::sys::fchmod(&socket, 0o600).map_err(create)?;
         let addr = socket2::SockAddr::unix(path).map_err(create)?;
         match socket.bind(&addr) {
             Ok(()) => {}

@@ -4,12 +4,16 @@
 //! - [`view`]: the live [`HostView`] (links, addresses, connected
 //!   prefixes), fed by the daemon's one rtnetlink subscription and shared
 //!   as a `watch` channel.
-//! - [`rtnetlink`]: plain rtnetlink requests: dumps, `ip route get`.
+//! - [`rtnetlink`]: plain rtnetlink requests, the crate's one wrapper:
+//!   dumps, `ip route get`, routes, rules and nexthop objects.
+//! - [`nexthop`]: nexthop objects and groups as rtnetlink messages (which
+//!   netlink-packet-route lacks).
 //! - `netlink`: the daemon's netlink socket: requests, acknowledgements,
 //!   dumps, and the writer of messages and attributes.
 //! - [`sys`]: socket options and syscalls the safe crates lack.
 
 pub(crate) mod netlink;
+pub mod nexthop;
 pub mod rtnetlink;
 pub mod sys;
 pub mod view;

@@ -1,7 +1,11 @@
-//! Plain rtnetlink on the daemon's netlink socket: the dumps of this host's
-//! links and addresses that [`super::view`] is built from, the interface a
-//! destination is routed through (`ip route get`), and requests whose
-//! message the caller builds (the firewall's rule and route).
+//! Plain rtnetlink on the daemon's netlink socket, the crate's one wrapper:
+//! the dumps of this host's links and addresses that [`super::view`] is
+//! built from, the interface a destination is routed through (`ip route
+//! get`), routes, rules and nexthop objects read, added and removed, and
+//! requests whose message the caller builds (the firewall's rule and
+//! route, the path manager's). What is whose is told by its routing
+//! protocol number, which each caller passes (a later run removes the
+//! leftovers of one that crashed by it).
 //!
 //! The calls block, but never wait: the kernel handles an rtnetlink
 //! request inside the `send` and queues the whole answer (or the next part
@@ -19,13 +23,18 @@ use std::net::IpAddr;
 use netlink_packet_core::{Emitable, Parseable};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{LinkFlags, LinkHeader};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol,
+};
+use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
 use netlink_packet_route::AddressFamily;
 
 use super::netlink::{
-    self as nl, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, RTM_GETADDR, RTM_GETLINK, RTM_GETROUTE,
-    RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE,
+    self as nl, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    RTM_DELROUTE, RTM_DELRULE, RTM_GETADDR, RTM_GETLINK, RTM_GETROUTE, RTM_GETRULE, RTM_NEWADDR,
+    RTM_NEWLINK, RTM_NEWNEXTHOP, RTM_NEWROUTE, RTM_NEWRULE,
 };
+use super::nexthop::{self, Nexthop, NexthopKind};
 use super::view::{Address, Link};
 
 // include/uapi/linux/if_link.h
@@ -174,6 +183,208 @@ impl Rtnl {
     pub fn interface_index(&self, name: &str) -> Option<u32> {
         rustix::net::netdevice::name_to_index(&self.sock, name).ok()
     }
+
+    /// An interface's name, or `#INDEX` when it has none (any more).
+    pub fn ifname(&self, index: u32) -> String {
+        rustix::net::netdevice::index_to_name(&self.sock, index)
+            .unwrap_or_else(|_| format!("#{index}"))
+    }
+
+    /// Every route of one family, in every table.
+    pub fn routes(&mut self, v6: bool) -> io::Result<Vec<RouteMessage>> {
+        let mut query = RouteMessage::default();
+        query.header.address_family = family(v6);
+        let answer = self.dump(RTM_GETROUTE, &query, RTM_NEWROUTE)?;
+        Ok(answer
+            .iter()
+            .filter_map(|p| RouteMessage::parse(&p[..]).ok())
+            .collect())
+    }
+
+    /// The gateway of a main-table route through `ifindex` (the default
+    /// route's first), routes of protocol `not_of` left out: how a link's
+    /// peer is learned when not configured.
+    pub fn gateway(&mut self, ifindex: u32, v6: bool, not_of: u8) -> io::Result<Option<IpAddr>> {
+        let mut best: Option<(u8, IpAddr)> = None;
+        for route in self.routes(v6)? {
+            if table_of(&route) != u32::from(RouteHeader::RT_TABLE_MAIN)
+                || route.header.protocol == RouteProtocol::Other(not_of)
+            {
+                continue;
+            }
+            let oif = route
+                .attributes
+                .iter()
+                .any(|a| matches!(a, RouteAttribute::Oif(i) if *i == ifindex));
+            let gw = route.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(RouteAddress::Inet(v4)) => Some(IpAddr::V4(*v4)),
+                RouteAttribute::Gateway(RouteAddress::Inet6(v6)) => Some(IpAddr::V6(*v6)),
+                _ => None,
+            });
+            if let (true, Some(gw)) = (oif, gw) {
+                let len = route.header.destination_prefix_length;
+                if best.is_none_or(|(l, _)| len < l) {
+                    best = Some((len, gw));
+                }
+            }
+        }
+        Ok(best.map(|(_, gw)| gw))
+    }
+
+    /// Adds a route unless one with the same prefix, table and metric
+    /// exists (`Ok(false)`): never replaces someone else's.
+    pub fn add_route(&mut self, route: &RouteMessage) -> io::Result<bool> {
+        match self
+            .sock
+            .request(RTM_NEWROUTE, route, NLM_F_CREATE | NLM_F_EXCL)
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds or replaces a route (idempotent).
+    pub fn replace_route(&mut self, route: &RouteMessage) -> io::Result<()> {
+        self.sock
+            .request(RTM_NEWROUTE, route, NLM_F_CREATE | NLM_F_REPLACE)
+    }
+
+    /// Deletes a route; one that is gone already is fine.
+    pub fn delete_route(&mut self, route: &RouteMessage) -> io::Result<()> {
+        match self.sock.request(RTM_DELROUTE, route, 0) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ENOENT)) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Adds a rule; one that exists already is fine (NLM_F_EXCL makes the
+    /// kernel say EEXIST instead of adding a duplicate).
+    pub fn add_rule(&mut self, rule: &RuleMessage) -> io::Result<()> {
+        match self
+            .sock
+            .request(RTM_NEWRULE, rule, NLM_F_CREATE | NLM_F_EXCL)
+        {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Deletes a rule; one that is gone already is fine.
+    pub fn delete_rule(&mut self, rule: &RuleMessage) -> io::Result<()> {
+        match self.sock.request(RTM_DELRULE, rule, 0) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Deletes every rule and route of routing protocol `protocol`;
+    /// returns how many.
+    pub fn flush_protocol(&mut self, protocol: u8) -> io::Result<usize> {
+        let tag = RouteProtocol::Other(protocol);
+        let mut removed = 0;
+        for v6 in [false, true] {
+            let mut query = RuleMessage::default();
+            query.header.family = family(v6);
+            let rules: Vec<RuleMessage> = self
+                .dump(RTM_GETRULE, &query, RTM_NEWRULE)?
+                .iter()
+                .filter_map(|p| RuleMessage::parse(&p[..]).ok())
+                .filter(|r| r.attributes.contains(&RuleAttribute::Protocol(tag)))
+                .collect();
+            for rule in &rules {
+                self.delete_rule(rule)?;
+                removed += 1;
+            }
+            for mut route in self
+                .routes(v6)?
+                .into_iter()
+                .filter(|r| r.header.protocol == tag)
+            {
+                // A route through a nexthop object is dumped with its next
+                // hops spelled out too, which a delete may not name (EINVAL).
+                if route
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, RouteAttribute::NhId(_)))
+                {
+                    route.attributes.retain(|a| {
+                        matches!(
+                            a,
+                            RouteAttribute::Table(_)
+                                | RouteAttribute::Destination(_)
+                                | RouteAttribute::Priority(_)
+                                | RouteAttribute::NhId(_)
+                        )
+                    });
+                }
+                match self.sock.request(RTM_DELROUTE, &route, 0) {
+                    Err(e) if e.raw_os_error() != Some(libc::ESRCH) => return Err(e),
+                    _ => removed += 1,
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Every nexthop object of the namespace.
+    pub fn nexthops(&mut self) -> io::Result<Vec<Nexthop>> {
+        let seq = self.sock.next_seq();
+        let answer = self.sock.dump(&nexthop::dump_message(seq))?;
+        Ok(answer
+            .iter()
+            .filter(|(kind, _)| *kind == RTM_NEWNEXTHOP)
+            .filter_map(|(_, payload)| nexthop::parse(payload))
+            .collect())
+    }
+
+    /// Creates nexthop `nh.id`, or replaces it in place (a group keeps its
+    /// routes; flows move only as far as the membership changed).
+    pub fn replace_nexthop(&mut self, nh: &Nexthop) -> io::Result<()> {
+        let seq = self.sock.next_seq();
+        let bytes = nexthop::new_message(nh, NLM_F_CREATE | NLM_F_REPLACE, seq);
+        self.sock.transact(&bytes, &[seq]).map_err(|(_, e)| e)
+    }
+
+    /// Deletes nexthop `id` (and, if it is a group, the routes through
+    /// it); one that is gone already is fine.
+    pub fn delete_nexthop(&mut self, id: u32) -> io::Result<()> {
+        let seq = self.sock.next_seq();
+        match self
+            .sock
+            .transact(&nexthop::delete_message(id, seq), &[seq])
+        {
+            Err((_, e)) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            other => other.map_err(|(_, e)| e),
+        }
+    }
+
+    /// Deletes every nexthop object of routing protocol `protocol`, groups
+    /// first; returns how many.
+    pub fn flush_nexthops(&mut self, protocol: u8) -> io::Result<usize> {
+        let mut doomed: Vec<Nexthop> = self
+            .nexthops()?
+            .into_iter()
+            .filter(|nh| nh.protocol == protocol)
+            .collect();
+        doomed.sort_by_key(|nh| !matches!(nh.kind, NexthopKind::Group(_)));
+        for nh in &doomed {
+            self.delete_nexthop(nh.id)?;
+        }
+        Ok(doomed.len())
+    }
+}
+
+/// The table a route is in (RTA_TABLE, else the header's byte).
+pub fn table_of(route: &RouteMessage) -> u32 {
+    route
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(route.header.table))
 }
 
 /// A link from an RTM_NEWLINK body: its fixed header and IFLA_IFNAME.

@@ -1,7 +1,8 @@
 //! Carries out the planner's actions on the kernel, idempotently: an entry
 //! that exists already is success, and so is one missing on delete. Also
-//! reads the kernel's view of the links for the planner, and holds router
-//! A's prober sockets.
+//! turns the host's view of the links ([`HostView`]) into the planner's
+//! snapshots, reading only what the view lacks (a link's gateway when no
+//! peer is configured), and holds router A's prober sockets.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -13,13 +14,15 @@ use super::mptcp::{Limits, Pm, FLAG_BACKUP};
 use super::multipath::{self, Multipath};
 use super::planner::{Action, LinkSnapshot, LinkSpec};
 use super::probe::{ProbeKeys, ProbeSocket, ProbeTarget};
-use super::route::{self, Rt};
+use super::route::{self, PROTOCOL};
 use super::PathError;
+use crate::host::rtnetlink::Rtnl;
+use crate::host::view::{AddressScope, HostView, Link};
 
 /// The kernel side of the path manager.
 pub(super) struct Executor {
     pub(super) pm: Pm,
-    pub(super) rt: Rt,
+    pub(super) rt: Rtnl,
     /// The configured links' interfaces, by link index.
     names: Vec<String>,
     /// Per link and family (IPv4, IPv6): whether a peer is configured, so
@@ -44,7 +47,7 @@ pub(super) struct Executor {
 impl Executor {
     pub(super) fn new(
         pm: Pm,
-        rt: Rt,
+        rt: Rtnl,
         links: &[LinkSpec],
         multipath: Option<Multipath>,
         keys: Arc<ProbeKeys>,
@@ -73,26 +76,24 @@ impl Executor {
     }
 
     /// Leftovers of an earlier run out, the limits in.
-    pub(super) fn prepare(&mut self) -> Result<(), PathError> {
+    pub(super) fn prepare(&mut self, view: &HostView) -> Result<(), PathError> {
         let kernel = |what: &str, e: io::Error| PathError::Kernel(format!("{what}: {e}"));
         // Nexthops first: a group takes the routes through it along.
-        let nexthops = match self.rt.flush_nexthops() {
+        let nexthops = match self.rt.flush_nexthops(PROTOCOL) {
             Ok(n) => n,
             Err(e) if multipath::unsupported(&e) => 0,
             Err(e) => return Err(kernel("cannot remove leftover nexthops", e)),
         };
         let flushed = self
             .rt
-            .flush_tagged()
+            .flush_protocol(PROTOCOL)
             .map_err(|e| kernel("cannot remove leftover rules and routes", e))?;
         let mut leftovers = 0;
         let mut ifindexes = Vec::new();
         let mut addrs = Vec::new();
-        for name in &self.names {
-            if let Ok(Some(state)) = self.rt.link(name) {
-                ifindexes.push(state.index);
-                addrs.extend(state.addrs);
-            }
+        for link in self.names.iter().filter_map(|name| view.link_named(name)) {
+            ifindexes.push(link.index);
+            addrs.extend(usable_addresses(view, link.index));
         }
         let endpoints = self
             .pm
@@ -145,41 +146,42 @@ impl Executor {
         Ok(())
     }
 
-    /// What the kernel says about every configured link, and why a link
-    /// that could not be read is missing (it is read at the next look).
-    pub(super) fn snapshot(&mut self) -> (Vec<(usize, LinkSnapshot)>, Option<String>) {
+    /// What the host's view says about every configured link, with the
+    /// gateway of each family where no peer is configured for it read
+    /// from the main table (a dump of that family's routes: the view does
+    /// not follow routes, and the planner needs them only then).
+    pub(super) fn snapshot(&mut self, view: &HostView) -> Vec<(usize, LinkSnapshot)> {
         let mut out = Vec::with_capacity(self.names.len());
-        let mut failed = None;
         for (i, name) in self.names.iter().enumerate() {
-            let state = match self.rt.link(name) {
-                Ok(s) => s,
-                Err(e) => {
-                    failed = Some(format!("cannot read link {name}: {e}"));
-                    continue;
-                }
-            };
-            let snapshot = match state {
+            let snapshot = match view.link_named(name) {
                 None => LinkSnapshot::default(),
-                Some(s) => {
+                Some(&Link {
+                    index,
+                    up,
+                    lower_up,
+                    ..
+                }) => {
+                    let up = up && lower_up;
+                    let addrs = usable_addresses(view, index);
                     let mut gateways = [None, None];
                     for v6 in [false, true] {
                         let configured = self.peers.get(i).is_some_and(|p| p[usize::from(v6)]);
-                        if s.up && !configured && s.addrs.iter().any(|a| a.is_ipv6() == v6) {
+                        if up && !configured && addrs.iter().any(|a| a.is_ipv6() == v6) {
                             gateways[usize::from(v6)] =
-                                self.rt.gateway(s.index, v6).unwrap_or(None);
+                                self.rt.gateway(index, v6, PROTOCOL).unwrap_or(None);
                         }
                     }
                     LinkSnapshot {
-                        index: Some(s.index),
-                        up: s.up,
-                        addrs: s.addrs,
+                        index: Some(index),
+                        up,
+                        addrs,
                         gateways,
                     }
                 }
             };
             out.push((i, snapshot));
         }
-        (out, failed)
+        out
     }
 
     /// Carries out one action; the error says what failed, for the log.
@@ -214,7 +216,7 @@ impl Executor {
                 via,
             } => {
                 self.rt
-                    .replace_route(route::default_route(table, ifindex, v6, via))
+                    .replace_route(&route::default_route(table, ifindex, v6, via))
                     .map_err(|e| {
                         format!(
                             "cannot add the default route of table {table} ({}): {e}",
@@ -229,7 +231,7 @@ impl Executor {
                 priority,
             } => {
                 self.rt
-                    .add_rule(route::source_rule(addr, table, priority))
+                    .add_rule(&route::source_rule(addr, table, priority))
                     .map_err(|e| {
                         format!("cannot add the rule from {addr} ({}): {e}", name(link))
                     })?;
@@ -241,7 +243,7 @@ impl Executor {
                 ..
             } => {
                 self.rt
-                    .delete_rule(route::source_rule(addr, table, priority))
+                    .delete_rule(&route::source_rule(addr, table, priority))
                     .map_err(|e| format!("cannot remove the rule from {addr}: {e}"))?;
             }
             Action::AddEndpoint {
@@ -308,7 +310,7 @@ impl Executor {
         if let Some(m) = &mut self.multipath {
             m.remove(&mut self.rt);
         }
-        if let Err(e) = self.rt.flush_tagged() {
+        if let Err(e) = self.rt.flush_protocol(PROTOCOL) {
             tracing::warn!("cannot remove rules and routes: {e}");
         }
         if let Err(e) = self.pm.set_limits(self.saved_limits) {
@@ -316,6 +318,19 @@ impl Executor {
         }
         tracing::info!("paths removed");
     }
+}
+
+/// The addresses of interface `index` that can carry subflows: global
+/// scope, not tentative, once each.
+fn usable_addresses(view: &HostView, index: u32) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for a in view.addresses() {
+        let usable = a.index == index && a.scope == AddressScope::Universe && !a.tentative;
+        if usable && !out.contains(&a.addr) {
+            out.push(a.addr);
+        }
+    }
+    out
 }
 
 /// Adds an endpoint; one of someone else on the same address becomes ours

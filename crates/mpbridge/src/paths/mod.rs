@@ -1,26 +1,28 @@
 //! The path manager: turns the `[[link]]`s into kernel MPTCP endpoints,
 //! limits and per-link policy routing, keeps them in step with the links'
-//! state and addresses (rtnetlink), takes links out of service and back as
-//! their probes say, and removes everything it added on exit.
+//! state and addresses (the host's view, [`crate::host::HostView`]), takes
+//! links out of service and back as their probes say, and removes
+//! everything it added on exit.
 //!
 //! On both routers it also owns the multipath routes by which traffic that
 //! is not bridged crosses between them, over the links in service.
 //!
 //! - [`mptcp`]: endpoints and limits (generic netlink `mptcp_pm`).
-//! - [`route`]: links, addresses, rules and routes (rtnetlink).
-//! - [`nexthop`]: nexthop objects and groups as rtnetlink messages.
+//! - [`route`]: the rules and routes the path manager adds, as rtnetlink
+//!   messages.
 //! - [`multipath`]: the routes of non-bridged traffic over a nexthop group.
 //!
-//! They speak netlink on the daemon's own socket ([`crate::netlink`]).
+//! They speak netlink through the host layer ([`crate::host::rtnetlink`],
+//! [`crate::host::nexthop`]).
 //! - [`probe`]: authenticated UDP probes, link RTT, loss and up/down state
 //!   (router A from its probes' answers, router B from their arrival).
 //! - [`planner`]: every decision (in service or not, endpoints, rules,
 //!   routes, group members, when to probe) as a state machine without I/O
 //!   or clock, unit-tested on a simulated clock.
 //! - `executor`: carries out the planner's actions on the kernel,
-//!   idempotently, and reads the links for it.
+//!   idempotently, and turns the host's view into the planner's snapshots.
 //!
-//! One task owns the planner, the kernel's notifications, the probes'
+//! One task owns the planner, a receiver of the host's view, the probes'
 //! sockets and a single timer: it feeds the planner what happened, hands
 //! what the planner asks to the executor and publishes the links' status.
 //!
@@ -33,7 +35,6 @@
 mod executor;
 pub mod mptcp;
 pub mod multipath;
-pub mod nexthop;
 pub mod planner;
 pub mod probe;
 pub mod route;
@@ -45,36 +46,18 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Instant;
 
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::PathSettings;
+use crate::config::{PathSettings, Role};
+use crate::host;
+use crate::host::rtnetlink::Rtnl;
 use crate::ratelimit::LogLimit;
 use executor::Executor;
 use mptcp::Pm;
 use multipath::Multipath;
 use planner::{Input, LinkSpec, Planner, PlannerConfig, Watch};
 use probe::{Arrival, LinkState, ProbeKeys, ProbeSettings};
-use route::Rt;
-
-/// Which daemon runs the path manager.
-#[derive(Debug, Clone)]
-pub enum Side {
-    /// Router A: `subflow` endpoints; probes go to these remotes.
-    Local { remotes: Vec<SocketAddr> },
-    /// Router B: MPTCP limits, the probe responder (whose requests tell
-    /// each link's health) and the multipath routes; no endpoints and no
-    /// policy routing. It answers every subflow from the address router A
-    /// dialled, so routing its replies by source would send them all over
-    /// one link, where the subflows bound to the other links' devices never
-    /// see them; and announcing its other addresses (signal endpoints) only
-    /// made router A open a second subflow over a link it already uses
-    /// (measured in the lab, 3 links: 4 subflows instead of 3, one of them
-    /// a duplicate).
-    Remote,
-}
 
 /// Why the path manager could not start.
 #[derive(Debug, thiserror::Error)]
@@ -134,10 +117,27 @@ impl PathManager {
     /// too, said in one warning, where the system refuses generic netlink
     /// (qemu-user): the daemon then serves without a path manager, as with
     /// no link. On error whatever was added is removed again.
+    ///
+    /// `Role::Local` (router A) adds `subflow` endpoints and policy
+    /// routing, and probes out of each link to the first of `remotes`.
+    /// `Role::Remote` (router B; `remotes` unused) sets the MPTCP limits,
+    /// answers probes (whose requests tell each link's health) and owns
+    /// the multipath routes; no endpoints and no policy routing. It answers
+    /// every subflow from the address router A dialled, so routing its
+    /// replies by source would send them all over one link, where the
+    /// subflows bound to the other links' devices never see them; and
+    /// announcing its other addresses (signal endpoints) only made router
+    /// A open a second subflow over a link it already uses (measured in the
+    /// lab, 3 links: 4 subflows instead of 3, one of them a duplicate).
+    ///
+    /// The links' state and addresses come from `host`, the daemon's one
+    /// view of this host; the manager follows its changes.
     pub async fn start(
         settings: &PathSettings,
-        side: Side,
+        role: Role,
+        remotes: &[SocketAddr],
         auth: &crate::config::Auth,
+        host: host::Watch,
     ) -> Result<Option<PathManager>, PathError> {
         if settings.links.is_empty() {
             return Ok(None);
@@ -161,7 +161,7 @@ impl PathManager {
             }
         };
         let mut pm = pm;
-        let rt = Rt::connect()
+        let rt = Rtnl::open()
             .map_err(|e| PathError::Unavailable(format!("no rtnetlink socket: {e}")))?;
         let saved_limits = pm.limits().map_err(|e| {
             PathError::Unavailable(format!(
@@ -176,9 +176,9 @@ impl PathManager {
         // Router B answers probes on every link; router A probes the first
         // remote out of each link.
         let (arrivals_tx, arrivals) = mpsc::unbounded_channel();
-        let (responder, probe_dest) = match (&side, probe.enabled) {
+        let (responder, probe_dest) = match (role, probe.enabled) {
             (_, false) => (None, None),
-            (Side::Remote, true) => {
+            (Role::Remote, true) => {
                 let ifnames: Vec<String> =
                     settings.links.iter().map(|l| l.interface.clone()).collect();
                 let responder =
@@ -191,16 +191,16 @@ impl PathManager {
                         })?;
                 (Some(responder), None)
             }
-            (Side::Local { remotes }, true) => (
+            (Role::Local, true) => (
                 None,
                 remotes
                     .first()
                     .map(|r| SocketAddr::new(r.ip().to_canonical(), probe.port)),
             ),
         };
-        let watch = match (&side, probe_dest) {
-            (Side::Local { .. }, Some(dest)) => Watch::Probes { v6: dest.is_ipv6() },
-            (Side::Remote, _) if responder.is_some() => Watch::Arrivals,
+        let watch = match (role, probe_dest) {
+            (Role::Local, Some(dest)) => Watch::Probes { v6: dest.is_ipv6() },
+            (Role::Remote, _) if responder.is_some() => Watch::Arrivals,
             _ => Watch::Nothing,
         };
         let links: Vec<LinkSpec> = settings
@@ -218,7 +218,7 @@ impl PathManager {
             .collect();
         let config = PlannerConfig {
             links,
-            endpoints: matches!(side, Side::Local { .. }),
+            endpoints: role == Role::Local,
             watch,
             probe: ProbeSettings {
                 interval: probe.interval,
@@ -230,10 +230,6 @@ impl PathManager {
             multipath: multipath.is_some(),
         };
         let status: SharedStatus = Arc::new(Mutex::new(Vec::new()));
-        // Subscribe before the first look, so no change falls in between.
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let watch = watch_kernel(events_tx)
-            .map_err(|e| PathError::Unavailable(format!("cannot watch rtnetlink: {e}")))?;
         let exec = Executor::new(
             pm,
             rt,
@@ -249,13 +245,13 @@ impl PathManager {
             _responder: responder,
             status: Arc::clone(&status),
         };
-        if let Err(e) = mgr.setup() {
+        let mut host = host;
+        if let Err(e) = mgr.setup(&mut host) {
             mgr.exec.cleanup();
-            watch.abort();
             return Err(e);
         }
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(mgr.run(events, arrivals, stop_rx, watch));
+        let task = tokio::spawn(mgr.run(host, arrivals, stop_rx));
         Ok(Some(PathManager {
             stop: Some(stop_tx),
             task: Some(task),
@@ -311,8 +307,8 @@ struct Manager {
 /// What woke the task.
 enum Wake {
     Stop,
-    /// Something changed on some link: look again.
-    Kernel,
+    /// The host's view changed (a link or an address): look again.
+    Host,
     /// A reply to router A's probe `seq` on link `link`.
     Reply(usize, u32),
     /// A probe request arrived at router B.
@@ -323,15 +319,14 @@ enum Wake {
 
 impl Manager {
     /// The first look at every link; any action refused is an error.
-    fn setup(&mut self) -> Result<(), PathError> {
-        self.exec.prepare()?;
+    /// Marks the view it looked at as seen: a later change wakes the task.
+    fn setup(&mut self, host: &mut host::Watch) -> Result<(), PathError> {
+        let view = Arc::clone(&host.borrow_and_update());
+        self.exec.prepare(&view)?;
         if let Some(m) = &mut self.exec.multipath {
             m.set_hash_policy();
         }
-        let (snapshot, failed) = self.exec.snapshot();
-        if let Some(e) = failed {
-            return Err(PathError::Kernel(e));
-        }
+        let snapshot = self.exec.snapshot(&view);
         self.planner.handle(Instant::now(), Input::Links(snapshot));
         self.execute(true)?;
         let status = self.planner.status();
@@ -393,24 +388,21 @@ impl Manager {
 
     async fn run(
         mut self,
-        mut events: mpsc::UnboundedReceiver<()>,
+        mut host: host::Watch,
         mut arrivals: mpsc::UnboundedReceiver<Arrival>,
         mut stop: oneshot::Receiver<()>,
-        watch: JoinHandle<()>,
     ) {
         loop {
-            let wake = self.wait(&mut events, &mut arrivals, &mut stop).await;
+            let wake = self.wait(&mut host, &mut arrivals, &mut stop).await;
             let now = Instant::now();
             match wake {
                 Wake::Stop => break,
-                Wake::Kernel => {
-                    // A burst of notifications (a link going down drops its
-                    // routes and addresses one by one) costs one look.
-                    while events.try_recv().is_ok() {}
-                    let (snapshot, failed) = self.exec.snapshot();
-                    if let Some(e) = failed {
-                        crate::warn_limited!(RECONCILE_FAILED, "{e}");
-                    }
+                Wake::Host => {
+                    // The view as of now: changes made while the task was
+                    // busy (a link going down drops its addresses one by
+                    // one) cost one look.
+                    let view = Arc::clone(&host.borrow_and_update());
+                    let snapshot = self.exec.snapshot(&view);
                     self.planner.handle(now, Input::Links(snapshot));
                 }
                 Wake::Reply(link, seq) => self.planner.handle(now, Input::ProbeReply { link, seq }),
@@ -432,14 +424,13 @@ impl Manager {
             let _ = self.execute(false);
             self.publish();
         }
-        watch.abort();
         self.exec.cleanup();
     }
 
     /// Waits for the next thing to happen.
     async fn wait(
         &self,
-        events: &mut mpsc::UnboundedReceiver<()>,
+        host: &mut host::Watch,
         arrivals: &mut mpsc::UnboundedReceiver<Arrival>,
         stop: &mut oneshot::Receiver<()>,
     ) -> Wake {
@@ -455,9 +446,9 @@ impl Manager {
         });
         tokio::select! {
             _ = stop => Wake::Stop,
-            // Closed when the watch stopped (said in its warning): the
-            // links then change with the probes alone.
-            Some(()) = events.recv() => Wake::Kernel,
+            // An error when the view's thread ended (said in its
+            // warning): the links then change with the probes alone.
+            Ok(()) = host.changed() => Wake::Host,
             Some(a) = arrivals.recv() => Wake::Arrival(a),
             wake = reply => wake,
             () = timer => Wake::Timer,
@@ -490,80 +481,6 @@ fn action_link(action: &planner::Action) -> Option<usize> {
     }
 }
 
-static WATCH_FAILED: LogLimit = LogLimit::new(std::time::Duration::from_secs(10));
-
-/// Forwards every link and address change of the namespace as a wake-up:
-/// one per burst of notifications. When the kernel dropped some (ENOBUFS:
-/// the socket's buffer overflowed) the wake-up is sent all the same, and
-/// since a wake-up makes the manager read every link afresh, that is the
-/// full resync.
-fn watch_kernel(events: mpsc::UnboundedSender<()>) -> io::Result<JoinHandle<()>> {
-    let sock = route::monitor()?;
-    // SAFETY: the socket owns its fd and closes it only when dropped; the
-    // AsyncFd owns the socket, so the fd stays open and the same for the
-    // AsyncFd's whole life. (Reads use MSG_DONTWAIT: no O_NONBLOCK needed.)
-    let sock = unsafe { AsyncFd::register_with_interest(sock, Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)?;
-    Ok(tokio::spawn(async move {
-        let mut buf = Vec::new();
-        loop {
-            let mut ready = match sock.readable().await {
-                Ok(r) => r,
-                Err(e) => {
-                    crate::warn_limited!(WATCH_FAILED, "stopped watching links: {e}");
-                    return;
-                }
-            };
-            let mut woken = false;
-            loop {
-                match Notice::of(sock.get_ref().try_recv(&mut buf)) {
-                    Notice::Changed => woken = true,
-                    Notice::Dropped => {
-                        tracing::debug!("link notifications were dropped: reading every link");
-                        woken = true;
-                    }
-                    Notice::Drained => {
-                        ready.clear_ready();
-                        break;
-                    }
-                    Notice::Failed(e) => {
-                        crate::warn_limited!(WATCH_FAILED, "stopped watching links: {e}");
-                        return;
-                    }
-                }
-            }
-            if woken && events.send(()).is_err() {
-                return;
-            }
-        }
-    }))
-}
-
-/// What one read of the watch socket says.
-#[derive(Debug)]
-enum Notice {
-    /// A notification: something changed.
-    Changed,
-    /// The kernel dropped notifications (ENOBUFS): anything may have
-    /// changed. The socket goes on; the manager looks at every link.
-    Dropped,
-    /// Nothing more queued.
-    Drained,
-    /// The socket is unusable.
-    Failed(io::Error),
-}
-
-impl Notice {
-    fn of(read: io::Result<()>) -> Notice {
-        match read {
-            Ok(()) => Notice::Changed,
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Notice::Dropped,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Notice::Drained,
-            Err(e) => Notice::Failed(e),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,14 +491,5 @@ mod tests {
         assert!(family_refused(&err(libc::EPROTONOSUPPORT)));
         assert!(!family_refused(&err(libc::EPERM)));
         assert!(!family_refused(&err(libc::ENOENT)));
-    }
-
-    #[test]
-    fn dropped_notifications_wake_the_manager_and_are_no_error() {
-        let err = |errno| Err(io::Error::from_raw_os_error(errno));
-        assert!(matches!(Notice::of(Ok(())), Notice::Changed));
-        assert!(matches!(Notice::of(err(libc::ENOBUFS)), Notice::Dropped));
-        assert!(matches!(Notice::of(err(libc::EAGAIN)), Notice::Drained));
-        assert!(matches!(Notice::of(err(libc::EBADF)), Notice::Failed(_)));
     }
 }

@@ -1,7 +1,7 @@
 //! MPTCP endpoints and limits through the generic netlink family `mptcp_pm`
 //! (what `ip mptcp endpoint` / `ip mptcp limits` do). Message building and
 //! parsing are pure and unit-tested; [`Pm`] sends them on the daemon's
-//! netlink socket ([`crate::netlink`]).
+//! netlink socket ([`crate::host::netlink`]).
 
 // The messages are built and read here, attribute by attribute. `mptcp-pm`
 // 0.2 implements only the GET commands, and its top-level attribute emits
@@ -22,7 +22,7 @@ use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
 use netlink_packet_generic::GenlMessage;
 
-use crate::netlink::{self as nl, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use crate::host::netlink::{self as nl, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 
 // include/uapi/linux/mptcp_pm.h
 const FAMILY_NAME: &str = "mptcp_pm";
@@ -415,7 +415,7 @@ impl Pm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::NLA_F_NESTED;
+    use crate::host::netlink::NLA_F_NESTED;
 
     /// A message's body after the netlink header, as the kernel reads it.
     fn body(msg: &PmMessage) -> Vec<u8> {

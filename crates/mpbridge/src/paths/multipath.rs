@@ -19,9 +19,10 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::nexthop::{Nexthop, NexthopKind, MAX_WEIGHT};
-use super::route::{self, Rt, PROTOCOL};
+use super::route::{self, PROTOCOL};
 use crate::config::{RouteSettings, MAX_LINKS};
+use crate::host::nexthop::{Nexthop, NexthopKind, MAX_WEIGHT};
+use crate::host::rtnetlink::Rtnl;
 
 /// Where a link's nexthop of one family leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +156,7 @@ impl Multipath {
     /// At start, after leftovers are gone: refuses if another owner holds
     /// a nexthop id of ours (replacing it would take it over). `Ok(false)`
     /// when the kernel has no nexthop objects (before Linux 5.3).
-    pub fn check(&self, rt: &mut Rt) -> Result<bool, String> {
+    pub fn check(&self, rt: &mut Rtnl) -> Result<bool, String> {
         let nexthops = match rt.nexthops() {
             Ok(n) => n,
             Err(e) if unsupported(&e) => return Ok(false),
@@ -215,7 +216,7 @@ impl Multipath {
     /// call starts again from what the kernel holds.
     pub fn apply(
         &mut self,
-        rt: &mut Rt,
+        rt: &mut Rtnl,
         names: &[String],
         groups: &[Vec<Member>; 2],
     ) -> Result<Vec<bool>, String> {
@@ -243,7 +244,7 @@ impl Multipath {
 
     fn apply_family(
         &mut self,
-        rt: &mut Rt,
+        rt: &mut Rtnl,
         names: &[String],
         v6: bool,
         chosen: &[Member],
@@ -362,11 +363,10 @@ impl Multipath {
 
     /// Routes `prefix` over group `group`, unless a route of another owner
     /// is in the way: that one is reported (once) and left alone.
-    fn route(&mut self, rt: &mut Rt, prefix: IpNet, group: u32) -> Result<(), String> {
+    fn route(&mut self, rt: &mut Rtnl, prefix: IpNet, group: u32) -> Result<(), String> {
         let table = self.settings.table;
         let metric = self.settings.metric;
-        let foreign: Vec<route::RouteEntry> = rt
-            .routes_to(prefix, table)
+        let foreign: Vec<route::RouteEntry> = route::routes_to(rt, prefix, table)
             .map_err(|e| format!("cannot list the routes to {prefix}: {e}"))?
             .into_iter()
             .filter(|r| r.protocol != PROTOCOL && metric.is_none_or(|m| m == r.metric))
@@ -402,7 +402,7 @@ impl Multipath {
 
     /// Removes the routes, groups and nexthops added and restores the
     /// hash policy; errors are logged.
-    pub fn remove(&mut self, rt: &mut Rt) {
+    pub fn remove(&mut self, rt: &mut Rtnl) {
         for prefix in std::mem::take(&mut self.routed) {
             let group = self.group_id(prefix.addr().is_ipv6());
             let msg =
@@ -411,7 +411,7 @@ impl Multipath {
                 tracing::warn!(%prefix, "cannot remove the route: {e}");
             }
         }
-        if let Err(e) = rt.flush_nexthops() {
+        if let Err(e) = rt.flush_nexthops(PROTOCOL) {
             if !unsupported(&e) {
                 tracing::warn!("cannot remove nexthops: {e}");
             }

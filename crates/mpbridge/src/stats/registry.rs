@@ -12,8 +12,8 @@ use std::time::Instant;
 use portable_atomic::{AtomicU64, Ordering};
 
 use super::Stats;
+use crate::host::sys::Transport;
 use crate::relay::{Counters, RelayEnd};
-use crate::sys::Transport;
 
 /// One connection being relayed.
 #[derive(Debug)]

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use crate::config::Role;
 use crate::control::protocol::{Connection, Link, LinkState, ProbeState, Status, TcpState};
-use crate::sys::Transport;
+use crate::host::sys::Transport;
 
 /// How a cell is painted on a terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -40,7 +40,7 @@ pub struct PlannerConfig {
     pub links: Vec<LinkSpec>,
     /// Router A: each link gets its routing table, `from ADDR` rules and
     /// MPTCP `subflow` endpoints. Router B gets none of them (see
-    /// `Side::Remote`).
+    /// `PathManager::start`, `Role::Remote`).
     pub endpoints: bool,
     pub watch: Watch,
     pub probe: ProbeSettings,

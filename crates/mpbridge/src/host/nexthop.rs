@@ -1,6 +1,7 @@
 //! Kernel nexthop objects (Linux >= 5.3) as rtnetlink messages: one per
 //! link and family, and the multipath group routes point at. Pure: no
-//! socket, so every message is a unit test ([`super::route::Rt`] sends them).
+//! socket, so every message is a unit test ([`super::rtnetlink::Rtnl`] sends
+//! them).
 
 // netlink-packet-route (0.34) has no nexthop messages, so they are written
 // here with the daemon's netlink writer, after include/uapi/linux/nexthop.h:
@@ -12,8 +13,8 @@
 
 use std::net::IpAddr;
 
-use crate::netlink::{self as nl, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
-use crate::netlink::{RTM_DELNEXTHOP, RTM_GETNEXTHOP, RTM_NEWNEXTHOP};
+use super::netlink::{self as nl, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use super::netlink::{RTM_DELNEXTHOP, RTM_GETNEXTHOP, RTM_NEWNEXTHOP};
 
 const NHA_ID: u16 = 1;
 const NHA_GROUP: u16 = 2;
@@ -48,7 +49,8 @@ pub enum NexthopKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nexthop {
     pub id: u32,
-    /// Routing protocol that installed it (ours: [`super::route::PROTOCOL`]).
+    /// Routing protocol that installed it (the path manager's:
+    /// `paths::route::PROTOCOL`).
     pub protocol: u8,
     pub kind: NexthopKind,
 }
