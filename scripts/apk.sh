@@ -17,9 +17,11 @@
 # says so and packs nothing (exit 0).
 #
 # Output: $CARGO_TARGET_DIR/apk/mpbridge-<version>-r<release>_<openwrt arch>.apk
-# (unsigned) and $CARGO_TARGET_DIR/apk/apk-tools (the path of the apk binary,
+# (unsigned), always the LuCI app luci-app-mpbridge-<version>-r<release>_noarch.apk,
+# and $CARGO_TARGET_DIR/apk/apk-tools (the path of the apk binary,
 # for the package test). Install on the router:
 #   apk add --allow-untrusted /tmp/mpbridge-*.apk
+#   apk add --allow-untrusted /tmp/luci-app-mpbridge-*.apk   # the web page
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -90,60 +92,87 @@ echo "$apk" > "$out/apk-tools"
 # service on install, only starts it on upgrade (PKG_UPGRADE=1: a disabled
 # service stays disabled), and stops and disables it on removal.
 # shellcheck disable=SC2016 # expanded on the router
-default_script() { # post-install|post-upgrade|pre-deinstall
+default_script() { # package, post-install|post-upgrade|pre-deinstall
     printf '#!/bin/sh\n'
-    [ "$1" != post-upgrade ] || printf 'export PKG_UPGRADE=1\n'
-    [ "$1" = pre-deinstall ] || printf '[ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0\n'
+    [ "$2" != post-upgrade ] || printf 'export PKG_UPGRADE=1\n'
+    [ "$2" = pre-deinstall ] || printf '[ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0\n'
     printf '[ -s "${IPKG_INSTROOT}/lib/functions.sh" ] || exit 0\n'
     printf '. "${IPKG_INSTROOT}/lib/functions.sh"\n'
     printf 'export root="${IPKG_INSTROOT}"\n'
-    printf 'export pkgname="mpbridge"\n'
-    if [ "$1" = pre-deinstall ]; then
+    printf 'export pkgname="%s"\n' "$1"
+    if [ "$2" = pre-deinstall ]; then
         printf 'default_prerm\n'
     else
         printf 'add_group_and_user\ndefault_postinst\n'
     fi
 }
 
-for arch in "${arches[@]}"; do
-    work=$(mktemp -d)
-    trap 'rm -rf "$work"' EXIT
-    data="$work/data"
-    stage_files "$data" "$arch"
+# Packs the staged tree $work/data as package $1 of architecture $2 into
+# $out, with OpenWrt's package database files (the list of every file and
+# link, which default_postinst reads; the conffiles, if any, with the
+# shipped ones' SHA-256, which sysupgrade compares), the default scripts
+# with what the function $3 prints after post-install and post-upgrade,
+# and the metadata in the remaining arguments (--info KEY:VALUE ...).
+pack_apk() { # name, arch, postinst tail function, --info ...
+    local name="$1" arch="$2" tail="$3" data="$work/data" db c s pkg
+    shift 3
     db="$data/lib/apk/packages"
     install -d -m 0755 "$db"
-    # Every file and link of the package (default_postinst looks for
-    # /etc/init.d/ in it), then its conffiles, with the shipped ones'
-    # SHA-256 (sysupgrade keeps those the user changed).
     (cd "$data" && find . \( -type f -o -type l \) -printf '/%P\n' | sort) > "$work/list"
-    install -m 0644 "$work/list" "$db/mpbridge.list"
-    printf '%s\n' "${conffiles[@]}" > "$db/mpbridge.conffiles"
-    : > "$db/mpbridge.conffiles_static"
-    for c in "${conffiles[@]}"; do
-        [ -f "$data$c" ] || continue
-        printf '%s %s\n' "$c" "$(sha256sum "$data$c" | cut -d' ' -f1)" >> "$db/mpbridge.conffiles_static"
+    install -m 0644 "$work/list" "$db/$name.list"
+    if [ "$name" = mpbridge ]; then
+        printf '%s\n' "${conffiles[@]}" > "$db/$name.conffiles"
+        : > "$db/$name.conffiles_static"
+        for c in "${conffiles[@]}"; do
+            [ -f "$data$c" ] || continue
+            printf '%s %s\n' "$c" "$(sha256sum "$data$c" | cut -d' ' -f1)" >> "$db/$name.conffiles_static"
+        done
+        chmod 0644 "$db/$name.conffiles" "$db/$name.conffiles_static"
+    fi
+    for s in post-install post-upgrade; do
+        { default_script "$name" "$s"; "$tail"; } > "$work/$s"
     done
-    chmod 0644 "$db/mpbridge.conffiles" "$db/mpbridge.conffiles_static"
-    for s in post-install post-upgrade pre-deinstall; do
-        default_script "$s" > "$work/$s"
-    done
+    default_script "$name" pre-deinstall > "$work/pre-deinstall"
     fix_times "$data"
-    pkg="$out/mpbridge-${version}_${arch}.apk"
+    pkg="$out/$name-${version}_${arch}.apk"
     SOURCE_DATE_EPOCH=$epoch "$apk" mkpkg \
-        --info "name:mpbridge" \
+        --info "name:$name" \
         --info "version:$version" \
-        --info "description:Bridge every TCP connection over all links between two routers (MPTCP)" \
         --info "arch:$arch" \
-        --info "license:MIT OR Apache-2.0" \
-        --info "origin:mpbridge" \
         --info "maintainer:mpbridge developers" \
-        --info "depends:${depends[*]}" \
+        "$@" \
         --script "post-install:$work/post-install" \
         --script "post-upgrade:$work/post-upgrade" \
         --script "pre-deinstall:$work/pre-deinstall" \
         --files "$data" \
         --output "$pkg"
+    printf 'apk: %s (%d bytes)\n' "$pkg" "$(stat -c %s "$pkg")"
+}
+
+for arch in "${arches[@]}"; do
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    stage_files "$work/data" "$arch"
+    pack_apk mpbridge "$arch" true \
+        --info "description:Bridge every TCP connection over all links between two routers (MPTCP)" \
+        --info "license:MIT OR Apache-2.0" \
+        --info "origin:mpbridge" \
+        --info "depends:${depends[*]}"
     rm -rf "$work"
     trap - EXIT
-    printf 'apk: %s (%d bytes)\n' "$pkg" "$(stat -c %s "$pkg")"
 done
+
+# The LuCI app, one package for every architecture, with luci.mk's
+# postinst after the default one. luci.mk's PKGARCH all is "noarch" in an
+# apk: the one architecture apk installs beside those of /etc/apk/arch
+# (an "all" package is refused as "uninstallable" on a router).
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+stage_luci_files "$work/data"
+pack_apk luci-app-mpbridge noarch luci_postinst_tail \
+    --info "description:$luci_title" \
+    --info "license:$luci_license" \
+    --info "origin:luci-app-mpbridge" \
+    --info "depends:${luci_depends[*]}"
+rm -rf "$work"
+trap - EXIT

@@ -11,7 +11,9 @@
 #   scripts/ipk.sh aarch64_cortex-a72     # one OpenWrt arch
 #
 # Output: $CARGO_TARGET_DIR/ipk/mpbridge_<version>-<release>_<openwrt arch>.ipk
+# and, always, the LuCI app luci-app-mpbridge_<version>-<release>_all.ipk.
 # Install on the router: opkg install /tmp/mpbridge_*.ipk
+# (and opkg install /tmp/luci-app-mpbridge_*.ipk for the web page)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -43,6 +45,24 @@ default_script() { # postinst|prerm
     printf '%s "$0" "$@"\n' "$fn"
 }
 
+# Packs the staged tree $work/data with the control file $work/control/
+# control (and conffiles, if any) into $out/$1, adding the default postinst
+# followed by what the function $2 prints, and the default prerm.
+pack_ipk() { # file name, postinst tail function
+    local ipk="$out/$1"
+    { default_script postinst; "$2"; } > "$work/control/postinst"
+    default_script prerm > "$work/control/prerm"
+    chmod 0644 "$work/control/control"
+    chmod 0755 "$work/control/postinst" "$work/control/prerm"
+    mkdir "$work/ipk"
+    echo "2.0" > "$work/ipk/debian-binary"
+    pack "$work/control" > "$work/ipk/control.tar.gz"
+    pack "$work/data" > "$work/ipk/data.tar.gz"
+    tar --owner=0 --group=0 --numeric-owner --mtime="@$epoch" -C "$work/ipk" \
+        -cf - ./debian-binary ./data.tar.gz ./control.tar.gz | gzip -n -9 > "$ipk"
+    printf 'ipk: %s (%d bytes)\n' "$ipk" "$(stat -c %s "$ipk")"
+}
+
 mkdir -p "$out"
 for arch in "${arches[@]}"; do
     work=$(mktemp -d)
@@ -66,18 +86,32 @@ Installed-Size: $size
 Description: Bridge every TCP connection over all links between two routers (MPTCP)
 EOF
     printf '%s\n' "${conffiles[@]}" > "$control/conffiles"
-    default_script postinst > "$control/postinst"
-    default_script prerm > "$control/prerm"
-    chmod 0644 "$control/control" "$control/conffiles"
-    chmod 0755 "$control/postinst" "$control/prerm"
-    mkdir "$work/ipk"
-    echo "2.0" > "$work/ipk/debian-binary"
-    pack "$control" > "$work/ipk/control.tar.gz"
-    pack "$data" > "$work/ipk/data.tar.gz"
-    ipk="$out/mpbridge_${version}_${arch}.ipk"
-    tar --owner=0 --group=0 --numeric-owner --mtime="@$epoch" -C "$work/ipk" \
-        -cf - ./debian-binary ./data.tar.gz ./control.tar.gz | gzip -n -9 > "$ipk"
+    chmod 0644 "$control/conffiles"
+    pack_ipk "mpbridge_${version}_${arch}.ipk" true
     rm -rf "$work"
     trap - EXIT
-    printf 'ipk: %s (%d bytes)\n' "$ipk" "$(stat -c %s "$ipk")"
 done
+
+# The LuCI app, one package for every architecture (all), with luci.mk's
+# postinst after the default one.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+stage_luci_files "$work/data"
+install -d -m 0755 "$work/control"
+size=$(du -sb "$work/data" | cut -f1)
+dep_list=$(printf '%s, ' "${luci_depends[@]}")
+cat > "$work/control/control" <<EOF
+Package: luci-app-mpbridge
+Version: $version
+Depends: ${dep_list%, }
+Source: openwrt/luci-app-mpbridge
+SourceName: luci-app-mpbridge
+License: $luci_license
+Section: luci
+Architecture: all
+Installed-Size: $size
+Description: $luci_title
+EOF
+pack_ipk "luci-app-mpbridge_${version}_all.ipk" luci_postinst_tail
+rm -rf "$work"
+trap - EXIT

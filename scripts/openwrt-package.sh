@@ -1,12 +1,14 @@
 # shellcheck shell=bash disable=SC2034,SC2154
 # Sourced by scripts/ipk.sh and scripts/apk.sh (not run alone): what the
 # side-loadable OpenWrt packages hold, laid out as the OpenWrt SDK would
-# install it from openwrt/mpbridge/Makefile, and which binary of
+# install it from openwrt/mpbridge/Makefile (and luci.mk the LuCI app from
+# openwrt/luci-app-mpbridge), and which binary of
 # scripts/cross.sh each OpenWrt package architecture takes.
 #
 # Expects: root (the clone), target_dir. Sets: files, makefile, pkg_version,
 # pkg_release, depends, conffiles, epoch, openwrt_arches, binary_of,
-# rust_target_of.
+# rust_target_of, and for the LuCI app luci_title, luci_license,
+# luci_depends.
 
 files="$root/openwrt/mpbridge/files"
 makefile="$root/openwrt/mpbridge/Makefile"
@@ -106,4 +108,44 @@ stage_files() {
 # Sets every file's time to the last commit's.
 fix_times() {
     find "$1" -exec touch -h -d "@$epoch" {} +
+}
+
+# The LuCI app, as luci.mk packs openwrt/luci-app-mpbridge for the feed:
+# architecture all, its LUCI_DEPENDS, htdocs/ under /www and root/ under /.
+luci_dir="$root/openwrt/luci-app-mpbridge"
+luci_makefile="$luci_dir/Makefile"
+luci_field() { sed -n "s/^$1:=//p" "$luci_makefile"; }
+luci_title=$(luci_field LUCI_TITLE)
+luci_license=$(luci_field PKG_LICENSE)
+mapfile -t luci_depends < <(luci_field LUCI_DEPENDS | grep -o '+[a-z0-9-]*' | tr -d +)
+
+# Installs the LuCI app's files under $1, every directory 0755 and every
+# file 0644 (the plugin is loaded by rpcd, not run).
+stage_luci_files() {
+    local data="$1" part from to rel
+    for part in htdocs:www root:; do
+        from="$luci_dir/${part%%:*}"
+        to="$data/${part#*:}"
+        install -d -m 0755 "$to"
+        while IFS= read -r rel; do
+            install -d -m 0755 "$to/$rel"
+        done < <(cd "$from" && find . -mindepth 1 -type d -printf '%P\n' | sort)
+        while IFS= read -r rel; do
+            install -m 0644 "$from/$rel" "$to/$rel"
+        done < <(cd "$from" && find . -type f -printf '%P\n' | sort)
+    done
+}
+
+# What luci.mk appends to the build system's default postinst: on a live
+# system (not in an image build, where IPKG_INSTROOT is set) rpcd reloads
+# the plugin and the ACL, and LuCI's caches go so that the menu shows the
+# new entry.
+# shellcheck disable=SC2016 # expanded on the router
+luci_postinst_tail() {
+    printf '[ -n "${IPKG_INSTROOT}" ] || {\n'
+    printf '\trm -f /tmp/luci-indexcache /tmp/luci-indexcache.*\n'
+    printf '\trm -rf /tmp/luci-modulecache/\n'
+    printf '\t/etc/init.d/rpcd reload >/dev/null 2>&1\n'
+    printf '\texit 0\n'
+    printf '}\n'
 }

@@ -714,6 +714,13 @@ pub fn render_with(
     match role {
         Role::Local => {
             w.line("[local]", None);
+            w.line(
+                &format!(
+                    "control_socket = {}",
+                    toml_string(crate::config::OPENWRT_LOCAL_CONTROL_SOCKET)
+                ),
+                None,
+            );
             let remotes: Vec<&Opt> = main.values("remote");
             if remotes.is_empty() {
                 return Err(section_err(
@@ -751,6 +758,13 @@ pub fn render_with(
         }
         Role::Remote => {
             w.line("[remote]", None);
+            w.line(
+                &format!(
+                    "control_socket = {}",
+                    toml_string(crate::config::OPENWRT_REMOTE_CONTROL_SOCKET)
+                ),
+                None,
+            );
             let (p, origin) = port("listen_port")?;
             let listen = format!(
                 "listen = [{}, {}]",
@@ -1040,6 +1054,30 @@ config link
             ]
         );
         assert_eq!(settings.policy.allow.len(), 1);
+    }
+
+    #[test]
+    fn the_control_socket_is_under_var_run_for_either_role() {
+        let remote = format!(
+            "config mpbridge 'main'\n option role 'remote'\n option key '{KEY}'\n\
+             config link\n option device 'wlan1'\n"
+        );
+        for (text, role, path) in [
+            (router_a(), Role::Local, "/var/run/mpbridge/local.sock"),
+            (remote, Role::Remote, "/var/run/mpbridge/remote.sock"),
+        ] {
+            let r = uci(&text).unwrap();
+            let file = config::parse_str(&r.toml, Path::new("x.toml")).unwrap();
+            let sockets = file.control_sockets().unwrap();
+            let (_, socket) = sockets.iter().find(|(r, _)| *r == role).unwrap();
+            assert_eq!(socket.as_deref(), Some(Path::new(path)), "{}", r.toml);
+            let overrides = config::Overrides::default();
+            let control = match role {
+                Role::Local => file.local(&overrides).unwrap().0.common.control,
+                Role::Remote => file.remote(&overrides).unwrap().0.common.control,
+            };
+            assert_eq!(control.socket.as_deref(), Some(Path::new(path)));
+        }
     }
 
     #[test]

@@ -177,7 +177,10 @@ const DEPENDS: [&str; 4] = [
 #[test]
 #[ignore = "needs the packages of scripts/ipk.sh"]
 fn every_ipk_has_opkg_layout_control_fields_and_modes() {
-    let ipks = files_with_ext(&target_dir().join("ipk"), "ipk");
+    let ipks = daemon_packages(
+        files_with_ext(&target_dir().join("ipk"), "ipk"),
+        "mpbridge_",
+    );
     assert!(!ipks.is_empty(), "no .ipk under {}", target_dir().display());
     let mut arches = Vec::new();
     for ipk in ipks {
@@ -496,7 +499,7 @@ fn every_apk_installs_upgrades_and_goes_with_the_real_apk() {
             .expect("scripts/apk.sh writes the path of its apk binary to apk/apk-tools")
             .trim(),
     );
-    let apks = files_with_ext(&dir, "apk");
+    let apks = daemon_packages(files_with_ext(&dir, "apk"), "mpbridge-");
     assert!(!apks.is_empty(), "no .apk under {}", dir.display());
     let mut arches = Vec::new();
     for package in apks {
@@ -719,6 +722,339 @@ fn files_with_ext_or_none(dir: &Path, ext: &str) -> Vec<PathBuf> {
         files_with_ext(dir, ext)
     } else {
         Vec::new()
+    }
+}
+
+/// The packages of the daemon among `all` (their names start with
+/// `prefix`), without the LuCI app's.
+fn daemon_packages(all: Vec<PathBuf>, prefix: &str) -> Vec<PathBuf> {
+    all.into_iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect()
+}
+
+/// The LuCI app's dependencies: luci.mk's LUCI_DEPENDS of
+/// openwrt/luci-app-mpbridge/Makefile, which are what the rpcd plugin
+/// imports (fs, socket, uci) and needs (rpcd's ucode plugins, LuCI, the
+/// daemon).
+const LUCI_DEPENDS: [&str; 6] = [
+    "luci-base",
+    "mpbridge",
+    "rpcd-mod-ucode",
+    "ucode-mod-fs",
+    "ucode-mod-socket",
+    "ucode-mod-uci",
+];
+/// The LuCI app's files, as luci.mk installs them (htdocs/ under /www,
+/// root/ under /), each from the app's directory.
+const LUCI_FILES: [(&str, &str); 6] = [
+    (
+        "www/luci-static/resources/view/mpbridge/status.js",
+        "htdocs/luci-static/resources/view/mpbridge/status.js",
+    ),
+    (
+        "www/luci-static/resources/view/mpbridge/config.js",
+        "htdocs/luci-static/resources/view/mpbridge/config.js",
+    ),
+    (
+        "www/luci-static/resources/mpbridge/format.js",
+        "htdocs/luci-static/resources/mpbridge/format.js",
+    ),
+    (
+        "usr/share/rpcd/ucode/luci.mpbridge",
+        "root/usr/share/rpcd/ucode/luci.mpbridge",
+    ),
+    (
+        "usr/share/rpcd/acl.d/luci-app-mpbridge.json",
+        "root/usr/share/rpcd/acl.d/luci-app-mpbridge.json",
+    ),
+    (
+        "usr/share/luci/menu.d/luci-app-mpbridge.json",
+        "root/usr/share/luci/menu.d/luci-app-mpbridge.json",
+    ),
+];
+
+fn luci_app_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../openwrt/luci-app-mpbridge")
+}
+
+/// What luci.mk's postinst adds after the default one, in both formats.
+fn assert_luci_postinst(script: &str) {
+    let tail = script
+        .split_once("[ -n \"${IPKG_INSTROOT}\" ] || {")
+        .unwrap_or_else(|| panic!("no live-system branch in\n{script}"))
+        .1;
+    for needle in [
+        "rm -f /tmp/luci-indexcache /tmp/luci-indexcache.*",
+        "rm -rf /tmp/luci-modulecache/",
+        "/etc/init.d/rpcd reload",
+    ] {
+        assert!(tail.contains(needle), "postinst lacks {needle}:\n{script}");
+    }
+    assert!(script.contains("default_postinst"), "{script}");
+}
+
+#[test]
+#[ignore = "needs the packages of scripts/ipk.sh"]
+fn the_luci_ipk_holds_the_app_for_every_arch_with_its_depends_and_postinst() {
+    let ipks: Vec<PathBuf> = files_with_ext(&target_dir().join("ipk"), "ipk")
+        .into_iter()
+        .filter(|p| p.to_str().unwrap().contains("/luci-app-mpbridge_"))
+        .collect();
+    assert_eq!(ipks.len(), 1, "{ipks:?}");
+    let ipk = ipks[0].to_str().unwrap();
+    let name = ipks[0].file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(name.ends_with("_all.ipk"), "{name}");
+    println!(
+        "{name}: {} bytes",
+        std::fs::metadata(&ipks[0]).unwrap().len()
+    );
+    let outer: Vec<String> = listing(&["-tvzf", ipk])
+        .into_iter()
+        .map(|(_, _, p)| p)
+        .collect();
+    assert_eq!(
+        outer,
+        ["./debian-binary", "./data.tar.gz", "./control.tar.gz"]
+    );
+    let work = tempdir(&name);
+    run("tar", &["-xzf", ipk, "-C", work.to_str().unwrap()]);
+    let control_tgz = work.join("control.tar.gz");
+    let control_tgz = control_tgz.to_str().unwrap();
+    let member = |tgz: &str, path: &str| text(run("tar", &["-xzOf", tgz, path]));
+    let control = listing(&["-tvzf", control_tgz]);
+    let entries: Vec<(&str, &str)> = control
+        .iter()
+        .map(|(m, _, p)| (p.as_str(), m.as_str()))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("./", "drwxr-xr-x"),
+            ("./control", "-rw-r--r--"),
+            ("./postinst", "-rwxr-xr-x"),
+            ("./prerm", "-rwxr-xr-x"),
+        ],
+        "no conffiles: the app has none"
+    );
+    let fields = member(control_tgz, "./control");
+    let field = |key: &str| {
+        fields
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+            .unwrap_or_else(|| panic!("no {key} in\n{fields}"))
+            .to_owned()
+    };
+    assert_eq!(field("Package"), "luci-app-mpbridge");
+    assert_eq!(field("Architecture"), "all");
+    assert_eq!(field("Section"), "luci");
+    assert_eq!(field("Depends"), LUCI_DEPENDS.join(", "), "{fields}");
+    assert!(
+        field("Version").starts_with(env!("CARGO_PKG_VERSION")),
+        "{fields}"
+    );
+    assert_luci_postinst(&member(control_tgz, "./postinst"));
+    assert!(member(control_tgz, "./prerm").contains("default_prerm"));
+
+    let data_tgz = work.join("data.tar.gz");
+    let data_tgz = data_tgz.to_str().unwrap();
+    let data = listing(&["-tvzf", data_tgz]);
+    for (mode, owner, path) in &data {
+        assert_eq!(owner, "0/0", "{path}");
+        let want = if path.ends_with('/') {
+            "drwxr-xr-x"
+        } else {
+            "-rw-r--r--"
+        };
+        assert_eq!(mode, want, "{path}");
+    }
+    let files: Vec<&str> = data
+        .iter()
+        .map(|(_, _, p)| p.as_str())
+        .filter(|p| !p.ends_with('/'))
+        .collect();
+    assert_eq!(files.len(), LUCI_FILES.len(), "{files:?}");
+    for (installed, source) in LUCI_FILES {
+        assert_eq!(
+            run("tar", &["-xzOf", data_tgz, &format!("./{installed}")]),
+            std::fs::read(luci_app_dir().join(source)).unwrap(),
+            "{installed}"
+        );
+    }
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+/// The LuCI app's .apk installed with the real apk into an empty root
+/// beside the daemon's package (its other dependencies and the daemon's
+/// kernel modules stood in by empty packages): files and modes, luci.mk's
+/// postinst reloading rpcd and removing LuCI's caches on a live system but
+/// not in an image build (IPKG_INSTROOT set), and its removal.
+#[test]
+#[ignore = "needs the packages of scripts/apk.sh"]
+fn the_luci_apk_installs_beside_mpbridge_with_the_real_apk() {
+    let dir = target_dir().join("apk");
+    if apk_tools_source().is_none() && files_with_ext_or_none(&dir, "apk").is_empty() {
+        eprintln!("SKIPPED: no apk-tools source and no .apk packages (see scripts/apk.sh)");
+        return;
+    }
+    let apk_bin = PathBuf::from(
+        std::fs::read_to_string(dir.join("apk-tools"))
+            .expect("scripts/apk.sh writes the path of its apk binary to apk/apk-tools")
+            .trim(),
+    );
+    let all = files_with_ext(&dir, "apk");
+    let luci: Vec<&PathBuf> = all
+        .iter()
+        .filter(|p| p.to_str().unwrap().contains("/luci-app-mpbridge-"))
+        .collect();
+    assert_eq!(luci.len(), 1, "{all:?}");
+    let luci = luci[0].to_str().unwrap();
+    let name = luci.rsplit('/').next().unwrap();
+    assert!(name.ends_with("_noarch.apk"), "{name}");
+    println!("{name}: {} bytes", std::fs::metadata(luci).unwrap().len());
+    // The daemon's package of this machine's architecture.
+    let arch = "x86_64";
+    let daemon = dir.join(format!(
+        "mpbridge-{}-r1_{arch}.apk",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let daemon = daemon.to_str().unwrap();
+    assert!(
+        Path::new(daemon).exists(),
+        "{daemon}: run scripts/apk.sh x86_64"
+    );
+
+    let dump = apk(&apk_bin, &["adbdump", luci]);
+    assert!(dump.contains("  name: luci-app-mpbridge\n"), "{dump}");
+    assert!(dump.contains("  arch: noarch\n"), "{dump}");
+    for dep in LUCI_DEPENDS {
+        assert!(dump.contains(&format!("    - {dep}\n")), "{dump}");
+    }
+    for kind in ["post-install", "post-upgrade"] {
+        assert_luci_postinst(&dumped_script(&dump, kind));
+    }
+    assert!(dumped_script(&dump, "pre-deinstall").contains("default_prerm"));
+
+    // Installs on a live system (IPKG_INSTROOT empty) and in an image
+    // build (IPKG_INSTROOT set, passed on as OpenWrt's build does with
+    // --preserve-env).
+    for image_build in [false, true] {
+        let work = tempdir(&format!("{name}-{image_build}"));
+        let root = work.join("root");
+        let mut stubs = openwrt_stand_ins(&apk_bin, &root, arch, &work.join("stubs"));
+        for dep in LUCI_DEPENDS.iter().filter(|d| **d != "mpbridge") {
+            let out = work.join("stubs").join(format!("{dep}.apk"));
+            apk(
+                &apk_bin,
+                &[
+                    "mkpkg",
+                    "--info",
+                    &format!("name:{dep}"),
+                    "--info",
+                    "version:25.12-r1",
+                    "--info",
+                    "arch:noarch",
+                    "--output",
+                    out.to_str().unwrap(),
+                ],
+            );
+            stubs.push(out.to_str().unwrap().to_owned());
+        }
+        // rpcd's init script and LuCI's caches, as on a running router.
+        let init_d = root.join("etc/init.d");
+        std::fs::create_dir_all(&init_d).unwrap();
+        std::fs::write(
+            init_d.join("rpcd"),
+            "#!/bin/sh\necho \"rpcd $*\" >> /tmp/calls\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(init_d.join("rpcd"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let caches = [
+            "tmp/luci-indexcache",
+            "tmp/luci-indexcache.0123.json",
+            "tmp/luci-modulecache/luci.mpbridge.lua",
+        ];
+        std::fs::create_dir_all(root.join("tmp/luci-modulecache")).unwrap();
+        for c in caches {
+            std::fs::write(root.join(c), "cached\n").unwrap();
+        }
+
+        let root_arg = root.to_str().unwrap();
+        let mut add = vec!["--preserve-env", "add", "--root", root_arg, "--initdb"];
+        add.extend(["--allow-untrusted", "--arch", arch]);
+        add.extend(stubs.iter().map(String::as_str));
+        add.extend([daemon, luci]);
+        let mut cmd = Command::new(&apk_bin);
+        cmd.args(&add).env_remove("IPKG_INSTROOT");
+        if image_build {
+            cmd.env("IPKG_INSTROOT", "/");
+        }
+        let out = cmd.output().unwrap();
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "apk {add:?}:\n{log}");
+        assert!(log.contains("Installing luci-app-mpbridge"), "{log}");
+        let calls = calls(&root);
+        let instroot = if image_build { "/" } else { "" };
+        assert!(
+            calls.contains(&format!(
+                "default_postinst luci-app-mpbridge upgrade=0 root={instroot}"
+            )),
+            "{calls:?}\n{log}"
+        );
+        let reloads = calls.iter().filter(|c| *c == "rpcd reload").count();
+        assert_eq!(reloads, usize::from(!image_build), "{calls:?}\n{log}");
+        for c in caches {
+            assert_eq!(
+                root.join(c).exists(),
+                image_build,
+                "{c} after an install with IPKG_INSTROOT {instroot:?}"
+            );
+        }
+        assert_eq!(root.join("tmp/luci-modulecache").exists(), image_build);
+
+        for (installed, source) in LUCI_FILES {
+            assert_eq!(mode_of(&root.join(installed)), 0o644, "/{installed}");
+            assert_eq!(
+                std::fs::read(root.join(installed)).unwrap(),
+                std::fs::read(luci_app_dir().join(source)).unwrap(),
+                "/{installed}"
+            );
+        }
+        for d in [
+            "www/luci-static/resources/view/mpbridge",
+            "usr/share/rpcd/ucode",
+            "usr/share/rpcd/acl.d",
+            "usr/share/luci/menu.d",
+        ] {
+            assert_eq!(mode_of(&root.join(d)), 0o755, "/{d}");
+        }
+        let list =
+            std::fs::read_to_string(root.join("lib/apk/packages/luci-app-mpbridge.list")).unwrap();
+        // The list default_postinst reads: every file of the package.
+        let mut listed: Vec<&str> = list.lines().collect();
+        listed.sort_unstable();
+        let mut expected: Vec<String> = LUCI_FILES.iter().map(|(p, _)| format!("/{p}")).collect();
+        expected.sort_unstable();
+        assert_eq!(listed, expected, "{list}");
+        assert!(root.join("usr/bin/mpbridge").exists(), "beside the daemon");
+
+        // Removing the app leaves the daemon.
+        let out = apk(&apk_bin, &["del", "--root", root_arg, "luci-app-mpbridge"]);
+        for (installed, _) in LUCI_FILES {
+            assert!(!root.join(installed).exists(), "/{installed}\n{out}");
+        }
+        assert!(root.join("usr/bin/mpbridge").exists(), "{out}");
+        std::fs::remove_dir_all(&work).unwrap();
     }
 }
 

@@ -87,6 +87,13 @@ const GENKEY_HINT: &str = "generate one with: mpbridge genkey";
 pub const DEFAULT_LOCAL_CONTROL_SOCKET: &str = "/run/mpbridge/local.sock";
 /// Where `mpbridge remote` serves its control socket unless told otherwise.
 pub const DEFAULT_REMOTE_CONTROL_SOCKET: &str = "/run/mpbridge/remote.sock";
+/// `mpbridge local`'s control socket on OpenWrt, as `mpbridge uci` renders
+/// it: the feed keeps sockets under /var/run (on 24.10 there is no /run;
+/// /var links to /tmp). `mpbridge status` looks there when the default is
+/// absent.
+pub const OPENWRT_LOCAL_CONTROL_SOCKET: &str = "/var/run/mpbridge/local.sock";
+/// `mpbridge remote`'s control socket on OpenWrt (see the local's).
+pub const OPENWRT_REMOTE_CONTROL_SOCKET: &str = "/var/run/mpbridge/remote.sock";
 /// A Unix socket path's limit: `sun_path` holds 108 bytes with the NUL.
 const MAX_SOCKET_PATH_LEN: usize = 107;
 

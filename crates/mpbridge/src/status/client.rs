@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::render;
-use crate::config::{ConfigError, ConfigFile, Role};
+use crate::config::{
+    ConfigError, ConfigFile, Role, DEFAULT_LOCAL_CONTROL_SOCKET, DEFAULT_REMOTE_CONTROL_SOCKET,
+    OPENWRT_LOCAL_CONTROL_SOCKET, OPENWRT_REMOTE_CONTROL_SOCKET,
+};
 use crate::control::protocol::{Request, Response, Status};
 
 /// How long the daemon may take to answer.
@@ -106,7 +109,7 @@ pub fn targets(options: &Options) -> Result<Vec<Target>, StatusError> {
         match path {
             Some(path) => out.push(Target {
                 role: Some(role),
-                path,
+                path: openwrt_fallback(role, path),
             }),
             None => off.push(role.to_string()),
         }
@@ -119,6 +122,30 @@ pub fn targets(options: &Options) -> Result<Vec<Target>, StatusError> {
         )));
     }
     Ok(out)
+}
+
+/// `role`'s default socket under /run, or its OpenWrt place under /var/run
+/// (what `mpbridge uci` renders) when only that one exists: on the router
+/// the config of `mpbridge status` (/etc/mpbridge/mpbridge.toml) is absent,
+/// and OpenWrt 24.10 has no /run.
+fn openwrt_fallback(role: Role, path: PathBuf) -> PathBuf {
+    let (default, openwrt) = match role {
+        Role::Local => (DEFAULT_LOCAL_CONTROL_SOCKET, OPENWRT_LOCAL_CONTROL_SOCKET),
+        Role::Remote => (DEFAULT_REMOTE_CONTROL_SOCKET, OPENWRT_REMOTE_CONTROL_SOCKET),
+    };
+    if path != Path::new(default) {
+        return path;
+    }
+    prefer_existing(path, Path::new(openwrt))
+}
+
+/// `first`, unless nothing is there and `second` exists.
+fn prefer_existing(first: PathBuf, second: &Path) -> PathBuf {
+    if first.symlink_metadata().is_err() && second.symlink_metadata().is_ok() {
+        second.to_owned()
+    } else {
+        first
+    }
 }
 
 /// A connection to one daemon's control socket.
@@ -387,6 +414,52 @@ mod tests {
         // An explicit config that does not exist is an error.
         let e = targets(&options(missing)).unwrap_err();
         assert!(matches!(e, StatusError::Config(_)), "{e:?}");
+    }
+
+    #[test]
+    fn the_openwrt_socket_under_var_run_is_taken_when_the_default_is_absent() {
+        let dir = std::env::temp_dir().join(format!("mpbridge-status-var-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = dir.join("run.sock");
+        let var_run = dir.join("var-run.sock");
+        let _ = std::fs::remove_file(&run);
+        let _ = std::fs::remove_file(&var_run);
+        // Neither: the default, whose absence the error then names.
+        assert_eq!(prefer_existing(run.clone(), &var_run), run);
+        // Only the OpenWrt one (a 24.10 router): that one.
+        let l = std::os::unix::net::UnixListener::bind(&var_run).unwrap();
+        assert_eq!(prefer_existing(run.clone(), &var_run), var_run);
+        // Both (/var/run links to /run, or a stale one): the default.
+        let m = std::os::unix::net::UnixListener::bind(&run).unwrap();
+        assert_eq!(prefer_existing(run.clone(), &var_run), run);
+        drop((l, m));
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // Only the defaults fall back; a socket the config names does not.
+        let named = PathBuf::from("/nonexistent/l.sock");
+        assert_eq!(openwrt_fallback(Role::Local, named.clone()), named);
+        // The pairs of paths: the same role, the same name.
+        for (role, default, openwrt) in [
+            (
+                Role::Local,
+                DEFAULT_LOCAL_CONTROL_SOCKET,
+                OPENWRT_LOCAL_CONTROL_SOCKET,
+            ),
+            (
+                Role::Remote,
+                DEFAULT_REMOTE_CONTROL_SOCKET,
+                OPENWRT_REMOTE_CONTROL_SOCKET,
+            ),
+        ] {
+            assert_eq!(Some(default), openwrt.strip_prefix("/var"), "{role}");
+            let picked = openwrt_fallback(role, default.into());
+            let expected = if Path::new(default).exists() || !Path::new(openwrt).exists() {
+                default
+            } else {
+                openwrt
+            };
+            assert_eq!(picked, Path::new(expected), "{role}");
+        }
     }
 
     #[test]
