@@ -577,7 +577,12 @@ fn sixteen_flows_spread_over_both_links(v6: bool) {
         eprintln!("v6={v6} {what}: bytes per link {per_link:?}; links of each flow {links_of:?}");
         assert!(all > 0, "{what}: no flow counted\n{}", bridge.logs());
         for (i, links) in links_of.iter().enumerate() {
-            assert_eq!(links.len(), 1, "{what}: flow {i} took links {links:?}");
+            assert_eq!(
+                links.len(),
+                1,
+                "{what}: flow {i} took links {links:?}\n{}",
+                bridge.logs()
+            );
         }
         for (l, bytes) in per_link.iter().enumerate() {
             assert!(
