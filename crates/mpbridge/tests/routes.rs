@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -499,6 +499,37 @@ fn sixteen_flows_spread_over_both_links(v6: bool) {
     let bridge = routed(2);
     let topo = &bridge.topo;
     fix_hash_seed(topo);
+    // The kernel skips a multipath member whose neighbour is still being
+    // resolved (IPv6's neighbour discovery takes longest): a flow's first
+    // datagrams would then leave by the other link. Resolve every link's
+    // neighbour first, so that what is measured is the steady state.
+    for link in 0..2 {
+        for (node, peer) in [
+            (Node::RouterA, topo.rb_link_addr(link, v6)),
+            (Node::RouterB, topo.ra_link_addr(link, v6)),
+        ] {
+            // One datagram to the discard port starts the resolution.
+            topo.enter(node, || {
+                let any = SocketAddr::new(
+                    if v6 {
+                        Ipv6Addr::UNSPECIFIED.into()
+                    } else {
+                        Ipv4Addr::UNSPECIFIED.into()
+                    },
+                    0,
+                );
+                UdpSocket::bind(any)?.send_to(b"x", SocketAddr::new(peer, 9))
+            })
+            .expect("a datagram to the peer");
+            let resolved = || {
+                let n = sh(topo, node, &["ip", "neigh", "show", &peer.to_string()]);
+                ["REACHABLE", "STALE", "DELAY", "PERMANENT"]
+                    .iter()
+                    .any(|s| n.contains(s))
+            };
+            assert!(wait_until(IO_TIMEOUT, resolved), "{peer} not resolved");
+        }
+    }
     install_counters(topo);
     let server = topo.server_addr(v6);
     let binds: Vec<SocketAddr> = (0..FLOWS)
