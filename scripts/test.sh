@@ -2,8 +2,9 @@
 # Sets up a fresh Debian machine (as root) and runs the whole test suite:
 # formatting, lints, unit tests, namespace integration tests, a bounded fuzz
 # run, then the router side: cross builds, the router binaries under
-# qemu-user, the packages, and the full-system arm64 VM. Every test builds
-# and removes its own network namespaces. Downloads and toolchains are
+# qemu-user, the packages, the full-system arm64 VM, and the lab in an
+# x86_64 VM for what needs netem (delay, jitter, bursty loss). Every test
+# builds and removes its own network namespaces. Downloads and toolchains are
 # cached under /var/cache/mpbridge (MPBRIDGE_CACHE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "shellcheck"
-shellcheck scripts/*.sh scripts/vm/guest.sh openwrt/mpbridge/files/mpbridge.init
+shellcheck scripts/*.sh scripts/vm/*.sh openwrt/mpbridge/files/mpbridge.init
 
 step "module layers: no import cycle (scripts/layers.sh)"
 scripts/layers.sh
@@ -51,5 +52,8 @@ cargo test -p mpbridge --locked --test packages -- --ignored
 
 step "arm64 VM: Debian's 6.12 kernel under qemu-system-aarch64"
 scripts/vm-test.sh
+
+step "x86_64 VM: the lab with netem (2 links, 5 and 30 ms one way) under qemu-system-x86_64"
+cargo test -p mpbridge-lab --locked --test vm -- --ignored --exact both_in_one_vm
 
 step "done"

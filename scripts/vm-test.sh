@@ -24,16 +24,10 @@ timeout_secs="${VM_TIMEOUT:-900}"
 # unless KERNEL_PACKAGE names one.
 kernel_glob='^linux-image-6\.12\..*-cloud-arm64-unsigned$'
 
-need_apt=()
-command -v qemu-system-aarch64 >/dev/null || need_apt+=(qemu-system-arm)
-command -v depmod >/dev/null || need_apt+=(kmod)
-command -v cpio >/dev/null || need_apt+=(cpio)
-command -v xz >/dev/null || need_apt+=(xz-utils)
-if [ "${#need_apt[@]}" -gt 0 ]; then
-    echo "vm-test: installing ${need_apt[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-fi
+vm_name=vm-test
+# shellcheck source=scripts/vm/kernel.sh
+. scripts/vm/kernel.sh
+vm_need_tools qemu-system-aarch64:qemu-system-arm depmod:kmod cpio:cpio xz:xz-utils
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     echo "vm-test: dpkg --add-architecture arm64 (to download arm64 packages)"
     dpkg --add-architecture arm64
@@ -41,30 +35,9 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
 fi
 
 mkdir -p "$cache/debs"
-kpkg="${KERNEL_PACKAGE:-}"
-if [ -z "$kpkg" ]; then
-    kpkg=$(find "$cache/debs" -name 'linux-image-6.12.*-cloud-arm64-unsigned_*_arm64.deb' -printf '%f\n' \
-        | sed 's/_.*//' | sort -V | tail -n 1)
-fi
-if [ -z "$kpkg" ]; then
-    kpkg=$(apt-cache search --names-only "$kernel_glob" | awk '{print $1}' | sort -V | tail -n 1)
-    if [ -z "$kpkg" ]; then
-        apt-get update -qq
-        kpkg=$(apt-cache search --names-only "$kernel_glob" | awk '{print $1}' | sort -V | tail -n 1)
-    fi
-    [ -n "$kpkg" ] || { echo "vm-test: no $kernel_glob package in the archive" >&2; exit 1; }
-fi
-fetch() { # package (arm64) → its .deb in the cache
-    local deb
-    deb=$(find "$cache/debs" -name "${1}_*_arm64.deb" | head -n 1)
-    if [ -z "$deb" ]; then
-        (cd "$cache/debs" && apt-get download -qq "$1:arm64")
-        deb=$(find "$cache/debs" -name "${1}_*_arm64.deb" | head -n 1)
-    fi
-    echo "$deb"
-}
-kdeb=$(fetch "$kpkg")
-bbdeb=$(fetch busybox-static)
+kpkg=$(vm_kernel_package "$cache/debs" arm64 "$kernel_glob")
+kdeb=$(vm_fetch "$cache/debs" arm64 "$kpkg")
+bbdeb=$(vm_fetch "$cache/debs" arm64 busybox-static)
 
 if [ ! -x "$mpbridge" ]; then
     scripts/cross.sh aarch64
@@ -81,35 +54,16 @@ vmlinuz="$work/kernel/boot/vmlinuz-$kver"
 # dependency order, with a modules.dep made by depmod -b.
 ir="$work/initramfs"
 mkdir -p "$ir"/{bin,sbin,etc,proc,sys,dev,tmp,run,root}
-dpkg-deb -x "$bbdeb" "$work/busybox"
-cp "$work/busybox/bin/busybox" "$ir/bin/busybox"
-for applet in sh ash mount umount mkdir cat echo sleep ip insmod modprobe sysctl unshare nsenter \
-    nc dd sha256sum grep sed awk kill ls poweroff timeout wc head tail cut tr seq test true false \
-    printf date ps cp rm uname sync xargs tee; do
-    ln -s busybox "$ir/bin/$applet"
-done
+vm_busybox "$ir" "$bbdeb" sh ash mount umount mkdir cat echo sleep ip insmod modprobe sysctl unshare \
+    nsenter nc dd sha256sum grep sed awk kill ls poweroff timeout wc head tail cut tr seq test true \
+    false printf date ps cp rm uname sync xargs tee
 install -m 0755 "$mpbridge" "$ir/bin/mpbridge"
 install -m 0755 scripts/vm/guest.sh "$ir/init"
-
-modules=(veth nf_tables nft_tproxy nft_socket nft_fib_inet nft_redir nft_nat sch_tbf sch_netem)
-depmod -b "$work/kernel" "$kver"
-: > "$ir/etc/modules.order"
-for m in "${modules[@]}"; do
-    modprobe -d "$work/kernel" -S "$kver" --show-depends "$m" | awk '$1 == "insmod" {print $2}'
-done | awk '!seen[$0]++' | while read -r ko; do
-    rel=${ko#"$work/kernel/"}
-    rel=${rel%.xz}
-    mkdir -p "$ir/$(dirname "$rel")"
-    xz -dc "$ko" > "$ir/$rel"
-    echo "/$rel" >> "$ir/etc/modules.order"
-done
-for f in modules.builtin modules.builtin.modinfo modules.order; do
-    cp "$work/kernel/lib/modules/$kver/$f" "$ir/lib/modules/$kver/" 2>/dev/null || : > "$ir/lib/modules/$kver/$f"
-done
-depmod -b "$ir" "$kver"
+vm_modules "$work/kernel" "$kver" "$ir" veth nf_tables nft_tproxy nft_socket nft_fib_inet nft_redir \
+    nft_nat sch_tbf sch_netem
 echo "vm-test: kernel $kver, $(wc -l < "$ir/etc/modules.order") modules"
 
-(cd "$ir" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -1 > "$work/initramfs.gz"
+vm_cpio "$ir" "$work/initramfs.gz"
 
 prep=$(( $(date +%s) - started ))
 echo "vm-test: prepared in ${prep}s; booting (timeout ${timeout_secs}s)"

@@ -6,35 +6,35 @@ use std::path::Path;
 
 use anyhow::bail;
 
+use crate::links;
 use crate::plan::{LinkSpec, TopologySpec, MAX_LINKS};
 
 /// Where the kernel says whether MPTCP is on.
 pub const MPTCP_SYSCTL: &str = "/proc/sys/net/mptcp/enabled";
 
-/// Parses `--links`: comma-separated whole Mbit/s, 0 = unshaped.
-pub fn parse_links(text: &str) -> anyhow::Result<Vec<u32>> {
-    let rates = text
+/// Parses `--links`: one link per comma, each a rate in Mbit/s (0 =
+/// unshaped) with optional delay, jitter, loss and rate steps, or a named
+/// profile (see [`crate::links`]). The error names the link and the part.
+pub fn parse_links(text: &str) -> anyhow::Result<Vec<LinkSpec>> {
+    let links = text
         .split(',')
-        .map(|r| {
-            let r = r.trim();
-            r.parse::<u32>()
-                .ok()
-                .filter(|&n| n <= 100_000)
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "--links {text:?}: {r:?} is not a rate; give whole Mbit/s separated by \
-                     commas, e.g. --links 50,50 (0 = unshaped, at most 100000)"
-                    )
-                })
+        .enumerate()
+        .map(|(i, part)| {
+            links::parse_link(part).map_err(|why| {
+                anyhow::anyhow!(
+                    "--links {text:?}: link {i} ({:?}): {why} (e.g. --links 100@5ms,50@30ms~5ms,wifi)",
+                    part.trim()
+                )
+            })
         })
-        .collect::<anyhow::Result<Vec<u32>>>()?;
-    if rates.len() > MAX_LINKS {
+        .collect::<anyhow::Result<Vec<LinkSpec>>>()?;
+    if links.len() > MAX_LINKS {
         bail!(
             "--links {text:?}: {} links given, the lab builds 1 to {MAX_LINKS}",
-            rates.len()
+            links.len()
         );
     }
-    Ok(rates)
+    Ok(links)
 }
 
 /// Parses `--loss` for `links` links: one percentage for every link, or a
@@ -65,22 +65,28 @@ pub fn parse_loss(text: &str, links: usize) -> anyhow::Result<Vec<f32>> {
     }
 }
 
-/// The topology for `--links` and `--loss` (`None`: no loss).
+/// The topology for `--links` and `--loss` (`None`: no loss beyond what
+/// `--links` says). A link's loss is given once: in `--links` or by `--loss`.
 pub fn topology_spec(links: &str, loss: Option<&str>) -> anyhow::Result<TopologySpec> {
-    let rates = parse_links(links)?;
-    let losses = match loss {
-        Some(l) => parse_loss(l, rates.len())?,
-        None => vec![0.0; rates.len()],
-    };
+    let mut links_parsed = parse_links(links)?;
+    if let Some(l) = loss {
+        let losses = parse_loss(l, links_parsed.len())?;
+        for (i, (link, pct)) in links_parsed.iter_mut().zip(losses).enumerate() {
+            if pct == 0.0 {
+                continue;
+            }
+            if link.loss_pct > 0.0 || link.burst_loss.is_some() {
+                bail!(
+                    "--loss {l:?}: link {i} already has its loss in --links ({}); give it in one \
+                     place",
+                    link.spec_text()
+                );
+            }
+            link.loss_pct = pct;
+        }
+    }
     let spec = TopologySpec {
-        links: rates
-            .iter()
-            .zip(losses)
-            .map(|(&rate_mbit, loss_pct)| LinkSpec {
-                rate_mbit,
-                loss_pct,
-            })
-            .collect(),
+        links: links_parsed,
     };
     spec.validate()?;
     Ok(spec)
@@ -148,8 +154,15 @@ mod tests {
 
     #[test]
     fn link_rates_parse_with_spaces_and_zero_for_unshaped() {
-        assert_eq!(parse_links("100, 50,20").unwrap(), [100, 50, 20]);
-        assert_eq!(parse_links("0").unwrap(), [0]);
+        let rates = |t| -> Vec<u32> {
+            parse_links(t)
+                .unwrap()
+                .iter()
+                .map(|l| l.rate_mbit)
+                .collect()
+        };
+        assert_eq!(rates("100, 50,20"), [100, 50, 20]);
+        assert_eq!(rates("0"), [0]);
     }
 
     #[test]
@@ -157,12 +170,40 @@ mod tests {
         for bad in ["50,fast", "", "50,,50", "-5", "1.5", "200000"] {
             let e = err(parse_links(bad));
             assert!(
-                e.contains("--links 50,50") && e.contains("is not a rate"),
+                e.contains("--links 100@5ms") && e.contains("is not a rate"),
                 "{bad}: {e}"
             );
         }
         let e = err(parse_links(&["10"; 9].join(",")));
         assert!(e.contains("9 links given") && e.contains("1 to 8"), "{e}");
+    }
+
+    #[test]
+    fn links_with_delay_schedules_and_profiles_parse() {
+        let links = parse_links("100@5ms,50@30ms~5ms,20@60ms").unwrap();
+        assert_eq!(links[2].delay_us, 60_000);
+        assert_eq!(links[1].jitter_us, 5_000);
+        let links = parse_links("wifi, 100:3s/30:4s/100").unwrap();
+        assert_eq!(links[0].profile.as_deref(), Some("wifi"));
+        assert_eq!(links[1].schedule.len(), 3);
+    }
+
+    #[test]
+    fn a_wrong_link_is_named_with_its_part() {
+        let e = err(parse_links("100@5ms,50@30xs"));
+        assert!(
+            e.contains("link 1 (\"50@30xs\")") && e.contains("\"30xs\" is not a delay"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn loss_is_given_in_one_place() {
+        let e = err(topology_spec("50-1%,50", Some("2")));
+        assert!(e.contains("link 0 already has its loss"), "{e}");
+        let spec = topology_spec("50-1%,50", Some("0,2")).unwrap();
+        assert_eq!((spec.links[0].loss_pct, spec.links[1].loss_pct), (1.0, 2.0));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::{Node, Proc, Topology};
 pub const PORT: u16 = 5201;
 
 /// One reporting interval of a run, from the receiver's point of view.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Interval {
     /// Seconds since the run started (omitted slow-start intervals, `-O`,
     /// included: the clock does not restart after them).

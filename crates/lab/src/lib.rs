@@ -23,6 +23,9 @@
 //! - [`checks`]: what the operator asked for and what the machine has,
 //!   checked before anything is created.
 //! - [`report`]: the terminal table and the JSON of a run; [`plot`]: its SVG.
+//! - [`links`]: what a link is like (rate, schedule, delay, jitter, loss)
+//!   and the `--links` syntax.
+//! - [`vm`]: running a scenario inside an x86_64 VM (for netem).
 //! - [`plan`]: what to build ([`TopologySpec`]) and the fixed address plan.
 //! - `topology`: [`Topology`]: build, run/spawn/enter, faults, teardown.
 //! - `mptcp`: subflow inspection with `ss`.
@@ -38,6 +41,7 @@ pub mod checks;
 mod exec;
 mod faults;
 pub mod iperf;
+pub mod links;
 pub mod measure;
 mod mptcp;
 mod names;
@@ -47,10 +51,12 @@ pub mod plot;
 mod process;
 pub mod report;
 pub mod scenario;
+pub mod schedule;
 pub mod shaping;
 pub mod ss;
 mod topology;
 pub mod transfer;
+pub mod vm;
 
 use std::time::{Duration, Instant};
 

@@ -16,7 +16,7 @@ use crate::{netns, plan, Node, Topology};
 pub const SAMPLE_PERIOD: Duration = Duration::from_millis(100);
 
 /// Router A's counters of every link at one moment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LinkSample {
     /// Seconds since the flow started.
     pub t: f64,

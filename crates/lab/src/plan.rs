@@ -7,30 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// Most links a topology may have (each gets its own `/24` and `/64`).
 pub const MAX_LINKS: usize = 8;
 
-/// One link between router A and router B.
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
-pub struct LinkSpec {
-    /// Rate limit in Mbit/s, applied in both directions; 0 leaves the link unshaped.
-    pub rate_mbit: u32,
-    /// Random loss in percent, applied in both directions; 0 means none.
-    pub loss_pct: f32,
-}
-
-impl LinkSpec {
-    /// An unshaped, lossless link.
-    pub const UNSHAPED: LinkSpec = LinkSpec {
-        rate_mbit: 0,
-        loss_pct: 0.0,
-    };
-
-    /// A lossless link shaped to `rate_mbit` Mbit/s.
-    pub fn shaped(rate_mbit: u32) -> LinkSpec {
-        LinkSpec {
-            rate_mbit,
-            loss_pct: 0.0,
-        }
-    }
-}
+pub use crate::links::LinkSpec;
 
 /// What to build: the links between the routers, in order (link 0 carries
 /// the plain routes between the LANs).
@@ -62,6 +39,11 @@ impl TopologySpec {
             );
         }
         Ok(())
+    }
+
+    /// Whether any link needs netem (delay, jitter or bursty loss).
+    pub fn needs_netem(&self) -> bool {
+        self.links.iter().any(LinkSpec::needs_netem)
     }
 }
 
@@ -268,8 +250,8 @@ mod tests {
         for loss_pct in [-1.0, 100.5, f32::NAN] {
             let spec = TopologySpec {
                 links: vec![LinkSpec {
-                    rate_mbit: 0,
                     loss_pct,
+                    ..LinkSpec::UNSHAPED
                 }],
             };
             assert!(spec.validate().is_err(), "{loss_pct} accepted");

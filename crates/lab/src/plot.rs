@@ -334,7 +334,7 @@ mod tests {
             failure: Failure::Down,
             restored,
         };
-        let mut report = Report::new("failover", &[LinkSpec::shaped(50); 2]);
+        let mut report = Report::new("failover", &vec![LinkSpec::shaped(50); 2]);
         report.failover.push(Failover {
             plan: FailoverPlan {
                 failure: Failure::Down,

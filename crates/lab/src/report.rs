@@ -9,7 +9,7 @@ use crate::plan::LinkSpec;
 use crate::scenario::{Aggregate, Failover, Integrity, Throughput};
 
 /// Everything one run measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Report {
     /// The scenario's name (`demo`, `aggregate`, …).
     pub scenario: String,
@@ -39,7 +39,7 @@ impl Report {
     /// `2 links: 50 Mbit/s, 50 Mbit/s (1 % loss)`.
     pub fn links_line(&self) -> String {
         let each: Vec<String> = self.links.iter().map(link_text).collect();
-        format!("{} link(s): {}", self.links.len(), each.join(", "))
+        format!("{} link(s): {}", self.links.len(), each.join("; "))
     }
 
     /// The readable table of everything measured.
@@ -48,9 +48,10 @@ impl Report {
         if let Some(a) = &self.aggregate {
             let _ = writeln!(
                 out,
-                "\naggregation (one TCP flow, server → client; each link alone {} s, through \
-                 mpbridge {} s after 1 s of slow start)",
-                a.secs, a.secs
+                "\naggregation (one TCP flow, {}; each link alone, then through mpbridge, {} s \
+                 each after 1 s of slow start)",
+                a.direction.arrow(),
+                a.secs
             );
             for (i, mbit) in a.per_link.iter().enumerate() {
                 let _ = writeln!(out, "  link {i} alone            {mbit:8.1} Mbit/s");
@@ -153,15 +154,7 @@ impl Report {
 }
 
 fn link_text(l: &LinkSpec) -> String {
-    let mut s = if l.rate_mbit == 0 {
-        "unshaped".to_string()
-    } else {
-        format!("{} Mbit/s", l.rate_mbit)
-    };
-    if l.loss_pct > 0.0 {
-        let _ = write!(s, " ({} % loss)", l.loss_pct);
-    }
-    s
+    l.to_string()
 }
 
 fn regained_text(t: Option<f64>) -> String {
@@ -191,12 +184,13 @@ mod tests {
             &[
                 LinkSpec::shaped(50),
                 LinkSpec {
-                    rate_mbit: 0,
                     loss_pct: 1.0,
+                    ..LinkSpec::UNSHAPED
                 },
             ],
         );
         r.aggregate = Some(Aggregate {
+            direction: Default::default(),
             secs: 4.0,
             per_link: vec![47.9, 47.8],
             limit: 95.7,
@@ -224,7 +218,7 @@ mod tests {
         r.wall_seconds = 33.25;
         let t = r.table();
         for needle in [
-            "2 link(s): 50 Mbit/s, unshaped (1 % loss)",
+            "2 link(s): 50 Mbit/s; unshaped (1 % loss)",
             "link 1 alone                47.8 Mbit/s",
             "99.3 % of the limit",
             "blackhole     1  94.0 Mbit/s",

@@ -47,7 +47,7 @@ impl Lab {
 
 /// What a timed flow recorded, every 100 ms: the receiver's goodput,
 /// router A's per-link counters, and the faults applied to the links.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Series {
     /// Goodput intervals (iperf3's, or the lab transfer's own count).
     pub goodput: Vec<Interval>,
@@ -58,7 +58,7 @@ pub struct Series {
 }
 
 /// A link failing or coming back during a flow.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Event {
     /// Seconds since the flow started.
     pub t: f64,
@@ -68,11 +68,40 @@ pub struct Event {
     pub restored: bool,
 }
 
+/// Which way a measured flow goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Server → client: router B sends over the links (what a person
+    /// watching a download sees).
+    #[default]
+    Download,
+    /// Client → server: router A sends over the links.
+    Upload,
+}
+
+impl Direction {
+    /// "server → client" or "client → server".
+    pub fn arrow(self) -> &'static str {
+        match self {
+            Direction::Download => "server → client",
+            Direction::Upload => "client → server",
+        }
+    }
+
+    /// Whether iperf3 runs reversed (`-R`: the server sends).
+    fn iperf_reverse(self) -> bool {
+        self == Direction::Download
+    }
+}
+
 /// The aggregation figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Aggregate {
-    /// Seconds each flow was measured (after one second of slow start for
-    /// the bridge flow).
+    /// Which way every flow went.
+    #[serde(default)]
+    pub direction: Direction,
+    /// Seconds each flow was measured (after one second of slow start).
     pub secs: f64,
     /// Each link alone, one TCP flow, Mbit/s.
     pub per_link: Vec<f64>,
@@ -126,16 +155,43 @@ fn iperf_recorded(
 /// its address on the link, to router B's (`-R`: router B sends), `secs`
 /// long, 1 s intervals; `extra` appended.
 pub fn link_alone_args(topo: &Topology, link: usize, secs: f64, extra: &[&str]) -> Vec<String> {
+    link_alone_args_in(topo, link, secs, Direction::Download, extra)
+}
+
+/// [`link_alone_args`] in `direction` (upload: router A sends).
+pub fn link_alone_args_in(
+    topo: &Topology,
+    link: usize,
+    secs: f64,
+    direction: Direction,
+    extra: &[&str],
+) -> Vec<String> {
     let bind = topo.ra_link_addr(link, false).to_string();
     let mut more = vec!["-B", bind.as_str()];
     more.extend_from_slice(extra);
-    iperf::client_args(topo.rb_link_addr(link, false), secs, 1.0, true, &more)
+    iperf::client_args(
+        topo.rb_link_addr(link, false),
+        secs,
+        1.0,
+        direction.iperf_reverse(),
+        &more,
+    )
 }
 
 /// Each link alone (router B → router A on that link's addresses), then one
-/// flow server → client through the bridge, each for `secs` (the bridge
-/// flow after a first second left out: slow start).
+/// flow server → client through the bridge, each for `secs` after a first
+/// second left out (slow start).
 pub fn aggregate(lab: &Lab, secs: f64, progress: &Progress) -> anyhow::Result<Aggregate> {
+    aggregate_in(lab, secs, Direction::Download, progress)
+}
+
+/// [`aggregate`] with every flow going `direction` (the links alone too).
+pub fn aggregate_in(
+    lab: &Lab,
+    secs: f64,
+    direction: Direction,
+    progress: &Progress,
+) -> anyhow::Result<Aggregate> {
     let topo = &lab.topo;
     let mut per_link = Vec::new();
     for link in 0..topo.link_count() {
@@ -143,18 +199,27 @@ pub fn aggregate(lab: &Lab, secs: f64, progress: &Progress) -> anyhow::Result<Ag
         let name = format!("iperf3-link{link}");
         let _server =
             iperf::start_server(topo, Node::RouterB, topo.rb_link_addr(link, false), &name)?;
-        let args = link_alone_args(topo, link, secs, &[]);
+        // Slow start left out as for the bridge flow: over a delayed link
+        // it would otherwise lower the limit.
+        let args = link_alone_args_in(topo, link, secs, direction, &["-O", "1"]);
         let (report, _) = iperf_recorded(topo, Node::RouterA, &args, progress, |_| Ok(vec![]))?;
         per_link.push(report.received_mbit_per_s);
     }
     progress.phase(&format!(
         "aggregate: one flow through mpbridge, 1 s slow start + {secs} s"
     ));
-    let args = iperf::client_args(topo.server_addr(false), secs, 0.1, true, &["-O", "1"]);
+    let args = iperf::client_args(
+        topo.server_addr(false),
+        secs,
+        0.1,
+        direction.iperf_reverse(),
+        &["-O", "1"],
+    );
     let (report, series) = iperf_recorded(topo, Node::Client, &args, progress, |_| Ok(vec![]))?;
     let limit: f64 = per_link.iter().sum();
     let bridge = report.received_mbit_per_s;
     Ok(Aggregate {
+        direction,
         secs,
         per_link,
         limit,
@@ -205,7 +270,7 @@ impl Failure {
 
 /// One link failing for a while: `link` fails (`failure`) `at` seconds into
 /// the flow and is restored at `restore_at`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Flap {
     pub link: usize,
     pub failure: Failure,
@@ -295,7 +360,7 @@ fn run_flaps(
 }
 
 /// What a failover run is asked to do.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct FailoverPlan {
     pub failure: Failure,
     pub link: usize,
@@ -335,7 +400,7 @@ impl FailoverPlan {
 }
 
 /// The failover figures of one run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Failover {
     pub plan: FailoverPlan,
     /// Longest time with zero goodput from the failure on, seconds (100 ms
@@ -410,7 +475,7 @@ pub fn failover_in(
 }
 
 /// What an integrity run is asked to do.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct IntegrityPlan {
     /// Bytes sent each way.
     pub bytes: u64,
@@ -420,7 +485,7 @@ pub struct IntegrityPlan {
 }
 
 /// The integrity figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Integrity {
     pub plan: IntegrityPlan,
     /// Counts and SHA-256 of both directions.
@@ -517,7 +582,7 @@ pub fn integrity(
 
 /// Unshaped throughput: plain routing against the bridge, and what the
 /// daemons spent in CPU for it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Throughput {
     /// One flow client → server by plain routing (no bridge), Mbit/s.
     pub routing_up: f64,

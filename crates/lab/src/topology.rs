@@ -19,7 +19,8 @@ use crate::names;
 use crate::netns;
 use crate::plan::{self, LanRoutes, LinkSpec, Node, TopologySpec, LAN_IFNAME};
 use crate::process::{self, Proc};
-use crate::shaping::{self, Tbf};
+use crate::schedule;
+use crate::shaping;
 use crate::wait_until;
 
 /// How long `build` and `link_up` wait for interfaces to be operationally up.
@@ -45,6 +46,8 @@ pub struct Topology {
     faults: Mutex<Faults>,
     procs: Mutex<Vec<Arc<process::Shared>>>,
     proc_serial: AtomicU32,
+    /// Plays the links' rate schedules, if any.
+    schedule: Mutex<Option<schedule::Player>>,
 }
 
 impl Topology {
@@ -84,6 +87,7 @@ impl Topology {
             faults: Mutex::new(Faults::new(spec.links.len())),
             procs: Mutex::new(Vec::new()),
             proc_serial: AtomicU32::new(0),
+            schedule: Mutex::new(None),
         };
         // From here on, an early return drops `topo`, which cleans up.
         topo.create_namespaces()?;
@@ -92,6 +96,10 @@ impl Topology {
         topo.configure_addresses_and_routes()?;
         topo.wait_ready(None)?;
         topo.apply_initial_shaping_and_loss()?;
+        *lock(&topo.schedule) = schedule::Player::start(
+            [Node::RouterA, Node::RouterB].map(|n| topo.ns_name(n).to_string()),
+            &topo.links,
+        );
         Ok(topo)
     }
 
@@ -270,14 +278,16 @@ impl Topology {
         self.check_link(link)?;
         exec::require_tool("tc", "-V", "iproute2")?;
         let ifname = plan::link_ifname(link);
+        let spec = &self.links[link];
         for node in [Node::RouterA, Node::RouterB] {
-            let line = if rate_mbit > 0 {
-                Tbf::for_rate(rate_mbit).tc_replace_line(&ifname)
+            let lines = if rate_mbit == 0 && shaping::netem_options(spec).is_none() {
+                vec![shaping::tc_delete_line(&ifname)]
             } else {
-                shaping::tc_delete_line(&ifname)
+                shaping::rate_lines(&ifname, spec, rate_mbit)
             };
-            let result = self.tc_batch(node, &[line]);
-            // Deleting the default qdisc is refused; that is "unshaped" too.
+            let result = self.tc_batch(node, &lines);
+            // Deleting the default qdisc (or a tbf that is not there) is
+            // refused; that is "unshaped" too.
             if rate_mbit > 0 || !is_no_qdisc_error(&result) {
                 result?;
             }
@@ -511,9 +521,18 @@ impl Topology {
             .links
             .iter()
             .enumerate()
-            .filter(|(_, l)| l.rate_mbit > 0)
-            .map(|(i, l)| Tbf::for_rate(l.rate_mbit).tc_replace_line(&plan::link_ifname(i)))
+            .flat_map(|(i, l)| shaping::link_lines(&plan::link_ifname(i), l, l.rate_mbit))
             .collect();
+        // netem drops whole skbs: cut GSO super-packets first, as for the
+        // random loss (see `set_loss`).
+        let segs: Vec<String> = (0..self.links.len())
+            .filter(|&i| self.links[i].burst_loss.is_some())
+            .map(|i| format!("link set {} gso_max_segs 1", plan::link_ifname(i)))
+            .collect();
+        if !segs.is_empty() {
+            self.ip_batch(Node::RouterA, &segs)?;
+            self.ip_batch(Node::RouterB, &segs)?;
+        }
         if !shaped.is_empty() {
             self.tc_batch(Node::RouterA, &shaped)?;
             self.tc_batch(Node::RouterB, &shaped)?;
@@ -597,6 +616,9 @@ impl Topology {
     /// another thread than the one running a scenario (the lab CLI does so
     /// on Ctrl-C).
     pub fn teardown(&self) {
+        if let Some(mut player) = lock(&self.schedule).take() {
+            player.stop();
+        }
         self.stop_processes();
         for name in &self.names {
             if !names::ns_path(name).exists() {
@@ -628,11 +650,23 @@ fn preflight(spec: &TopologySpec) -> anyhow::Result<()> {
         bail!("the lab needs root: it creates network namespaces (run the tests with sudo)");
     }
     exec::require_tool("ip", "-V", "iproute2")?;
-    if spec.links.iter().any(|l| l.rate_mbit > 0) {
+    if spec
+        .links
+        .iter()
+        .any(|l| l.rate_mbit > 0 || l.needs_netem())
+    {
         exec::require_tool("tc", "-V", "iproute2")?;
     }
     if spec.links.iter().any(|l| l.loss_pct > 0.0) {
         exec::require_tool("nft", "-v", "nftables")?;
+    }
+    if let Some((i, link)) = spec.links.iter().enumerate().find(|(_, l)| l.needs_netem()) {
+        ensure!(
+            shaping::netem_available(),
+            "link {i} ({}) needs netem, which this kernel lacks: run it in the lab's VM \
+             (`mpbridge-lab run` does so by itself; scripts/vm-lab.sh runs any command there)",
+            link.spec_text()
+        );
     }
     const MPTCP: &str = "/proc/sys/net/mptcp/enabled";
     match std::fs::read_to_string(MPTCP) {
@@ -696,7 +730,10 @@ fn node_label(node: Node) -> &'static str {
 }
 
 fn is_no_qdisc_error(result: &anyhow::Result<()>) -> bool {
-    matches!(result, Err(e) if format!("{e:#}").contains("Cannot delete qdisc with handle of zero"))
+    matches!(result, Err(e) if {
+        let text = format!("{e:#}");
+        text.contains("Cannot delete qdisc with handle of zero") || text.contains("Cannot find specified qdisc")
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -18,7 +18,7 @@ use crate::{Node, Topology};
 pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One direction of a transfer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Direction {
     pub sent_bytes: u64,
     pub sent_sha256: String,
@@ -34,7 +34,7 @@ impl Direction {
 }
 
 /// Both directions of a finished transfer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Outcome {
     pub client_to_server: Direction,
     pub server_to_client: Direction,

@@ -334,8 +334,8 @@ fn transfer(topo: &Topology, from: Node, to: Node, ip: IpAddr, bytes: usize) {
 fn loss_meets_real_packets_not_gso_super_packets() {
     let topo = build(TopologySpec {
         links: vec![LinkSpec {
-            rate_mbit: 0,
             loss_pct: 0.1,
+            ..LinkSpec::UNSHAPED
         }],
     });
     // Count what arrives from the link in each router, just before the
@@ -494,4 +494,42 @@ fn assert_reconnects(topo: &Topology, what: &str) {
         });
         assert!(back, "v6={v6}: {what}");
     }
+}
+
+#[test]
+fn a_rate_schedule_changes_the_rate_on_both_routers_and_holds_its_last_step() {
+    let link = mpbridge_lab::links::parse_link("100:1s/20").unwrap();
+    let topo = build(TopologySpec { links: vec![link] });
+    let rate = |node| {
+        topo.run(node, &["tc", "qdisc", "show", "dev", "wan0"])
+            .unwrap()
+    };
+    let first = rate(Node::RouterA);
+    assert!(first.contains("rate 100Mbit"), "{first}");
+    let changed = wait_until(Duration::from_secs(5), || {
+        [Node::RouterA, Node::RouterB]
+            .iter()
+            .all(|&n| rate(n).contains("rate 20Mbit"))
+    });
+    assert!(changed, "still {}", rate(Node::RouterA));
+    // The last step has no duration: it stays.
+    std::thread::sleep(Duration::from_millis(1500));
+    let held = rate(Node::RouterB);
+    assert!(held.contains("rate 20Mbit"), "{held}");
+}
+
+#[test]
+fn a_link_that_needs_netem_is_refused_before_anything_is_created_where_netem_is_missing() {
+    if mpbridge_lab::shaping::netem_available() {
+        eprintln!("this kernel has netem: nothing to refuse");
+        return;
+    }
+    let links = mpbridge_lab::checks::parse_links("50,50@30ms").unwrap();
+    let e = Topology::build(&TopologySpec { links })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("link 1 (50@30ms) needs netem, which this kernel lacks"),
+        "{e}"
+    );
 }

@@ -13,8 +13,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use mpbridge_lab::bridge::BridgeOptions;
 use mpbridge_lab::measure::Progress;
 use mpbridge_lab::report::Report;
-use mpbridge_lab::scenario::{self, FailoverPlan, Failure, IntegrityPlan, Lab};
-use mpbridge_lab::{bench, checks, plot};
+use mpbridge_lab::scenario::{self, Direction, FailoverPlan, Failure, IntegrityPlan, Lab};
+use mpbridge_lab::{bench, checks, plot, vm};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -94,9 +94,11 @@ struct BenchArgs {
 #[derive(Args)]
 struct RunArgs {
     scenario: Scenario,
-    /// Link rates in Mbit/s, comma-separated, one per link (0 = unshaped);
-    /// default 50,50 (throughput: 0,0).
-    #[arg(long, value_name = "MBIT,MBIT,…")]
+    /// The links, comma-separated: a rate in Mbit/s (0 = unshaped), then
+    /// optionally @DELAY~JITTER (one way), -LOSS% or -LOSS%xBURST, and rate
+    /// steps as 100:3s/30:4s/100; or the profile `wifi`. E.g.
+    /// 100@5ms,50@30ms~5ms,20@60ms-1%x4. Default 50,50 (throughput: 0,0).
+    #[arg(long, value_name = "LINK,LINK,…")]
     links: Option<String>,
     /// Random loss in percent on every link (one value) or per link
     /// (comma-separated); default none (integrity: 1).
@@ -117,6 +119,10 @@ struct RunArgs {
     /// failover: how long the flow runs (whole seconds).
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     duration: f64,
+    /// aggregate: which way the flows go: download (server → client,
+    /// router B sends over the links) or upload.
+    #[arg(long, value_enum, default_value_t = DirectionArg::Download)]
+    direction: DirectionArg,
     /// aggregate: seconds each flow is measured.
     #[arg(long, default_value_t = 4.0, value_name = "SECS")]
     aggregate_secs: f64,
@@ -133,6 +139,10 @@ struct RunArgs {
     /// config, e.g. "fastopen = false" (repeatable).
     #[arg(long, value_name = "KEY = VALUE")]
     local_config: Vec<String>,
+    /// Run in an x86_64 VM (Debian's Linux 6.12 under qemu) even when no
+    /// link needs netem (delay, jitter, bursty loss), which always does.
+    #[arg(long)]
+    vm: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -159,6 +169,14 @@ impl Scenario {
             Scenario::Throughput => "throughput",
         }
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DirectionArg {
+    /// Server → client.
+    Download,
+    /// Client → server.
+    Upload,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -238,6 +256,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
              aggregate, failover or integrity"
         );
     }
+    if !vm::inside() && (args.vm || spec.needs_netem()) {
+        return run_in_vm(cli.mpbridge, &args, &spec);
+    }
     checks::Machine::probe().check()?;
     let mpbridge = match cli.mpbridge {
         Some(p) => p,
@@ -271,6 +292,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let (lab, progress) = (Arc::clone(&lab), Arc::clone(&progress));
         let scenario = args.scenario;
         let (aggregate_secs, bytes) = (args.aggregate_secs, args.size_mb * 1_000_000);
+        let direction = match args.direction {
+            DirectionArg::Download => Direction::Download,
+            DirectionArg::Upload => Direction::Upload,
+        };
         let links = spec.links.len();
         let mut report = report.clone();
         std::thread::spawn(move || {
@@ -279,6 +304,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 scenario,
                 &plans,
                 aggregate_secs,
+                direction,
                 bytes,
                 links,
                 &progress,
@@ -318,7 +344,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
-        println!("samples: {}", path.display());
+        // In the VM the path is the share's: the host names the real one.
+        if !vm::inside() {
+            println!("samples: {}", path.display());
+        }
     }
     if let Some(path) = &args.plot {
         if result.is_ok() {
@@ -338,6 +367,58 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     result
 }
 
+/// Runs this very command inside the lab's VM (see `mpbridge_lab::vm`),
+/// then writes the JSON and plot asked for from the run's JSON, as a run
+/// on this machine does.
+fn run_in_vm(
+    mpbridge: Option<PathBuf>,
+    args: &RunArgs,
+    spec: &mpbridge_lab::TopologySpec,
+) -> anyhow::Result<()> {
+    let why = vm::reason(&spec.links).unwrap_or_else(|| "--vm was given".into());
+    eprintln!(
+        "mpbridge-lab: {}: {why}: running it in an x86_64 VM (Debian's Linux 6.12 under qemu, \
+         scripts/vm-lab.sh); every figure, the limit too, is measured in there",
+        args.scenario.name()
+    );
+    let mpbridge = match mpbridge {
+        Some(p) => p,
+        None => mpbridge_lab::bridge::find_mpbridge()?,
+    };
+    let mpbridge = std::fs::canonicalize(&mpbridge)
+        .with_context(|| format!("cannot find the mpbridge binary {}", mpbridge.display()))?;
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let share = vm::Share::new()?;
+    let json = share.dir.join("report.json");
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    // Ctrl-C reaches qemu too, which ends the VM and all in it: stay to
+    // remove the share.
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        signal_hook::flag::register(sig, Arc::clone(&interrupted))
+            .context("cannot install the Ctrl-C handler")?;
+    }
+    let ok = vm::run(&share, &exe, &vm::guest_args(&raw, &mpbridge, &json))?;
+    anyhow::ensure!(
+        !interrupted.load(std::sync::atomic::Ordering::Relaxed),
+        "interrupted: the VM and everything in it are gone"
+    );
+    let report: Option<Report> = std::fs::read_to_string(&json)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    if let (Some(report), Some(path)) = (&report, &args.json) {
+        let text = serde_json::to_string_pretty(report)?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("samples: {}", path.display());
+    }
+    if let (Some(report), Some(path), true) = (&report, &args.plot, ok) {
+        plot::write_svg(report, path)?;
+        println!("plot: {}", path.display());
+    }
+    anyhow::ensure!(ok, "the run in the VM failed: see the output above");
+    Ok(())
+}
+
 /// What the main thread waits for: the scenario's end or a signal.
 enum Msg {
     Done(Box<Report>, anyhow::Result<()>),
@@ -351,13 +432,19 @@ fn run_scenario(
     scenario: Scenario,
     plans: &[FailoverPlan],
     aggregate_secs: f64,
+    direction: Direction,
     integrity_bytes: u64,
     links: usize,
     progress: &Progress,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     if matches!(scenario, Scenario::Demo | Scenario::Aggregate) {
-        report.aggregate = Some(scenario::aggregate(lab, aggregate_secs, progress)?);
+        report.aggregate = Some(scenario::aggregate_in(
+            lab,
+            aggregate_secs,
+            direction,
+            progress,
+        )?);
     }
     if matches!(scenario, Scenario::Demo | Scenario::Failover) {
         for plan in plans {

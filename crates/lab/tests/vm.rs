@@ -1,0 +1,164 @@
+//! The lab in its VM (Debian's Linux 6.12 under qemu, `scripts/vm-lab.sh`),
+//! where netem exists: each link gets its own delay, and `mpbridge-lab run
+//! aggregate` over two unequal links, 25 Mbit/s each with 5 ms and 30 ms of
+//! delay one way, asserts behaviour with generous margins: both links carry
+//! the flow, and the flow beats the best single link measured in the same
+//! VM. About a minute of VM time; the first run downloads the kernel.
+//!
+//! Each test runs itself inside the VM (this very binary, over the shared
+//! root file system); `both_in_one_vm` runs both in one boot. Ignored by
+//! default (they need root, qemu and, once, Debian's mirrors):
+//! `cargo test -p mpbridge-lab --test vm -- --ignored --exact both_in_one_vm`
+//! (scripts/test.sh).
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mpbridge_lab::{checks, vm, Node, Topology, TopologySpec};
+
+/// Runs the tests of this very binary that `filter` selects inside the VM,
+/// where they find themselves there (`vm::inside`) and do their part.
+fn run_in_vm(filter: &[&str]) {
+    let exe = std::env::current_exe().expect("the test binary");
+    let status = Command::new("bash")
+        .arg(vm::script().unwrap_or_else(|e| panic!("{e:#}")))
+        .arg("--")
+        .arg(exe)
+        .args(filter)
+        .args(["--ignored", "--nocapture", "--test-threads", "1"])
+        .status()
+        .expect("run scripts/vm-lab.sh");
+    assert!(status.success(), "{filter:?} failed in the VM: {status}");
+}
+
+const DELAY_TEST: &str = "netem_delays_each_link_by_its_own_amount_each_way";
+const FLOW_TEST: &str = "one_flow_over_unequal_delayed_links_uses_both_and_beats_the_best_link";
+
+#[test]
+#[ignore = "boots a VM: scripts/test.sh runs it"]
+fn both_in_one_vm() {
+    assert!(!vm::inside(), "this one boots the VM");
+    run_in_vm(&["--exact", DELAY_TEST, FLOW_TEST]);
+}
+
+/// The shortest of a few TCP handshakes from router A to router B's
+/// address on `link`: one round trip.
+fn handshake_rtt(topo: &Topology, link: usize) -> Duration {
+    let listener = topo
+        .enter(Node::RouterB, || {
+            TcpListener::bind((topo.rb_link_addr(link, false), 0))
+        })
+        .unwrap();
+    let to = listener.local_addr().unwrap();
+    (0..5)
+        .map(|_| {
+            topo.enter(Node::RouterA, || {
+                let start = Instant::now();
+                let s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
+                let rtt = start.elapsed();
+                drop(s);
+                rtt
+            })
+        })
+        .min()
+        .unwrap()
+}
+
+#[test]
+#[ignore = "boots a VM: scripts/test.sh runs it"]
+fn netem_delays_each_link_by_its_own_amount_each_way() {
+    if !vm::inside() {
+        return run_in_vm(&["--exact", DELAY_TEST]);
+    }
+    let spec = TopologySpec {
+        links: checks::parse_links("0@5ms,20@30ms~1ms").unwrap(),
+    };
+    let topo = Topology::build(&spec).unwrap_or_else(|e| panic!("{e:#}"));
+    let qdisc = topo
+        .run(Node::RouterB, &["tc", "qdisc", "show", "dev", "wan1"])
+        .unwrap();
+    assert!(qdisc.contains("netem") && qdisc.contains("tbf"), "{qdisc}");
+    let fast = handshake_rtt(&topo, 0);
+    let slow = handshake_rtt(&topo, 1);
+    eprintln!("handshake round trips in the VM: link 0 {fast:?}, link 1 {slow:?}");
+    // Twice the one-way delay, plus what a slow VM adds.
+    assert!(
+        fast >= Duration::from_millis(10) && fast < Duration::from_millis(50),
+        "link 0: {fast:?}"
+    );
+    assert!(
+        slow >= Duration::from_millis(58) && slow < Duration::from_millis(110),
+        "link 1: {slow:?}"
+    );
+}
+
+#[test]
+#[ignore = "boots a VM: scripts/test.sh runs it"]
+fn one_flow_over_unequal_delayed_links_uses_both_and_beats_the_best_link() {
+    if !vm::inside() {
+        return run_in_vm(&["--exact", FLOW_TEST]);
+    }
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_mpbridge-lab"));
+    // The daemon cargo built beside this test (cargo test --workspace
+    // builds it), unless MPBRIDGE_BIN names one.
+    let mpbridge = std::env::var_os("MPBRIDGE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| exe.with_file_name("mpbridge"));
+    assert!(
+        mpbridge.is_file(),
+        "no mpbridge at {}: build it first (cargo build -p mpbridge) or set MPBRIDGE_BIN",
+        mpbridge.display()
+    );
+    let json =
+        std::env::temp_dir().join(format!("mpbridge-lab-vm-test.{}.json", std::process::id()));
+    let status = Command::new(&exe)
+        .arg("--mpbridge")
+        .arg(&mpbridge)
+        .args(["run", "aggregate", "--links", "25@5ms,25@30ms"])
+        .args(["--aggregate-secs", "8", "--json"])
+        .arg(&json)
+        .status()
+        .expect("run mpbridge-lab");
+    let text = std::fs::read_to_string(&json);
+    let _ = std::fs::remove_file(&json);
+    assert!(status.success(), "mpbridge-lab failed in the VM: {status}");
+    let report: serde_json::Value =
+        serde_json::from_str(&text.expect("the run's JSON")).expect("JSON");
+    let links = &report["links"];
+    assert_eq!(links[1]["delay_us"], 30_000, "{links}");
+    let a = &report["aggregate"];
+    let per_link: Vec<f64> = a["per_link"]
+        .as_array()
+        .expect("per_link")
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let bridge = a["bridge"].as_f64().expect("bridge");
+    eprintln!("in the VM: each link alone {per_link:?} Mbit/s, through mpbridge {bridge:.1}");
+    assert_eq!(per_link.len(), 2);
+    for (i, &m) in per_link.iter().enumerate() {
+        // 25 Mbit/s of tbf: neither unshaped nor dead.
+        assert!(m > 5.0 && m < 30.0, "link {i} alone: {m:.1} Mbit/s");
+    }
+    let best = per_link.iter().cloned().fold(0.0, f64::max);
+    assert!(
+        bridge > best * 1.05,
+        "one flow through mpbridge ({bridge:.1} Mbit/s) does not beat the best link alone \
+         ({best:.1} Mbit/s)"
+    );
+    // Both links carried the flow: router A received a fair share on each.
+    let samples = a["series"]["links"].as_array().expect("samples");
+    let (first, last) = (&samples[0], &samples[samples.len() - 1]);
+    let got: Vec<f64> = (0..2)
+        .map(|i| last["rx_bytes"][i].as_f64().unwrap() - first["rx_bytes"][i].as_f64().unwrap())
+        .collect();
+    let total: f64 = got.iter().sum();
+    for (i, bytes) in got.iter().enumerate() {
+        assert!(
+            *bytes > 0.15 * total,
+            "link {i} carried {bytes} of {total} bytes of the flow"
+        );
+    }
+}
