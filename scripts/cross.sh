@@ -5,8 +5,18 @@
 # and mipsel (no prebuilt musl std for them), ziglang and cargo-zigbuild in a
 # Python venv under the cache dir (MPBRIDGE_CACHE, /var/cache/mpbridge).
 #
-#   scripts/cross.sh                  # all four
-#   scripts/cross.sh aarch64 armv7    # some (aarch64 armv7 mipsel x86_64)
+#   scripts/cross.sh                  # all five
+#   scripts/cross.sh aarch64 armv7    # some (aarch64 armv7 mips mipsel x86_64)
+#   scripts/cross.sh --codec-tests mips
+#                                     # the codec's unit tests (crates/convert)
+#                                     # built for these, run under qemu-user
+#                                     # (byte order: mips is big-endian)
+#
+# One binary serves several OpenWrt package architectures (scripts/ipk.sh
+# and scripts/apk.sh map them): aarch64 for aarch64_cortex-a53,
+# aarch64_cortex-a72 and aarch64_generic; armv7 for arm_cortex-a7_neon-vfpv4
+# and arm_cortex-a15_neon-vfpv4; mips (big-endian, ath79) for mips_24kc;
+# mipsel (MT7621) for mipsel_24kc; x86_64 for x86_64.
 #
 # Binaries: $CARGO_TARGET_DIR/cross/<rust target>/router/mpbridge (target/
 # when CARGO_TARGET_DIR is unset). They carry the router features
@@ -26,25 +36,32 @@ rust_target() {
     case "$1" in
         aarch64) echo aarch64-unknown-linux-musl ;;
         armv7) echo armv7-unknown-linux-musleabihf ;;
+        mips) echo mips-unknown-linux-musl ;;
         mipsel) echo mipsel-unknown-linux-musl ;;
         x86_64) echo x86_64-unknown-linux-musl ;;
-        *) echo "cross: unknown arch $1 (aarch64, armv7, mipsel, x86_64)" >&2; return 1 ;;
+        *) echo "cross: unknown arch $1 (aarch64, armv7, mips, mipsel, x86_64)" >&2; return 1 ;;
     esac
 }
 openwrt_arch() {
     case "$1" in
-        aarch64) echo aarch64_cortex-a53 ;;
-        armv7) echo arm_cortex-a7_neon-vfpv4 ;;
+        aarch64) echo aarch64_cortex-a53 aarch64_cortex-a72 aarch64_generic ;;
+        armv7) echo arm_cortex-a7_neon-vfpv4 arm_cortex-a15_neon-vfpv4 ;;
+        mips) echo mips_24kc ;;
         mipsel) echo mipsel_24kc ;;
         x86_64) echo x86_64 ;;
     esac
 }
 # Stable has a prebuilt musl std for these two and links them with rust-lld
 # alone; the others need the nightly's -Zbuild-std and zig as the linker.
-needs_build_std() { [ "$1" = armv7 ] || [ "$1" = mipsel ]; }
+needs_build_std() { [ "$1" = armv7 ] || [ "$1" = mips ] || [ "$1" = mipsel ]; }
 
+codec_tests=false
+if [ "${1:-}" = --codec-tests ]; then
+    codec_tests=true
+    shift
+fi
 arches=("$@")
-[ "${#arches[@]}" -gt 0 ] || arches=(aarch64 armv7 mipsel x86_64)
+[ "${#arches[@]}" -gt 0 ] || arches=(aarch64 armv7 mips mipsel x86_64)
 for a in "${arches[@]}"; do rust_target "$a" >/dev/null; done
 
 features=()
@@ -55,7 +72,7 @@ zig_ready=false
 setup_zig() {
     $zig_ready && return
     if ! rustup run nightly rustc --version >/dev/null 2>&1; then
-        echo "cross: armv7 and mipsel need the nightly toolchain (rustup toolchain install nightly)" >&2
+        echo "cross: armv7, mips and mipsel need the nightly toolchain (rustup toolchain install nightly)" >&2
         exit 1
     fi
     rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src' \
@@ -93,6 +110,41 @@ sys.exit(3 in types)  # PT_INTERP
 PY
 }
 
+qemu_of() {
+    case "$1" in
+        aarch64) echo qemu-aarch64 ;;
+        armv7) echo qemu-arm ;;
+        *) echo "qemu-$1" ;;
+    esac
+}
+
+# The codec's unit tests (debug build) for each arch, run under qemu-user.
+if $codec_tests; then
+    for a in "${arches[@]}"; do
+        t=$(rust_target "$a")
+        echo "== cross: codec unit tests for $a ($t) under $(qemu_of "$a")"
+        json="$out_dir/codec-tests-$t.json"
+        mkdir -p "$out_dir"
+        if needs_build_std "$a"; then
+            setup_zig
+            flags=""
+            [ "$a" = armv7 ] && flags="-C link-self-contained=no"
+            RUSTFLAGS="$flags" CARGO_TARGET_DIR="$out_dir" nice -n 10 \
+                cargo +nightly zigbuild --locked -p mpbridge-convert --lib --tests --target "$t" \
+                -Zbuild-std=std,panic_abort,test --message-format=json > "$json"
+        else
+            rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+            CARGO_TARGET_DIR="$out_dir" nice -n 10 \
+                cargo build --locked -p mpbridge-convert --lib --tests --target "$t" \
+                --config "target.$t.linker=\"rust-lld\"" --message-format=json > "$json"
+        fi
+        exe=$(grep -o '"executable":"[^"]*"' "$json" | tail -n 1 | cut -d'"' -f4)
+        [ -n "$exe" ] || { echo "cross: no test binary for $t" >&2; exit 1; }
+        "$(qemu_of "$a")" "$exe"
+    done
+    exit 0
+fi
+
 for a in "${arches[@]}"; do
     t=$(rust_target "$a")
     echo "== cross: $a ($t)"
@@ -113,7 +165,7 @@ for a in "${arches[@]}"; do
 done
 
 echo
-printf '%-8s %-33s %-26s %10s %8s\n' arch "rust target" "OpenWrt arch" bytes MB
+printf '%-8s %-33s %10s %8s  %s\n' arch "rust target" bytes MB "OpenWrt package architectures"
 for a in "${arches[@]}"; do
     t=$(rust_target "$a")
     bin="$out_dir/$t/router/mpbridge"
@@ -122,7 +174,7 @@ for a in "${arches[@]}"; do
         echo "cross: $bin is not a static executable (it has a program interpreter)" >&2
         exit 1
     fi
-    printf '%-8s %-33s %-26s %10d %8.2f\n' "$a" "$t" "$(openwrt_arch "$a")" "$size" \
-        "$(awk "BEGIN { print $size / 1000000 }")"
+    printf '%-8s %-33s %10d %8.2f  %s\n' "$a" "$t" "$size" \
+        "$(awk "BEGIN { print $size / 1000000 }")" "$(openwrt_arch "$a")"
 done
 echo "binaries: $out_dir/<rust target>/router/mpbridge"

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Packs side-loadable OpenWrt packages (.ipk) of the binaries of
-# scripts/cross.sh, without the OpenWrt SDK: per architecture a gzip'd tar
-# of debian-binary, control.tar.gz and data.tar.gz, as opkg reads them.
+# Packs side-loadable OpenWrt 24.10 packages (.ipk, for opkg) of the
+# binaries of scripts/cross.sh, without the OpenWrt SDK: per architecture a
+# gzip'd tar of debian-binary, control.tar.gz and data.tar.gz, holding what
+# the SDK would build from openwrt/mpbridge/Makefile (the same files, the
+# build system's default postinst/prerm). OpenWrt 25.12 uses apk instead:
+# scripts/apk.sh.
 #
-#   scripts/ipk.sh                 # every arch whose binary exists
-#   scripts/ipk.sh aarch64 mipsel  # these (built by scripts/cross.sh if missing)
+#   scripts/ipk.sh                        # every arch whose binary exists
+#   scripts/ipk.sh aarch64 mipsel         # every OpenWrt arch of these binaries
+#   scripts/ipk.sh aarch64_cortex-a72     # one OpenWrt arch
 #
 # Output: $CARGO_TARGET_DIR/ipk/mpbridge_<version>-<release>_<openwrt arch>.ipk
 # Install on the router: opkg install /tmp/mpbridge_*.ipk
@@ -13,41 +17,12 @@ cd "$(dirname "$0")/.."
 root=$PWD
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 out="$target_dir/ipk"
-files="$root/openwrt/mpbridge/files"
-makefile="$root/openwrt/mpbridge/Makefile"
+# shellcheck source=scripts/openwrt-package.sh
+. scripts/openwrt-package.sh
+version="$pkg_version-$pkg_release"
 
-field() { sed -n "s/^$1:=//p" "$makefile"; }
-version="$(field PKG_VERSION)-$(field PKG_RELEASE)"
-cargo_version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
-if [ "$(field PKG_VERSION)" != "$cargo_version" ]; then
-    echo "ipk: openwrt/mpbridge/Makefile has PKG_VERSION $(field PKG_VERSION), Cargo.toml $cargo_version" >&2
-    exit 1
-fi
-# The package's dependencies, as in the Makefile's DEPENDS (kernel modules).
-depends="kmod-nft-tproxy, kmod-nft-socket, kmod-nft-fib, kmod-nft-nat"
-# Reproducible: every file's time is the last commit's.
-epoch=$(git log -1 --format=%ct 2>/dev/null || echo 0)
-
-declare -A rust_target=(
-    [aarch64]=aarch64-unknown-linux-musl
-    [armv7]=armv7-unknown-linux-musleabihf
-    [mipsel]=mipsel-unknown-linux-musl
-    [x86_64]=x86_64-unknown-linux-musl
-)
-declare -A openwrt_arch=(
-    [aarch64]=aarch64_cortex-a53
-    [armv7]=arm_cortex-a7_neon-vfpv4
-    [mipsel]=mipsel_24kc
-    [x86_64]=x86_64
-)
-
-arches=("$@")
-if [ "${#arches[@]}" -eq 0 ]; then
-    for a in aarch64 armv7 mipsel x86_64; do
-        [ -x "$target_dir/cross/${rust_target[$a]}/router/mpbridge" ] && arches+=("$a")
-    done
-    [ "${#arches[@]}" -gt 0 ] || { echo "ipk: no binaries; run scripts/cross.sh first" >&2; exit 1; }
-fi
+mapfile -t arches < <(select_arches "$@")
+[ "${#arches[@]}" -gt 0 ] || { echo "ipk: no binaries; run scripts/cross.sh first" >&2; exit 1; }
 
 # A tar as opkg expects it: ./-prefixed names, root-owned, fixed times.
 pack() { # dir → tar.gz on stdout
@@ -55,28 +30,33 @@ pack() { # dir → tar.gz on stdout
         -C "$1" -cf - . | gzip -n -9
 }
 
+# What the SDK's package-pack.mk writes for a package without scripts of
+# its own: hand over to /lib/functions.sh (enable and start on install,
+# start only on upgrade; stop and disable on removal).
+# shellcheck disable=SC2016 # expanded on the router
+default_script() { # postinst|prerm
+    local fn="default_$1"
+    printf '#!/bin/sh\n'
+    [ "$1" = prerm ] || printf '[ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0\n'
+    printf '[ -s "${IPKG_INSTROOT}/lib/functions.sh" ] || exit 0\n'
+    printf '. "${IPKG_INSTROOT}/lib/functions.sh"\n'
+    printf '%s "$0" "$@"\n' "$fn"
+}
+
 mkdir -p "$out"
-for a in "${arches[@]}"; do
-    [ -n "${rust_target[$a]:-}" ] || { echo "ipk: unknown arch $a" >&2; exit 1; }
-    bin="$target_dir/cross/${rust_target[$a]}/router/mpbridge"
-    [ -x "$bin" ] || scripts/cross.sh "$a"
-    arch=${openwrt_arch[$a]}
+for arch in "${arches[@]}"; do
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     data="$work/data"
     control="$work/control"
-    install -d -m 0755 "$data/usr/bin" "$data/etc/init.d" "$data/etc/config" \
-        "$data/usr/share/mpbridge" "$control"
-    install -d -m 0700 "$data/etc/mpbridge"
-    install -m 0755 "$bin" "$data/usr/bin/mpbridge"
-    install -m 0755 "$files/mpbridge.init" "$data/etc/init.d/mpbridge"
-    install -m 0600 "$files/mpbridge.config" "$data/etc/config/mpbridge"
-    install -m 0644 "$files/fw4-include.nft" "$data/usr/share/mpbridge/fw4-include.nft"
+    stage_files "$data" "$arch"
+    install -d -m 0755 "$control"
     size=$(du -sb "$data" | cut -f1)
+    dep_list=$(printf '%s, ' "${depends[@]}")
     cat > "$control/control" <<EOF
 Package: mpbridge
 Version: $version
-Depends: $depends
+Depends: ${dep_list%, }
 Source: openwrt/mpbridge
 SourceName: mpbridge
 License: MIT OR Apache-2.0
@@ -85,17 +65,9 @@ Architecture: $arch
 Installed-Size: $size
 Description: Bridge every TCP connection over all links between two routers (MPTCP)
 EOF
-    printf '/etc/config/mpbridge\n' > "$control/conffiles"
-    cat > "$control/postinst" <<'EOF'
-#!/bin/sh
-[ -n "${IPKG_INSTROOT}" ] || /etc/init.d/mpbridge enable
-exit 0
-EOF
-    cat > "$control/prerm" <<'EOF'
-#!/bin/sh
-[ -n "${IPKG_INSTROOT}" ] || { /etc/init.d/mpbridge stop; /etc/init.d/mpbridge disable; }
-exit 0
-EOF
+    printf '%s\n' "${conffiles[@]}" > "$control/conffiles"
+    default_script postinst > "$control/postinst"
+    default_script prerm > "$control/prerm"
     chmod 0644 "$control/control" "$control/conffiles"
     chmod 0755 "$control/postinst" "$control/prerm"
     mkdir "$work/ipk"

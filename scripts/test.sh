@@ -33,8 +33,11 @@ cargo test --workspace --locked
 step "cargo test, feature metrics (the Prometheus endpoint)"
 cargo test -p mpbridge --features metrics --locked --lib --test status
 
-step "cargo test (feature uci: OpenWrt's UCI config)"
+step "cargo test (feature uci: OpenWrt's UCI config; the init script under busybox ash)"
 cargo test -p mpbridge --locked --features uci --lib uci
+command -v busybox >/dev/null \
+    || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends busybox-static >/dev/null
+cargo test -p mpbridge --locked --features uci --test openwrt_init
 
 step "fuzz (bounded)"
 scripts/fuzz.sh
@@ -45,10 +48,18 @@ scripts/cross.sh
 step "qemu-user: the router binaries under emulation"
 cargo test -p mpbridge --locked --test qemu_user -- --ignored
 
-step "packages: .ipk per arch, .deb, their layout"
+step "qemu-mips: the big-endian binary, and the codec's unit tests on it"
+mips_bin="${CARGO_TARGET_DIR:-target}/cross/mips-unknown-linux-musl/router/mpbridge"
+qemu-mips "$mips_bin" --version
+key=$(qemu-mips "$mips_bin" genkey)
+[ "${#key}" -eq 64 ] || { echo "test: genkey under qemu-mips printed ${key@Q}, not 64 hex digits" >&2; exit 1; }
+scripts/cross.sh --codec-tests mips
+
+step "packages: .ipk (24.10) and .apk (25.12) per OpenWrt arch, .deb; installed with the real apk"
 scripts/ipk.sh
+scripts/apk.sh
 scripts/deb.sh
-cargo test -p mpbridge --locked --test packages -- --ignored
+MPBRIDGE_ALL_ARCHES=1 cargo test -p mpbridge --locked --test packages -- --ignored
 
 step "arm64 VM: Debian's 6.12 kernel under qemu-system-aarch64"
 scripts/vm-test.sh

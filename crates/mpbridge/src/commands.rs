@@ -48,6 +48,7 @@ pub fn exit(result: Result<(), Error>) -> ExitCode {
 pub fn local(file: ConfigFile, overrides: Overrides) -> Result<(), Error> {
     let (settings, warnings) = config::load_local(&file.path, file.explicit, &overrides)?;
     logging::init(settings.common.log_level, &warnings);
+    crate::limits::apply(settings.common.limits.max_connections);
     let reload: crate::local::Reload = Box::new(move || {
         let (settings, warnings) = config::load_local(&file.path, file.explicit, &overrides)?;
         for w in &warnings {
@@ -62,6 +63,7 @@ pub fn local(file: ConfigFile, overrides: Overrides) -> Result<(), Error> {
 pub fn remote(file: &ConfigFile, overrides: &Overrides) -> Result<(), Error> {
     let (settings, warnings) = config::load_remote(&file.path, file.explicit, overrides)?;
     logging::init(settings.common.log_level, &warnings);
+    crate::limits::apply(settings.common.limits.max_connections);
     on_runtime(|shutdown| crate::remote::run(settings, shutdown))
 }
 

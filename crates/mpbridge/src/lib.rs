@@ -46,6 +46,7 @@ pub mod firewall;
 pub mod header;
 pub mod host;
 pub mod intercept;
+pub mod limits;
 pub mod local;
 pub mod logging;
 pub mod paths;

@@ -32,12 +32,17 @@ pub use nft::TABLE;
 use nft::{Batch, Family, SetKind, Spec};
 use routing::Routing;
 
+/// The bits of the packet mark that are mpbridge's: the top byte. mwan3
+/// (mask 0x3F00 by default) and pbr (0x00ff0000) keep theirs elsewhere,
+/// so a packet may carry their marks besides mpbridge's, and the policy
+/// rule of TPROXY matches these bits only (`fwmark 0x6d000000/0xff000000`).
+pub const MARK_MASK: u32 = 0xff00_0000;
 /// The mark of diverted packets (TPROXY), which the policy rule sends to
-/// the local route. Distinct from [`OWN_MARK`].
-pub const DIVERT_MARK: u32 = 0x6d70_0001;
+/// the local route. Distinct from [`OWN_MARK`]; inside [`MARK_MASK`].
+pub const DIVERT_MARK: u32 = 0x6d00_0000;
 /// The mark (SO_MARK) of the daemon's own connections to the remotes; the
-/// table never diverts packets carrying it.
-pub const OWN_MARK: u32 = 0x6d70_0002;
+/// table never diverts packets carrying it. Inside [`MARK_MASK`].
+pub const OWN_MARK: u32 = 0x6e00_0000;
 
 /// Hidden switch for the tests: behave as on a kernel without the table
 /// owner flag (Linux < 5.12), to exercise the fallback.

@@ -22,14 +22,15 @@ pub const RULE_PRIORITY: u32 = 0x6d70;
 /// each owner finds and removes only its own state.
 pub const PROTOCOL: u8 = 78;
 
-/// `ip rule add fwmark MARK lookup TABLE priority P proto 78`.
+/// `ip rule add fwmark MARK/MARK_MASK lookup TABLE priority P proto 78`:
+/// other bits of the mark (mwan3's, pbr's) do not matter.
 fn rule(v6: bool, mark: u32) -> RuleMessage {
     let mut m = RuleMessage::default();
     m.header.family = family(v6);
     m.header.action = RuleAction::ToTable;
     m.attributes = vec![
         RuleAttribute::FwMark(mark),
-        RuleAttribute::FwMask(u32::MAX),
+        RuleAttribute::FwMask(super::MARK_MASK),
         RuleAttribute::Table(TABLE),
         RuleAttribute::Priority(RULE_PRIORITY),
         RuleAttribute::Protocol(RouteProtocol::Other(PROTOCOL)),
