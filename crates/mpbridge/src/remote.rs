@@ -223,7 +223,10 @@ async fn start_and_serve(
     daemon.hold_control(endpoints.serve(observed));
     for l in &listeners {
         if let Ok(addr) = l.local_addr() {
-            tracing::info!(%addr, "remote listening (MPTCP, TCP Fast Open)");
+            match fastopen {
+                true => tracing::info!(%addr, "remote listening (MPTCP, TCP Fast Open)"),
+                false => tracing::info!(%addr, "remote listening (MPTCP)"),
+            }
         }
     }
     serve(settings, listeners, stats.clone(), host.watch(), shutdown).await;
