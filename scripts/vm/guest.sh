@@ -46,7 +46,13 @@ wait_for() {
 has_log() { grep -q "$2" "$1" 2>/dev/null; }
 
 while read -r ko; do
-    insmod "$ko" || fail "cannot load $ko"
+    case $ko in
+        # A CPU-accelerated variant (crc32-arm-ce needs ARMv8's crypto
+        # extensions, which -M virt's cortex-a15 lacks): the generic one
+        # serves instead.
+        */arch/*/crypto/*) insmod "$ko" 2>/dev/null || say "skipped $ko (not for this CPU)" ;;
+        *) insmod "$ko" || fail "cannot load $ko" ;;
+    esac
 done < /etc/modules.order
 [ "$(cat /proc/sys/net/mptcp/enabled 2>/dev/null)" = 1 ] || fail "this kernel has no MPTCP"
 say "Linux $(uname -r) on $(uname -m), MPTCP enabled, $(wc -l < /etc/modules.order) modules loaded"
