@@ -127,6 +127,35 @@ peer = "PEER1"
 } > /tmp/local.toml
 chmod 600 /tmp/remote.toml /tmp/local.toml
 
+MB=${MPBRIDGE_MB:-24}
+total=$((MB * 1048576))
+say "making $MB MB of test data"
+dd if=/dev/urandom of=/tmp/data bs=1M count="$MB" 2>/dev/null || fail "no test data"
+want=$(sha256sum < /tmp/data | cut -d' ' -f1)
+
+# Figures, not checks (emulated CPUs make absolute rates meaningless; the
+# ratio of the two in the same VM is what counts). now_cs: centiseconds.
+now_cs() { cut -d' ' -f1 /proc/uptime | tr -d .; }
+# timed PORT: centiseconds to move /tmp/data client → server, unpaced.
+timed() {
+    sleep 1000000 | x "$S" nc -l -p "$1" > "/tmp/timed$1" &
+    srv=$!
+    sleep 0.3
+    t0=$(now_cs)
+    x "$C" nc 10.30.0.2 "$1" < /tmp/data > /dev/null 2>&1 &
+    cli=$!
+    deadline=$(($(date +%s) + 120))
+    while [ "$(wc -c < "/tmp/timed$1")" -lt "$total" ] && [ "$(date +%s)" -lt "$deadline" ]; do
+        sleep 0.05
+    done
+    echo $(($(now_cs) - t0))
+    kill "$cli" "$srv" 2>/dev/null
+    rm -f "/tmp/timed$1"
+}
+rss() { awk '/^VmRSS/ {print $2 " kB"}' "/proc/$1/status"; }
+plain_cs=$(timed 5101)
+say "plain routing: $MB MB in $((plain_cs / 100)).$((plain_cs % 100 / 10))s"
+
 # Started by nsenter itself (which execs them), not through x: $! is then
 # the daemon's PID, for the SIGTERM at the end.
 nsenter -t "$B" -n mpbridge -c /tmp/remote.toml remote > /tmp/remote.log 2>&1 &
@@ -169,11 +198,11 @@ x "$A" ip rule | grep -q "from 10.20.1.1 lookup" || fail "no policy rule for wan
 x "$A" ip rule | grep -q "from 10.20.0.1 lookup" || fail "no policy rule for wan0"
 has_log /tmp/remote.log "path set up" || fail "router B's path manager did not set the links up"
 say "path managers: endpoints, limits and rules set; owned table with TPROXY installed"
+say "RSS idle: mpbridge local $(rss "$LOCAL"), mpbridge remote $(rss "$REMOTE")"
+bridge_cs=$(timed 5102)
+say "through the bridge: $MB MB in $((bridge_cs / 100)).$((bridge_cs % 100 / 10))s; bridge/plain rate $((plain_cs * 100 / (bridge_cs + 1)))%"
+say "RSS after it: mpbridge local $(rss "$LOCAL"), mpbridge remote $(rss "$REMOTE")"
 
-MB=${MPBRIDGE_MB:-24}
-say "making $MB MB of test data"
-dd if=/dev/urandom of=/tmp/data bs=1M count="$MB" 2>/dev/null || fail "no test data"
-want=$(sha256sum < /tmp/data | cut -d' ' -f1)
 # nc ends once its stdin ends, and a background job's stdin is /dev/null:
 # give the receiving one a stdin that stays open and silent.
 sleep 1000000 | x "$S" nc -l -p 5001 > /tmp/recv &
@@ -208,7 +237,6 @@ at_least() { [ "$(received)" -ge "$1" ]; }
 # /proc/net/dev is per namespace (sysfs shows the namespace that mounted it).
 wan0_tx() { x "$A" sed -n 's/^ *wan0: *//p' /proc/net/dev | awk '{print $9}'; }
 
-total=$((MB * 1048576))
 wait_for 60 at_least $((total / 6)) || fail "the transfer did not start ($(received) bytes)"
 wait_for 10 has_log /tmp/local.log "MPTCP endpoint added.*10.20.1.1" || true
 x "$A" mpbridge -c /tmp/local.toml status --mode local --json > /dev/null 2>> /tmp/status.log \
