@@ -153,9 +153,11 @@ for a in "${arches[@]}"; do
         flags=""
         # armv7: zig provides musl's start files; rustc's own would clash.
         [ "$a" = armv7 ] && flags="-C link-self-contained=no"
-        RUSTFLAGS="$flags" CARGO_TARGET_DIR="$out_dir" nice -n 10 \
+        # Size (the router's flash): std built for size, and panics without
+        # the file:line of their location (the message stays).
+        RUSTFLAGS="$flags -Zlocation-detail=none" CARGO_TARGET_DIR="$out_dir" nice -n 10 \
             cargo +nightly zigbuild --locked --profile router -p mpbridge --target "$t" \
-            -Zbuild-std=std,panic_abort "${features[@]}"
+            -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size "${features[@]}"
     else
         rustup target list --installed | grep -qx "$t" || rustup target add "$t"
         CARGO_TARGET_DIR="$out_dir" nice -n 10 \
