@@ -57,6 +57,12 @@ impl Report {
                 let _ = writeln!(out, "  link {i} alone            {mbit:8.1} Mbit/s");
             }
             let _ = writeln!(out, "  limit (sum of links)    {:8.1} Mbit/s", a.limit);
+            // What the links are set to (a schedule's average): a limit
+            // well below says the lab, not the links, set it.
+            if !self.links.is_empty() && self.links.iter().all(|l| l.rate_mbit > 0) {
+                let rates: f64 = self.links.iter().map(LinkSpec::mean_rate_mbit).sum();
+                let _ = writeln!(out, "  the links' rates        {rates:8.1} Mbit/s");
+            }
             let _ = writeln!(
                 out,
                 "  through mpbridge        {:8.1} Mbit/s   {:.1} % of the limit",
@@ -229,8 +235,43 @@ mod tests {
         ] {
             assert!(t.contains(needle), "{needle:?} missing in\n{t}");
         }
+        assert!(
+            !t.contains("the links' rates"),
+            "an unshaped link has none:\n{t}"
+        );
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["failover"][0]["plan"]["failure"], "blackhole");
         assert_eq!(json["links"][1]["loss_pct"], 1.0);
+        // Fields a plain link does not use stay out of the JSON.
+        assert!(json["links"][0].get("delay_us").is_none(), "{json}");
+    }
+
+    #[test]
+    fn the_links_rates_are_their_time_average_and_the_report_reads_back() {
+        let links = crate::checks::parse_links("wifi,50@30ms").unwrap();
+        let mut r = Report::new("aggregate", &links);
+        r.aggregate = Some(Aggregate {
+            direction: crate::scenario::Direction::Upload,
+            secs: 9.0,
+            per_link: vec![60.0, 48.0],
+            limit: 108.0,
+            bridge: 100.0,
+            percent_of_limit: 92.6,
+            series: series(),
+        });
+        let t = r.table();
+        for needle in [
+            "2 link(s): wifi (80 Mbit/s for 4 s",
+            "50 Mbit/s, 30 ms one way",
+            "one TCP flow, client → server",
+            "the links' rates           114.4 Mbit/s",
+        ] {
+            assert!(t.contains(needle), "{needle:?} missing in\n{t}");
+        }
+        // The host renders what the VM wrote.
+        let text = serde_json::to_string(&r).unwrap();
+        let back: Report = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.links, links);
+        assert_eq!(back.table(), t);
     }
 }

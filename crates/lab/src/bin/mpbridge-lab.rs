@@ -139,8 +139,8 @@ struct RunArgs {
     /// config, e.g. "fastopen = false" (repeatable).
     #[arg(long, value_name = "KEY = VALUE")]
     local_config: Vec<String>,
-    /// Run in an x86_64 VM (Debian's Linux 6.12 under qemu) even when no
-    /// link needs netem (delay, jitter, bursty loss), which always does.
+    /// Run in the lab's x86_64 VM (Debian's Linux 6.12 under qemu). Links
+    /// that need netem (delay, jitter, bursty loss) run there without it.
     #[arg(long)]
     vm: bool,
 }
