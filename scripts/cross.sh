@@ -145,6 +145,12 @@ if $codec_tests; then
     exit 0
 fi
 
+# No unwind tables: the router profile aborts on panic, so nothing unwinds
+# (some 170-270 KB of .eh_frame per binary).
+size_flags="-C force-unwind-tables=no"
+if printf '%s\n' "${arches[@]}" | grep -qx 'mipsel\|mips' && ! command -v llvm-objcopy >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends llvm >/dev/null
+fi
 for a in "${arches[@]}"; do
     t=$(rust_target "$a")
     echo "== cross: $a ($t)"
@@ -153,15 +159,22 @@ for a in "${arches[@]}"; do
         flags=""
         # armv7: zig provides musl's start files; rustc's own would clash.
         [ "$a" = armv7 ] && flags="-C link-self-contained=no"
-        RUSTFLAGS="$flags" CARGO_TARGET_DIR="$out_dir" nice -n 10 \
+        # Size (the router's flash): std built for size, and panics without
+        # the file:line of their location (the message stays).
+        RUSTFLAGS="$flags $size_flags -Zlocation-detail=none" CARGO_TARGET_DIR="$out_dir" nice -n 10 \
             cargo +nightly zigbuild --locked --profile router -p mpbridge --target "$t" \
-            -Zbuild-std=std,panic_abort "${features[@]}"
+            -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size "${features[@]}"
     else
         rustup target list --installed | grep -qx "$t" || rustup target add "$t"
-        CARGO_TARGET_DIR="$out_dir" nice -n 10 \
+        RUSTFLAGS="$size_flags" CARGO_TARGET_DIR="$out_dir" nice -n 10 \
             cargo build --locked --profile router -p mpbridge --target "$t" "${features[@]}" \
             --config "target.$t.linker=\"rust-lld\""
     fi
+    case $a in
+        # MIPS objects carry a .pdr section (procedure descriptors for
+        # debuggers, some 190 KB) that nothing reads at run time.
+        mips | mipsel) llvm-objcopy --remove-section=.pdr "$out_dir/$t/router/mpbridge" ;;
+    esac
 done
 
 echo

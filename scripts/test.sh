@@ -2,7 +2,8 @@
 # Sets up a fresh Debian machine (as root) and runs the whole test suite:
 # formatting, lints, unit tests, namespace integration tests, a bounded fuzz
 # run, then the router side: cross builds, the router binaries under
-# qemu-user, the packages, the full-system arm64 VM, and the lab in an
+# qemu-user, the packages, the full-system VMs (arm64 on Linux 6.12, armv7
+# and mipsel on 6.1), and the lab in an
 # x86_64 VM for what needs netem (delay, jitter, bursty loss). Every test
 # builds and removes its own network namespaces. Downloads and toolchains are
 # cached under /var/cache/mpbridge (MPBRIDGE_CACHE).
@@ -81,7 +82,13 @@ scripts/deb.sh
 MPBRIDGE_ALL_ARCHES=1 cargo test -p mpbridge --locked --test packages -- --ignored
 
 step "arm64 VM: Debian's 6.12 kernel under qemu-system-aarch64"
-scripts/vm-test.sh
+scripts/vm-test.sh arm64
+
+step "armv7 VM: bookworm's 6.1 armmp-lpae under qemu-system-arm (TCP Fast Open on MPTCP reported lost)"
+scripts/vm-test.sh armv7
+
+step "mipsel VM: bookworm's 6.1 4kc-malta under qemu-system-mipsel (8 MB moved; TFO on MPTCP reported lost)"
+scripts/vm-test.sh mipsel
 
 step "x86_64 VM: the lab with netem (2 links, 5 and 30 ms one way) under qemu-system-x86_64"
 cargo test -p mpbridge-lab --locked --test vm -- --ignored --exact both_in_one_vm

@@ -1,9 +1,12 @@
 #!/bin/sh
-# PID 1 of the arm64 VM that scripts/vm-test.sh boots (busybox sh). Builds
+# PID 1 of the VMs that scripts/vm-test.sh boots (busybox sh). Builds
 # client — router A — wan0, wan1 — router B — server as network namespaces,
 # runs both daemons with [[link]]s so that they set everything up
-# themselves, moves 32 MB client → server while wan0 fails and returns, and
-# prints "MPBRIDGE-VM: PASS" or "MPBRIDGE-VM: FAIL reason" on the console.
+# themselves, checks that they report what this kernel lacks (TCP Fast
+# Open on MPTCP before Linux 6.2) and nothing more, moves MPBRIDGE_MB (from
+# the kernel command line; 24) MB client → server while wan0 fails and
+# returns, and prints "MPBRIDGE-VM: PASS" or "MPBRIDGE-VM: FAIL reason" on
+# the console.
 # shellcheck shell=dash
 export PATH=/bin
 mount -t proc proc /proc
@@ -43,7 +46,13 @@ wait_for() {
 has_log() { grep -q "$2" "$1" 2>/dev/null; }
 
 while read -r ko; do
-    insmod "$ko" || fail "cannot load $ko"
+    case $ko in
+        # A CPU-accelerated variant (crc32-arm-ce needs ARMv8's crypto
+        # extensions, which -M virt's cortex-a15 lacks): the generic one
+        # serves instead.
+        */arch/*/crypto/*) insmod "$ko" 2>/dev/null || say "skipped $ko (not for this CPU)" ;;
+        *) insmod "$ko" || fail "cannot load $ko" ;;
+    esac
 done < /etc/modules.order
 [ "$(cat /proc/sys/net/mptcp/enabled 2>/dev/null)" = 1 ] || fail "this kernel has no MPTCP"
 say "Linux $(uname -r) on $(uname -m), MPTCP enabled, $(wc -l < /etc/modules.order) modules loaded"
@@ -118,6 +127,35 @@ peer = "PEER1"
 } > /tmp/local.toml
 chmod 600 /tmp/remote.toml /tmp/local.toml
 
+MB=${MPBRIDGE_MB:-24}
+total=$((MB * 1048576))
+say "making $MB MB of test data"
+dd if=/dev/urandom of=/tmp/data bs=1M count="$MB" 2>/dev/null || fail "no test data"
+want=$(sha256sum < /tmp/data | cut -d' ' -f1)
+
+# Figures, not checks (emulated CPUs make absolute rates meaningless; the
+# ratio of the two in the same VM is what counts). now_cs: centiseconds.
+now_cs() { cut -d' ' -f1 /proc/uptime | tr -d .; }
+# timed PORT: centiseconds to move /tmp/data client → server, unpaced.
+timed() {
+    sleep 1000000 | x "$S" nc -l -p "$1" > "/tmp/timed$1" &
+    srv=$!
+    sleep 0.3
+    t0=$(now_cs)
+    x "$C" nc 10.30.0.2 "$1" < /tmp/data > /dev/null 2>&1 &
+    cli=$!
+    deadline=$(($(date +%s) + 120))
+    while [ "$(wc -c < "/tmp/timed$1")" -lt "$total" ] && [ "$(date +%s)" -lt "$deadline" ]; do
+        sleep 0.05
+    done
+    echo $(($(now_cs) - t0))
+    kill "$cli" "$srv" 2>/dev/null
+    rm -f "/tmp/timed$1"
+}
+rss() { awk '/^VmRSS/ {print $2 " kB"}' "/proc/$1/status"; }
+plain_cs=$(timed 5101)
+say "plain routing: $MB MB in $((plain_cs / 100)).$((plain_cs % 100 / 10))s"
+
 # Started by nsenter itself (which execs them), not through x: $! is then
 # the daemon's PID, for the SIGTERM at the end.
 nsenter -t "$B" -n mpbridge -c /tmp/remote.toml remote > /tmp/remote.log 2>&1 &
@@ -127,6 +165,29 @@ nsenter -t "$A" -n mpbridge -c /tmp/local.toml local > /tmp/local.log 2>&1 &
 LOCAL=$!
 wait_for 60 has_log /tmp/local.log "local listening" || fail "mpbridge local did not start"
 say "both daemons listening"
+
+# What this kernel lacks must be said, once per daemon, and nothing else:
+# MPTCP has TCP Fast Open from Linux 6.2 and MPTCP_INFO from 5.16.
+kmajor=$(uname -r | cut -d. -f1)
+kminor=$(uname -r | cut -d. -f2)
+kernel=$((kmajor * 100 + kminor))
+tfo_lost="degraded: this kernel has no TCP Fast Open on MPTCP"
+for side in local remote; do
+    n=$(grep -c "$tfo_lost" /tmp/$side.log)
+    if [ "$kernel" -lt 602 ]; then
+        [ "$n" = 1 ] || fail "mpbridge $side said $n times that TCP Fast Open on MPTCP is lost on $(uname -r), not once"
+    else
+        [ "$n" = 0 ] || fail "mpbridge $side says TCP Fast Open on MPTCP is lost on $(uname -r)"
+    fi
+    if [ "$kernel" -ge 516 ] && has_log /tmp/$side.log "degraded: .*MPTCP_INFO"; then
+        fail "mpbridge $side says MPTCP_INFO is lost on $(uname -r)"
+    fi
+done
+if [ "$kernel" -lt 602 ]; then
+    say "both daemons report TCP Fast Open on MPTCP lost on Linux $(uname -r), and nothing else"
+else
+    say "neither daemon reports anything lost on Linux $(uname -r)"
+fi
 
 # What the daemons set up themselves.
 has_log /tmp/local.log "interception rules installed.*owned=true" \
@@ -142,27 +203,25 @@ x "$A" ip rule | grep -q "from 10.20.1.1 lookup" || fail "no policy rule for wan
 x "$A" ip rule | grep -q "from 10.20.0.1 lookup" || fail "no policy rule for wan0"
 has_log /tmp/remote.log "path set up" || fail "router B's path manager did not set the links up"
 say "path managers: endpoints, limits and rules set; owned table with TPROXY installed"
+say "RSS idle: mpbridge local $(rss "$LOCAL"), mpbridge remote $(rss "$REMOTE")"
+bridge_cs=$(timed 5102)
+say "through the bridge: $MB MB in $((bridge_cs / 100)).$((bridge_cs % 100 / 10))s; bridge/plain rate $((plain_cs * 100 / (bridge_cs + 1)))%"
+say "RSS after it: mpbridge local $(rss "$LOCAL"), mpbridge remote $(rss "$REMOTE")"
 
-MB=32
-say "making $MB MB of test data"
-dd if=/dev/urandom of=/tmp/data bs=1M count=$MB 2>/dev/null || fail "no test data"
-want=$(sha256sum < /tmp/data | cut -d' ' -f1)
 # nc ends once its stdin ends, and a background job's stdin is /dev/null:
 # give the receiving one a stdin that stays open and silent.
 sleep 1000000 | x "$S" nc -l -p 5001 > /tmp/recv &
 SERVER=$!
 sleep 0.5
-# 1 MB every 0.25 s, and never beyond the MB count in /tmp/allowed: each
-# phase below lets a few more MB go, so that data is still flowing when a
-# link fails and when it returns, however slow the emulated machine is.
-echo 8 > /tmp/allowed
-allow_more() { echo $(($(received) / 1048576 + $1)) > /tmp/allowed; }
+# 128 pieces of MB/128 each, one every 0.3 s: whatever MB, the transfer
+# lasts some 40 s, long enough to fail a link and bring it back in it (the
+# kernel's path manager may take 15 s under emulation to use it again).
+piece=$((MB * 8))
 (
     i=0
-    while [ $i -lt $MB ]; do
-        while [ $i -ge "$(cat /tmp/allowed)" ]; do sleep 0.1; done
-        dd if=/tmp/data bs=1M skip=$i count=1 2>/dev/null
-        sleep 0.25
+    while [ $i -lt 128 ]; do
+        dd if=/tmp/data bs="${piece}k" skip=$i count=1 2>/dev/null
+        sleep 0.3
         i=$((i + 1))
     done
 ) | x "$C" nc 10.30.0.2 5001 > /dev/null 2> /tmp/client.log &
@@ -184,35 +243,33 @@ at_least() { [ "$(received)" -ge "$1" ]; }
 # /proc/net/dev is per namespace (sysfs shows the namespace that mounted it).
 wan0_tx() { x "$A" sed -n 's/^ *wan0: *//p' /proc/net/dev | awk '{print $9}'; }
 
-wait_for 60 at_least $((4 * 1048576)) || fail "the transfer did not start ($(received) bytes)"
+wait_for 60 at_least $((total / 6)) || fail "the transfer did not start ($(received) bytes)"
 wait_for 10 has_log /tmp/local.log "MPTCP endpoint added.*10.20.1.1" || true
 x "$A" mpbridge -c /tmp/local.toml status --mode local --json > /dev/null 2>> /tmp/status.log \
     || fail "mpbridge status --json failed"
 all_up() { link_is wan0 up && link_is wan1 up && has_subflow wan0 && has_subflow wan1; }
 wait_for 60 all_up || fail "status does not show both links up with a subflow each: $(status_flat)"
 say "status: wan0 and wan1 up, the connection has a subflow on each"
-allow_more 6
 x "$A" ip link set wan0 down
 down_at=$(received)
 say "wan0 down after $down_at bytes"
 wait_for 10 link_is wan0 down || fail "status does not show wan0 down: $(status_flat)"
 say "status: wan0 down"
-wait_for 60 at_least $((down_at + 2 * 1048576)) \
+wait_for 60 at_least $((down_at + total / 12)) \
     || fail "the transfer stalled with wan0 down ($(received) bytes)"
-say "2 MB more arrived over wan1 alone"
+say "$((total / 12)) bytes more arrived over wan1 alone"
 tx_before=$(wan0_tx)
-allow_more 6
 x "$A" ip link set wan0 up
 say "wan0 up again"
-# Data keeps coming (2 MB ahead of what arrived) until wan0 carries 1 MB.
-regained() { allow_more 2; [ $(($(wan0_tx) - tx_before)) -ge 1048576 ]; }
+# 64 KB: far above the probes' few bytes a second; a light paced load may
+# leave most of it on wan1 (the kernel's scheduler picks by RTT).
+regained() { [ $(($(wan0_tx) - tx_before)) -ge 65536 ]; }
 wait_for 60 regained || fail "wan0 carries no data after it returned ($(($(wan0_tx) - tx_before)) bytes)"
 say "wan0 carries the transfer again ($(($(wan0_tx) - tx_before)) bytes sent on it since)"
 back() { link_is wan0 up && has_subflow wan0; }
 wait_for 30 back || fail "status does not show wan0 up with a subflow again: $(status_flat)"
 say "status: wan0 up again, with a subflow"
-echo "$MB" > /tmp/allowed
-wait_for 120 at_least $((MB * 1048576)) || fail "only $(received) of $((MB * 1048576)) bytes arrived"
+wait_for 120 at_least "$total" || fail "only $(received) of $total bytes arrived"
 got=$(sha256sum < /tmp/recv | cut -d' ' -f1)
 [ "$got" = "$want" ] || fail "SHA-256 differs: sent $want, received $got"
 say "$MB MB arrived intact (SHA-256 $got)"

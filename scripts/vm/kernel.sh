@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Sourced by scripts/vm-test.sh (arm64) and scripts/vm-lab.sh (x86_64): the
+# Sourced by scripts/vm-test.sh (arm64, armv7, mipsel) and scripts/vm-lab.sh (x86_64): the
 # Debian packages a VM boots from, fetched with `apt-get download` into a
 # cache outside the clone, and an initramfs's kernel modules. Callers set
 # `set -euo pipefail` and define vm_name (the prefix of every message).
@@ -76,7 +76,7 @@ vm_busybox() {
 
 # vm_modules KERNEL_ROOT KVER INITRAMFS MODULE...: the MODULEs and what they
 # depend on, decompressed (6.12's are .ko.xz, which busybox's insmod cannot
-# load), into INITRAMFS, listed in load order in INITRAMFS/etc/modules.order
+# load; 6.1's are plain .ko), into INITRAMFS, listed in load order in INITRAMFS/etc/modules.order
 # (absolute paths inside the VM), with a modules.dep made by depmod -b.
 # Modules built into the kernel are left out.
 vm_modules() {
@@ -91,7 +91,10 @@ vm_modules() {
         rel=${ko#"$kroot/"}
         rel=${rel%.xz}
         mkdir -p "$ir/$(dirname "$rel")"
-        xz -dc "$ko" > "$ir/$rel"
+        case $ko in
+            *.xz) xz -dc "$ko" > "$ir/$rel" ;;
+            *) cp "$ko" "$ir/$rel" ;; # Debian's 6.1 ships them uncompressed
+        esac
         echo "/$rel" >> "$ir/etc/modules.order"
     done
     mkdir -p "$ir/lib/modules/$kver"

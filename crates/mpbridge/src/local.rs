@@ -185,6 +185,12 @@ async fn start_and_serve(
     } else {
         tracing::warn!("mptcp = false: connections to the remote use plain TCP over one link");
     }
+    let mut settings = settings;
+    let lacks = checks::report_lacks(|s| checks::local_lacks(s, settings.mptcp, settings.fastopen));
+    if lacks.contains(&checks::Lack::FastopenConnect) {
+        // Said once above; no futile option per connection.
+        settings.fastopen = false;
+    }
     if settings.fastopen {
         checks::fastopen_client();
     }

@@ -103,9 +103,10 @@ struct Shared {
     stats: Arc<Stats>,
 }
 
-/// Binds the MPTCP listeners with TCP Fast Open (so the Convert header may
-/// ride in the SYN). Plain TCP clients are accepted too (MPTCP falls back).
-pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError> {
+/// Binds the MPTCP listeners, with TCP Fast Open when `fastopen` (so the
+/// Convert header may ride in the SYN). Plain TCP clients are accepted too
+/// (MPTCP falls back).
+pub fn bind(addrs: &[SocketAddr], fastopen: bool) -> Result<Vec<TcpListener>, StartError> {
     let mut listeners = Vec::new();
     for addr in addrs {
         let socket = sys::stream_socket(addr, Transport::Mptcp)?;
@@ -115,7 +116,12 @@ pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError> {
                 s.set_only_v6(true)?;
             }
             s.bind(&(*addr).into())?;
-            if let Err(e) = sys::enable_fastopen_listener(s, 1024) {
+            // Without `fastopen` the kernel lacks it, as said once at start.
+            let tfo = match fastopen {
+                true => sys::enable_fastopen_listener(s, 1024),
+                false => Ok(()),
+            };
+            if let Err(e) = tfo {
                 tracing::warn!(%addr, error = %e, "TCP Fast Open unavailable on the listener; each connection costs one more round trip");
             }
             s.listen(1024)
@@ -192,11 +198,15 @@ async fn start_and_serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     checks::mptcp_available()?;
-    checks::fastopen_server();
+    let fastopen =
+        !checks::report_lacks(checks::remote_lacks).contains(&checks::Lack::FastopenListener);
+    if fastopen {
+        checks::fastopen_server();
+    }
     // First: a second daemon finds the first one's control socket (a
     // clearer error than its busy listen port) before changing anything.
     let endpoints = control::bind(&settings.common.control)?;
-    let listeners = bind(&settings.listen)?;
+    let listeners = bind(&settings.listen, fastopen)?;
     let host = checks::host_view().await?;
     let paths = crate::paths::PathManager::start(
         &settings.common.paths,
@@ -217,7 +227,10 @@ async fn start_and_serve(
     daemon.hold_control(endpoints.serve(observed));
     for l in &listeners {
         if let Ok(addr) = l.local_addr() {
-            tracing::info!(%addr, "remote listening (MPTCP, TCP Fast Open)");
+            match fastopen {
+                true => tracing::info!(%addr, "remote listening (MPTCP, TCP Fast Open)"),
+                false => tracing::info!(%addr, "remote listening (MPTCP)"),
+            }
         }
     }
     serve(settings, listeners, stats.clone(), host.watch(), shutdown).await;

@@ -193,6 +193,49 @@ pub fn set_mark<'a>(socket: impl Into<SockRef<'a>>, mark: u32) -> io::Result<()>
     socket.into().set_mark(mark)
 }
 
+/// What this kernel's MPTCP sockets support of the options the daemons use
+/// that older kernels lack, probed once at start ([`probe_mptcp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MptcpSupport {
+    /// `TCP_FASTOPEN` on an MPTCP socket, for the remote's listener
+    /// (Linux >= 6.2).
+    pub fastopen_listener: bool,
+    /// `TCP_FASTOPEN_NO_COOKIE` on an MPTCP socket, for the local's data in
+    /// the SYN (Linux >= 6.2).
+    pub fastopen_no_cookie: bool,
+    /// `MPTCP_INFO` (Linux >= 5.16), for the connections' subflows in
+    /// `mpbridge status`.
+    pub info: bool,
+}
+
+/// Probes an unbound, unconnected MPTCP socket for [`MptcpSupport`]. Older
+/// kernels answer EOPNOTSUPP for what they lack; any failure counts as
+/// lacking. `None` when no MPTCP socket can be made at all.
+pub fn probe_mptcp() -> Option<MptcpSupport> {
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+    let fresh = || stream_socket(&any, Transport::Mptcp).ok();
+    // A fresh socket per option: a refused option must not leave the
+    // socket half-configured for the next probe.
+    let fastopen_listener =
+        set_int_opt(&fresh()?, libc::IPPROTO_TCP, libc::TCP_FASTOPEN, 1).is_ok();
+    let fastopen_no_cookie =
+        set_int_opt(&fresh()?, libc::IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1).is_ok();
+    let mut buf = [0u8; 256];
+    let info = mptcp_sockopt(fresh()?.as_raw_fd(), MptcpOption::Info, &mut buf).is_ok();
+    Some(MptcpSupport {
+        fastopen_listener,
+        fastopen_no_cookie,
+        info,
+    })
+}
+
+/// The running kernel's release (`uname -r`), for messages.
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
 /// `SOL_MPTCP` (linux/socket.h).
 const SOL_MPTCP: libc::c_int = 284;
 
@@ -368,5 +411,36 @@ mod tests {
         socket.bind(&addr.into()).unwrap();
         enable_fastopen_listener(&socket, 16).unwrap();
         socket.listen(16).unwrap();
+    }
+
+    /// The kernel this test runs on is >= 6.2 with MPTCP, or has none: the
+    /// probe must then find everything (a probe that wrongly says "lacking"
+    /// would degrade every router on a new kernel).
+    #[test]
+    fn the_probe_finds_what_a_current_kernel_has() {
+        let Some(support) = probe_mptcp() else {
+            return; // kernel without MPTCP
+        };
+        let release = kernel_release();
+        let mut parts = release
+            .split(['.', '-'])
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        if version >= (6, 2) {
+            assert_eq!(
+                support,
+                MptcpSupport {
+                    fastopen_listener: true,
+                    fastopen_no_cookie: true,
+                    info: true,
+                },
+                "on {release}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_kernel_release_is_read() {
+        assert!(kernel_release().contains('.'), "{}", kernel_release());
     }
 }
