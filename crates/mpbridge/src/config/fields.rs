@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use toml::Spanned;
 
-use super::bounded::{FromNumber, OutOfRange};
+use super::bounded::{FromNumber, OutOfRange, Timeout};
 use super::choice::{choose, Choice};
 use super::error::{file_location, ConfigError, Location};
 use super::raw::{Field, List};
@@ -63,6 +63,16 @@ impl ConfigFile {
     ) -> Result<B, ConfigError> {
         let n = value.map_or(default, |v| *v.get_ref());
         B::from_number(n).map_err(|e| self.out_of_range(value, field, &e))
+    }
+
+    /// A timeout in milliseconds ([`Timeout`]'s range), as a duration.
+    pub(super) fn timeout(
+        &self,
+        value: Option<&Spanned<i64>>,
+        field: &str,
+        default: i64,
+    ) -> Result<std::time::Duration, ConfigError> {
+        Ok(self.bounded::<Timeout>(value, field, default)?.duration())
     }
 
     /// A word naming one of `T`'s variants: the file's, else `default`.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use tracing::Level;
 
-use super::bounded::{DrainSecs, MaxConnections, PipeSize, RecvBuffer, Timeout};
+use super::bounded::{DrainSecs, MaxConnections, PipeSize, RecvBuffer};
 use super::choice::{choose, Choice};
 use super::error::ConfigError;
 use super::fields::{check_socket_path, cli_addrs, parse_socket_addr, unspecified_on, AddrUse};
@@ -110,20 +110,16 @@ impl ConfigFile {
         Ok(LocalSettings {
             listen,
             remotes,
-            connect_timeout: self
-                .bounded::<Timeout>(
-                    raw.connect_timeout_ms.as_ref(),
-                    "local.connect_timeout_ms",
-                    DEFAULT_CONNECT_TIMEOUT_MS,
-                )?
-                .duration(),
-            reply_timeout: self
-                .bounded::<Timeout>(
-                    raw.reply_timeout_ms.as_ref(),
-                    "local.reply_timeout_ms",
-                    DEFAULT_REPLY_TIMEOUT_MS,
-                )?
-                .duration(),
+            connect_timeout: self.timeout(
+                raw.connect_timeout_ms.as_ref(),
+                "local.connect_timeout_ms",
+                DEFAULT_CONNECT_TIMEOUT_MS,
+            )?,
+            reply_timeout: self.timeout(
+                raw.reply_timeout_ms.as_ref(),
+                "local.reply_timeout_ms",
+                DEFAULT_REPLY_TIMEOUT_MS,
+            )?,
             mptcp: raw.mptcp.as_ref().is_none_or(|b| *b.get_ref()),
             fastopen: raw.fastopen.as_ref().is_none_or(|b| *b.get_ref()),
             fastopen_rcvbuf: self
@@ -182,20 +178,16 @@ impl ConfigFile {
         let paths = self.paths(listen[0].port(), Role::Remote)?;
         Ok(RemoteSettings {
             listen,
-            header_timeout: self
-                .bounded::<Timeout>(
-                    raw.header_timeout_ms.as_ref(),
-                    "remote.header_timeout_ms",
-                    DEFAULT_HEADER_TIMEOUT_MS,
-                )?
-                .duration(),
-            connect_timeout: self
-                .bounded::<Timeout>(
-                    raw.connect_timeout_ms.as_ref(),
-                    "remote.connect_timeout_ms",
-                    DEFAULT_CONNECT_TIMEOUT_MS,
-                )?
-                .duration(),
+            header_timeout: self.timeout(
+                raw.header_timeout_ms.as_ref(),
+                "remote.header_timeout_ms",
+                DEFAULT_HEADER_TIMEOUT_MS,
+            )?,
+            connect_timeout: self.timeout(
+                raw.connect_timeout_ms.as_ref(),
+                "remote.connect_timeout_ms",
+                DEFAULT_CONNECT_TIMEOUT_MS,
+            )?,
             policy: DestPolicy {
                 allow: self.cidrs(&raw.allow, "remote.allow")?,
                 deny: self.cidrs(&raw.deny, "remote.deny")?,

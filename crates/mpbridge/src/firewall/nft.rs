@@ -145,6 +145,20 @@ impl Family {
         }
     }
 
+    /// The expressions that match a packet of this family (`meta nfproto`).
+    fn matches(self) -> [Expr; 2] {
+        [
+            Expr::Meta {
+                key: NFT_META_NFPROTO,
+                dreg: NFT_REG_1,
+            },
+            Expr::Cmp {
+                sreg: NFT_REG_1,
+                data: vec![self.nfproto()],
+            },
+        ]
+    }
+
     /// Offset and length of the destination address in the IP header.
     fn daddr(self) -> (u32, u32) {
         match self {
@@ -677,20 +691,11 @@ impl Batch {
                         data: port.to_be_bytes().to_vec(),
                     });
                 }
-                exprs.extend([
-                    Expr::Meta {
-                        key: NFT_META_NFPROTO,
-                        dreg: NFT_REG_1,
-                    },
-                    Expr::Cmp {
-                        sreg: NFT_REG_1,
-                        data: vec![family.nfproto()],
-                    },
-                    Expr::Verdict {
-                        code: NFT_JUMP,
-                        chain: Some(chain_of(family)),
-                    },
-                ]);
+                exprs.extend(family.matches());
+                exprs.push(Expr::Verdict {
+                    code: NFT_JUMP,
+                    chain: Some(chain_of(family)),
+                });
                 let name = if proto == IPPROTO_TCP { "tcp" } else { "udp" };
                 let port = dport.map(|p| format!(" dport {p}")).unwrap_or_default();
                 self.rule(
@@ -814,20 +819,15 @@ impl Batch {
         let (offset, len) = family.daddr();
         for kind in SetKind::ALL {
             let set = kind.name(family);
+            // Already known from the jump, but with it `nft list` can
+            // print `ip daddr` instead of a raw payload.
+            let [meta, is_family] = family.matches();
             self.rule(
                 chain,
                 &format!("daddr @{set}: return"),
                 &[
-                    // Already known from the jump, but with it `nft list`
-                    // can print `ip daddr` instead of a raw payload.
-                    Expr::Meta {
-                        key: NFT_META_NFPROTO,
-                        dreg: NFT_REG_1,
-                    },
-                    Expr::Cmp {
-                        sreg: NFT_REG_1,
-                        data: vec![family.nfproto()],
-                    },
+                    meta,
+                    is_family,
                     Expr::Payload {
                         base: NFT_PAYLOAD_NETWORK_HEADER,
                         offset,
