@@ -5,12 +5,14 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use convert::cookie::{CookieError, Verifier};
 use convert::{ErrorCode, Message};
 use socket2::Socket;
+use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
@@ -22,16 +24,30 @@ use crate::host::sys::{self, Transport};
 use crate::host::Watch;
 use crate::ratelimit::LogLimit;
 use crate::relay;
-use crate::server::{self, Accepted, ServeOptions};
+use crate::server::{self, Accepted, ServeOptions, Slot};
 use crate::stats::Stats;
 use crate::{checks, warn_limited};
 
 /// After an Error TLV, how long the client may take to read it before RST.
 const ERROR_LINGER: Duration = Duration::from_secs(1);
 
-/// How often a connection accepted on its SYN's data is checked for the
-/// last ACK of its handshake, before anything is written to it.
-const HANDSHAKE_POLL: Duration = Duration::from_millis(1);
+/// A connection accepted on its SYN's data whose handshake is still
+/// incomplete is woken by the kernel when its last ACK arrives (see
+/// [`Handshake`]); should a kernel not wake it, it looks again after this
+/// pause, doubling up to [`HANDSHAKE_RECHECK_MAX`]. A fallback, not a poll:
+/// on 6.18 the wake-up comes first.
+const HANDSHAKE_RECHECK_FIRST: Duration = Duration::from_millis(4);
+const HANDSHAKE_RECHECK_MAX: Duration = Duration::from_millis(256);
+
+/// How long a refused client whose handshake is incomplete may take to
+/// complete it and read its Error TLV (a round trip, or a lost SYN-ACK's
+/// retransmission after TCP's initial 1 s timeout and a round trip), and
+/// how many such clients wait at once. Beyond that budget,
+/// and for whoever has not completed it in time, the refusal is a RST at
+/// once: a sender of spoofed SYNs never completes, and costs nothing but
+/// the RST.
+const REFUSAL_GRACE: Duration = Duration::from_secs(3);
+const REFUSAL_GRACE_BUDGET: usize = 64;
 
 static REFUSED_AUTH: LogLimit = LogLimit::refusals();
 static REFUSED_MALFORMED: LogLimit = LogLimit::refusals();
@@ -64,6 +80,22 @@ enum Refusal {
 }
 
 impl Refusal {
+    /// Whether the client was refused before it proved it holds the key:
+    /// anyone can send that, from a spoofed address too, so its refusal
+    /// must cost nothing (see [`refuse`]).
+    fn unauthenticated(&self) -> bool {
+        match self {
+            Refusal::Malformed(_)
+            | Refusal::HeaderTimeout(_)
+            | Refusal::HandshakeTimeout(_)
+            | Refusal::Truncated
+            | Refusal::NoConnect
+            | Refusal::NoCookie
+            | Refusal::Cookie(_) => true,
+            Refusal::Policy(_) | Refusal::Dial(_) | Refusal::DialTimeout(_) => false,
+        }
+    }
+
     /// The one place that maps why we refuse to what the client is told.
     fn code(&self) -> Option<ErrorCode> {
         Some(match self {
@@ -101,6 +133,9 @@ struct Shared {
     /// This host's addresses, for the destination policy.
     host: Watch,
     stats: Arc<Stats>,
+    /// Refused clients now given [`REFUSAL_GRACE`] to complete their
+    /// handshake; at most [`REFUSAL_GRACE_BUDGET`].
+    in_grace: AtomicUsize,
 }
 
 /// Binds the MPTCP listeners, with TCP Fast Open when `fastopen` (so the
@@ -164,6 +199,7 @@ pub async fn serve(
         verifier,
         host,
         stats: stats.clone(),
+        in_grace: AtomicUsize::new(0),
     });
     server::serve(listeners, options, stats, shutdown, move |accepted| {
         let shared = shared.clone();
@@ -241,7 +277,7 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     let Accepted {
         stream,
         peer,
-        permit: _permit,
+        permit: slot,
     } = accepted;
     let settings = &shared.settings;
     if settings.fastopen_rcvbuf > 0 {
@@ -254,30 +290,32 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     let handshake = Handshake::from_now(settings.header_timeout);
     let request = match tokio::time::timeout(settings.header_timeout, read_request(&stream)).await {
         Ok(Ok(request)) => request,
-        Ok(Err(refusal)) => return refuse(&shared, stream, peer, None, refusal, &handshake).await,
+        Ok(Err(refusal)) => {
+            return refuse(&shared, stream, peer, None, refusal, &handshake, slot).await
+        }
         Err(_) => {
             let refusal = Refusal::HeaderTimeout(settings.header_timeout);
-            return refuse(&shared, stream, peer, None, refusal, &handshake).await;
+            return refuse(&shared, stream, peer, None, refusal, &handshake, slot).await;
         }
     };
     let (dest, payload) = match check(&shared, &request) {
         Ok(dest) => (dest, &request.payload),
         Err(refusal) => {
             let dest = request.message.connect().map(|c| c.dest);
-            return refuse(&shared, stream, peer, dest, refusal, &handshake).await;
+            return refuse(&shared, stream, peer, dest, refusal, &handshake, slot).await;
         }
     };
     tracing::Span::current().record("dest", tracing::field::display(dest));
     let upstream = match dial(dest, settings.connect_timeout).await {
         Ok(s) => s,
         Err(refusal) => {
-            return refuse(&shared, stream, peer, Some(dest), refusal, &handshake).await
+            return refuse(&shared, stream, peer, Some(dest), refusal, &handshake, slot).await
         }
     };
     // The handshake completed while we dialled, unless the destination
     // answered faster than the client's last ACK travels.
     if let Err(refusal) = handshake.complete(&stream).await {
-        return refuse(&shared, stream, peer, Some(dest), refusal, &handshake).await;
+        return refuse(&shared, stream, peer, Some(dest), refusal, &handshake, slot).await;
     }
     // Confirm only now that the destination accepted: a bare header.
     let mut reply = Vec::with_capacity(convert::HEADER_LEN);
@@ -357,11 +395,24 @@ fn check(shared: &Shared, request: &Request) -> Result<SocketAddr, Refusal> {
 /// without a data ACK) does not send what was queued meanwhile: that waits
 /// until the client sends something, and a client waiting for our reply
 /// never does. So whatever we write first (the reply, an Error TLV) waits
-/// here for that ACK. It could not leave earlier anyway; the wait adds at
-/// most about [`HANDSHAKE_POLL`].
+/// here for that ACK.
+///
+/// Waiting costs no polling: the ACK that establishes the subflow wakes
+/// whoever waits on the socket (the kernel's state change of the subflow,
+/// which shares the accepted socket's wait queue, and of a plain TCP
+/// socket), and tokio reports that as a new write readiness. Each wake-up
+/// is one TCP_INFO look; a kernel that did not wake us is looked at again
+/// after a pause that doubles from [`HANDSHAKE_RECHECK_FIRST`].
 struct Handshake {
     deadline: tokio::time::Instant,
     limit: Duration,
+}
+
+/// Whether `stream` still waits for the last ACK of its handshake. A kernel
+/// that cannot tell (no TCP_INFO on MPTCP sockets) is taken at its word:
+/// the stream is writable.
+fn handshake_pending(stream: &TcpStream) -> bool {
+    matches!(sys::handshake_pending(stream), Ok(true))
 }
 
 impl Handshake {
@@ -374,22 +425,106 @@ impl Handshake {
     }
 
     /// Returns once the handshake of `stream` has completed; a refusal once
-    /// the deadline passed without. A kernel that cannot tell (no TCP_INFO
-    /// on MPTCP sockets) is taken at its word: the stream is writable.
+    /// the deadline passed without.
     async fn complete(&self, stream: &TcpStream) -> Result<(), Refusal> {
+        if !handshake_pending(stream) {
+            return Ok(());
+        }
         let start = tokio::time::Instant::now();
-        let mut polls = 0u32;
-        while let Ok(true) = sys::handshake_pending(stream) {
-            if tokio::time::Instant::now() >= self.deadline {
-                return Err(Refusal::HandshakeTimeout(self.limit));
+        match wait_established(stream, self.deadline, Recheck::Backoff).await {
+            Some(Waited { woken, rechecks }) => {
+                tracing::debug!(waited = ?start.elapsed(), woken, rechecks,
+                    "the handshake's last ACK came after the header");
+                Ok(())
             }
-            tokio::time::sleep(HANDSHAKE_POLL).await;
-            polls += 1;
+            None => Err(Refusal::HandshakeTimeout(self.limit)),
         }
-        if polls > 0 {
-            tracing::debug!(waited = ?start.elapsed(), "the handshake's last ACK came after the header");
+    }
+}
+
+/// What [`wait_established`] does when the kernel does not wake it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recheck {
+    /// Looks again after a pause doubling from [`HANDSHAKE_RECHECK_FIRST`].
+    Backoff,
+    /// Nothing: waits for the wake-up or the deadline.
+    Never,
+}
+
+/// How [`wait_established`] saw the handshake complete.
+#[derive(Debug, Clone, Copy, Default)]
+struct Waited {
+    /// Times the kernel woke the socket.
+    woken: u32,
+    /// Times it looked again after a pause, unwoken.
+    rechecks: u32,
+}
+
+/// Waits, without polling, until the handshake of `stream` has completed
+/// (`Some`) or `deadline` passed (`None`).
+async fn wait_established(
+    stream: &TcpStream,
+    deadline: tokio::time::Instant,
+    recheck: Recheck,
+) -> Option<Waited> {
+    let mut pause = HANDSHAKE_RECHECK_FIRST;
+    let mut waited = Waited::default();
+    loop {
+        if !handshake_pending(stream) {
+            return Some(waited);
         }
-        Ok(())
+        // Forget a write readiness seen before that look (the accepted
+        // socket is writable at once), then look again: a wake-up that came
+        // in between is either seen by this look or still pending in tokio.
+        let _ = stream.try_io(Interest::WRITABLE, || {
+            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+        });
+        if !handshake_pending(stream) {
+            return Some(waited);
+        }
+        let fallback = async {
+            match recheck {
+                Recheck::Backoff => tokio::time::sleep(pause).await,
+                Recheck::Never => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ready = stream.writable() => {
+                if ready.is_err() {
+                    // Whatever is written next says what went wrong.
+                    return Some(waited);
+                }
+                waited.woken += 1;
+            }
+            () = fallback => {
+                pause = (pause * 2).min(HANDSHAKE_RECHECK_MAX);
+                waited.rechecks += 1;
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                return (!handshake_pending(stream)).then_some(waited);
+            }
+        }
+    }
+}
+
+/// One of the [`REFUSAL_GRACE_BUDGET`] places of refused clients that may
+/// still complete their handshake; given back when dropped.
+struct GracePlace<'a>(&'a AtomicUsize);
+
+impl<'a> GracePlace<'a> {
+    fn take(in_grace: &'a AtomicUsize) -> Option<GracePlace<'a>> {
+        in_grace
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < REFUSAL_GRACE_BUDGET).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| GracePlace(in_grace))
+    }
+}
+
+impl Drop for GracePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -407,8 +542,14 @@ async fn dial(dest: SocketAddr, limit: Duration) -> Result<TcpStream, Refusal> {
 }
 
 /// Counts and logs a refusal (rate-limited), answers with an Error TLV where
-/// the RFC has a code for it (once the `handshake` allows), and closes with
-/// RST.
+/// the RFC has a code for it, and closes with RST.
+///
+/// The Error TLV can only be written once the client's handshake completed
+/// (see [`Handshake`]). A client refused before it authenticated whose
+/// handshake is incomplete may be a sender of spoofed SYNs that never
+/// completes it: its connection slot is given back at once, and unless it
+/// fits in the small budget of clients given [`REFUSAL_GRACE`] to complete
+/// it (waiting for the kernel's wake-up only), the answer is a RST at once.
 async fn refuse(
     shared: &Shared,
     stream: TcpStream,
@@ -416,6 +557,7 @@ async fn refuse(
     dest: Option<SocketAddr>,
     refusal: Refusal,
     handshake: &Handshake,
+    slot: Slot,
 ) {
     let stats = &shared.stats;
     let dest = dest.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
@@ -438,16 +580,41 @@ async fn refuse(
             warn_limited!(REFUSED_MALFORMED, %peer, "refused: {refusal}");
         }
     }
-    if let Some(code) = refusal.code() {
-        let mut out = Vec::new();
-        if handshake.complete(&stream).await.is_ok()
-            && Message::reply_error(code).encode(&mut out).is_ok()
-            && relay::write_all(&stream, &out).await.is_ok()
+    let Some(code) = refusal.code() else {
+        sys::arm_reset(&stream);
+        return;
+    };
+    // Held while the Error TLV is written and read: the slot, or a place
+    // of the grace budget.
+    let (_slot, _place) = if refusal.unauthenticated() && handshake_pending(&stream) {
+        drop(slot);
+        let Some(place) = GracePlace::take(&shared.in_grace) else {
+            sys::arm_reset(&stream);
+            return;
+        };
+        let until = tokio::time::Instant::now() + REFUSAL_GRACE;
+        if wait_established(&stream, until, Recheck::Never)
+            .await
+            .is_none()
         {
-            // Let the client read the Error TLV before the reset.
-            let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
-            let _ = tokio::time::timeout(ERROR_LINGER, wait_closed(&stream)).await;
+            sys::arm_reset(&stream);
+            return;
         }
+        (None, Some(place))
+    } else {
+        if handshake.complete(&stream).await.is_err() {
+            sys::arm_reset(&stream);
+            return;
+        }
+        (Some(slot), None)
+    };
+    let mut out = Vec::new();
+    if Message::reply_error(code).encode(&mut out).is_ok()
+        && relay::write_all(&stream, &out).await.is_ok()
+    {
+        // Let the client read the Error TLV before the reset.
+        let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
+        let _ = tokio::time::timeout(ERROR_LINGER, wait_closed(&stream)).await;
     }
     sys::arm_reset(&stream);
 }
