@@ -160,6 +160,16 @@ pub fn enable_keepalive<'a>(socket: impl Into<SockRef<'a>>) {
     let _ = socket.into().set_tcp_keepalive(&params);
 }
 
+/// Sets on a proxy's listener what its accepted sockets inherit, so that it
+/// costs no syscall per connection: keepalive (see [`enable_keepalive`]) and
+/// TCP_NODELAY (a relay forwards each read at once; Nagle would hold the
+/// reply behind the 4-byte Convert header until its ACK).
+pub fn set_inherited_options<'a>(listener: impl Into<SockRef<'a>>) {
+    let listener = listener.into();
+    enable_keepalive(&*listener);
+    let _ = listener.set_tcp_nodelay(true);
+}
+
 /// Makes the next close of this socket send RST instead of FIN.
 pub fn arm_reset<'a>(socket: impl Into<SockRef<'a>>) {
     // Failure here only means a FIN instead of a RST; nothing better to do.
@@ -354,6 +364,43 @@ mod tests {
             assert_eq!(
                 socket.tcp_keepalive_time().unwrap(),
                 KEEPALIVE_IDLE,
+                "{transport:?}"
+            );
+        }
+    }
+
+    /// The proxies set keepalive and TCP_NODELAY once on their listeners
+    /// (see `server::serve`): an accepted socket, TCP or MPTCP, must
+    /// inherit them.
+    #[test]
+    fn accepted_sockets_inherit_the_listeners_options() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        for transport in [Transport::Tcp, Transport::Mptcp] {
+            let Ok(listener) = stream_socket(&addr, transport) else {
+                continue; // kernel without MPTCP
+            };
+            listener.bind(&addr.into()).unwrap();
+            set_inherited_options(&listener);
+            listener.listen(1).unwrap();
+            let to = listener.local_addr().unwrap().as_socket().unwrap();
+            let _client = std::net::TcpStream::connect(to).unwrap();
+            listener.set_nonblocking(false).unwrap();
+            let (accepted, _) = listener.accept().unwrap();
+            assert!(accepted.keepalive().unwrap(), "{transport:?}");
+            assert!(accepted.tcp_nodelay().unwrap(), "{transport:?}");
+            assert_eq!(
+                accepted.tcp_keepalive_time().unwrap(),
+                KEEPALIVE_IDLE,
+                "{transport:?}"
+            );
+            assert_eq!(
+                accepted.tcp_keepalive_interval().unwrap(),
+                KEEPALIVE_INTERVAL,
+                "{transport:?}"
+            );
+            assert_eq!(
+                accepted.tcp_keepalive_retries().unwrap(),
+                KEEPALIVE_COUNT,
                 "{transport:?}"
             );
         }
