@@ -42,10 +42,9 @@ const HANDSHAKE_RECHECK_MAX: Duration = Duration::from_millis(256);
 /// How long a refused client whose handshake is incomplete may take to
 /// complete it and read its Error TLV (a round trip, or a lost SYN-ACK's
 /// retransmission after TCP's initial 1 s timeout and a round trip), and
-/// how many such clients wait at once. Beyond that budget,
-/// and for whoever has not completed it in time, the refusal is a RST at
-/// once: a sender of spoofed SYNs never completes, and costs nothing but
-/// the RST.
+/// how many such clients wait at once. Beyond that budget, and for whoever
+/// has not completed it in time, the refusal is a RST: a sender of spoofed
+/// SYNs never completes, and costs nothing but the RST.
 const REFUSAL_GRACE: Duration = Duration::from_secs(3);
 const REFUSAL_GRACE_BUDGET: usize = 64;
 
