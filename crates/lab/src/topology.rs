@@ -33,6 +33,9 @@ pub const KEEP_ENV: &str = "MPB_KEEP";
 /// `/run/netns`, and concurrent first calls could stack two mounts.
 static NETNS_ADD: Mutex<()> = Mutex::new(());
 
+/// What [`Topology::build_with_links`] calls to make the links.
+pub type MakeLinks<'a> = &'a dyn Fn(&Topology) -> anyhow::Result<()>;
+
 /// A running lab: `client — ra — N links — rb — server`, each in its own
 /// network namespace. Dropping it (also while unwinding from a panic)
 /// stops every process started in it and deletes the namespaces.
@@ -75,7 +78,7 @@ impl Topology {
     pub fn build_with_links(
         spec: &TopologySpec,
         lan_routes: LanRoutes,
-        make_links: &dyn Fn(&Topology) -> anyhow::Result<()>,
+        make_links: MakeLinks<'_>,
     ) -> anyhow::Result<Topology> {
         Topology::build_inner(spec, lan_routes, Some(make_links))
     }
@@ -83,7 +86,7 @@ impl Topology {
     fn build_inner(
         spec: &TopologySpec,
         lan_routes: LanRoutes,
-        make_links: Option<&dyn Fn(&Topology) -> anyhow::Result<()>>,
+        make_links: Option<MakeLinks<'_>>,
     ) -> anyhow::Result<Topology> {
         spec.validate()?;
         preflight(spec)?;

@@ -564,7 +564,7 @@ pub fn failure_run(
     let finished = AtomicBool::new(false);
     let started = Instant::now();
     let ((outcome, seconds, events, associated_after, status), links) =
-        measure::record(topo, started, Some(&client_rx), progress, || {
+        record(topo, started, &client_rx, progress, || {
             std::thread::scope(|scope| {
                 let transfer = scope.spawn(|| {
                     let result = transfer::run(topo, server, bytes, &client_rx);
@@ -576,13 +576,15 @@ pub fn failure_run(
                     let mut events = Vec::new();
                     let at = |t: f64| started + Duration::from_secs_f64(t);
                     sleep_until(at(timing.fail_at));
+                    // The moment the command is given (under TCG starting
+                    // it may take a second).
+                    events.push(event(started, link, false));
                     wl.wifi.apply(topo, failure, link, true)?;
                     progress.note(&format!("link {link} {}", failure.name()));
-                    events.push(event(started, link, false));
                     sleep_until(at(timing.restore_at));
-                    wl.wifi.apply(topo, failure, link, false)?;
-                    let lifted = Instant::now();
                     events.push(event(started, link, true));
+                    let lifted = Instant::now();
+                    wl.wifi.apply(topo, failure, link, false)?;
                     progress.note("");
                     let associated =
                         wait_until(ASSOCIATE_TIMEOUT, || wl.wifi.associated(topo, link))
@@ -616,7 +618,7 @@ pub fn failure_run(
         fail_at: fail_t,
         restore_at: restore_t,
         intact: outcome.intact(),
-        regained_after: measure::regained(&links, link, restore_t),
+        regained_after: regained(&links, link, restore_t),
         longest_stall: iperf::longest_stall(&goodput, fail_t - 0.1),
         mean_mbit: bytes as f64 * 8.0 / seconds.max(1e-3) / 1e6,
         associated_after,
@@ -628,6 +630,79 @@ pub fn failure_run(
             links,
             events,
         },
+    })
+}
+
+/// Runs `body` while a thread samples router A's link counters and the
+/// client's received count every [`measure::SAMPLE_PERIOD`] (cheap reads
+/// of sysfs: the lab's `ss`-based sampler takes seconds per sample in a
+/// VM under TCG on a busy machine, which turns 100 ms stalls into
+/// multi-second intervals). Subflow counters are left at 0.
+fn record<T>(
+    topo: &Topology,
+    started: Instant,
+    app_rx: &AtomicU64,
+    progress: &Progress,
+    body: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<(T, Vec<measure::LinkSample>)> {
+    let stop = AtomicBool::new(false);
+    let samples = Mutex::new(Vec::<measure::LinkSample>::new());
+    let ns = topo.ns_path(Node::RouterA);
+    let names: Vec<String> = (0..topo.link_count())
+        .map(|l| topo.link_ifname(l))
+        .collect();
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let counters = crate::netns::try_in_netns(&ns, || {
+                let mut tick = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = started.elapsed().as_secs_f64();
+                    let c: Vec<(u64, u64)> = names
+                        .iter()
+                        .map(|n| crate::netns::read_if_bytes(n).unwrap_or((0, 0)))
+                        .collect();
+                    let s = measure::LinkSample {
+                        t,
+                        tx_bytes: c.iter().map(|c| c.0).collect(),
+                        rx_bytes: c.iter().map(|c| c.1).collect(),
+                        subflow_rx_bytes: vec![0; c.len()],
+                        app_rx_bytes: Some(app_rx.load(Ordering::Relaxed)),
+                    };
+                    let mut all = lock(&samples);
+                    if let Some(prev) = all.last() {
+                        progress.tick(t, &measure::rx_mbit(prev, &s), None);
+                    }
+                    all.push(s);
+                    drop(all);
+                    tick += 1;
+                    let next = measure::SAMPLE_PERIOD * tick;
+                    if let Some(left) = next.checked_sub(started.elapsed()) {
+                        std::thread::sleep(left);
+                    }
+                }
+            });
+            if let Err(e) = counters {
+                eprintln!("mpbridge-lab: cannot sample router A's links: {e:#}");
+            }
+        });
+        let result = body();
+        stop.store(true, Ordering::Relaxed);
+        result
+    });
+    progress.clear_line();
+    result.map(|r| (r, samples.into_inner().unwrap_or_else(|p| p.into_inner())))
+}
+
+/// Seconds after `restore_at` until router A received more than 1 Mbit/s
+/// over a sample period on `link`: the returned link carries the
+/// connection again (the probes alone are a few kbit/s; a Wi-Fi failure
+/// drops nothing once the link is back, so interface bytes are real ones).
+pub fn regained(samples: &[measure::LinkSample], link: usize, restore_at: f64) -> Option<f64> {
+    samples.windows(2).find_map(|w| {
+        let (a, b) = (&w[0], &w[1]);
+        let bytes = b.rx_bytes.get(link)?.saturating_sub(*a.rx_bytes.get(link)?);
+        let mbit = bytes as f64 * 8.0 / (b.t - a.t).max(1e-3) / 1e6;
+        (a.t + 1e-6 >= restore_at && mbit > 1.0).then_some(b.t - restore_at)
     })
 }
 
@@ -762,6 +837,29 @@ mod tests {
         assert_eq!(frequency(1), 2412);
         assert_eq!(frequency(11), 2462);
         assert!(CHANNELS[1] - CHANNELS[0] >= 5, "overlapping channels");
+    }
+
+    #[test]
+    fn a_link_is_regained_when_router_a_receives_over_a_megabit_on_it_after_the_restore() {
+        let s = |t: f64, rx: [u64; 2]| measure::LinkSample {
+            t,
+            tx_bytes: vec![0, 0],
+            rx_bytes: rx.to_vec(),
+            subflow_rx_bytes: vec![0, 0],
+            app_rx_bytes: None,
+        };
+        // 100 ms periods: 1,000 bytes are probes (80 kbit/s), 100,000 data.
+        let samples = [
+            s(5.9, [0, 0]),
+            s(6.0, [1_000, 100_000]),
+            s(6.1, [2_000, 200_000]),
+            s(6.2, [102_000, 300_000]),
+        ];
+        let t = regained(&samples, 0, 6.0).unwrap();
+        assert!((t - 0.2).abs() < 1e-9, "{t}");
+        assert_eq!(regained(&samples[..3], 0, 6.0), None);
+        // Link 1 carried all along: regained in the first period after.
+        assert!((regained(&samples, 1, 6.0).unwrap() - 0.1).abs() < 1e-9);
     }
 
     #[test]
