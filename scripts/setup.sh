@@ -14,6 +14,11 @@ command -v prlimit >/dev/null || need_apt+=(util-linux)
 # The router side: foreign binaries under emulation, script lint.
 command -v qemu-aarch64 >/dev/null || need_apt+=(qemu-user)
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
+# The Wi-Fi lab (mpbridge-lab run wifi-bridge, in the VM over this root):
+# access points, stations and nl80211 from Debian's packages.
+command -v hostapd >/dev/null || need_apt+=(hostapd)
+command -v wpa_supplicant >/dev/null || need_apt+=(wpasupplicant)
+command -v iw >/dev/null || need_apt+=(iw)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: missing ${need_apt[*]}; run as root so they can be installed" >&2

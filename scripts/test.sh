@@ -4,7 +4,8 @@
 # run, then the router side: cross builds, the router binaries under
 # qemu-user, the packages, the full-system VMs (arm64 on Linux 6.12, armv7
 # and mipsel on 6.1), and the lab in an
-# x86_64 VM for what needs netem (delay, jitter, bursty loss). Every test
+# x86_64 VM for what needs netem (delay, jitter, bursty loss) and for real
+# 802.11 (mac80211_hwsim, hostapd, wpa_supplicant). Every test
 # builds and removes its own network namespaces. Downloads and toolchains are
 # cached under /var/cache/mpbridge (MPBRIDGE_CACHE).
 set -euo pipefail
@@ -92,5 +93,9 @@ scripts/vm-test.sh mipsel
 
 step "x86_64 VM: the lab with netem (2 links, 5 and 30 ms one way) under qemu-system-x86_64"
 cargo test -p mpbridge-lab --locked --test vm -- --ignored --exact both_in_one_vm
+
+step "x86_64 VM: two WPA2 4-address Wi-Fi links (mac80211_hwsim), a checked transfer across a disassociation"
+cargo test -p mpbridge-lab --locked --test vm -- --ignored --exact \
+    a_wifi_link_carries_a_transfer_across_a_disassociation_and_leaves_nothing
 
 step "done"

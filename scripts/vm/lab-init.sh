@@ -18,8 +18,15 @@ die() {
     poweroff -f
 }
 
+# mac80211_hwsim makes two radios by default; the Wi-Fi lab needs four
+# (two links, an access point and a station each).
 while read -r ko; do
-    insmod "$ko" 2>/dev/null || echo "vm-lab guest: cannot load $ko"
+    case $ko in
+        */mac80211_hwsim.ko) args=radios=4 ;;
+        *) args= ;;
+    esac
+    # shellcheck disable=SC2086 # no argument, or one
+    insmod "$ko" $args 2>/dev/null || echo "vm-lab guest: cannot load $ko"
 done < /etc/modules.order
 
 opts=trans=virtio,version=9p2000.L,msize=512000

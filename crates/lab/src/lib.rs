@@ -26,6 +26,8 @@
 //! - [`links`]: what a link is like (rate, schedule, delay, jitter, loss)
 //!   and the `--links` syntax.
 //! - [`vm`]: running a scenario inside an x86_64 VM (for netem).
+//! - [`wifi`]: the links as real 802.11 (four `mac80211_hwsim` radios,
+//!   hostapd and wpa_supplicant in 4-address mode) and their failures.
 //! - [`plan`]: what to build ([`TopologySpec`]) and the fixed address plan.
 //! - `topology`: [`Topology`]: build, run/spawn/enter, faults, teardown.
 //! - `mptcp`: subflow inspection with `ss`.
@@ -57,6 +59,7 @@ pub mod ss;
 mod topology;
 pub mod transfer;
 pub mod vm;
+pub mod wifi;
 
 use std::time::{Duration, Instant};
 

@@ -9,6 +9,7 @@
 //! root file system); `both_in_one_vm` runs both in one boot. Ignored by
 //! default (they need root, qemu and, once, Debian's mirrors):
 //! `cargo test -p mpbridge-lab --test vm -- --ignored --exact both_in_one_vm`
+//! and, for the Wi-Fi lab, `... --exact a_wifi_link_carries_a_transfer_across_a_disassociation_and_leaves_nothing`
 //! (scripts/test.sh).
 
 use std::net::{TcpListener, TcpStream};
@@ -161,4 +162,125 @@ fn one_flow_over_unequal_delayed_links_uses_both_and_beats_the_best_link() {
             "link {i} carried {bytes} of {total} bytes of the flow"
         );
     }
+}
+
+const WIFI_TEST: &str = "a_wifi_link_carries_a_transfer_across_a_disassociation_and_leaves_nothing";
+
+/// The Wi-Fi lab (crate::wifi) bounded for CI: four hwsim radios, two WPA2
+/// 4-address links associated, a checked transfer while link 0's station
+/// disconnects and reconnects, `mpbridge status` showing the links, then
+/// teardown that leaves no namespace, process or radio behind; last, the
+/// sentence a kernel without hwsim gets.
+#[test]
+#[ignore = "boots a VM: scripts/test.sh runs it"]
+fn a_wifi_link_carries_a_transfer_across_a_disassociation_and_leaves_nothing() {
+    use mpbridge_lab::bridge::BridgeOptions;
+    use mpbridge_lab::measure::{Progress, ProgressMode};
+    use mpbridge_lab::wifi::{self, FailureTiming, WifiFailure, WifiLab};
+
+    if !vm::inside() {
+        return run_in_vm(&["--exact", WIFI_TEST]);
+    }
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_mpbridge-lab"));
+    let mpbridge = std::env::var_os("MPBRIDGE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| exe.with_file_name("mpbridge"));
+    assert!(mpbridge.is_file(), "no mpbridge at {}", mpbridge.display());
+    let radios = wifi::find_radios().unwrap_or_else(|e| panic!("{e:#}"));
+    let spec = TopologySpec {
+        links: checks::parse_links("20,20").unwrap(),
+    };
+    let progress = Progress::new(ProgressMode::Silent);
+    let started = Instant::now();
+    let wl = WifiLab::start(&spec, &mpbridge, &BridgeOptions::default())
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    eprintln!(
+        "Wi-Fi lab up (associated, daemons running) in {:?}",
+        started.elapsed()
+    );
+    let names: Vec<String> = [Node::RouterA, Node::RouterB]
+        .iter()
+        .map(|&n| wl.lab.topo.ns_name(n).to_string())
+        .collect();
+    let pids = wl.lab.topo.spawned_pids();
+    let run = wifi::failure_run(
+        &wl,
+        &mpbridge,
+        WifiFailure::Disconnect,
+        0,
+        FailureTiming {
+            fail_at: 2.0,
+            restore_at: 4.0,
+        },
+        8_000_000,
+        &progress,
+    );
+    let run = match run {
+        Ok(run) => run,
+        Err(e) => panic!("{e:#}\n{}", wl.lab.bridge.logs()),
+    };
+    eprintln!(
+        "{}",
+        wifi::table(&wifi::WifiReport {
+            links: spec.links.clone(),
+            failures: vec![run.clone()],
+            ..Default::default()
+        })
+    );
+    assert!(run.intact, "{:?}", run.outcome);
+    // The failure began while the data still flowed: the transfer outlived it.
+    assert!(
+        run.seconds > run.restore_at,
+        "the transfer ended before the station came back"
+    );
+    assert!(
+        run.associated_after.is_some(),
+        "link 0's station never reassociated"
+    );
+    for needle in [
+        "wan0",
+        "wan1",
+        "subflows",
+        "mpbridge local",
+        "mpbridge remote",
+    ] {
+        assert!(
+            run.status.contains(needle),
+            "no {needle:?} in:\n{}",
+            run.status
+        );
+    }
+    drop(wl);
+    for name in &names {
+        assert!(
+            !std::path::Path::new("/run/netns").join(name).exists(),
+            "namespace {name} left behind"
+        );
+    }
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} left running"
+        );
+    }
+    // The radios came home (their namespaces are gone): a second lab could start.
+    assert_eq!(
+        wifi::find_radios().unwrap_or_else(|e| panic!("{e:#}")),
+        radios
+    );
+    // A kernel without hwsim: one sentence saying so and how to get it.
+    let rmmod = Command::new("rmmod")
+        .arg("mac80211_hwsim")
+        .status()
+        .expect("rmmod");
+    assert!(rmmod.success(), "cannot unload mac80211_hwsim");
+    let e = format!("{:#}", wifi::find_radios().unwrap_err());
+    assert!(
+        e.contains("mac80211_hwsim") && e.contains("radios=4"),
+        "{e}"
+    );
+    let e = WifiLab::start(&spec, &mpbridge, &BridgeOptions::default())
+        .err()
+        .expect("a Wi-Fi lab without radios");
+    assert!(format!("{e:#}").contains("no mac80211_hwsim"), "{e:#}");
 }

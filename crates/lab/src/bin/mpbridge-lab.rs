@@ -139,6 +139,12 @@ struct RunArgs {
     /// config, e.g. "fastopen = false" (repeatable).
     #[arg(long, value_name = "KEY = VALUE")]
     local_config: Vec<String>,
+    /// wifi-bridge: the failures, in turn, comma-separated: disconnect (link 0's
+    /// station), ap-restart (link 1's access point), radio-off (link 0's station
+    /// radio, rfkill); each during its own transfer of --size-mb, from --fail-at to
+    /// --restore-at. Default: all three.
+    #[arg(long, value_name = "F,F,…")]
+    wifi_failures: Option<String>,
     /// Run in the lab's x86_64 VM (Debian's Linux 6.12 under qemu). Links
     /// that need netem (delay, jitter, bursty loss) run there without it.
     #[arg(long)]
@@ -157,6 +163,10 @@ enum Scenario {
     Integrity,
     /// Unshaped links: bridge against plain routing, and the daemons' CPU per GB.
     Throughput,
+    /// Two WPA2 4-address Wi-Fi links (mac80211_hwsim, in the VM): aggregation, then a
+    /// checked transfer during each Wi-Fi failure (station disconnect, access point
+    /// restart, radio off).
+    WifiBridge,
 }
 
 impl Scenario {
@@ -167,6 +177,7 @@ impl Scenario {
             Scenario::Failover => "failover",
             Scenario::Integrity => "integrity",
             Scenario::Throughput => "throughput",
+            Scenario::WifiBridge => "wifi-bridge",
         }
     }
 }
@@ -212,6 +223,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // checked before anything is created.
     let default_links = match args.scenario {
         Scenario::Throughput => "0,0",
+        Scenario::WifiBridge => "20,20",
         _ => "50,50",
     };
     let default_loss = (args.scenario == Scenario::Integrity).then_some("1");
@@ -255,6 +267,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "--plot: the throughput scenario has no flow over time to draw; use it with demo, \
              aggregate, failover or integrity"
         );
+    }
+    if args.scenario == Scenario::WifiBridge {
+        return wifi_bridge(cli.mpbridge, &args, &spec);
     }
     if !vm::inside() && (args.vm || spec.needs_netem()) {
         return run_in_vm(cli.mpbridge, &args, &spec);
@@ -375,7 +390,10 @@ fn run_in_vm(
     args: &RunArgs,
     spec: &mpbridge_lab::TopologySpec,
 ) -> anyhow::Result<()> {
-    let why = vm::reason(&spec.links).unwrap_or_else(|| "--vm was given".into());
+    let why = match args.scenario {
+        Scenario::WifiBridge => "its radios need mac80211_hwsim".into(),
+        _ => vm::reason(&spec.links).unwrap_or_else(|| "--vm was given".into()),
+    };
     eprintln!(
         "mpbridge-lab: {}: {why}: running it in an x86_64 VM (Debian's Linux 6.12 under qemu, \
          scripts/vm-lab.sh); every figure, the limit too, is measured in there",
@@ -410,6 +428,10 @@ fn run_in_vm(
         let text = serde_json::to_string_pretty(report)?;
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
         println!("samples: {}", path.display());
+    } else if let (Some(path), true) = (&args.json, json.is_file()) {
+        // A report of its own shape (wifi-bridge): as it came.
+        std::fs::copy(&json, path).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("samples: {}", path.display());
     }
     if let (Some(report), Some(path), true) = (&report, &args.plot, ok) {
         plot::write_svg(report, path)?;
@@ -417,6 +439,110 @@ fn run_in_vm(
     }
     anyhow::ensure!(ok, "the run in the VM failed: see the output above");
     Ok(())
+}
+
+/// `run wifi-bridge`: on this machine, checks the tools and goes to the VM
+/// (whose kernel has mac80211_hwsim); in the VM, builds the Wi-Fi lab and
+/// runs aggregation and the failures.
+fn wifi_bridge(
+    mpbridge: Option<PathBuf>,
+    args: &RunArgs,
+    spec: &mpbridge_lab::TopologySpec,
+) -> anyhow::Result<()> {
+    use mpbridge_lab::wifi::{self, FailureTiming, WifiFailure, WifiLab, WifiReport};
+    anyhow::ensure!(
+        spec.links.len() == wifi::LINKS,
+        "wifi-bridge has {} links (an access point and a station each): give --links two \
+         rates, e.g. 20,20",
+        wifi::LINKS
+    );
+    let failures = match &args.wifi_failures {
+        Some(text) => WifiFailure::parse_list(text)?,
+        None => WifiFailure::ALL.to_vec(),
+    };
+    anyhow::ensure!(
+        args.fail_at >= 1.0 && args.restore_at > args.fail_at,
+        "--fail-at {} --restore-at {}: the failure needs a second of transfer before it and \
+         must end after it begins",
+        args.fail_at,
+        args.restore_at
+    );
+    wifi::check_tools()?;
+    if !vm::inside() {
+        return run_in_vm(mpbridge, args, spec);
+    }
+    checks::Machine::probe().check()?;
+    let mpbridge = match mpbridge {
+        Some(p) => p,
+        None => mpbridge_lab::bridge::find_mpbridge()?,
+    };
+    let options = BridgeOptions {
+        local_extra: args.local_config.join("\n"),
+        ..BridgeOptions::default()
+    };
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install the Ctrl-C handler")?;
+    let progress = Arc::new(Progress::for_stderr());
+    let mut report = WifiReport {
+        links: spec.links.clone(),
+        ..WifiReport::default()
+    };
+    eprintln!("mpbridge-lab: wifi-bridge: moving four hwsim radios into the routers, associating");
+    let setup = Instant::now();
+    let wl = Arc::new(WifiLab::start(spec, &mpbridge, &options)?);
+    report.setup_seconds = setup.elapsed().as_secs_f64();
+    {
+        let wl = Arc::clone(&wl);
+        std::thread::spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                eprintln!("\nmpbridge-lab: interrupted (signal {sig}): removing the lab");
+                wl.lab.topo.teardown();
+                std::process::exit(128 + sig);
+            }
+        });
+    }
+    let started = Instant::now();
+    let timing = FailureTiming {
+        fail_at: args.fail_at,
+        restore_at: args.restore_at,
+    };
+    let result = (|| -> anyhow::Result<()> {
+        if args.wifi_failures.is_none() {
+            report.aggregate = Some(scenario::aggregate(
+                &wl.lab,
+                args.aggregate_secs,
+                &progress,
+            )?);
+        }
+        for failure in failures {
+            let run = wifi::failure_run(
+                &wl,
+                &mpbridge,
+                failure,
+                failure.default_link(),
+                timing,
+                args.size_mb * 1_000_000,
+                &progress,
+            )?;
+            progress.clear_line();
+            eprintln!("{}", run.status);
+            let intact = run.intact;
+            report.failures.push(run);
+            anyhow::ensure!(intact, "the data arrived changed: see the table");
+        }
+        Ok(())
+    })();
+    report.wall_seconds = started.elapsed().as_secs_f64();
+    progress.clear_line();
+    print!("\n{}", wifi::table(&report));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if result.is_err() {
+        eprintln!("{}", wl.lab.bridge.logs());
+    }
+    result
 }
 
 /// What the main thread waits for: the scenario's end or a signal.

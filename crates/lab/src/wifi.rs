@@ -1,0 +1,883 @@
+//! The lab with real 802.11: two routers joined by two point-to-point
+//! Wi-Fi links in 4-address (WDS) mode, as the original 2017 test bed was,
+//! built from four `mac80211_hwsim` radios in the lab's VM.
+//!
+//! ```text
+//!  router A                                         router B
+//!  wan0 (bridge) ─ ap0 ─ ap0.sta1 ))) channel 1  ((( wan0 (4-address station)
+//!  wan1 (bridge) ─ ap1 ─ ap1.sta1 ))) channel 11 ((( wan1 (4-address station)
+//! ```
+//!
+//! Each link is one radio moved into router A (`iw phy … set netns`) running
+//! an access point (hostapd, WPA2-PSK, `wds_sta=1`) and one in router B
+//! running a station in 4-address mode (wpa_supplicant), each link on its
+//! own channel and SSID. hostapd gives each 4-address station an interface
+//! of its own (`ap0.sta1`) that lives only while the station is associated;
+//! as on OpenWrt, it is put into a bridge (`wds_bridge`), which holds the
+//! address and is the link the daemon names. On router B the station's
+//! interface itself is the link. Addresses, routes and shaping are the
+//! veth lab's ([`crate::plan`]).
+//!
+//! The failures are the ones veth never shows: a station that disconnects
+//! and reconnects (`wpa_cli`), an access point that stops and starts again,
+//! and a radio switched off by rfkill (its soft block: cfg80211 closes the
+//! radio's interfaces, so the station's interface goes down, and what
+//! OpenWrt's netifd would do on the way back — bring it up, add its IPv6
+//! address again — the lab does). hwsim ignores the transmit power (`iw
+//! dev … set txpower fixed 0` leaves it at 20 dBm), so that is no failure.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use serde::Serialize;
+
+use crate::bridge::{Bridge, BridgeOptions};
+use crate::measure::{self, Progress};
+use crate::plan::{self, LanRoutes};
+use crate::scenario::{self, Aggregate, Lab};
+use crate::{exec, iperf, transfer, wait_until, Node, Proc, Topology, TopologySpec};
+
+/// Wi-Fi links: two, an access point and a station each.
+pub const LINKS: usize = 2;
+/// Radios the lab needs (`mac80211_hwsim radios=4`).
+pub const RADIOS: usize = 2 * LINKS;
+/// The links' channels (2.4 GHz, no overlap).
+const CHANNELS: [u32; LINKS] = [1, 11];
+/// The lab's WPA2 passphrase: for simulated radios only.
+const PASSPHRASE: &str = "mpbridge-lab-wifi";
+/// How long association (scan, authentication, 4-way handshake) may take
+/// under TCG on a busy machine.
+const ASSOCIATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The daemons' probing on radio links, unless the caller sets its own:
+/// a link is declared down after 1 s without answers rather than 0.3 s,
+/// and loses only its priority (backup), not its subflows. Seen in the VM:
+/// with the defaults, a healthy Wi-Fi link whose probes came late for a
+/// few hundred milliseconds (TCG on a loaded machine; on real radios
+/// re-keying and rescans do the same) was declared down, its endpoints
+/// removed, and once both links had flapped at once the connection had no
+/// subflow left and stalled past the transfer's 60 s timeout.
+pub const PROBE_CONFIG: &str = "[probe]\ndown_after = 10\ndown_action = \"backup\"\n";
+
+/// Channel `ch`'s centre frequency in MHz (2.4 GHz band).
+fn frequency(ch: u32) -> u32 {
+    2407 + 5 * ch
+}
+
+/// What must be installed for the Wi-Fi lab, checked before anything is
+/// created: one sentence naming what is missing and how to get it.
+pub fn check_tools() -> anyhow::Result<()> {
+    for (tool, arg, package) in [
+        ("hostapd", "-v", "hostapd"),
+        ("wpa_supplicant", "-v", "wpasupplicant"),
+        ("wpa_cli", "-v", "wpasupplicant"),
+        ("iw", "--version", "iw"),
+    ] {
+        let found = Command::new(tool)
+            .arg(arg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok();
+        ensure!(
+            found,
+            "the Wi-Fi lab needs {tool}, which is not installed: `apt-get install {package}` \
+             (scripts/setup.sh installs hostapd, wpasupplicant and iw)"
+        );
+    }
+    Ok(())
+}
+
+/// The `mac80211_hwsim` radios in this network namespace, by name
+/// (`phy0`…), sorted by index; an error saying what is missing when there
+/// are fewer than [`RADIOS`].
+pub fn find_radios() -> anyhow::Result<Vec<String>> {
+    const MODULE: &str = "/sys/module/mac80211_hwsim";
+    ensure!(
+        Path::new(MODULE).exists(),
+        "this kernel has no mac80211_hwsim loaded ({MODULE} is missing): run the Wi-Fi lab in the \
+         lab's VM (`mpbridge-lab run wifi-bridge` does so by itself; scripts/vm-lab.sh loads it \
+         with radios={RADIOS}), or `modprobe mac80211_hwsim radios={RADIOS}` on a kernel that has it"
+    );
+    let mut radios: Vec<(u32, String)> = Vec::new();
+    for entry in std::fs::read_dir("/sys/class/ieee80211").context("/sys/class/ieee80211")? {
+        let path = entry?.path();
+        let driver = std::fs::read_link(path.join("device/driver")).unwrap_or_default();
+        let device = std::fs::read_link(path.join("device")).unwrap_or_default();
+        let hwsim = [driver, device]
+            .iter()
+            .any(|p| p.to_string_lossy().contains("hwsim"));
+        let index = std::fs::read_to_string(path.join("index"))
+            .ok()
+            .and_then(|i| i.trim().parse().ok());
+        if let (true, Some(index)) = (hwsim, index) {
+            radios.push((index, path.file_name().unwrap().to_string_lossy().into()));
+        }
+    }
+    radios.sort();
+    ensure!(
+        radios.len() >= RADIOS,
+        "mac80211_hwsim offers {} radio(s) here, the Wi-Fi lab needs {RADIOS}: load it with \
+         `radios={RADIOS}` (scripts/vm-lab.sh does)",
+        radios.len()
+    );
+    Ok(radios.into_iter().take(RADIOS).map(|r| r.1).collect())
+}
+
+/// The running Wi-Fi links of a topology: which radio is where, the
+/// access points and stations.
+pub struct Wifi {
+    /// Per link: router A's radio (the access point), router B's (the station).
+    radios: Vec<(String, String)>,
+    dir: PathBuf,
+    aps: Mutex<Vec<Option<Proc>>>,
+    stations: Mutex<Vec<Option<Proc>>>,
+}
+
+impl Wifi {
+    fn new(radios: Vec<String>, dir: &Path) -> Wifi {
+        Wifi {
+            radios: radios
+                .chunks(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect(),
+            dir: dir.to_path_buf(),
+            aps: Mutex::new(vec![None, None]),
+            stations: Mutex::new(vec![None, None]),
+        }
+    }
+
+    /// The access point's interface on router A (the bridge's port).
+    pub fn ap_ifname(link: usize) -> String {
+        format!("ap{link}")
+    }
+
+    /// The interface hostapd makes for link `link`'s 4-address station
+    /// (named after the station's association ID, 1 for the only one).
+    pub fn wds_ifname(link: usize) -> String {
+        format!("{}.sta1", Wifi::ap_ifname(link))
+    }
+
+    /// Router A's and router B's radio of link `link`.
+    pub fn radios(&self, link: usize) -> (&str, &str) {
+        let (a, b) = &self.radios[link];
+        (a, b)
+    }
+
+    fn hostapd_ctrl(&self, link: usize) -> PathBuf {
+        self.dir.join(format!("hostapd-{link}"))
+    }
+
+    fn wpa_ctrl(&self, link: usize) -> PathBuf {
+        self.dir.join(format!("wpa-{link}"))
+    }
+
+    /// Moves the radios into the routers, makes the interfaces, starts the
+    /// access points and stations and waits until every station is
+    /// associated (the hook of [`Topology::build_with_links`]).
+    fn create(&self, topo: &Topology) -> anyhow::Result<()> {
+        for link in 0..LINKS {
+            let (a, b) = self.radios(link);
+            for (phy, node) in [(a, Node::RouterA), (b, Node::RouterB)] {
+                exec::run(
+                    "iw",
+                    &["phy", phy, "set", "netns", "name", topo.ns_name(node)],
+                    None,
+                )
+                .with_context(|| format!("cannot move radio {phy} into {node:?}"))?;
+                // Whatever interfaces the radio had (wlanN, or a name an
+                // earlier run gave it) go: the lab makes its own.
+                let script = format!(
+                    "for d in /sys/class/net/*; do \
+                       [ \"$(cat \"$d/phy80211/name\" 2>/dev/null)\" = {phy} ] && iw dev \"${{d##*/}}\" del; \
+                     done; true"
+                );
+                topo.run(node, &["sh", "-c", &script])?;
+            }
+            let ifname = topo.link_ifname(link);
+            let ap = Wifi::ap_ifname(link);
+            topo.run(
+                Node::RouterA,
+                &["iw", "phy", a, "interface", "add", &ap, "type", "managed"],
+            )?;
+            // A fixed address: a bridge otherwise takes its ports', which
+            // change as the station's interface comes and goes.
+            let mac = format!("02:6d:70:62:a0:{link:02x}");
+            topo.run(
+                Node::RouterA,
+                &[
+                    "ip", "link", "add", &ifname, "address", &mac, "type", "bridge",
+                ],
+            )?;
+            topo.run(
+                Node::RouterB,
+                &[
+                    "iw",
+                    "phy",
+                    b,
+                    "interface",
+                    "add",
+                    &ifname,
+                    "type",
+                    "managed",
+                    "4addr",
+                    "on",
+                ],
+            )?;
+            self.start_ap(topo, link)?;
+            self.start_station(topo, link)?;
+        }
+        for link in 0..LINKS {
+            self.wait_associated(topo, link)?;
+        }
+        Ok(())
+    }
+
+    fn start_ap(&self, topo: &Topology, link: usize) -> anyhow::Result<()> {
+        let conf = self.dir.join(format!("hostapd-{link}.conf"));
+        let channel = CHANNELS[link];
+        let text = format!(
+            "interface={ap}\nbridge={br}\nwds_bridge={br}\ndriver=nl80211\n\
+             ctrl_interface={ctrl}\nssid=mpbridge-lab-{link}\nhw_mode=g\nchannel={channel}\n\
+             wpa=2\nwpa_key_mgmt=WPA-PSK\nrsn_pairwise=CCMP\nwpa_passphrase={PASSPHRASE}\n\
+             wds_sta=1\n",
+            ap = Wifi::ap_ifname(link),
+            br = topo.link_ifname(link),
+            ctrl = self.hostapd_ctrl(link).display(),
+        );
+        std::fs::write(&conf, text)?;
+        let name = crate::bridge::unused_name(topo, &format!("hostapd-{link}"));
+        let proc = topo.spawn_named(Node::RouterA, &name, Command::new("hostapd").arg(&conf))?;
+        proc.wait_for_log("AP-ENABLED", ASSOCIATE_TIMEOUT)
+            .with_context(|| {
+                format!(
+                    "hostapd on link {link} did not start:\n{}",
+                    proc.output_text()
+                )
+            })?;
+        lock(&self.aps)[link] = Some(proc);
+        Ok(())
+    }
+
+    fn start_station(&self, topo: &Topology, link: usize) -> anyhow::Result<()> {
+        let conf = self.dir.join(format!("wpa-{link}.conf"));
+        let text = format!(
+            "ctrl_interface={ctrl}\nnetwork={{\n  ssid=\"mpbridge-lab-{link}\"\n  \
+             psk=\"{PASSPHRASE}\"\n  key_mgmt=WPA-PSK\n  scan_freq={freq}\n  freq_list={freq}\n}}\n",
+            ctrl = self.wpa_ctrl(link).display(),
+            freq = frequency(CHANNELS[link]),
+        );
+        std::fs::write(&conf, text)?;
+        let name = crate::bridge::unused_name(topo, &format!("wpa_supplicant-{link}"));
+        let mut cmd = Command::new("wpa_supplicant");
+        cmd.args(["-D", "nl80211", "-i", &topo.link_ifname(link), "-c"])
+            .arg(&conf);
+        let proc = topo.spawn_named(Node::RouterB, &name, &mut cmd)?;
+        lock(&self.stations)[link] = Some(proc);
+        Ok(())
+    }
+
+    /// Whether link `link`'s station is associated and its access point
+    /// has made (and bridged) the station's interface.
+    pub fn associated(&self, topo: &Topology, link: usize) -> bool {
+        let station = topo
+            .run(
+                Node::RouterB,
+                &["iw", "dev", &topo.link_ifname(link), "link"],
+            )
+            .is_ok_and(|out| out.contains("Connected to"));
+        let bridged = topo
+            .run(
+                Node::RouterA,
+                &[
+                    "ip",
+                    "-br",
+                    "link",
+                    "show",
+                    "master",
+                    &topo.link_ifname(link),
+                ],
+            )
+            .is_ok_and(|out| out.contains(&Wifi::wds_ifname(link)));
+        station && bridged
+    }
+
+    /// Waits until link `link` is associated and its key negotiated.
+    pub fn wait_associated(&self, topo: &Topology, link: usize) -> anyhow::Result<()> {
+        if wait_until(ASSOCIATE_TIMEOUT, || self.associated(topo, link)) {
+            return Ok(());
+        }
+        let logs = |procs: &Mutex<Vec<Option<Proc>>>| {
+            lock(procs)[link]
+                .as_ref()
+                .map_or_else(String::new, Proc::output_text)
+        };
+        bail!(
+            "link {link}'s station did not associate within {ASSOCIATE_TIMEOUT:?}\n\
+             --- hostapd ---\n{}\n--- wpa_supplicant ---\n{}",
+            logs(&self.aps),
+            logs(&self.stations)
+        )
+    }
+
+    /// Runs `wpa_cli COMMAND` for link `link`'s station.
+    fn wpa_cli(&self, topo: &Topology, link: usize, command: &str) -> anyhow::Result<()> {
+        let ctrl = self.wpa_ctrl(link).display().to_string();
+        let out = topo.run(
+            Node::RouterB,
+            &[
+                "wpa_cli",
+                "-p",
+                &ctrl,
+                "-i",
+                &topo.link_ifname(link),
+                command,
+            ],
+        )?;
+        ensure!(
+            out.contains("OK"),
+            "wpa_cli {command} on link {link}: {out}"
+        );
+        Ok(())
+    }
+
+    /// Applies (`failed`) or lifts `failure` on link `link`.
+    pub fn apply(
+        &self,
+        topo: &Topology,
+        failure: WifiFailure,
+        link: usize,
+        failed: bool,
+    ) -> anyhow::Result<()> {
+        match (failure, failed) {
+            (WifiFailure::Disconnect, true) => self.wpa_cli(topo, link, "disconnect"),
+            (WifiFailure::Disconnect, false) => self.wpa_cli(topo, link, "reconnect"),
+            (WifiFailure::ApRestart, true) => {
+                if let Some(mut ap) = lock(&self.aps)[link].take() {
+                    ap.terminate(Duration::from_secs(5));
+                }
+                Ok(())
+            }
+            (WifiFailure::ApRestart, false) => self.start_ap(topo, link),
+            (WifiFailure::RadioOff, _) => {
+                let (_, phy) = self.radios(link);
+                let script = format!(
+                    "for r in /sys/class/ieee80211/{phy}/rfkill*/soft; do echo {} > \"$r\"; done",
+                    u8::from(failed)
+                );
+                topo.run(Node::RouterB, &["sh", "-c", &script])?;
+                if !failed {
+                    // What netifd does when the radio is back: the
+                    // interface up, its IPv6 address again (the IPv4 one
+                    // survives a down).
+                    let ifname = topo.link_ifname(link);
+                    let v4 = plan::with_prefix(topo.rb_link_addr(link, false));
+                    let v6 = plan::with_prefix(topo.rb_link_addr(link, true));
+                    let script = format!(
+                        "link set {ifname} up\naddr replace {v4} dev {ifname}\n\
+                         addr replace {v6} dev {ifname} nodad\n"
+                    );
+                    exec::run(
+                        "ip",
+                        &["-n", topo.ns_name(Node::RouterB), "-batch", "-"],
+                        Some(&script),
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The Wi-Fi lab: a [`Lab`] whose links are radios.
+pub struct WifiLab {
+    pub lab: Lab,
+    pub wifi: Wifi,
+}
+
+impl WifiLab {
+    /// Checks the tools and radios, builds the topology over the radios
+    /// (associated, addressed, shaped as `spec` says) and starts the
+    /// daemons. `spec` must have [`LINKS`] links.
+    pub fn start(
+        spec: &TopologySpec,
+        mpbridge: &Path,
+        options: &BridgeOptions,
+    ) -> anyhow::Result<WifiLab> {
+        ensure!(
+            spec.links.len() == LINKS,
+            "the Wi-Fi lab has {LINKS} links (four radios), not {}",
+            spec.links.len()
+        );
+        check_tools()?;
+        let radios = find_radios()?;
+        // The topology's work dir does not exist before it is built: the
+        // configs and control sockets go to one of their own.
+        let dir = std::env::temp_dir().join(format!("mpbridge-lab-wifi.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let wifi = Wifi::new(radios, &dir);
+        let topo = Topology::build_with_links(spec, LanRoutes::Static, &|topo| wifi.create(topo))?;
+        let mut options = options.clone();
+        if !options.paths_extra.contains("[probe]") {
+            options.paths_extra.push_str(PROBE_CONFIG);
+        }
+        let bridge = Bridge::start(&topo, mpbridge, &options)?;
+        let iperf_server = iperf::start_server(
+            &topo,
+            Node::Server,
+            topo.server_addr(false),
+            "iperf3-server",
+        )?;
+        Ok(WifiLab {
+            lab: Lab {
+                bridge,
+                iperf_server,
+                topo,
+            },
+            wifi,
+        })
+    }
+}
+
+impl Drop for Wifi {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A failure only a real radio link has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WifiFailure {
+    /// The station disconnects (`wpa_cli disconnect`), then reconnects.
+    Disconnect,
+    /// The access point (hostapd) stops, then starts again.
+    ApRestart,
+    /// The station's radio is soft-blocked by rfkill, then unblocked.
+    RadioOff,
+}
+
+impl WifiFailure {
+    pub const ALL: [WifiFailure; 3] = [
+        WifiFailure::Disconnect,
+        WifiFailure::ApRestart,
+        WifiFailure::RadioOff,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WifiFailure::Disconnect => "disconnect",
+            WifiFailure::ApRestart => "ap-restart",
+            WifiFailure::RadioOff => "radio-off",
+        }
+    }
+
+    /// The link the full scenario fails this way: the station of link 0,
+    /// the access point of link 1, the radio of link 0's station.
+    pub fn default_link(self) -> usize {
+        match self {
+            WifiFailure::ApRestart => 1,
+            _ => 0,
+        }
+    }
+
+    /// Parses a comma-separated list of names.
+    pub fn parse_list(text: &str) -> anyhow::Result<Vec<WifiFailure>> {
+        text.split(',')
+            .map(|t| {
+                WifiFailure::ALL
+                    .into_iter()
+                    .find(|f| f.name() == t.trim())
+                    .with_context(|| {
+                        format!(
+                            "--wifi-failures: {t:?} is not one of disconnect, ap-restart, radio-off"
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+/// One failure during a checked transfer.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct FailureRun {
+    pub failure: WifiFailure,
+    pub link: usize,
+    /// Seconds into the transfer when the failure began and was lifted.
+    pub fail_at: f64,
+    pub restore_at: f64,
+    /// Both directions arrived whole and unchanged.
+    pub intact: bool,
+    pub outcome: transfer::Outcome,
+    /// How long the transfer took, seconds.
+    pub seconds: f64,
+    /// Mean goodput server → client, Mbit/s.
+    pub mean_mbit: f64,
+    /// Longest time the client received nothing from the failure on,
+    /// seconds (100 ms resolution).
+    pub longest_stall: f64,
+    /// Seconds from the lifting of the failure until the station was
+    /// associated again.
+    pub associated_after: Option<f64>,
+    /// Seconds from the lifting of the failure until the link carried the
+    /// connection again (`None`: not before the transfer ended).
+    pub regained_after: Option<f64>,
+    /// `mpbridge status` of both routers while the link was back.
+    pub status: String,
+    pub series: scenario::Series,
+}
+
+/// Everything one Wi-Fi run measured.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct WifiReport {
+    pub links: Vec<crate::LinkSpec>,
+    pub aggregate: Option<Aggregate>,
+    pub failures: Vec<FailureRun>,
+    /// Seconds the lab took to build (radios moved, associated, daemons up).
+    pub setup_seconds: f64,
+    pub wall_seconds: f64,
+}
+
+/// When a failure begins and ends, seconds into its transfer.
+#[derive(Debug, Clone, Copy)]
+pub struct FailureTiming {
+    pub fail_at: f64,
+    pub restore_at: f64,
+}
+
+/// A transfer of `bytes` each way through the bridge while link `link`
+/// fails as `failure` says: SHA-256 checked, the longest stall, the time
+/// until the station is associated again and until the link carries the
+/// connection again. A broken connection is an error.
+pub fn failure_run(
+    wl: &WifiLab,
+    mpbridge: &Path,
+    failure: WifiFailure,
+    link: usize,
+    timing: FailureTiming,
+    bytes: u64,
+    progress: &Progress,
+) -> anyhow::Result<FailureRun> {
+    let topo = &wl.lab.topo;
+    progress.phase(&format!(
+        "wifi: {} MB each way; link {link} {} at {} s, back at {} s",
+        bytes / 1_000_000,
+        failure.name(),
+        timing.fail_at,
+        timing.restore_at
+    ));
+    let server = transfer::Server::bind(topo)?;
+    let client_rx = AtomicU64::new(0);
+    let finished = AtomicBool::new(false);
+    let started = Instant::now();
+    let ((outcome, seconds, events, associated_after, status), links) =
+        record(topo, started, &client_rx, progress, || {
+            std::thread::scope(|scope| {
+                let transfer = scope.spawn(|| {
+                    let result = transfer::run(topo, server, bytes, &client_rx);
+                    let seconds = started.elapsed().as_secs_f64();
+                    finished.store(true, Ordering::Relaxed);
+                    result.map(|o| (o, seconds))
+                });
+                let faults = (|| -> anyhow::Result<_> {
+                    let mut events = Vec::new();
+                    let at = |t: f64| started + Duration::from_secs_f64(t);
+                    sleep_until(at(timing.fail_at));
+                    // The moment the command is given (under TCG starting
+                    // it may take a second).
+                    events.push(event(started, link, false));
+                    wl.wifi.apply(topo, failure, link, true)?;
+                    progress.note(&format!("link {link} {}", failure.name()));
+                    sleep_until(at(timing.restore_at));
+                    events.push(event(started, link, true));
+                    let lifted = Instant::now();
+                    wl.wifi.apply(topo, failure, link, false)?;
+                    progress.note("");
+                    let associated =
+                        wait_until(ASSOCIATE_TIMEOUT, || wl.wifi.associated(topo, link))
+                            .then(|| lifted.elapsed().as_secs_f64());
+                    // The status once the link has had a moment to carry
+                    // the connection again.
+                    wait_until(Duration::from_secs(2), || finished.load(Ordering::Relaxed));
+                    let status = status_text(topo, mpbridge, &wl.lab.bridge);
+                    Ok((events, associated, status))
+                })();
+                let result = transfer
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                let (outcome, seconds) = result.with_context(|| {
+                    format!(
+                        "the connection broke during the transfer ({} on link {link}), {} s in",
+                        failure.name(),
+                        started.elapsed().as_secs()
+                    )
+                })?;
+                let (events, associated, status) = faults?;
+                Ok((outcome, seconds, events, associated, status))
+            })
+        })?;
+    let goodput = measure::app_intervals(&links);
+    let fail_t = events.first().map_or(timing.fail_at, |e| e.t);
+    let restore_t = events.get(1).map_or(timing.restore_at, |e| e.t);
+    Ok(FailureRun {
+        failure,
+        link,
+        fail_at: fail_t,
+        restore_at: restore_t,
+        intact: outcome.intact(),
+        regained_after: regained(&links, link, restore_t),
+        longest_stall: iperf::longest_stall(&goodput, fail_t - 0.1),
+        mean_mbit: bytes as f64 * 8.0 / seconds.max(1e-3) / 1e6,
+        associated_after,
+        outcome,
+        seconds,
+        status,
+        series: scenario::Series {
+            goodput,
+            links,
+            events,
+        },
+    })
+}
+
+/// Runs `body` while a thread samples router A's link counters and the
+/// client's received count every [`measure::SAMPLE_PERIOD`] (cheap reads
+/// of sysfs: the lab's `ss`-based sampler takes seconds per sample in a
+/// VM under TCG on a busy machine, which turns 100 ms stalls into
+/// multi-second intervals). Subflow counters are left at 0.
+fn record<T>(
+    topo: &Topology,
+    started: Instant,
+    app_rx: &AtomicU64,
+    progress: &Progress,
+    body: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<(T, Vec<measure::LinkSample>)> {
+    let stop = AtomicBool::new(false);
+    let samples = Mutex::new(Vec::<measure::LinkSample>::new());
+    let ns = topo.ns_path(Node::RouterA);
+    let names: Vec<String> = (0..topo.link_count())
+        .map(|l| topo.link_ifname(l))
+        .collect();
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let counters = crate::netns::try_in_netns(&ns, || {
+                let mut tick = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = started.elapsed().as_secs_f64();
+                    let c: Vec<(u64, u64)> = names
+                        .iter()
+                        .map(|n| crate::netns::read_if_bytes(n).unwrap_or((0, 0)))
+                        .collect();
+                    let s = measure::LinkSample {
+                        t,
+                        tx_bytes: c.iter().map(|c| c.0).collect(),
+                        rx_bytes: c.iter().map(|c| c.1).collect(),
+                        subflow_rx_bytes: vec![0; c.len()],
+                        app_rx_bytes: Some(app_rx.load(Ordering::Relaxed)),
+                    };
+                    let mut all = lock(&samples);
+                    if let Some(prev) = all.last() {
+                        progress.tick(t, &measure::rx_mbit(prev, &s), None);
+                    }
+                    all.push(s);
+                    drop(all);
+                    tick += 1;
+                    let next = measure::SAMPLE_PERIOD * tick;
+                    if let Some(left) = next.checked_sub(started.elapsed()) {
+                        std::thread::sleep(left);
+                    }
+                }
+            });
+            if let Err(e) = counters {
+                eprintln!("mpbridge-lab: cannot sample router A's links: {e:#}");
+            }
+        });
+        let result = body();
+        stop.store(true, Ordering::Relaxed);
+        result
+    });
+    progress.clear_line();
+    result.map(|r| (r, samples.into_inner().unwrap_or_else(|p| p.into_inner())))
+}
+
+/// Seconds after `restore_at` until router A received more than 1 Mbit/s
+/// over a sample period on `link`: the returned link carries the
+/// connection again (the probes alone are a few kbit/s; a Wi-Fi failure
+/// drops nothing once the link is back, so interface bytes are real ones).
+pub fn regained(samples: &[measure::LinkSample], link: usize, restore_at: f64) -> Option<f64> {
+    samples.windows(2).find_map(|w| {
+        let (a, b) = (&w[0], &w[1]);
+        let bytes = b.rx_bytes.get(link)?.saturating_sub(*a.rx_bytes.get(link)?);
+        let mbit = bytes as f64 * 8.0 / (b.t - a.t).max(1e-3) / 1e6;
+        (a.t + 1e-6 >= restore_at && mbit > 1.0).then_some(b.t - restore_at)
+    })
+}
+
+fn event(started: Instant, link: usize, restored: bool) -> scenario::Event {
+    scenario::Event {
+        t: started.elapsed().as_secs_f64(),
+        link,
+        // The lab's own kinds: a Wi-Fi failure takes the link down.
+        failure: scenario::Failure::Down,
+        restored,
+    }
+}
+
+fn sleep_until(t: Instant) {
+    if let Some(left) = t.checked_duration_since(Instant::now()) {
+        std::thread::sleep(left);
+    }
+}
+
+/// `mpbridge status` of router A's and router B's daemons.
+pub fn status_text(topo: &Topology, mpbridge: &Path, bridge: &Bridge) -> String {
+    let mut out = String::new();
+    for (node, socket, who) in [
+        (Node::RouterA, &bridge.local_socket, "router A"),
+        (Node::RouterB, &bridge.remote_socket, "router B"),
+    ] {
+        let mpb = mpbridge.display().to_string();
+        let sock = socket.display().to_string();
+        let text = topo
+            .run(node, &[&mpb, "status", "--socket", &sock, "--connections"])
+            .unwrap_or_else(|e| format!("{e:#}"));
+        let _ = writeln!(out, "$ mpbridge status   ({who})\n{text}");
+    }
+    out
+}
+
+/// The readable table of a Wi-Fi run.
+pub fn table(report: &WifiReport) -> String {
+    let mut out = String::new();
+    let each: Vec<String> = report.links.iter().map(|l| l.to_string()).collect();
+    let _ = writeln!(
+        out,
+        "Wi-Fi lab: {LINKS} WPA2 4-address links (mac80211_hwsim, channels {} and {}), shaped {}",
+        CHANNELS[0],
+        CHANNELS[1],
+        each.join(", ")
+    );
+    if let Some(a) = &report.aggregate {
+        let _ = writeln!(
+            out,
+            "\naggregation (one TCP flow, {}; each link alone, then through mpbridge, {} s each)",
+            a.direction.arrow(),
+            a.secs
+        );
+        for (i, mbit) in a.per_link.iter().enumerate() {
+            let _ = writeln!(out, "  link {i} alone            {mbit:8.1} Mbit/s");
+        }
+        let _ = writeln!(out, "  limit (sum of links)    {:8.1} Mbit/s", a.limit);
+        let _ = writeln!(
+            out,
+            "  through mpbridge        {:8.1} Mbit/s   {:.1} % of the limit",
+            a.bridge, a.percent_of_limit
+        );
+    }
+    if !report.failures.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nfailures (a SHA-256-checked transfer each way during each)\n  \
+             {:<11} {:>4} {:>7} {:>8} {:>6} {:>14} {:>13} {:>16} {:>8}",
+            "failure",
+            "link",
+            "down at",
+            "back at",
+            "MB",
+            "mean",
+            "longest stall",
+            "associated",
+            "regained"
+        );
+        for f in &report.failures {
+            let secs = |t: Option<f64>| t.map_or("never".into(), |t| format!("after {t:.1} s"));
+            let _ = writeln!(
+                out,
+                "  {:<11} {:>4} {:>5.1} s {:>6.1} s {:>6} {:>7.1} Mbit/s {:>11.1} s {:>16} {:>8}   {}",
+                f.failure.name(),
+                f.link,
+                f.fail_at,
+                f.restore_at,
+                f.outcome.server_to_client.sent_bytes / 1_000_000,
+                f.mean_mbit,
+                f.longest_stall,
+                secs(f.associated_after),
+                f.regained_after.map_or("never".into(), |t| format!("{t:.1} s")),
+                if f.intact { "intact" } else { "CORRUPT" }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n  longest stall: the longest run of 100 ms intervals in which the client received \
+             nothing, from the failure on; associated: the station's association after the \
+             failure was lifted; regained: until the link's subflow carried the connection again"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nset-up {:.1} s, scenario {:.1} s",
+        report.setup_seconds, report.wall_seconds
+    );
+    out
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_parse_by_name_and_a_wrong_one_is_named() {
+        assert_eq!(
+            WifiFailure::parse_list("disconnect, radio-off").unwrap(),
+            vec![WifiFailure::Disconnect, WifiFailure::RadioOff]
+        );
+        let e = WifiFailure::parse_list("disconnect,unplug").unwrap_err();
+        assert!(format!("{e}").contains("\"unplug\""), "{e}");
+    }
+
+    #[test]
+    fn channels_are_apart_and_their_frequencies_right() {
+        assert_eq!(frequency(1), 2412);
+        assert_eq!(frequency(11), 2462);
+        assert!(CHANNELS[1] - CHANNELS[0] >= 5, "overlapping channels");
+    }
+
+    #[test]
+    fn a_link_is_regained_when_router_a_receives_over_a_megabit_on_it_after_the_restore() {
+        let s = |t: f64, rx: [u64; 2]| measure::LinkSample {
+            t,
+            tx_bytes: vec![0, 0],
+            rx_bytes: rx.to_vec(),
+            subflow_rx_bytes: vec![0, 0],
+            app_rx_bytes: None,
+        };
+        // 100 ms periods: 1,000 bytes are probes (80 kbit/s), 100,000 data.
+        let samples = [
+            s(5.9, [0, 0]),
+            s(6.0, [1_000, 100_000]),
+            s(6.1, [2_000, 200_000]),
+            s(6.2, [102_000, 300_000]),
+        ];
+        let t = regained(&samples, 0, 6.0).unwrap();
+        assert!((t - 0.2).abs() < 1e-9, "{t}");
+        assert_eq!(regained(&samples[..3], 0, 6.0), None);
+        // Link 1 carried all along: regained in the first period after.
+        assert!((regained(&samples, 1, 6.0).unwrap() - 0.1).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_wds_interface_is_named_after_the_access_point() {
+        assert_eq!(Wifi::wds_ifname(1), "ap1.sta1");
+    }
+}
