@@ -92,6 +92,9 @@ pub struct HeldRow {
     pub refused: u64,
     /// Open connections found closed or reset after the idle time.
     pub reset: u64,
+    /// Why connections were refused: each distinct error and its count.
+    #[serde(default)]
+    pub errors: Vec<(String, u64)>,
     pub memory: Vec<HeldMemory>,
 }
 
@@ -376,13 +379,15 @@ fn held(
     for &wanted in held_steps(options) {
         // Cut to what the open-files limit holds (the report says so).
         let n = wanted.min(capacity);
-        let refused = holder.open_to(topo, n);
+        let (refused, errors) = holder.open_to(topo, n);
         std::thread::sleep(IDLE);
         let rss: Vec<u64> = procs.iter().map(|(_, p)| memory_kib(*p).0).collect();
         let reset = holder.count_dead();
         if refused + reset > 0 {
+            let why: Vec<String> = errors.iter().map(|(e, k)| format!("{k} × {e}")).collect();
             failures.push(format!(
-                "held, {n} connections through {subject:?}: {refused} refused, {reset} reset"
+                "held, {n} connections through {subject:?}: {refused} refused ({}), {reset} reset",
+                why.join("; ")
             ));
         }
         let i = match report
@@ -398,6 +403,7 @@ fn held(
                     connections: n,
                     refused: 0,
                     reset: 0,
+                    errors: Vec::new(),
                     memory: Vec::new(),
                 });
                 report.held.len() - 1
@@ -406,6 +412,12 @@ fn held(
         let row = &mut report.held[i];
         row.refused += refused;
         row.reset += reset;
+        for (e, k) in errors {
+            match row.errors.iter_mut().find(|(x, _)| *x == e) {
+                Some((_, count)) => *count += k,
+                None => row.errors.push((e, k)),
+            }
+        }
         for (((name, _), s), r) in procs.iter().zip(&start).zip(&rss) {
             let m = match row.memory.iter().position(|m| m.process == *name) {
                 Some(j) => &mut row.memory[j],
@@ -496,24 +508,31 @@ impl Held {
     }
 
     /// Opens connections until `n` are held (from [`OPENERS`] threads);
-    /// returns how many attempts failed.
-    pub fn open_to(&mut self, topo: &Topology, n: usize) -> u64 {
+    /// returns how many attempts failed, and why (each distinct error with
+    /// its count).
+    pub fn open_to(&mut self, topo: &Topology, n: usize) -> (u64, Vec<(String, u64)>) {
         let want = n.saturating_sub(self.client_side.len());
         let addr = self.addr;
-        let failed = AtomicU64::new(0);
+        let errors: Mutex<Vec<(String, u64)>> = Mutex::new(Vec::new());
         let opened: Vec<Vec<TcpStream>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..OPENERS)
                 .map(|k| {
                     let count = want / OPENERS + usize::from(k < want % OPENERS);
-                    let failed = &failed;
+                    let errors = &errors;
                     scope.spawn(move || {
                         topo.enter(Node::Client, || {
                             let mut out = Vec::with_capacity(count);
                             for _ in 0..count {
                                 match open_one(addr) {
                                     Ok(s) => out.push(s),
-                                    Err(_) => {
-                                        failed.fetch_add(1, Ordering::Relaxed);
+                                    Err(e) => {
+                                        let e = e.to_string();
+                                        let mut errors =
+                                            errors.lock().unwrap_or_else(|p| p.into_inner());
+                                        match errors.iter_mut().find(|(x, _)| *x == e) {
+                                            Some((_, k)) => *k += 1,
+                                            None => errors.push((e, 1)),
+                                        }
                                     }
                                 }
                             }
@@ -530,7 +549,8 @@ impl Held {
         for batch in opened {
             self.client_side.extend(batch);
         }
-        failed.load(Ordering::Relaxed)
+        let errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+        (errors.iter().map(|(_, k)| k).sum(), errors)
     }
 
     /// Held connections that are no longer open at either end: readable
@@ -728,9 +748,7 @@ pub fn markdown(r: &ConnsReport, o: &mut String) {
              each carrying one byte each way, then idle {} s; the first step's stay open while \
              the next opens. Refused: connect or the first byte failed; reset: found closed or \
              reset at either end after the idle time. VmRSS of each proxy process (KiB; the \
-             kernel's socket memory is not in it).\n\n| held | path | refused | reset | process \
-             | VmRSS before | VmRSS held | KiB per connection |\n| --- | --- | --- | --- | --- | \
-             --- | --- | --- |",
+             kernel's socket memory is not in it).",
             IDLE.as_secs()
         );
         if r.held.iter().any(|h| h.connections < h.wanted) {
@@ -738,11 +756,16 @@ pub fn markdown(r: &ConnsReport, o: &mut String) {
                 o,
                 "\nA step with fewer than wanted: each process here (the bench, each daemon) \
                  holds two descriptors per connection, and the open-files limit was {} (a hard \
-                 limit this machine did not let the bench raise), so {} fit.\n",
+                 limit this machine did not let the bench raise), so {} fit.",
                 r.nofile,
                 held_capacity(r.nofile)
             );
         }
+        let _ = writeln!(
+            o,
+            "\n| held | path | refused | reset | process | VmRSS before | VmRSS held | KiB per \
+             connection |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
+        );
         for row in &r.held {
             for m in &row.memory {
                 let _ = writeln!(
