@@ -943,3 +943,97 @@ pub fn targets(r: &ConnsReport) -> Vec<(&'static str, String, Option<bool>)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(v: &[f64]) -> Figure {
+        Figure {
+            samples: v.to_vec(),
+        }
+    }
+
+    fn rate(clients: usize, subject: Subject, per_sec: f64, p90: f64, cpu: [f64; 2]) -> RateRow {
+        RateRow {
+            clients,
+            subject,
+            per_sec: f(&[per_sec]),
+            p50_ms: f(&[p90 / 2.0]),
+            p90_ms: f(&[p90]),
+            cpu_us: if subject == Subject::Limit {
+                Vec::new()
+            } else {
+                ["a", "b"]
+                    .iter()
+                    .zip(cpu)
+                    .map(|(p, c)| ProcFigure {
+                        process: (*p).into(),
+                        value: f(&[c]),
+                    })
+                    .collect()
+            },
+            failed: 0,
+        }
+    }
+
+    #[test]
+    fn the_targets_are_ratios_at_4_clients_and_the_held_steps() {
+        let report = ConnsReport {
+            secs: 3.0,
+            nofile: 20_000,
+            rates: vec![
+                rate(4, Subject::Limit, 20_000.0, 0.3, [0.0; 2]),
+                rate(4, Subject::Mpbridge, 8_000.0, 0.6, [40.0, 30.0]),
+                rate(4, Subject::Peer, 2_000.0, 3.0, [80.0, 90.0]),
+            ],
+            held: vec![HeldRow {
+                subject: Subject::Mpbridge,
+                wanted: 10_000,
+                connections: 9_900,
+                refused: 0,
+                reset: 1,
+                errors: Vec::new(),
+                memory: vec![HeldMemory {
+                    process: "mpbridge local".into(),
+                    rss_start_kib: f(&[6000.0]),
+                    rss_kib: f(&[36000.0]),
+                }],
+            }],
+            slow: Vec::new(),
+        };
+        let t = targets(&report);
+        let met = |what: &str| {
+            t.iter()
+                .find(|x| x.0.contains(what))
+                .unwrap_or_else(|| panic!("no {what}: {t:?}"))
+                .2
+        };
+        assert_eq!(met("≥ 2× the peer"), Some(true)); // 4×
+        assert_eq!(met("router A"), Some(true)); // 0.5×
+        assert_eq!(met("router B"), Some(true)); // 0.33×
+        assert_eq!(met("30 % of direct"), Some(true)); // 40 %
+        assert_eq!(met("p90"), Some(true)); // 2×
+        assert_eq!(met("none refused or reset"), Some(false));
+        assert_eq!(met("≤ 40 MB"), Some(true)); // 36.9 MB
+        assert!((report.held[0].memory[0].per_connection_kib(9_900) - 3.03).abs() < 0.01);
+
+        let mut md = String::new();
+        markdown(&report, &mut md);
+        assert!(
+            md.contains("| 9900 (10000 wanted) | mpbridge | 0 | 1 |"),
+            "{md}"
+        );
+        assert!(md.contains("the open-files limit was 20000"), "{md}");
+        assert!(md.contains("| 4 | mpbridge | 8000 | 0.30 | 0.60 | 40 | 30 | 0 | 0.40× | 4.00× | 2.00× | 0.50× | 0.33× |"), "{md}");
+    }
+
+    #[test]
+    fn a_router_s_tcp_memory_scales_with_its_ram() {
+        let (pressure, limit) = tcp_mem_of_router(256);
+        assert_eq!(pressure, 256 * 1024 * 1024 * 85 / 100 / 16);
+        assert!(limit.abs_diff(pressure * 3 / 2) <= 1, "{limit} {pressure}");
+        assert_eq!(held_capacity(20_000), 9_900);
+        assert_eq!(held_capacity(100), 0);
+    }
+}

@@ -392,7 +392,8 @@ mod tests {
     #[test]
     fn skmem_fields_are_summed_over_sockets() {
         let text = "ESTAB 0 0 10.0.0.1:1 10.0.0.2:2\n\t skmem:(r100,rb131072,t0,tb87040,f4096,w50,o0,bl0,d0) cubic\n\
-                    ESTAB 0 0 10.0.0.1:3 10.0.0.2:4\n\t skmem:(r0,rb131072,t7,tb87040,f0,w1000,o0,bl0,d3)\n";
+                    ESTAB 0 0 10.0.0.1:3 10.0.0.2:4\n\t skmem:(r0,rb131072,t7,tb87040,f0,w1000,o0,bl0,d3)\n\
+                    ESTAB 0 0 10.0.0.1:5 10.0.0.2:6\n\t skmem:(r0,rb1,t0,tb1,f4294967040,w0)\n";
         let s = parse_skmem(text);
         assert_eq!(
             s,
