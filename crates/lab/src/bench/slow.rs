@@ -292,7 +292,9 @@ fn one(
                 .with_context(|| format!("cannot open {TRANSFERS} connections to {addr}"));
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // A proxy still closing thousands of held connections may be slow to
+    // take these.
+    let deadline = Instant::now() + Duration::from_secs(30);
     while accepted.lock().unwrap_or_else(|p| p.into_inner()).len() < TRANSFERS {
         anyhow::ensure!(
             Instant::now() < deadline,
