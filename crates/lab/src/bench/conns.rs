@@ -105,6 +105,12 @@ pub struct HeldMemory {
     pub rss_start_kib: Figure,
     /// VmRSS with the connections open, KiB.
     pub rss_kib: Figure,
+    /// Of it, anonymous memory (heap, stacks: not the binary's pages),
+    /// KiB; before and with the connections.
+    #[serde(default)]
+    pub anon_start_kib: Figure,
+    #[serde(default)]
+    pub anon_kib: Figure,
 }
 
 impl HeldMemory {
@@ -387,7 +393,8 @@ fn held(
     failures: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     let procs = running.processes();
-    let start: Vec<u64> = procs.iter().map(|(_, p)| memory_kib(*p).0).collect();
+    wait_for_time_wait(topo, Node::RouterA);
+    let start: Vec<(u64, u64)> = procs.iter().map(|(_, p)| rss_and_anon_kib(*p)).collect();
     let addr = SocketAddr::new(topo.server_addr(false), PORT + 500 + session);
     let mut holder = Held::listen(topo, addr)?;
     let capacity = held_capacity(report.nofile);
@@ -396,7 +403,7 @@ fn held(
         let n = wanted.min(capacity);
         let (refused, errors) = holder.open_to(topo, n);
         std::thread::sleep(IDLE);
-        let rss: Vec<u64> = procs.iter().map(|(_, p)| memory_kib(*p).0).collect();
+        let rss: Vec<(u64, u64)> = procs.iter().map(|(_, p)| rss_and_anon_kib(*p)).collect();
         let reset = holder.count_dead();
         if refused + reset > 0 {
             let why: Vec<String> = errors.iter().map(|(e, k)| format!("{k} × {e}")).collect();
@@ -441,16 +448,57 @@ fn held(
                         process: (*name).into(),
                         rss_start_kib: Figure::default(),
                         rss_kib: Figure::default(),
+                        anon_start_kib: Figure::default(),
+                        anon_kib: Figure::default(),
                     });
                     row.memory.last_mut().expect("just pushed")
                 }
             };
-            m.rss_start_kib.push(*s as f64);
-            m.rss_kib.push(*r as f64);
+            m.rss_start_kib.push(s.0 as f64);
+            m.rss_kib.push(r.0 as f64);
+            m.anon_start_kib.push(s.1 as f64);
+            m.anon_kib.push(r.1 as f64);
         }
     }
     Ok(())
 }
+
+/// (VmRSS, RssAnon) of a process in KiB; 0 where unreadable.
+fn rss_and_anon_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |key: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let rss = memory_kib(pid).0.max(field("VmRSS:"));
+    (rss, field("RssAnon:"))
+}
+
+/// Waits (at most [`TIME_WAIT_GRACE`]) until `node` holds fewer than
+/// [`TIME_WAIT_FEW`] sockets in TIME_WAIT. A proxy on router A opens every
+/// connection from its one address to the one remote address and port: an
+/// earlier round's 9,900 connections, closed by router A first, hold that
+/// many of its ephemeral ports for 60 s, and the next round's connections
+/// then fail with EADDRNOTAVAIL (seen: 5,346 and 7,914 of 9,900).
+fn wait_for_time_wait(topo: &Topology, node: Node) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < TIME_WAIT_GRACE {
+        let listed = topo
+            .run(node, &["ss", "-tanH", "state", "time-wait"])
+            .unwrap_or_default();
+        if listed.lines().count() < TIME_WAIT_FEW {
+            return;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// See [`wait_for_time_wait`].
+const TIME_WAIT_FEW: usize = 500;
+const TIME_WAIT_GRACE: Duration = Duration::from_secs(70);
 
 /// Connections from the client node to a server in the server node, each
 /// carried one byte each way, then held idle until this is dropped.
@@ -763,7 +811,8 @@ pub fn markdown(r: &ConnsReport, o: &mut String) {
              each carrying one byte each way, then idle {} s; the first step's stay open while \
              the next opens. Refused: connect or the first byte failed; reset: found closed or \
              reset at either end after the idle time. VmRSS of each proxy process (KiB; the \
-             kernel's socket memory is not in it).",
+             kernel's socket memory is not in it), and of it the anonymous memory (`RssAnon`: \
+             heap and stacks, without the binary's own pages).",
             IDLE.as_secs()
         );
         if r.held.iter().any(|h| h.connections < h.wanted) {
@@ -779,13 +828,14 @@ pub fn markdown(r: &ConnsReport, o: &mut String) {
         let _ = writeln!(
             o,
             "\n| held | path | refused | reset | process | VmRSS before | VmRSS held | KiB per \
-             connection |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
+             connection | anonymous before | anonymous held |\n| --- | --- | --- | --- | --- | \
+             --- | --- | --- | --- | --- |"
         );
         for row in &r.held {
             for m in &row.memory {
                 let _ = writeln!(
                     o,
-                    "| {} | {} | {} | {} | {} | {} | {} | {:.2} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {} |",
                     if row.connections < row.wanted {
                         format!("{} ({} wanted)", row.connections, row.wanted)
                     } else {
@@ -797,7 +847,9 @@ pub fn markdown(r: &ConnsReport, o: &mut String) {
                     m.process,
                     fig(&m.rss_start_kib, 0),
                     fig(&m.rss_kib, 0),
-                    m.per_connection_kib(row.connections)
+                    m.per_connection_kib(row.connections),
+                    fig(&m.anon_start_kib, 0),
+                    fig(&m.anon_kib, 0)
                 );
             }
         }
@@ -1013,6 +1065,8 @@ mod tests {
                     process: "mpbridge local".into(),
                     rss_start_kib: f(&[6000.0]),
                     rss_kib: f(&[36000.0]),
+                    anon_start_kib: f(&[2000.0]),
+                    anon_kib: f(&[31000.0]),
                 }],
             }],
             slow: Vec::new(),
