@@ -20,6 +20,7 @@ use crate::config::{Auth, PolicyRefusal, RemoteSettings, Role};
 use crate::control::{self, Observed};
 use crate::daemon::{Daemon, StartError};
 use crate::header::{self, ReadError};
+use crate::host::rcvbuf;
 use crate::host::sys::{self, Transport};
 use crate::host::Watch;
 use crate::ratelimit::LogLimit;
@@ -279,13 +280,19 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         permit: slot,
     } = accepted;
     let settings = &shared.settings;
-    if settings.fastopen_rcvbuf > 0 {
+    // Held until the connection ends, then given back to the budget.
+    let _rcvbuf = (settings.fastopen_rcvbuf > 0).then(|| {
         // The receiving side of a connection whose SYN carried data stalls
         // under autotuning when it reads slower than the link delivers
         // (seen under emulation: the window stays shut); see
-        // `remote.fastopen_rcvbuf` in the example config.
-        sys::set_recv_buffer(&socket2::SockRef::from(&stream), settings.fastopen_rcvbuf);
-    }
+        // `remote.fastopen_rcvbuf` in the example config. A fixed buffer
+        // is also what a slow reader may pin: the sum is bounded by
+        // `limits.rcvbuf_budget` (host::rcvbuf).
+        let grant =
+            rcvbuf::global(settings.common.limits.rcvbuf_budget).grant(settings.fastopen_rcvbuf);
+        sys::set_recv_buffer(&socket2::SockRef::from(&stream), grant.bytes());
+        grant
+    });
     let handshake = Handshake::from_now(settings.header_timeout);
     let request = match tokio::time::timeout(settings.header_timeout, read_request(&stream)).await {
         Ok(Ok(request)) => request,

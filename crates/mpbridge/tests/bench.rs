@@ -94,3 +94,36 @@ fn the_path_manager_alone_sets_the_links_up_and_removes_them_on_exit() {
         "{rules}"
     );
 }
+
+#[test]
+fn a_thousand_connections_held_through_the_bridge_are_none_refused_or_reset() {
+    let options = Options {
+        cases: vec![Case::Held],
+        quick: true,
+        rounds: 1,
+        mpbridge: env!("CARGO_BIN_EXE_mpbridge").into(),
+        mpbridge_router: None,
+        peer: None,
+        idle_connections: 0,
+        local_extra: String::new(),
+        equal: None,
+    };
+    let mut report = BenchReport::new(&options, "test".into());
+    bench::run(&options, &Progress::new(ProgressMode::Silent), &mut report)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let held = &report.conns.as_ref().expect("the case ran").held;
+    let steps: Vec<usize> = held.iter().map(|r| r.connections).collect();
+    assert_eq!(steps, bench::conns::HELD_QUICK, "{held:?}");
+    for row in held {
+        assert_eq!(row.subject, Subject::Mpbridge);
+        assert_eq!((row.refused, row.reset), (0, 0), "{row:?}");
+        let names: Vec<&str> = row.memory.iter().map(|m| m.process.as_str()).collect();
+        assert_eq!(names, ["mpbridge local", "mpbridge remote"]);
+        for m in &row.memory {
+            assert!(m.rss_kib.median() >= m.rss_start_kib.median(), "{m:?}");
+        }
+    }
+    let md = bench::doc::markdown(&report, None, "");
+    assert!(md.contains("## 9. Connections held open"), "{md}");
+}

@@ -137,6 +137,11 @@ fn targets(r: &BenchReport) -> Vec<Target> {
             });
         }
     }
+    if let Some(c) = &r.conns {
+        for (what, figure, met) in super::conns::targets(c) {
+            out.push(Target { what, figure, met });
+        }
+    }
     out
 }
 
@@ -452,6 +457,9 @@ pub fn markdown(r: &BenchReport, svg_name: Option<&str>, note: &str) -> String {
             mib(s.ssserver),
             mib(s.ssserver_stripped)
         );
+    }
+    if let Some(c) = &r.conns {
+        super::conns::markdown(c, &mut o);
     }
     o
 }

@@ -4,11 +4,15 @@
 //!
 //! - [`peer`]: installing and running the peer, its interception.
 //! - [`rr`]: short request/response connections and idle connections.
+//! - [`conns`], [`slow`]: connections at 1/4/64 clients, 10,000 held
+//!   open, slow readers and the routers' socket memory (issue 16).
 //! - [`doc`]: docs/BENCHMARKS.md and its SVG.
 
+pub mod conns;
 pub mod doc;
 pub mod peer;
 pub mod rr;
+pub mod slow;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -44,10 +48,16 @@ pub enum Case {
     Failover,
     /// Binary sizes.
     Size,
+    /// Short connections at 1, 4 and 64 clients ([`conns`]).
+    Connections,
+    /// 1,000 and 10,000 connections held open ([`conns`]).
+    Held,
+    /// Slow readers: the routers' socket memory ([`slow`]).
+    Slow,
 }
 
 impl Case {
-    pub const ALL: [Case; 7] = [
+    pub const ALL: [Case; 10] = [
         Case::Equal,
         Case::Mixed,
         Case::Unshaped,
@@ -55,6 +65,9 @@ impl Case {
         Case::Idle,
         Case::Failover,
         Case::Size,
+        Case::Connections,
+        Case::Held,
+        Case::Slow,
     ];
 
     pub fn number(self) -> usize {
@@ -70,10 +83,13 @@ impl Case {
             Case::Idle => "idle",
             Case::Failover => "failover",
             Case::Size => "size",
+            Case::Connections => "connections",
+            Case::Held => "held",
+            Case::Slow => "slow",
         }
     }
 
-    /// Parses `--cases`: numbers (1–7) or names, comma-separated.
+    /// Parses `--cases`: numbers (1–10) or names, comma-separated.
     pub fn parse_list(text: &str) -> anyhow::Result<Vec<Case>> {
         let mut cases = Vec::new();
         for item in text.split(',').map(str::trim) {
@@ -83,8 +99,9 @@ impl Case {
                 .find(|c| item == c.name() || item == c.number().to_string())
                 .ok_or_else(|| {
                     anyhow::anyhow!(
-                        "--cases {text:?}: {item:?} is not a case; give numbers 1-7 or names ({}), \
+                        "--cases {text:?}: {item:?} is not a case; give numbers 1-{} or names ({}), \
                          comma-separated",
+                        Case::ALL.len(),
                         Case::ALL.map(Case::name).join(", ")
                     )
                 })?;
@@ -385,6 +402,9 @@ pub struct BenchReport {
     pub idle: Option<Idle>,
     pub failover: Vec<FailoverRow>,
     pub sizes: Option<Sizes>,
+    /// Cases `connections`, `held` and `slow`.
+    #[serde(default)]
+    pub conns: Option<conns::ConnsReport>,
     /// Measurements that failed (each left out of the medians), with why.
     pub failures: Vec<String>,
     pub wall_seconds: f64,
@@ -409,6 +429,7 @@ impl BenchReport {
             idle: None,
             failover: Vec::new(),
             sizes: None,
+            conns: None,
             failures: Vec::new(),
             wall_seconds: 0.0,
         }
@@ -507,6 +528,17 @@ fn run_cases(
     if options.has(Case::Unshaped) || options.has(Case::Setup) || options.has(Case::Idle) {
         let topo = build(&[LinkSpec::UNSHAPED; 2], progress)?;
         let result = unshaped(&topo, options, progress, report);
+        release(topo);
+        result?;
+    }
+    if [Case::Connections, Case::Held, Case::Slow]
+        .iter()
+        .any(|c| options.has(*c))
+    {
+        let topo = build(&[LinkSpec::UNSHAPED; 2], progress)?;
+        let mut conns = conns::ConnsReport::default();
+        let result = conns::run(&topo, options, progress, &mut conns, &mut report.failures);
+        report.conns = Some(conns);
         release(topo);
         result?;
     }
@@ -1086,10 +1118,14 @@ mod tests {
             Case::parse_list("7, equal,3,3").unwrap(),
             [Case::Equal, Case::Unshaped, Case::Size]
         );
-        assert_eq!(Case::parse_list("1,2,3,4,5,6,7").unwrap(), Case::ALL);
-        let e = Case::parse_list("1,9").unwrap_err().to_string();
+        assert_eq!(Case::parse_list("1,2,3,4,5,6,7,8,9,10").unwrap(), Case::ALL);
+        assert_eq!(
+            Case::parse_list("slow,connections").unwrap(),
+            [Case::Connections, Case::Slow]
+        );
+        let e = Case::parse_list("1,11").unwrap_err().to_string();
         assert!(
-            e.contains("\"9\" is not a case") && e.contains("failover"),
+            e.contains("\"11\" is not a case") && e.contains("failover"),
             "{e}"
         );
     }

@@ -41,8 +41,24 @@ impl RrServer {
     /// Listens on the server's address at `RR_PORT + session`.
     pub fn start(topo: &Topology, threads: usize, session: u16) -> anyhow::Result<RrServer> {
         let addr = SocketAddr::new(topo.server_addr(false), RR_PORT + session);
+        RrServer::start_at(topo, threads, addr)
+    }
+
+    /// Listens at `addr` in the server node, with a backlog for many
+    /// clients at once.
+    pub fn start_at(topo: &Topology, threads: usize, addr: SocketAddr) -> anyhow::Result<RrServer> {
         let listener = topo
-            .enter(Node::Server, || TcpListener::bind(addr))
+            .enter(Node::Server, || {
+                let socket = socket2::Socket::new(
+                    socket2::Domain::for_address(addr),
+                    socket2::Type::STREAM,
+                    None,
+                )?;
+                socket.set_reuse_address(true)?;
+                socket.bind(&addr.into())?;
+                socket.listen(1024)?;
+                std::io::Result::Ok(TcpListener::from(socket))
+            })
             .with_context(|| format!("cannot listen on {addr} in the server node"))?;
         let listener = Arc::new(listener);
         let stop = Arc::new(AtomicBool::new(false));

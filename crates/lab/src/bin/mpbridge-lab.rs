@@ -42,7 +42,9 @@ enum Cmd {
 #[derive(Args)]
 struct BenchArgs {
     /// Cases to run, by number or name, comma-separated: 1 equal, 2 mixed,
-    /// 3 unshaped, 4 setup, 5 idle, 6 failover, 7 size (default: all).
+    /// 3 unshaped, 4 setup, 5 idle, 6 failover, 7 size, 8 connections (1, 4,
+    /// 64 clients), 9 held (1,000 and 10,000 open), 10 slow (slow readers'
+    /// socket memory) (default: all).
     #[arg(long, value_name = "N,N,…")]
     cases: Option<String>,
     /// Short flows, one round, two links only: a smoke test of the harness

@@ -176,6 +176,8 @@ pub type MaxConnections = Bounded<usize, 1, 1_000_000, Connections>;
 pub type DrainSecs = Bounded<u64, 0, 3600, Seconds>;
 /// `limits.pipe_size`.
 pub type PipeSize = Bounded<usize, 4096, 16_777_216, Bytes>;
+/// `limits.rcvbuf_budget` (0: sized from the kernel's `tcp_mem`).
+pub type RecvBudget = Bounded<usize, 0, 2_147_483_647, Bytes>;
 /// `probe.interval_ms`.
 pub type ProbeInterval = Bounded<u64, 10, 10_000, Milliseconds>;
 /// `probe.down_after`, `probe.up_after`.

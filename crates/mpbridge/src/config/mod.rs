@@ -69,6 +69,8 @@ const DEFAULT_HEADER_TIMEOUT_MS: i64 = 5_000;
 const DEFAULT_MAX_CONNECTIONS: i64 = 4096;
 const DEFAULT_DRAIN_SECS: i64 = 10;
 const DEFAULT_PIPE_SIZE: i64 = 262_144;
+/// `limits.rcvbuf_budget`: 0, sized from the kernel's `tcp_mem`.
+const DEFAULT_RCVBUF_BUDGET: i64 = 0;
 const DEFAULT_FASTOPEN_RCVBUF: i64 = 16_777_216;
 /// A key file is a line of hex; reading stops here so a wrong path (a device,
 /// a log) cannot make startup read forever.

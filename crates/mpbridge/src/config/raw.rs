@@ -117,6 +117,7 @@ pub(super) struct RawLimits {
     pub(super) max_connections: Field<i64>,
     pub(super) drain_secs: Field<i64>,
     pub(super) pipe_size: Field<i64>,
+    pub(super) rcvbuf_budget: Field<i64>,
 }
 
 #[derive(Deserialize, Default, Clone)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use tracing::Level;
 
-use super::bounded::{DrainSecs, MaxConnections, PipeSize, RecvBuffer};
+use super::bounded::{DrainSecs, MaxConnections, PipeSize, RecvBudget, RecvBuffer};
 use super::choice::{choose, Choice};
 use super::error::ConfigError;
 use super::fields::{check_socket_path, cli_addrs, parse_socket_addr, unspecified_on, AddrUse};
@@ -19,8 +19,9 @@ use super::settings::{
 use super::{
     ConfigFile, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_SECS, DEFAULT_FASTOPEN_RCVBUF,
     DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_LOCAL_CONTROL_SOCKET, DEFAULT_LOCAL_PORT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_PIPE_SIZE, DEFAULT_REMOTE_CONTROL_SOCKET, DEFAULT_REMOTE_PORT,
-    DEFAULT_REPLY_TIMEOUT_MS, FLAG_INTERCEPT, FLAG_LISTEN, FLAG_LOG_LEVEL, FLAG_REMOTE,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_PIPE_SIZE, DEFAULT_RCVBUF_BUDGET,
+    DEFAULT_REMOTE_CONTROL_SOCKET, DEFAULT_REMOTE_PORT, DEFAULT_REPLY_TIMEOUT_MS, FLAG_INTERCEPT,
+    FLAG_LISTEN, FLAG_LOG_LEVEL, FLAG_REMOTE,
 };
 
 /// The sections both roles read the same way, validated once (also when
@@ -60,6 +61,13 @@ impl ConfigFile {
                     limits.pipe_size.as_ref(),
                     "limits.pipe_size",
                     DEFAULT_PIPE_SIZE,
+                )?
+                .get(),
+            rcvbuf_budget: self
+                .bounded::<RecvBudget>(
+                    limits.rcvbuf_budget.as_ref(),
+                    "limits.rcvbuf_budget",
+                    DEFAULT_RCVBUF_BUDGET,
                 )?
                 .get(),
         };

@@ -11,7 +11,10 @@ use ipnet::IpNet;
 use super::choice::Choice;
 use super::interception::{Interception, InterceptionMode};
 use super::policy::DestPolicy;
-use super::{DEFAULT_DRAIN_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PIPE_SIZE, MAX_LINKS};
+use super::{
+    DEFAULT_DRAIN_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PIPE_SIZE, DEFAULT_RCVBUF_BUDGET,
+    MAX_LINKS,
+};
 
 /// Key material. `Debug` and `Display` print `MASKED`, so settings can be logged.
 #[derive(Clone)]
@@ -77,6 +80,10 @@ pub struct Limits {
     /// Splice pipe capacity per direction, in bytes (two pipes per connection;
     /// the kernel rounds up to a power-of-two number of pages).
     pub pipe_size: usize,
+    /// Bytes of fixed receive buffers (`fastopen_rcvbuf`) granted in all
+    /// before connections get less; 0: a quarter of the kernel's TCP
+    /// memory pressure threshold (`host::rcvbuf`).
+    pub rcvbuf_budget: usize,
 }
 
 impl Default for Limits {
@@ -85,6 +92,7 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS as usize,
             drain: Duration::from_secs(DEFAULT_DRAIN_SECS as u64),
             pipe_size: DEFAULT_PIPE_SIZE as usize,
+            rcvbuf_budget: DEFAULT_RCVBUF_BUDGET as usize,
         }
     }
 }

@@ -11,9 +11,11 @@
 //! - `netlink`: the daemon's netlink socket: requests, acknowledgements,
 //!   dumps, and the writer of messages and attributes.
 //! - [`sys`]: socket options and syscalls the safe crates lack.
+//! - [`rcvbuf`]: one budget for the fixed receive buffers of connections.
 
 pub(crate) mod netlink;
 pub mod nexthop;
+pub mod rcvbuf;
 pub mod rtnetlink;
 pub mod sys;
 pub mod view;

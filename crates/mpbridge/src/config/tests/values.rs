@@ -144,7 +144,8 @@ fn every_value_in_the_file_is_used() {
         Limits {
             max_connections: 5,
             drain: Duration::ZERO,
-            pipe_size: 4096
+            pipe_size: 4096,
+            rcvbuf_budget: 0
         }
     );
     assert_eq!(l.common.log_level, tracing::Level::DEBUG);
