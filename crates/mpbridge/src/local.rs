@@ -19,6 +19,7 @@ use crate::control::{self, ControlError, Observed};
 use crate::daemon::{Daemon, StartError};
 use crate::firewall::{self, FirewallError, Plan, SharedFirewall};
 use crate::header::{self, ReadError};
+use crate::host::rcvbuf::{self, Grant};
 use crate::host::sys::{self, Transport};
 use crate::host::Watch;
 use crate::intercept;
@@ -355,8 +356,9 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     };
     tracing::Span::current().record("dest", tracing::field::display(dest));
 
-    let upstream = match dial_any(&shared, dest).await {
-        Ok(s) => s,
+    // The receive buffer's grant is held until the connection ends.
+    let (upstream, _rcvbuf) = match dial_any(&shared, dest).await {
+        Ok(dialled) => dialled,
         Err(e) => {
             Stats::bump(&shared.stats.dial_failed);
             warn_limited!(REMOTE_DOWN, %dest, "no remote reachable: {e}");
@@ -468,7 +470,10 @@ fn fill_random(buf: &mut [u8]) {
 /// Each attempt has a header of its own: a remote that read the header of
 /// a failed attempt (its answer lost) has put that cookie's nonce in its
 /// replay cache, and would refuse it again.
-async fn dial_any(shared: &Shared, dest: SocketAddr) -> io::Result<TcpStream> {
+async fn dial_any(
+    shared: &Shared,
+    dest: SocketAddr,
+) -> io::Result<(TcpStream, Option<Grant>)> {
     let remotes = &shared.settings.remotes;
     let first = shared.preferred.load(Ordering::Relaxed) % remotes.len();
     let mut last_error = io::Error::other("no remote configured");
@@ -477,9 +482,9 @@ async fn dial_any(shared: &Shared, dest: SocketAddr) -> io::Result<TcpStream> {
         let remote = remotes[index];
         let header = request_header(shared, dest);
         match dial(&shared.settings, remote, &header).await {
-            Ok(stream) => {
+            Ok(dialled) => {
                 shared.preferred.store(index, Ordering::Relaxed);
-                return Ok(stream);
+                return Ok(dialled);
             }
             Err(e) => {
                 tracing::debug!(%remote, "remote unreachable: {e}");
@@ -501,11 +506,12 @@ fn transport(settings: &LocalSettings) -> Transport {
 
 /// Opens the connection to one remote. With TCP Fast Open the header rides
 /// in the SYN; otherwise it is the first thing written once connected.
+/// Returns the receive buffer's grant with the stream, when it has one.
 async fn dial(
     settings: &LocalSettings,
     remote: SocketAddr,
     header: &[u8],
-) -> io::Result<TcpStream> {
+) -> io::Result<(TcpStream, Option<Grant>)> {
     let transport = transport(settings);
     let socket = sys::stream_socket(&remote, transport).map_err(io::Error::other)?;
     // Our own connection: the interception rules never divert this mark.
@@ -514,11 +520,17 @@ async fn dial(
     sys::enable_keepalive(&socket);
     let mut sent = 0;
     let mut connecting = false;
+    let mut grant = None;
     if settings.fastopen && sys::enable_fastopen_no_cookie(&socket).is_ok() {
         if transport == Transport::Mptcp && settings.fastopen_rcvbuf > 0 {
             // Works around MPTCP's receive window stalling after TFO (see
-            // `fastopen_rcvbuf` in the example config).
-            sys::set_recv_buffer(&socket, settings.fastopen_rcvbuf);
+            // `fastopen_rcvbuf` in the example config). A fixed buffer is
+            // also what a slow reader behind router A may pin: the sum is
+            // bounded by `limits.rcvbuf_budget`, as on the remote.
+            let granted = rcvbuf::global(settings.common.limits.rcvbuf_budget)
+                .grant(settings.fastopen_rcvbuf);
+            sys::set_recv_buffer(&socket, granted.bytes());
+            grant = Some(granted);
         }
         match sys::sendto_fastopen(&socket, header, remote) {
             Ok(n) => {
@@ -546,7 +558,7 @@ async fn dial(
     }
     stream.peer_addr()?; // ENOTCONN if the handshake failed without an error
     relay::write_all(&stream, &header[sent..]).await?;
-    Ok(stream)
+    Ok((stream, grant))
 }
 
 /// Reads the remote's Convert reply; returns the stream bytes after it.
