@@ -38,6 +38,7 @@ pub mod multipath;
 pub mod planner;
 pub mod probe;
 pub mod route;
+pub mod subflows;
 
 use std::future::poll_fn;
 use std::io;
@@ -238,6 +239,7 @@ impl PathManager {
             keys,
             probe_dest,
             saved_limits,
+            settings.subflows,
         );
         let mut mgr = Manager {
             planner: Planner::new(config, Instant::now()),
@@ -315,6 +317,8 @@ enum Wake {
     Arrival(Arrival),
     /// The planner's timer.
     Timer,
+    /// The MPTCP path manager's events (subflows on demand).
+    Events(Vec<mptcp::PmEvent>),
 }
 
 impl Manager {
@@ -416,12 +420,15 @@ impl Manager {
                     },
                 ),
                 Wake::Timer => {}
+                Wake::Events(events) => self.exec.handle_events(now, events),
             }
             // Also after any other wake: a busy turn never starves the timer.
             if self.planner.poll_timeout().is_some_and(|t| t <= now) {
                 self.planner.handle_timeout(now);
             }
+            self.exec.handle_subflow_timeout(now);
             let _ = self.execute(false);
+            self.exec.drive_subflows(now);
             self.publish();
         }
         self.exec.cleanup();
@@ -434,8 +441,12 @@ impl Manager {
         arrivals: &mut mpsc::UnboundedReceiver<Arrival>,
         stop: &mut oneshot::Receiver<()>,
     ) -> Wake {
+        let next = match (self.planner.poll_timeout(), self.exec.subflow_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let timer = async {
-            match self.planner.poll_timeout() {
+            match next {
                 Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
                 None => std::future::pending().await,
             }
@@ -451,6 +462,7 @@ impl Manager {
             Ok(()) = host.changed() => Wake::Host,
             Some(a) = arrivals.recv() => Wake::Arrival(a),
             wake = reply => wake,
+            events = poll_fn(|cx| self.exec.poll_events(cx)) => Wake::Events(events),
             () = timer => Wake::Timer,
         }
     }
