@@ -340,3 +340,235 @@ fn a_young_connection_on_a_link_that_goes_down_moves_at_once_and_regains_it() {
 fn a_young_connection_on_a_black_holed_link_moves_at_once_and_regains_it() {
     a_young_connection_moves_at_once(Failure::Blackhole);
 }
+
+// ---------------------------------------------------------------------------
+// Measurement (not a test): both modes side by side in one run.
+// ---------------------------------------------------------------------------
+
+/// One mode's figures over the rounds.
+#[derive(Default)]
+struct Figures {
+    direct_per_sec: Vec<f64>,
+    per_sec: Vec<f64>,
+    p90_ms: Vec<f64>,
+    local_us: Vec<f64>,
+    remote_us: Vec<f64>,
+    joins_per_conn: Vec<f64>,
+    failed: u64,
+    /// (what, stall ms, regain ms)
+    failover: Vec<(String, f64, f64)>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn cpu(pid: u32) -> f64 {
+    mpbridge_lab::scenario::cpu_seconds(pid).unwrap_or(f64::NAN)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// Connection rate and CPU per connection at 4 clients (1 KB each way,
+/// unshaped links, as the bench's case), then a long download at 50 Mbit/s
+/// per link with each link going down and black-holed in turn, for the
+/// in-kernel path manager and subflows on demand, alternating, `ROUNDS`
+/// (3) times. With `MPBRIDGE_BIN` the daemons are that binary (e.g. the
+/// router build):
+/// MPBRIDGE_BIN=$CARGO_TARGET_DIR/router/mpbridge cargo test -p mpbridge --test ondemand -- --ignored --nocapture subflow_modes_side_by_side
+#[test]
+#[ignore]
+fn subflow_modes_side_by_side() {
+    use mpbridge_lab::bench::rr::{run_clients, RrServer};
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let secs: f64 = std::env::var("RR_SECS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5.0);
+    let binary = std::env::var_os("MPBRIDGE_BIN").map(std::path::PathBuf::from);
+    let program = binary
+        .clone()
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_mpbridge").into());
+    let modes: [(&str, &'static str); 2] =
+        [("kernel", ""), ("on-demand", "subflows = \"on-demand\"")];
+    let mut figures: Vec<Figures> = modes.iter().map(|_| Figures::default()).collect();
+    eprintln!("load average at start: {}", loadavg());
+    for round in 0..rounds {
+        let order: Vec<usize> = if round % 2 == 0 {
+            vec![0, 1]
+        } else {
+            vec![1, 0]
+        };
+        for &m in &order {
+            let (name, local_paths) = modes[m];
+            let f = &mut figures[m];
+            // Short connections: direct first, then through the bridge, in
+            // one topology.
+            let topo = Topology::build_with(
+                &mpbridge_lab::TopologySpec {
+                    links: vec![mpbridge_lab::LinkSpec::UNSHAPED; 2],
+                },
+                mpbridge_lab::LanRoutes::Static,
+            )
+            .unwrap();
+            let direct_server = RrServer::start(&topo, 4, 0).unwrap();
+            let direct = run_clients(&topo, direct_server.addr, 4, secs.min(3.0), u64::MAX);
+            drop(direct_server);
+            f.direct_per_sec.push(direct.per_sec);
+            // The daemons log at "info", as the bench runs them.
+            let daemons = mpbridge_lab::bridge::Bridge::start(
+                &topo,
+                &program,
+                &mpbridge_lab::bridge::BridgeOptions {
+                    local_paths: local_paths.into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e:#}"));
+            let server = RrServer::start(&topo, 4, 1).unwrap();
+            run_clients(&topo, server.addr, 4, 1.0, u64::MAX);
+            let (l0, r0, j0) = (
+                cpu(daemons.local.pid()),
+                cpu(daemons.remote.pid()),
+                joins_received(&topo),
+            );
+            let out = run_clients(&topo, server.addr, 4, secs, u64::MAX);
+            let (l1, r1, j1) = (
+                cpu(daemons.local.pid()),
+                cpu(daemons.remote.pid()),
+                joins_received(&topo),
+            );
+            let n = out.completed.max(1) as f64;
+            f.per_sec.push(out.per_sec);
+            f.p90_ms.push(out.p90_ms);
+            f.local_us.push((l1 - l0) / n * 1e6);
+            f.remote_us.push((r1 - r0) / n * 1e6);
+            f.joins_per_conn.push((j1 - j0) as f64 / n);
+            f.failed += out.failed;
+            eprintln!(
+                "round {round} {name}: {:.0}/s (direct {:.0}/s), p90 {:.2} ms, local {:.0} µs, remote {:.0} µs per connection, {:.2} joins per connection, {} failed; load {}",
+                out.per_sec,
+                direct.per_sec,
+                out.p90_ms,
+                (l1 - l0) / n * 1e6,
+                (r1 - r0) / n * 1e6,
+                (j1 - j0) as f64 / n,
+                out.failed,
+                loadavg()
+            );
+            drop(server);
+            daemons.stop(IO_TIMEOUT);
+            drop(topo);
+
+            // Failover of one long download.
+            let bridge = Bridge::start(Options {
+                links: 2,
+                local_paths,
+                binary: binary.clone(),
+                ..Options::default()
+            });
+            let topo = &bridge.topo;
+            for link in 0..2 {
+                topo.set_rate(link, 50).unwrap();
+            }
+            let download = Download::start(&bridge);
+            for link in 0..2 {
+                let base = rx(topo, link);
+                assert!(
+                    wait_until(IO_TIMEOUT, || rx(topo, link) - base >= CARRYING),
+                    "{name}: link {link} never carried the download\n{}",
+                    bridge.logs()
+                );
+            }
+            for failure in [Failure::Down, Failure::Blackhole] {
+                for link in 0..2 {
+                    download.reset_gap();
+                    failure.apply(topo, link, true);
+                    let at = download.bytes();
+                    wait_until(IO_TIMEOUT, || download.bytes() - at >= 4 * CARRYING);
+                    let stall = download.longest_gap();
+                    failure.apply(topo, link, false);
+                    let start = Instant::now();
+                    let base = rx(topo, link);
+                    let regain = wait_until(IO_TIMEOUT, || rx(topo, link) - base >= CARRYING)
+                        .then(|| start.elapsed().as_secs_f64() * 1e3)
+                        .unwrap_or(f64::NAN);
+                    let what = format!("{failure:?} link {link}");
+                    eprintln!(
+                        "round {round} {name}: {what}: stall {:.0} ms, regained after {regain:.0} ms",
+                        stall.as_secs_f64() * 1e3
+                    );
+                    f.failover.push((what, stall.as_secs_f64() * 1e3, regain));
+                    // Settle: the restored link in full use again.
+                    let base = rx(topo, link);
+                    wait_until(IO_TIMEOUT, || rx(topo, link) - base >= 8 * CARRYING);
+                }
+            }
+            drop(download);
+        }
+    }
+    eprintln!("\nload average at end: {}", loadavg());
+    eprintln!("medians over {rounds} rounds, 4 clients, 1 KB each way, 2 unshaped links; failover at 50 Mbit/s per link");
+    eprintln!(
+        "{:<10} {:>9} {:>9} {:>7} {:>8} {:>10} {:>11} {:>6} {:>6}",
+        "subflows",
+        "conn/s",
+        "direct/s",
+        "% dir",
+        "p90 ms",
+        "local µs",
+        "remote µs",
+        "joins",
+        "failed"
+    );
+    for ((name, _), f) in modes.iter().zip(&figures) {
+        eprintln!(
+            "{:<10} {:>9.0} {:>9.0} {:>6.1}% {:>8.2} {:>10.0} {:>11.0} {:>6.2} {:>6}",
+            name,
+            median(&f.per_sec),
+            median(&f.direct_per_sec),
+            100.0 * median(&f.per_sec) / median(&f.direct_per_sec),
+            median(&f.p90_ms),
+            median(&f.local_us),
+            median(&f.remote_us),
+            median(&f.joins_per_conn),
+            f.failed
+        );
+    }
+    for ((name, _), f) in modes.iter().zip(&figures) {
+        let mut whats: Vec<&String> = f.failover.iter().map(|x| &x.0).collect();
+        whats.dedup();
+        whats.sort();
+        whats.dedup();
+        for what in whats {
+            let stalls: Vec<f64> = f
+                .failover
+                .iter()
+                .filter(|x| &x.0 == what)
+                .map(|x| x.1)
+                .collect();
+            let regains: Vec<f64> = f
+                .failover
+                .iter()
+                .filter(|x| &x.0 == what)
+                .map(|x| x.2)
+                .collect();
+            eprintln!(
+                "{name:<10} {what:<16} stall median {:>5.0} ms (max {:>5.0}), regained median {:>5.0} ms",
+                median(&stalls),
+                stalls.iter().copied().fold(0.0, f64::max),
+                median(&regains)
+            );
+        }
+    }
+}

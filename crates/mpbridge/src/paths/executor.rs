@@ -513,6 +513,7 @@ impl Executor {
                     self.pm
                         .subflow_create(token, info.id, local, info.ifindex, flags, remote)
                 }
+                SubflowAction::Remove { token, id } => self.pm.remove_id(token, id),
                 SubflowAction::Destroy {
                     token,
                     local,
@@ -536,6 +537,11 @@ impl Executor {
                 continue;
             }
             match action {
+                // Before Linux 6.12 or so id 0 cannot be removed: the
+                // subflow is still closed, the peer learns it later.
+                SubflowAction::Remove { token, id } => {
+                    tracing::debug!(token, id, "no RM_ADDR sent: {e}")
+                }
                 SubflowAction::Create { local, remote, .. } => crate::warn_limited!(
                     SUBFLOW_FAILED,
                     "cannot open a subflow from {local} to {remote}: {e}"

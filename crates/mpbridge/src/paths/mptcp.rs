@@ -36,12 +36,14 @@ const CMD_GET_ADDR: u8 = 3;
 const CMD_SET_LIMITS: u8 = 5;
 const CMD_GET_LIMITS: u8 = 6;
 const CMD_SET_FLAGS: u8 = 7;
+const CMD_REMOVE: u8 = 9;
 const CMD_SUBFLOW_CREATE: u8 = 10;
 const CMD_SUBFLOW_DESTROY: u8 = 11;
 const ATTR_ADDR: u16 = 1;
 const ATTR_RCV_ADD_ADDRS: u16 = 2;
 const ATTR_SUBFLOWS: u16 = 3;
 const ATTR_TOKEN: u16 = 4;
+const ATTR_LOC_ID: u16 = 5;
 const ATTR_ADDR_REMOTE: u16 = 6;
 const ADDR_ATTR_FAMILY: u16 = 1;
 const ADDR_ATTR_ID: u16 = 2;
@@ -77,6 +79,8 @@ enum PmAttr {
     Subflows(u32),
     /// MPTCP_PM_ATTR_TOKEN: the connection a userspace-PM command is about.
     Token(u32),
+    /// MPTCP_PM_ATTR_LOC_ID: a local address id in a connection.
+    LocId(u8),
     /// MPTCP_PM_ATTR_ADDR_REMOTE, nested.
     AddrRemote(Vec<AddrAttr>),
 }
@@ -215,6 +219,18 @@ impl PmMessage {
         }
     }
 
+    /// Userspace PM: tells the peer (RM_ADDR) that local address `id` of
+    /// connection `token` is gone, so that it closes its subflows from it
+    /// at once and sends their data over the others, as the in-kernel path
+    /// manager does when an endpoint is deleted. Id 0 is the initial
+    /// subflow's address.
+    pub fn remove(token: u32, id: u8) -> Self {
+        PmMessage {
+            cmd: CMD_REMOVE,
+            attrs: vec![PmAttr::Token(token), PmAttr::LocId(id)],
+        }
+    }
+
     /// Userspace PM: closes the subflow `local` → `remote` of connection
     /// `token` (both ports required).
     pub fn subflow_destroy(token: u32, local: SocketAddr, remote: SocketAddr) -> Self {
@@ -321,6 +337,7 @@ impl PmMessage {
                 PmAttr::RcvAddAddrs(n) => w.attr(ATTR_RCV_ADD_ADDRS, &n.to_ne_bytes()),
                 PmAttr::Subflows(n) => w.attr(ATTR_SUBFLOWS, &n.to_ne_bytes()),
                 PmAttr::Token(t) => w.attr(ATTR_TOKEN, &t.to_ne_bytes()),
+                PmAttr::LocId(id) => w.attr(ATTR_LOC_ID, &[*id]),
                 PmAttr::AddrRemote(attrs) => {
                     w.nested(ATTR_ADDR_REMOTE);
                     for a in attrs {
@@ -358,6 +375,7 @@ impl PmMessage {
                 ATTR_RCV_ADD_ADDRS => attrs.extend(read_u32(value).map(PmAttr::RcvAddAddrs)),
                 ATTR_SUBFLOWS => attrs.extend(read_u32(value).map(PmAttr::Subflows)),
                 ATTR_TOKEN => attrs.extend(read_u32(value).map(PmAttr::Token)),
+                ATTR_LOC_ID => attrs.extend(value.first().map(|id| PmAttr::LocId(*id))),
                 ATTR_ADDR_REMOTE => attrs.push(PmAttr::AddrRemote(
                     nl::attributes(value)
                         .filter_map(|(k, v)| AddrAttr::read(k, v))
@@ -418,6 +436,7 @@ const EVENT_SUB_ESTABLISHED: u8 = 10;
 const EVENT_SUB_CLOSED: u8 = 11;
 // enum mptcp_event_attr
 const EV_TOKEN: u16 = 1;
+const EV_LOC_ID: u16 = 3;
 const EV_SADDR4: u16 = 5;
 const EV_SADDR6: u16 = 6;
 const EV_DADDR4: u16 = 7;
@@ -458,8 +477,10 @@ pub enum PmEvent {
     Closed {
         token: u32,
     },
+    /// A join completed; `id` is its local address id.
     SubEstablished {
         sub: EventAddrs,
+        id: u8,
         backup: bool,
     },
     /// A subflow closed, or failed to join.
@@ -477,6 +498,7 @@ impl PmEvent {
         let (mut saddr, mut daddr): (Option<IpAddr>, Option<IpAddr>) = (None, None);
         let (mut sport, mut dport) = (0u16, 0u16);
         let (mut backup, mut server_side) = (false, false);
+        let mut loc_id = 0u8;
         for (kind, value) in nl::attributes(body.get(GENL_HDRLEN..)?) {
             match kind {
                 EV_TOKEN => token = read_u32(value),
@@ -487,6 +509,7 @@ impl PmEvent {
                 EV_SPORT => sport = value.try_into().map_or(0, u16::from_be_bytes),
                 EV_DPORT => dport = value.try_into().map_or(0, u16::from_be_bytes),
                 EV_BACKUP => backup = value.first().is_some_and(|b| *b != 0),
+                EV_LOC_ID => loc_id = value.first().copied().unwrap_or(0),
                 EV_SERVER_SIDE => server_side |= value.first().is_some_and(|b| *b != 0),
                 EV_FLAGS => {
                     server_side |= value
@@ -516,6 +539,7 @@ impl PmEvent {
             EVENT_CLOSED => PmEvent::Closed { token },
             EVENT_SUB_ESTABLISHED => PmEvent::SubEstablished {
                 sub: addrs()?,
+                id: loc_id,
                 backup,
             },
             EVENT_SUB_CLOSED => PmEvent::SubClosed { sub: addrs()? },
@@ -668,6 +692,11 @@ impl Pm {
     ) -> io::Result<()> {
         let msg = PmMessage::subflow_create(token, id, local, ifindex, flags, remote);
         self.request(msg, false).map(drop)
+    }
+
+    /// Userspace PM: see [`PmMessage::remove`].
+    pub fn remove_id(&mut self, token: u32, id: u8) -> io::Result<()> {
+        self.request(PmMessage::remove(token, id), false).map(drop)
     }
 
     /// Userspace PM: see [`PmMessage::subflow_destroy`].

@@ -47,6 +47,10 @@ pub enum SubflowAction {
         info: Local,
         remote: SocketAddr,
     },
+    /// Tell the peer (RM_ADDR) that local address `id` of `token` is gone:
+    /// it closes its end of those subflows at once and resends their data
+    /// over the others (a black-holed link would hold them for its RTOs).
+    Remove { token: u32, id: u8 },
     /// Close the subflow `local` → `remote` of `token`.
     Destroy {
         token: u32,
@@ -74,6 +78,9 @@ struct Conn {
     promoted: bool,
     /// Established subflows, as the events name them (initial included).
     subflows: Vec<(SocketAddr, SocketAddr)>,
+    /// The local address id each local address has in this connection
+    /// (0 for the initial subflow's).
+    local_ids: Vec<(IpAddr, u8)>,
     /// Local addresses of the joins asked for and not yet established.
     pending: Vec<IpAddr>,
     /// No join is asked before this (after a failed one).
@@ -201,8 +208,10 @@ impl OnDemand {
             PmEvent::Closed { token } => {
                 self.conns.remove(&token);
             }
-            PmEvent::SubEstablished { sub, .. } => {
+            PmEvent::SubEstablished { sub, id, .. } => {
                 if let Some(c) = self.conns.get_mut(&sub.token) {
+                    c.local_ids.retain(|(a, _)| *a != sub.local.ip());
+                    c.local_ids.push((sub.local.ip(), id));
                     c.pending.retain(|a| *a != sub.local.ip());
                     if !c.subflows.contains(&(sub.local, sub.remote)) {
                         c.subflows.push((sub.local, sub.remote));
@@ -227,6 +236,7 @@ impl OnDemand {
                 established: false,
                 promoted: false,
                 subflows: vec![(conn.local, conn.remote)],
+                local_ids: vec![(conn.local.ip(), 0)],
                 pending: Vec::new(),
                 retry_at: None,
             },
@@ -365,6 +375,19 @@ impl OnDemand {
                 info,
                 remote,
             });
+        }
+        let mut removed: Vec<u8> = Vec::new();
+        for (local, _) in &closing {
+            let id = c
+                .local_ids
+                .iter()
+                .find(|(a, _)| *a == local.ip())
+                .map(|(_, id)| *id);
+            if let Some(id) = id.filter(|id| !removed.contains(id)) {
+                removed.push(id);
+                self.actions.push_back(SubflowAction::Remove { token, id });
+            }
+            c.local_ids.retain(|(a, _)| *a != local.ip());
         }
         for (local, remote) in closing {
             c.subflows.retain(|s| *s != (local, remote));
@@ -620,6 +643,7 @@ mod tests {
                     },
                     remote: sa(REMOTE),
                 },
+                SubflowAction::Remove { token: 7, id: 0 },
                 SubflowAction::Destroy {
                     token: 7,
                     local: sa("10.20.0.1:40000"),
@@ -633,11 +657,31 @@ mod tests {
             t1,
             PmEvent::SubEstablished {
                 sub: conn(7, "10.20.1.1:50000"),
+                id: 2,
                 backup: false,
             },
         );
         od.set_local(t1 + AFTER, ip(L0), 0, Some(3), false);
         assert_eq!(creates(&drain(&mut od)), vec![(7, ip(L0))]);
+        // Its link removed in turn: the peer hears of that address's id.
+        od.handle_event(
+            t1 + AFTER,
+            PmEvent::SubEstablished {
+                sub: conn(7, "10.20.0.1:50002"),
+                id: 1,
+                backup: false,
+            },
+        );
+        od.remove_local(t1 + 2 * AFTER, ip(L1));
+        let actions = drain(&mut od);
+        assert!(
+            actions.contains(&SubflowAction::Remove { token: 7, id: 2 }),
+            "{actions:?}"
+        );
+        assert!(
+            !actions.contains(&SubflowAction::Remove { token: 7, id: 1 }),
+            "{actions:?}"
+        );
     }
 
     #[test]
