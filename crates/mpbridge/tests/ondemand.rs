@@ -500,9 +500,11 @@ fn subflow_modes_side_by_side() {
                     failure.apply(topo, link, false);
                     let start = Instant::now();
                     let base = rx(topo, link);
-                    let regain = wait_until(IO_TIMEOUT, || rx(topo, link) - base >= CARRYING)
-                        .then(|| start.elapsed().as_secs_f64() * 1e3)
-                        .unwrap_or(f64::NAN);
+                    let regain = if wait_until(IO_TIMEOUT, || rx(topo, link) - base >= CARRYING) {
+                        start.elapsed().as_secs_f64() * 1e3
+                    } else {
+                        f64::NAN
+                    };
                     let what = format!("{failure:?} link {link}");
                     eprintln!(
                         "round {round} {name}: {what}: stall {:.0} ms, regained after {regain:.0} ms",

@@ -87,7 +87,6 @@ impl Executor {
         keys: Arc<ProbeKeys>,
         probe_dest: Option<SocketAddr>,
         saved_limits: Limits,
-        subflows: SubflowMode,
     ) -> Executor {
         let n = links.len();
         let names = links.iter().map(|l| l.interface.clone()).collect();
@@ -107,10 +106,16 @@ impl Executor {
             keys,
             probe_dest,
             saved_limits,
-            subflows,
+            subflows: SubflowMode::Kernel,
             pm_sysctl: None,
             ondemand: None,
         }
+    }
+
+    /// Who opens the subflows (before [`Executor::prepare`]; default kernel).
+    pub(super) fn with_subflows(mut self, mode: SubflowMode) -> Executor {
+        self.subflows = mode;
+        self
     }
 
     /// Selects the namespace's path manager for the subflow mode, and with

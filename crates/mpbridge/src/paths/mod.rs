@@ -239,8 +239,8 @@ impl PathManager {
             keys,
             probe_dest,
             saved_limits,
-            settings.subflows,
-        );
+        )
+        .with_subflows(settings.subflows);
         let mut mgr = Manager {
             planner: Planner::new(config, Instant::now()),
             exec,
