@@ -16,6 +16,10 @@
 //! [`crate::host::nexthop`]).
 //! - [`probe`]: authenticated UDP probes, link RTT, loss and up/down state
 //!   (router A from its probes' answers, router B from their arrival).
+//! - [`subflows`]: subflows on demand (`paths.subflows = "on-demand"`):
+//!   which connection gets which extra subflow, when, through the
+//!   userspace path manager; the planner's endpoint actions then feed it
+//!   instead of the kernel's endpoint list.
 //! - [`planner`]: every decision (in service or not, endpoints, rules,
 //!   routes, group members, when to probe) as a state machine without I/O
 //!   or clock, unit-tested on a simulated clock.
