@@ -535,11 +535,19 @@ impl Executor {
                 continue;
             };
             od.state.refused(now, &action);
-            // EINVAL: the token is gone (the connection closed meanwhile);
-            // ESRCH: the subflow to close is gone. Neither is worth a line.
-            if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ESRCH)) {
-                tracing::debug!(?action, "subflow action on a connection gone: {e}");
-                continue;
+            // EINVAL: the token is unknown (the connection closed meanwhile)
+            // or not the userspace path manager's; ESRCH: the subflow to
+            // close is gone. Neither is worth a line.
+            match e.raw_os_error() {
+                Some(libc::EINVAL) => {
+                    if let SubflowAction::Create { token, .. } = action {
+                        od.state.forget(token);
+                    }
+                    tracing::debug!(?action, "subflow action on a connection gone: {e}");
+                    continue;
+                }
+                Some(libc::ESRCH) => continue,
+                _ => {}
             }
             match action {
                 // Before Linux 6.12 or so id 0 cannot be removed: the

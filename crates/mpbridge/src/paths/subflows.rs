@@ -291,6 +291,13 @@ impl OnDemand {
         }
     }
 
+    /// Connection `token` is gone (the kernel no longer knows its token: its
+    /// CLOSED event was lost) or is not the userspace path manager's (it
+    /// was opened before the switch): nothing more is asked for it.
+    pub fn forget(&mut self, token: u32) {
+        self.conns.remove(&token);
+    }
+
     /// When [`OnDemand::handle_timeout`] is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.first().map(|(at, _)| *at)
@@ -719,6 +726,20 @@ mod tests {
         assert_eq!(od.poll_timeout(), Some(t1 + RETRY));
         od.handle_timeout(t1 + RETRY);
         assert_eq!(creates(&drain(&mut od)), vec![(7, ip(L1))]);
+    }
+
+    #[test]
+    fn a_forgotten_connection_asks_for_nothing_more() {
+        let t0 = Instant::now();
+        let mut od = two_links(t0);
+        od.handle_timeout(t0 + AFTER);
+        let actions = drain(&mut od);
+        od.refused(t0 + AFTER, &actions[0]);
+        od.forget(7);
+        od.handle_timeout(t0 + AFTER + RETRY);
+        od.remove_local(t0 + AFTER + RETRY, ip(L0));
+        assert!(drain(&mut od).is_empty());
+        assert_eq!(od.connections(), 0);
     }
 
     #[test]
