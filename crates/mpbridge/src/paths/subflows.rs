@@ -103,11 +103,13 @@ pub struct OnDemand {
     after: Duration,
     /// Link addresses in service.
     locals: BTreeMap<IpAddr, Local>,
-    /// Every address a link ever had, with its id: subflows from one of
+    /// Every address a link ever had, with its latest id: subflows from one of
     /// these are ours to manage; others (a route the links do not carry)
     /// are left alone and count as working.
     ids: BTreeMap<IpAddr, u8>,
     conns: HashMap<u32, Conn>,
+    /// The next local address id to hand out (1..=255).
+    next_id: u8,
     /// Promotion deadlines and retries: (when, token), earliest first.
     timers: BTreeSet<(Instant, u32)>,
     actions: VecDeque<SubflowAction>,
@@ -121,6 +123,7 @@ impl OnDemand {
             locals: BTreeMap::new(),
             ids: BTreeMap::new(),
             conns: HashMap::new(),
+            next_id: 1,
             timers: BTreeSet::new(),
             actions: VecDeque::new(),
         }
@@ -131,14 +134,16 @@ impl OnDemand {
         self.conns.len()
     }
 
-    /// The id an address has (or gets) in every connection: stable for
-    /// the daemon's life, so a link that returns reuses it.
-    fn id_of(&mut self, addr: IpAddr) -> u8 {
-        if let Some(&id) = self.ids.get(&addr) {
-            return id;
+    /// A fresh id for `addr`, which comes into service (again): not the one
+    /// it had before, which the peer may still hold for subflows it has not
+    /// yet closed, nor one an address in service has.
+    fn fresh_id(&mut self, addr: IpAddr) -> u8 {
+        let in_use: Vec<u8> = self.locals.values().map(|l| l.id).collect();
+        let mut id = self.next_id;
+        while in_use.contains(&id) {
+            id = id % 255 + 1;
         }
-        // 1..=255; beyond 255 addresses (never, with 8 links) ids repeat.
-        let id = (self.ids.len() % 255 + 1) as u8;
+        self.next_id = id % 255 + 1;
         self.ids.insert(addr, id);
         id
     }
@@ -153,7 +158,10 @@ impl OnDemand {
         ifindex: Option<u32>,
         backup: bool,
     ) {
-        let id = self.id_of(addr);
+        let id = match self.locals.get(&addr) {
+            Some(l) => l.id,
+            None => self.fresh_id(addr),
+        };
         let local = Local {
             link,
             id,
@@ -802,12 +810,28 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_stable_per_address_and_never_zero() {
+    fn an_address_keeps_its_id_in_service_and_gets_a_fresh_one_when_it_returns() {
+        let t0 = Instant::now();
         let mut od = OnDemand::new(AFTER);
-        let a = od.id_of(ip(L0));
-        let b = od.id_of(ip(L1));
-        assert_eq!((a, b), (1, 2));
-        assert_eq!(od.id_of(ip(L0)), 1);
+        od.set_local(t0, ip(L0), 0, None, false);
+        od.set_local(t0, ip(L1), 1, None, false);
+        od.set_local(t0, ip(L0), 0, None, true);
+        assert_eq!((od.locals[&ip(L0)].id, od.locals[&ip(L1)].id), (1, 2));
+        od.remove_local(t0, ip(L0));
+        od.set_local(t0, ip(L0), 0, None, false);
+        assert_eq!(od.locals[&ip(L0)].id, 3);
+        // Ids wrap within 1..=255 and skip those in service.
+        od.next_id = 255;
+        od.remove_local(t0, ip(L0));
+        od.set_local(t0, ip(L0), 0, None, false);
+        assert_eq!(od.locals[&ip(L0)].id, 255);
+        od.remove_local(t0, ip(L0));
+        od.set_local(t0, ip(L0), 0, None, false);
+        assert_eq!(od.locals[&ip(L0)].id, 1);
+        od.next_id = 2;
+        od.remove_local(t0, ip(L0));
+        od.set_local(t0, ip(L0), 0, None, false);
+        assert_eq!(od.locals[&ip(L0)].id, 3, "2 is link 1's");
     }
 
     #[test]
