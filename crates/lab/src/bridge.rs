@@ -68,6 +68,9 @@ pub struct BridgeOptions {
     /// The program run as `mpbridge remote`, when not the same as the
     /// local's (e.g. another architecture's binary under qemu-user).
     pub remote_mpbridge: Option<PathBuf>,
+    /// Lines for router A's `[paths]` section alone, e.g.
+    /// `subflows = "on-demand"` (merged into a `[paths]` of `paths_extra`).
+    pub local_paths: String,
 }
 
 impl Default for BridgeOptions {
@@ -82,6 +85,7 @@ impl Default for BridgeOptions {
             backup_links: Vec::new(),
             paths_extra: String::new(),
             remote_mpbridge: None,
+            local_paths: String::new(),
         }
     }
 }
@@ -223,7 +227,22 @@ pub(crate) fn link_lines(topo: &Topology, options: &BridgeOptions, node: Node) -
         );
     }
     out.push('\n');
-    out.push_str(&options.paths_extra);
+    let local_paths = options.local_paths.trim();
+    if node == Node::RouterA && !local_paths.is_empty() {
+        // One `[paths]` table: into the shared one if there is one.
+        match options.paths_extra.find("[paths]\n") {
+            Some(at) => {
+                let (head, tail) = options.paths_extra.split_at(at + "[paths]\n".len());
+                let _ = write!(out, "{head}{local_paths}\n{tail}");
+            }
+            None => {
+                out.push_str(&options.paths_extra);
+                let _ = write!(out, "\n[paths]\n{local_paths}\n");
+            }
+        }
+    } else {
+        out.push_str(&options.paths_extra);
+    }
     out.push('\n');
     out
 }

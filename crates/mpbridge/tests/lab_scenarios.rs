@@ -14,16 +14,27 @@ use mpbridge_lab::scenario::{self, Failure, Flap, IntegrityPlan, Lab};
 use mpbridge_lab::{LinkSpec, Node, TopologySpec};
 
 fn start_lab() -> Lab {
+    start_lab_with("")
+}
+
+/// `local_paths`: router A's `[paths]` lines (e.g. [`ON_DEMAND`]).
+fn start_lab_with(local_paths: &str) -> Lab {
     let spec = TopologySpec {
         links: vec![LinkSpec::shaped(50); 2],
     };
     Lab::start(
         &spec,
         Path::new(env!("CARGO_BIN_EXE_mpbridge")),
-        &BridgeOptions::default(),
+        &BridgeOptions {
+            local_paths: local_paths.into(),
+            ..BridgeOptions::default()
+        },
     )
     .unwrap_or_else(|e| panic!("{e:#}"))
 }
+
+/// Router A's `[paths]` lines for subflows on demand.
+const ON_DEMAND: &str = "subflows = \"on-demand\"";
 
 /// What a lab leaves behind if its teardown is broken: its namespaces,
 /// its work dir and the processes it started (PID with start time, so a
@@ -147,8 +158,8 @@ const SURVIVAL_BYTES: u64 = 60_000_000;
 const FAIL_AT: f64 = 2.0;
 const RESTORE_AT: f64 = 5.0;
 
-fn connection_survives(failure: Failure, link: usize) {
-    let lab = start_lab();
+fn connection_survives(failure: Failure, link: usize, local_paths: &str) {
+    let lab = start_lab_with(local_paths);
     let plan = IntegrityPlan {
         bytes: SURVIVAL_BYTES,
         flaps: vec![Flap {
@@ -208,20 +219,30 @@ fn connection_survives(failure: Failure, link: usize) {
 #[test]
 fn a_connection_survives_link_0_going_down_with_its_data_intact() {
     // Link 0 carries the connection's first subflow.
-    connection_survives(Failure::Down, 0);
+    connection_survives(Failure::Down, 0, "");
 }
 
 #[test]
 fn a_connection_survives_link_1_going_down_with_its_data_intact() {
-    connection_survives(Failure::Down, 1);
+    connection_survives(Failure::Down, 1, "");
 }
 
 #[test]
 fn a_connection_survives_a_blackhole_on_link_0_with_its_data_intact() {
-    connection_survives(Failure::Blackhole, 0);
+    connection_survives(Failure::Blackhole, 0, "");
 }
 
 #[test]
 fn a_connection_survives_a_blackhole_on_link_1_with_its_data_intact() {
-    connection_survives(Failure::Blackhole, 1);
+    connection_survives(Failure::Blackhole, 1, "");
+}
+
+#[test]
+fn with_subflows_on_demand_a_connection_survives_link_0_going_down_with_its_data_intact() {
+    connection_survives(Failure::Down, 0, ON_DEMAND);
+}
+
+#[test]
+fn with_subflows_on_demand_a_connection_survives_a_blackhole_on_link_0_with_its_data_intact() {
+    connection_survives(Failure::Blackhole, 0, ON_DEMAND);
 }

@@ -516,9 +516,15 @@ fn fail_and_restore(
     (stall, regained)
 }
 
-fn failover_of_every_link(links: usize, failure: Failure) {
+/// Router A's `[paths]` lines for subflows on demand.
+const ON_DEMAND: &str = "subflows = \"on-demand\"";
+
+/// `local_paths`: router A's `[paths]` lines ("" for the in-kernel path
+/// manager, [`ON_DEMAND`]).
+fn failover_of_every_link(links: usize, failure: Failure, local_paths: &'static str) {
     let bridge = Bridge::start(Options {
         links,
+        local_paths,
         ..Options::default()
     });
     let topo = &bridge.topo;
@@ -535,7 +541,7 @@ fn failover_of_every_link(links: usize, failure: Failure) {
     }
     for link in 0..links {
         let (stall, regained) = fail_and_restore(&bridge, &transfer, failure, link, IO_TIMEOUT);
-        eprintln!("{links} links, {failure:?} of link {link}: longest stall {stall:?}, regained after {regained:?}");
+        eprintln!("{links} links, {failure:?} of link {link} ({local_paths:?}): longest stall {stall:?}, regained after {regained:?}");
         assert!(
             stall < MAX_STALL,
             "{failure:?} of link {link}: stalled {stall:?}\n{}",
@@ -564,22 +570,32 @@ fn failover_of_every_link(links: usize, failure: Failure) {
 
 #[test]
 fn two_links_a_download_survives_each_link_going_down_and_regains_it() {
-    failover_of_every_link(2, Failure::Down);
+    failover_of_every_link(2, Failure::Down, "");
+}
+
+#[test]
+fn two_links_a_download_survives_each_link_going_down_and_regains_it_with_subflows_on_demand() {
+    failover_of_every_link(2, Failure::Down, ON_DEMAND);
 }
 
 #[test]
 fn two_links_a_download_survives_each_link_black_holed_and_regains_it() {
-    failover_of_every_link(2, Failure::Blackhole);
+    failover_of_every_link(2, Failure::Blackhole, "");
+}
+
+#[test]
+fn two_links_a_download_survives_each_link_black_holed_and_regains_it_with_subflows_on_demand() {
+    failover_of_every_link(2, Failure::Blackhole, ON_DEMAND);
 }
 
 #[test]
 fn three_links_a_download_survives_each_link_going_down_and_regains_it() {
-    failover_of_every_link(3, Failure::Down);
+    failover_of_every_link(3, Failure::Down, "");
 }
 
 #[test]
 fn three_links_a_download_survives_each_link_black_holed_and_regains_it() {
-    failover_of_every_link(3, Failure::Blackhole);
+    failover_of_every_link(3, Failure::Blackhole, "");
 }
 
 /// Bytes link `link` receives while links `busy` carry [`CARRYING`] × 8.

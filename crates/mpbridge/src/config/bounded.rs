@@ -196,6 +196,8 @@ pub type RouteMetric = Bounded<u32, 0, 2_000_000_000, Number>;
 /// `paths.nexthop_base`: the top leaves room for the ids of `MAX_LINKS`
 /// links and the groups.
 pub type NexthopBase = Bounded<u32, 1, 2_000_000_000, Number>;
+/// `paths.subflows_after_ms`.
+pub type SubflowsAfter = Bounded<u64, 0, 60_000, Milliseconds>;
 /// `link[].rate_mbit`.
 pub type RateMbit = Bounded<u32, 1, 1_000_000, MbitPerSec>;
 

@@ -39,7 +39,8 @@ pub use interception::{FirewallMode, Interception, InterceptionMode, Quic, DEFAU
 pub use policy::{DestPolicy, PolicyRefusal};
 pub use settings::{
     Auth, Common, ControlSettings, DownAction, KeySpec, Limits, LinkConfig, LocalSettings,
-    Overrides, PathSettings, ProbeConfig, RemoteSettings, Role, RouteSettings, Secret, Warning,
+    Overrides, PathSettings, ProbeConfig, RemoteSettings, Role, RouteSettings, Secret, SubflowMode,
+    Warning,
 };
 
 use auth::io_reason;
@@ -112,6 +113,8 @@ const DEFAULT_ROUTE_TABLE: i64 = 254;
 /// The kernel's table of local addresses: never ours.
 const LOCAL_TABLE: i64 = 255;
 const DEFAULT_NEXTHOP_BASE: i64 = 7700;
+/// `paths.subflows_after_ms`: see the measurement in `paths::subflows`.
+const DEFAULT_SUBFLOWS_AFTER_MS: i64 = 200;
 /// What router A routes over the links when `paths.routes` is not given.
 const DEFAULT_LOCAL_ROUTES: [&str; 2] = ["0.0.0.0/0", "::/0"];
 /// Linux's IFNAMSIZ less the terminating NUL.

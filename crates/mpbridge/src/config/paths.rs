@@ -7,16 +7,19 @@ use ipnet::IpNet;
 
 use super::bounded::{
     NexthopBase, Port, ProbeCount, ProbeInterval, RateMbit, RouteMetric, RouteTable, RulePriority,
-    TableBase,
+    SubflowsAfter, TableBase,
 };
 use super::error::ConfigError;
 use super::fields::{check_ifname, parse_cidr};
 use super::raw::{section, RawPaths};
-use super::settings::{DownAction, LinkConfig, PathSettings, ProbeConfig, Role, RouteSettings};
+use super::settings::{
+    DownAction, LinkConfig, PathSettings, ProbeConfig, Role, RouteSettings, SubflowMode,
+    SubflowWord,
+};
 use super::{
     ConfigFile, DEFAULT_DOWN_AFTER, DEFAULT_LOCAL_ROUTES, DEFAULT_NEXTHOP_BASE,
-    DEFAULT_PROBE_INTERVAL_MS, DEFAULT_ROUTE_TABLE, DEFAULT_RULE_PRIORITY, DEFAULT_TABLE_BASE,
-    DEFAULT_UP_AFTER, LOCAL_TABLE, MAX_LINKS,
+    DEFAULT_PROBE_INTERVAL_MS, DEFAULT_ROUTE_TABLE, DEFAULT_RULE_PRIORITY,
+    DEFAULT_SUBFLOWS_AFTER_MS, DEFAULT_TABLE_BASE, DEFAULT_UP_AFTER, LOCAL_TABLE, MAX_LINKS,
 };
 
 impl ConfigFile {
@@ -114,6 +117,7 @@ impl ConfigFile {
         };
         let (paths, _) = section(&self.raw.paths);
         let routes = self.routes(&paths, role)?;
+        let subflows = self.subflows(&paths, role)?;
         Ok(PathSettings {
             links,
             probe,
@@ -132,7 +136,33 @@ impl ConfigFile {
                 )?
                 .get(),
             routes,
+            subflows,
         })
+    }
+
+    /// `paths.subflows` and `paths.subflows_after_ms`.
+    fn subflows(&self, raw: &RawPaths, role: Role) -> Result<SubflowMode, ConfigError> {
+        let word = self.choice(&raw.subflows, "paths.subflows", SubflowWord::Kernel)?;
+        let after = self
+            .bounded::<SubflowsAfter>(
+                raw.subflows_after_ms.as_ref(),
+                "paths.subflows_after_ms",
+                DEFAULT_SUBFLOWS_AFTER_MS,
+            )?
+            .duration();
+        match (word, role) {
+            (SubflowWord::Kernel, _) => Ok(SubflowMode::Kernel),
+            (SubflowWord::OnDemand, Role::Local) => Ok(SubflowMode::OnDemand { after }),
+            (SubflowWord::OnDemand, Role::Remote) => {
+                let span = raw.subflows.as_ref().map_or(0..0, |w| w.span());
+                Err(self.invalid(
+                    span,
+                    "paths.subflows",
+                    "\"on-demand\" is for router A (mpbridge local), which opens the subflows; \
+                     router B accepts them as they come (expected \"kernel\" or no key)",
+                ))
+            }
+        }
     }
 
     /// `paths.routes`, `route_table`, `route_metric` and `nexthop_base`.

@@ -55,6 +55,8 @@ pub(super) struct RawPaths {
     pub(super) route_table: Field<i64>,
     pub(super) route_metric: Field<i64>,
     pub(super) nexthop_base: Field<i64>,
+    pub(super) subflows: Field<String>,
+    pub(super) subflows_after_ms: Field<i64>,
 }
 
 #[derive(Deserialize, Default, Clone)]

@@ -126,6 +126,30 @@ impl Choice for DownAction {
     const WHAT: &'static str = "a down action";
 }
 
+/// Who opens a connection's extra subflows (`paths.subflows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubflowWord {
+    Kernel,
+    OnDemand,
+}
+
+impl Choice for SubflowWord {
+    const WHAT: &'static str = "a subflow mode";
+}
+
+/// Who opens a connection's extra subflows, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubflowMode {
+    /// The kernel's path manager: one per link as soon as the connection is
+    /// established.
+    Kernel,
+    /// The daemon, through the userspace path manager: once the connection
+    /// has lived `after`, or at once when a link failure leaves it without
+    /// a working subflow.
+    OnDemand { after: Duration },
+}
+
 /// Link probing (`[probe]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeConfig {
@@ -152,6 +176,7 @@ pub struct PathSettings {
     /// Priority of the `from <link address>` rules.
     pub rule_priority: u32,
     pub routes: RouteSettings,
+    pub subflows: SubflowMode,
 }
 
 /// The multipath routes of the traffic that is not bridged (`[paths]`

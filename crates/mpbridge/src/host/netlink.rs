@@ -64,6 +64,49 @@ impl Socket {
         Ok(Socket { fd, seq: 1 })
     }
 
+    /// Joins the multicast group `group` (an id above 31, as generic
+    /// netlink families' groups are, cannot be given to `bind`). The kernel
+    /// may ask for CAP_NET_ADMIN (`mptcp_pm_events` does).
+    pub fn join_group(&self, group: u32) -> io::Result<()> {
+        const SOL_NETLINK: libc::c_int = 270;
+        const NETLINK_ADD_MEMBERSHIP: libc::c_int = 1;
+        // SAFETY: the fd is an open netlink socket owned by `self`; the
+        // option's value is a u32 read by the kernel for the given length.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                SOL_NETLINK,
+                NETLINK_ADD_MEMBERSHIP,
+                (&group as *const u32).cast(),
+                std::mem::size_of::<u32>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// A socket of events rather than requests: reads never block (for an
+    /// async reactor) and its receive queue holds `bytes` (SO_RCVBUFFORCE
+    /// as root, else as much as `rmem_max` allows), so a burst of events
+    /// is not lost (ENOBUFS) while the reader is busy.
+    pub fn into_event_socket(self, bytes: usize) -> io::Result<Socket> {
+        rustix::io::ioctl_fionbio(&self.fd, true)?;
+        if net::sockopt::set_socket_recv_buffer_size_force(&self.fd, bytes).is_err() {
+            net::sockopt::set_socket_recv_buffer_size(&self.fd, bytes)?;
+        }
+        Ok(self)
+    }
+
+    /// This socket watched by the tokio reactor (in a runtime only).
+    pub fn into_async(self) -> io::Result<tokio::io::unix::AsyncFd<Socket>> {
+        // SAFETY: a `Socket` owns its fd (an `OwnedFd` never replaced)
+        // until it is dropped, so the fd stays open and the same for the
+        // `AsyncFd`'s whole life.
+        unsafe { tokio::io::unix::AsyncFd::register(self) }.map_err(|e| e.into_parts().1)
+    }
+
     /// The next sequence number for a message.
     pub fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1);

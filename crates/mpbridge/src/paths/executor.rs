@@ -3,21 +3,33 @@
 //! turns the host's view of the links ([`HostView`]) into the planner's
 //! snapshots, reading only what the view lacks (a link's gateway when no
 //! peer is configured), and holds router A's prober sockets.
+//!
+//! With subflows on demand, endpoint actions do not reach the kernel's
+//! endpoint list: they tell [`OnDemand`] which link addresses are in
+//! service, and the executor carries out its joins and closes per
+//! connection (userspace path manager), fed by the `mptcp_pm` events.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
 
-use super::mptcp::{Limits, Pm, FLAG_BACKUP};
+use tokio::io::unix::AsyncFd;
+
+use super::mptcp::{Limits, Pm, PmEvent, FLAG_BACKUP};
 use super::multipath::{self, Multipath};
 use super::planner::{Action, LinkSnapshot, LinkSpec};
 use super::probe::{ProbeKeys, ProbeSocket, ProbeTarget};
 use super::route::{self, PROTOCOL};
+use super::subflows::{OnDemand, PmSysctl, SubflowAction};
 use super::PathError;
+use crate::config::SubflowMode;
+use crate::host::netlink as nl;
 use crate::host::rtnetlink::Rtnl;
 use crate::host::view::{AddressScope, HostView, Link};
+use crate::ratelimit::LogLimit;
 
 /// The kernel side of the path manager.
 pub(super) struct Executor {
@@ -42,7 +54,29 @@ pub(super) struct Executor {
     /// Where router A's probes go.
     probe_dest: Option<SocketAddr>,
     saved_limits: Limits,
+    subflows: SubflowMode,
+    /// The namespace's path-manager sysctl as found, put back on exit
+    /// when the daemon changed it.
+    pm_sysctl: Option<(PmSysctl, bool)>,
+    /// Subflows on demand, once [`Executor::prepare`] has set them up.
+    ondemand: Option<Subflows>,
 }
+
+/// Subflows on demand: the decisions and the kernel's events.
+struct Subflows {
+    state: OnDemand,
+    events: AsyncFd<nl::Socket>,
+    /// The `mptcp_pm` family id events carry.
+    family: u16,
+}
+
+/// Room for the path manager's events: a connection costs about 3 events
+/// of ~100 bytes (their skbs count more), so 4 MiB holds some thousands of
+/// connections' worth while the task is busy.
+const EVENT_QUEUE: usize = 4 << 20;
+
+static EVENTS_LOST: LogLimit = LogLimit::new(Duration::from_secs(10));
+static SUBFLOW_FAILED: LogLimit = LogLimit::new(Duration::from_secs(10));
 
 impl Executor {
     pub(super) fn new(
@@ -72,7 +106,76 @@ impl Executor {
             keys,
             probe_dest,
             saved_limits,
+            subflows: SubflowMode::Kernel,
+            pm_sysctl: None,
+            ondemand: None,
         }
+    }
+
+    /// Who opens the subflows (before [`Executor::prepare`]; default kernel).
+    pub(super) fn with_subflows(mut self, mode: SubflowMode) -> Executor {
+        self.subflows = mode;
+        self
+    }
+
+    /// Selects the namespace's path manager for the subflow mode, and with
+    /// subflows on demand subscribes to its events. Says which mode runs.
+    fn prepare_subflows(&mut self) -> Result<(), PathError> {
+        let kernel = |what: &str, e: io::Error| PathError::Kernel(format!("{what}: {e}"));
+        let after = match self.subflows {
+            SubflowMode::OnDemand { after } => Some(after),
+            SubflowMode::Kernel => None,
+        };
+        let sysctl = match PmSysctl::read() {
+            Ok(s) => Some(s),
+            // Before 5.19 there is only the in-kernel path manager.
+            Err(e) if after.is_none() && e.kind() == io::ErrorKind::Unsupported => None,
+            Err(e) => {
+                return Err(PathError::Unavailable(format!(
+                    "subflows on demand need the userspace path manager: {e}"
+                )))
+            }
+        };
+        if let Some(sysctl) = sysctl {
+            let want = after.is_some();
+            let changed = sysctl.is_userspace() != want;
+            if changed {
+                if !want {
+                    tracing::warn!(
+                        "{} (left by a killed daemon in on-demand mode, or set for mptcpd):                          switching to the in-kernel path manager, which paths.subflows =                          \"kernel\" needs; put back on exit",
+                        sysctl.describe()
+                    );
+                }
+                sysctl
+                    .set(want)
+                    .map_err(|e| kernel("cannot select the MPTCP path manager", e))?;
+            }
+            self.pm_sysctl = Some((sysctl, changed));
+        }
+        let Some(after) = after else {
+            tracing::info!(
+                "subflows: kernel (the in-kernel path manager opens one per link on every connection)"
+            );
+            return Ok(());
+        };
+        let events = self
+            .pm
+            .events(EVENT_QUEUE)
+            .map_err(|e| kernel("cannot subscribe to the MPTCP path manager's events", e))?;
+        let family = self.pm.family_id().unwrap_or_default();
+        let events = events
+            .into_async()
+            .map_err(|e| kernel("cannot watch the MPTCP path manager's events", e))?;
+        self.ondemand = Some(Subflows {
+            state: OnDemand::new(after),
+            events,
+            family,
+        });
+        tracing::info!(
+            after_ms = after.as_millis() as u64,
+            "subflows: on demand (userspace path manager: a connection gets one per link once it              has lived subflows_after_ms, or at once when a failed link leaves it without one)"
+        );
+        Ok(())
     }
 
     /// Leftovers of an earlier run out, the limits in.
@@ -130,6 +233,7 @@ impl Executor {
                 e,
             )
         })?;
+        self.prepare_subflows()?;
         if let Some(m) = &self.multipath {
             match m.check(&mut self.rt) {
                 Ok(true) => {}
@@ -251,6 +355,32 @@ impl Executor {
                 addr,
                 ifindex,
                 flags,
+            } if self.ondemand.is_some() => {
+                if let Some(od) = &mut self.ondemand {
+                    let backup = flags & FLAG_BACKUP != 0;
+                    od.state
+                        .set_local(Instant::now(), addr, link, ifindex, backup);
+                }
+                tracing::info!(link = %name(link), %addr, backup = flags & FLAG_BACKUP != 0, "carries subflows on demand");
+            }
+            Action::SetEndpointFlags { link, addr, flags } if self.ondemand.is_some() => {
+                if let Some(od) = &mut self.ondemand {
+                    od.state
+                        .set_backup(Instant::now(), addr, flags & FLAG_BACKUP != 0);
+                }
+                tracing::info!(link = %name(link), %addr, backup = flags & FLAG_BACKUP != 0, "subflows on demand changed");
+            }
+            Action::DeleteEndpoint { link, addr } if self.ondemand.is_some() => {
+                if let Some(od) = &mut self.ondemand {
+                    od.state.remove_local(Instant::now(), addr);
+                }
+                tracing::info!(link = %name(link), %addr, "carries no subflows");
+            }
+            Action::AddEndpoint {
+                link,
+                addr,
+                ifindex,
+                flags,
             } => {
                 let ifname = name(link);
                 let id = add_endpoint(&mut self.pm, addr, ifindex, flags, &ifname)?;
@@ -298,6 +428,149 @@ impl Executor {
         Poll::Pending
     }
 
+    /// The next batch of path-manager events, read from the kernel.
+    pub(super) fn poll_events(&self, cx: &mut Context<'_>) -> Poll<Vec<PmEvent>> {
+        let Some(od) = &self.ondemand else {
+            return Poll::Pending;
+        };
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        loop {
+            let mut guard = match ready!(od.events.poll_read_ready(cx)) {
+                Ok(g) => g,
+                Err(_) => return Poll::Pending,
+            };
+            match guard.try_io(|fd| fd.get_ref().try_recv(&mut buf)) {
+                Ok(Ok(())) => {
+                    out.extend(
+                        nl::messages(&buf)
+                            .filter(|m| m.kind == od.family)
+                            .filter_map(|m| PmEvent::parse(m.payload)),
+                    );
+                    // A bounded batch: the task looks at its other work too.
+                    if out.len() >= 256 {
+                        return Poll::Ready(out);
+                    }
+                }
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    crate::warn_limited!(
+                        EVENTS_LOST,
+                        "the kernel dropped MPTCP path-manager events (queue full): connections \
+                         opened meanwhile may get no extra subflows"
+                    );
+                }
+                Ok(Err(e)) => {
+                    crate::warn_limited!(EVENTS_LOST, "cannot read MPTCP path-manager events: {e}");
+                    return if out.is_empty() {
+                        Poll::Pending
+                    } else {
+                        Poll::Ready(out)
+                    };
+                }
+                // Would block: everything queued is read.
+                Err(_) => {
+                    if !out.is_empty() {
+                        return Poll::Ready(out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Feeds events to the subflows on demand.
+    pub(super) fn handle_events(&mut self, now: Instant, events: Vec<PmEvent>) {
+        if let Some(od) = &mut self.ondemand {
+            for e in events {
+                od.state.handle_event(now, e);
+            }
+        }
+    }
+
+    /// When the subflows on demand want [`Executor::handle_subflow_timeout`].
+    pub(super) fn subflow_timeout(&self) -> Option<Instant> {
+        self.ondemand
+            .as_ref()
+            .and_then(|od| od.state.poll_timeout())
+    }
+
+    pub(super) fn handle_subflow_timeout(&mut self, now: Instant) {
+        if let Some(od) = &mut self.ondemand {
+            if od.state.poll_timeout().is_some_and(|t| t <= now) {
+                od.state.handle_timeout(now);
+            }
+        }
+    }
+
+    /// Carries out the joins and closes the subflows on demand ask for.
+    pub(super) fn drive_subflows(&mut self, now: Instant) {
+        let Some(od) = &mut self.ondemand else {
+            return;
+        };
+        while let Some(action) = od.state.poll_action() {
+            let result = match action {
+                SubflowAction::Create {
+                    token,
+                    local,
+                    info,
+                    remote,
+                } => {
+                    let flags = if info.backup { FLAG_BACKUP } else { 0 };
+                    self.pm
+                        .subflow_create(token, info.id, local, info.ifindex, flags, remote)
+                }
+                SubflowAction::Remove { token, id } => self.pm.remove_id(token, id),
+                SubflowAction::Destroy {
+                    token,
+                    local,
+                    remote,
+                } => self.pm.subflow_destroy(token, local, remote),
+                SubflowAction::SetBackup {
+                    token,
+                    local,
+                    remote,
+                    backup,
+                } => self.pm.subflow_set_backup(token, local, remote, backup),
+            };
+            let Err(e) = result else {
+                continue;
+            };
+            od.state.refused(now, &action);
+            // EINVAL: the token is unknown (the connection closed meanwhile)
+            // or not the userspace path manager's; ESRCH: the subflow to
+            // close is gone. Neither is worth a line.
+            match e.raw_os_error() {
+                Some(libc::EINVAL) => {
+                    if let SubflowAction::Create { token, .. } = action {
+                        od.state.forget(token);
+                    }
+                    tracing::debug!(?action, "subflow action on a connection gone: {e}");
+                    continue;
+                }
+                Some(libc::ESRCH) => continue,
+                _ => {}
+            }
+            match action {
+                // Before Linux 6.12 or so id 0 cannot be removed: the
+                // subflow is still closed, the peer learns it later.
+                SubflowAction::Remove { token, id } => {
+                    tracing::debug!(token, id, "no RM_ADDR sent: {e}")
+                }
+                SubflowAction::Create { local, remote, .. } => crate::warn_limited!(
+                    SUBFLOW_FAILED,
+                    "cannot open a subflow from {local} to {remote}: {e}"
+                ),
+                SubflowAction::Destroy { local, remote, .. } => crate::warn_limited!(
+                    SUBFLOW_FAILED,
+                    "cannot close the subflow {local} → {remote}: {e}"
+                ),
+                SubflowAction::SetBackup { local, backup, .. } => crate::warn_limited!(
+                    SUBFLOW_FAILED,
+                    "cannot set backup={backup} on the subflows from {local}: {e}"
+                ),
+            }
+        }
+    }
+
     /// Removes every endpoint, rule, route and nexthop added; restores the
     /// limits and the hash policy.
     pub(super) fn cleanup(&mut self) {
@@ -315,6 +588,13 @@ impl Executor {
         }
         if let Err(e) = self.pm.set_limits(self.saved_limits) {
             tracing::warn!("cannot restore the MPTCP limits: {e}");
+        }
+        self.ondemand = None;
+        if let Some((sysctl, true)) = self.pm_sysctl.take() {
+            match sysctl.restore() {
+                Ok(()) => tracing::info!("MPTCP path manager put back: {}", sysctl.describe()),
+                Err(e) => tracing::warn!("cannot put the MPTCP path manager back: {e}"),
+            }
         }
         tracing::info!("paths removed");
     }

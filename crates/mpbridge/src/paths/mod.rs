@@ -16,6 +16,10 @@
 //! [`crate::host::nexthop`]).
 //! - [`probe`]: authenticated UDP probes, link RTT, loss and up/down state
 //!   (router A from its probes' answers, router B from their arrival).
+//! - [`subflows`]: subflows on demand (`paths.subflows = "on-demand"`):
+//!   which connection gets which extra subflow, when, through the
+//!   userspace path manager; the planner's endpoint actions then feed it
+//!   instead of the kernel's endpoint list.
 //! - [`planner`]: every decision (in service or not, endpoints, rules,
 //!   routes, group members, when to probe) as a state machine without I/O
 //!   or clock, unit-tested on a simulated clock.
@@ -38,6 +42,7 @@ pub mod multipath;
 pub mod planner;
 pub mod probe;
 pub mod route;
+pub mod subflows;
 
 use std::future::poll_fn;
 use std::io;
@@ -238,7 +243,8 @@ impl PathManager {
             keys,
             probe_dest,
             saved_limits,
-        );
+        )
+        .with_subflows(settings.subflows);
         let mut mgr = Manager {
             planner: Planner::new(config, Instant::now()),
             exec,
@@ -315,6 +321,8 @@ enum Wake {
     Arrival(Arrival),
     /// The planner's timer.
     Timer,
+    /// The MPTCP path manager's events (subflows on demand).
+    Events(Vec<mptcp::PmEvent>),
 }
 
 impl Manager {
@@ -416,12 +424,15 @@ impl Manager {
                     },
                 ),
                 Wake::Timer => {}
+                Wake::Events(events) => self.exec.handle_events(now, events),
             }
             // Also after any other wake: a busy turn never starves the timer.
             if self.planner.poll_timeout().is_some_and(|t| t <= now) {
                 self.planner.handle_timeout(now);
             }
+            self.exec.handle_subflow_timeout(now);
             let _ = self.execute(false);
+            self.exec.drive_subflows(now);
             self.publish();
         }
         self.exec.cleanup();
@@ -434,8 +445,12 @@ impl Manager {
         arrivals: &mut mpsc::UnboundedReceiver<Arrival>,
         stop: &mut oneshot::Receiver<()>,
     ) -> Wake {
+        let next = match (self.planner.poll_timeout(), self.exec.subflow_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let timer = async {
-            match self.planner.poll_timeout() {
+            match next {
                 Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
                 None => std::future::pending().await,
             }
@@ -451,6 +466,7 @@ impl Manager {
             Ok(()) = host.changed() => Wake::Host,
             Some(a) = arrivals.recv() => Wake::Arrival(a),
             wake = reply => wake,
+            events = poll_fn(|cx| self.exec.poll_events(cx)) => Wake::Events(events),
             () = timer => Wake::Timer,
         }
     }

@@ -1,5 +1,8 @@
 //! MPTCP endpoints and limits through the generic netlink family `mptcp_pm`
-//! (what `ip mptcp endpoint` / `ip mptcp limits` do). Message building and
+//! (what `ip mptcp endpoint` / `ip mptcp limits` do), and for the userspace
+//! path manager the per-connection commands (SUBFLOW_CREATE, SUBFLOW_DESTROY,
+//! SET_FLAGS with a token) and the events of the `mptcp_pm_events` group
+//! ([`PmEvent`], what `ip mptcp monitor` shows). Message building and
 //! parsing are pure and unit-tested; [`Pm`] sends them on the daemon's
 //! netlink socket ([`crate::host::netlink`]).
 
@@ -14,11 +17,11 @@
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use netlink_packet_core::ParseableParametrized;
 use netlink_packet_generic::constants::GENL_ID_CTRL;
-use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
+use netlink_packet_generic::ctrl::nlas::{GenlCtrlAttrs, McastGrpAttrs};
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
 use netlink_packet_generic::GenlMessage;
 
@@ -33,13 +36,21 @@ const CMD_GET_ADDR: u8 = 3;
 const CMD_SET_LIMITS: u8 = 5;
 const CMD_GET_LIMITS: u8 = 6;
 const CMD_SET_FLAGS: u8 = 7;
+const CMD_REMOVE: u8 = 9;
+const CMD_SUBFLOW_CREATE: u8 = 10;
+const CMD_SUBFLOW_DESTROY: u8 = 11;
 const ATTR_ADDR: u16 = 1;
 const ATTR_RCV_ADD_ADDRS: u16 = 2;
 const ATTR_SUBFLOWS: u16 = 3;
+const ATTR_TOKEN: u16 = 4;
+const ATTR_LOC_ID: u16 = 5;
+const ATTR_ADDR_REMOTE: u16 = 6;
 const ADDR_ATTR_FAMILY: u16 = 1;
 const ADDR_ATTR_ID: u16 = 2;
 const ADDR_ATTR_ADDR4: u16 = 3;
 const ADDR_ATTR_ADDR6: u16 = 4;
+/// Host byte order in requests (the kernel applies htons).
+const ADDR_ATTR_PORT: u16 = 5;
 const ADDR_ATTR_FLAGS: u16 = 6;
 const ADDR_ATTR_IF_IDX: u16 = 7;
 const AF_INET: u16 = libc::AF_INET as u16;
@@ -66,6 +77,12 @@ enum PmAttr {
     Addr(Vec<AddrAttr>),
     RcvAddAddrs(u32),
     Subflows(u32),
+    /// MPTCP_PM_ATTR_TOKEN: the connection a userspace-PM command is about.
+    Token(u32),
+    /// MPTCP_PM_ATTR_LOC_ID: a local address id in a connection.
+    LocId(u8),
+    /// MPTCP_PM_ATTR_ADDR_REMOTE, nested.
+    AddrRemote(Vec<AddrAttr>),
 }
 
 /// The attributes nested in MPTCP_PM_ATTR_ADDR (`MPTCP_PM_ADDR_ATTR_*`).
@@ -77,6 +94,7 @@ enum AddrAttr {
     Addr6(Ipv6Addr),
     IfIndex(i32),
     Flags(u32),
+    Port(u16),
 }
 
 impl AddrAttr {
@@ -88,6 +106,7 @@ impl AddrAttr {
             AddrAttr::Addr6(a) => w.attr(ADDR_ATTR_ADDR6, &a.octets()),
             AddrAttr::IfIndex(i) => w.attr(ADDR_ATTR_IF_IDX, &i.to_ne_bytes()),
             AddrAttr::Flags(f) => w.attr(ADDR_ATTR_FLAGS, &f.to_ne_bytes()),
+            AddrAttr::Port(p) => w.attr(ADDR_ATTR_PORT, &p.to_ne_bytes()),
         }
     }
 
@@ -100,6 +119,7 @@ impl AddrAttr {
             ADDR_ATTR_ADDR6 => AddrAttr::Addr6(<[u8; 16]>::try_from(value).ok()?.into()),
             ADDR_ATTR_IF_IDX => AddrAttr::IfIndex(i32::from_ne_bytes(value.try_into().ok()?)),
             ADDR_ATTR_FLAGS => AddrAttr::Flags(u32::from_ne_bytes(value.try_into().ok()?)),
+            ADDR_ATTR_PORT => AddrAttr::Port(u16::from_ne_bytes(value.try_into().ok()?)),
             _ => return None,
         })
     }
@@ -152,7 +172,97 @@ fn address_attrs(
     attrs
 }
 
+/// An address and port (a subflow's end), as MPTCP_PM_ADDR_ATTR_*.
+fn socket_attrs(
+    id: Option<u8>,
+    addr: SocketAddr,
+    flags: Option<u32>,
+    ifindex: Option<u32>,
+) -> Vec<AddrAttr> {
+    let mut attrs = address_attrs(0, Some(addr.ip()), ifindex, flags);
+    match id {
+        Some(id) => attrs[0] = AddrAttr::Id(id),
+        None => {
+            attrs.remove(0);
+        }
+    }
+    if addr.port() != 0 {
+        attrs.push(AddrAttr::Port(addr.port()));
+    }
+    attrs
+}
+
 impl PmMessage {
+    /// Userspace PM: a new subflow of connection `token` from local address
+    /// `local` (its id `id` in the connection, non-zero; bound to `ifindex`
+    /// when given; backup with [`FLAG_BACKUP`] in `flags`) to `remote`.
+    pub fn subflow_create(
+        token: u32,
+        id: u8,
+        local: IpAddr,
+        ifindex: Option<u32>,
+        flags: u32,
+        remote: SocketAddr,
+    ) -> Self {
+        PmMessage {
+            cmd: CMD_SUBFLOW_CREATE,
+            attrs: vec![
+                PmAttr::Token(token),
+                PmAttr::Addr(socket_attrs(
+                    Some(id),
+                    SocketAddr::new(local, 0),
+                    Some(flags),
+                    ifindex,
+                )),
+                PmAttr::AddrRemote(socket_attrs(None, remote, None, None)),
+            ],
+        }
+    }
+
+    /// Userspace PM: tells the peer (RM_ADDR) that local address `id` of
+    /// connection `token` is gone, so that it closes its subflows from it
+    /// at once and sends their data over the others, as the in-kernel path
+    /// manager does when an endpoint is deleted. Id 0 is the initial
+    /// subflow's address.
+    pub fn remove(token: u32, id: u8) -> Self {
+        PmMessage {
+            cmd: CMD_REMOVE,
+            attrs: vec![PmAttr::Token(token), PmAttr::LocId(id)],
+        }
+    }
+
+    /// Userspace PM: closes the subflow `local` → `remote` of connection
+    /// `token` (both ports required).
+    pub fn subflow_destroy(token: u32, local: SocketAddr, remote: SocketAddr) -> Self {
+        PmMessage {
+            cmd: CMD_SUBFLOW_DESTROY,
+            attrs: vec![
+                PmAttr::Token(token),
+                PmAttr::Addr(socket_attrs(None, local, None, None)),
+                PmAttr::AddrRemote(socket_attrs(None, remote, None, None)),
+            ],
+        }
+    }
+
+    /// Userspace PM: marks the subflows of connection `token` from `local`
+    /// to `remote` backup or not (MP_PRIO).
+    pub fn subflow_set_backup(token: u32, local: IpAddr, remote: IpAddr, backup: bool) -> Self {
+        let flags = if backup { FLAG_BACKUP } else { 0 };
+        PmMessage {
+            cmd: CMD_SET_FLAGS,
+            attrs: vec![
+                PmAttr::Token(token),
+                PmAttr::Addr(socket_attrs(
+                    None,
+                    SocketAddr::new(local, 0),
+                    Some(flags),
+                    None,
+                )),
+                PmAttr::AddrRemote(socket_attrs(None, SocketAddr::new(remote, 0), None, None)),
+            ],
+        }
+    }
+
     /// `ip mptcp endpoint add ADDR [dev IFINDEX] FLAGS` (the kernel picks the id).
     pub fn add_addr(addr: IpAddr, ifindex: Option<u32>, flags: u32) -> Self {
         PmMessage {
@@ -226,6 +336,15 @@ impl PmMessage {
                 }
                 PmAttr::RcvAddAddrs(n) => w.attr(ATTR_RCV_ADD_ADDRS, &n.to_ne_bytes()),
                 PmAttr::Subflows(n) => w.attr(ATTR_SUBFLOWS, &n.to_ne_bytes()),
+                PmAttr::Token(t) => w.attr(ATTR_TOKEN, &t.to_ne_bytes()),
+                PmAttr::LocId(id) => w.attr(ATTR_LOC_ID, &[*id]),
+                PmAttr::AddrRemote(attrs) => {
+                    w.nested(ATTR_ADDR_REMOTE);
+                    for a in attrs {
+                        a.write(w);
+                    }
+                    w.end_nested();
+                }
             }
         }
     }
@@ -255,6 +374,13 @@ impl PmMessage {
                 )),
                 ATTR_RCV_ADD_ADDRS => attrs.extend(read_u32(value).map(PmAttr::RcvAddAddrs)),
                 ATTR_SUBFLOWS => attrs.extend(read_u32(value).map(PmAttr::Subflows)),
+                ATTR_TOKEN => attrs.extend(read_u32(value).map(PmAttr::Token)),
+                ATTR_LOC_ID => attrs.extend(value.first().map(|id| PmAttr::LocId(*id))),
+                ATTR_ADDR_REMOTE => attrs.push(PmAttr::AddrRemote(
+                    nl::attributes(value)
+                        .filter_map(|(k, v)| AddrAttr::read(k, v))
+                        .collect(),
+                )),
                 _ => {}
             }
         }
@@ -300,6 +426,128 @@ impl PmMessage {
     }
 }
 
+/// The group of `mptcp_pm` that carries the path-manager events.
+const EVENTS_GROUP: &str = "mptcp_pm_events";
+// enum mptcp_event_type
+const EVENT_CREATED: u8 = 1;
+const EVENT_ESTABLISHED: u8 = 2;
+const EVENT_CLOSED: u8 = 3;
+const EVENT_SUB_ESTABLISHED: u8 = 10;
+const EVENT_SUB_CLOSED: u8 = 11;
+// enum mptcp_event_attr
+const EV_TOKEN: u16 = 1;
+const EV_LOC_ID: u16 = 3;
+const EV_SADDR4: u16 = 5;
+const EV_SADDR6: u16 = 6;
+const EV_DADDR4: u16 = 7;
+const EV_DADDR6: u16 = 8;
+/// Ports are big-endian in events.
+const EV_SPORT: u16 = 9;
+const EV_DPORT: u16 = 10;
+const EV_BACKUP: u16 = 11;
+const EV_FLAGS: u16 = 13;
+/// Deprecated for EV_FLAGS' bit in 6.17+, still sent.
+const EV_SERVER_SIDE: u16 = 18;
+const EV_FLAG_SERVER_SIDE: u16 = 1 << 1;
+
+/// One MPTCP connection's or subflow's addresses, as an event names them:
+/// `local` and `remote` with ports, and the connection's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventAddrs {
+    pub token: u32,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// What the kernel's path manager tells the `mptcp_pm_events` group (the
+/// events the daemon acts on; others are skipped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PmEvent {
+    /// A connection's initial subflow completed its handshake (client side:
+    /// the SYN-ACK came), `server_side` when this host accepted it.
+    Created {
+        conn: EventAddrs,
+        server_side: bool,
+    },
+    /// The connection is fully established: now subflows may join.
+    Established {
+        conn: EventAddrs,
+        server_side: bool,
+    },
+    Closed {
+        token: u32,
+    },
+    /// A join completed; `id` is its local address id.
+    SubEstablished {
+        sub: EventAddrs,
+        id: u8,
+        backup: bool,
+    },
+    /// A subflow closed, or failed to join.
+    SubClosed {
+        sub: EventAddrs,
+    },
+}
+
+impl PmEvent {
+    /// An event's body after the netlink header; `None` for another event,
+    /// a truncated one or one without the attributes it needs.
+    pub fn parse(body: &[u8]) -> Option<PmEvent> {
+        let cmd = *body.first()?;
+        let mut token = None;
+        let (mut saddr, mut daddr): (Option<IpAddr>, Option<IpAddr>) = (None, None);
+        let (mut sport, mut dport) = (0u16, 0u16);
+        let (mut backup, mut server_side) = (false, false);
+        let mut loc_id = 0u8;
+        for (kind, value) in nl::attributes(body.get(GENL_HDRLEN..)?) {
+            match kind {
+                EV_TOKEN => token = read_u32(value),
+                EV_SADDR4 => saddr = <[u8; 4]>::try_from(value).ok().map(IpAddr::from),
+                EV_SADDR6 => saddr = <[u8; 16]>::try_from(value).ok().map(IpAddr::from),
+                EV_DADDR4 => daddr = <[u8; 4]>::try_from(value).ok().map(IpAddr::from),
+                EV_DADDR6 => daddr = <[u8; 16]>::try_from(value).ok().map(IpAddr::from),
+                EV_SPORT => sport = value.try_into().map_or(0, u16::from_be_bytes),
+                EV_DPORT => dport = value.try_into().map_or(0, u16::from_be_bytes),
+                EV_BACKUP => backup = value.first().is_some_and(|b| *b != 0),
+                EV_LOC_ID => loc_id = value.first().copied().unwrap_or(0),
+                EV_SERVER_SIDE => server_side |= value.first().is_some_and(|b| *b != 0),
+                EV_FLAGS => {
+                    server_side |= value
+                        .try_into()
+                        .is_ok_and(|f| u16::from_ne_bytes(f) & EV_FLAG_SERVER_SIDE != 0)
+                }
+                _ => {}
+            }
+        }
+        let token = token?;
+        let addrs = || {
+            Some(EventAddrs {
+                token,
+                local: SocketAddr::new(saddr?, sport),
+                remote: SocketAddr::new(daddr?, dport),
+            })
+        };
+        Some(match cmd {
+            EVENT_CREATED => PmEvent::Created {
+                conn: addrs()?,
+                server_side,
+            },
+            EVENT_ESTABLISHED => PmEvent::Established {
+                conn: addrs()?,
+                server_side,
+            },
+            EVENT_CLOSED => PmEvent::Closed { token },
+            EVENT_SUB_ESTABLISHED => PmEvent::SubEstablished {
+                sub: addrs()?,
+                id: loc_id,
+                backup,
+            },
+            EVENT_SUB_CLOSED => PmEvent::SubClosed { sub: addrs()? },
+            _ => return None,
+        })
+    }
+}
+
 /// The in-kernel path manager's per-connection limits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
@@ -316,6 +564,8 @@ pub struct Pm {
     sock: nl::Socket,
     /// The family's id, once the controller has named it.
     family: Option<u16>,
+    /// The id of its `mptcp_pm_events` multicast group.
+    events_group: Option<u32>,
 }
 
 impl Pm {
@@ -323,6 +573,7 @@ impl Pm {
         Ok(Pm {
             sock: nl::Socket::open(Some(rustix::net::netlink::GENERIC), 0)?,
             family: None,
+            events_group: None,
         })
     }
 
@@ -338,7 +589,7 @@ impl Pm {
         });
         let seq = self.sock.next_seq();
         let bytes = nl::encode(GENL_ID_CTRL, &request, NLM_F_REQUEST | NLM_F_ACK, seq);
-        let id = self
+        let attrs: Vec<GenlCtrlAttrs> = self
             .sock
             .dump(&bytes)?
             .iter()
@@ -347,8 +598,25 @@ impl Pm {
                 GenlMessage::<GenlCtrl>::parse_with_param(&body[..], GENL_ID_CTRL).ok()
             })
             .flat_map(|m| m.payload.nlas)
+            .collect();
+        self.events_group = attrs.iter().find_map(|a| match a {
+            GenlCtrlAttrs::McastGroups(groups) => groups.iter().find_map(|g| {
+                let named = g
+                    .iter()
+                    .any(|a| matches!(a, McastGrpAttrs::Name(n) if n == EVENTS_GROUP));
+                named.then(|| {
+                    g.iter().find_map(|a| match a {
+                        McastGrpAttrs::Id(id) => Some(*id),
+                        _ => None,
+                    })
+                })?
+            }),
+            _ => None,
+        });
+        let id = attrs
+            .iter()
             .find_map(|a| match a {
-                GenlCtrlAttrs::FamilyId(id) => Some(id),
+                GenlCtrlAttrs::FamilyId(id) => Some(*id),
                 _ => None,
             })
             .ok_or_else(|| {
@@ -409,6 +677,68 @@ impl Pm {
 
     pub fn set_limits(&mut self, limits: Limits) -> io::Result<()> {
         self.request(PmMessage::set_limits(limits), false).map(drop)
+    }
+
+    /// Userspace PM: see [`PmMessage::subflow_create`]. The kernel answers
+    /// once the join's SYN is sent; SUB_ESTABLISHED or SUB_CLOSED follows.
+    pub fn subflow_create(
+        &mut self,
+        token: u32,
+        id: u8,
+        local: IpAddr,
+        ifindex: Option<u32>,
+        flags: u32,
+        remote: SocketAddr,
+    ) -> io::Result<()> {
+        let msg = PmMessage::subflow_create(token, id, local, ifindex, flags, remote);
+        self.request(msg, false).map(drop)
+    }
+
+    /// Userspace PM: see [`PmMessage::remove`].
+    pub fn remove_id(&mut self, token: u32, id: u8) -> io::Result<()> {
+        self.request(PmMessage::remove(token, id), false).map(drop)
+    }
+
+    /// Userspace PM: see [`PmMessage::subflow_destroy`].
+    pub fn subflow_destroy(
+        &mut self,
+        token: u32,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> io::Result<()> {
+        self.request(PmMessage::subflow_destroy(token, local, remote), false)
+            .map(drop)
+    }
+
+    /// Userspace PM: see [`PmMessage::subflow_set_backup`].
+    pub fn subflow_set_backup(
+        &mut self,
+        token: u32,
+        local: IpAddr,
+        remote: IpAddr,
+        backup: bool,
+    ) -> io::Result<()> {
+        let msg = PmMessage::subflow_set_backup(token, local, remote, backup);
+        self.request(msg, false).map(drop)
+    }
+
+    /// A socket subscribed to the path manager's events (`ip mptcp
+    /// monitor`), non-blocking, with room for `queue` bytes of them.
+    pub fn events(&mut self, queue: usize) -> io::Result<nl::Socket> {
+        self.family()?;
+        let group = self.events_group.ok_or_else(|| {
+            io::Error::other(format!(
+                "the kernel's {FAMILY_NAME} has no group {EVENTS_GROUP}"
+            ))
+        })?;
+        let sock = nl::Socket::open(Some(rustix::net::netlink::GENERIC), 0)?;
+        sock.join_group(group)?;
+        sock.into_event_socket(queue)
+    }
+
+    /// The family id replies and events carry (after [`Pm::events`]).
+    pub fn family_id(&self) -> Option<u16> {
+        self.family
     }
 }
 

@@ -45,6 +45,8 @@ pub struct Options {
     pub binary: Option<std::path::PathBuf>,
     /// The program run as `mpbridge remote`, if not `binary`.
     pub remote_binary: Option<std::path::PathBuf>,
+    /// Lines for router A's `[paths]` alone (e.g. `subflows = "on-demand"`).
+    pub local_paths: &'static str,
 }
 
 impl Default for Options {
@@ -61,6 +63,7 @@ impl Default for Options {
             lan_routes: LanRoutes::Static,
             binary: None,
             remote_binary: None,
+            local_paths: "",
         }
     }
 }
@@ -105,6 +108,7 @@ impl Bridge {
                 backup_links: options.backup_links.clone(),
                 paths_extra: options.paths_extra.into(),
                 remote_mpbridge: options.remote_binary.clone(),
+                local_paths: options.local_paths.into(),
             },
         )
         .unwrap_or_else(|e| panic!("{e:#}"));

@@ -310,6 +310,27 @@ fn error_cases() -> Vec<ErrorCase> {
             "(expected \"remove\" or \"backup\")",
         ),
         (
+            "bad subflow mode",
+            format!("{key}[local]\nremotes = [\"192.0.2.2:4443\"]\n[paths]\nsubflows = \"lazy\"\n"),
+            Role::Local,
+            "/etc/mpbridge/mpbridge.toml:6:12: paths.subflows: ",
+            "\"lazy\" is not a subflow mode (expected \"kernel\" or \"on-demand\")",
+        ),
+        (
+            "subflows on demand on router B",
+            format!("{key}[paths]\nsubflows = \"on-demand\"\n"),
+            Role::Remote,
+            "/etc/mpbridge/mpbridge.toml:4:12: paths.subflows: ",
+            "\"on-demand\" is for router A (mpbridge local)",
+        ),
+        (
+            "subflow threshold out of range",
+            format!("{key}[local]\nremotes = [\"192.0.2.2:4443\"]\n[paths]\nsubflows_after_ms = 61000\n"),
+            Role::Local,
+            "/etc/mpbridge/mpbridge.toml:6:21: paths.subflows_after_ms: ",
+            "(expected 0..=60000 milliseconds)",
+        ),
+        (
             "a rate on some links only",
             format!("{key}[[link]]\ninterface = \"wan0\"\nrate_mbit = 50\n[[link]]\ninterface = \"wan1\"\n"),
             Role::Remote,

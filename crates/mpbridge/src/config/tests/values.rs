@@ -200,11 +200,27 @@ fn links_probe_and_paths_parse_with_defaults() {
     assert_eq!((p.routes.table, p.routes.metric), (254, None));
     assert_eq!(p.routes.nexthop_base, 7700);
     assert!(p.links.iter().all(|l| l.rate_mbit.is_none()));
+    assert_eq!(p.subflows, SubflowMode::Kernel);
     // The remote answers on its own listen port.
     let (r, _) = remote(&text).unwrap();
     assert_eq!(r.common.paths.probe.port, 4443);
     assert_eq!(r.common.paths.links, p.links);
     assert!(r.common.paths.routes.prefixes.is_empty());
+}
+
+#[test]
+fn subflows_on_demand_take_their_threshold() {
+    let text = format!(
+        "[auth]\nkey = \"{KEY}\"\n[local]\nremotes = [\"192.0.2.2:4443\"]\n[paths]\n\
+         subflows = \"on-demand\"\nsubflows_after_ms = 750\n"
+    );
+    let (l, _) = local(&text).unwrap();
+    assert_eq!(
+        l.common.paths.subflows,
+        SubflowMode::OnDemand {
+            after: Duration::from_millis(750)
+        }
+    );
 }
 
 #[test]
