@@ -46,7 +46,8 @@ pub fn reason(links: &[crate::LinkSpec]) -> Option<String> {
 }
 
 /// The arguments for the run inside the VM: `args` (without the program
-/// name) minus `--vm`, `--mpbridge`, `--json` and `--plot`, with
+/// name) minus `--vm`, `--mpbridge`, `--json`, `--plot` (and the bench's
+/// `--out`, `--svg` and `--cache`, which the caller gives anew), with
 /// `--mpbridge MPBRIDGE` first and `--json JSON` (in the share) last: the
 /// host writes the JSON and the plot the user asked for from that.
 pub fn guest_args(args: &[String], mpbridge: &Path, json: &Path) -> Vec<String> {
@@ -59,7 +60,7 @@ pub fn guest_args(args: &[String], mpbridge: &Path, json: &Path) -> Vec<String> 
         };
         match name {
             "--vm" => {}
-            "--mpbridge" | "--json" | "--plot" => {
+            "--mpbridge" | "--json" | "--plot" | "--out" | "--svg" | "--cache" => {
                 if inline.is_none() {
                     it.next();
                 }

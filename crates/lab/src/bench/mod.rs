@@ -4,11 +4,13 @@
 //!
 //! - [`peer`]: installing and running the peer, its interception.
 //! - [`rr`]: short request/response connections and idle connections.
+//! - [`unequal`]: case 8, one flow over the issue's unequal links.
 //! - [`doc`]: docs/BENCHMARKS.md and its SVG.
 
 pub mod doc;
 pub mod peer;
 pub mod rr;
+pub mod unequal;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -44,10 +46,12 @@ pub enum Case {
     Failover,
     /// Binary sizes.
     Size,
+    /// One flow over equal, unequal, delayed and Wi-Fi-like links, both ways.
+    Unequal,
 }
 
 impl Case {
-    pub const ALL: [Case; 7] = [
+    pub const ALL: [Case; 8] = [
         Case::Equal,
         Case::Mixed,
         Case::Unshaped,
@@ -55,6 +59,7 @@ impl Case {
         Case::Idle,
         Case::Failover,
         Case::Size,
+        Case::Unequal,
     ];
 
     pub fn number(self) -> usize {
@@ -70,10 +75,11 @@ impl Case {
             Case::Idle => "idle",
             Case::Failover => "failover",
             Case::Size => "size",
+            Case::Unequal => "unequal",
         }
     }
 
-    /// Parses `--cases`: numbers (1–7) or names, comma-separated.
+    /// Parses `--cases`: numbers (1–8) or names, comma-separated.
     pub fn parse_list(text: &str) -> anyhow::Result<Vec<Case>> {
         let mut cases = Vec::new();
         for item in text.split(',').map(str::trim) {
@@ -83,7 +89,7 @@ impl Case {
                 .find(|c| item == c.name() || item == c.number().to_string())
                 .ok_or_else(|| {
                     anyhow::anyhow!(
-                        "--cases {text:?}: {item:?} is not a case; give numbers 1-7 or names ({}), \
+                        "--cases {text:?}: {item:?} is not a case; give numbers 1-8 or names ({}), \
                          comma-separated",
                         Case::ALL.map(Case::name).join(", ")
                     )
@@ -118,6 +124,16 @@ pub struct Options {
     pub local_extra: String,
     /// The equal-link counts of case 1 (default 2, 3, 4; quick 2).
     pub equal: Option<Vec<usize>>,
+    /// Extra lines for the `[remote]` section of `mpbridge remote`.
+    pub remote_extra: String,
+    /// Case 8: every link rate is multiplied by this (1: as named).
+    pub scale: f64,
+    /// Case 8: why the rates were scaled (empty when not).
+    pub scale_reason: String,
+    /// Case 8: mpbridge configurations measured beside its defaults.
+    pub variants: Vec<unequal::Variant>,
+    /// Case 8: snapshot both routers (ss, nstat) in the first round.
+    pub diagnose: bool,
 }
 
 impl Options {
@@ -385,6 +401,8 @@ pub struct BenchReport {
     pub idle: Option<Idle>,
     pub failover: Vec<FailoverRow>,
     pub sizes: Option<Sizes>,
+    #[serde(default)]
+    pub unequal: Option<unequal::Unequal>,
     /// Measurements that failed (each left out of the medians), with why.
     pub failures: Vec<String>,
     pub wall_seconds: f64,
@@ -409,6 +427,7 @@ impl BenchReport {
             idle: None,
             failover: Vec::new(),
             sizes: None,
+            unequal: None,
             failures: Vec::new(),
             wall_seconds: 0.0,
         }
@@ -510,6 +529,9 @@ fn run_cases(
         release(topo);
         result?;
     }
+    if options.has(Case::Unequal) {
+        report.unequal = Some(unequal::run(options, progress, &mut report.failures)?);
+    }
     Ok(())
 }
 
@@ -555,6 +577,7 @@ impl Running {
             Subject::Mpbridge => {
                 let bridge_options = BridgeOptions {
                     local_extra: options.local_extra.clone(),
+                    remote_extra: options.remote_extra.clone(),
                     paths_extra: if probing {
                         String::new()
                     } else {
@@ -1086,7 +1109,7 @@ mod tests {
             Case::parse_list("7, equal,3,3").unwrap(),
             [Case::Equal, Case::Unshaped, Case::Size]
         );
-        assert_eq!(Case::parse_list("1,2,3,4,5,6,7").unwrap(), Case::ALL);
+        assert_eq!(Case::parse_list("1,2,3,4,5,6,7,8").unwrap(), Case::ALL);
         let e = Case::parse_list("1,9").unwrap_err().to_string();
         assert!(
             e.contains("\"9\" is not a case") && e.contains("failover"),
