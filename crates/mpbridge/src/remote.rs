@@ -251,6 +251,12 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         // `remote.fastopen_rcvbuf` in the example config.
         sys::set_recv_buffer(&socket2::SockRef::from(&stream), settings.fastopen_rcvbuf);
     }
+    if settings.sndbuf > 0 {
+        // Downloads leave through the accepted socket, whose own send
+        // buffer some kernels size far too small (`remote.sndbuf` in the
+        // example config).
+        sys::set_send_buffer(&socket2::SockRef::from(&stream), settings.sndbuf);
+    }
     let handshake = Handshake::from_now(settings.header_timeout);
     let request = match tokio::time::timeout(settings.header_timeout, read_request(&stream)).await {
         Ok(Ok(request)) => request,

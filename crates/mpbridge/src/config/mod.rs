@@ -70,6 +70,7 @@ const DEFAULT_MAX_CONNECTIONS: i64 = 4096;
 const DEFAULT_DRAIN_SECS: i64 = 10;
 const DEFAULT_PIPE_SIZE: i64 = 262_144;
 const DEFAULT_FASTOPEN_RCVBUF: i64 = 16_777_216;
+const DEFAULT_SNDBUF: i64 = 0;
 /// A key file is a line of hex; reading stops here so a wrong path (a device,
 /// a log) cannot make startup read forever.
 const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;

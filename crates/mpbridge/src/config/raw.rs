@@ -88,6 +88,7 @@ pub(super) struct RawLocal {
     pub(super) mptcp: Field<bool>,
     pub(super) fastopen: Field<bool>,
     pub(super) fastopen_rcvbuf: Field<i64>,
+    pub(super) sndbuf: Field<i64>,
     // Interception (see "Interception rules" below).
     pub(super) firewall: Field<String>,
     pub(super) lan_interfaces: List,
@@ -109,6 +110,7 @@ pub(super) struct RawRemote {
     pub(super) control_socket: Field<String>,
     pub(super) metrics_listen: Field<String>,
     pub(super) fastopen_rcvbuf: Field<i64>,
+    pub(super) sndbuf: Field<i64>,
 }
 
 #[derive(Deserialize, Default, Clone)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use tracing::Level;
 
-use super::bounded::{DrainSecs, MaxConnections, PipeSize, RecvBuffer};
+use super::bounded::{DrainSecs, MaxConnections, PipeSize, RecvBuffer, SendBuffer};
 use super::choice::{choose, Choice};
 use super::error::ConfigError;
 use super::fields::{check_socket_path, cli_addrs, parse_socket_addr, unspecified_on, AddrUse};
@@ -17,7 +17,7 @@ use super::settings::{
     Auth, Common, ControlSettings, Limits, LocalSettings, Overrides, RemoteSettings, Role, Warning,
 };
 use super::{
-    ConfigFile, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_SECS, DEFAULT_FASTOPEN_RCVBUF,
+    ConfigFile, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_SECS, DEFAULT_FASTOPEN_RCVBUF, DEFAULT_SNDBUF,
     DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_LOCAL_CONTROL_SOCKET, DEFAULT_LOCAL_PORT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_PIPE_SIZE, DEFAULT_REMOTE_CONTROL_SOCKET, DEFAULT_REMOTE_PORT,
     DEFAULT_REPLY_TIMEOUT_MS, FLAG_INTERCEPT, FLAG_LISTEN, FLAG_LOG_LEVEL, FLAG_REMOTE,
@@ -129,6 +129,9 @@ impl ConfigFile {
                     DEFAULT_FASTOPEN_RCVBUF,
                 )?
                 .get(),
+            sndbuf: self
+                .bounded::<SendBuffer>(raw.sndbuf.as_ref(), "local.sndbuf", DEFAULT_SNDBUF)?
+                .get(),
             interception: self.interception(&raw, mode)?,
             common: Common {
                 auth: shared.auth.clone(),
@@ -199,6 +202,9 @@ impl ConfigFile {
                     "remote.fastopen_rcvbuf",
                     DEFAULT_FASTOPEN_RCVBUF,
                 )?
+                .get(),
+            sndbuf: self
+                .bounded::<SendBuffer>(raw.sndbuf.as_ref(), "remote.sndbuf", DEFAULT_SNDBUF)?
                 .get(),
             common: Common {
                 auth: shared.auth.clone(),

@@ -102,6 +102,17 @@ pub fn set_recv_buffer(socket: &Socket, bytes: usize) {
     }
 }
 
+/// Fixes a socket's send buffer at `bytes`, past `net.core.wmem_max` where
+/// we hold CAP_NET_ADMIN (SO_SNDBUFFORCE), else up to that cap. On an MPTCP
+/// socket it sets (and locks) the connection's buffer, which the kernel
+/// also gives its subflows.
+pub fn set_send_buffer(socket: &Socket, bytes: usize) {
+    let value = bytes.min(libc::c_int::MAX as usize);
+    if rustix::net::sockopt::set_socket_send_buffer_size_force(socket, value).is_err() {
+        let _ = socket.set_send_buffer_size(bytes);
+    }
+}
+
 /// Starts a connection whose SYN carries `data` (TCP Fast Open). Returns how
 /// many bytes the kernel queued; `Ok(0)` when it could not take any.
 pub fn sendto_fastopen(socket: &Socket, data: &[u8], dest: SocketAddr) -> io::Result<usize> {

@@ -163,6 +163,13 @@ fn error_cases() -> Vec<ErrorCase> {
             "-1 is out of range (expected 1..=1000000 connections)",
         ),
         (
+            "send buffer out of range",
+            format!("{key}[remote]\nsndbuf = -4096\n"),
+            Role::Remote,
+            "/etc/mpbridge/mpbridge.toml:4:10: remote.sndbuf: ",
+            "-4096 is out of range (expected 0..=268435456 bytes)",
+        ),
+        (
             "pipe too small",
             format!("{key}[limits]\npipe_size = 100\n"),
             Role::Remote,
