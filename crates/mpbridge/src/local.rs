@@ -516,6 +516,9 @@ async fn dial(
         // Uploads leave through this socket (`sndbuf` in the example config).
         sys::set_send_buffer(&socket, settings.sndbuf);
     }
+    if let Some(name) = &settings.congestion {
+        sys::set_congestion(&socket, name);
+    }
     let mut sent = 0;
     let mut connecting = false;
     if settings.fastopen && sys::enable_fastopen_no_cookie(&socket).is_ok() {

@@ -257,6 +257,9 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         // example config).
         sys::set_send_buffer(&socket2::SockRef::from(&stream), settings.sndbuf);
     }
+    if let Some(name) = &settings.congestion {
+        sys::set_congestion(&socket2::SockRef::from(&stream), name);
+    }
     let handshake = Handshake::from_now(settings.header_timeout);
     let request = match tokio::time::timeout(settings.header_timeout, read_request(&stream)).await {
         Ok(Ok(request)) => request,

@@ -23,6 +23,7 @@ mod roles;
 mod settings;
 #[cfg(test)]
 mod tests;
+mod transport;
 
 use std::fmt;
 use std::fs::File;
@@ -71,6 +72,7 @@ const DEFAULT_DRAIN_SECS: i64 = 10;
 const DEFAULT_PIPE_SIZE: i64 = 262_144;
 const DEFAULT_FASTOPEN_RCVBUF: i64 = 16_777_216;
 const DEFAULT_SNDBUF: i64 = 0;
+const DEFAULT_CONGESTION: &str = "";
 /// A key file is a line of hex; reading stops here so a wrong path (a device,
 /// a log) cannot make startup read forever.
 const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;

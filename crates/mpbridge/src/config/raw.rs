@@ -89,6 +89,7 @@ pub(super) struct RawLocal {
     pub(super) fastopen: Field<bool>,
     pub(super) fastopen_rcvbuf: Field<i64>,
     pub(super) sndbuf: Field<i64>,
+    pub(super) congestion: Field<String>,
     // Interception (see "Interception rules" below).
     pub(super) firewall: Field<String>,
     pub(super) lan_interfaces: List,
@@ -111,6 +112,7 @@ pub(super) struct RawRemote {
     pub(super) metrics_listen: Field<String>,
     pub(super) fastopen_rcvbuf: Field<i64>,
     pub(super) sndbuf: Field<i64>,
+    pub(super) congestion: Field<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]

@@ -17,10 +17,11 @@ use super::settings::{
     Auth, Common, ControlSettings, Limits, LocalSettings, Overrides, RemoteSettings, Role, Warning,
 };
 use super::{
-    ConfigFile, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_SECS, DEFAULT_FASTOPEN_RCVBUF, DEFAULT_SNDBUF,
-    DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_LOCAL_CONTROL_SOCKET, DEFAULT_LOCAL_PORT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_PIPE_SIZE, DEFAULT_REMOTE_CONTROL_SOCKET, DEFAULT_REMOTE_PORT,
-    DEFAULT_REPLY_TIMEOUT_MS, FLAG_INTERCEPT, FLAG_LISTEN, FLAG_LOG_LEVEL, FLAG_REMOTE,
+    ConfigFile, DEFAULT_CONGESTION, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_SECS,
+    DEFAULT_FASTOPEN_RCVBUF, DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_LOCAL_CONTROL_SOCKET,
+    DEFAULT_LOCAL_PORT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PIPE_SIZE, DEFAULT_REMOTE_CONTROL_SOCKET,
+    DEFAULT_REMOTE_PORT, DEFAULT_REPLY_TIMEOUT_MS, DEFAULT_SNDBUF, FLAG_INTERCEPT, FLAG_LISTEN,
+    FLAG_LOG_LEVEL, FLAG_REMOTE,
 };
 
 /// The sections both roles read the same way, validated once (also when
@@ -132,6 +133,11 @@ impl ConfigFile {
             sndbuf: self
                 .bounded::<SendBuffer>(raw.sndbuf.as_ref(), "local.sndbuf", DEFAULT_SNDBUF)?
                 .get(),
+            congestion: self.congestion(
+                raw.congestion.as_ref(),
+                "local.congestion",
+                DEFAULT_CONGESTION,
+            )?,
             interception: self.interception(&raw, mode)?,
             common: Common {
                 auth: shared.auth.clone(),
@@ -206,6 +212,11 @@ impl ConfigFile {
             sndbuf: self
                 .bounded::<SendBuffer>(raw.sndbuf.as_ref(), "remote.sndbuf", DEFAULT_SNDBUF)?
                 .get(),
+            congestion: self.congestion(
+                raw.congestion.as_ref(),
+                "remote.congestion",
+                DEFAULT_CONGESTION,
+            )?,
             common: Common {
                 auth: shared.auth.clone(),
                 limits: shared.limits.clone(),
