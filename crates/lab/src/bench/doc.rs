@@ -833,6 +833,7 @@ mod tests {
             scale_reason: String::new(),
             variants: Vec::new(),
             diagnose: false,
+            unequal: Vec::new(),
         };
         let mut r = BenchReport::new(&options, "mpbridge-lab bench".into());
         r.shaped.push(Shaped {

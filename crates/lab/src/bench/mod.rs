@@ -134,6 +134,8 @@ pub struct Options {
     pub variants: Vec<unequal::Variant>,
     /// Case 8: snapshot both routers (ss, nstat) in the first round.
     pub diagnose: bool,
+    /// Case 8: which rows of [`unequal::CASES`] (1-based; empty: all).
+    pub unequal: Vec<usize>,
 }
 
 impl Options {

@@ -205,7 +205,10 @@ pub fn run(
         rows: Vec::new(),
         skipped: Vec::new(),
     };
-    for (name, spec) in CASES {
+    for (n, (name, spec)) in CASES.into_iter().enumerate() {
+        if !options.unequal.is_empty() && !options.unequal.contains(&(n + 1)) {
+            continue;
+        }
         let links = scaled(&crate::checks::parse_links(spec)?, options.scale);
         if !netem && links.iter().any(LinkSpec::needs_netem) {
             out.skipped.push(format!(

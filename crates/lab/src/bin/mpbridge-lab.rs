@@ -111,6 +111,10 @@ struct BenchArgs {
     /// each flow (ss -tinm, ss -Minm, nstat) into the JSON and the report.
     #[arg(long)]
     diagnose: bool,
+    /// Case 8: only these of its links, by number (1 2×50, 2 4×50,
+    /// 3 100+50+20, 4 2×50 at 5/30 ms, 5 100+50+20 at 5/30/60 ms, 6 wifi).
+    #[arg(long, value_name = "N,N,…", value_delimiter = ',')]
+    unequal: Vec<usize>,
 }
 
 #[derive(Args)]
@@ -572,6 +576,10 @@ fn bench(mpbridge: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
         .iter()
         .map(|v| bench::unequal::Variant::parse(v))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let cases_8 = bench::unequal::CASES.len();
+    if let Some(n) = args.unequal.iter().find(|n| !(1..=cases_8).contains(*n)) {
+        anyhow::bail!("--unequal {n}: give numbers from 1 to {cases_8}");
+    }
     if args.vm && !vm::inside() {
         return bench_in_vm(mpbridge, &args, scale, &out, &svg);
     }
@@ -619,6 +627,7 @@ fn bench(mpbridge: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
         },
         variants,
         diagnose: args.diagnose,
+        unequal: args.unequal.clone(),
         equal: match &args.equal {
             None => None,
             Some(text) => Some(
