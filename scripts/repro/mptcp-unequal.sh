@@ -138,7 +138,7 @@ out=$(mktemp)
 ip netns exec "$b" python3 "$py" server "$dir" "$secs" > "$out" 2>&1 &
 srv=$!
 for _ in $(seq 50); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
-mapfile -t b0 < <(bytes)
+read -ra b0 <<< "$(bytes | tr "\n" " ")"
 ca0=$(counters "$a"); cb0=$(counters "$b")
 ip netns exec "$a" python3 "$py" client "$dir" "$secs" >> "$out" 2>&1 &
 cli=$!
@@ -147,7 +147,7 @@ echo "--- ss -tinm, client side (a), mid-flow"; ip netns exec "$a" ss -tinmH sta
 echo "--- ss -tinm, server side (b), mid-flow"; ip netns exec "$b" ss -tinmH state established
 echo "--- ss -Minm (MPTCP sockets): a then b"; ip netns exec "$a" ss -MinmH; ip netns exec "$b" ss -MinmH
 wait "$cli" "$srv" || true
-mapfile -t b1 < <(bytes)
+read -ra b1 <<< "$(bytes | tr "\n" " ")"
 grep received "$out"
 got=$(awk '/received/ {printf "%.1f", $2 * 8 / $5 / 1e6}' "$out")
 echo "goodput $got Mbit/s = $(echo "scale=1; 100 * $got / $sum" | bc) % of the links' nominal sum $sum"
@@ -155,8 +155,14 @@ total=0; for j in $(seq 0 $((links - 1))); do total=$((total + b1[j] - b0[j])); 
 for j in $(seq 0 $((links - 1))); do
     echo "link $j (${*:$((j + 1)):1}): $(( 100 * (b1[j] - b0[j]) / (total > 0 ? total : 1) )) % of the bytes"
 done
+# (No process substitution: the lab VM's /dev has no /dev/fd.)
+moved() { # before-text, namespace
+    printf '%s\n' "$1" | sort > "$out.0"
+    counters "$2" | sort > "$out.1"
+    join "$out.0" "$out.1" | awk '$3 > $2 {print $1, $3 - $2}'
+}
 echo "--- counters that moved: client side (a)"
-join <(echo "$ca0" | sort) <(counters "$a" | sort) | awk '$3 > $2 {print $1, $3 - $2}'
+moved "$ca0" "$a"
 echo "--- counters that moved: server side (b)"
-join <(echo "$cb0" | sort) <(counters "$b" | sort) | awk '$3 > $2 {print $1, $3 - $2}'
-rm -f "$out"
+moved "$cb0" "$b"
+rm -f "$out" "$out.0" "$out.1"
