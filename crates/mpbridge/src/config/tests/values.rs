@@ -394,9 +394,9 @@ fn send_buffers_default_to_autotuning_and_are_read_per_role() {
 fn congestion_control_is_a_name_or_the_kernels_default() {
     let key = format!("[auth]\nkey = \"{KEY}\"\n");
     let (r, _) = remote(&key).unwrap();
-    assert_eq!(r.congestion, None);
-    let (r, _) = remote(&format!("{key}[remote]\ncongestion = \"cubic\"\n")).unwrap();
     assert_eq!(r.congestion.as_deref(), Some("cubic"));
+    let (r, _) = remote(&format!("{key}[remote]\ncongestion = \"reno\"\n")).unwrap();
+    assert_eq!(r.congestion.as_deref(), Some("reno"));
     let (l, _) = local(&format!(
         "{key}[local]\nremotes = [\"192.0.2.2:4443\"]\ncongestion = \"\"\n"
     ))
