@@ -157,6 +157,38 @@ mod tests {
     }
 
     #[test]
+    fn a_bench_in_the_guest_loses_the_outputs_the_host_writes() {
+        let args = strings(&[
+            "bench",
+            "--vm",
+            "--cases",
+            "unequal",
+            "--out",
+            "docs/X.md",
+            "--svg=x.svg",
+            "--cache",
+            "/c",
+            "--variant",
+            "a|b = 1",
+        ]);
+        let got = guest_args(&args, Path::new("/m"), Path::new("/s/b.json"));
+        assert_eq!(
+            got,
+            strings(&[
+                "--mpbridge",
+                "/m",
+                "bench",
+                "--cases",
+                "unequal",
+                "--variant",
+                "a|b = 1",
+                "--json",
+                "/s/b.json",
+            ])
+        );
+    }
+
+    #[test]
     fn the_reason_names_the_first_link_that_needs_netem() {
         let links = crate::checks::parse_links("50,50@30ms,wifi").unwrap();
         assert_eq!(
