@@ -21,6 +21,16 @@ pub fn inside() -> bool {
     std::env::var(INSIDE_ENV).as_deref() == Ok("1")
 }
 
+/// `timeout`, or six times it inside the VM: under TCG, on a busy host, a
+/// daemon took more than 10 s to start listening.
+pub fn slow(timeout: std::time::Duration) -> std::time::Duration {
+    if inside() {
+        timeout * 6
+    } else {
+        timeout
+    }
+}
+
 /// `scripts/vm-lab.sh`: `$MPBRIDGE_VM_LAB`, else the one of the source tree
 /// this binary was built from.
 pub fn script() -> anyhow::Result<PathBuf> {

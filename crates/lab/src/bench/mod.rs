@@ -532,7 +532,13 @@ fn run_cases(
         result?;
     }
     if options.has(Case::Unequal) {
-        report.unequal = Some(unequal::run(options, progress, &mut report.failures)?);
+        let unequal = report.unequal.insert(unequal::Unequal {
+            scale: options.scale,
+            scale_reason: options.scale_reason.clone(),
+            rows: Vec::new(),
+            skipped: Vec::new(),
+        });
+        unequal::run(options, progress, &mut report.failures, unequal)?;
     }
     Ok(())
 }

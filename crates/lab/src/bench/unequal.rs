@@ -193,18 +193,15 @@ fn limit_of(links: &[LinkSpec], alone: &[f64]) -> f64 {
 
 /// Runs case 8: every case of [`CASES`] (those the kernel can shape), each
 /// direction, `options.rounds` rounds.
+/// Rows are added to `out` as they are measured, so that a run that
+/// fails later keeps them.
 pub fn run(
     options: &Options,
     progress: &Progress,
     failures: &mut Vec<String>,
-) -> anyhow::Result<Unequal> {
+    out: &mut Unequal,
+) -> anyhow::Result<()> {
     let netem = crate::shaping::netem_available();
-    let mut out = Unequal {
-        scale: options.scale,
-        scale_reason: options.scale_reason.clone(),
-        rows: Vec::new(),
-        skipped: Vec::new(),
-    };
     for (n, (name, spec)) in CASES.into_iter().enumerate() {
         if !options.unequal.is_empty() && !options.unequal.contains(&(n + 1)) {
             continue;
@@ -243,7 +240,7 @@ pub fn run(
         super::release(topo);
         result?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The configurations of mpbridge measured, by label ("" the default), and
@@ -347,7 +344,8 @@ fn case(
                 opts.remote_extra = [opts.remote_extra.as_str(), &lines].join("\n");
             }
             let diagnose = options.diagnose && round == 0;
-            Running::with(topo, subject, true, &opts, |_| {
+            // A proxy that does not start costs this sample, not the run.
+            let started = Running::with(topo, subject, true, &opts, |_| {
                 let mut snapshot = None;
                 let mut split = Vec::new();
                 let mbit = tolerate(failures, progress, &label, || {
@@ -363,7 +361,14 @@ fn case(
                 }
                 f.snapshots.extend(snapshot);
                 Ok(())
-            })?;
+            });
+            if let Err(e) = started {
+                let first = format!("{e:#}");
+                let first = first.lines().next().unwrap_or("").to_string();
+                progress.phase(&format!("FAILED, left out: {label}: {first}"));
+                failures.push(format!("{label}: {first}"));
+                row.flows[i].mbit.push(f64::NAN);
+            }
         }
     }
     Ok(row)
