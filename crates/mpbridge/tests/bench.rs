@@ -28,6 +28,7 @@ fn a_quick_bench_measures_set_up_and_idle_memory_and_writes_the_report() {
         variants: Vec::new(),
         diagnose: false,
         unequal: Vec::new(),
+        checkpoint: None,
     };
     let mut report = BenchReport::new(&options, "test".into());
     bench::run(&options, &Progress::new(ProgressMode::Silent), &mut report)

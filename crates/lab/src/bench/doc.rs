@@ -834,6 +834,7 @@ mod tests {
             variants: Vec::new(),
             diagnose: false,
             unequal: Vec::new(),
+            checkpoint: None,
         };
         let mut r = BenchReport::new(&options, "mpbridge-lab bench".into());
         r.shaped.push(Shaped {

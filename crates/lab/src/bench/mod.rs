@@ -136,6 +136,8 @@ pub struct Options {
     pub diagnose: bool,
     /// Case 8: which rows of [`unequal::CASES`] (1-based; empty: all).
     pub unequal: Vec<usize>,
+    /// Case 8: the report so far is written here after each row.
+    pub checkpoint: Option<PathBuf>,
 }
 
 impl Options {
@@ -532,13 +534,27 @@ fn run_cases(
         result?;
     }
     if options.has(Case::Unequal) {
+        let skeleton = report.clone();
         let unequal = report.unequal.insert(unequal::Unequal {
             scale: options.scale,
             scale_reason: options.scale_reason.clone(),
             rows: Vec::new(),
             skipped: Vec::new(),
         });
-        unequal::run(options, progress, &mut report.failures, unequal)?;
+        // Each row is saved as it comes when asked (`checkpoint`): a VM
+        // whose kernel panics keeps what it measured.
+        let mut save = |u: &unequal::Unequal, failures: &[String]| {
+            if let Some(path) = &options.checkpoint {
+                let mut partial = skeleton.clone();
+                partial.unequal = Some(u.clone());
+                partial.failures = failures.to_vec();
+                partial.load_after = peer::load_average();
+                if let Ok(text) = serde_json::to_string_pretty(&partial) {
+                    let _ = std::fs::write(path, text);
+                }
+            }
+        };
+        unequal::run(options, progress, &mut report.failures, unequal, &mut save)?;
     }
     Ok(())
 }

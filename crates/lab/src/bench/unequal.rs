@@ -200,6 +200,7 @@ pub fn run(
     progress: &Progress,
     failures: &mut Vec<String>,
     out: &mut Unequal,
+    on_row: &mut dyn FnMut(&Unequal, &[String]),
 ) -> anyhow::Result<()> {
     let netem = crate::shaping::netem_available();
     for (n, (name, spec)) in CASES.into_iter().enumerate() {
@@ -234,6 +235,7 @@ pub fn run(
             for direction in [Direction::Download, Direction::Upload] {
                 let row = case(&topo, name, &links, direction, options, progress, failures)?;
                 out.rows.push(row);
+                on_row(out, failures);
             }
             anyhow::Ok(())
         })();

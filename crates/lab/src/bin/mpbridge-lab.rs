@@ -628,6 +628,7 @@ fn bench(mpbridge: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
         variants,
         diagnose: args.diagnose,
         unequal: args.unequal.clone(),
+        checkpoint: args.json.clone(),
         equal: match &args.equal {
             None => None,
             Some(text) => Some(
