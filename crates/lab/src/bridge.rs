@@ -258,13 +258,7 @@ fn start_daemon(
     let mut cmd = Command::new(mpbridge);
     cmd.arg("-c").arg(config).arg(role);
     let proc = topo.spawn_named(node, &unused_name(topo, name), &mut cmd)?;
-    // Under TCG on a busy machine (the lab's VM) a start takes longer.
-    let timeout = if crate::vm::inside() {
-        START_TIMEOUT * 6
-    } else {
-        START_TIMEOUT
-    };
-    proc.wait_for_log(&format!("{role} listening"), timeout)
+    proc.wait_for_log(&format!("{role} listening"), crate::vm::slow(START_TIMEOUT))
         .with_context(|| format!("mpbridge {role} did not start:\n{}", proc.output_text()))?;
     Ok(proc)
 }

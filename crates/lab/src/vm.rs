@@ -21,6 +21,16 @@ pub fn inside() -> bool {
     std::env::var(INSIDE_ENV).as_deref() == Ok("1")
 }
 
+/// `timeout`, or six times it inside the VM: under TCG, on a busy host, a
+/// daemon took more than 10 s to start listening.
+pub fn slow(timeout: std::time::Duration) -> std::time::Duration {
+    if inside() {
+        timeout * 6
+    } else {
+        timeout
+    }
+}
+
 /// `scripts/vm-lab.sh`: `$MPBRIDGE_VM_LAB`, else the one of the source tree
 /// this binary was built from.
 pub fn script() -> anyhow::Result<PathBuf> {
@@ -46,7 +56,8 @@ pub fn reason(links: &[crate::LinkSpec]) -> Option<String> {
 }
 
 /// The arguments for the run inside the VM: `args` (without the program
-/// name) minus `--vm`, `--mpbridge`, `--json` and `--plot`, with
+/// name) minus `--vm`, `--mpbridge`, `--json`, `--plot` (and the bench's
+/// `--out`, `--svg` and `--cache`, which the caller gives anew), with
 /// `--mpbridge MPBRIDGE` first and `--json JSON` (in the share) last: the
 /// host writes the JSON and the plot the user asked for from that.
 pub fn guest_args(args: &[String], mpbridge: &Path, json: &Path) -> Vec<String> {
@@ -59,7 +70,7 @@ pub fn guest_args(args: &[String], mpbridge: &Path, json: &Path) -> Vec<String> 
         };
         match name {
             "--vm" => {}
-            "--mpbridge" | "--json" | "--plot" => {
+            "--mpbridge" | "--json" | "--plot" | "--out" | "--svg" | "--cache" => {
                 if inline.is_none() {
                     it.next();
                 }
@@ -151,6 +162,38 @@ mod tests {
                 "50@5ms,50@30ms",
                 "--json",
                 "/share/report.json",
+            ])
+        );
+    }
+
+    #[test]
+    fn a_bench_in_the_guest_loses_the_outputs_the_host_writes() {
+        let args = strings(&[
+            "bench",
+            "--vm",
+            "--cases",
+            "unequal",
+            "--out",
+            "docs/X.md",
+            "--svg=x.svg",
+            "--cache",
+            "/c",
+            "--variant",
+            "a|b = 1",
+        ]);
+        let got = guest_args(&args, Path::new("/m"), Path::new("/s/b.json"));
+        assert_eq!(
+            got,
+            strings(&[
+                "--mpbridge",
+                "/m",
+                "bench",
+                "--cases",
+                "unequal",
+                "--variant",
+                "a|b = 1",
+                "--json",
+                "/s/b.json",
             ])
         );
     }

@@ -518,6 +518,13 @@ async fn dial(
     let _ = sys::set_mark(&socket, firewall::OWN_MARK);
     let _ = socket.set_tcp_nodelay(true);
     sys::enable_keepalive(&socket);
+    if settings.sndbuf > 0 {
+        // Uploads leave through this socket (`sndbuf` in the example config).
+        sys::set_send_buffer(&socket, settings.sndbuf);
+    }
+    if let Some(name) = &settings.congestion {
+        sys::set_congestion(&socket, name);
+    }
     let mut sent = 0;
     let mut connecting = false;
     let mut grant = None;

@@ -293,6 +293,15 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         sys::set_recv_buffer(&socket2::SockRef::from(&stream), grant.bytes());
         grant
     });
+    if settings.sndbuf > 0 {
+        // Downloads leave through the accepted socket, whose own send
+        // buffer some kernels size far too small (`remote.sndbuf` in the
+        // example config).
+        sys::set_send_buffer(&socket2::SockRef::from(&stream), settings.sndbuf);
+    }
+    if let Some(name) = &settings.congestion {
+        sys::set_congestion(&socket2::SockRef::from(&stream), name);
+    }
     let handshake = Handshake::from_now(settings.header_timeout);
     let request = match tokio::time::timeout(settings.header_timeout, read_request(&stream)).await {
         Ok(Ok(request)) => request,

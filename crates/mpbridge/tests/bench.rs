@@ -22,6 +22,13 @@ fn a_quick_bench_measures_set_up_and_idle_memory_and_writes_the_report() {
         idle_connections: 50,
         local_extra: String::new(),
         equal: None,
+        remote_extra: String::new(),
+        scale: 1.0,
+        scale_reason: String::new(),
+        variants: Vec::new(),
+        diagnose: false,
+        unequal: Vec::new(),
+        checkpoint: None,
     };
     let mut report = BenchReport::new(&options, "test".into());
     bench::run(&options, &Progress::new(ProgressMode::Silent), &mut report)
@@ -107,6 +114,13 @@ fn a_thousand_connections_held_through_the_bridge_are_none_refused_or_reset() {
         idle_connections: 0,
         local_extra: String::new(),
         equal: None,
+        remote_extra: String::new(),
+        scale: 1.0,
+        scale_reason: String::new(),
+        variants: Vec::new(),
+        diagnose: false,
+        unequal: Vec::new(),
+        checkpoint: None,
     };
     let mut report = BenchReport::new(&options, "test".into());
     bench::run(&options, &Progress::new(ProgressMode::Silent), &mut report)

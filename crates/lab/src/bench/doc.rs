@@ -286,6 +286,10 @@ pub fn markdown(r: &BenchReport, svg_name: Option<&str>, note: &str) -> String {
         let _ = writeln!(o);
     }
 
+    if let Some(u) = &r.unequal {
+        o.push_str(&super::unequal::markdown(u));
+    }
+
     if let Some(u) = &r.unshaped {
         let _ = writeln!(
             o,
@@ -832,6 +836,13 @@ mod tests {
             idle_connections: 1000,
             local_extra: String::new(),
             equal: None,
+            remote_extra: String::new(),
+            scale: 1.0,
+            scale_reason: String::new(),
+            variants: Vec::new(),
+            diagnose: false,
+            unequal: Vec::new(),
+            checkpoint: None,
         };
         let mut r = BenchReport::new(&options, "mpbridge-lab bench".into());
         r.shaped.push(Shaped {

@@ -6,6 +6,7 @@
 //! - [`rr`]: short request/response connections and idle connections.
 //! - [`conns`], [`slow`]: connections at 1/4/64 clients, 10,000 held
 //!   open, slow readers and the routers' socket memory (issue 16).
+//! - [`unequal`]: case 11, one flow over the issue's unequal links.
 //! - [`doc`]: docs/BENCHMARKS.md and its SVG.
 
 pub mod conns;
@@ -13,6 +14,7 @@ pub mod doc;
 pub mod peer;
 pub mod rr;
 pub mod slow;
+pub mod unequal;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -54,10 +56,12 @@ pub enum Case {
     Held,
     /// Slow readers: the routers' socket memory ([`slow`]).
     Slow,
+    /// One flow over equal, unequal, delayed and Wi-Fi-like links, both ways.
+    Unequal,
 }
 
 impl Case {
-    pub const ALL: [Case; 10] = [
+    pub const ALL: [Case; 11] = [
         Case::Equal,
         Case::Mixed,
         Case::Unshaped,
@@ -68,6 +72,7 @@ impl Case {
         Case::Connections,
         Case::Held,
         Case::Slow,
+        Case::Unequal,
     ];
 
     pub fn number(self) -> usize {
@@ -86,10 +91,11 @@ impl Case {
             Case::Connections => "connections",
             Case::Held => "held",
             Case::Slow => "slow",
+            Case::Unequal => "unequal",
         }
     }
 
-    /// Parses `--cases`: numbers (1–10) or names, comma-separated.
+    /// Parses `--cases`: numbers (1–11) or names, comma-separated.
     pub fn parse_list(text: &str) -> anyhow::Result<Vec<Case>> {
         let mut cases = Vec::new();
         for item in text.split(',').map(str::trim) {
@@ -135,6 +141,20 @@ pub struct Options {
     pub local_extra: String,
     /// The equal-link counts of case 1 (default 2, 3, 4; quick 2).
     pub equal: Option<Vec<usize>>,
+    /// Extra lines for the `[remote]` section of `mpbridge remote`.
+    pub remote_extra: String,
+    /// Case 11: every link rate is multiplied by this (1: as named).
+    pub scale: f64,
+    /// Case 11: why the rates were scaled (empty when not).
+    pub scale_reason: String,
+    /// Case 11: mpbridge configurations measured beside its defaults.
+    pub variants: Vec<unequal::Variant>,
+    /// Case 11: snapshot both routers (ss, nstat) in the first round.
+    pub diagnose: bool,
+    /// Case 11: which rows of [`unequal::CASES`] (1-based; empty: all).
+    pub unequal: Vec<usize>,
+    /// Case 11: the report so far is written here after each row.
+    pub checkpoint: Option<PathBuf>,
 }
 
 impl Options {
@@ -405,6 +425,8 @@ pub struct BenchReport {
     /// Cases `connections`, `held` and `slow`.
     #[serde(default)]
     pub conns: Option<conns::ConnsReport>,
+    #[serde(default)]
+    pub unequal: Option<unequal::Unequal>,
     /// Measurements that failed (each left out of the medians), with why.
     pub failures: Vec<String>,
     pub wall_seconds: f64,
@@ -430,6 +452,7 @@ impl BenchReport {
             failover: Vec::new(),
             sizes: None,
             conns: None,
+            unequal: None,
             failures: Vec::new(),
             wall_seconds: 0.0,
         }
@@ -542,6 +565,29 @@ fn run_cases(
         release(topo);
         result?;
     }
+    if options.has(Case::Unequal) {
+        let skeleton = report.clone();
+        let unequal = report.unequal.insert(unequal::Unequal {
+            scale: options.scale,
+            scale_reason: options.scale_reason.clone(),
+            rows: Vec::new(),
+            skipped: Vec::new(),
+        });
+        // Each row is saved as it comes when asked (`checkpoint`): a VM
+        // whose kernel panics keeps what it measured.
+        let mut save = |u: &unequal::Unequal, failures: &[String]| {
+            if let Some(path) = &options.checkpoint {
+                let mut partial = skeleton.clone();
+                partial.unequal = Some(u.clone());
+                partial.failures = failures.to_vec();
+                partial.load_after = peer::load_average();
+                if let Ok(text) = serde_json::to_string_pretty(&partial) {
+                    let _ = std::fs::write(path, text);
+                }
+            }
+        };
+        unequal::run(options, progress, &mut report.failures, unequal, &mut save)?;
+    }
     Ok(())
 }
 
@@ -587,6 +633,7 @@ impl Running {
             Subject::Mpbridge => {
                 let bridge_options = BridgeOptions {
                     local_extra: options.local_extra.clone(),
+                    remote_extra: options.remote_extra.clone(),
                     paths_extra: if probing {
                         String::new()
                     } else {
@@ -1118,14 +1165,14 @@ mod tests {
             Case::parse_list("7, equal,3,3").unwrap(),
             [Case::Equal, Case::Unshaped, Case::Size]
         );
-        assert_eq!(Case::parse_list("1,2,3,4,5,6,7,8,9,10").unwrap(), Case::ALL);
+        assert_eq!(Case::parse_list("1,2,3,4,5,6,7,8,9,10,11").unwrap(), Case::ALL);
         assert_eq!(
             Case::parse_list("slow,connections").unwrap(),
             [Case::Connections, Case::Slow]
         );
-        let e = Case::parse_list("1,11").unwrap_err().to_string();
+        let e = Case::parse_list("1,12").unwrap_err().to_string();
         assert!(
-            e.contains("\"11\" is not a case") && e.contains("failover"),
+            e.contains("\"12\" is not a case") && e.contains("failover"),
             "{e}"
         );
     }

@@ -293,7 +293,7 @@ impl PathsOnly {
             cmd.arg("-c").arg(config).args(["paths", role]);
             let name = bridge::unused_name(topo, &format!("paths-{role}"));
             let proc = topo.spawn_named(node, &name, &mut cmd)?;
-            proc.wait_for_log("paths ready", START_TIMEOUT)
+            proc.wait_for_log("paths ready", crate::vm::slow(START_TIMEOUT))
                 .with_context(|| format!("mpbridge paths {role} did not start"))?;
             Ok(proc)
         };
@@ -311,7 +311,7 @@ impl PathsOnly {
 
 fn wait_listening(topo: &Topology, node: Node, port: u16, proc: &Proc) -> anyhow::Result<()> {
     let filter = format!("sport = :{port}");
-    let listening = wait_until(START_TIMEOUT, || {
+    let listening = wait_until(crate::vm::slow(START_TIMEOUT), || {
         !proc.is_running()
             || topo
                 .run(node, &["ss", "-ltnH", &filter])

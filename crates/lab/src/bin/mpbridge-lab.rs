@@ -44,7 +44,7 @@ struct BenchArgs {
     /// Cases to run, by number or name, comma-separated: 1 equal, 2 mixed,
     /// 3 unshaped, 4 setup, 5 idle, 6 failover, 7 size, 8 connections (1, 4,
     /// 64 clients), 9 held (1,000 and 10,000 open), 10 slow (slow readers'
-    /// socket memory) (default: all).
+    /// socket memory), 11 unequal (one flow over unequal links) (default: all).
     #[arg(long, value_name = "N,N,…")]
     cases: Option<String>,
     /// Short flows, one round, two links only: a smoke test of the harness
@@ -91,6 +91,31 @@ struct BenchArgs {
     /// quick 2); each from 2 to 8.
     #[arg(long, value_name = "N,N,…")]
     equal: Option<String>,
+    /// An extra line for the `[remote]` section of mpbridge remote's config
+    /// (repeatable).
+    #[arg(long, value_name = "KEY = VALUE")]
+    remote_config: Vec<String>,
+    /// Run in the lab's x86_64 VM (Debian's Linux 6.12 under qemu, netem
+    /// available): every figure, the limit too, is measured in there.
+    #[arg(long)]
+    vm: bool,
+    /// Case 11: multiply every link rate by this (default 1; with --vm 0.2,
+    /// as TCG cannot carry the full rates).
+    #[arg(long, value_name = "FACTOR")]
+    scale: Option<f64>,
+    /// Case 11: a mpbridge configuration measured beside its defaults, as
+    /// LABEL|KEY = VALUE[;KEY = VALUE…] (lines for both [local] and
+    /// [remote]); repeatable.
+    #[arg(long, value_name = "LABEL|LINES")]
+    variant: Vec<String>,
+    /// Case 11: in the first round, snapshot both routers in the middle of
+    /// each flow (ss -tinm, ss -Minm, nstat) into the JSON and the report.
+    #[arg(long)]
+    diagnose: bool,
+    /// Case 11: only these of its links, by number (1 2×50, 2 4×50,
+    /// 3 100+50+20, 4 2×50 at 5/30 ms, 5 100+50+20 at 5/30/60 ms, 6 wifi).
+    #[arg(long, value_name = "N,N,…", value_delimiter = ',')]
+    unequal: Vec<usize>,
 }
 
 #[derive(Args)]
@@ -666,6 +691,25 @@ fn bench(mpbridge: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{} is not a bench run's JSON", saved.display()))?;
         return write_bench_docs(&report, &out, &svg, &args.note);
     }
+    let scale = args
+        .scale
+        .unwrap_or(if args.vm || vm::inside() { 0.2 } else { 1.0 });
+    anyhow::ensure!(
+        scale > 0.0 && scale <= 10.0,
+        "--scale {scale}: give a factor above 0 and up to 10"
+    );
+    let variants = args
+        .variant
+        .iter()
+        .map(|v| bench::unequal::Variant::parse(v))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let cases_8 = bench::unequal::CASES.len();
+    if let Some(n) = args.unequal.iter().find(|n| !(1..=cases_8).contains(*n)) {
+        anyhow::bail!("--unequal {n}: give numbers from 1 to {cases_8}");
+    }
+    if args.vm && !vm::inside() {
+        return bench_in_vm(mpbridge, &args, scale, &out, &svg);
+    }
     checks::Machine::probe().check()?;
     let mpbridge = match mpbridge {
         Some(p) => p,
@@ -698,6 +742,20 @@ fn bench(mpbridge: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
         peer,
         idle_connections: idle,
         local_extra: args.local_config.join("\n"),
+        remote_extra: args.remote_config.join("\n"),
+        scale,
+        scale_reason: match (scale == 1.0, vm::inside()) {
+            (true, _) => String::new(),
+            (false, true) => format!(
+                "every rate × {scale}: the VM runs under TCG (no KVM here), which cannot carry \
+                 the full rates (at full rate one flow ran slower than the best link alone)"
+            ),
+            (false, false) => format!("every rate × {scale}, as --scale asked"),
+        },
+        variants,
+        diagnose: args.diagnose,
+        unequal: args.unequal.clone(),
+        checkpoint: args.json.clone(),
         equal: match &args.equal {
             None => None,
             Some(text) => Some(
@@ -735,6 +793,82 @@ fn bench(mpbridge: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
     }
     result?;
     write_bench_docs(&report, &out, &svg, &args.note)
+}
+
+/// Runs this bench inside the lab's VM (see `mpbridge_lab::vm`): the peer
+/// is built here first (the VM sees this machine's files read-only), the
+/// guest writes its JSON to the share, and this process writes the report
+/// and SVG from it as a run on this machine does.
+fn bench_in_vm(
+    mpbridge: Option<PathBuf>,
+    args: &BenchArgs,
+    scale: f64,
+    out: &std::path::Path,
+    svg: &std::path::Path,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "mpbridge-lab: bench: --vm: running it in an x86_64 VM (Debian's Linux 6.12 under qemu, \
+         scripts/vm-lab.sh); every figure, the limit too, is measured in there; case 11's rates \
+         × {scale}"
+    );
+    let mpbridge = match mpbridge {
+        Some(p) => p,
+        None => mpbridge_lab::bridge::find_mpbridge()?,
+    };
+    let mpbridge = std::fs::canonicalize(&mpbridge)
+        .with_context(|| format!("cannot find the mpbridge binary {}", mpbridge.display()))?;
+    let cache = args
+        .cache
+        .clone()
+        .unwrap_or_else(bench::peer::default_cache);
+    if !args.no_peer {
+        bench::peer::ensure_installed(&cache, &Progress::for_stderr())?;
+    }
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let share = vm::Share::new()?;
+    let json = share.dir.join("bench.json");
+    let mut guest = vm::guest_args(
+        &std::env::args().skip(1).collect::<Vec<_>>(),
+        &mpbridge,
+        &json,
+    );
+    for (flag, value) in [
+        ("--out", share.dir.join("BENCHMARKS.md")),
+        ("--svg", share.dir.join("benchmarks.svg")),
+        ("--cache", cache),
+    ] {
+        guest.push(flag.into());
+        guest.push(value.display().to_string());
+    }
+    if args.scale.is_none() {
+        guest.push("--scale".into());
+        guest.push(scale.to_string());
+    }
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        signal_hook::flag::register(sig, Arc::clone(&interrupted))
+            .context("cannot install the Ctrl-C handler")?;
+    }
+    // A whole bench outlasts the VM's default life of 30 min.
+    if std::env::var_os("VM_TIMEOUT").is_none() {
+        std::env::set_var("VM_TIMEOUT", "14400");
+    }
+    let ok = vm::run(&share, &exe, &guest)?;
+    anyhow::ensure!(
+        !interrupted.load(std::sync::atomic::Ordering::Relaxed),
+        "interrupted: the VM and everything in it are gone"
+    );
+    let text = std::fs::read_to_string(&json)
+        .with_context(|| format!("the VM left no results ({})", json.display()))?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("samples: {}", path.display());
+    }
+    let report: bench::BenchReport =
+        serde_json::from_str(&text).context("the VM's results are not a bench run's JSON")?;
+    write_bench_docs(&report, out, svg, &args.note)?;
+    anyhow::ensure!(ok, "the bench in the VM failed: see the output above");
+    Ok(())
 }
 
 /// The Markdown report at `out` and the SVG at `svg`, printed too.

@@ -170,6 +170,8 @@ pub type ReplayCache = Bounded<usize, 1, 10_000_000, Nonces>;
 pub type Timeout = Bounded<u64, 100, 120_000, Milliseconds>;
 /// `local.fastopen_rcvbuf`, `remote.fastopen_rcvbuf` (0: the kernel's autotuning).
 pub type RecvBuffer = Bounded<usize, 0, 268_435_456, Bytes>;
+/// `local.sndbuf`, `remote.sndbuf` (0: the kernel's autotuning).
+pub type SendBuffer = Bounded<usize, 0, 268_435_456, Bytes>;
 /// `limits.max_connections`.
 pub type MaxConnections = Bounded<usize, 1, 1_000_000, Connections>;
 /// `limits.drain_secs`.

@@ -90,6 +90,8 @@ pub(super) struct RawLocal {
     pub(super) mptcp: Field<bool>,
     pub(super) fastopen: Field<bool>,
     pub(super) fastopen_rcvbuf: Field<i64>,
+    pub(super) sndbuf: Field<i64>,
+    pub(super) congestion: Field<String>,
     // Interception (see "Interception rules" below).
     pub(super) firewall: Field<String>,
     pub(super) lan_interfaces: List,
@@ -111,6 +113,8 @@ pub(super) struct RawRemote {
     pub(super) control_socket: Field<String>,
     pub(super) metrics_listen: Field<String>,
     pub(super) fastopen_rcvbuf: Field<i64>,
+    pub(super) sndbuf: Field<i64>,
+    pub(super) congestion: Field<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]

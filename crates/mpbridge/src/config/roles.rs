@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use tracing::Level;
 
-use super::bounded::{DrainSecs, MaxConnections, PipeSize, RecvBudget, RecvBuffer};
+use super::bounded::{DrainSecs, MaxConnections, PipeSize, RecvBudget, RecvBuffer, SendBuffer};
 use super::choice::{choose, Choice};
 use super::error::ConfigError;
 use super::fields::{check_socket_path, cli_addrs, parse_socket_addr, unspecified_on, AddrUse};
@@ -17,11 +17,11 @@ use super::settings::{
     Auth, Common, ControlSettings, Limits, LocalSettings, Overrides, RemoteSettings, Role, Warning,
 };
 use super::{
-    ConfigFile, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_SECS, DEFAULT_FASTOPEN_RCVBUF,
-    DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_LOCAL_CONTROL_SOCKET, DEFAULT_LOCAL_PORT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_PIPE_SIZE, DEFAULT_RCVBUF_BUDGET,
-    DEFAULT_REMOTE_CONTROL_SOCKET, DEFAULT_REMOTE_PORT, DEFAULT_REPLY_TIMEOUT_MS, FLAG_INTERCEPT,
-    FLAG_LISTEN, FLAG_LOG_LEVEL, FLAG_REMOTE,
+    ConfigFile, DEFAULT_CONGESTION, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_SECS,
+    DEFAULT_FASTOPEN_RCVBUF, DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_LOCAL_CONTROL_SOCKET,
+    DEFAULT_LOCAL_PORT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PIPE_SIZE, DEFAULT_RCVBUF_BUDGET,
+    DEFAULT_REMOTE_CONTROL_SOCKET, DEFAULT_REMOTE_PORT, DEFAULT_REPLY_TIMEOUT_MS, DEFAULT_SNDBUF,
+    FLAG_INTERCEPT, FLAG_LISTEN, FLAG_LOG_LEVEL, FLAG_REMOTE,
 };
 
 /// The sections both roles read the same way, validated once (also when
@@ -137,6 +137,14 @@ impl ConfigFile {
                     DEFAULT_FASTOPEN_RCVBUF,
                 )?
                 .get(),
+            sndbuf: self
+                .bounded::<SendBuffer>(raw.sndbuf.as_ref(), "local.sndbuf", DEFAULT_SNDBUF)?
+                .get(),
+            congestion: self.congestion(
+                raw.congestion.as_ref(),
+                "local.congestion",
+                DEFAULT_CONGESTION,
+            )?,
             interception: self.interception(&raw, mode)?,
             common: Common {
                 auth: shared.auth.clone(),
@@ -208,6 +216,14 @@ impl ConfigFile {
                     DEFAULT_FASTOPEN_RCVBUF,
                 )?
                 .get(),
+            sndbuf: self
+                .bounded::<SendBuffer>(raw.sndbuf.as_ref(), "remote.sndbuf", DEFAULT_SNDBUF)?
+                .get(),
+            congestion: self.congestion(
+                raw.congestion.as_ref(),
+                "remote.congestion",
+                DEFAULT_CONGESTION,
+            )?,
             common: Common {
                 auth: shared.auth.clone(),
                 limits: shared.limits.clone(),

@@ -247,6 +247,13 @@ pub struct LocalSettings {
     /// Open; 0 leaves it to the kernel's autotuning (see the example config
     /// for the kernel behaviour this works around).
     pub fastopen_rcvbuf: usize,
+    /// Fixed send buffer (bytes) of the MPTCP connections to the remote
+    /// (SO_SNDBUF, past `net.core.wmem_max` with CAP_NET_ADMIN); 0 leaves
+    /// it to the kernel's autotuning, capped by `net.ipv4.tcp_wmem`.
+    pub sndbuf: usize,
+    /// The congestion control of those connections' subflows
+    /// (TCP_CONGESTION); `None`: the kernel's default.
+    pub congestion: Option<String>,
     /// How client TCP is diverted to the listeners, and who installs the
     /// rules that divert it.
     pub interception: Interception,
@@ -267,6 +274,12 @@ pub struct RemoteSettings {
     /// Fixed receive buffer (bytes) of the accepted MPTCP connections; 0
     /// leaves it to the kernel's autotuning (see the example config).
     pub fastopen_rcvbuf: usize,
+    /// Fixed send buffer (bytes) of the accepted MPTCP connections, the
+    /// side that sends a download over the links; 0: autotuning.
+    pub sndbuf: usize,
+    /// The congestion control of the accepted connections' subflows;
+    /// `None`: the kernel's default.
+    pub congestion: Option<String>,
 }
 
 /// Command-line flags that override the file. Errors name them as

@@ -102,6 +102,35 @@ pub fn set_recv_buffer(socket: &Socket, bytes: usize) {
     }
 }
 
+/// Fixes a socket's send buffer at `bytes`, past `net.core.wmem_max` where
+/// we hold CAP_NET_ADMIN (SO_SNDBUFFORCE), else up to that cap. On an MPTCP
+/// socket it sets (and locks) the connection's buffer, which the kernel
+/// also gives its subflows.
+pub fn set_send_buffer(socket: &Socket, bytes: usize) {
+    let value = bytes.min(libc::c_int::MAX as usize);
+    if rustix::net::sockopt::set_socket_send_buffer_size_force(socket, value).is_err() {
+        let _ = socket.set_send_buffer_size(bytes);
+    }
+}
+
+/// Sets a socket's congestion control (TCP_CONGESTION; on an MPTCP socket
+/// the kernel gives it to every subflow, those joined later too). A
+/// process with CAP_NET_ADMIN may pick any algorithm the kernel has, not
+/// only those `net.ipv4.tcp_allowed_congestion_control` lists. The first
+/// failure is logged once, as the same setting fails for every connection.
+pub fn set_congestion(socket: &Socket, name: &str) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if let Err(e) = rustix::net::sockopt::set_tcp_congestion(socket, name) {
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                "cannot use the congestion control {name:?} ({e}): the connections keep the \
+                 kernel's default (net.ipv4.tcp_available_congestion_control lists what this \
+                 kernel has)"
+            );
+        }
+    }
+}
+
 /// Starts a connection whose SYN carries `data` (TCP Fast Open). Returns how
 /// many bytes the kernel queued; `Ok(0)` when it could not take any.
 pub fn sendto_fastopen(socket: &Socket, data: &[u8], dest: SocketAddr) -> io::Result<usize> {

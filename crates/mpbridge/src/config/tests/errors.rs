@@ -163,6 +163,20 @@ fn error_cases() -> Vec<ErrorCase> {
             "-1 is out of range (expected 1..=1000000 connections)",
         ),
         (
+            "send buffer out of range",
+            format!("{key}[remote]\nsndbuf = -4096\n"),
+            Role::Remote,
+            "/etc/mpbridge/mpbridge.toml:4:10: remote.sndbuf: ",
+            "-4096 is out of range (expected 0..=268435456 bytes)",
+        ),
+        (
+            "congestion control not a name",
+            format!("{key}[local]\nremotes = [\"192.0.2.2:4443\"]\ncongestion = \"Cubic!\"\n"),
+            Role::Local,
+            "/etc/mpbridge/mpbridge.toml:5:14: local.congestion: ",
+            "\"Cubic!\" is not a congestion control name",
+        ),
+        (
             "pipe too small",
             format!("{key}[limits]\npipe_size = 100\n"),
             Role::Remote,

@@ -392,3 +392,31 @@ fn example_config_mentions_every_key() {
     }
     assert!(checked > 20);
 }
+
+#[test]
+fn send_buffers_default_to_autotuning_and_are_read_per_role() {
+    let key = format!("[auth]\nkey = \"{KEY}\"\n");
+    let (l, _) = local(&format!("{key}[local]\nremotes = [\"192.0.2.2:4443\"]\n")).unwrap();
+    let (r, _) = remote(&key).unwrap();
+    assert_eq!((l.sndbuf, r.sndbuf), (0, 0));
+    let (l, _) = local(&format!(
+        "{key}[local]\nremotes = [\"192.0.2.2:4443\"]\nsndbuf = 4194304\n"
+    ))
+    .unwrap();
+    let (r, _) = remote(&format!("{key}[remote]\nsndbuf = 8388608\n")).unwrap();
+    assert_eq!((l.sndbuf, r.sndbuf), (4_194_304, 8_388_608));
+}
+
+#[test]
+fn congestion_control_is_a_name_or_the_kernels_default() {
+    let key = format!("[auth]\nkey = \"{KEY}\"\n");
+    let (r, _) = remote(&key).unwrap();
+    assert_eq!(r.congestion.as_deref(), Some("cubic"));
+    let (r, _) = remote(&format!("{key}[remote]\ncongestion = \"reno\"\n")).unwrap();
+    assert_eq!(r.congestion.as_deref(), Some("reno"));
+    let (l, _) = local(&format!(
+        "{key}[local]\nremotes = [\"192.0.2.2:4443\"]\ncongestion = \"\"\n"
+    ))
+    .unwrap();
+    assert_eq!(l.congestion, None);
+}
