@@ -191,8 +191,8 @@ size_flags="-C force-unwind-tables=no"
 #   cost is ASLR of the binary itself (stack, heap and mmap stay random).
 #   Not on MIPS: its non-PIC code as LLVM and zig's lld make it loads a word
 #   from an odd address in .rodata (SIGBUS in `mpbridge genkey`, under
-#   qemu-mipsel and on the 4kc-malta kernel alike); nor on armv7, whose
-#   ldrd/ldm fault on such addresses too.
+#   qemu-mipsel and on the 4kc-malta kernel alike). Not tried on armv7,
+#   where ldrd/ldm fault on unaligned addresses too.
 # - mips, mipsel: a panic aborts at once, without its message (the
 #   formatting and printing of panics is some 165 KB of MIPS code). Every other
 #   error is still logged.
