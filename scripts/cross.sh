@@ -189,10 +189,12 @@ size_flags="-C force-unwind-tables=no"
 # - x86_64, aarch64: not position-independent. A static PIE carries a
 #   dynamic relocation for every pointer in its data (90 KB on x86_64); the
 #   cost is ASLR of the binary itself (stack, heap and mmap stay random).
-#   Not on MIPS: its non-PIC code as LLVM and zig's lld make it loads a word
-#   from an odd address in .rodata (SIGBUS in `mpbridge genkey`, under
-#   qemu-mipsel and on the 4kc-malta kernel alike). Not tried on armv7,
-#   where ldrd/ldm fault on unaligned addresses too.
+#   Not on MIPS: non-PIC Rust code calls zig's musl, which is PIC, with a
+#   plain `jal` and no callee address in $t9, and no stub is linked in
+#   between; musl's function then derives $gp from $t9 and loads through
+#   garbage (SIGBUS at an odd address in `mpbridge genkey`, the first call
+#   into musl's dlsym from rustix's getrandom, under qemu-mipsel and on the
+#   4kc-malta kernel alike). Not tried on armv7.
 # - mips, mipsel: a panic aborts at once, without its message (the
 #   formatting and printing of panics is some 165 KB of MIPS code). Every other
 #   error is still logged.
