@@ -11,6 +11,11 @@
 #                                     # the codec's unit tests (crates/convert)
 #                                     # built for these, run under qemu-user
 #                                     # (byte order: mips is big-endian)
+#   scripts/cross.sh --connhold mipsel
+#                                     # tools/connhold (std only: opens and
+#                                     # holds many TCP connections) for the
+#                                     # router VMs' memory check, never part
+#                                     # of the router binary
 #
 # One binary serves several OpenWrt package architectures (scripts/ipk.sh
 # and scripts/apk.sh map them): aarch64 for aarch64_cortex-a53,
@@ -26,6 +31,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ZIGLANG_VERSION=0.14.1
+# The router binary's budget, checked after every build: many routers have
+# 16 MB of flash for the whole image.
+MAX_BYTES=2000000
 CARGO_ZIGBUILD_VERSION=0.24.1
 cache="${MPBRIDGE_CACHE:-/var/cache/mpbridge}"
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -51,15 +59,25 @@ openwrt_arch() {
         x86_64) echo x86_64 ;;
     esac
 }
-# Stable has a prebuilt musl std for these two and links them with rust-lld
-# alone; the others need the nightly's -Zbuild-std and zig as the linker.
-needs_build_std() { [ "$1" = armv7 ] || [ "$1" = mips ] || [ "$1" = mipsel ]; }
+# Stable has a prebuilt musl std for aarch64 and links it with rust-lld
+# alone; armv7, mips and mipsel have none and need the nightly's -Zbuild-std
+# and zig as the linker. x86_64 goes that way too, for size: the prebuilt std
+# brings unwind tables (some 270 KB with .eh_frame_hdr) that
+# force-unwind-tables=no cannot remove from it.
+needs_build_std() { [ "$1" != aarch64 ]; }
+# armv7, x86_64: zig provides musl's start files; rustc's own would clash.
+zig_flags() {
+    case "$1" in
+        armv7 | x86_64) echo "-C link-self-contained=no" ;;
+    esac
+}
 
 codec_tests=false
-if [ "${1:-}" = --codec-tests ]; then
-    codec_tests=true
-    shift
-fi
+connhold=false
+case "${1:-}" in
+    --codec-tests) codec_tests=true; shift ;;
+    --connhold) connhold=true; shift ;;
+esac
 arches=("$@")
 [ "${#arches[@]}" -gt 0 ] || arches=(aarch64 armv7 mips mipsel x86_64)
 for a in "${arches[@]}"; do rust_target "$a" >/dev/null; done
@@ -127,8 +145,7 @@ if $codec_tests; then
         mkdir -p "$out_dir"
         if needs_build_std "$a"; then
             setup_zig
-            flags=""
-            [ "$a" = armv7 ] && flags="-C link-self-contained=no"
+            flags=$(zig_flags "$a")
             RUSTFLAGS="$flags" CARGO_TARGET_DIR="$out_dir" nice -n 10 \
                 cargo +nightly zigbuild --locked -p mpbridge-convert --lib --tests --target "$t" \
                 -Zbuild-std=std,panic_abort,test --message-format=json > "$json"
@@ -145,9 +162,48 @@ if $codec_tests; then
     exit 0
 fi
 
+# tools/connhold for each arch: $out_dir/<rust target>/release/connhold.
+if $connhold; then
+    for a in "${arches[@]}"; do
+        t=$(rust_target "$a")
+        echo "== cross: tools/connhold for $a ($t)"
+        if needs_build_std "$a"; then
+            setup_zig
+            flags=$(zig_flags "$a")
+            (cd tools/connhold && RUSTFLAGS="$flags" CARGO_TARGET_DIR="$out_dir" nice -n 10 \
+                cargo +nightly zigbuild --locked --release --target "$t" -Zbuild-std=std,panic_abort)
+        else
+            rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+            (cd tools/connhold && CARGO_TARGET_DIR="$out_dir" nice -n 10 \
+                cargo build --locked --release --target "$t" --config "target.$t.linker=\"rust-lld\"")
+        fi
+        static_elf "$out_dir/$t/release/connhold" || { echo "cross: connhold for $t is not static" >&2; exit 1; }
+    done
+    exit 0
+fi
+
 # No unwind tables: the router profile aborts on panic, so nothing unwinds
 # (some 170-270 KB of .eh_frame per binary).
 size_flags="-C force-unwind-tables=no"
+# Per arch, for size:
+# - x86_64, aarch64: not position-independent. A static PIE carries a
+#   dynamic relocation for every pointer in its data (90 KB on x86_64); the
+#   cost is ASLR of the binary itself (stack, heap and mmap stay random).
+#   Not on MIPS: non-PIC Rust code calls zig's musl, which is PIC, with a
+#   plain `jal` and no callee address in $t9, and no stub is linked in
+#   between; musl's function then derives $gp from $t9 and loads through
+#   garbage (SIGBUS at an odd address in `mpbridge genkey`, the first call
+#   into musl's dlsym from rustix's getrandom, under qemu-mipsel and on the
+#   4kc-malta kernel alike). Not tried on armv7.
+# - mips, mipsel: a panic aborts at once, without its message (the
+#   formatting and printing of panics is some 165 KB of MIPS code). Every other
+#   error is still logged.
+arch_flags() {
+    case "$1" in
+        x86_64 | aarch64) echo "-C relocation-model=static" ;;
+        mips | mipsel) echo "-Zunstable-options -C panic=immediate-abort" ;;
+    esac
+}
 if printf '%s\n' "${arches[@]}" | grep -qx 'mipsel\|mips' && ! command -v llvm-objcopy >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends llvm >/dev/null
 fi
@@ -156,17 +212,15 @@ for a in "${arches[@]}"; do
     echo "== cross: $a ($t)"
     if needs_build_std "$a"; then
         setup_zig
-        flags=""
-        # armv7: zig provides musl's start files; rustc's own would clash.
-        [ "$a" = armv7 ] && flags="-C link-self-contained=no"
+        flags=$(zig_flags "$a")
         # Size (the router's flash): std built for size, and panics without
         # the file:line of their location (the message stays).
-        RUSTFLAGS="$flags $size_flags -Zlocation-detail=none" CARGO_TARGET_DIR="$out_dir" nice -n 10 \
+        RUSTFLAGS="$flags $size_flags $(arch_flags "$a") -Zlocation-detail=none" CARGO_TARGET_DIR="$out_dir" nice -n 10 \
             cargo +nightly zigbuild --locked --profile router -p mpbridge --target "$t" \
             -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size "${features[@]}"
     else
         rustup target list --installed | grep -qx "$t" || rustup target add "$t"
-        RUSTFLAGS="$size_flags" CARGO_TARGET_DIR="$out_dir" nice -n 10 \
+        RUSTFLAGS="$size_flags $(arch_flags "$a")" CARGO_TARGET_DIR="$out_dir" nice -n 10 \
             cargo build --locked --profile router -p mpbridge --target "$t" "${features[@]}" \
             --config "target.$t.linker=\"rust-lld\""
     fi
@@ -177,6 +231,7 @@ for a in "${arches[@]}"; do
     esac
 done
 
+too_big=()
 echo
 printf '%-8s %-33s %10s %8s  %s\n' arch "rust target" bytes MB "OpenWrt package architectures"
 for a in "${arches[@]}"; do
@@ -189,5 +244,12 @@ for a in "${arches[@]}"; do
     fi
     printf '%-8s %-33s %10d %8.2f  %s\n' "$a" "$t" "$size" \
         "$(awk "BEGIN { print $size / 1000000 }")" "$(openwrt_arch "$a")"
+    if [ "$size" -gt "$MAX_BYTES" ]; then
+        too_big+=("$a: $size bytes")
+    fi
 done
 echo "binaries: $out_dir/<rust target>/router/mpbridge"
+if [ "${#too_big[@]}" -gt 0 ]; then
+    echo "cross: over the router binary's budget of $MAX_BYTES bytes (small flash): ${too_big[*]}" >&2
+    exit 1
+fi

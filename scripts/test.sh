@@ -67,6 +67,9 @@ step "cross builds (scripts/cross.sh)"
 scripts/cross.sh
 
 step "qemu-user: the router binaries under emulation"
+# tools/connhold: a threaded socket program for qemu-mipsel, and the VMs'
+# held connections.
+scripts/cross.sh --connhold aarch64 armv7 mipsel
 cargo test -p mpbridge --locked --test qemu_user -- --ignored
 
 step "qemu-mips: the big-endian binary, and the codec's unit tests on it"

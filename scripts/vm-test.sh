@@ -78,6 +78,10 @@ bbdeb=$(vm_fetch "$cache/debs" "$deb_arch" busybox-static)
 if [ ! -x "$mpbridge" ]; then
     scripts/cross.sh "$cross"
 fi
+connhold="$target_dir/cross/$rust/release/connhold"
+if [ ! -x "$connhold" ]; then
+    scripts/cross.sh --connhold "$cross"
+fi
 
 rm -rf "$work"
 mkdir -p "$work/kernel" "$work/initramfs"
@@ -95,6 +99,7 @@ vm_busybox "$ir" "$bbdeb" sh ash mount umount mkdir cat echo sleep ip insmod mod
     nsenter nc dd sha256sum grep sed awk kill ls poweroff timeout wc head tail cut tr seq test true \
     false printf date ps cp rm uname sync xargs tee
 install -m 0755 "$mpbridge" "$ir/bin/mpbridge"
+install -m 0755 "$connhold" "$ir/bin/connhold"
 install -m 0755 scripts/vm/guest.sh "$ir/init"
 vm_modules "$work/kernel" "$kver" "$ir" veth nf_tables nft_tproxy nft_socket nft_fib_inet nft_redir \
     nft_nat sch_tbf sch_netem

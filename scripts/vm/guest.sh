@@ -6,13 +6,19 @@
 # Open on MPTCP before Linux 6.2) and nothing more, moves MPBRIDGE_MB (from
 # the kernel command line; 24) MB client → server while wan0 fails and
 # returns, and prints "MPBRIDGE-VM: PASS" or "MPBRIDGE-VM: FAIL reason" on
-# the console.
+# the console. With /bin/connhold (tools/connhold) in the initramfs it then
+# holds MPBRIDGE_HOLD (1000) connections open through the bridge and prints
+# the daemons' RSS with them, which must stay under 8 MB each.
 # shellcheck shell=dash
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 mount -t tmpfs tmp /tmp
+
+# Room for the held connections: router A's daemon has six descriptors per
+# bridged connection (two sockets, two pipes), more than the default 4096.
+ulimit -n 65536
 
 T0=$(date +%s)
 say() { echo "vm: [$(($(date +%s) - T0))s] $*"; }
@@ -274,6 +280,30 @@ got=$(sha256sum < /tmp/recv | cut -d' ' -f1)
 [ "$got" = "$want" ] || fail "SHA-256 differs: sent $want, received $got"
 say "$MB MB arrived intact (SHA-256 $got)"
 kill "$CLIENT" "$SERVER" 2>/dev/null
+
+# Memory on the router: HOLD connections open through the bridge at once,
+# each with a byte each way, then both daemons' RSS. connhold is optional
+# (it is a test tool, not part of the router binary).
+if [ -x /bin/connhold ]; then
+    HOLD=${MPBRIDGE_HOLD:-1000}
+    nsenter -t "$S" -n connhold serve 6000 "$HOLD" > /tmp/hold-serve.log 2>&1 &
+    HOLD_SERVER=$!
+    wait_for 10 has_log /tmp/hold-serve.log "listening" || fail "connhold serve did not start"
+    hold_t0=$(date +%s)
+    nsenter -t "$C" -n connhold open 10.30.0.2:6000 "$HOLD" > /tmp/hold-open.log 2>&1 &
+    HOLD_CLIENT=$!
+    wait_for 150 has_log /tmp/hold-open.log "^held $HOLD" \
+        || fail "connhold opened only $(tail -n 1 /tmp/hold-open.log) of $HOLD connections through the bridge"
+    wait_for 10 has_log /tmp/hold-serve.log "^held $HOLD" || fail "the server holds fewer than $HOLD connections"
+    say "$HOLD connections open through the bridge in $(($(date +%s) - hold_t0))s, a byte each way on each"
+    rss_local=$(awk '/^VmRSS/ {print $2}' "/proc/$LOCAL/status")
+    rss_remote=$(awk '/^VmRSS/ {print $2}' "/proc/$REMOTE/status")
+    say "RSS with $HOLD connections open: mpbridge local $rss_local kB, mpbridge remote $rss_remote kB"
+    for kb in $rss_local $rss_remote; do
+        [ "$kb" -le 8192 ] || fail "a daemon holds $kb kB with $HOLD connections open (more than 8 MB)"
+    done
+    kill "$HOLD_CLIENT" "$HOLD_SERVER" 2>/dev/null
+fi
 
 kill -TERM "$LOCAL" "$REMOTE"
 wait_for 30 has_log /tmp/local.log "paths removed" || fail "mpbridge local did not clean up"
