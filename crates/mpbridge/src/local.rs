@@ -470,10 +470,7 @@ fn fill_random(buf: &mut [u8]) {
 /// Each attempt has a header of its own: a remote that read the header of
 /// a failed attempt (its answer lost) has put that cookie's nonce in its
 /// replay cache, and would refuse it again.
-async fn dial_any(
-    shared: &Shared,
-    dest: SocketAddr,
-) -> io::Result<(TcpStream, Option<Grant>)> {
+async fn dial_any(shared: &Shared, dest: SocketAddr) -> io::Result<(TcpStream, Option<Grant>)> {
     let remotes = &shared.settings.remotes;
     let first = shared.preferred.load(Ordering::Relaxed) % remotes.len();
     let mut last_error = io::Error::other("no remote configured");

@@ -1165,7 +1165,10 @@ mod tests {
             Case::parse_list("7, equal,3,3").unwrap(),
             [Case::Equal, Case::Unshaped, Case::Size]
         );
-        assert_eq!(Case::parse_list("1,2,3,4,5,6,7,8,9,10,11").unwrap(), Case::ALL);
+        assert_eq!(
+            Case::parse_list("1,2,3,4,5,6,7,8,9,10,11").unwrap(),
+            Case::ALL
+        );
         assert_eq!(
             Case::parse_list("slow,connections").unwrap(),
             [Case::Connections, Case::Slow]
