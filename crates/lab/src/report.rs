@@ -73,14 +73,14 @@ impl Report {
             let p = &first.plan;
             let _ = writeln!(
                 out,
-                "\nfailover (one long flow, server → client, {} s; the link fails at {} s and \
-                 returns at {} s)",
+                "\nfailover (one long flow, {} s; the link fails at {} s and returns at {} s)",
                 p.secs, p.fail_at, p.restore_at
             );
             let _ = writeln!(
                 out,
-                "  {:<10} {:>4} {:>12} {:>14} {:>12} {:>14} {:>11} {:>16}",
+                "  {:<10} {:<16} {:>4} {:>12} {:>14} {:>12} {:>14} {:>11} {:>16}",
                 "failure",
+                "flow",
                 "link",
                 "before",
                 "on survivors",
@@ -92,23 +92,24 @@ impl Report {
             for f in &self.failover {
                 let _ = writeln!(
                     out,
-                    "  {:<10} {:>4} {:>5.1} Mbit/s {:>7.1} Mbit/s {:>5.1} Mbit/s {:>12.1} s {:>9.1} s {:>16}",
+                    "  {:<10} {:<16} {:>4} {:>5.1} Mbit/s {:>7.1} Mbit/s {:>5.1} Mbit/s {:>11.0} ms {:>9.1} s {:>16}",
                     f.plan.failure.name(),
+                    f.plan.direction.arrow(),
                     f.plan.link,
                     f.before_mbit,
                     f.survivors_mbit,
                     f.after_mbit,
-                    f.longest_stall,
+                    f.longest_stall * 1000.0,
                     f.longest_dip,
                     regained_text(f.regained_after),
                 );
             }
             let _ = writeln!(
                 out,
-                "  (longest stall: longest time with zero goodput after the failure, 100 ms steps; \
-                 below 10 %: longest time with goodput under a tenth of \"before\"; link \
-                 regained: time after the restore until the link carried the same connection's \
-                 data again)"
+                "  (longest stall: longest time the receiving application got no byte after the \
+                 failure; below 10 %: longest time with goodput under a tenth of \"before\", \
+                 100 ms steps; link regained: time after the restore until the link carried the \
+                 same connection's data again)"
             );
         }
         if let Some(i) = &self.integrity {
@@ -173,7 +174,7 @@ fn regained_text(t: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::{FailoverPlan, Failure, Series};
+    use crate::scenario::{Direction, FailoverPlan, Failure, Series};
 
     fn series() -> Series {
         Series {
@@ -208,11 +209,13 @@ mod tests {
             plan: FailoverPlan {
                 failure: Failure::Blackhole,
                 link: 1,
+                direction: Direction::Download,
                 fail_at: 3.0,
                 restore_at: 6.0,
                 secs: 10.0,
             },
-            longest_stall: 0.3,
+            longest_stall: 0.3004,
+            stall_began: 0.0,
             longest_dip: 1.2,
             before_mbit: 94.0,
             survivors_mbit: 47.0,
@@ -227,9 +230,10 @@ mod tests {
             "2 link(s): 50 Mbit/s; unshaped (1 % loss)",
             "link 1 alone                47.8 Mbit/s",
             "99.3 % of the limit",
-            "blackhole     1  94.0 Mbit/s",
+            "blackhole  server → client     1  94.0 Mbit/s",
             "longest stall  below 10 %    link regained",
-            "0.3 s",
+            "300 ms",
+            "1.2 s",
             "not in this run",
             "wall time 33.2 s",
         ] {

@@ -119,8 +119,8 @@ struct RunArgs {
     /// failover: how long the flow runs (whole seconds).
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     duration: f64,
-    /// aggregate: which way the flows go: download (server → client,
-    /// router B sends over the links) or upload.
+    /// aggregate, failover: which way the flows go: download (server →
+    /// client, router B sends over the links) or upload.
     #[arg(long, value_enum, default_value_t = DirectionArg::Download)]
     direction: DirectionArg,
     /// aggregate: seconds each flow is measured.
@@ -224,11 +224,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(FailureArg::Blackhole) => vec![Failure::Blackhole],
         None => vec![Failure::Down, Failure::Blackhole],
     };
+    let direction = match args.direction {
+        DirectionArg::Download => Direction::Download,
+        DirectionArg::Upload => Direction::Upload,
+    };
     let plans: Vec<FailoverPlan> = failures
         .iter()
         .map(|&failure| FailoverPlan {
             failure,
             link: args.link,
+            direction,
             fail_at: args.fail_at,
             restore_at: args.restore_at,
             secs: args.duration,
@@ -292,10 +297,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let (lab, progress) = (Arc::clone(&lab), Arc::clone(&progress));
         let scenario = args.scenario;
         let (aggregate_secs, bytes) = (args.aggregate_secs, args.size_mb * 1_000_000);
-        let direction = match args.direction {
-            DirectionArg::Download => Direction::Download,
-            DirectionArg::Upload => Direction::Upload,
-        };
         let links = spec.links.len();
         let mut report = report.clone();
         std::thread::spawn(move || {
