@@ -44,7 +44,11 @@ fn config(links: Vec<LinkSpec>, watch: Watch) -> PlannerConfig {
         links,
         endpoints: watch != Watch::Arrivals,
         watch,
-        probe: ProbeSettings::default(), // 100 ms, down after 3, up after 3
+        probe: ProbeSettings {
+            interval: Duration::from_millis(100),
+            down_after: 3,
+            up_after: 3,
+        },
         down_action: DownAction::Remove,
         rule_priority: 7700,
         multipath: true,

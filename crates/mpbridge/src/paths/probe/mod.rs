@@ -46,9 +46,13 @@ pub struct ProbeSettings {
 }
 
 impl Default for ProbeSettings {
+    /// Every 20 ms, down after 3 lost, up after 3 answered: a black hole
+    /// is named 40 ms plus one loss window after it began, soon enough for
+    /// a failover stall under 150 ms; 50 probes of 60 bytes a second each
+    /// way are 24 kbit/s per link.
     fn default() -> Self {
         ProbeSettings {
-            interval: Duration::from_millis(100),
+            interval: Duration::from_millis(20),
             down_after: 3,
             up_after: 3,
         }
