@@ -49,16 +49,22 @@ pub struct Received {
 }
 
 impl Received {
-    /// The longest silence that was still going on at or after `from`
-    /// (seconds), counted from `from` at the earliest — a failure's stall,
-    /// not the ordinary spacing before it — and when it began (its own
+    /// The longest silence that was still going on at or after `from` and
+    /// began before `to` (seconds), counted from `from` at the earliest —
+    /// a failure's stall, not the ordinary spacing before it nor what
+    /// happens after the link's return — and when it began (its own
     /// start, which may be before `from`); `(0, from)` when none.
-    pub fn longest_gap_from(&self, from: f64) -> (f64, f64) {
+    pub fn longest_gap_within(&self, from: f64, to: f64) -> (f64, f64) {
         self.gaps
             .iter()
-            .filter(|g| g.end > from)
+            .filter(|g| g.end > from && g.start < to)
             .map(|g| (g.end - g.start.max(from), g.start))
             .fold((0.0, from), |best, g| if g.0 > best.0 { g } else { best })
+    }
+
+    /// The silences of at least `secs`.
+    pub fn gaps_over(&self, secs: f64) -> Vec<Gap> {
+        self.gaps.iter().filter(|g| g.secs() >= secs).copied().collect()
     }
 }
 
@@ -223,12 +229,15 @@ mod tests {
         // 0 → 0.01, 0.01 → 0.05, 0.05 → 0.12, 0.12 → 0.3004; not the 1.6 ms.
         assert_eq!(r.gaps.len(), 4);
         assert!((r.gaps[3].secs() - 0.1804).abs() < 1e-9);
-        let (len, began) = r.longest_gap_from(0.0);
+        let (len, began) = r.longest_gap_within(0.0, 1.0);
         assert!((len - 0.1804).abs() < 1e-9);
         assert!((began - 0.12).abs() < 1e-9);
         // A silence that began before `from` counts from `from` only.
-        assert!((r.longest_gap_from(0.2).0 - 0.1004).abs() < 1e-9);
-        assert_eq!(r.longest_gap_from(0.31), (0.0, 0.31));
+        assert!((r.longest_gap_within(0.2, 1.0).0 - 0.1004).abs() < 1e-9);
+        assert_eq!(r.longest_gap_within(0.31, 1.0), (0.0, 0.31));
+        // One that began at or after `to` is not this failure's.
+        assert!((r.longest_gap_within(0.0, 0.12).0 - 0.07).abs() < 1e-9);
+        assert_eq!(r.gaps_over(0.1).len(), 1);
     }
 
     #[test]

@@ -353,6 +353,7 @@ mod tests {
             after_mbit: 96.0,
             regained_after: Some(0.3),
             received_bytes: 1,
+            silences: Vec::new(),
             series: Series {
                 goodput,
                 links,

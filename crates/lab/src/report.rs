@@ -222,6 +222,7 @@ mod tests {
             after_mbit: 93.0,
             regained_after: None,
             received_bytes: 1,
+            silences: Vec::new(),
             series: series(),
         });
         r.wall_seconds = 33.25;

@@ -11,7 +11,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::bridge::{self, Bridge, BridgeOptions};
-use crate::flow::Flow;
+use crate::flow::{Flow, Gap};
 use crate::iperf::{self, Interval};
 use crate::measure::{self, LinkSample, Progress};
 use crate::{transfer, wait_until, Node, Proc, Topology, TopologySpec};
@@ -417,7 +417,8 @@ impl FailoverPlan {
 pub struct Failover {
     pub plan: FailoverPlan,
     /// Longest time the receiving application got no byte at all, from the
-    /// failure on, seconds (to the millisecond).
+    /// failure on, in a silence that began before the restore, seconds (to
+    /// the millisecond).
     pub longest_stall: f64,
     /// When that silence began, seconds after the failure (negative: the
     /// last byte before it came before the failure).
@@ -439,6 +440,10 @@ pub struct Failover {
     pub regained_after: Option<f64>,
     /// Bytes the receiver got over the whole run.
     pub received_bytes: u64,
+    /// Every silence of 50 ms or more at the receiver, for a look at what
+    /// else stalled the flow (a restore, the machine's load).
+    #[serde(default)]
+    pub silences: Vec<Gap>,
     pub series: Series,
 }
 
@@ -493,7 +498,7 @@ pub fn failover_in(
     let (t, t2) = (plan.fail_at, plan.restore_at);
     let settle = (0.5 * (t2 - t)).min(1.0);
     let before_mbit = iperf::mean_mbit(ivs, 1.0_f64.min(t / 2.0), t);
-    let (longest_stall, stall_began) = got.longest_gap_from(failed);
+    let (longest_stall, stall_began) = got.longest_gap_within(failed, restored);
     let regained_after = match plan.direction {
         Direction::Download => measure::regained(&links, plan.link, restored),
         Direction::Upload => regained_sending(&links, plan.link, restored),
@@ -508,6 +513,7 @@ pub fn failover_in(
         after_mbit: iperf::mean_mbit(ivs, t2 + 1.0, plan.secs),
         regained_after,
         received_bytes: got.bytes,
+        silences: got.gaps_over(0.05),
         series: Series {
             goodput: got.intervals,
             links,
