@@ -167,6 +167,23 @@ impl Arrivals {
         self.state
     }
 
+    /// While the link is down because its requests stopped (not by the
+    /// prober's verdict): since when a request was due. See
+    /// [`super::Monitor::silent_since`].
+    pub fn silent_since(&self) -> Option<Instant> {
+        if self.state != LinkState::Down || self.peer == LinkState::Down {
+            return None;
+        }
+        Some(self.last_at.map_or(self.changed_at, |at| {
+            at + self.settings.interval + grace(&self.settings, self.jitter)
+        }))
+    }
+
+    /// When the latest request arrived.
+    pub fn heard(&self) -> Option<Instant> {
+        self.last_at
+    }
+
     /// What the status view shows: no RTT (router B sends nothing), the
     /// loss of the A → B direction.
     pub fn health(&self) -> LinkHealth {

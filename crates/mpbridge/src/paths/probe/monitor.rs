@@ -41,6 +41,10 @@ pub struct Monitor {
     /// Lost probes in a row, answered probes in a row.
     misses: u32,
     answers: u32,
+    /// When the first probe of the current run of lost ones was sent.
+    lost_since: Option<Instant>,
+    /// When the latest probe that was answered was sent.
+    heard: Option<Instant>,
     outcomes: Outcomes,
     sent: u64,
     answered: u64,
@@ -63,6 +67,8 @@ impl Monitor {
             last_rtt: None,
             misses: 0,
             answers: 0,
+            lost_since: None,
+            heard: None,
             outcomes: Outcomes::default(),
             sent: 0,
             answered: 0,
@@ -100,6 +106,7 @@ impl Monitor {
             }
             if let Some(lost) = self.outstanding.pop_front() {
                 self.remember_late(lost);
+                self.lost_since.get_or_insert(lost.1);
             }
             self.record(false, now);
         }
@@ -116,6 +123,7 @@ impl Monitor {
         if self.outstanding.len() == MAX_OUTSTANDING {
             if let Some(lost) = self.outstanding.pop_front() {
                 self.remember_late(lost);
+                self.lost_since.get_or_insert(lost.1);
             }
             self.record(false, now);
         }
@@ -144,6 +152,8 @@ impl Monitor {
         };
         let (_, sent) = self.outstanding.remove(pos).expect("position is in range");
         self.sample_rtt(now.saturating_duration_since(sent));
+        self.heard = self.heard.max(Some(sent));
+        self.lost_since = None;
         self.answered += 1;
         self.record(true, now);
     }
@@ -194,6 +204,20 @@ impl Monitor {
 
     pub fn state(&self) -> LinkState {
         self.state
+    }
+
+    /// While the link is down: since when its probes have been lost (the
+    /// first lost one's sending). A path manager compares it with the
+    /// other links' [`Monitor::heard`]: probes lost on every link at once
+    /// say more about the two daemons (one held up, the peer gone) than
+    /// about a link, and there is no link to move to anyway.
+    pub fn silent_since(&self) -> Option<Instant> {
+        self.lost_since.filter(|_| self.state == LinkState::Down)
+    }
+
+    /// When the latest probe that was answered was sent.
+    pub fn heard(&self) -> Option<Instant> {
+        self.heard
     }
 
     /// What the status view shows.
