@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::plan::LinkSpec;
-use crate::scenario::{Aggregate, Failover, Integrity, Throughput};
+use crate::scenario::{Aggregate, Failover, Integrity, Throughput, Verdicts};
 
 /// Everything one run measured.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -19,6 +19,9 @@ pub struct Report {
     pub failover: Vec<Failover>,
     pub integrity: Option<Integrity>,
     pub throughput: Option<Throughput>,
+    /// What the daemons' probes decided over the run (their logs).
+    #[serde(default)]
+    pub verdicts: Option<Verdicts>,
     /// Wall time of the whole run, lab set-up and teardown excluded.
     pub wall_seconds: f64,
 }
@@ -32,6 +35,7 @@ impl Report {
             failover: Vec::new(),
             integrity: None,
             throughput: None,
+            verdicts: None,
             wall_seconds: 0.0,
         }
     }
@@ -155,6 +159,14 @@ impl Report {
                 );
             }
         }
+        if let Some(v) = &self.verdicts {
+            let _ = writeln!(
+                out,
+                "\nprobe verdicts: a link taken down {} time(s) by router A's probes, {} by router \
+                 B's; {} silence(s) on every link at once held (no link taken down)",
+                v.local_downs, v.remote_downs, v.held
+            );
+        }
         let _ = writeln!(out, "\nwall time {:.1} s", self.wall_seconds);
         out
     }
@@ -226,8 +238,14 @@ mod tests {
             series: series(),
         });
         r.wall_seconds = 33.25;
+        r.verdicts = Some(crate::scenario::Verdicts {
+            local_downs: 1,
+            remote_downs: 2,
+            held: 0,
+        });
         let t = r.table();
         for needle in [
+            "a link taken down 1 time(s) by router A's probes, 2 by router B's; 0 silence(s)",
             "2 link(s): 50 Mbit/s; unshaped (1 % loss)",
             "link 1 alone                47.8 Mbit/s",
             "99.3 % of the limit",

@@ -535,6 +535,40 @@ fn regained_sending(samples: &[LinkSample], link: usize, restore_at: f64) -> Opt
     })
 }
 
+/// What the daemons' probes decided during a run, read from their logs:
+/// a healthy link taken out of service is a false alarm (a flap).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Verdicts {
+    /// Times router A's probes took a link down.
+    pub local_downs: usize,
+    /// Times router B's view of the arriving probes took a link down.
+    pub remote_downs: usize,
+    /// Times a link's probes were lost while every other link's were too,
+    /// and the link was kept (both daemons' logs).
+    pub held: usize,
+}
+
+impl Verdicts {
+    /// Counts the verdict lines in the local's and the remote's logs.
+    pub fn from_logs(local: &str, remote: &str) -> Verdicts {
+        let downs = |log: &str| {
+            log.lines()
+                .filter(|l| l.contains("probes changed the link's state") && l.contains("state=\"down\""))
+                .count()
+        };
+        let held = |log: &str| {
+            log.lines()
+                .filter(|l| l.contains("probes lost, but on every other link too"))
+                .count()
+        };
+        Verdicts {
+            local_downs: downs(local),
+            remote_downs: downs(remote),
+            held: held(local) + held(remote),
+        }
+    }
+}
+
 /// What an integrity run is asked to do.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct IntegrityPlan {
@@ -771,5 +805,23 @@ mod tests {
             };
             assert!(plan.validate(2).is_err(), "{t} {t2} {d} accepted");
         }
+    }
+
+    #[test]
+    fn verdicts_are_counted_from_the_daemons_logs() {
+        let local = "2026-12-05T10:47:29Z INFO mpbridge::paths::planner: probes changed the link's state link=wan0 state=\"down\"\n\
+                     2026-12-05T10:47:31Z INFO mpbridge::paths::planner: probes changed the link's state link=wan0 state=\"up\"\n\
+                     2026-12-05T10:47:32Z INFO mpbridge::paths::planner: probes lost, but on every other link too: kept\n";
+        let remote = "x probes changed the link's state link=wan1 state=\"down\"\n\
+                      y probes changed the link's state link=wan0 state=\"down\"\n";
+        assert_eq!(
+            Verdicts::from_logs(local, remote),
+            Verdicts {
+                local_downs: 1,
+                remote_downs: 2,
+                held: 1
+            }
+        );
+        assert_eq!(Verdicts::from_logs("", ""), Verdicts::default());
     }
 }

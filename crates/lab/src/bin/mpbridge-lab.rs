@@ -338,6 +338,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let _ = worker.join();
     report.wall_seconds = started.elapsed().as_secs_f64();
+    report.verdicts = Some(scenario::Verdicts::from_logs(
+        &lab.bridge.local.output_text(),
+        &lab.bridge.remote.output_text(),
+    ));
     progress.clear_line();
     if args.scenario != Scenario::Throughput {
         print!("\n{}", report.table());
