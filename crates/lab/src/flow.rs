@@ -64,7 +64,11 @@ impl Received {
 
     /// The silences of at least `secs`.
     pub fn gaps_over(&self, secs: f64) -> Vec<Gap> {
-        self.gaps.iter().filter(|g| g.secs() >= secs).copied().collect()
+        self.gaps
+            .iter()
+            .filter(|g| g.secs() >= secs)
+            .copied()
+            .collect()
     }
 }
 

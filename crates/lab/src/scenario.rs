@@ -553,7 +553,9 @@ impl Verdicts {
     pub fn from_logs(local: &str, remote: &str) -> Verdicts {
         let downs = |log: &str| {
             log.lines()
-                .filter(|l| l.contains("probes changed the link's state") && l.contains("state=\"down\""))
+                .filter(|l| {
+                    l.contains("probes changed the link's state") && l.contains("state=\"down\"")
+                })
                 .count()
         };
         let held = |log: &str| {

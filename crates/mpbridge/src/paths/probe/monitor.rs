@@ -524,7 +524,7 @@ mod tests {
         // Probes already in flight when it began count among the three
         // lost, so a longer RTT costs less than it adds to the window.
         for (rtt, jitter) in [
-            (2 * MS, 0 * MS),
+            (2 * MS, Duration::ZERO),
             (20 * MS, 5 * MS),
             (10 * MS, 2 * MS),
             (60 * MS, 5 * MS),
