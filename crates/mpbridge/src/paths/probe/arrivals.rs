@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn the_grace_follows_the_jitter_of_the_requests() {
-        // Every 10 ms, each request 10 to 70 ms on its way: never down.
+        // Every 20 ms, each request 10 to 70 ms on its way: never down.
         let fast = ProbeSettings::default();
         let t0 = Instant::now();
         let mut a = Arrivals::new(fast, t0);

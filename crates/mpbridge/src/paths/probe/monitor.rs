@@ -439,7 +439,7 @@ mod tests {
         assert_eq!(m.health().changed_at, t0 + 1200 * MS);
     }
 
-    /// The defaults: every 10 ms, down after 3, up after 3.
+    /// The defaults: every 20 ms, down after 3, up after 3.
     fn fast() -> ProbeSettings {
         ProbeSettings::default()
     }
@@ -518,7 +518,7 @@ mod tests {
     }
 
     #[test]
-    fn a_black_hole_is_named_within_70_ms_two_intervals_and_one_loss_window() {
+    fn a_black_hole_is_named_within_two_intervals_and_one_loss_window() {
         // The lab's links: no delay (the shaper's queue only), then 5 and
         // 30 ms one way. The window is the RTT, 4 × its variation and 15 ms.
         // Probes already in flight when it began count among the three
@@ -530,7 +530,7 @@ mod tests {
             (60 * MS, 5 * MS),
         ] {
             let worst = worst_detection(rtt, jitter);
-            assert!(worst <= 70 * MS, "rtt {rtt:?} ± {jitter:?}: {worst:?}");
+            assert!(worst <= 100 * MS, "rtt {rtt:?} ± {jitter:?}: {worst:?}");
         }
     }
 
@@ -557,8 +557,8 @@ mod tests {
     }
 
     #[test]
-    fn a_queue_filling_by_30_ms_at_once_is_no_black_hole() {
-        // The RTT jumps from 10 to 40 ms between two probes: the first
+    fn a_queue_filling_by_40_ms_at_once_is_no_black_hole() {
+        // The RTT jumps from 10 to 50 ms between two probes: the first
         // probes are counted lost, but their late replies widen the window
         // before the third runs out.
         let t0 = Instant::now();
@@ -566,18 +566,17 @@ mod tests {
         let mut now = t0;
         let jump = t0 + 2000 * MS;
         let changes = run_with(&mut m, &mut now, t0 + 5000 * MS, |sent| {
-            Some(if sent < jump { 10 * MS } else { 40 * MS })
+            Some(if sent < jump { 10 * MS } else { 50 * MS })
         });
         assert_eq!(changes, 1, "{:?}", m.health());
         assert_eq!(m.state(), LinkState::Up);
-        // A jump beyond two intervals and a window (here 80 ms) does look
+        // A jump beyond two intervals and a window (here 70 ms) does look
         // like a black hole, for the moment until its replies come: the
-        // price of naming a real one within about 60 ms (a longer
-        // `probe.interval_ms` buys tolerance with detection time).
+        // price of naming a real one within about 80 ms.
         let mut m = Monitor::new(fast(), t0);
         let mut now = t0;
         let changes = run_with(&mut m, &mut now, t0 + 5000 * MS, |sent| {
-            Some(if sent < jump { 10 * MS } else { 90 * MS })
+            Some(if sent < jump { 10 * MS } else { 80 * MS })
         });
         assert_eq!(changes, 3, "{:?}", m.health());
         assert_eq!(m.state(), LinkState::Up);
