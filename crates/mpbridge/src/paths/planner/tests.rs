@@ -262,7 +262,7 @@ fn a_link_up_at_start_gets_its_route_rule_endpoint_and_prober_in_that_order() {
 }
 
 #[test]
-fn a_black_holed_link_is_down_225_ms_after_its_third_lost_probe_was_sent() {
+fn a_black_holed_link_is_down_one_window_after_its_third_lost_probe_was_sent() {
     let mut sim = Sim::new(config(
         vec![spec(0, false), spec(1, false)],
         Watch::Probes { v6: false },
@@ -272,12 +272,12 @@ fn a_black_holed_link_is_down_225_ms_after_its_third_lost_probe_was_sent() {
     assert_eq!(sim.groups[0], [0, 1]);
     // Up in the kernel, but nothing comes back.
     sim.through[0] = false;
-    sim.run_to(1225);
+    sim.run_to(1232);
     assert!(sim.endpoints.contains_key(&addr(0)));
     sim.step();
-    // Probes sent at 1000, 1100 and 1200, each lost 25 ms after (3 RTTs,
-    // floored): down at 1225, its endpoint and group membership gone.
-    assert_eq!(sim.times("DeleteEndpoint", 0), [1225]);
+    // Probes sent at 1000, 1100 and 1200, each lost 32 ms after (the RTT
+    // and the slack): down at 1232, its endpoint and group membership gone.
+    assert_eq!(sim.times("DeleteEndpoint", 0), [1232]);
     assert_eq!(sim.in_service(), [false, true]);
     assert_eq!(sim.endpoints, BTreeMap::from([(addr(1), SUBFLOW)]));
     assert_eq!(sim.groups[0], [1]);
@@ -515,7 +515,7 @@ fn with_down_action_backup_a_lost_link_keeps_its_endpoint_flagged_backup() {
     sim.run_to(1000);
     assert_eq!(sim.endpoints[&addr(0)], BACKUP);
     assert!(sim.times("DeleteEndpoint", 0).is_empty());
-    assert_eq!(sim.times("SetEndpointFlags", 0), [725]);
+    assert_eq!(sim.times("SetEndpointFlags", 0), [732]);
     sim.through[0] = true;
     sim.run_to(1500);
     assert_eq!(sim.endpoints[&addr(0)], SUBFLOW);

@@ -209,7 +209,7 @@ fn grace(settings: &ProbeSettings, jitter: Duration) -> Duration {
 }
 
 /// What [`grace`] adds to the jitter for the two daemons' scheduling.
-const JITTER_SLACK: Duration = Duration::from_millis(15);
+const JITTER_SLACK: Duration = Duration::from_millis(30);
 
 #[cfg(test)]
 mod tests {
