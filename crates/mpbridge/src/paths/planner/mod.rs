@@ -143,8 +143,12 @@ impl Planner {
                     self.links.get_mut(link).and_then(|l| l.watched.as_mut())
                 {
                     monitor.handle_reply(seq, now);
-                    // An answer on one link may confirm another's silence.
-                    if self.verdicts(now) {
+                    // This link's verdict only: whether the answer confirms
+                    // another link's silence is judged at the next timer,
+                    // once every reply queued meanwhile was taken in (after
+                    // a stall of a daemon, the replies of all links come at
+                    // once, and the first must not condemn the others).
+                    if self.verdict(link, now) {
                         self.plan_groups();
                     }
                 }
@@ -162,7 +166,7 @@ impl Planner {
                     if let Some(Health::Arrivals { arrivals, .. }) = &mut self.links[link].watched {
                         arrivals.handle_request(now, session, seq, view);
                     }
-                    if self.verdicts(now) {
+                    if self.verdict(link, now) {
                         self.plan_groups();
                     }
                 }
