@@ -20,6 +20,7 @@
 //! - [`scenario`]: aggregation, failover, integrity and throughput runs.
 //! - [`measure`]: per-link counters every 100 ms, the live progress line.
 //! - [`transfer`]: a SHA-256-checked transfer both ways through the bridge.
+//! - [`flow`]: a one-way flow whose receiver times every silence (failover).
 //! - [`checks`]: what the operator asked for and what the machine has,
 //!   checked before anything is created.
 //! - [`report`]: the terminal table and the JSON of a run; [`plot`]: its SVG.
@@ -42,6 +43,7 @@ pub mod bridge;
 pub mod checks;
 mod exec;
 mod faults;
+pub mod flow;
 pub mod iperf;
 pub mod links;
 pub mod measure;

@@ -58,12 +58,13 @@ fn panels(report: &Report) -> Vec<Panel<'_>> {
         };
         panels.push(Panel {
             title: format!(
-                "Failover: link {} {} at {} s, back at {} s — no goodput for {:.1} s (under 10 % for {:.1} s), {regained}",
+                "Failover ({}): link {} {} at {} s, back at {} s — nothing received for {:.0} ms (under 10 % for {:.1} s), {regained}",
+                p.direction.name(),
                 p.link,
                 p.failure.state(),
                 p.fail_at,
                 p.restore_at,
-                f.longest_stall,
+                f.longest_stall * 1000.0,
                 f.longest_dip
             ),
             series: &f.series,
@@ -308,7 +309,7 @@ mod tests {
     use crate::iperf::Interval;
     use crate::measure::LinkSample;
     use crate::plan::LinkSpec;
-    use crate::scenario::{Event, Failover, FailoverPlan};
+    use crate::scenario::{Direction, Event, Failover, FailoverPlan};
 
     #[test]
     fn a_failover_plot_has_its_title_legend_and_marks() {
@@ -339,17 +340,20 @@ mod tests {
             plan: FailoverPlan {
                 failure: Failure::Down,
                 link: 0,
+                direction: Direction::Download,
                 fail_at: 1.0,
                 restore_at: 3.0,
                 secs: 5.0,
             },
             longest_stall: 0.2,
+            stall_began: 0.0,
             longest_dip: 0.2,
             before_mbit: 96.0,
             survivors_mbit: 48.0,
             after_mbit: 96.0,
             regained_after: Some(0.3),
             received_bytes: 1,
+            silences: Vec::new(),
             series: Series {
                 goodput,
                 links,
@@ -362,7 +366,7 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         for needle in [
             "<svg",
-            "Failover: link 0 down at 1 s, back at 3 s",
+            "Failover (download): link 0 down at 1 s, back at 3 s",
             "seconds since the flow started",
             "link 0 back",
             "goodput, 0.5 s average",

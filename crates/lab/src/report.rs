@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::plan::LinkSpec;
-use crate::scenario::{Aggregate, Failover, Integrity, Throughput};
+use crate::scenario::{Aggregate, Failover, Integrity, Throughput, Verdicts};
 
 /// Everything one run measured.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -19,6 +19,9 @@ pub struct Report {
     pub failover: Vec<Failover>,
     pub integrity: Option<Integrity>,
     pub throughput: Option<Throughput>,
+    /// What the daemons' probes decided over the run (their logs).
+    #[serde(default)]
+    pub verdicts: Option<Verdicts>,
     /// Wall time of the whole run, lab set-up and teardown excluded.
     pub wall_seconds: f64,
 }
@@ -32,6 +35,7 @@ impl Report {
             failover: Vec::new(),
             integrity: None,
             throughput: None,
+            verdicts: None,
             wall_seconds: 0.0,
         }
     }
@@ -73,14 +77,14 @@ impl Report {
             let p = &first.plan;
             let _ = writeln!(
                 out,
-                "\nfailover (one long flow, server → client, {} s; the link fails at {} s and \
-                 returns at {} s)",
+                "\nfailover (one long flow, {} s; the link fails at {} s and returns at {} s)",
                 p.secs, p.fail_at, p.restore_at
             );
             let _ = writeln!(
                 out,
-                "  {:<10} {:>4} {:>12} {:>14} {:>12} {:>14} {:>11} {:>16}",
+                "  {:<10} {:<16} {:>4} {:>12} {:>14} {:>12} {:>14} {:>11} {:>16}",
                 "failure",
+                "flow",
                 "link",
                 "before",
                 "on survivors",
@@ -92,23 +96,24 @@ impl Report {
             for f in &self.failover {
                 let _ = writeln!(
                     out,
-                    "  {:<10} {:>4} {:>5.1} Mbit/s {:>7.1} Mbit/s {:>5.1} Mbit/s {:>12.1} s {:>9.1} s {:>16}",
+                    "  {:<10} {:<16} {:>4} {:>5.1} Mbit/s {:>7.1} Mbit/s {:>5.1} Mbit/s {:>11.0} ms {:>9.1} s {:>16}",
                     f.plan.failure.name(),
+                    f.plan.direction.arrow(),
                     f.plan.link,
                     f.before_mbit,
                     f.survivors_mbit,
                     f.after_mbit,
-                    f.longest_stall,
+                    f.longest_stall * 1000.0,
                     f.longest_dip,
                     regained_text(f.regained_after),
                 );
             }
             let _ = writeln!(
                 out,
-                "  (longest stall: longest time with zero goodput after the failure, 100 ms steps; \
-                 below 10 %: longest time with goodput under a tenth of \"before\"; link \
-                 regained: time after the restore until the link carried the same connection's \
-                 data again)"
+                "  (longest stall: longest time the receiving application got no byte after the \
+                 failure; below 10 %: longest time with goodput under a tenth of \"before\", \
+                 100 ms steps; link regained: time after the restore until the link carried the \
+                 same connection's data again)"
             );
         }
         if let Some(i) = &self.integrity {
@@ -154,6 +159,14 @@ impl Report {
                 );
             }
         }
+        if let Some(v) = &self.verdicts {
+            let _ = writeln!(
+                out,
+                "\nprobe verdicts: a link taken down {} time(s) by router A's probes, {} by router \
+                 B's; {} silence(s) on every link at once held (no link taken down)",
+                v.local_downs, v.remote_downs, v.held
+            );
+        }
         let _ = writeln!(out, "\nwall time {:.1} s", self.wall_seconds);
         out
     }
@@ -173,7 +186,7 @@ fn regained_text(t: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::{FailoverPlan, Failure, Series};
+    use crate::scenario::{Direction, FailoverPlan, Failure, Series};
 
     fn series() -> Series {
         Series {
@@ -208,28 +221,38 @@ mod tests {
             plan: FailoverPlan {
                 failure: Failure::Blackhole,
                 link: 1,
+                direction: Direction::Download,
                 fail_at: 3.0,
                 restore_at: 6.0,
                 secs: 10.0,
             },
-            longest_stall: 0.3,
+            longest_stall: 0.3004,
+            stall_began: 0.0,
             longest_dip: 1.2,
             before_mbit: 94.0,
             survivors_mbit: 47.0,
             after_mbit: 93.0,
             regained_after: None,
             received_bytes: 1,
+            silences: Vec::new(),
             series: series(),
         });
         r.wall_seconds = 33.25;
+        r.verdicts = Some(crate::scenario::Verdicts {
+            local_downs: 1,
+            remote_downs: 2,
+            held: 0,
+        });
         let t = r.table();
         for needle in [
+            "a link taken down 1 time(s) by router A's probes, 2 by router B's; 0 silence(s)",
             "2 link(s): 50 Mbit/s; unshaped (1 % loss)",
             "link 1 alone                47.8 Mbit/s",
             "99.3 % of the limit",
-            "blackhole     1  94.0 Mbit/s",
+            "blackhole  server → client     1  94.0 Mbit/s",
             "longest stall  below 10 %    link regained",
-            "0.3 s",
+            "300 ms",
+            "1.2 s",
             "not in this run",
             "wall time 33.2 s",
         ] {

@@ -11,6 +11,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::bridge::{self, Bridge, BridgeOptions};
+use crate::flow::{Flow, Gap};
 use crate::iperf::{self, Interval};
 use crate::measure::{self, LinkSample, Progress};
 use crate::{transfer, wait_until, Node, Proc, Topology, TopologySpec};
@@ -86,6 +87,14 @@ impl Direction {
         match self {
             Direction::Download => "server → client",
             Direction::Upload => "client → server",
+        }
+    }
+
+    /// "download" or "upload".
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Download => "download",
+            Direction::Upload => "upload",
         }
     }
 
@@ -364,6 +373,10 @@ fn run_flaps(
 pub struct FailoverPlan {
     pub failure: Failure,
     pub link: usize,
+    /// Which way the flow goes: a download has router B reinject what the
+    /// failed link lost, an upload router A.
+    #[serde(default)]
+    pub direction: Direction,
     /// When the link fails, seconds into the flow (T).
     pub fail_at: f64,
     /// When it comes back (T2).
@@ -403,12 +416,17 @@ impl FailoverPlan {
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Failover {
     pub plan: FailoverPlan,
-    /// Longest time with zero goodput from the failure on, seconds (100 ms
-    /// resolution).
+    /// Longest time the receiving application got no byte at all, from the
+    /// failure on, in a silence that began before the restore, seconds (to
+    /// the millisecond).
     pub longest_stall: f64,
+    /// When that silence began, seconds after the failure (negative: the
+    /// last byte before it came before the failure).
+    #[serde(default)]
+    pub stall_began: f64,
     /// Longest time from the failure on with goodput below a tenth of the
-    /// goodput before it, seconds: the stall as a person sees it, when a
-    /// trickle still arrives.
+    /// goodput before it, seconds (100 ms steps): the stall as a person
+    /// sees it, when a trickle still arrives.
     pub longest_dip: f64,
     /// Mean goodput before the failure (after the first second), Mbit/s.
     pub before_mbit: f64,
@@ -422,11 +440,15 @@ pub struct Failover {
     pub regained_after: Option<f64>,
     /// Bytes the receiver got over the whole run.
     pub received_bytes: u64,
+    /// Every silence of 50 ms or more at the receiver, for a look at what
+    /// else stalled the flow (a restore, the machine's load).
+    #[serde(default)]
+    pub silences: Vec<Gap>,
     pub series: Series,
 }
 
-/// One long flow server → client through the bridge while one link fails
-/// and comes back as `plan` says.
+/// One long flow through the bridge while one link fails and comes back
+/// as `plan` says.
 pub fn failover(lab: &Lab, plan: &FailoverPlan, progress: &Progress) -> anyhow::Result<Failover> {
     failover_in(&lab.topo, plan, progress)
 }
@@ -440,38 +462,113 @@ pub fn failover_in(
 ) -> anyhow::Result<Failover> {
     plan.validate(topo.link_count())?;
     progress.phase(&format!(
-        "failover: link {} {} at {} s, back at {} s, {} s flow",
+        "failover: link {} {} at {} s, back at {} s, {} s flow {}",
         plan.link,
         plan.failure.state(),
         plan.fail_at,
         plan.restore_at,
-        plan.secs
+        plan.secs,
+        plan.direction.arrow()
     ));
-    let args = iperf::client_args(topo.server_addr(false), plan.secs, 0.1, true, &[]);
     let flap = Flap {
         link: plan.link,
         failure: plan.failure,
         at: plan.fail_at,
         restore_at: plan.restore_at,
     };
-    let (report, series) = iperf_recorded(topo, Node::Client, &args, progress, |started| {
-        run_flaps(topo, started, &[flap], &|| false, progress)
+    let flow = Flow::connect(topo, plan.direction)?;
+    let received = AtomicU64::new(0);
+    let started = Instant::now();
+    let ((got, events), links) = measure::record(topo, started, Some(&received), progress, || {
+        flow.run(started, plan.secs, &received, || {
+            run_flaps(topo, started, &[flap], &|| false, progress)
+        })
     })?;
-    let ivs = &report.intervals;
+    let ivs = &got.intervals;
+    // The failure as applied, not as planned (the lab's own commands take
+    // a few milliseconds).
+    let failed = events
+        .iter()
+        .find(|e| !e.restored)
+        .map_or(plan.fail_at, |e| e.t);
+    let restored = events
+        .iter()
+        .find(|e| e.restored)
+        .map_or(plan.restore_at, |e| e.t);
     let (t, t2) = (plan.fail_at, plan.restore_at);
     let settle = (0.5 * (t2 - t)).min(1.0);
     let before_mbit = iperf::mean_mbit(ivs, 1.0_f64.min(t / 2.0), t);
+    let (longest_stall, stall_began) = got.longest_gap_within(failed, restored);
+    let regained_after = match plan.direction {
+        Direction::Download => measure::regained(&links, plan.link, restored),
+        Direction::Upload => regained_sending(&links, plan.link, restored),
+    };
     Ok(Failover {
         plan: *plan,
-        longest_stall: iperf::longest_stall(ivs, t),
+        longest_stall,
+        stall_began: stall_began - failed,
         longest_dip: iperf::longest_below(ivs, t, before_mbit / 10.0),
         before_mbit,
         survivors_mbit: iperf::mean_mbit(ivs, t + settle, t2),
         after_mbit: iperf::mean_mbit(ivs, t2 + 1.0, plan.secs),
-        regained_after: measure::regained(&series.links, plan.link, t2),
-        received_bytes: report.received_bytes,
-        series,
+        regained_after,
+        received_bytes: got.bytes,
+        silences: got.gaps_over(0.05),
+        series: Series {
+            goodput: got.intervals,
+            links,
+            events,
+        },
     })
+}
+
+/// First time after `restore_at` at which router A sent more than 1 Mbit/s
+/// over a sample period by `link`, relative to `restore_at`: when the
+/// restored link carried an upload again. The interface counter is right
+/// for sending: a black hole drops in postrouting, before it counts.
+fn regained_sending(samples: &[LinkSample], link: usize, restore_at: f64) -> Option<f64> {
+    samples.windows(2).find_map(|w| {
+        let (a, b) = (&w[0], &w[1]);
+        let bytes = b.tx_bytes.get(link)?.saturating_sub(*a.tx_bytes.get(link)?);
+        let mbit = bytes as f64 * 8.0 / (b.t - a.t).max(1e-3) / 1e6;
+        (a.t + 1e-6 >= restore_at && mbit > 1.0).then_some(b.t - restore_at)
+    })
+}
+
+/// What the daemons' probes decided during a run, read from their logs:
+/// a healthy link taken out of service is a false alarm (a flap).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Verdicts {
+    /// Times router A's probes took a link down.
+    pub local_downs: usize,
+    /// Times router B's view of the arriving probes took a link down.
+    pub remote_downs: usize,
+    /// Times a link's probes were lost while every other link's were too,
+    /// and the link was kept (both daemons' logs).
+    pub held: usize,
+}
+
+impl Verdicts {
+    /// Counts the verdict lines in the local's and the remote's logs.
+    pub fn from_logs(local: &str, remote: &str) -> Verdicts {
+        let downs = |log: &str| {
+            log.lines()
+                .filter(|l| {
+                    l.contains("probes changed the link's state") && l.contains("state=\"down\"")
+                })
+                .count()
+        };
+        let held = |log: &str| {
+            log.lines()
+                .filter(|l| l.contains("probes lost, but on every other link too"))
+                .count()
+        };
+        Verdicts {
+            local_downs: downs(local),
+            remote_downs: downs(remote),
+            held: held(local) + held(remote),
+        }
+    }
 }
 
 /// What an integrity run is asked to do.
@@ -687,6 +784,7 @@ mod tests {
         let ok = FailoverPlan {
             failure: Failure::Down,
             link: 1,
+            direction: Direction::Download,
             fail_at: 3.0,
             restore_at: 6.0,
             secs: 10.0,
@@ -709,5 +807,23 @@ mod tests {
             };
             assert!(plan.validate(2).is_err(), "{t} {t2} {d} accepted");
         }
+    }
+
+    #[test]
+    fn verdicts_are_counted_from_the_daemons_logs() {
+        let local = "2026-12-05T10:47:29Z INFO mpbridge::paths::planner: probes changed the link's state link=wan0 state=\"down\"\n\
+                     2026-12-05T10:47:31Z INFO mpbridge::paths::planner: probes changed the link's state link=wan0 state=\"up\"\n\
+                     2026-12-05T10:47:32Z INFO mpbridge::paths::planner: probes lost, but on every other link too: kept\n";
+        let remote = "x probes changed the link's state link=wan1 state=\"down\"\n\
+                      y probes changed the link's state link=wan0 state=\"down\"\n";
+        assert_eq!(
+            Verdicts::from_logs(local, remote),
+            Verdicts {
+                local_downs: 1,
+                remote_downs: 2,
+                held: 1
+            }
+        );
+        assert_eq!(Verdicts::from_logs("", ""), Verdicts::default());
     }
 }

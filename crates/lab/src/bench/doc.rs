@@ -10,7 +10,7 @@ use plotters::prelude::*;
 
 use super::peer;
 use super::{BenchReport, Case, Figure, Subject};
-use crate::scenario::Failure;
+use crate::scenario::{Direction, Failure};
 
 /// `median [min–max]` with `digits` decimals; `—` when there is nothing.
 fn fig(f: &Figure, digits: usize) -> String {
@@ -400,14 +400,16 @@ pub fn markdown(r: &BenchReport, svg_name: Option<&str>, note: &str) -> String {
     if !r.failover.is_empty() {
         let _ = writeln!(
             o,
-            "## 6. Failover (2 × 50 Mbit/s, one long flow; link 0, which carries the first \
-             subflow, fails and comes back)\n\n\"Kernel only\" is `[probe] enabled = false`: the \
-             path manager still takes a link's endpoints away when the kernel reports it down, \
-             but nothing notices a black hole except TCP itself. Stall: longest time with no \
-             goodput at all; below 10 %: longest time under a tenth of the goodput before (100 ms \
-             steps). Regained: time from the restore until the link carried the connection's \
-             data again.\n\n| failure | configuration | before | on survivors | after | stall s | \
-             below 10 % s | regained s |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
+            "## 6. Failover (2 × 50 Mbit/s, one long flow each way; link 0, which carries the \
+             first subflow, fails and comes back)\n\n\"Kernel only\" is `[probe] enabled = \
+             false`: the path manager still takes a link's endpoints away when the kernel reports \
+             it down, but nothing notices a black hole except TCP itself. A download has router B \
+             resend what the failed link lost, an upload router A. Stall: longest time the \
+             receiving application got no byte at all (ms); below 10 %: longest time under a \
+             tenth of the goodput before (100 ms steps). Regained: time from the restore until \
+             the link carried the connection's data again.\n\n| flow | failure | configuration \
+             | before | on survivors | after | stall ms | below 10 % s | regained s |\n| --- | \
+             --- | --- | --- | --- | --- | --- | --- | --- |"
         );
         for f in &r.failover {
             let regained = if f.not_regained > 0 {
@@ -419,15 +421,19 @@ pub fn markdown(r: &BenchReport, svg_name: Option<&str>, note: &str) -> String {
             } else {
                 fig(&f.regained_s, 1)
             };
+            let stall_ms = Figure {
+                samples: f.stall_s.samples.iter().map(|s| s * 1000.0).collect(),
+            };
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                f.direction.name(),
                 f.failure.name(),
                 f.subject,
                 fig(&f.before_mbit, 1),
                 fig(&f.survivors_mbit, 1),
                 fig(&f.after_mbit, 1),
-                fig(&f.stall_s, 1),
+                fig(&stall_ms, 0),
                 fig(&f.dip_s, 1),
                 regained
             );
@@ -601,21 +607,29 @@ fn panels(r: &BenchReport) -> Vec<Panel> {
             "peer, kernel only",
         ];
         out.push(Panel {
-            title: "Failover: longest time with no goodput after link 0 fails (s, lower is better)"
+            title: "Failover: longest time with nothing received after link 0 fails (ms, lower \
+                    is better)"
                 .into(),
-            unit: "seconds".into(),
+            unit: "ms".into(),
             series: labels.to_vec(),
-            groups: [Failure::Down, Failure::Blackhole]
+            groups: [Direction::Download, Direction::Upload]
                 .iter()
-                .map(|&failure| Group {
-                    label: format!("link {}", failure.state()),
+                .flat_map(|&d| [(d, Failure::Down), (d, Failure::Blackhole)])
+                .map(|(direction, failure)| Group {
+                    label: format!("{}, link {}", direction.name(), failure.state()),
                     bars: labels
                         .iter()
                         .map(|l| {
                             r.failover
                                 .iter()
-                                .find(|f| f.failure == failure && f.subject == *l)
-                                .map(|f| f.stall_s.clone())
+                                .find(|f| {
+                                    f.failure == failure
+                                        && f.direction == direction
+                                        && f.subject == *l
+                                })
+                                .map(|f| Figure {
+                                    samples: f.stall_s.samples.iter().map(|s| s * 1000.0).collect(),
+                                })
                         })
                         .collect(),
                 })

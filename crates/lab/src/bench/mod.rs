@@ -183,7 +183,7 @@ impl Options {
         }
     }
 
-    fn failover_plan(&self, failure: Failure) -> FailoverPlan {
+    fn failover_plan(&self, failure: Failure, direction: scenario::Direction) -> FailoverPlan {
         let (fail_at, restore_at, secs) = if self.quick {
             (2.0, 3.5, 5.0)
         } else {
@@ -192,6 +192,7 @@ impl Options {
         FailoverPlan {
             failure,
             link: 0,
+            direction,
             fail_at,
             restore_at,
             secs,
@@ -339,15 +340,21 @@ pub struct MemRow {
     pub pss_kib: Figure,
 }
 
-/// Case 6: one kind of failure through one configuration.
+/// Case 6: one kind of failure through one configuration, one way.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailoverRow {
     pub failure: Failure,
+    /// Download: router B reinjects what the failed link lost; upload:
+    /// router A.
+    #[serde(default)]
+    pub direction: scenario::Direction,
     /// "mpbridge, probing", "mpbridge, kernel only", "peer, kernel only".
     pub subject: String,
     pub before_mbit: Figure,
     pub survivors_mbit: Figure,
     pub after_mbit: Figure,
+    /// Longest time the receiving application got nothing, seconds (to the
+    /// millisecond).
     pub stall_s: Figure,
     pub dip_s: Figure,
     /// Seconds until the restored link carried data again (runs where it did).
@@ -1033,19 +1040,13 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
     (field(&status, "VmRSS:"), field(&rollup, "Pss:"))
 }
 
-/// Case 6 on the 2 × 50 Mbit/s topology.
+/// Case 6 on the 2 × 50 Mbit/s topology: each failure in each direction.
 fn failover(
     topo: &Topology,
     options: &Options,
     progress: &Progress,
     failures: &mut Vec<String>,
 ) -> anyhow::Result<Vec<FailoverRow>> {
-    let _server = iperf::start_server(
-        topo,
-        Node::Server,
-        topo.server_addr(false),
-        "iperf3-failover",
-    )?;
     let mut configs = vec![
         (Subject::Mpbridge, true, "mpbridge, probing"),
         (Subject::Mpbridge, false, "mpbridge, kernel only"),
@@ -1053,6 +1054,11 @@ fn failover(
     if options.peer.is_some() {
         configs.push((Subject::Peer, false, "peer, kernel only"));
     }
+    use scenario::Direction::{Download, Upload};
+    let kinds: Vec<(scenario::Direction, Failure)> = [Download, Upload]
+        .into_iter()
+        .flat_map(|d| [(d, Failure::Down), (d, Failure::Blackhole)])
+        .collect();
     let mut rows: Vec<FailoverRow> = Vec::new();
     for round in 0..options.rounds {
         let mut this_round = configs.clone();
@@ -1061,38 +1067,40 @@ fn failover(
         }
         for (subject, probing, label) in this_round {
             Running::with(topo, subject, probing, options, |_| {
-                for failure in [Failure::Down, Failure::Blackhole] {
+                for &(direction, failure) in &kinds {
                     progress.phase(&format!(
-                        "case 6 (failover), round {}/{}: {label}, link 0 {}",
+                        "case 6 (failover), round {}/{}: {label}, link 0 {}, {}",
                         round + 1,
                         options.rounds,
-                        failure.state()
+                        failure.state(),
+                        direction.arrow()
                     ));
                     let f = match scenario::failover_in(
                         topo,
-                        &options.failover_plan(failure),
+                        &options.failover_plan(failure, direction),
                         progress,
                     ) {
                         Ok(f) => f,
                         Err(e) => {
                             let e = format!("{e:#}");
                             failures.push(format!(
-                                "case 6 round {} {label} {}: {}",
+                                "case 6 round {} {label} {} {}: {}",
                                 round + 1,
                                 failure.name(),
+                                direction.name(),
                                 e.lines().next().unwrap_or("")
                             ));
                             continue;
                         }
                     };
-                    let i = match rows
-                        .iter()
-                        .position(|r| r.failure == failure && r.subject == label)
-                    {
+                    let i = match rows.iter().position(|r| {
+                        r.failure == failure && r.direction == direction && r.subject == label
+                    }) {
                         Some(i) => i,
                         None => {
                             rows.push(FailoverRow {
                                 failure,
+                                direction,
                                 subject: label.into(),
                                 before_mbit: Figure::default(),
                                 survivors_mbit: Figure::default(),
@@ -1120,9 +1128,10 @@ fn failover(
             })?;
         }
     }
-    // Failures in order, then configurations in order.
+    // Directions, then failures, then configurations in order.
     rows.sort_by_key(|r| {
         (
+            r.direction == Upload,
             r.failure == Failure::Blackhole,
             configs.iter().position(|c| c.2 == r.subject),
         )

@@ -146,8 +146,8 @@ struct RunArgs {
     /// failover: how long the flow runs (whole seconds).
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     duration: f64,
-    /// aggregate: which way the flows go: download (server → client,
-    /// router B sends over the links) or upload.
+    /// aggregate, failover: which way the flows go: download (server →
+    /// client, router B sends over the links) or upload.
     #[arg(long, value_enum, default_value_t = DirectionArg::Download)]
     direction: DirectionArg,
     /// aggregate: seconds each flow is measured.
@@ -263,11 +263,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(FailureArg::Blackhole) => vec![Failure::Blackhole],
         None => vec![Failure::Down, Failure::Blackhole],
     };
+    let direction = match args.direction {
+        DirectionArg::Download => Direction::Download,
+        DirectionArg::Upload => Direction::Upload,
+    };
     let plans: Vec<FailoverPlan> = failures
         .iter()
         .map(|&failure| FailoverPlan {
             failure,
             link: args.link,
+            direction,
             fail_at: args.fail_at,
             restore_at: args.restore_at,
             secs: args.duration,
@@ -334,10 +339,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let (lab, progress) = (Arc::clone(&lab), Arc::clone(&progress));
         let scenario = args.scenario;
         let (aggregate_secs, bytes) = (args.aggregate_secs, args.size_mb * 1_000_000);
-        let direction = match args.direction {
-            DirectionArg::Download => Direction::Download,
-            DirectionArg::Upload => Direction::Upload,
-        };
         let links = spec.links.len();
         let mut report = report.clone();
         std::thread::spawn(move || {
@@ -379,6 +380,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let _ = worker.join();
     report.wall_seconds = started.elapsed().as_secs_f64();
+    report.verdicts = Some(scenario::Verdicts::from_logs(
+        &lab.bridge.local.output_text(),
+        &lab.bridge.remote.output_text(),
+    ));
     progress.clear_line();
     if args.scenario != Scenario::Throughput {
         print!("\n{}", report.table());

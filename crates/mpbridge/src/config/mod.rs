@@ -110,7 +110,8 @@ const MAX_SOCKET_PATH_LEN: usize = 107;
 // Path management (`[[link]]`, `[probe]`, `[paths]`).
 /// At most this many links: the kernel's MPTCP subflow limit (MPTCP_PM_ADDR_MAX).
 pub const MAX_LINKS: usize = 8;
-const DEFAULT_PROBE_INTERVAL_MS: i64 = 100;
+/// See `ProbeSettings::default` for why 20 ms.
+const DEFAULT_PROBE_INTERVAL_MS: i64 = 20;
 const DEFAULT_DOWN_AFTER: i64 = 3;
 const DEFAULT_UP_AFTER: i64 = 3;
 const DEFAULT_TABLE_BASE: i64 = 7700;

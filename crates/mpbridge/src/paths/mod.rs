@@ -48,7 +48,7 @@ use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
@@ -299,6 +299,9 @@ impl StatusReader {
     }
 }
 
+/// Queued probe replies or requests taken in one turn at most.
+const QUEUED_MAX: usize = 256;
+
 static RECONCILE_FAILED: LogLimit = LogLimit::new(std::time::Duration::from_secs(10));
 
 /// The one task's state: the planner and what carries out its actions.
@@ -426,6 +429,10 @@ impl Manager {
                 Wake::Timer => {}
                 Wake::Events(events) => self.exec.handle_events(now, events),
             }
+            // Replies and requests that came while the task was busy count
+            // before the timer may call their probes lost: a daemon held up
+            // for a few intervals must not take a link down.
+            self.take_queued(now, &mut arrivals);
             // Also after any other wake: a busy turn never starves the timer.
             if self.planner.poll_timeout().is_some_and(|t| t <= now) {
                 self.planner.handle_timeout(now);
@@ -436,6 +443,32 @@ impl Manager {
             self.publish();
         }
         self.exec.cleanup();
+    }
+
+    /// Hands the planner the probe replies and requests already queued,
+    /// without waiting (a bounded number, so a flood cannot hold the task).
+    fn take_queued(&mut self, now: Instant, arrivals: &mut mpsc::UnboundedReceiver<Arrival>) {
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..QUEUED_MAX {
+            match self.exec.poll_reply(&mut cx) {
+                Poll::Ready((link, seq)) => {
+                    self.planner.handle(now, Input::ProbeReply { link, seq })
+                }
+                Poll::Pending => break,
+            }
+        }
+        for _ in 0..QUEUED_MAX {
+            let Ok(a) = arrivals.try_recv() else { break };
+            self.planner.handle(
+                now,
+                Input::Arrival {
+                    ifindex: a.ifindex,
+                    session: a.session,
+                    seq: a.seq,
+                    view: a.view,
+                },
+            );
+        }
     }
 
     /// Waits for the next thing to happen.

@@ -187,7 +187,7 @@ fn links_probe_and_paths_parse_with_defaults() {
     assert!(p.links[1].backup);
     assert!(p.links[2].peers.is_empty());
     assert!(p.probe.enabled);
-    assert_eq!(p.probe.interval, Duration::from_millis(100));
+    assert_eq!(p.probe.interval, Duration::from_millis(20));
     assert_eq!((p.probe.down_after, p.probe.up_after), (3, 3));
     // Probes go to the remote's port unless told otherwise.
     assert_eq!(p.probe.port, 5000);

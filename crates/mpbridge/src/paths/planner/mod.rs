@@ -54,6 +54,20 @@ impl Health {
             Health::Arrivals { arrivals, .. } => arrivals.poll_timeout(),
         }
     }
+
+    fn silent_since(&self) -> Option<Instant> {
+        match self {
+            Health::Probes { monitor, .. } => monitor.silent_since(),
+            Health::Arrivals { arrivals, .. } => arrivals.silent_since(),
+        }
+    }
+
+    fn heard(&self) -> Option<Instant> {
+        match self {
+            Health::Probes { monitor, .. } => monitor.heard(),
+            Health::Arrivals { arrivals, .. } => arrivals.heard(),
+        }
+    }
 }
 
 /// What the planner knows and has planned for one link.
@@ -68,6 +82,9 @@ struct Link {
     seen: bool,
     /// Came back up while watched: in service once a probe got through.
     await_probe: bool,
+    /// Its probes are lost, but so are every other link's: kept as it was
+    /// (logged once).
+    held: bool,
     in_service: bool,
     changed_at: Instant,
     /// Address → flags of the endpoints planned (0: unknown, to be set).
@@ -96,6 +113,7 @@ impl Planner {
                 health: LinkState::Unknown,
                 seen: false,
                 await_probe: false,
+                held: false,
                 in_service: false,
                 changed_at: now,
                 endpoints: BTreeMap::new(),
@@ -125,6 +143,11 @@ impl Planner {
                     self.links.get_mut(link).and_then(|l| l.watched.as_mut())
                 {
                     monitor.handle_reply(seq, now);
+                    // This link's verdict only: whether the answer confirms
+                    // another link's silence is judged at the next timer,
+                    // once every reply queued meanwhile was taken in (after
+                    // a stall of a daemon, the replies of all links come at
+                    // once, and the first must not condemn the others).
                     if self.verdict(link, now) {
                         self.plan_groups();
                     }
@@ -154,7 +177,6 @@ impl Planner {
 
     /// Runs the probes' clocks: sends what is due, counts what is late.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let mut changed = false;
         for i in 0..self.links.len() {
             let link = &mut self.links[i];
             match &mut link.watched {
@@ -168,13 +190,21 @@ impl Planner {
                 Some(Health::Arrivals { arrivals, .. }) if arrivals.poll_timeout() <= now => {
                     arrivals.handle_timeout(now);
                 }
-                _ => continue,
+                _ => {}
             }
-            changed |= self.verdict(i, now);
         }
-        if changed {
+        if self.verdicts(now) {
             self.plan_groups();
         }
+    }
+
+    /// Every link's verdict taken in; true if one changed.
+    fn verdicts(&mut self, now: Instant) -> bool {
+        let mut changed = false;
+        for i in 0..self.links.len() {
+            changed |= self.verdict(i, now);
+        }
+        changed
     }
 
     /// The configured links, by index.
@@ -290,11 +320,43 @@ impl Planner {
 
     /// Takes in link `i`'s probes' verdict; true if it changed (and the
     /// link was planned anew).
+    ///
+    /// A link whose probes are lost is taken down only once another link
+    /// has been heard from after its silence began: probes lost on every
+    /// link at once come from the two daemons (one held up by a busy CPU,
+    /// the peer gone), not from a link, and with no link answering there
+    /// is nowhere to move the traffic to. On a busy machine both daemons
+    /// missing a few 20 ms probes at once took every link down and back.
     fn verdict(&mut self, i: usize, now: Instant) -> bool {
+        let others_heard = self
+            .links
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != i)
+            .filter_map(|(_, l)| l.watched.as_ref().and_then(Health::heard))
+            .max();
         let link = &mut self.links[i];
-        let Some(state) = link.watched.as_ref().map(Health::state) else {
+        let Some(health) = link.watched.as_ref() else {
             return false;
         };
+        let mut state = health.state();
+        // Held until another link is heard after this one fell silent, or
+        // this one answers again (its prober then still needs `up_after`
+        // answers to call it up: no reason to take it down meanwhile).
+        let unconfirmed = state == LinkState::Down
+            && match health.silent_since() {
+                Some(since) => others_heard.is_none_or(|heard| heard <= since),
+                None => link.held,
+            };
+        if unconfirmed && link.health != LinkState::Down {
+            if !link.held {
+                tracing::info!(link = %link.spec.interface, "probes lost, but on every other link too: kept as it was until another link answers");
+                link.held = true;
+            }
+            state = link.health;
+        } else {
+            link.held = false;
+        }
         if state == link.health {
             return false;
         }

@@ -44,7 +44,11 @@ fn config(links: Vec<LinkSpec>, watch: Watch) -> PlannerConfig {
         links,
         endpoints: watch != Watch::Arrivals,
         watch,
-        probe: ProbeSettings::default(), // 100 ms, down after 3, up after 3
+        probe: ProbeSettings {
+            interval: Duration::from_millis(100),
+            down_after: 3,
+            up_after: 3,
+        },
         down_action: DownAction::Remove,
         rule_priority: 7700,
         multipath: true,
@@ -258,7 +262,7 @@ fn a_link_up_at_start_gets_its_route_rule_endpoint_and_prober_in_that_order() {
 }
 
 #[test]
-fn a_black_holed_link_is_down_225_ms_after_its_third_lost_probe_was_sent() {
+fn a_black_holed_link_is_down_one_window_after_its_third_lost_probe_was_sent() {
     let mut sim = Sim::new(config(
         vec![spec(0, false), spec(1, false)],
         Watch::Probes { v6: false },
@@ -268,12 +272,12 @@ fn a_black_holed_link_is_down_225_ms_after_its_third_lost_probe_was_sent() {
     assert_eq!(sim.groups[0], [0, 1]);
     // Up in the kernel, but nothing comes back.
     sim.through[0] = false;
-    sim.run_to(1225);
+    sim.run_to(1232);
     assert!(sim.endpoints.contains_key(&addr(0)));
     sim.step();
-    // Probes sent at 1000, 1100 and 1200, each lost 25 ms after (3 RTTs,
-    // floored): down at 1225, its endpoint and group membership gone.
-    assert_eq!(sim.times("DeleteEndpoint", 0), [1225]);
+    // Probes sent at 1000, 1100 and 1200, each lost 32 ms after (the RTT
+    // and the slack): down at 1232, its endpoint and group membership gone.
+    assert_eq!(sim.times("DeleteEndpoint", 0), [1232]);
     assert_eq!(sim.in_service(), [false, true]);
     assert_eq!(sim.endpoints, BTreeMap::from([(addr(1), SUBFLOW)]));
     assert_eq!(sim.groups[0], [1]);
@@ -297,41 +301,47 @@ fn two_lost_probes_keep_a_link_in_service() {
 
 #[test]
 fn a_down_link_is_back_in_service_at_its_third_answer_in_a_row() {
-    let mut sim = Sim::new(config(vec![spec(0, false)], Watch::Probes { v6: false }));
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Probes { v6: false },
+    ));
     sim.run_to(500);
     sim.through[0] = false;
     sim.run_to(1500);
-    assert_eq!(sim.in_service(), [false]);
+    assert_eq!(sim.in_service(), [false, true]);
     sim.through[0] = true;
     sim.run_to(1701);
-    assert_eq!(sim.in_service(), [false]);
+    assert_eq!(sim.in_service(), [false, true]);
     sim.step();
     // Answers to the probes of 1500, 1600 and 1700: back when the third
     // returns, one RTT later.
     assert_eq!(sim.times("AddEndpoint", 1000), [1701]);
-    assert_eq!(sim.in_service(), [true]);
-    assert_eq!(sim.groups[0], [0]);
+    assert_eq!(sim.in_service(), [true, true]);
+    assert_eq!(sim.groups[0], [0, 1]);
 }
 
 #[test]
 fn a_flapping_link_stays_out_until_three_answers_in_a_row() {
-    let mut sim = Sim::new(config(vec![spec(0, false)], Watch::Probes { v6: false }));
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Probes { v6: false },
+    ));
     sim.run_to(500);
     sim.through[0] = false;
     sim.run_to(1000);
-    assert_eq!(sim.in_service(), [false]);
+    assert_eq!(sim.in_service(), [false, true]);
     // For 3 s, two probes of three answered: never three in a row, and
     // never three lost in a row either.
     while sim.ms() < 4000 {
         let slot = (sim.ms() / 100) % 3;
         sim.through[0] = slot != 2;
         sim.step();
-        assert_eq!(sim.in_service(), [false], "back at {} ms", sim.ms());
+        assert_eq!(sim.in_service(), [false, true], "back at {} ms", sim.ms());
     }
     assert!(sim.times("AddEndpoint", 1000).is_empty());
     sim.through[0] = true;
     sim.run_to(4500);
-    assert_eq!(sim.in_service(), [true]);
+    assert_eq!(sim.in_service(), [true, true]);
     assert_eq!(sim.times("AddEndpoint", 1000).len(), 1);
     assert_eq!(sim.times("DeleteEndpoint", 0).len(), 1);
 }
@@ -451,7 +461,7 @@ fn a_backup_link_carries_routes_only_when_every_regular_link_is_down() {
 }
 
 #[test]
-fn when_every_link_fails_the_routes_stay_on_the_links_the_kernel_has_up() {
+fn when_every_link_fails_at_once_nothing_moves() {
     let mut sim = Sim::new(config(
         vec![spec(0, false), spec(1, false), spec(2, true)],
         Watch::Probes { v6: false },
@@ -459,12 +469,15 @@ fn when_every_link_fails_the_routes_stay_on_the_links_the_kernel_has_up() {
     sim.run_to(1000);
     sim.through = vec![false; 3];
     sim.run_to(2000);
-    assert_eq!(sim.in_service(), [false, false, false]);
-    // Probes failing everywhere at once more likely mean the peer's daemon
-    // stopped: routes over links that may work beat no route. The
-    // endpoints go, as on any link declared down.
+    // Probes failing everywhere at once mean the peer's daemon stopped or
+    // one of the two was held up: there is no link to move to, and a
+    // subflow taken away would have to start afresh. Everything stays.
+    assert_eq!(sim.in_service(), [true, true, true]);
     assert_eq!(sim.groups[0], [0, 1]);
-    assert!(sim.endpoints.is_empty());
+    assert_eq!(sim.endpoints.len(), 3);
+    assert!(sim.times("DeleteEndpoint", 0).is_empty());
+    // The status still shows what the probes see.
+    assert!(sim.planner.status().iter().all(|s| s.loss_percent > 0.0));
     // Once the kernel has no regular link up, the backup carries them.
     let down = |i| (i, LinkSnapshot { up: false, ..up(i) });
     sim.kernel(vec![down(0), down(1)]);
@@ -472,8 +485,29 @@ fn when_every_link_fails_the_routes_stay_on_the_links_the_kernel_has_up() {
 }
 
 #[test]
+fn a_link_is_taken_down_only_once_another_answered_after_its_silence_began() {
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Probes { v6: false },
+    ));
+    sim.run_to(1000);
+    // Both daemons held up for 400 ms: every probe of both links lost.
+    sim.through = vec![false; 2];
+    sim.run_to(1400);
+    assert_eq!(sim.in_service(), [true, true]);
+    // Link 1 answers again, link 0 stays silent: now it is link 0's.
+    sim.through[1] = true;
+    sim.run_to(1600);
+    assert_eq!(sim.in_service(), [false, true]);
+    assert_eq!(sim.times("DeleteEndpoint", 0).len(), 1);
+}
+
+#[test]
 fn with_down_action_backup_a_lost_link_keeps_its_endpoint_flagged_backup() {
-    let mut cfg = config(vec![spec(0, false)], Watch::Probes { v6: false });
+    let mut cfg = config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Probes { v6: false },
+    );
     cfg.down_action = DownAction::Backup;
     let mut sim = Sim::new(cfg);
     sim.run_to(500);
@@ -481,7 +515,7 @@ fn with_down_action_backup_a_lost_link_keeps_its_endpoint_flagged_backup() {
     sim.run_to(1000);
     assert_eq!(sim.endpoints[&addr(0)], BACKUP);
     assert!(sim.times("DeleteEndpoint", 0).is_empty());
-    assert_eq!(sim.times("SetEndpointFlags", 0), [725]);
+    assert_eq!(sim.times("SetEndpointFlags", 0), [732]);
     sim.through[0] = true;
     sim.run_to(1500);
     assert_eq!(sim.endpoints[&addr(0)], SUBFLOW);

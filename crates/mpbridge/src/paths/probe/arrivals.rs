@@ -36,8 +36,13 @@ pub struct Arrivals {
     /// Intervals counted missed since the last request: when the prober's
     /// requests resume, their sequence gap holds these already.
     missed_since: u32,
-    /// The latest request: (session, seq).
+    /// The latest request: (session, seq), and when it arrived.
     last: Option<(u32, u32)>,
+    last_at: Option<Instant>,
+    /// Smoothed variation of the spacing of consecutive requests around
+    /// the interval: the path's one-way jitter (and the sender's), which
+    /// the grace must cover.
+    jitter: Duration,
     /// Requests arrived (true) or missed, latest last.
     outcomes: Outcomes,
     received: u64,
@@ -49,7 +54,7 @@ impl Arrivals {
     /// interval (and a grace), so a link on which none ever arrives goes
     /// down like one whose requests stopped.
     pub fn new(settings: ProbeSettings, now: Instant) -> Arrivals {
-        let grace = grace(&settings);
+        let grace = grace(&settings, Duration::ZERO);
         Arrivals {
             settings,
             heard: LinkState::Unknown,
@@ -61,6 +66,8 @@ impl Arrivals {
             answers: 0,
             missed_since: 0,
             last: None,
+            last_at: None,
+            jitter: Duration::ZERO,
             outcomes: Outcomes::default(),
             received: 0,
             lost: 0,
@@ -94,7 +101,12 @@ impl Arrivals {
             self.record(false);
         }
         self.record(true);
+        if let (0, Some(at)) = (gap, self.last_at) {
+            let spacing = now.saturating_duration_since(at);
+            self.jitter = (self.jitter * 3 + spacing.abs_diff(self.settings.interval)) / 4;
+        }
         self.last = Some((session, seq));
+        self.last_at = Some(now);
         self.received += 1;
         self.misses = 0;
         self.missed_since = 0;
@@ -109,7 +121,7 @@ impl Arrivals {
             self.heard = LinkState::Up;
         }
         self.peer = view;
-        self.deadline = now + self.settings.interval + grace(&self.settings);
+        self.deadline = now + self.settings.interval + grace(&self.settings, self.jitter);
         self.update(now);
     }
 
@@ -155,6 +167,23 @@ impl Arrivals {
         self.state
     }
 
+    /// While the link is down because its requests stopped (not by the
+    /// prober's verdict): since when a request was due. See
+    /// [`super::Monitor::silent_since`].
+    pub fn silent_since(&self) -> Option<Instant> {
+        if self.state != LinkState::Down || self.peer == LinkState::Down {
+            return None;
+        }
+        Some(self.last_at.map_or(self.changed_at, |at| {
+            at + self.settings.interval + grace(&self.settings, self.jitter)
+        }))
+    }
+
+    /// When the latest request arrived.
+    pub fn heard(&self) -> Option<Instant> {
+        self.last_at
+    }
+
     /// What the status view shows: no RTT (router B sends nothing), the
     /// loss of the A → B direction.
     pub fn health(&self) -> LinkHealth {
@@ -171,11 +200,16 @@ impl Arrivals {
 }
 
 /// How late a request may be before its interval counts as missed: half
-/// an interval (the prober keeps its cadence, so lateness is the path's
-/// delay varying, or a busy sender).
-fn grace(settings: &ProbeSettings) -> Duration {
-    settings.interval / 2
+/// an interval, or more on a path whose delay varies (the prober keeps its
+/// cadence, so lateness is the path's delay varying, or a busy sender):
+/// four times the spacing's variation and the prober's slack, as the
+/// prober's own loss window.
+fn grace(settings: &ProbeSettings, jitter: Duration) -> Duration {
+    (settings.interval / 2).max(jitter * 4 + JITTER_SLACK)
 }
+
+/// What [`grace`] adds to the jitter for the two daemons' scheduling.
+const JITTER_SLACK: Duration = Duration::from_millis(30);
 
 #[cfg(test)]
 mod tests {
@@ -185,7 +219,11 @@ mod tests {
 
     /// 100 ms, down after 3, up after 3.
     fn settings() -> ProbeSettings {
-        ProbeSettings::default()
+        ProbeSettings {
+            interval: 100 * MS,
+            down_after: 3,
+            up_after: 3,
+        }
     }
 
     /// A prober's requests: one every 100 ms from `from` to `until`, seq
@@ -355,5 +393,55 @@ mod tests {
         a.handle_timeout(t0 + 3600 * 1000 * MS);
         assert_eq!(a.state(), LinkState::Down);
         assert!(a.poll_timeout() > t0 + 3600 * 1000 * MS);
+    }
+
+    #[test]
+    fn the_grace_follows_the_jitter_of_the_requests() {
+        // Every 20 ms, each request 10 to 70 ms on its way: never down.
+        let fast = ProbeSettings::default();
+        let t0 = Instant::now();
+        let mut a = Arrivals::new(fast, t0);
+        let mut changes = 0;
+        let mut state = a.state();
+        let mut now = t0;
+        let mut next_seq = 1u32;
+        let mut noise = 0x2545_f491_4f6c_dd1du64;
+        let mut pending: Vec<(Instant, u32)> = Vec::new();
+        let mut next_send = t0;
+        while now < t0 + 60_000 * MS {
+            if now >= next_send {
+                noise ^= noise << 13;
+                noise ^= noise >> 7;
+                noise ^= noise << 17;
+                let late = 10 + (noise % 61) as u32; // 10..=70 ms one way
+                pending.push((now + late * MS, next_seq));
+                next_seq += 1;
+                next_send += fast.interval;
+            }
+            pending.sort();
+            while pending.first().is_some_and(|&(at, _)| at <= now) {
+                let (_, seq) = pending.remove(0);
+                a.handle_request(now, 7, seq, LinkState::Up);
+            }
+            if a.poll_timeout() <= now {
+                a.handle_timeout(now);
+            }
+            if a.state() != state {
+                state = a.state();
+                changes += 1;
+            }
+            now += MS;
+        }
+        assert_eq!(changes, 1, "{:?}", a.health());
+        // And silence is still named soon: three intervals and the grace.
+        let stop = now;
+        while a.state() == LinkState::Up {
+            now += MS;
+            if a.poll_timeout() <= now {
+                a.handle_timeout(now);
+            }
+        }
+        let took = now - stop;
+        assert!(took <= 150 * MS, "down after {took:?}");
     }
 }
