@@ -449,6 +449,17 @@ impl WifiLab {
 impl Drop for Wifi {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        // The kernel sends a radio home when its namespace is destroyed,
+        // which happens in the background after the lab deletes it (seen:
+        // 2 of 4 radios back right after the teardown). Wait for them, so
+        // that a lab started next finds all four.
+        let home = |phy: &String| Path::new("/sys/class/ieee80211").join(phy).exists();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.radios.iter().all(|(a, b)| home(a) && home(b))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 }
 

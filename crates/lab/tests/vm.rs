@@ -188,7 +188,7 @@ fn a_wifi_link_carries_a_transfer_across_a_disassociation_and_leaves_nothing() {
     assert!(mpbridge.is_file(), "no mpbridge at {}", mpbridge.display());
     let radios = wifi::find_radios().unwrap_or_else(|e| panic!("{e:#}"));
     let spec = TopologySpec {
-        links: checks::parse_links("20,20").unwrap(),
+        links: checks::parse_links("10,10").unwrap(),
     };
     let progress = Progress::new(ProgressMode::Silent);
     let started = Instant::now();
@@ -212,7 +212,10 @@ fn a_wifi_link_carries_a_transfer_across_a_disassociation_and_leaves_nothing() {
             fail_at: 2.0,
             restore_at: 4.0,
         },
-        8_000_000,
+        // 16 MB take at least 6.4 s over both links at full rate, so the
+        // transfer outlives the restore at 4 s on a quiet machine too (8 MB
+        // over 2 × 20 Mbit/s ended at 3.3 s, before the station was back).
+        16_000_000,
         &progress,
     );
     let run = match run {
@@ -274,9 +277,15 @@ fn a_wifi_link_carries_a_transfer_across_a_disassociation_and_leaves_nothing() {
         .status()
         .expect("rmmod");
     assert!(rmmod.success(), "cannot unload mac80211_hwsim");
+    // The module's radios leave sysfs after rmmod returns, one by one (seen:
+    // "offers 1 radio(s)" right after it).
+    let gone = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new("/sys/module/mac80211_hwsim").exists() && Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let e = format!("{:#}", wifi::find_radios().unwrap_err());
     assert!(
-        e.contains("mac80211_hwsim") && e.contains("radios=4"),
+        e.contains("no mac80211_hwsim") && e.contains("radios=4"),
         "{e}"
     );
     let e = WifiLab::start(&spec, &mpbridge, &BridgeOptions::default())
