@@ -10,16 +10,16 @@ use mpbridge_lab::bench::{self, peer::PathsOnly, BenchReport, Case, Options, Sub
 use mpbridge_lab::measure::{Progress, ProgressMode};
 use mpbridge_lab::{LinkSpec, Node, Topology, TopologySpec};
 
-#[test]
-fn a_quick_bench_measures_set_up_and_idle_memory_and_writes_the_report() {
-    let options = Options {
-        cases: vec![Case::Setup, Case::Idle],
+/// A quick run of `cases` with this build's mpbridge and no peer.
+fn quick(cases: Vec<Case>, idle_connections: usize) -> Options {
+    Options {
+        cases,
         quick: true,
         rounds: 1,
         mpbridge: env!("CARGO_BIN_EXE_mpbridge").into(),
         mpbridge_router: None,
         peer: None,
-        idle_connections: 50,
+        idle_connections,
         local_extra: String::new(),
         equal: None,
         remote_extra: String::new(),
@@ -29,7 +29,12 @@ fn a_quick_bench_measures_set_up_and_idle_memory_and_writes_the_report() {
         diagnose: false,
         unequal: Vec::new(),
         checkpoint: None,
-    };
+    }
+}
+
+#[test]
+fn a_quick_bench_measures_set_up_and_idle_memory_and_writes_the_report() {
+    let options = quick(vec![Case::Setup, Case::Idle], 50);
     let mut report = BenchReport::new(&options, "test".into());
     bench::run(&options, &Progress::new(ProgressMode::Silent), &mut report)
         .unwrap_or_else(|e| panic!("{e:#}"));
@@ -104,24 +109,7 @@ fn the_path_manager_alone_sets_the_links_up_and_removes_them_on_exit() {
 
 #[test]
 fn a_thousand_connections_held_through_the_bridge_are_none_refused_or_reset() {
-    let options = Options {
-        cases: vec![Case::Held],
-        quick: true,
-        rounds: 1,
-        mpbridge: env!("CARGO_BIN_EXE_mpbridge").into(),
-        mpbridge_router: None,
-        peer: None,
-        idle_connections: 0,
-        local_extra: String::new(),
-        equal: None,
-        remote_extra: String::new(),
-        scale: 1.0,
-        scale_reason: String::new(),
-        variants: Vec::new(),
-        diagnose: false,
-        unequal: Vec::new(),
-        checkpoint: None,
-    };
+    let options = quick(vec![Case::Held], 0);
     let mut report = BenchReport::new(&options, "test".into());
     bench::run(&options, &Progress::new(ProgressMode::Silent), &mut report)
         .unwrap_or_else(|e| panic!("{e:#}"));

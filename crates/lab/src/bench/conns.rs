@@ -516,20 +516,7 @@ pub struct Held {
 impl Held {
     /// Listens at `addr` in the server node (four accepting threads).
     pub fn listen(topo: &Topology, addr: SocketAddr) -> anyhow::Result<Held> {
-        let listener = topo
-            .enter(Node::Server, || {
-                let socket = socket2::Socket::new(
-                    socket2::Domain::for_address(addr),
-                    socket2::Type::STREAM,
-                    None,
-                )?;
-                socket.set_reuse_address(true)?;
-                socket.bind(&addr.into())?;
-                socket.listen(4096)?;
-                std::io::Result::Ok(TcpListener::from(socket))
-            })
-            .with_context(|| format!("cannot listen on {addr} in the server node"))?;
-        let listener = Arc::new(listener);
+        let listener = Arc::new(rr::listen_in_server(topo, addr, 4096)?);
         let server_side = Arc::new(Mutex::new(Vec::new()));
         let server_failed = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));

@@ -26,6 +26,27 @@ pub const MESSAGE: usize = 1024;
 /// How long one connection may take at any step before it counts as failed.
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// A listening socket at `addr` in the server node, with room for
+/// `backlog` clients waiting to be accepted.
+pub fn listen_in_server(
+    topo: &Topology,
+    addr: SocketAddr,
+    backlog: i32,
+) -> anyhow::Result<TcpListener> {
+    topo.enter(Node::Server, || {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(backlog)?;
+        std::io::Result::Ok(TcpListener::from(socket))
+    })
+    .with_context(|| format!("cannot listen on {addr} in the server node"))
+}
+
 /// The request/response server: `threads` threads accepting on one
 /// listener; each connection gets its reply, then the server closes first
 /// (so TIME_WAIT sits on the server side and the client never runs out of
@@ -47,20 +68,7 @@ impl RrServer {
     /// Listens at `addr` in the server node, with a backlog for many
     /// clients at once.
     pub fn start_at(topo: &Topology, threads: usize, addr: SocketAddr) -> anyhow::Result<RrServer> {
-        let listener = topo
-            .enter(Node::Server, || {
-                let socket = socket2::Socket::new(
-                    socket2::Domain::for_address(addr),
-                    socket2::Type::STREAM,
-                    None,
-                )?;
-                socket.set_reuse_address(true)?;
-                socket.bind(&addr.into())?;
-                socket.listen(1024)?;
-                std::io::Result::Ok(TcpListener::from(socket))
-            })
-            .with_context(|| format!("cannot listen on {addr} in the server node"))?;
-        let listener = Arc::new(listener);
+        let listener = Arc::new(listen_in_server(topo, addr, 1024)?);
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..threads)
             .map(|_| {

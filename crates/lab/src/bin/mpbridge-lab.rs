@@ -166,6 +166,11 @@ struct RunArgs {
     /// config, e.g. "fastopen = false" (repeatable).
     #[arg(long, value_name = "KEY = VALUE")]
     local_config: Vec<String>,
+    /// wifi-bridge: an extra line for both daemons' `[probe]` section, e.g.
+    /// "down_after = 10" (repeatable). Any line replaces the lab's own
+    /// probe settings for Wi-Fi.
+    #[arg(long, value_name = "KEY = VALUE")]
+    probe_config: Vec<String>,
     /// wifi-bridge: the failures, in turn, comma-separated: disconnect (link 0's
     /// station), ap-restart (link 1's access point), radio-off (link 0's station
     /// radio, rfkill); each during its own transfer of --size-mb, from --fail-at to
@@ -508,8 +513,13 @@ fn wifi_bridge(
         Some(p) => p,
         None => mpbridge_lab::bridge::find_mpbridge()?,
     };
+    let paths_extra = match args.probe_config.is_empty() {
+        true => String::new(),
+        false => format!("[probe]\n{}\n", args.probe_config.join("\n")),
+    };
     let options = BridgeOptions {
         local_extra: args.local_config.join("\n"),
+        paths_extra,
         ..BridgeOptions::default()
     };
     let mut signals =
