@@ -54,16 +54,6 @@ const PASSPHRASE: &str = "mpbridge-lab-wifi";
 /// under TCG on a busy machine.
 const ASSOCIATE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The daemons' probing on radio links, unless the caller sets its own:
-/// a link is declared down after 1 s without answers rather than 0.3 s,
-/// and loses only its priority (backup), not its subflows. Seen in the VM:
-/// with the defaults, a healthy Wi-Fi link whose probes came late for a
-/// few hundred milliseconds (TCG on a loaded machine; on real radios
-/// re-keying and rescans do the same) was declared down, its endpoints
-/// removed, and once both links had flapped at once the connection had no
-/// subflow left and stalled past the transfer's 60 s timeout.
-pub const PROBE_CONFIG: &str = "[probe]\ndown_after = 10\ndown_action = \"backup\"\n";
-
 /// Channel `ch`'s centre frequency in MHz (2.4 GHz band).
 fn frequency(ch: u32) -> u32 {
     2407 + 5 * ch
@@ -424,11 +414,9 @@ impl WifiLab {
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let wifi = Wifi::new(radios, &dir);
         let topo = Topology::build_with_links(spec, LanRoutes::Static, &|topo| wifi.create(topo))?;
-        let mut options = options.clone();
-        if !options.paths_extra.contains("[probe]") {
-            options.paths_extra.push_str(PROBE_CONFIG);
-        }
-        let bridge = Bridge::start(&topo, mpbridge, &options)?;
+        // The daemons probe as they do by default: a Wi-Fi link is what
+        // they must handle as shipped.
+        let bridge = Bridge::start(&topo, mpbridge, options)?;
         let iperf_server = iperf::start_server(
             &topo,
             Node::Server,

@@ -167,8 +167,7 @@ struct RunArgs {
     #[arg(long, value_name = "KEY = VALUE")]
     local_config: Vec<String>,
     /// wifi-bridge: an extra line for both daemons' `[probe]` section, e.g.
-    /// "down_after = 10" (repeatable). Any line replaces the lab's own
-    /// probe settings for Wi-Fi.
+    /// "down_after = 10" (repeatable; default: the daemons' own probing).
     #[arg(long, value_name = "KEY = VALUE")]
     probe_config: Vec<String>,
     /// wifi-bridge: the failures, in turn, comma-separated: disconnect (link 0's
