@@ -190,6 +190,12 @@ pub async fn serve(
             *replay_capacity,
         ))),
     };
+    if let Some(name) = &settings.congestion {
+        // Set once: accepted connections and their subflows inherit it.
+        for listener in &listeners {
+            sys::set_congestion(&socket2::SockRef::from(listener), name);
+        }
+    }
     let options = ServeOptions {
         max_connections: settings.common.limits.max_connections,
         drain: settings.common.limits.drain,
@@ -298,9 +304,6 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         // buffer some kernels size far too small (`remote.sndbuf` in the
         // example config).
         sys::set_send_buffer(&socket2::SockRef::from(&stream), settings.sndbuf);
-    }
-    if let Some(name) = &settings.congestion {
-        sys::set_congestion(&socket2::SockRef::from(&stream), name);
     }
     let handshake = Handshake::from_now(settings.header_timeout);
     let request = match tokio::time::timeout(settings.header_timeout, read_request(&stream)).await {
