@@ -16,6 +16,7 @@ use anyhow::Context;
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use serde::{Deserialize, Serialize};
 
+use super::doc::fig;
 use super::{memory_kib, order, peer, rr, slow, subjects, Case, Figure, Options, Running, Subject};
 use crate::bridge::{Bridge, BridgeOptions};
 use crate::measure::Progress;
@@ -690,24 +691,6 @@ fn ratio(a: f64, b: f64) -> String {
     } else {
         "—".into()
     }
-}
-
-fn fig(f: &Figure, digits: usize) -> String {
-    if f.is_empty() || f.median().is_nan() {
-        return "—".into();
-    }
-    if f.samples.len() == 1 {
-        return format!("{:.*}", digits, f.median());
-    }
-    format!(
-        "{:.*} [{:.*}–{:.*}]",
-        digits,
-        f.median(),
-        digits,
-        f.min(),
-        digits,
-        f.max()
-    )
 }
 
 fn path_name(s: Subject) -> &'static str {

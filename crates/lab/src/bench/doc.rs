@@ -13,7 +13,7 @@ use super::{BenchReport, Case, Figure, Subject};
 use crate::scenario::{Direction, Failure};
 
 /// `median [min–max]` with `digits` decimals; `—` when there is nothing.
-fn fig(f: &Figure, digits: usize) -> String {
+pub(super) fn fig(f: &Figure, digits: usize) -> String {
     if f.is_empty() || f.median().is_nan() {
         return "—".into();
     }

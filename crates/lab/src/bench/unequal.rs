@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::doc::fig;
 use super::{subjects, tolerate, Figure, Options, Running, Subject};
 use crate::iperf;
 use crate::links::LinkSpec;
@@ -555,17 +556,6 @@ pub fn ss_fields(line: &str) -> String {
     out.join(" ")
 }
 
-/// `median [min–max]`, one decimal; `—` when nothing was measured.
-fn fig(f: &Figure) -> String {
-    if f.is_empty() || f.median().is_nan() {
-        return "—".into();
-    }
-    if f.samples.len() == 1 {
-        return format!("{:.1}", f.median());
-    }
-    format!("{:.1} [{:.1}–{:.1}]", f.median(), f.min(), f.max())
-}
-
 /// `a / b` as a percentage, `—` when either is missing.
 fn pct(a: f64, b: f64) -> String {
     let r = a / b;
@@ -636,14 +626,14 @@ pub fn markdown(u: &Unequal) -> String {
                 Direction::Download => "↓",
                 Direction::Upload => "↑",
             },
-            fig(&r.limit),
+            fig(&r.limit, 1),
             alone.join(" + ")
         );
         for f in &r.flows {
             let _ = write!(
                 o,
                 " {} | {} ({:.0} %) |",
-                fig(&f.mbit),
+                fig(&f.mbit, 1),
                 pct(f.mbit.median(), r.limit.median()),
                 worst_round(&f.mbit, &r.limit)
             );

@@ -280,25 +280,7 @@ mod tests {
         rtt: Duration,
         answer: impl Fn(Instant) -> bool,
     ) {
-        let mut in_flight: Vec<(u32, Instant)> = Vec::new();
-        while *now < until {
-            in_flight.retain(|&(seq, due)| {
-                if due <= *now {
-                    m.handle_reply(seq, *now);
-                    false
-                } else {
-                    true
-                }
-            });
-            if m.poll_timeout() <= *now {
-                if let Some(seq) = m.handle_timeout(*now) {
-                    if answer(*now) {
-                        in_flight.push((seq, *now + rtt));
-                    }
-                }
-            }
-            *now += MS;
-        }
+        run_with(m, now, until, |t| answer(t).then_some(rtt));
     }
 
     #[test]
