@@ -26,6 +26,7 @@ pub const NLA_F_NESTED: u16 = 0x8000;
 
 // rtnetlink message types (include/uapi/linux/rtnetlink.h).
 pub const RTM_NEWLINK: u16 = 16;
+pub const RTM_DELLINK: u16 = 17;
 pub const RTM_GETLINK: u16 = 18;
 pub const RTM_NEWADDR: u16 = 20;
 pub const RTM_GETADDR: u16 = 22;

@@ -9,7 +9,16 @@
 //! notifications (a few dumps, cheap next to what changes them), so a
 //! notification the kernel dropped (ENOBUFS) costs nothing either: the
 //! next dump has it.
+//!
+//! A link that goes down and up again within one burst (a Wi-Fi station
+//! re-associating, `ip link set X down && ip link set X up`) reads back as
+//! it was, yet the kernel dropped its routes and nexthops meanwhile. So the
+//! thread also counts each link's downs as the notifications tell them
+//! ([`HostView::downs`]): such a flap still changes the view, and whoever
+//! owns routes over the link sees it and puts them back. A flap whose
+//! notifications the kernel dropped (ENOBUFS) is not counted.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
@@ -21,7 +30,7 @@ use rustix::event::{PollFd, PollFlags};
 use tokio::sync::{oneshot, watch};
 
 use super::netlink as nl;
-use super::rtnetlink::Rtnl;
+use super::rtnetlink::{parse_link, Rtnl};
 use crate::ratelimit::LogLimit;
 
 /// Multicast groups of link and address changes.
@@ -62,6 +71,8 @@ pub struct HostView {
     addresses: Vec<Address>,
     /// Every address, once each.
     own: Vec<IpAddr>,
+    /// Interface index → how many times it went down (see [`HostView::downs`]).
+    downs: Vec<(u32, u32)>,
 }
 
 impl HostView {
@@ -77,7 +88,25 @@ impl HostView {
             links,
             addresses,
             own,
+            downs: Vec::new(),
         }
+    }
+
+    /// The view with each link's count of downs (interface index, count).
+    pub fn with_downs(mut self, downs: Vec<(u32, u32)>) -> HostView {
+        self.downs = downs;
+        self
+    }
+
+    /// How many times interface `index` went down (lost IFF_UP or carrier,
+    /// or was deleted) since the view was first read: a link that reads the
+    /// same as before but whose count grew has been down in between, and
+    /// what the kernel drops with a down link (routes, nexthops) is gone.
+    pub fn downs(&self, index: u32) -> u32 {
+        self.downs
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map_or(0, |&(_, n)| n)
     }
 
     /// Every interface, as the kernel listed them (by index).
@@ -131,9 +160,60 @@ impl HostView {
     }
 }
 
-/// Reads every link and address.
-fn read(rtnl: &mut Rtnl) -> io::Result<HostView> {
-    Ok(HostView::new(rtnl.links()?, rtnl.addresses()?))
+/// Reads every link and address; `downs` learns the links' state as read
+/// and gives its counts to the view.
+fn read(rtnl: &mut Rtnl, downs: &mut Downs) -> io::Result<HostView> {
+    let links = rtnl.links()?;
+    downs.read(&links);
+    Ok(HostView::new(links, rtnl.addresses()?).with_downs(downs.counts()))
+}
+
+/// Each link's downs, counted from the link notifications between reads.
+#[derive(Debug, Default)]
+struct Downs {
+    /// Interface index → up with carrier, as last told.
+    up: BTreeMap<u32, bool>,
+    /// Interface index → downs counted (only links that went down).
+    count: BTreeMap<u32, u32>,
+}
+
+impl Downs {
+    /// A notification: interface `index` is `up` (with carrier) or not, or
+    /// was deleted (`up` false). Only a change to down counts.
+    fn notice(&mut self, index: u32, up: bool) {
+        let was = self.up.insert(index, up);
+        if !up && was != Some(false) {
+            *self.count.entry(index).or_default() += 1;
+        }
+    }
+
+    /// The links as read: their state is the latest; gone ones are
+    /// forgotten.
+    fn read(&mut self, links: &[Link]) {
+        self.up = links
+            .iter()
+            .map(|l| (l.index, l.up && l.lower_up))
+            .collect();
+        self.count.retain(|i, _| self.up.contains_key(i));
+    }
+
+    fn counts(&self) -> Vec<(u32, u32)> {
+        self.count.iter().map(|(&i, &n)| (i, n)).collect()
+    }
+
+    /// Takes in the link notifications in `buf` (one receive).
+    fn take(&mut self, buf: &[u8]) {
+        for msg in nl::messages(buf) {
+            let deleted = match msg.kind {
+                nl::RTM_NEWLINK => false,
+                nl::RTM_DELLINK => true,
+                _ => continue,
+            };
+            if let Some(link) = parse_link(msg.payload) {
+                self.notice(link.index, !deleted && link.up && link.lower_up);
+            }
+        }
+    }
 }
 
 /// The receiving end of the view: `borrow()` for the view now,
@@ -184,8 +264,9 @@ fn follow(tx: watch::Sender<Arc<HostView>>, stop: OwnedFd, ready: oneshot::Sende
     // Subscribed before the first read: a change in between is queued.
     let opened = nl::Socket::open(None, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
         .and_then(|events| Ok((events, Rtnl::open()?)));
+    let mut downs = Downs::default();
     let (events, mut rtnl) = match opened.and_then(|(events, mut rtnl)| {
-        tx.send_replace(Arc::new(read(&mut rtnl)?));
+        tx.send_replace(Arc::new(read(&mut rtnl, &mut downs)?));
         Ok((events, rtnl))
     }) {
         Ok(sockets) => {
@@ -197,7 +278,7 @@ fn follow(tx: watch::Sender<Arc<HostView>>, stop: OwnedFd, ready: oneshot::Sende
             return;
         }
     };
-    if let Err(e) = follow_changes(&tx, &stop, &events, &mut rtnl) {
+    if let Err(e) = follow_changes(&tx, &stop, &events, &mut rtnl, &mut downs) {
         tracing::warn!("stopped following this host's links and addresses: {e}");
     }
 }
@@ -208,6 +289,7 @@ fn follow_changes(
     stop: &OwnedFd,
     events: &nl::Socket,
     rtnl: &mut Rtnl,
+    downs: &mut Downs,
 ) -> io::Result<()> {
     let mut buf = Vec::new();
     loop {
@@ -226,14 +308,14 @@ fn follow_changes(
         // Everything queued now is one burst.
         loop {
             match events.try_recv(&mut buf) {
-                Ok(()) => {}
+                Ok(()) => downs.take(&buf),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // The kernel dropped notifications: the read below sees all.
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
                 Err(e) => return Err(e),
             }
         }
-        match read(rtnl) {
+        match read(rtnl, downs) {
             Ok(view) => {
                 tx.send_if_modified(|now| {
                     let changed = **now != view;
@@ -274,6 +356,57 @@ mod tests {
             up: true,
             lower_up: true,
         }
+    }
+
+    /// An RTM_NEWLINK (or DELLINK) notification of interface `index`.
+    fn notification(kind: u16, index: u32, up: bool) -> Vec<u8> {
+        use netlink_packet_core::Emitable;
+        use netlink_packet_route::link::{LinkFlags, LinkHeader};
+        let header = LinkHeader {
+            index,
+            flags: if up {
+                LinkFlags::Up | LinkFlags::LowerUp
+            } else {
+                LinkFlags::empty()
+            },
+            ..LinkHeader::default()
+        };
+        let mut body = vec![0; header.buffer_len()];
+        header.emit(&mut body);
+        let mut w = nl::Writer::default();
+        w.begin(kind, 0, 0);
+        w.raw(&body);
+        w.attr_str(3, "wan0"); // IFLA_IFNAME
+        w.end();
+        w.buf
+    }
+
+    #[test]
+    fn a_down_and_up_between_two_reads_still_changes_the_view() {
+        let mut downs = Downs::default();
+        let links = vec![link(3, "wan0"), link(4, "wan1")];
+        downs.read(&links);
+        let before = HostView::new(links.clone(), vec![]).with_downs(downs.counts());
+        // Down and up again before the next read: the links read the same.
+        downs.take(&notification(nl::RTM_NEWLINK, 3, false));
+        downs.take(&notification(nl::RTM_NEWLINK, 3, true));
+        downs.read(&links);
+        let after = HostView::new(links.clone(), vec![]).with_downs(downs.counts());
+        assert_eq!(after.links(), before.links());
+        assert_ne!(after, before, "the flap is seen");
+        assert_eq!((after.downs(3), after.downs(4)), (1, 0));
+        // Notifications while it stays down (carrier, then admin) count once.
+        downs.take(&notification(nl::RTM_NEWLINK, 3, false));
+        downs.take(&notification(nl::RTM_NEWLINK, 3, false));
+        downs.take(&notification(nl::RTM_NEWLINK, 3, true));
+        // Deleted and made again: a down too.
+        downs.take(&notification(nl::RTM_DELLINK, 4, true));
+        downs.read(&links);
+        assert_eq!(downs.counts(), [(3, 2), (4, 1)]);
+        // Other messages are no links; a link gone is forgotten.
+        downs.take(&notification(nl::RTM_NEWADDR, 3, false));
+        downs.read(&links[1..]);
+        assert_eq!(downs.counts(), [(4, 1)]);
     }
 
     #[test]
@@ -363,6 +496,26 @@ mod tests {
                 ip("addr del 10.99.0.1/24 dev lo");
                 wait_for(&watch, "address removed", |v| {
                     !v.owns("10.99.0.1".parse().unwrap())
+                })
+                .await;
+                // Down and up in one go: however the thread reads it, the
+                // view counts the down.
+                let ok = std::process::Command::new("ip")
+                    .args(["-batch", "-"])
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()
+                    .and_then(|mut child| {
+                        use std::io::Write;
+                        let mut stdin = child.stdin.take().expect("stdin");
+                        stdin.write_all(b"link set lo down\nlink set lo up\n")?;
+                        drop(stdin);
+                        child.wait()
+                    })
+                    .expect("ip -batch")
+                    .success();
+                assert!(ok, "ip -batch: link set lo down, up");
+                wait_for(&watch, "the down counted", |v| {
+                    v.downs(1) == 1 && v.link(1).is_some_and(|l| l.up)
                 })
                 .await;
                 // Dropping the host ends its thread, and with it the channel.
