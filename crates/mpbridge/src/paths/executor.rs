@@ -280,6 +280,7 @@ impl Executor {
                         up,
                         addrs,
                         gateways,
+                        downs: view.downs(index),
                     }
                 }
             };

@@ -61,6 +61,10 @@ pub struct LinkSnapshot {
     pub addrs: Vec<IpAddr>,
     /// Per family (IPv4, IPv6): the gateway its routes use, if any.
     pub gateways: [Option<IpAddr>; 2],
+    /// How many times the interface went down ([`crate::host::HostView::downs`]):
+    /// grown while it reads up as before, it went down and up between two
+    /// looks, and the kernel dropped its routes meanwhile.
+    pub downs: u32,
 }
 
 /// What happened.

@@ -252,10 +252,20 @@ impl Planner {
     /// A fresh look at link `i`.
     fn observe(&mut self, i: usize, snapshot: LinkSnapshot, now: Instant) {
         let link = &mut self.links[i];
-        if snapshot.up != link.kernel.up || snapshot.addrs != link.kernel.addrs {
+        // Down and up again since the last look (or deleted and made
+        // again): it reads as before, but the kernel dropped its routes and
+        // nexthops meanwhile, and its far end may not pass packets yet. It
+        // comes back as from any down.
+        let flapped = link.seen
+            && snapshot.up
+            && link.kernel.up
+            && (snapshot.downs != link.kernel.downs || snapshot.index != link.kernel.index);
+        if flapped {
+            tracing::info!(link = %link.spec.interface, addrs = ?snapshot.addrs, "link went down and came back between two looks");
+        } else if snapshot.up != link.kernel.up || snapshot.addrs != link.kernel.addrs {
             tracing::info!(link = %link.spec.interface, up = snapshot.up, addrs = ?snapshot.addrs, "link changed");
         }
-        let came_up = snapshot.up && !link.kernel.up;
+        let came_up = snapshot.up && (!link.kernel.up || flapped);
         let came_back = came_up && link.seen;
         link.seen = true;
         link.kernel = snapshot;

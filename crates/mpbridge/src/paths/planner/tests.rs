@@ -32,6 +32,7 @@ fn up(i: usize) -> LinkSnapshot {
         up: true,
         addrs: vec![addr(i)],
         gateways: [None, None],
+        downs: 0,
     }
 }
 
@@ -519,6 +520,63 @@ fn with_down_action_backup_a_lost_link_keeps_its_endpoint_flagged_backup() {
     sim.through[0] = true;
     sim.run_to(1500);
     assert_eq!(sim.endpoints[&addr(0)], SUBFLOW);
+}
+
+/// Link 0 as the kernel shows it after a down and up between two looks.
+fn flapped(downs: u32) -> LinkSnapshot {
+    LinkSnapshot { downs, ..up(0) }
+}
+
+#[test]
+fn a_down_and_up_between_two_looks_is_a_return_of_the_link() {
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Probes { v6: false },
+    ));
+    sim.run_to(1000);
+    // The same look again changes nothing.
+    sim.kernel(vec![(0, up(0))]);
+    assert!(sim.times("StartProbing", 1000).is_empty());
+    // Reads the same but went down meanwhile: the kernel dropped its route
+    // and nexthop. A fresh prober, out of the group until a probe crossed,
+    // its endpoint removed, then everything back.
+    sim.routes.clear();
+    sim.kernel(vec![(0, flapped(1))]);
+    assert_eq!(sim.times("StartProbing", 1000), [1000]);
+    assert_eq!(sim.in_service(), [false, true]);
+    assert_eq!(sim.groups[0], [1]);
+    assert!(sim.routes.contains(&(100, false)));
+    assert_eq!(sim.times("DeleteEndpoint", 1000), [1000]);
+    sim.run_to(1010);
+    assert_eq!(sim.in_service(), [true, true]);
+    assert_eq!(sim.groups[0], [0, 1]);
+    assert_eq!(sim.times("AddEndpoint", 1000).len(), 1);
+    // Deleted and made again under the same name (a new index): the same.
+    sim.kernel(vec![(
+        0,
+        LinkSnapshot {
+            index: Some(42),
+            ..flapped(1)
+        },
+    )]);
+    assert_eq!(sim.times("StartProbing", 1010), [1010]);
+    assert_eq!(sim.in_service(), [false, true]);
+}
+
+#[test]
+fn router_b_takes_a_flapped_link_out_until_its_requests_cross_it_again() {
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Arrivals,
+    ));
+    sim.run_to(1000);
+    assert_eq!(sim.groups[0], [0, 1]);
+    sim.kernel(vec![(0, flapped(1))]);
+    assert_eq!(sim.in_service(), [false, true]);
+    assert_eq!(sim.groups[0], [1]);
+    sim.run_to(1200);
+    assert_eq!(sim.in_service(), [true, true]);
+    assert_eq!(sim.groups[0], [0, 1]);
 }
 
 #[test]
