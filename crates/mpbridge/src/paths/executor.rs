@@ -356,6 +356,7 @@ impl Executor {
                 addr,
                 ifindex,
                 flags,
+                ..
             } if self.ondemand.is_some() => {
                 if let Some(od) = &mut self.ondemand {
                     let backup = flags & FLAG_BACKUP != 0;
@@ -382,11 +383,29 @@ impl Executor {
                 addr,
                 ifindex,
                 flags,
+                renew,
             } => {
                 let ifname = name(link);
+                let old = if renew {
+                    self.endpoints.remove(&addr)
+                } else {
+                    None
+                };
+                if let Some(old) = old {
+                    self.pm.delete(old).or_else(ignore_missing).map_err(|e| {
+                        format!("cannot renew MPTCP endpoint {addr} of {ifname}: {e}")
+                    })?;
+                }
                 let id = add_endpoint(&mut self.pm, addr, ifindex, flags, &ifname)?;
                 self.endpoints.insert(addr, id);
-                tracing::info!(link = %ifname, %addr, id, backup = flags & FLAG_BACKUP != 0, "MPTCP endpoint added");
+                match old {
+                    Some(old) => {
+                        tracing::info!(link = %ifname, %addr, id, old, "MPTCP endpoint renewed (its link returned)")
+                    }
+                    None => {
+                        tracing::info!(link = %ifname, %addr, id, backup = flags & FLAG_BACKUP != 0, "MPTCP endpoint added")
+                    }
+                }
             }
             Action::SetEndpointFlags { link, addr, flags } => {
                 self.pm.set_flags(addr, flags).map_err(|e| {

@@ -123,12 +123,19 @@ pub enum Action {
         table: u32,
         priority: u32,
     },
-    /// An MPTCP endpoint for `addr` with `flags`.
+    /// An MPTCP endpoint for `addr` with `flags`. With `renew`, the one
+    /// there is (kept, flagged backup, while its link was down) is removed
+    /// first: the in-kernel path manager opens subflows only for an
+    /// endpoint added, so a connection whose subflow on the link died
+    /// meanwhile gets none otherwise. Subflows on demand have no endpoint
+    /// to renew: they take it as a change of flags, and join where a
+    /// subflow is missing.
     AddEndpoint {
         link: usize,
         addr: IpAddr,
         ifindex: Option<u32>,
         flags: u32,
+        renew: bool,
     },
     SetEndpointFlags {
         link: usize,

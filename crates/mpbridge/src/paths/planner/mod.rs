@@ -89,6 +89,9 @@ struct Link {
     changed_at: Instant,
     /// Address → flags of the endpoints planned (0: unknown, to be set).
     endpoints: BTreeMap<IpAddr, u32>,
+    /// Its endpoints are kept, flagged backup, while it is out of service
+    /// (`down_action = "backup"`): renewed when it returns.
+    kept_down: bool,
     /// Addresses with a rule planned.
     rules: Vec<IpAddr>,
 }
@@ -117,6 +120,7 @@ impl Planner {
                 in_service: false,
                 changed_at: now,
                 endpoints: BTreeMap::new(),
+                kept_down: false,
                 rules: Vec::new(),
             })
             .collect();
@@ -449,11 +453,28 @@ impl Planner {
                 .collect(),
             (true, DownAction::Remove) => BTreeMap::new(),
         };
+        // Back in service after its endpoints were kept: renewed, not just
+        // flagged anew. Its subflows may have died meanwhile (an access
+        // point restarted, a station lost its association), and the
+        // in-kernel path manager opens subflows for an endpoint only when
+        // it is added; one that survived is closed and opened again (one
+        // MP_JOIN per connection, as `down_action = "remove"` costs at
+        // every return).
+        let kept = kernel.up && probed_down && self.config.down_action == DownAction::Backup;
+        let renew = link.kept_down && kernel.up && !probed_down;
+        link.kept_down = kept;
         for (&addr, &have) in &link.endpoints {
             match want.get(&addr) {
                 None => self
                     .actions
                     .push_back(Action::DeleteEndpoint { link: i, addr }),
+                Some(&flags) if renew => self.actions.push_back(Action::AddEndpoint {
+                    link: i,
+                    addr,
+                    ifindex: kernel.index,
+                    flags,
+                    renew: true,
+                }),
                 Some(&flags) if flags != have => self.actions.push_back(Action::SetEndpointFlags {
                     link: i,
                     addr,
@@ -469,6 +490,7 @@ impl Planner {
                     addr,
                     ifindex: kernel.index,
                     flags,
+                    renew: false,
                 });
             }
         }

@@ -226,6 +226,15 @@ impl Sim {
         self.planner.status().iter().map(|s| s.in_service).collect()
     }
 
+    /// When (ms) endpoints were renewed (removed and added) since `from` ms.
+    fn renewals(&self, from: u64) -> Vec<u64> {
+        self.log
+            .iter()
+            .filter(|(t, a)| *t >= from && matches!(a, Action::AddEndpoint { renew: true, .. }))
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
     /// When (ms) actions of kind `k` were asked since `from` ms.
     fn times(&self, k: &str, from: u64) -> Vec<u64> {
         self.log
@@ -520,6 +529,64 @@ fn with_down_action_backup_a_lost_link_keeps_its_endpoint_flagged_backup() {
     sim.through[0] = true;
     sim.run_to(1500);
     assert_eq!(sim.endpoints[&addr(0)], SUBFLOW);
+}
+
+#[test]
+fn with_down_action_backup_a_returning_link_renews_its_kept_endpoint() {
+    let mut cfg = config(
+        vec![spec(0, false), spec(1, true)],
+        Watch::Probes { v6: false },
+    );
+    cfg.down_action = DownAction::Backup;
+    let mut sim = Sim::new(cfg);
+    sim.run_to(500);
+    // Both lose their probes; link 1 is a backup link, flagged so already.
+    sim.through = vec![false, false];
+    sim.run_to(510);
+    sim.through[1] = true;
+    sim.run_to(1000);
+    sim.through = vec![false, true];
+    sim.run_to(1500);
+    assert_eq!(sim.in_service(), [false, true]);
+    assert_eq!(sim.endpoints[&addr(0)], BACKUP);
+    // Link 0 returns: its endpoint is removed and added again (the
+    // in-kernel path manager then opens its subflows anew), not merely
+    // flagged; once, then left alone.
+    assert!(sim.renewals(0).is_empty());
+    sim.through[0] = true;
+    sim.run_to(2500);
+    assert_eq!(sim.in_service(), [true, true]);
+    assert_eq!(sim.endpoints[&addr(0)], SUBFLOW);
+    assert_eq!(sim.renewals(1500).len(), 1);
+    assert_eq!(sim.times("SetEndpointFlags", 1500), Vec::<u64>::new());
+    // A backup link keeps its flags through the down, and is renewed all
+    // the same when it returns.
+    sim.through[1] = false;
+    sim.run_to(3500);
+    assert_eq!(sim.in_service(), [true, false]);
+    assert!(sim.times("SetEndpointFlags", 2500).is_empty());
+    sim.through[1] = true;
+    sim.run_to(4500);
+    assert_eq!(sim.in_service(), [true, true]);
+    assert_eq!(sim.endpoints[&addr(1)], BACKUP);
+    assert_eq!(sim.renewals(2500).len(), 1);
+    assert!(sim.times("DeleteEndpoint", 0).is_empty());
+}
+
+#[test]
+fn with_down_action_remove_nothing_is_renewed() {
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Probes { v6: false },
+    ));
+    sim.run_to(500);
+    sim.through[0] = false;
+    sim.run_to(1500);
+    sim.through[0] = true;
+    sim.run_to(2500);
+    assert_eq!(sim.in_service(), [true, true]);
+    assert!(sim.renewals(0).is_empty());
+    assert_eq!(sim.times("AddEndpoint", 1).len(), 1);
 }
 
 /// Link 0 as the kernel shows it after a down and up between two looks.
