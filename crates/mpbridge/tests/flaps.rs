@@ -1,0 +1,290 @@
+//! Links that fail the way Wi-Fi stations do: a down and up quicker than
+//! the daemon's look at the host, several times over, leaves both routers'
+//! multipath groups, router A's link tables and endpoints whole, and the
+//! bridged transfer on both links; and with `probe.down_action = "backup"`
+//! a link whose subflow died while it was down carries the long-lived
+//! connection again once it returns. Needs root: each test builds its own
+//! namespaces.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{sh, tagged, Bridge, Download, Options, REMOTE_PORT};
+use mpbridge_lab::{wait_until, LanRoutes, LinkSpec, Node, Topology, TopologySpec};
+
+/// How long the routers may take to be whole again after the last flap
+/// (the daemons need a probe across the link; generous for a busy machine).
+const WHOLE_AGAIN: Duration = Duration::from_secs(10);
+/// Bytes a link must carry to count as carrying the transfer.
+const CARRYING: u64 = 256 * 1024;
+/// Flaps in a row.
+const FLAPS: usize = 5;
+/// After a flap, before looking: the kernel's link watch may flush the
+/// far end's nexthops a little later (a carrier change).
+const SETTLE: Duration = Duration::from_millis(200);
+
+fn bridge(paths_extra: &'static str) -> Bridge {
+    bridge_with(paths_extra, "")
+}
+
+/// `local_paths`: router A's `[paths]` lines (subflows on demand).
+fn bridge_with(paths_extra: &'static str, local_paths: &'static str) -> Bridge {
+    Bridge::start(Options {
+        lan_routes: LanRoutes::Daemons,
+        paths_extra,
+        local_paths,
+        ..Options::default()
+    })
+}
+
+/// A bridge whose router B has no IPv6 on link 0 (`disable_ipv6`, in the
+/// test's own namespace): its end of the link then goes down and up
+/// leaving no trace in its addresses. With IPv6, the addresses the kernel
+/// drops and the test puts back come back in another order, which the
+/// daemon took for a change and so repaired the link anyway.
+fn bridge_without_ipv6_on_b_link0() -> Bridge {
+    let spec = TopologySpec {
+        links: vec![LinkSpec::UNSHAPED; 2],
+    };
+    let topo = Topology::build_with(&spec, LanRoutes::Daemons).expect("build the topology");
+    sh(
+        &topo,
+        Node::RouterB,
+        &["sysctl", "-qw", "net.ipv6.conf.wan0.disable_ipv6=1"],
+    );
+    Bridge::start_in(
+        topo,
+        Options {
+            lan_routes: LanRoutes::Daemons,
+            ..Options::default()
+        },
+    )
+}
+
+/// Takes `node`'s end of link `link` down and up again in one `ip -batch`
+/// (microseconds apart), and puts back its IPv6 address, which the kernel
+/// drops with the link (IPv4 ones stay), if it has one.
+fn flap(topo: &Topology, node: Node, link: usize, v6: bool) {
+    let ifname = topo.link_ifname(link);
+    let mut lines = format!("link set {ifname} down\\nlink set {ifname} up\\n");
+    if v6 {
+        let addr = match node {
+            Node::RouterA => topo.ra_link_addr(link, true),
+            _ => topo.rb_link_addr(link, true),
+        };
+        lines += &format!("addr replace {addr}/64 dev {ifname} nodad\\n");
+    }
+    let script = format!("printf '{lines}' | ip -batch -");
+    sh(topo, node, &["sh", "-c", &script]);
+}
+
+/// The multipath groups with both links in, IPv4 and IPv6 (nexthop ids:
+/// the daemon's default base 7700, two per link).
+const GROUPS: [&str; 2] = ["group 7700/7702", "group 7701/7703"];
+/// Router B's groups with no IPv6 on link 0.
+const GROUPS_B_WITHOUT_IPV6_ON_LINK0: [&str; 2] = ["group 7700/7702", "group 7703 "];
+
+/// What is missing from `node`'s multipath `groups`, link tables (router
+/// A) and endpoints (router A) with both links whole; empty when nothing is.
+fn missing(topo: &Topology, node: Node, groups: [&str; 2]) -> Vec<String> {
+    let mut out = Vec::new();
+    let ours = tagged(topo, node);
+    for group in groups {
+        if !ours.contains(group) {
+            out.push(format!("{group} (nexthops: {})", nexthops(topo, node)));
+        }
+    }
+    if node != Node::RouterA {
+        return out;
+    }
+    let endpoints = sh(topo, node, &["ip", "mptcp", "endpoint", "show"]);
+    for link in 0..2 {
+        // The daemon's default paths.table_base, one table per link.
+        let table = (7700 + link).to_string();
+        for family in ["-4", "-6"] {
+            let routes = sh(
+                topo,
+                node,
+                &["ip", family, "route", "show", "table", &table],
+            );
+            if !routes.contains("default") {
+                out.push(format!("the {family} default route of table {table}"));
+            }
+        }
+        for v6 in [false, true] {
+            let addr = topo.ra_link_addr(link, v6).to_string();
+            let found = endpoints.lines().any(|l| {
+                l.split_whitespace().next() == Some(addr.as_str()) && l.contains("subflow")
+            });
+            if !found {
+                out.push(format!("the endpoint {addr} ({endpoints})"));
+            }
+        }
+    }
+    out
+}
+
+fn nexthops(topo: &Topology, node: Node) -> String {
+    sh(topo, node, &["ip", "nexthop", "show"])
+        .lines()
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Router A's received bytes on link `link`.
+fn rx(topo: &Topology, link: usize) -> u64 {
+    topo.link_counters(link).unwrap().1
+}
+
+/// Whether link `link` carries [`CARRYING`] bytes more of the transfer
+/// within `timeout`.
+fn carries(topo: &Topology, link: usize, timeout: Duration) -> bool {
+    let base = rx(topo, link);
+    wait_until(timeout, || rx(topo, link) - base >= CARRYING)
+}
+
+/// Flaps `flapped`'s end of link 0, [`FLAPS`] times, under a download;
+/// then both routers must be whole again and the download on both links.
+/// Router A's end going down takes router B's carrier with it.
+fn flaps_leave_everything_whole(bridge: Bridge, flapped: Node, b_groups: [&str; 2]) {
+    let topo = &bridge.topo;
+    let v6 = flapped == Node::RouterA || b_groups == GROUPS;
+    let download = Download::start(&bridge);
+    let missing_a = || missing(topo, Node::RouterA, GROUPS);
+    let missing_b = || missing(topo, Node::RouterB, b_groups);
+    let whole = || missing_a().is_empty() && missing_b().is_empty();
+    assert!(
+        wait_until(WHOLE_AGAIN, || whole() && bridge.subflow_links() == [0, 1]),
+        "not whole before any flap: A {:?}, B {:?}, subflows on {:?}\n{}",
+        missing_a(),
+        missing_b(),
+        bridge.subflow_links(),
+        bridge.logs()
+    );
+    // Whole again after each flap: a later flap the daemon happens to see
+    // repairs what an earlier one left broken.
+    for n in 1..=FLAPS {
+        flap(topo, flapped, 0, v6);
+        std::thread::sleep(SETTLE);
+        assert!(
+            wait_until(WHOLE_AGAIN, whole),
+            "{flapped:?}'s end of link 0 flapped (flap {n}): still missing on A {:?}, on B {:?}\n{}",
+            missing_a(),
+            missing_b(),
+            bridge.logs()
+        );
+    }
+    // A new transfer uses both links. (The download running through the
+    // flaps is not judged: each flap closes and reopens its subflow on
+    // link 0, and in about 1 run in 10 under load the in-kernel path
+    // manager opened none after the last reopening; see the issue note.)
+    download.stop();
+    let fresh = Download::start(&bridge);
+    assert!(
+        wait_until(WHOLE_AGAIN, || bridge.subflow_links() == [0, 1]),
+        "a new connection has subflows on {:?} only\n{}",
+        bridge.subflow_links(),
+        bridge.logs()
+    );
+    for link in 0..2 {
+        assert!(
+            carries(topo, link, WHOLE_AGAIN),
+            "link {link} does not carry the new download (subflows on {:?})\n{}",
+            bridge.subflow_links(),
+            bridge.logs()
+        );
+    }
+    fresh.stop();
+}
+
+#[test]
+fn router_a_flapping_its_end_of_a_link_quicker_than_a_look_gets_everything_back() {
+    flaps_leave_everything_whole(bridge(""), Node::RouterA, GROUPS);
+}
+
+#[test]
+fn router_b_flapping_its_end_of_a_link_quicker_than_a_look_gets_everything_back() {
+    flaps_leave_everything_whole(
+        bridge_without_ipv6_on_b_link0(),
+        Node::RouterB,
+        GROUPS_B_WITHOUT_IPV6_ON_LINK0,
+    );
+}
+
+/// Closes router A's subflows on link `link` (`ss -K`: an abort, as when a
+/// station loses its association for good); returns how many there were.
+fn kill_subflows(topo: &Topology, link: usize) -> usize {
+    let src = topo.ra_link_addr(link, false).to_string();
+    let filter = [
+        "src",
+        src.as_str(),
+        "dport",
+        "=",
+        &format!(":{REMOTE_PORT}"),
+    ];
+    let count = |topo: &Topology| {
+        let mut args = vec!["ss", "-Htn", "state", "established"];
+        args.extend_from_slice(&filter);
+        sh(topo, Node::RouterA, &args).lines().count()
+    };
+    let before = count(topo);
+    let mut args = vec!["ss", "-HtnK", "state", "established"];
+    args.extend_from_slice(&filter);
+    sh(topo, Node::RouterA, &args);
+    assert_eq!(count(topo), 0, "ss -K left subflows on link {link}");
+    before
+}
+
+const DOWN_ACTION_BACKUP: &str = "[probe]\ndown_action = \"backup\"\n";
+
+#[test]
+fn with_down_action_backup_a_link_whose_subflow_died_carries_the_connection_again() {
+    a_link_whose_subflow_died_carries_the_connection_again(bridge(DOWN_ACTION_BACKUP));
+}
+
+#[test]
+fn with_down_action_backup_and_subflows_on_demand_a_link_whose_subflow_died_carries_the_connection_again(
+) {
+    a_link_whose_subflow_died_carries_the_connection_again(bridge_with(
+        DOWN_ACTION_BACKUP,
+        "subflows = \"on-demand\"",
+    ));
+}
+
+/// Link 1 is declared down by router A's probes (a black hole), its
+/// subflow dies meanwhile, and it returns: the long-lived download must
+/// use it again.
+fn a_link_whose_subflow_died_carries_the_connection_again(bridge: Bridge) {
+    let topo = &bridge.topo;
+    let download = Download::start(&bridge);
+    assert!(
+        wait_until(WHOLE_AGAIN, || bridge.subflow_links() == [0, 1]),
+        "no subflow on each link: {:?}\n{}",
+        bridge.subflow_links(),
+        bridge.logs()
+    );
+    // Link 1 passes nothing until router A's probes call it down; its
+    // endpoint is kept, flagged backup.
+    topo.blackhole(1, true).unwrap();
+    let down = "probes changed the link's state link=wan1 state=\"down\"";
+    assert!(
+        wait_until(WHOLE_AGAIN, || bridge.local.output_text().contains(down)),
+        "link 1 never declared down\n{}",
+        bridge.logs()
+    );
+    // Meanwhile its subflow dies (its reset is lost in the black hole:
+    // router B's end dies once it hears from router A again).
+    assert_eq!(kill_subflows(topo, 1), 1, "{}", bridge.logs());
+    topo.blackhole(1, false).unwrap();
+    assert!(
+        carries(topo, 1, WHOLE_AGAIN),
+        "link 1 returned but carries nothing (subflows on {:?})\n{}",
+        bridge.subflow_links(),
+        bridge.logs()
+    );
+    assert_eq!(bridge.subflow_links(), [0, 1], "{}", bridge.logs());
+    // Link 0 carries its share still.
+    assert!(carries(topo, 0, WHOLE_AGAIN), "{}", bridge.logs());
+    download.stop();
+}
