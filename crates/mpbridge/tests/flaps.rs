@@ -1,7 +1,8 @@
 //! Links that fail the way Wi-Fi stations do: a down and up quicker than
 //! the daemon's look at the host, several times over, leaves both routers'
-//! multipath groups, router A's link tables and endpoints whole, and the
-//! bridged transfer on both links; and with `probe.down_action = "backup"`
+//! multipath groups, router A's link tables and endpoints whole (each
+//! link back in service, so probes cross it again), and a new bridged
+//! transfer on both links; and with `probe.down_action = "backup"`
 //! a link whose subflow died while it was down carries the long-lived
 //! connection again once it returns. Needs root: each test builds its own
 //! namespaces.
@@ -210,6 +211,71 @@ fn router_b_flapping_its_end_of_a_link_quicker_than_a_look_gets_everything_back(
         Node::RouterB,
         GROUPS_B_WITHOUT_IPV6_ON_LINK0,
     );
+}
+
+/// Deletes link `link` (both ends: a veth pair goes as one) and makes it
+/// again under the same names, with new interface indexes and the lab's
+/// addresses, in one shell run inside router A, the way a Wi-Fi station
+/// interface is re-created (hostapd's `wlan0.sta1` on re-association).
+fn recreate(topo: &Topology, link: usize) {
+    let ifname = topo.link_ifname(link);
+    let rb = topo.ns_name(Node::RouterB);
+    let addrs = |node: Node| {
+        [false, true].map(|v6| {
+            let addr = match node {
+                Node::RouterA => topo.ra_link_addr(link, v6),
+                _ => topo.rb_link_addr(link, v6),
+            };
+            format!("{addr}/{}", if v6 { 64 } else { 24 })
+        })
+    };
+    let [a4, a6] = addrs(Node::RouterA);
+    let [b4, b6] = addrs(Node::RouterB);
+    let script = format!(
+        "set -e; ip link del {ifname}; \
+         ip link add {ifname} type veth peer name {ifname} netns {rb}; \
+         ip addr add {a4} dev {ifname}; ip addr add {a6} dev {ifname} nodad; \
+         ip -n {rb} addr add {b4} dev {ifname}; ip -n {rb} addr add {b6} dev {ifname} nodad; \
+         ip -n {rb} link set {ifname} up; ip link set {ifname} up"
+    );
+    sh(topo, Node::RouterA, &["sh", "-c", &script]);
+}
+
+#[test]
+fn a_link_deleted_and_made_again_under_its_name_gets_everything_back() {
+    let bridge = bridge("");
+    let topo = &bridge.topo;
+    let missing_a = || missing(topo, Node::RouterA, GROUPS);
+    let missing_b = || missing(topo, Node::RouterB, GROUPS);
+    let whole = || missing_a().is_empty() && missing_b().is_empty();
+    assert!(wait_until(WHOLE_AGAIN, whole), "{}", bridge.logs());
+    let index = |node| sh(topo, node, &["cat", "/sys/class/net/wan0/ifindex"]);
+    let before = [index(Node::RouterA), index(Node::RouterB)];
+    recreate(topo, 0);
+    assert_ne!([index(Node::RouterA), index(Node::RouterB)], before);
+    std::thread::sleep(SETTLE);
+    assert!(
+        wait_until(WHOLE_AGAIN, whole),
+        "link 0 made again: still missing on A {:?}, on B {:?}\n{}",
+        missing_a(),
+        missing_b(),
+        bridge.logs()
+    );
+    let download = Download::start(&bridge);
+    assert!(
+        wait_until(WHOLE_AGAIN, || bridge.subflow_links() == [0, 1]),
+        "a new connection has subflows on {:?} only\n{}",
+        bridge.subflow_links(),
+        bridge.logs()
+    );
+    for link in 0..2 {
+        assert!(
+            carries(topo, link, WHOLE_AGAIN),
+            "link {link} does not carry the download\n{}",
+            bridge.logs()
+        );
+    }
+    download.stop();
 }
 
 /// Closes router A's subflows on link `link` (`ss -K`: an abort, as when a
