@@ -87,9 +87,22 @@ const GROUPS: [&str; 2] = ["group 7700/7702", "group 7701/7703"];
 const GROUPS_B_WITHOUT_IPV6_ON_LINK0: [&str; 2] = ["group 7700/7702", "group 7703 "];
 
 /// What is missing from `node`'s multipath `groups`, link tables (router
-/// A) and endpoints (router A) with both links whole; empty when nothing is.
-fn missing(topo: &Topology, node: Node, groups: [&str; 2]) -> Vec<String> {
+/// A) and endpoints (router A) with both links whole, and which link its
+/// daemon does not call up (router A: its probes get no answer; router B:
+/// none arrive); empty when nothing is.
+fn missing(bridge: &Bridge, node: Node, groups: [&str; 2]) -> Vec<String> {
+    let topo = &bridge.topo;
     let mut out = Vec::new();
+    let status = bridge.status(node);
+    let links = status["links"].as_array().cloned().unwrap_or_default();
+    if links.len() != 2 {
+        out.push(format!("two links in the status ({status})"));
+    }
+    for link in &links {
+        if link["state"] != "up" || link["probe"] != "up" {
+            out.push(format!("{} in service (status {link})", link["interface"]));
+        }
+    }
     let ours = tagged(topo, node);
     for group in groups {
         if !ours.contains(group) {
@@ -152,8 +165,8 @@ fn flaps_leave_everything_whole(bridge: Bridge, flapped: Node, b_groups: [&str; 
     let topo = &bridge.topo;
     let v6 = flapped == Node::RouterA || b_groups == GROUPS;
     let download = Download::start(&bridge);
-    let missing_a = || missing(topo, Node::RouterA, GROUPS);
-    let missing_b = || missing(topo, Node::RouterB, b_groups);
+    let missing_a = || missing(&bridge, Node::RouterA, GROUPS);
+    let missing_b = || missing(&bridge, Node::RouterB, b_groups);
     let whole = || missing_a().is_empty() && missing_b().is_empty();
     assert!(
         wait_until(WHOLE_AGAIN, || whole() && bridge.subflow_links() == [0, 1]),
@@ -245,8 +258,8 @@ fn recreate(topo: &Topology, link: usize) {
 fn a_link_deleted_and_made_again_under_its_name_gets_everything_back() {
     let bridge = bridge("");
     let topo = &bridge.topo;
-    let missing_a = || missing(topo, Node::RouterA, GROUPS);
-    let missing_b = || missing(topo, Node::RouterB, GROUPS);
+    let missing_a = || missing(&bridge, Node::RouterA, GROUPS);
+    let missing_b = || missing(&bridge, Node::RouterB, GROUPS);
     let whole = || missing_a().is_empty() && missing_b().is_empty();
     assert!(wait_until(WHOLE_AGAIN, whole), "{}", bridge.logs());
     let index = |node| sh(topo, node, &["cat", "/sys/class/net/wan0/ifindex"]);
