@@ -18,7 +18,6 @@
 //! owns routes over the link sees it and puts them back. A flap whose
 //! notifications the kernel dropped (ENOBUFS) is not counted.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
@@ -171,19 +170,29 @@ fn read(rtnl: &mut Rtnl, downs: &mut Downs) -> io::Result<HostView> {
 /// Each link's downs, counted from the link notifications between reads.
 #[derive(Debug, Default)]
 struct Downs {
-    /// Interface index → up with carrier, as last told.
-    up: BTreeMap<u32, bool>,
-    /// Interface index → downs counted (only links that went down).
-    count: BTreeMap<u32, u32>,
+    /// Interface index, up with carrier as last told. A handful of links:
+    /// linear scans, as in [`HostView`].
+    up: Vec<(u32, bool)>,
+    /// Interface index, downs counted (only links that went down).
+    count: Vec<(u32, u32)>,
 }
 
 impl Downs {
     /// A notification: interface `index` is `up` (with carrier) or not, or
     /// was deleted (`up` false). Only a change to down counts.
     fn notice(&mut self, index: u32, up: bool) {
-        let was = self.up.insert(index, up);
+        let was = match self.up.iter_mut().find(|(i, _)| *i == index) {
+            Some((_, state)) => Some(std::mem::replace(state, up)),
+            None => {
+                self.up.push((index, up));
+                None
+            }
+        };
         if !up && was != Some(false) {
-            *self.count.entry(index).or_default() += 1;
+            match self.count.iter_mut().find(|(i, _)| *i == index) {
+                Some((_, n)) => *n += 1,
+                None => self.count.push((index, 1)),
+            }
         }
     }
 
@@ -194,11 +203,12 @@ impl Downs {
             .iter()
             .map(|l| (l.index, l.up && l.lower_up))
             .collect();
-        self.count.retain(|i, _| self.up.contains_key(i));
+        let up = &self.up;
+        self.count.retain(|(i, _)| up.iter().any(|(j, _)| j == i));
     }
 
     fn counts(&self) -> Vec<(u32, u32)> {
-        self.count.iter().map(|(&i, &n)| (i, n)).collect()
+        self.count.clone()
     }
 
     /// Takes in the link notifications in `buf` (one receive).
