@@ -851,8 +851,9 @@ pub struct FailureRun {
     pub seconds: f64,
     /// Mean goodput server → client, Mbit/s.
     pub mean_mbit: f64,
-    /// Longest time the client received nothing from the failure on,
-    /// seconds (100 ms resolution).
+    /// Longest time the client received nothing from the failure until a
+    /// second after the link was regained (10 s after the restore if it
+    /// never was), seconds (100 ms resolution).
     pub longest_stall: f64,
     /// Seconds from the lifting of the failure until the station was
     /// associated again.
@@ -980,6 +981,21 @@ pub fn failure_run(
                 let (events, associated, status) = faults?;
                 Ok((outcome, seconds, events, associated, status))
             })
+        })
+        .inspect_err(|_| {
+            // What led to it, for the reader of the error.
+            let to = started.elapsed().as_secs_f64() + 1.0;
+            let marks = wl.wifi.timeline(
+                &wl.lab.bridge,
+                link,
+                started_unix,
+                (timing.fail_at - 1.0, to),
+            );
+            eprintln!(
+                "timeline of {} on link {link} until the transfer failed (seconds into it):\n{}",
+                failure.name(),
+                timeline::text(&marks)
+            );
         })?;
     let goodput = measure::app_intervals(&links);
     let fail_t = events.first().map_or(timing.fail_at, |e| e.t);
@@ -988,7 +1004,8 @@ pub fn failure_run(
         &wl.lab.bridge,
         link,
         started_unix,
-        (fail_t - 1.0, seconds + 1.0),
+        // Up to now: the station's return may come after the transfer's end.
+        (fail_t - 1.0, started.elapsed().as_secs_f64() + 1.0),
     );
     let others: Vec<String> = (0..LINKS)
         .filter(|&l| l != link)
@@ -1001,8 +1018,17 @@ pub fn failure_run(
             .find(|m| m.t >= restore_t && m.what.contains("CTRL-EVENT-CONNECTED"))
             .map_or(polled, |m| m.t - restore_t)
     });
+    // The failure's stall lies between the failure and the link's return
+    // (a second after it): a later one, on a busy machine, is not its.
+    let regained_after = regained(&links, link, restore_t);
+    let until = restore_t + regained_after.unwrap_or(10.0) + 1.0;
+    let around: Vec<iperf::Interval> = goodput
+        .iter()
+        .filter(|i| i.start <= until)
+        .cloned()
+        .collect();
     Ok(FailureRun {
-        stall: timeline::longest_stall_window(&goodput, fail_t - 0.1),
+        stall: timeline::longest_stall_window(&around, fail_t - 0.1),
         other_link_downs: timeline::downs_of(&timeline, &others),
         timeline,
         failure,
@@ -1010,8 +1036,8 @@ pub fn failure_run(
         fail_at: fail_t,
         restore_at: restore_t,
         intact: outcome.intact(),
-        regained_after: regained(&links, link, restore_t),
-        longest_stall: iperf::longest_stall(&goodput, fail_t - 0.1),
+        regained_after,
+        longest_stall: iperf::longest_stall(&around, fail_t - 0.1),
         mean_mbit: bytes as f64 * 8.0 / seconds.max(1e-3) / 1e6,
         associated_after,
         outcome,
@@ -1212,7 +1238,7 @@ pub fn table(report: &WifiReport) -> String {
         let _ = writeln!(
             out,
             "\n  longest stall: the longest run of 100 ms intervals in which the client received \
-             nothing, from the failure on; associated: the station's association after the \
+             nothing, from the failure until a second after the link was regained; associated: the station's association after the \
              failure was lifted; regained: until the link's subflow carried the connection again; \
              other↓: how often a daemon took the other link, which never failed, out of service"
         );
