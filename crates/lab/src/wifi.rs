@@ -157,6 +157,56 @@ pub struct Wifi {
     notes: Arc<Mutex<Vec<(f64, String)>>>,
     /// The hotplug stand-in (without bridges): its stop flag and thread.
     hotplug: Mutex<Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>>,
+    /// `nft -i` in router A and router B, ready to silence a link.
+    silencers: Mutex<Vec<NftShell>>,
+}
+
+/// An `nft -i` started in one router, fed commands on its stdin: a change
+/// takes effect without a process being started (each start costs up to
+/// seconds in the VM under TCG on a busy machine).
+struct NftShell {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+}
+
+impl NftShell {
+    fn start(topo: &Topology, node: Node, stderr: &Path) -> anyhow::Result<NftShell> {
+        let err = std::fs::File::create(stderr)
+            .with_context(|| format!("cannot create {}", stderr.display()))?;
+        // Started from a thread inside the router: one process.
+        let mut child = crate::netns::try_in_netns(&topo.ns_path(node), || {
+            Command::new("nft")
+                .arg("-i")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(err)
+                .spawn()
+        })?
+        .context("cannot start nft -i")?;
+        let stdin = child.stdin.take().context("nft -i without stdin")?;
+        Ok(NftShell { child, stdin })
+    }
+
+    fn send(&mut self, line: &str) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        writeln!(self.stdin, "{line}")
+            .and_then(|()| self.stdin.flush())
+            .with_context(|| format!("nft -i: cannot send {line:?}"))
+    }
+
+    /// Ends it: its stdin closed, it exits (killed after 5 s).
+    fn finish(self) {
+        let NftShell { mut child, stdin } = self;
+        drop(stdin);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if matches!(child.try_wait(), Ok(None)) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Wifi {
@@ -173,6 +223,7 @@ impl Wifi {
             retired: Mutex::new(Vec::new()),
             notes: Arc::new(Mutex::new(Vec::new())),
             hotplug: Mutex::new(None),
+            silencers: Mutex::new(Vec::new()),
         }
     }
 
@@ -353,7 +404,23 @@ impl Wifi {
     /// receiver that cannot decrypt (keys out of step during a re-key) or
     /// a roaming station's frames that reach no one look like this to IP.
     fn silence(&self, topo: &Topology, link: usize, on: bool) -> anyhow::Result<()> {
-        // Both ends at once, each `nft` started from a thread inside its
+        let mut shells = lock(&self.silencers);
+        if !shells.is_empty() {
+            let rule = match on {
+                true => format!("add rule netdev {SILENCE_TABLE} ingress drop"),
+                false => format!("flush chain netdev {SILENCE_TABLE} ingress"),
+            };
+            for shell in shells.iter_mut() {
+                shell.send(&rule)?;
+            }
+            self.note(format!(
+                "{} link {link} (sent to nft -i in both routers)",
+                if on { "silenced" } else { "unsilenced" }
+            ));
+            return Ok(());
+        }
+        drop(shells);
+        // Without `prepare_silence`: both ends at once, each `nft` started from a thread inside its
         // router (one process, not `ip netns exec`'s two): under TCG on a
         // busy machine each process start takes up to seconds.
         let ends = [
@@ -389,6 +456,38 @@ impl Wifi {
             if on { "silenced" } else { "unsilenced" }
         ));
         Ok(())
+    }
+
+    /// Makes silencing link `link` quick: an `nft -i` in each router with
+    /// the table and an empty ingress chain on the link's interface, so
+    /// that [`WifiFailure::Silence`] only sends one line to each.
+    pub fn prepare_silence(&self, topo: &Topology, link: usize) -> anyhow::Result<()> {
+        self.end_silence();
+        let mut shells = Vec::new();
+        for (node, dev) in [
+            // Where what the station sends arrives, bridged or not.
+            (Node::RouterA, Wifi::wds_ifname(link)),
+            (Node::RouterB, topo.link_ifname(link)),
+        ] {
+            let mut shell =
+                NftShell::start(topo, node, &self.dir.join(format!("nft-{node:?}.stderr")))?;
+            shell.send(&format!("add table netdev {SILENCE_TABLE}"))?;
+            shell.send(&format!(
+                "add chain netdev {SILENCE_TABLE} ingress {{ type filter hook ingress device \"{dev}\" \
+                 priority -500; policy accept; }}"
+            ))?;
+            shells.push(shell);
+        }
+        *lock(&self.silencers) = shells;
+        Ok(())
+    }
+
+    /// Removes the silencing tables and ends the `nft -i`s.
+    pub fn end_silence(&self) {
+        for mut shell in lock(&self.silencers).drain(..) {
+            let _ = shell.send(&format!("delete table netdev {SILENCE_TABLE}"));
+            shell.finish();
+        }
     }
 
     /// How often link `link`'s station has said `event` (wpa_supplicant's
@@ -761,6 +860,7 @@ impl Drop for Wifi {
     fn drop(&mut self) {
         // First: its thread keeps router A's namespace, and so its radio, alive.
         self.stop_hotplug();
+        self.end_silence();
         let _ = std::fs::remove_dir_all(&self.dir);
         // The kernel sends a radio home when its namespace is destroyed,
         // which happens in the background after the lab deletes it (seen:
@@ -916,6 +1016,9 @@ pub fn failure_run(
         timing.fail_at,
         timing.restore_at
     ));
+    if failure == WifiFailure::Silence {
+        wl.wifi.prepare_silence(topo, link)?;
+    }
     let server = transfer::Server::bind(topo)?;
     let client_rx = AtomicU64::new(0);
     let finished = AtomicBool::new(false);
@@ -1000,6 +1103,7 @@ pub fn failure_run(
     let goodput = measure::app_intervals(&links);
     let fail_t = events.first().map_or(timing.fail_at, |e| e.t);
     let restore_t = events.get(1).map_or(timing.restore_at, |e| e.t);
+    wl.wifi.end_silence();
     let timeline = wl.wifi.timeline(
         &wl.lab.bridge,
         link,
