@@ -111,6 +111,18 @@ impl Bridge {
         mpbridge: &Path,
         options: &BridgeOptions,
     ) -> anyhow::Result<Bridge> {
+        Bridge::start_naming(topo, mpbridge, options, &[])
+    }
+
+    /// [`Bridge::start`] with router A's daemon naming `local_ifnames` for
+    /// its links, by index (where empty: the topology's `wanN`), e.g. the
+    /// Wi-Fi lab's station interfaces without bridges.
+    pub fn start_naming(
+        topo: &Topology,
+        mpbridge: &Path,
+        options: &BridgeOptions,
+        local_ifnames: &[String],
+    ) -> anyhow::Result<Bridge> {
         let dir = topo.workdir();
         let remote_key = dir.join("remote.key");
         write_private(&remote_key, LAB_KEY_HEX)?;
@@ -158,7 +170,12 @@ impl Bridge {
             options.local_extra
         )?;
         writeln!(local_conf, "[log]\nlevel = {:?}", options.log_level)?;
-        local_conf.push_str(&link_lines(topo, options, Node::RouterA));
+        local_conf.push_str(&link_lines_naming(
+            topo,
+            options,
+            Node::RouterA,
+            local_ifnames,
+        ));
         let local_path = dir.join("local.toml");
         write_private(&local_path, &local_conf)?;
 
@@ -203,6 +220,16 @@ impl Bridge {
 /// `[paths]` routes the client LAN (router A routes the default route by
 /// default), so `paths_extra` must not hold a `[paths]` section then.
 pub(crate) fn link_lines(topo: &Topology, options: &BridgeOptions, node: Node) -> String {
+    link_lines_naming(topo, options, node, &[])
+}
+
+/// [`link_lines`] with router A's links naming `local_ifnames` (by index).
+fn link_lines_naming(
+    topo: &Topology,
+    options: &BridgeOptions,
+    node: Node,
+    local_ifnames: &[String],
+) -> String {
     let mut out = String::new();
     for link in 0..topo.link_count() {
         let peer = |v6| match node {
@@ -212,7 +239,10 @@ pub(crate) fn link_lines(topo: &Topology, options: &BridgeOptions, node: Node) -
         let _ = writeln!(
             out,
             "\n[[link]]\ninterface = \"{}\"\npeer = [\"{}\", \"{}\"]\nbackup = {}",
-            topo.link_ifname(link),
+            match (node, local_ifnames.get(link)) {
+                (Node::RouterA, Some(name)) => name.clone(),
+                _ => topo.link_ifname(link),
+            },
             peer(false),
             peer(true),
             options.backup_links.contains(&link)

@@ -30,8 +30,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context};
 use serde::Serialize;
@@ -40,7 +40,11 @@ use crate::bridge::{Bridge, BridgeOptions};
 use crate::measure::{self, Progress};
 use crate::plan::{self, LanRoutes};
 use crate::scenario::{self, Aggregate, Lab};
-use crate::{exec, iperf, transfer, wait_until, Node, Proc, Topology, TopologySpec};
+use crate::{exec, iperf, shaping, transfer, wait_until, Node, Proc, Topology, TopologySpec};
+
+pub mod timeline;
+
+use timeline::Mark;
 
 /// Wi-Fi links: two, an access point and a station each.
 pub const LINKS: usize = 2;
@@ -53,6 +57,25 @@ const PASSPHRASE: &str = "mpbridge-lab-wifi";
 /// How long association (scan, authentication, 4-way handshake) may take
 /// under TCG on a busy machine.
 const ASSOCIATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The nftables table (family netdev) that silences a link.
+const SILENCE_TABLE: &str = "mpblab_silence";
+/// How often the lab's stand-in for OpenWrt's hotplug looks for a
+/// 4-address station's interface (a read of /proc, no process).
+const HOTPLUG_PERIOD: Duration = Duration::from_millis(50);
+
+/// How the Wi-Fi lab is built, beyond the topology.
+#[derive(Debug, Clone, Default)]
+pub struct WifiOptions {
+    /// Router A without bridges: its daemon's links name the 4-address
+    /// stations' own interfaces (`ap0.sta1`), which hostapd makes on
+    /// association and deletes on disassociation; the lab gives each new
+    /// one its address, route and shaping, as an OpenWrt hotplug script
+    /// would.
+    pub no_bridge: bool,
+    /// hostapd renews the pairwise and the group key every this many
+    /// seconds (`wpa_ptk_rekey`, `wpa_group_rekey`).
+    pub rekey_secs: Option<u32>,
+}
 
 /// Channel `ch`'s centre frequency in MHz (2.4 GHz band).
 fn frequency(ch: u32) -> u32 {
@@ -125,26 +148,354 @@ pub struct Wifi {
     /// Per link: router A's radio (the access point), router B's (the station).
     radios: Vec<(String, String)>,
     dir: PathBuf,
+    options: WifiOptions,
     aps: Mutex<Vec<Option<Proc>>>,
     stations: Mutex<Vec<Option<Proc>>>,
+    /// The logs of access points the lab stopped, for the timeline.
+    retired: Mutex<Vec<(usize, String)>>,
+    /// What the lab did, Unix seconds and words, for the timeline.
+    notes: Arc<Mutex<Vec<(f64, String)>>>,
+    /// The hotplug stand-in (without bridges): its stop flag and thread.
+    hotplug: Mutex<Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>>,
+    /// `nft -i` in router A and router B, ready to silence a link.
+    silencers: Mutex<Vec<NftShell>>,
+}
+
+/// An `nft -i` started in one router, fed commands on its stdin: a change
+/// takes effect without a process being started (each start costs up to
+/// seconds in the VM under TCG on a busy machine).
+struct NftShell {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+}
+
+impl NftShell {
+    fn start(topo: &Topology, node: Node, stderr: &Path) -> anyhow::Result<NftShell> {
+        let err = std::fs::File::create(stderr)
+            .with_context(|| format!("cannot create {}", stderr.display()))?;
+        // Started from a thread inside the router: one process.
+        let mut child = crate::netns::try_in_netns(&topo.ns_path(node), || {
+            Command::new("nft")
+                .arg("-i")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(err)
+                .spawn()
+        })?
+        .context("cannot start nft -i")?;
+        let stdin = child.stdin.take().context("nft -i without stdin")?;
+        Ok(NftShell { child, stdin })
+    }
+
+    fn send(&mut self, line: &str) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        writeln!(self.stdin, "{line}")
+            .and_then(|()| self.stdin.flush())
+            .with_context(|| format!("nft -i: cannot send {line:?}"))
+    }
+
+    /// Ends it: its stdin closed, it exits (killed after 5 s).
+    fn finish(self) {
+        let NftShell { mut child, stdin } = self;
+        drop(stdin);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if matches!(child.try_wait(), Ok(None)) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Wifi {
-    fn new(radios: Vec<String>, dir: &Path) -> Wifi {
+    fn new(radios: Vec<String>, dir: &Path, options: &WifiOptions) -> Wifi {
         Wifi {
             radios: radios
                 .chunks(2)
                 .map(|p| (p[0].clone(), p[1].clone()))
                 .collect(),
             dir: dir.to_path_buf(),
+            options: options.clone(),
             aps: Mutex::new(vec![None, None]),
             stations: Mutex::new(vec![None, None]),
+            retired: Mutex::new(Vec::new()),
+            notes: Arc::new(Mutex::new(Vec::new())),
+            hotplug: Mutex::new(None),
+            silencers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Router A's interface of link `link`, the one its daemon names: the
+    /// bridge `wanN`, or without bridges the station's own `apN.sta1`.
+    pub fn ra_ifname(&self, topo: &Topology, link: usize) -> String {
+        match self.options.no_bridge {
+            true => Wifi::wds_ifname(link),
+            false => topo.link_ifname(link),
+        }
+    }
+
+    fn note(&self, what: String) {
+        lock(&self.notes).push((unix_now(), what));
+    }
+
+    /// Without bridges: starts the lab's stand-in for an OpenWrt hotplug
+    /// script in router A. Each time a station's interface (`apN.sta1`)
+    /// appears, it is brought up and given router A's addresses on the
+    /// link, link 0's the route to the server LAN (the bridge had it), and
+    /// the link's shaping; its new ifindex goes to the timeline. It looks
+    /// every [`HOTPLUG_PERIOD`] (the interface list of /proc, read in
+    /// router A's namespace).
+    fn start_hotplug(&self, topo: &Topology) -> anyhow::Result<()> {
+        let ns_path = topo.ns_path(Node::RouterA);
+        let ns = topo.ns_name(Node::RouterA).to_string();
+        let setups: Vec<(String, String, String)> = (0..LINKS)
+            .map(|link| {
+                let dev = Wifi::wds_ifname(link);
+                let mut ip = format!(
+                    "link set {dev} up\naddr replace {} dev {dev}\n\
+                     addr replace {} dev {dev} nodad\n",
+                    plan::with_prefix(topo.ra_link_addr(link, false)),
+                    plan::with_prefix(topo.ra_link_addr(link, true)),
+                );
+                if link == 0 {
+                    for v6 in [false, true] {
+                        let _ = writeln!(
+                            ip,
+                            "route replace {} via {} dev {dev}",
+                            plan::server_net(v6),
+                            topo.rb_link_addr(0, v6)
+                        );
+                    }
+                }
+                let _ = writeln!(ip, "link show dev {dev}");
+                let spec = &topo.links()[link];
+                let tc = shaping::link_lines(&dev, spec, spec.rate_mbit).join("\n") + "\n";
+                (dev, ip, tc)
+            })
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let notes = Arc::clone(&self.notes);
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let watch = crate::netns::try_in_netns(&ns_path, || {
+                let mut configured = [false; LINKS];
+                while !flag.load(Ordering::Relaxed) {
+                    let dev =
+                        std::fs::read_to_string("/proc/thread-self/net/dev").unwrap_or_default();
+                    for (link, (name, ip, tc)) in setups.iter().enumerate() {
+                        let present = dev
+                            .lines()
+                            .any(|l| l.trim_start().starts_with(&format!("{name}:")));
+                        if !present {
+                            configured[link] = false;
+                            continue;
+                        }
+                        if configured[link] {
+                            continue;
+                        }
+                        let done = exec::run("ip", &["-n", &ns, "-batch", "-"], Some(ip)).and_then(
+                            |out| {
+                                exec::run("tc", &["-n", &ns, "-batch", "-"], Some(tc))?;
+                                Ok(out)
+                            },
+                        );
+                        // Not yet (hostapd still setting it up): next look.
+                        if let Ok(out) = done {
+                            configured[link] = true;
+                            let index = out.split(':').next().unwrap_or("?").trim().to_string();
+                            lock(&notes).push((
+                                unix_now(),
+                                format!("hotplug: {name} (ifindex {index}) up, addressed, shaped"),
+                            ));
+                        }
+                    }
+                    std::thread::sleep(HOTPLUG_PERIOD);
+                }
+            });
+            if let Err(e) = watch {
+                eprintln!("mpbridge-lab: the hotplug stand-in cannot enter router A: {e:#}");
+            }
+        });
+        *lock(&self.hotplug) = Some((stop, thread));
+        Ok(())
+    }
+
+    fn stop_hotplug(&self) {
+        if let Some((stop, thread)) = lock(&self.hotplug).take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = thread.join();
         }
     }
 
     /// The access point's interface on router A (the bridge's port).
     pub fn ap_ifname(link: usize) -> String {
         format!("ap{link}")
+    }
+
+    /// What was said about link `link` within `window` (seconds after
+    /// `origin_unix`): both daemons' logs whole, hostapd's and
+    /// wpa_supplicant's events, the lab's notes; in time order.
+    fn timeline(
+        &self,
+        bridge: &Bridge,
+        link: usize,
+        origin_unix: f64,
+        window: (f64, f64),
+    ) -> Vec<Mark> {
+        let (from, to) = window;
+        let mut marks = Vec::new();
+        for (who, proc) in [("router A", &bridge.local), ("router B", &bridge.remote)] {
+            marks.extend(timeline::daemon_marks(
+                who,
+                &proc.output_text(),
+                origin_unix,
+                from,
+                to,
+            ));
+        }
+        const EVENTS: [&str; 6] = [
+            "AP-STA-",
+            "CTRL-EVENT-",
+            "WPA: Key negotiation completed",
+            "WPA: Group rekeying completed",
+            "EAPOL-4WAY-HS-COMPLETED",
+            "AP-ENABLED",
+        ];
+        let mut logs: Vec<(String, String)> = lock(&self.retired)
+            .iter()
+            .filter(|(l, _)| *l == link)
+            .map(|(_, text)| (format!("hostapd {link}"), text.clone()))
+            .collect();
+        for (who, procs) in [("hostapd", &self.aps), ("wpa", &self.stations)] {
+            if let Some(p) = &lock(procs)[link] {
+                logs.push((format!("{who} {link}"), p.output_text()));
+            }
+        }
+        for (who, text) in &logs {
+            marks.extend(timeline::hostap_marks(
+                who,
+                text,
+                origin_unix,
+                window,
+                &EVENTS,
+            ));
+        }
+        marks.extend(
+            lock(&self.notes)
+                .iter()
+                .map(|(t, what)| Mark {
+                    t: t - origin_unix,
+                    who: "lab".into(),
+                    what: what.clone(),
+                })
+                .filter(|m| (from..=to).contains(&m.t)),
+        );
+        marks.sort_by(|a, b| a.t.total_cmp(&b.t));
+        marks
+    }
+
+    /// Silences link `link` (`on`) or lets it speak again: every frame
+    /// that arrives on it is dropped at both ends, at the netdev ingress
+    /// hook (before the bridge, IP and ARP), by nftables tables of family
+    /// netdev of the lab's own, while the station stays associated:
+    /// 802.11 management and acknowledgements go on below that hook. A
+    /// receiver that cannot decrypt (keys out of step during a re-key) or
+    /// a roaming station's frames that reach no one look like this to IP.
+    fn silence(&self, topo: &Topology, link: usize, on: bool) -> anyhow::Result<()> {
+        let mut shells = lock(&self.silencers);
+        if !shells.is_empty() {
+            let rule = match on {
+                true => format!("add rule netdev {SILENCE_TABLE} ingress drop"),
+                false => format!("flush chain netdev {SILENCE_TABLE} ingress"),
+            };
+            for shell in shells.iter_mut() {
+                shell.send(&rule)?;
+            }
+            self.note(format!(
+                "{} link {link} (sent to nft -i in both routers)",
+                if on { "silenced" } else { "unsilenced" }
+            ));
+            return Ok(());
+        }
+        drop(shells);
+        // Without `prepare_silence`: both ends at once, each `nft` started from a thread inside its
+        // router (one process, not `ip netns exec`'s two): under TCG on a
+        // busy machine each process start takes up to seconds.
+        let ends = [
+            (Node::RouterA, Wifi::wds_ifname(link)),
+            (Node::RouterB, topo.link_ifname(link)),
+        ];
+        std::thread::scope(|scope| {
+            let each: Vec<_> = ends
+                .iter()
+                .map(|(node, dev)| scope.spawn(move || self.silence_end(topo, *node, dev, on)))
+                .collect();
+            each.into_iter()
+                .try_for_each(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        })
+    }
+
+    fn silence_end(&self, topo: &Topology, node: Node, dev: &str, on: bool) -> anyhow::Result<()> {
+        let script = if on {
+            format!(
+                    "table netdev {SILENCE_TABLE} {{\n  chain ingress {{\n    \
+                     type filter hook ingress device \"{dev}\" priority -500; policy drop;\n  }}\n}}\n"
+                )
+        } else {
+            format!("delete table netdev {SILENCE_TABLE}\n")
+        };
+        crate::netns::try_in_netns(&topo.ns_path(node), || {
+            exec::run("nft", &["-f", "-"], Some(&script))
+        })
+        .and_then(|r| r)
+        .with_context(|| format!("cannot silence {dev} in {node:?}"))?;
+        self.note(format!(
+            "{} {dev} in {node:?}",
+            if on { "silenced" } else { "unsilenced" }
+        ));
+        Ok(())
+    }
+
+    /// Makes silencing link `link` quick: an `nft -i` in each router with
+    /// the table and an empty ingress chain on the link's interface, so
+    /// that [`WifiFailure::Silence`] only sends one line to each.
+    pub fn prepare_silence(&self, topo: &Topology, link: usize) -> anyhow::Result<()> {
+        self.end_silence();
+        let mut shells = Vec::new();
+        for (node, dev) in [
+            // Where what the station sends arrives, bridged or not.
+            (Node::RouterA, Wifi::wds_ifname(link)),
+            (Node::RouterB, topo.link_ifname(link)),
+        ] {
+            let mut shell =
+                NftShell::start(topo, node, &self.dir.join(format!("nft-{node:?}.stderr")))?;
+            shell.send(&format!("add table netdev {SILENCE_TABLE}"))?;
+            shell.send(&format!(
+                "add chain netdev {SILENCE_TABLE} ingress {{ type filter hook ingress device \"{dev}\" \
+                 priority -500; policy accept; }}"
+            ))?;
+            shells.push(shell);
+        }
+        *lock(&self.silencers) = shells;
+        Ok(())
+    }
+
+    /// Removes the silencing tables and ends the `nft -i`s.
+    pub fn end_silence(&self) {
+        for mut shell in lock(&self.silencers).drain(..) {
+            let _ = shell.send(&format!("delete table netdev {SILENCE_TABLE}"));
+            shell.finish();
+        }
+    }
+
+    /// How often link `link`'s station has said `event` (wpa_supplicant's
+    /// log, so no process is started to ask).
+    fn station_said(&self, link: usize, event: &str) -> usize {
+        lock(&self.stations)[link]
+            .as_ref()
+            .map_or(0, |p| p.output_text().matches(event).count())
     }
 
     /// The interface hostapd makes for link `link`'s 4-address station
@@ -196,14 +547,24 @@ impl Wifi {
                 &["iw", "phy", a, "interface", "add", &ap, "type", "managed"],
             )?;
             // A fixed address: a bridge otherwise takes its ports', which
-            // change as the station's interface comes and goes.
+            // change as the station's interface comes and goes. Without
+            // bridges, a veth pair inside router A stands in until the
+            // topology is built (it addresses and checks every router's
+            // `wanN`), then goes (the lab VM's kernel has no dummy module).
             let mac = format!("02:6d:70:62:a0:{link:02x}");
+            let stub = format!("stub{link}");
+            let kind: &[&str] = if self.options.no_bridge {
+                &["type", "veth", "peer", "name", &stub]
+            } else {
+                &["type", "bridge"]
+            };
             topo.run(
                 Node::RouterA,
-                &[
-                    "ip", "link", "add", &ifname, "address", &mac, "type", "bridge",
-                ],
+                &[&["ip", "link", "add", &ifname, "address", &mac], kind].concat(),
             )?;
+            if self.options.no_bridge {
+                topo.run(Node::RouterA, &["ip", "link", "set", &stub, "up"])?;
+            }
             topo.run(
                 Node::RouterB,
                 &[
@@ -222,8 +583,10 @@ impl Wifi {
             self.start_ap(topo, link)?;
             self.start_station(topo, link)?;
         }
+        // Without bridges the station's interface gets its address once
+        // the topology is built (`WifiLab::start`): the radio part only.
         for link in 0..LINKS {
-            self.wait_associated(topo, link)?;
+            self.wait_ready(topo, link, !self.options.no_bridge)?;
         }
         Ok(())
     }
@@ -231,18 +594,29 @@ impl Wifi {
     fn start_ap(&self, topo: &Topology, link: usize) -> anyhow::Result<()> {
         let conf = self.dir.join(format!("hostapd-{link}.conf"));
         let channel = CHANNELS[link];
-        let text = format!(
-            "interface={ap}\nbridge={br}\nwds_bridge={br}\ndriver=nl80211\n\
+        let mut text = format!(
+            "interface={ap}\ndriver=nl80211\n\
              ctrl_interface={ctrl}\nssid=mpbridge-lab-{link}\nhw_mode=g\nchannel={channel}\n\
              wpa=2\nwpa_key_mgmt=WPA-PSK\nrsn_pairwise=CCMP\nwpa_passphrase={PASSPHRASE}\n\
              wds_sta=1\n",
             ap = Wifi::ap_ifname(link),
-            br = topo.link_ifname(link),
             ctrl = self.hostapd_ctrl(link).display(),
         );
+        if !self.options.no_bridge {
+            let br = topo.link_ifname(link);
+            let _ = write!(text, "bridge={br}\nwds_bridge={br}\n");
+        }
+        if let Some(secs) = self.options.rekey_secs {
+            let _ = write!(text, "wpa_ptk_rekey={secs}\nwpa_group_rekey={secs}\n");
+        }
         std::fs::write(&conf, text)?;
         let name = crate::bridge::unused_name(topo, &format!("hostapd-{link}"));
-        let proc = topo.spawn_named(Node::RouterA, &name, Command::new("hostapd").arg(&conf))?;
+        // -t: each line with its time, for the timeline.
+        let proc = topo.spawn_named(
+            Node::RouterA,
+            &name,
+            Command::new("hostapd").arg("-t").arg(&conf),
+        )?;
         proc.wait_for_log("AP-ENABLED", ASSOCIATE_TIMEOUT)
             .with_context(|| {
                 format!(
@@ -265,7 +639,7 @@ impl Wifi {
         std::fs::write(&conf, text)?;
         let name = crate::bridge::unused_name(topo, &format!("wpa_supplicant-{link}"));
         let mut cmd = Command::new("wpa_supplicant");
-        cmd.args(["-D", "nl80211", "-i", &topo.link_ifname(link), "-c"])
+        cmd.args(["-t", "-D", "nl80211", "-i", &topo.link_ifname(link), "-c"])
             .arg(&conf);
         let proc = topo.spawn_named(Node::RouterB, &name, &mut cmd)?;
         lock(&self.stations)[link] = Some(proc);
@@ -275,31 +649,44 @@ impl Wifi {
     /// Whether link `link`'s station is associated and its access point
     /// has made (and bridged) the station's interface.
     pub fn associated(&self, topo: &Topology, link: usize) -> bool {
+        self.associated_as(topo, link, true)
+    }
+
+    /// [`Wifi::associated`]; without `ra_side`, only the radio part:
+    /// the station connected and its interface there on router A.
+    fn associated_as(&self, topo: &Topology, link: usize, ra_side: bool) -> bool {
         let station = topo
             .run(
                 Node::RouterB,
                 &["iw", "dev", &topo.link_ifname(link), "link"],
             )
             .is_ok_and(|out| out.contains("Connected to"));
-        let bridged = topo
-            .run(
-                Node::RouterA,
-                &[
-                    "ip",
-                    "-br",
-                    "link",
-                    "show",
-                    "master",
-                    &topo.link_ifname(link),
-                ],
-            )
-            .is_ok_and(|out| out.contains(&Wifi::wds_ifname(link)));
-        station && bridged
+        let wds = Wifi::wds_ifname(link);
+        let ready = if self.options.no_bridge && !ra_side {
+            topo.run(Node::RouterA, &["ip", "-br", "link", "show", "dev", &wds])
+                .is_ok()
+        } else if self.options.no_bridge {
+            // The station's interface is there with its address.
+            let v4 = topo.ra_link_addr(link, false).to_string();
+            topo.run(Node::RouterA, &["ip", "-br", "addr", "show", "dev", &wds])
+                .is_ok_and(|out| out.contains(&format!("{v4}/")))
+        } else {
+            let br = topo.link_ifname(link);
+            topo.run(Node::RouterA, &["ip", "-br", "link", "show", "master", &br])
+                .is_ok_and(|out| out.contains(&wds))
+        };
+        station && ready
     }
 
     /// Waits until link `link` is associated and its key negotiated.
     pub fn wait_associated(&self, topo: &Topology, link: usize) -> anyhow::Result<()> {
-        if wait_until(ASSOCIATE_TIMEOUT, || self.associated(topo, link)) {
+        self.wait_ready(topo, link, true)
+    }
+
+    fn wait_ready(&self, topo: &Topology, link: usize, ra_side: bool) -> anyhow::Result<()> {
+        if wait_until(ASSOCIATE_TIMEOUT, || {
+            self.associated_as(topo, link, ra_side)
+        }) {
             return Ok(());
         }
         let logs = |procs: &Mutex<Vec<Option<Proc>>>| {
@@ -318,16 +705,12 @@ impl Wifi {
     /// Runs `wpa_cli COMMAND` for link `link`'s station.
     fn wpa_cli(&self, topo: &Topology, link: usize, command: &str) -> anyhow::Result<()> {
         let ctrl = self.wpa_ctrl(link).display().to_string();
-        let out = topo.run(
-            Node::RouterB,
-            &[
-                "wpa_cli",
-                "-p",
-                &ctrl,
-                "-i",
-                &topo.link_ifname(link),
-                command,
-            ],
+        // The control socket is a file: no namespace needed, one process
+        // fewer than `ip netns exec` (each costs a lot under TCG).
+        let out = exec::run(
+            "wpa_cli",
+            &["-p", &ctrl, "-i", &topo.link_ifname(link), command],
+            None,
         )?;
         ensure!(
             out.contains("OK"),
@@ -350,17 +733,27 @@ impl Wifi {
             (WifiFailure::ApRestart, true) => {
                 if let Some(mut ap) = lock(&self.aps)[link].take() {
                     ap.terminate(Duration::from_secs(5));
+                    lock(&self.retired).push((link, ap.output_text()));
                 }
                 Ok(())
             }
+            (WifiFailure::Silence, _) => self.silence(topo, link, failed),
             (WifiFailure::ApRestart, false) => self.start_ap(topo, link),
             (WifiFailure::RadioOff, _) => {
                 let (_, phy) = self.radios(link);
-                let script = format!(
-                    "for r in /sys/class/ieee80211/{phy}/rfkill*/soft; do echo {} > \"$r\"; done",
-                    u8::from(failed)
-                );
-                topo.run(Node::RouterB, &["sh", "-c", &script])?;
+                let soft = u8::from(failed);
+                // rfkill is not namespaced: its switch is written from here,
+                // no process at all; the radio's own view needs router B's sysfs.
+                match rfkill_soft(phy) {
+                    Some(path) => std::fs::write(&path, format!("{soft}\n"))
+                        .with_context(|| format!("cannot write {}", path.display()))?,
+                    None => {
+                        let script = format!(
+                            "for r in /sys/class/ieee80211/{phy}/rfkill*/soft; do echo {soft} > \"$r\"; done"
+                        );
+                        topo.run(Node::RouterB, &["sh", "-c", &script])?;
+                    }
+                }
                 if !failed {
                     // What netifd does when the radio is back: the
                     // interface up, its IPv6 address again (the IPv4 one
@@ -399,6 +792,16 @@ impl WifiLab {
         mpbridge: &Path,
         options: &BridgeOptions,
     ) -> anyhow::Result<WifiLab> {
+        WifiLab::start_with(spec, mpbridge, options, &WifiOptions::default())
+    }
+
+    /// [`WifiLab::start`] built as `wifi_options` says.
+    pub fn start_with(
+        spec: &TopologySpec,
+        mpbridge: &Path,
+        options: &BridgeOptions,
+        wifi_options: &WifiOptions,
+    ) -> anyhow::Result<WifiLab> {
         ensure!(
             spec.links.len() == LINKS,
             "the Wi-Fi lab has {LINKS} links (four radios), not {}",
@@ -412,11 +815,30 @@ impl WifiLab {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let wifi = Wifi::new(radios, &dir);
+        let wifi = Wifi::new(radios, &dir, wifi_options);
         let topo = Topology::build_with_links(spec, LanRoutes::Static, &|topo| wifi.create(topo))?;
+        let mut local_ifnames = Vec::new();
+        if wifi_options.no_bridge {
+            // The dummies held the addresses while the topology was built:
+            // they go, the hotplug stand-in puts them on the stations'
+            // interfaces, which router A's daemon names.
+            let dummies: Vec<String> = (0..LINKS)
+                .map(|l| format!("link del {}", topo.link_ifname(l)))
+                .collect();
+            exec::run(
+                "ip",
+                &["-n", topo.ns_name(Node::RouterA), "-batch", "-"],
+                Some(&(dummies.join("\n") + "\n")),
+            )?;
+            wifi.start_hotplug(&topo)?;
+            for link in 0..LINKS {
+                wifi.wait_associated(&topo, link)?;
+            }
+            local_ifnames = (0..LINKS).map(Wifi::wds_ifname).collect();
+        }
         // The daemons probe as they do by default: a Wi-Fi link is what
         // they must handle as shipped.
-        let bridge = Bridge::start(&topo, mpbridge, options)?;
+        let bridge = Bridge::start_naming(&topo, mpbridge, options, &local_ifnames)?;
         let iperf_server = iperf::start_server(
             &topo,
             Node::Server,
@@ -436,6 +858,9 @@ impl WifiLab {
 
 impl Drop for Wifi {
     fn drop(&mut self) {
+        // First: its thread keeps router A's namespace, and so its radio, alive.
+        self.stop_hotplug();
+        self.end_silence();
         let _ = std::fs::remove_dir_all(&self.dir);
         // The kernel sends a radio home when its namespace is destroyed,
         // which happens in the background after the lab deletes it (seen:
@@ -461,13 +886,17 @@ pub enum WifiFailure {
     ApRestart,
     /// The station's radio is soft-blocked by rfkill, then unblocked.
     RadioOff,
+    /// The link stays associated but passes nothing (a re-key whose keys
+    /// got out of step, a roam): both ends drop what they receive.
+    Silence,
 }
 
 impl WifiFailure {
-    pub const ALL: [WifiFailure; 3] = [
+    pub const ALL: [WifiFailure; 4] = [
         WifiFailure::Disconnect,
         WifiFailure::ApRestart,
         WifiFailure::RadioOff,
+        WifiFailure::Silence,
     ];
 
     pub fn name(self) -> &'static str {
@@ -475,14 +904,16 @@ impl WifiFailure {
             WifiFailure::Disconnect => "disconnect",
             WifiFailure::ApRestart => "ap-restart",
             WifiFailure::RadioOff => "radio-off",
+            WifiFailure::Silence => "silence",
         }
     }
 
     /// The link the full scenario fails this way: the station of link 0,
-    /// the access point of link 1, the radio of link 0's station.
+    /// the access point of link 1, the radio of link 0's station, link 1
+    /// silent.
     pub fn default_link(self) -> usize {
         match self {
-            WifiFailure::ApRestart => 1,
+            WifiFailure::ApRestart | WifiFailure::Silence => 1,
             _ => 0,
         }
     }
@@ -496,7 +927,8 @@ impl WifiFailure {
                     .find(|f| f.name() == t.trim())
                     .with_context(|| {
                         format!(
-                            "--wifi-failures: {t:?} is not one of disconnect, ap-restart, radio-off"
+                            "--wifi-failures: {t:?} is not one of disconnect, ap-restart, radio-off, \
+                             silence"
                         )
                     })
             })
@@ -519,8 +951,9 @@ pub struct FailureRun {
     pub seconds: f64,
     /// Mean goodput server → client, Mbit/s.
     pub mean_mbit: f64,
-    /// Longest time the client received nothing from the failure on,
-    /// seconds (100 ms resolution).
+    /// Longest time the client received nothing from the failure until a
+    /// second after the link was regained (10 s after the restore if it
+    /// never was), seconds (100 ms resolution).
     pub longest_stall: f64,
     /// Seconds from the lifting of the failure until the station was
     /// associated again.
@@ -531,6 +964,17 @@ pub struct FailureRun {
     /// `mpbridge status` of both routers while the link was back.
     pub status: String,
     pub series: scenario::Series,
+    /// Where the longest stall lay, seconds into the transfer.
+    #[serde(default)]
+    pub stall: Option<(f64, f64)>,
+    /// How often the daemons took the *other* link out of service during
+    /// the transfer (it never failed: each time is a false alarm).
+    #[serde(default)]
+    pub other_link_downs: usize,
+    /// What the daemons, hostapd, wpa_supplicant and the lab said from a
+    /// second before the failure to the end of the transfer.
+    #[serde(default)]
+    pub timeline: Vec<Mark>,
 }
 
 /// Everything one Wi-Fi run measured.
@@ -572,12 +1016,17 @@ pub fn failure_run(
         timing.fail_at,
         timing.restore_at
     ));
+    if failure == WifiFailure::Silence {
+        wl.wifi.prepare_silence(topo, link)?;
+    }
     let server = transfer::Server::bind(topo)?;
     let client_rx = AtomicU64::new(0);
     let finished = AtomicBool::new(false);
     let started = Instant::now();
+    let started_unix = unix_now();
+    let names: Vec<String> = (0..LINKS).map(|l| wl.wifi.ra_ifname(topo, l)).collect();
     let ((outcome, seconds, events, associated_after, status), links) =
-        record(topo, started, &client_rx, progress, || {
+        record(topo, &names, started, &client_rx, progress, || {
             std::thread::scope(|scope| {
                 let transfer = scope.spawn(|| {
                     let result = transfer::run(topo, server, bytes, &client_rx);
@@ -592,16 +1041,30 @@ pub fn failure_run(
                     // The moment the command is given (under TCG starting
                     // it may take a second).
                     events.push(event(started, link, false));
+                    let said = |e| wl.wifi.station_said(link, e);
+                    let (connected, disconnected) = (
+                        said("CTRL-EVENT-CONNECTED"),
+                        said("CTRL-EVENT-DISCONNECTED"),
+                    );
+                    wl.wifi.note(format!("{} on link {link}", failure.name()));
                     wl.wifi.apply(topo, failure, link, true)?;
                     progress.note(&format!("link {link} {}", failure.name()));
                     sleep_until(at(timing.restore_at));
                     events.push(event(started, link, true));
                     let lifted = Instant::now();
+                    wl.wifi
+                        .note(format!("{} lifted on link {link}", failure.name()));
                     wl.wifi.apply(topo, failure, link, false)?;
                     progress.note("");
-                    let associated =
-                        wait_until(ASSOCIATE_TIMEOUT, || wl.wifi.associated(topo, link))
-                            .then(|| lifted.elapsed().as_secs_f64());
+                    // Associated: never lost, or connected again (read from
+                    // wpa_supplicant's log: asking `iw` and `ip` in a loop
+                    // took the VM's only CPU from the daemons right when
+                    // they regain the link).
+                    let associated = wait_until(ASSOCIATE_TIMEOUT, || {
+                        said("CTRL-EVENT-DISCONNECTED") == disconnected
+                            || said("CTRL-EVENT-CONNECTED") > connected
+                    })
+                    .then(|| lifted.elapsed().as_secs_f64());
                     // The status once the link has had a moment to carry
                     // the connection again.
                     wait_until(Duration::from_secs(2), || finished.load(Ordering::Relaxed));
@@ -621,18 +1084,64 @@ pub fn failure_run(
                 let (events, associated, status) = faults?;
                 Ok((outcome, seconds, events, associated, status))
             })
+        })
+        .inspect_err(|_| {
+            // What led to it, for the reader of the error.
+            let to = started.elapsed().as_secs_f64() + 1.0;
+            let marks = wl.wifi.timeline(
+                &wl.lab.bridge,
+                link,
+                started_unix,
+                (timing.fail_at - 1.0, to),
+            );
+            eprintln!(
+                "timeline of {} on link {link} until the transfer failed (seconds into it):\n{}",
+                failure.name(),
+                timeline::text(&marks)
+            );
         })?;
     let goodput = measure::app_intervals(&links);
     let fail_t = events.first().map_or(timing.fail_at, |e| e.t);
     let restore_t = events.get(1).map_or(timing.restore_at, |e| e.t);
+    wl.wifi.end_silence();
+    let timeline = wl.wifi.timeline(
+        &wl.lab.bridge,
+        link,
+        started_unix,
+        // Up to now: the station's return may come after the transfer's end.
+        (fail_t - 1.0, started.elapsed().as_secs_f64() + 1.0),
+    );
+    let others: Vec<String> = (0..LINKS)
+        .filter(|&l| l != link)
+        .flat_map(|l| [topo.link_ifname(l), wl.wifi.ra_ifname(topo, l)])
+        .collect();
+    // The station's own time for its association, where it said one.
+    let associated_after = associated_after.map(|polled| {
+        timeline
+            .iter()
+            .find(|m| m.t >= restore_t && m.what.contains("CTRL-EVENT-CONNECTED"))
+            .map_or(polled, |m| m.t - restore_t)
+    });
+    // The failure's stall lies between the failure and the link's return
+    // (a second after it): a later one, on a busy machine, is not its.
+    let regained_after = regained(&links, link, restore_t);
+    let until = restore_t + regained_after.unwrap_or(10.0) + 1.0;
+    let around: Vec<iperf::Interval> = goodput
+        .iter()
+        .filter(|i| i.start <= until)
+        .cloned()
+        .collect();
     Ok(FailureRun {
+        stall: timeline::longest_stall_window(&around, fail_t - 0.1),
+        other_link_downs: timeline::downs_of(&timeline, &others),
+        timeline,
         failure,
         link,
         fail_at: fail_t,
         restore_at: restore_t,
         intact: outcome.intact(),
-        regained_after: regained(&links, link, restore_t),
-        longest_stall: iperf::longest_stall(&goodput, fail_t - 0.1),
+        regained_after,
+        longest_stall: iperf::longest_stall(&around, fail_t - 0.1),
         mean_mbit: bytes as f64 * 8.0 / seconds.max(1e-3) / 1e6,
         associated_after,
         outcome,
@@ -653,6 +1162,7 @@ pub fn failure_run(
 /// multi-second intervals). Subflow counters are left at 0.
 fn record<T>(
     topo: &Topology,
+    names: &[String],
     started: Instant,
     app_rx: &AtomicU64,
     progress: &Progress,
@@ -661,9 +1171,6 @@ fn record<T>(
     let stop = AtomicBool::new(false);
     let samples = Mutex::new(Vec::<measure::LinkSample>::new());
     let ns = topo.ns_path(Node::RouterA);
-    let names: Vec<String> = (0..topo.link_count())
-        .map(|l| topo.link_ifname(l))
-        .collect();
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
             let counters = crate::netns::try_in_netns(&ns, || {
@@ -729,6 +1236,24 @@ fn event(started: Instant, link: usize, restored: bool) -> scenario::Event {
     }
 }
 
+/// The rfkill soft-block switch of radio `phy` (`/sys/class/rfkill/*/soft`
+/// of the rfkill named after it), if there is one.
+fn rfkill_soft(phy: &str) -> Option<PathBuf> {
+    std::fs::read_dir("/sys/class/rfkill")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| std::fs::read_to_string(p.join("name")).is_ok_and(|n| n.trim() == phy))
+        .map(|p| p.join("soft"))
+}
+
+/// Seconds since the Unix epoch, now.
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 fn sleep_until(t: Instant) {
     if let Some(left) = t.checked_duration_since(Instant::now()) {
         std::thread::sleep(left);
@@ -784,7 +1309,7 @@ pub fn table(report: &WifiReport) -> String {
         let _ = writeln!(
             out,
             "\nfailures (a SHA-256-checked transfer each way during each)\n  \
-             {:<11} {:>4} {:>7} {:>8} {:>6} {:>14} {:>13} {:>16} {:>8}",
+             {:<11} {:>4} {:>7} {:>8} {:>6} {:>14} {:>13} {:>16} {:>8} {:>7}",
             "failure",
             "link",
             "down at",
@@ -793,13 +1318,14 @@ pub fn table(report: &WifiReport) -> String {
             "mean",
             "longest stall",
             "associated",
-            "regained"
+            "regained",
+            "other↓"
         );
         for f in &report.failures {
             let secs = |t: Option<f64>| t.map_or("never".into(), |t| format!("after {t:.1} s"));
             let _ = writeln!(
                 out,
-                "  {:<11} {:>4} {:>5.1} s {:>6.1} s {:>6} {:>7.1} Mbit/s {:>11.1} s {:>16} {:>8}   {}",
+                "  {:<11} {:>4} {:>5.1} s {:>6.1} s {:>6} {:>7.1} Mbit/s {:>11.1} s {:>16} {:>8} {:>7}   {}",
                 f.failure.name(),
                 f.link,
                 f.fail_at,
@@ -809,14 +1335,16 @@ pub fn table(report: &WifiReport) -> String {
                 f.longest_stall,
                 secs(f.associated_after),
                 f.regained_after.map_or("never".into(), |t| format!("{t:.1} s")),
+                f.other_link_downs,
                 if f.intact { "intact" } else { "CORRUPT" }
             );
         }
         let _ = writeln!(
             out,
             "\n  longest stall: the longest run of 100 ms intervals in which the client received \
-             nothing, from the failure on; associated: the station's association after the \
-             failure was lifted; regained: until the link's subflow carried the connection again"
+             nothing, from the failure until a second after the link was regained; associated: the station's association after the \
+             failure was lifted; regained: until the link's subflow carried the connection again; \
+             other↓: how often a daemon took the other link, which never failed, out of service"
         );
     }
     let _ = writeln!(

@@ -240,6 +240,20 @@ fn a_wifi_link_carries_a_transfer_across_a_disassociation_and_leaves_nothing() {
         run.associated_after.is_some(),
         "link 0's station never reassociated"
     );
+    // The timeline puts every clock on the transfer's: the station's own
+    // reconnection and router B's daemon seeing its link come back both
+    // lie after the restore.
+    let after_restore = |who: &str, what: &str| {
+        run.timeline
+            .iter()
+            .any(|m| m.who.starts_with(who) && m.what.contains(what) && m.t >= run.restore_at)
+    };
+    assert!(
+        after_restore("wpa 0", "CTRL-EVENT-CONNECTED")
+            && after_restore("router B", "link changed link=wan0 up=true"),
+        "timeline:\n{}",
+        wifi::timeline::text(&run.timeline)
+    );
     for needle in [
         "wan0",
         "wan1",

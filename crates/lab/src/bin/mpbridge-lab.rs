@@ -172,10 +172,21 @@ struct RunArgs {
     probe_config: Vec<String>,
     /// wifi-bridge: the failures, in turn, comma-separated: disconnect (link 0's
     /// station), ap-restart (link 1's access point), radio-off (link 0's station
-    /// radio, rfkill); each during its own transfer of --size-mb, from --fail-at to
-    /// --restore-at. Default: all three.
+    /// radio, rfkill), silence (link 1 associated but passing nothing); each
+    /// during its own transfer of --size-mb, from --fail-at to --restore-at.
+    /// Default: all four.
     #[arg(long, value_name = "F,F,…")]
     wifi_failures: Option<String>,
+    /// wifi-bridge: router A without bridges; its daemon's links name the
+    /// 4-address stations' own interfaces (ap0.sta1, made on each
+    /// association with a new ifindex), which the lab addresses as an
+    /// OpenWrt hotplug script would.
+    #[arg(long)]
+    no_bridge: bool,
+    /// wifi-bridge: hostapd renews the pairwise and group keys every SECS
+    /// seconds (wpa_ptk_rekey, wpa_group_rekey).
+    #[arg(long, value_name = "SECS")]
+    wifi_rekey: Option<u32>,
     /// Run in the lab's x86_64 VM (Debian's Linux 6.12 under qemu). Links
     /// that need netem (delay, jitter, bursty loss) run there without it.
     #[arg(long)]
@@ -530,7 +541,16 @@ fn wifi_bridge(
     };
     eprintln!("mpbridge-lab: wifi-bridge: moving four hwsim radios into the routers, associating");
     let setup = Instant::now();
-    let wl = Arc::new(WifiLab::start(spec, &mpbridge, &options)?);
+    let wifi_options = wifi::WifiOptions {
+        no_bridge: args.no_bridge,
+        rekey_secs: args.wifi_rekey,
+    };
+    let wl = Arc::new(WifiLab::start_with(
+        spec,
+        &mpbridge,
+        &options,
+        &wifi_options,
+    )?);
     report.setup_seconds = setup.elapsed().as_secs_f64();
     {
         let wl = Arc::clone(&wl);
@@ -567,6 +587,12 @@ fn wifi_bridge(
             )?;
             progress.clear_line();
             eprintln!("{}", run.status);
+            eprintln!(
+                "timeline of {} on link {} (seconds into the transfer):\n{}",
+                run.failure.name(),
+                run.link,
+                wifi::timeline::text(&run.timeline)
+            );
             let intact = run.intact;
             report.failures.push(run);
             anyhow::ensure!(intact, "the data arrived changed: see the table");
