@@ -209,8 +209,7 @@ pub async fn serve(
     });
     server::serve(listeners, options, stats, shutdown, move |accepted| {
         let shared = shared.clone();
-        let span =
-            tracing::info_span!("conn", client = %accepted.peer, dest = tracing::field::Empty);
+        let span = server::conn_span(accepted.peer);
         handle(shared, accepted).instrument(span)
     })
     .await;
@@ -582,20 +581,20 @@ async fn refuse(
     match &refusal {
         Refusal::Cookie(_) | Refusal::NoCookie => {
             Stats::bump(&stats.refused_auth);
-            warn_limited!(REFUSED_AUTH, %peer, %dest, "refused: {refusal}");
+            warn_limited!(REFUSED_AUTH, client = %peer, %dest, "refused: {refusal}");
         }
         Refusal::Policy(_) => {
             Stats::bump(&stats.refused_policy);
-            warn_limited!(REFUSED_POLICY, %peer, %dest, "refused: {refusal}");
+            warn_limited!(REFUSED_POLICY, client = %peer, %dest, "refused: {refusal}");
         }
         Refusal::Dial(_) | Refusal::DialTimeout(_) => {
             Stats::bump(&stats.dial_failed);
             // The destination's own answer: as common as a closed port.
-            warn_limited!(DIAL_FAILED, %peer, %dest, "{refusal}");
+            warn_limited!(DIAL_FAILED, client = %peer, %dest, "{refusal}");
         }
         _ => {
             Stats::bump(&stats.refused_malformed);
-            warn_limited!(REFUSED_MALFORMED, %peer, "refused: {refusal}");
+            warn_limited!(REFUSED_MALFORMED, client = %peer, "refused: {refusal}");
         }
     }
     let Some(code) = refusal.code() else {
