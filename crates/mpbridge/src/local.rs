@@ -356,7 +356,9 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     tracing::Span::current().record("dest", tracing::field::display(dest));
 
     // The receive buffer's grant is held until the connection ends.
-    let (upstream, _rcvbuf) = match dial_any(&shared, dest).await {
+    // The dial's future on the heap: a held connection's future then
+    // carries room for its relay only.
+    let (upstream, _rcvbuf) = match Box::pin(dial_any(&shared, dest)).await {
         Ok(dialled) => dialled,
         Err(e) => {
             Stats::bump(&shared.stats.dial_failed);

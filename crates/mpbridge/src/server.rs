@@ -46,6 +46,17 @@ pub struct Slot {
     _open: Open,
 }
 
+#[cfg(test)]
+impl Slot {
+    /// A slot of no accept loop, for tests of a connection's handler.
+    pub fn for_tests(stats: &Arc<Stats>) -> Slot {
+        Slot {
+            _permit: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
+            _open: Open::new(stats),
+        }
+    }
+}
+
 /// Counts a connection in [`Stats::open`] while it lives (also when its
 /// task is aborted).
 struct Open(Arc<Stats>);
