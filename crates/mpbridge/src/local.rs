@@ -324,8 +324,7 @@ pub async fn serve(
     });
     server::serve(listeners, options, stats, shutdown, move |accepted| {
         let shared = shared.clone();
-        let span =
-            tracing::info_span!("conn", client = %accepted.peer, dest = tracing::field::Empty);
+        let span = server::conn_span(accepted.peer);
         handle(shared, accepted).instrument(span)
     })
     .await;
@@ -350,18 +349,20 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         Ok(dest) => dest,
         Err(e) => {
             Stats::bump(&shared.stats.refused_malformed);
-            warn_limited!(NO_DESTINATION, %peer, "refused: {e}");
+            warn_limited!(NO_DESTINATION, client = %peer, "refused: {e}");
             return;
         }
     };
     tracing::Span::current().record("dest", tracing::field::display(dest));
 
     // The receive buffer's grant is held until the connection ends.
-    let (upstream, _rcvbuf) = match dial_any(&shared, dest).await {
+    // The dial's future on the heap: a held connection's future then
+    // carries room for its relay only.
+    let (upstream, _rcvbuf) = match Box::pin(dial_any(&shared, dest)).await {
         Ok(dialled) => dialled,
         Err(e) => {
             Stats::bump(&shared.stats.dial_failed);
-            warn_limited!(REMOTE_DOWN, %dest, "no remote reachable: {e}");
+            warn_limited!(REMOTE_DOWN, client = %peer, %dest, "no remote reachable: {e}");
             return;
         }
     };
@@ -401,7 +402,7 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         }
         Err(e) => {
             // The guards reset both sides when they go out of scope.
-            report_failure(&shared.stats, &e, dest);
+            report_failure(&shared.stats, &e, peer, dest);
             RelayEnd::Reset(match e {
                 LocalRelayError::Pump(p) => p,
                 LocalRelayError::Reply(r) => PumpError::Read(io::Error::other(r.to_string())),
@@ -413,7 +414,7 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
 
 /// Counts and logs why a relay ended badly: refusals the operator must act
 /// on at warn, the destination's own answers (refused, unreachable) at debug.
-fn report_failure(stats: &Stats, e: &LocalRelayError, dest: SocketAddr) {
+fn report_failure(stats: &Stats, e: &LocalRelayError, client: SocketAddr, dest: SocketAddr) {
     match e {
         LocalRelayError::Reply(ReplyError::Refused(_)) => Stats::bump(&stats.remote_refused),
         LocalRelayError::Reply(
@@ -424,17 +425,17 @@ fn report_failure(stats: &Stats, e: &LocalRelayError, dest: SocketAddr) {
     match e {
         LocalRelayError::Reply(ReplyError::Refused(code @ ErrorCode::NotAuthorized))
         | LocalRelayError::Reply(ReplyError::Refused(code @ ErrorCode::MissingCookie)) => {
-            warn_limited!(REMOTE_REFUSED_AUTH, %dest,
+            warn_limited!(REMOTE_REFUSED_AUTH, %client, %dest,
                 "the remote refused: {code} (wrong key, clocks more than the cookie window apart, \
                  or its destination policy forbids this destination)");
         }
         LocalRelayError::Reply(ReplyError::Refused(code)) => {
-            tracing::debug!(%dest, "the remote refused: {code}");
+            tracing::debug!(%client, %dest, "the remote refused: {code}");
         }
         LocalRelayError::Reply(other) => {
-            warn_limited!(BAD_REPLY, %dest, "{other}");
+            warn_limited!(BAD_REPLY, %client, %dest, "{other}");
         }
-        LocalRelayError::Pump(p) => tracing::debug!(%dest, "relay reset: {p}"),
+        LocalRelayError::Pump(p) => tracing::debug!(%client, %dest, "relay reset: {p}"),
     }
 }
 

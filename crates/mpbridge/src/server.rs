@@ -46,6 +46,17 @@ pub struct Slot {
     _open: Open,
 }
 
+#[cfg(test)]
+impl Slot {
+    /// A slot of no accept loop, for tests of a connection's handler.
+    pub fn for_tests(stats: &Arc<Stats>) -> Slot {
+        Slot {
+            _permit: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
+            _open: Open::new(stats),
+        }
+    }
+}
+
 /// Counts a connection in [`Stats::open`] while it lives (also when its
 /// task is aborted).
 struct Open(Arc<Stats>);
@@ -131,6 +142,16 @@ pub async fn serve<H, F>(
         }
         _ = &mut accepting.0 => {}
     }
+}
+
+/// The span of one proxied connection (client, then destination once
+/// known), at debug level: at the default level it is never created, which
+/// costs nothing per connection, where an enabled span cost about 5 % of
+/// the daemons' CPU in the connection benchmark (a slab entry, its fields
+/// formatted into a string, an enter and exit per poll). The warnings a
+/// connection can end with name its client and destination themselves.
+pub fn conn_span(client: SocketAddr) -> tracing::Span {
+    tracing::debug_span!("conn", %client, dest = tracing::field::Empty)
 }
 
 /// Aborts a task when dropped: dropping [`serve`]'s future stops its accept
@@ -336,6 +357,18 @@ mod tests {
             assert!(!backoff.active());
         }
         assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+    }
+
+    #[test]
+    fn a_connection_costs_no_span_at_the_default_level() {
+        let client: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let at = |level| tracing_subscriber::fmt().with_max_level(level).finish();
+        tracing::subscriber::with_default(at(tracing::Level::INFO), || {
+            assert!(conn_span(client).is_disabled(), "no span at info");
+        });
+        tracing::subscriber::with_default(at(tracing::Level::DEBUG), || {
+            assert!(!conn_span(client).is_disabled(), "a span at debug");
+        });
     }
 
     #[tokio::test]
