@@ -91,6 +91,8 @@ struct Link {
     endpoints: BTreeMap<IpAddr, u32>,
     /// Addresses with a rule planned.
     rules: Vec<IpAddr>,
+    /// Kept as a backup by the slow-links policy ([`Planner::set_benched`]).
+    benched: bool,
 }
 
 /// The path manager's decisions; see the module doc.
@@ -118,6 +120,7 @@ impl Planner {
                 changed_at: now,
                 endpoints: BTreeMap::new(),
                 rules: Vec::new(),
+                benched: false,
             })
             .collect();
         Planner {
@@ -212,6 +215,15 @@ impl Planner {
         &self.config.links
     }
 
+    /// Link `link`'s endpoints flagged backup (or not) by the slow-links
+    /// policy ([`crate::paths::policy`]), whatever its configured flag.
+    pub fn set_benched(&mut self, link: usize, benched: bool, now: Instant) {
+        if let Some(l) = self.links.get_mut(link) {
+            l.benched = benched;
+            self.plan_link(link, now);
+        }
+    }
+
     /// The next thing to do, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
@@ -235,7 +247,7 @@ impl Planner {
                 let health = l.watched.as_ref().map(Health::health);
                 LinkStatus {
                     interface: l.spec.interface.clone(),
-                    backup: l.spec.backup,
+                    backup: l.spec.backup || l.benched,
                     kernel_up: l.kernel.up,
                     health: l.health,
                     in_service: l.in_service,
@@ -426,7 +438,7 @@ impl Planner {
         link.rules = kernel.addrs.clone();
         // Endpoints: what there should be, by address.
         let mut flags = FLAG_SUBFLOW;
-        if spec.backup {
+        if spec.backup || link.benched {
             flags |= FLAG_BACKUP;
         }
         let want: BTreeMap<IpAddr, u32> = match (probed_down, self.config.down_action) {
