@@ -63,9 +63,9 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            interval: Duration::from_millis(500),
-            settle: Duration::from_secs(1),
-            measure: Duration::from_secs(3),
+            interval: Duration::from_millis(250),
+            settle: Duration::from_millis(500),
+            measure: Duration::from_secs(2),
             min_load: 1e6,
             retry: Duration::from_secs(20),
             retry_max: Duration::from_secs(320),

@@ -241,10 +241,20 @@ fn a_benched_link_whose_probes_flap_disturbs_nothing() {
         w.in_service[1] = !w.in_service[1];
         w.run(2);
     }
-    assert!(w.policy.benched(1), "{:?}", w.log);
-    // At most the trials due in that minute (20 s, then 40 s on).
-    let trials = w.log.len() - before;
-    assert!(trials <= 4, "{:?}", &w.log[before..]);
+    // Back in use only for the trials due in that minute (20 s, then 40 s
+    // on), each undone within 2 s (its trial ends, or its probes flap).
+    let changes = &w.log[before..];
+    assert!(changes.len() <= 4, "{changes:?}");
+    let end = w.now.duration_since(w.t0);
+    for (i, (at, c)) in changes.iter().enumerate() {
+        if !c.benched && *at + Duration::from_secs(2) < end {
+            let (again, c2) = changes.get(i + 1).expect("benched again");
+            assert!(
+                c2.benched && *again - *at <= Duration::from_secs(2),
+                "{changes:?}"
+            );
+        }
+    }
 }
 
 #[test]
