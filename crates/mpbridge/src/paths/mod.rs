@@ -525,7 +525,7 @@ impl Manager {
         }
     }
 
-    /// When due: the links' counters, state, RTT and loss to the slow-links
+    /// When due: the links' counters and state to the slow-links
     /// policy, and its verdicts to the planner.
     fn apply_policy(&mut self, now: Instant) {
         let Some(policy) = &mut self.policy else {
@@ -547,7 +547,6 @@ impl Manager {
                     .ok()
                     .flatten()
                     .map(|(rx, tx)| rx + tx),
-                loss_percent: l.loss_percent,
             })
             .collect();
         policy.handle_sample(now, &samples);

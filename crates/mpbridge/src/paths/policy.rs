@@ -4,9 +4,8 @@
 //! can), and tried again later, so it returns when it helps.
 //!
 //! It measures rather than models. While the bridge carries a sustained
-//! load, a link that looks harmful (more probe loss than the best link,
-//! or a small share of the bytes) is benched for a
-//! trial, and the links' total rate with it is compared with the total
+//! load, a link that looks harmful (a small share of the bytes, or most of
+//! them while the flow stalls) is benched for a trial, and the links' total rate with it is compared with the total
 //! without it: it stays benched when the total without it is not lower
 //! (within [`Settings::margin`]). A benched link is tried back in the same
 //! way, after a delay that doubles at every trial of that link (no
@@ -20,15 +19,23 @@
 //! [`Policy::poll_timeout`] says, hands them to [`Policy::handle_sample`]
 //! and carries out [`Policy::poll_change`] through the planner.
 //!
-//! A long RTT alone is no harm: with cubic and 16 MiB windows one flow over
-//! 50 Mbit/s links at 5 and 30 ms one way got 95 % of their sum (bench, case
-//! 11), and over 20 + 2 Mbit/s at 5 / 150 ms with 1 % loss in bursts 98 %,
-//! above the best link (lab VM). What was harmful is loss on the slower
-//! link, or a link whose rate collapsed: in the lab's VM (Linux 6.12, TCG,
-//! load 9–12) one flow over 20 Mbit/s at 5 ms and 5 Mbit/s at 60 ms with
-//! 5 % loss got 7.1 Mbit/s where the first link alone carried 16.7; with
-//! 2 % loss 9.3 against 19.1; over 20 Mbit/s and a link fallen from 20 to
-//! 1 Mbit/s, 5.9 against 18.7 (`mpbridge-lab run aggregate`).
+//! What looks harmful is the share of the bytes and the stalls, not the
+//! probes' RTT or loss. A long RTT alone is no harm: with cubic and 16 MiB windows one
+//! flow over 20 + 2 Mbit/s at 5 / 150 ms with 1 % loss in bursts beat the
+//! best link (lab VM). Probe loss is no sign either: a healthy link filled
+//! by the flow loses probes in its full queue, and with probe loss as a
+//! sign one upload over 20 + 10 + 4 Mbit/s got 18.3 and 21.8 Mbit/s with the
+//! policy against 27.7 and 24.6 without (bench case 11, 6 s flows, two
+//! runs in the VM). What was harmful, in the lab's VM (Linux 6.12, TCG, load
+//! 9–12): 20 Mbit/s at 5 ms with 5 Mbit/s at 60 ms and 5 % loss, one flow
+//! at 7.1 Mbit/s where the first link alone carried 16.7 (with 2 % loss 9.3
+//! against 19.1), the slow link carrying 3–5 % of the bytes; over 20 Mbit/s
+//! and a link fallen from 20 to 1 Mbit/s, 5.9 against 18.7
+//! (`mpbridge-lab run aggregate`). Healthy links of the cases carry
+//! 12 % of the bytes or more. In those harmful runs the flow stalled again
+//! and again (0.1–1 Mbit/s for a second or two) while the slow link carried
+//! 46–96 % of what still moved: the stalls are the sign, and they must
+//! not read as an idle bridge.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -44,20 +51,23 @@ pub struct Settings {
     /// The stretch of samples averaged into one figure (before a trial,
     /// and during it).
     pub measure: Duration,
-    /// The total rate, in bit/s, below which the bridge is idle: no trial
-    /// starts, and one under way does not count.
+    /// The bridge is idle when no sample's total rate (bit/s) reached
+    /// `min_load` for `idle_after`: no trial starts, and one under way
+    /// does not count. Slower samples in between count: a flow that stalls
+    /// behind a slow link is the harm to be seen.
     pub min_load: f64,
+    pub idle_after: Duration,
     /// The first delay before a link is tried again; it doubles at each
     /// trial up to `retry_max`, and falls back after `retry_max` idle.
     pub retry: Duration,
     pub retry_max: Duration,
     /// A link is worth using when it adds at least this share of the total.
     pub margin: f64,
-    /// Looks harmful: its probe loss is `loss_excess` points above the
-    /// best link's...
-    pub loss_excess: f32,
-    /// ...or it carries less than this share of the bytes.
+    /// Looks harmful: it carries less than this share of the bytes, or
+    /// most of them while the flow stalls (a sample under `stall` × the
+    /// window's mean): the others then wait for its late data.
     pub small_share: f64,
+    pub stall: f64,
 }
 
 impl Default for Settings {
@@ -67,11 +77,12 @@ impl Default for Settings {
             settle: Duration::from_millis(500),
             measure: Duration::from_secs(2),
             min_load: 1e6,
+            idle_after: Duration::from_secs(3),
             retry: Duration::from_secs(20),
             retry_max: Duration::from_secs(320),
             margin: 0.03,
-            loss_excess: 1.0,
-            small_share: 0.05,
+            small_share: 0.08,
+            stall: 0.25,
         }
     }
 }
@@ -84,8 +95,6 @@ pub struct Sample {
     /// Its interface's bytes, both directions together; `None` when they
     /// could not be read.
     pub bytes: Option<u64>,
-    /// The probes' loss, percent.
-    pub loss_percent: f32,
 }
 
 /// A link benched (`true`) or put back into use.
@@ -131,6 +140,8 @@ pub struct Policy {
     next: Instant,
     /// Each link in service, as of the last sample.
     in_service: Vec<bool>,
+    /// The latest sample whose total reached `min_load`.
+    loaded_at: Option<Instant>,
     /// Since when the bridge has been idle.
     idle_since: Option<Instant>,
     changes: VecDeque<Change>,
@@ -155,6 +166,7 @@ impl Policy {
             count_from: now,
             next: now,
             in_service: vec![false; links],
+            loaded_at: None,
             idle_since: None,
             changes: VecDeque::new(),
         }
@@ -215,7 +227,13 @@ impl Policy {
         }
         // Every link's bytes: one out of service may still carry some.
         let total: f64 = rates.iter().sum();
-        if total < self.settings.min_load {
+        if total >= self.settings.min_load {
+            self.loaded_at = Some(now);
+        }
+        let idle = self
+            .loaded_at
+            .is_none_or(|t| now.duration_since(t) >= self.settings.idle_after);
+        if idle {
             self.window.clear();
             if self.phase != Phase::Watch {
                 self.abandon(now);
@@ -297,18 +315,17 @@ impl Policy {
             return;
         }
         let shares = self.shares(&active);
-        let best_loss = active
-            .iter()
-            .map(|&i| samples[i].loss_percent)
-            .fold(f32::INFINITY, f32::min);
-        let s = &self.settings;
-        let harmful = |i: usize, share: f64| {
-            samples[i].loss_percent > best_loss + s.loss_excess || share < s.small_share
+        let small = self.settings.small_share;
+        let stalled = |i: usize| {
+            self.window.iter().any(|r| {
+                let total: f64 = r.iter().sum();
+                total < mean * self.settings.stall && r[i] > 0.0 && r[i] >= total / 2.0
+            })
         };
         let candidate = active
             .iter()
             .zip(&shares)
-            .filter(|&(&i, &share)| due(&self.links[i]) && harmful(i, share))
+            .filter(|&(&i, &share)| due(&self.links[i]) && (share < small || stalled(i)))
             .min_by(|a, b| a.1.total_cmp(b.1))
             .map(|(&i, _)| i);
         if let Some(link) = candidate {
