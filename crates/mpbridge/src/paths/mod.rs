@@ -20,7 +20,8 @@
 //!   which connection gets which extra subflow, when, through the
 //!   userspace path manager; the planner's endpoint actions then feed it
 //!   instead of the kernel's endpoint list.
-//! - [`policy`]: router A's slow links (`paths.slow_links = "bench"`): a
+//! - [`policy`]: router A's slow links (`paths.slow_links = "bench"`, off
+//!   by default): a
 //!   link that makes the bridge slower under load is kept as a backup,
 //!   measured, and brought back when it helps.
 //! - [`planner`]: every decision (in service or not, endpoints, rules,
