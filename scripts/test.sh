@@ -97,6 +97,9 @@ scripts/vm-test.sh mipsel
 step "x86_64 VM: the lab with netem (2 links, 5 and 30 ms one way) under qemu-system-x86_64"
 cargo test -p mpbridge-lab --locked --test vm -- --ignored --exact both_in_one_vm
 
+step "x86_64 VM: one flow not below the best link alone when a slow lossy link is benched (paths.slow_links)"
+cargo test -p mpbridge-lab --locked --test slow_links -- --ignored
+
 step "x86_64 VM: two WPA2 4-address Wi-Fi links (mac80211_hwsim), a checked transfer across a disassociation"
 cargo test -p mpbridge-lab --locked --test vm -- --ignored --exact \
     a_wifi_link_carries_a_transfer_across_a_disassociation_and_leaves_nothing

@@ -23,6 +23,7 @@ fn quick(cases: Vec<Case>, idle_connections: usize) -> Options {
         local_extra: String::new(),
         equal: None,
         remote_extra: String::new(),
+        local_paths: String::new(),
         scale: 1.0,
         scale_reason: String::new(),
         variants: Vec::new(),

@@ -851,6 +851,7 @@ mod tests {
             local_extra: String::new(),
             equal: None,
             remote_extra: String::new(),
+            local_paths: String::new(),
             scale: 1.0,
             scale_reason: String::new(),
             variants: Vec::new(),

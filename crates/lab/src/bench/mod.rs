@@ -143,6 +143,9 @@ pub struct Options {
     pub equal: Option<Vec<usize>>,
     /// Extra lines for the `[remote]` section of `mpbridge remote`.
     pub remote_extra: String,
+    /// Extra lines for router A's `[paths]` section (case 11's variants'
+    /// `paths.KEY = VALUE` lines).
+    pub local_paths: String,
     /// Case 11: every link rate is multiplied by this (1: as named).
     pub scale: f64,
     /// Case 11: why the rates were scaled (empty when not).
@@ -641,6 +644,7 @@ impl Running {
                 let bridge_options = BridgeOptions {
                     local_extra: options.local_extra.clone(),
                     remote_extra: options.remote_extra.clone(),
+                    local_paths: options.local_paths.clone(),
                     paths_extra: if probing {
                         String::new()
                     } else {

@@ -29,13 +29,16 @@ use crate::scenario::{self, Direction};
 use crate::{Node, Proc, Topology};
 
 /// The issue's target table: a name and the links in `--links` syntax.
-pub const CASES: [(&str, &str); 6] = [
+pub const CASES: [(&str, &str); 7] = [
     ("2 × 50, equal", "50,50"),
     ("4 × 50", "50,50,50,50"),
     ("100 + 50 + 20", "100,50,20"),
     ("2 × 50 at 5 / 30 ms", "50@5ms,50@30ms"),
     ("100 + 50 + 20 at 5 / 30 / 60 ms", "100@5ms,50@30ms,20@60ms"),
     ("2 × wifi", "wifi,wifi"),
+    // Not in the issue's table: a link that slows the flow below the best
+    // link alone unless mpbridge benches it (paths.slow_links).
+    ("100 + 25 at 5 / 60 ms, 5 % loss", "100@5ms,25@60ms-5%"),
 ];
 
 /// Goodput over TCP through a shaper that counts whole Ethernet frames:
@@ -58,6 +61,7 @@ impl Variant {
         let (label, lines) = text.split_once('|').ok_or_else(|| {
             anyhow::anyhow!(
                 "--variant {text:?}: give LABEL|KEY = VALUE (lines for [local] and [remote], \
+                 or paths.KEY = VALUE for router A's [paths]; \
                  separated by ;), e.g. \"sndbuf 4 MiB|sndbuf = 4194304\""
             )
         })?;
@@ -246,6 +250,20 @@ pub fn run(
     Ok(())
 }
 
+/// A variant's lines split: `paths.KEY = VALUE` ones (for router A's
+/// `[paths]`, prefix removed), then the others (for `[local]` and
+/// `[remote]`).
+fn split_paths_lines(lines: &str) -> (String, String) {
+    let (paths, roles): (Vec<&str>, Vec<&str>) = lines
+        .lines()
+        .partition(|l| l.trim_start().starts_with("paths."));
+    let paths: Vec<&str> = paths
+        .iter()
+        .map(|l| l.trim_start().trim_start_matches("paths."))
+        .collect();
+    (paths.join("\n"), roles.join("\n"))
+}
+
 /// The configurations of mpbridge measured, by label ("" the default), and
 /// the lines each adds.
 fn configurations(options: &Options) -> Vec<(String, String)> {
@@ -343,8 +361,10 @@ fn case(
             }
             let mut opts = options.clone();
             if !lines.is_empty() {
-                opts.local_extra = [opts.local_extra.as_str(), &lines].join("\n");
-                opts.remote_extra = [opts.remote_extra.as_str(), &lines].join("\n");
+                let (paths, roles) = split_paths_lines(&lines);
+                opts.local_extra = [opts.local_extra.as_str(), &roles].join("\n");
+                opts.remote_extra = [opts.remote_extra.as_str(), &roles].join("\n");
+                opts.local_paths = [opts.local_paths.as_str(), &paths].join("\n");
             }
             let diagnose = options.diagnose && round == 0;
             // A proxy that does not start costs this sample, not the run.
@@ -738,8 +758,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn variant_lines_for_paths_go_to_router_a_alone() {
+        let v = Variant::parse("slow links used|paths.slow_links = \"use\"; sndbuf = 1").unwrap();
+        let (paths, roles) = split_paths_lines(&v.lines);
+        assert_eq!(paths, "slow_links = \"use\"");
+        assert_eq!(roles, "sndbuf = 1");
+    }
+
+    #[test]
     fn every_target_case_parses() {
-        assert_eq!(CASES.len(), 6);
+        assert_eq!(CASES.len(), 7);
         for (_, spec) in CASES {
             assert!(!crate::checks::parse_links(spec).unwrap().is_empty());
         }

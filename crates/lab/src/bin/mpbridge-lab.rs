@@ -113,7 +113,8 @@ struct BenchArgs {
     #[arg(long)]
     diagnose: bool,
     /// Case 11: only these of its links, by number (1 2×50, 2 4×50,
-    /// 3 100+50+20, 4 2×50 at 5/30 ms, 5 100+50+20 at 5/30/60 ms, 6 wifi).
+    /// 3 100+50+20, 4 2×50 at 5/30 ms, 5 100+50+20 at 5/30/60 ms, 6 wifi,
+    /// 7 100+25 at 5/60 ms with 5 % loss on the slow link).
     #[arg(long, value_name = "N,N,…", value_delimiter = ',')]
     unequal: Vec<usize>,
 }
@@ -166,6 +167,10 @@ struct RunArgs {
     /// config, e.g. "fastopen = false" (repeatable).
     #[arg(long, value_name = "KEY = VALUE")]
     local_config: Vec<String>,
+    /// An extra line for the `[paths]` section of mpbridge local's config
+    /// (router A), e.g. 'slow_links = "use"' (repeatable).
+    #[arg(long, value_name = "KEY = VALUE")]
+    paths_config: Vec<String>,
     /// wifi-bridge: an extra line for both daemons' `[probe]` section, e.g.
     /// "down_after = 10" (repeatable; default: the daemons' own probing).
     #[arg(long, value_name = "KEY = VALUE")]
@@ -328,6 +333,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let options = BridgeOptions {
         local_extra: args.local_config.join("\n"),
+        local_paths: args.paths_config.join("\n"),
         ..BridgeOptions::default()
     };
 
@@ -529,6 +535,7 @@ fn wifi_bridge(
     };
     let options = BridgeOptions {
         local_extra: args.local_config.join("\n"),
+        local_paths: args.paths_config.join("\n"),
         paths_extra,
         ..BridgeOptions::default()
     };
@@ -783,6 +790,7 @@ fn bench(mpbridge: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
         idle_connections: idle,
         local_extra: args.local_config.join("\n"),
         remote_extra: args.remote_config.join("\n"),
+        local_paths: String::new(),
         scale,
         scale_reason: match (scale == 1.0, vm::inside()) {
             (true, _) => String::new(),

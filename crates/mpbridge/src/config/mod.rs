@@ -40,8 +40,8 @@ pub use interception::{FirewallMode, Interception, InterceptionMode, Quic, DEFAU
 pub use policy::{DestPolicy, PolicyRefusal};
 pub use settings::{
     Auth, Common, ControlSettings, DownAction, KeySpec, Limits, LinkConfig, LocalSettings,
-    Overrides, PathSettings, ProbeConfig, RemoteSettings, Role, RouteSettings, Secret, SubflowMode,
-    Warning,
+    Overrides, PathSettings, ProbeConfig, RemoteSettings, Role, RouteSettings, Secret, SlowLinks,
+    SubflowMode, Warning,
 };
 
 use auth::io_reason;
@@ -123,6 +123,10 @@ const LOCAL_TABLE: i64 = 255;
 const DEFAULT_NEXTHOP_BASE: i64 = 7700;
 /// `paths.subflows_after_ms`: see the measurement in `paths::subflows`.
 const DEFAULT_SUBFLOWS_AFTER_MS: i64 = 200;
+/// `paths.slow_links` on router A: "use", as measured (example config):
+/// the policy fixes a slow lossy link under a sustained flow but cost
+/// healthy unequal links in the bench's short flows.
+const DEFAULT_SLOW_LINKS: SlowLinks = SlowLinks::Use;
 /// What router A routes over the links when `paths.routes` is not given.
 const DEFAULT_LOCAL_ROUTES: [&str; 2] = ["0.0.0.0/0", "::/0"];
 /// Linux's IFNAMSIZ less the terminating NUL.

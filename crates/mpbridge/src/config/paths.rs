@@ -13,12 +13,12 @@ use super::error::ConfigError;
 use super::fields::{check_ifname, parse_cidr};
 use super::raw::{section, RawPaths};
 use super::settings::{
-    DownAction, LinkConfig, PathSettings, ProbeConfig, Role, RouteSettings, SubflowMode,
+    DownAction, LinkConfig, PathSettings, ProbeConfig, Role, RouteSettings, SlowLinks, SubflowMode,
     SubflowWord,
 };
 use super::{
     ConfigFile, DEFAULT_DOWN_AFTER, DEFAULT_LOCAL_ROUTES, DEFAULT_NEXTHOP_BASE,
-    DEFAULT_PROBE_INTERVAL_MS, DEFAULT_ROUTE_TABLE, DEFAULT_RULE_PRIORITY,
+    DEFAULT_PROBE_INTERVAL_MS, DEFAULT_ROUTE_TABLE, DEFAULT_RULE_PRIORITY, DEFAULT_SLOW_LINKS,
     DEFAULT_SUBFLOWS_AFTER_MS, DEFAULT_TABLE_BASE, DEFAULT_UP_AFTER, LOCAL_TABLE, MAX_LINKS,
 };
 
@@ -118,6 +118,7 @@ impl ConfigFile {
         let (paths, _) = section(&self.raw.paths);
         let routes = self.routes(&paths, role)?;
         let subflows = self.subflows(&paths, role)?;
+        let slow_links = self.slow_links(&paths, role)?;
         Ok(PathSettings {
             links,
             probe,
@@ -137,7 +138,30 @@ impl ConfigFile {
                 .get(),
             routes,
             subflows,
+            slow_links,
         })
+    }
+
+    /// `paths.slow_links`: router A's (it sets the backup flags, which
+    /// router B follows through MP_PRIO).
+    fn slow_links(&self, raw: &RawPaths, role: Role) -> Result<SlowLinks, ConfigError> {
+        let default = match role {
+            Role::Local => DEFAULT_SLOW_LINKS,
+            Role::Remote => SlowLinks::Use,
+        };
+        let chosen = self.choice(&raw.slow_links, "paths.slow_links", default)?;
+        match (chosen, role) {
+            (SlowLinks::Bench, Role::Remote) => {
+                let span = raw.slow_links.as_ref().map_or(0..0, |w| w.span());
+                Err(self.invalid(
+                    span,
+                    "paths.slow_links",
+                    "\"bench\" is for router A (mpbridge local), which flags its links backup; \
+                     router B follows those flags (expected \"use\" or no key)",
+                ))
+            }
+            (chosen, _) => Ok(chosen),
+        }
     }
 
     /// `paths.subflows` and `paths.subflows_after_ms`.

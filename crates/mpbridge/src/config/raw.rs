@@ -57,6 +57,7 @@ pub(super) struct RawPaths {
     pub(super) nexthop_base: Field<i64>,
     pub(super) subflows: Field<String>,
     pub(super) subflows_after_ms: Field<i64>,
+    pub(super) slow_links: Field<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]

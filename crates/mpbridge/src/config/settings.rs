@@ -138,6 +138,22 @@ impl Choice for SubflowWord {
     const WHAT: &'static str = "a subflow mode";
 }
 
+/// What router A does with a link that slows the bridge down
+/// (`paths.slow_links`, default `use`; see [`crate::paths::policy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowLinks {
+    /// Every link in service carries data.
+    Use,
+    /// Tried without, under load; kept as a backup while the links' total
+    /// is not lower without it, and tried again later.
+    Bench,
+}
+
+impl Choice for SlowLinks {
+    const WHAT: &'static str = "a slow-links policy";
+}
+
 /// Who opens a connection's extra subflows, and when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubflowMode {
@@ -177,6 +193,7 @@ pub struct PathSettings {
     pub rule_priority: u32,
     pub routes: RouteSettings,
     pub subflows: SubflowMode,
+    pub slow_links: SlowLinks,
 }
 
 /// The multipath routes of the traffic that is not bridged (`[paths]`

@@ -20,6 +20,10 @@
 //!   which connection gets which extra subflow, when, through the
 //!   userspace path manager; the planner's endpoint actions then feed it
 //!   instead of the kernel's endpoint list.
+//! - [`policy`]: router A's slow links (`paths.slow_links = "bench"`, off
+//!   by default): a
+//!   link that makes the bridge slower under load is kept as a backup,
+//!   measured, and brought back when it helps.
 //! - [`planner`]: every decision (in service or not, endpoints, rules,
 //!   routes, group members, when to probe) as a state machine without I/O
 //!   or clock, unit-tested on a simulated clock.
@@ -40,6 +44,7 @@ mod executor;
 pub mod mptcp;
 pub mod multipath;
 pub mod planner;
+pub mod policy;
 pub mod probe;
 pub mod route;
 pub mod subflows;
@@ -54,7 +59,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::{PathSettings, Role};
+use crate::config::{PathSettings, Role, SlowLinks};
 use crate::host;
 use crate::host::rtnetlink::Rtnl;
 use crate::ratelimit::LogLimit;
@@ -245,7 +250,16 @@ impl PathManager {
             saved_limits,
         )
         .with_subflows(settings.subflows);
+        // Router A's endpoints carry the backup flag; router B follows it.
+        let policy = (role == Role::Local && settings.slow_links == SlowLinks::Bench).then(|| {
+            policy::Policy::new(
+                settings.links.len(),
+                policy::Settings::default(),
+                Instant::now(),
+            )
+        });
         let mut mgr = Manager {
+            policy,
             planner: Planner::new(config, Instant::now()),
             exec,
             _responder: responder,
@@ -307,6 +321,8 @@ static RECONCILE_FAILED: LogLimit = LogLimit::new(std::time::Duration::from_secs
 /// The one task's state: the planner and what carries out its actions.
 struct Manager {
     planner: Planner,
+    /// Router A's slow-links policy, when on.
+    policy: Option<policy::Policy>,
     exec: Executor,
     /// Router B's probe responder, stopped with the manager.
     _responder: Option<probe::Responder>,
@@ -438,6 +454,7 @@ impl Manager {
                 self.planner.handle_timeout(now);
             }
             self.exec.handle_subflow_timeout(now);
+            self.apply_policy(now);
             let _ = self.execute(false);
             self.exec.drive_subflows(now);
             self.publish();
@@ -478,10 +495,15 @@ impl Manager {
         arrivals: &mut mpsc::UnboundedReceiver<Arrival>,
         stop: &mut oneshot::Receiver<()>,
     ) -> Wake {
-        let next = match (self.planner.poll_timeout(), self.exec.subflow_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let policy = self.policy.as_ref().map(policy::Policy::poll_timeout);
+        let next = [
+            self.planner.poll_timeout(),
+            self.exec.subflow_timeout(),
+            policy,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let timer = async {
             match next {
                 Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
@@ -501,6 +523,36 @@ impl Manager {
             wake = reply => wake,
             events = poll_fn(|cx| self.exec.poll_events(cx)) => Wake::Events(events),
             () = timer => Wake::Timer,
+        }
+    }
+
+    /// When due: the links' counters and state to the slow-links
+    /// policy, and its verdicts to the planner.
+    fn apply_policy(&mut self, now: Instant) {
+        let Some(policy) = &mut self.policy else {
+            return;
+        };
+        if policy.poll_timeout() > now {
+            return;
+        }
+        let samples: Vec<policy::Sample> = self
+            .planner
+            .status()
+            .into_iter()
+            .map(|l| policy::Sample {
+                in_service: l.in_service,
+                bytes: self
+                    .exec
+                    .rt
+                    .link_bytes(&l.interface)
+                    .ok()
+                    .flatten()
+                    .map(|(rx, tx)| rx + tx),
+            })
+            .collect();
+        policy.handle_sample(now, &samples);
+        while let Some(change) = policy.poll_change() {
+            self.planner.set_benched(change.link, change.benched, now);
         }
     }
 

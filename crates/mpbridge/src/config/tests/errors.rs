@@ -338,6 +338,20 @@ fn error_cases() -> Vec<ErrorCase> {
             "\"on-demand\" is for router A (mpbridge local)",
         ),
         (
+            "bad slow-links policy",
+            format!("{key}[local]\nremotes = [\"192.0.2.2:4443\"]\n[paths]\nslow_links = \"drop\"\n"),
+            Role::Local,
+            "/etc/mpbridge/mpbridge.toml:6:14: paths.slow_links: ",
+            "\"drop\" is not a slow-links policy (expected \"use\" or \"bench\")",
+        ),
+        (
+            "slow links benched by router B",
+            format!("{key}[paths]\nslow_links = \"bench\"\n"),
+            Role::Remote,
+            "/etc/mpbridge/mpbridge.toml:4:14: paths.slow_links: ",
+            "\"bench\" is for router A (mpbridge local)",
+        ),
+        (
             "subflow threshold out of range",
             format!("{key}[local]\nremotes = [\"192.0.2.2:4443\"]\n[paths]\nsubflows_after_ms = 61000\n"),
             Role::Local,

@@ -201,11 +201,30 @@ fn links_probe_and_paths_parse_with_defaults() {
     assert_eq!(p.routes.nexthop_base, 7700);
     assert!(p.links.iter().all(|l| l.rate_mbit.is_none()));
     assert_eq!(p.subflows, SubflowMode::Kernel);
+    assert_eq!(p.slow_links, SlowLinks::Use);
     // The remote answers on its own listen port.
     let (r, _) = remote(&text).unwrap();
     assert_eq!(r.common.paths.probe.port, 4443);
     assert_eq!(r.common.paths.links, p.links);
     assert!(r.common.paths.routes.prefixes.is_empty());
+    // Router B follows router A's backup flags.
+    assert_eq!(r.common.paths.slow_links, SlowLinks::Use);
+}
+
+#[test]
+fn slow_links_may_be_used_on_both_routers_and_benched_by_router_a() {
+    let config = |word: &str| {
+        format!(
+            "[auth]\nkey = \"{KEY}\"\n[local]\nremotes = [\"192.0.2.2:4443\"]\n[paths]\n\
+             slow_links = \"{word}\"\n"
+        )
+    };
+    let (l, _) = local(&config("use")).unwrap();
+    assert_eq!(l.common.paths.slow_links, SlowLinks::Use);
+    let (r, _) = remote(&config("use")).unwrap();
+    assert_eq!(r.common.paths.slow_links, SlowLinks::Use);
+    let (l, _) = local(&config("bench")).unwrap();
+    assert_eq!(l.common.paths.slow_links, SlowLinks::Bench);
 }
 
 #[test]

@@ -94,6 +94,8 @@ struct Link {
     kept_down: bool,
     /// Addresses with a rule planned.
     rules: Vec<IpAddr>,
+    /// Kept as a backup by the slow-links policy ([`Planner::set_benched`]).
+    benched: bool,
 }
 
 /// The path manager's decisions; see the module doc.
@@ -122,6 +124,7 @@ impl Planner {
                 endpoints: BTreeMap::new(),
                 kept_down: false,
                 rules: Vec::new(),
+                benched: false,
             })
             .collect();
         Planner {
@@ -216,6 +219,15 @@ impl Planner {
         &self.config.links
     }
 
+    /// Link `link`'s endpoints flagged backup (or not) by the slow-links
+    /// policy ([`crate::paths::policy`]), whatever its configured flag.
+    pub fn set_benched(&mut self, link: usize, benched: bool, now: Instant) {
+        if let Some(l) = self.links.get_mut(link) {
+            l.benched = benched;
+            self.plan_link(link, now);
+        }
+    }
+
     /// The next thing to do, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
@@ -239,7 +251,7 @@ impl Planner {
                 let health = l.watched.as_ref().map(Health::health);
                 LinkStatus {
                     interface: l.spec.interface.clone(),
-                    backup: l.spec.backup,
+                    backup: l.spec.backup || l.benched,
                     kernel_up: l.kernel.up,
                     health: l.health,
                     in_service: l.in_service,
@@ -440,7 +452,7 @@ impl Planner {
         link.rules = kernel.addrs.clone();
         // Endpoints: what there should be, by address.
         let mut flags = FLAG_SUBFLOW;
-        if spec.backup {
+        if spec.backup || link.benched {
             flags |= FLAG_BACKUP;
         }
         let want: BTreeMap<IpAddr, u32> = match (probed_down, self.config.down_action) {

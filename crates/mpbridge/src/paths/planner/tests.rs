@@ -816,3 +816,27 @@ fn the_timer_is_the_earliest_probe_due_on_any_link() {
     sim.run_to(102); // its answer is in
     assert_eq!(sim.planner.poll_timeout(), Some(sim.t0 + 150 * MS));
 }
+
+#[test]
+fn a_benched_link_keeps_its_endpoint_flagged_backup_even_across_a_failure() {
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Probes { v6: false },
+    ));
+    sim.run_to(500);
+    sim.planner.set_benched(1, true, sim.now);
+    sim.drain();
+    assert_eq!(sim.endpoints[&addr(1)], BACKUP);
+    assert!(sim.planner.status()[1].backup && sim.planner.status()[1].in_service);
+    // Taken down by its probes (endpoint removed), it comes back benched.
+    sim.through[1] = false;
+    sim.run_to(1000);
+    assert!(!sim.endpoints.contains_key(&addr(1)));
+    sim.through[1] = true;
+    sim.run_to(1500);
+    assert_eq!(sim.endpoints[&addr(1)], BACKUP);
+    sim.planner.set_benched(1, false, sim.now);
+    sim.drain();
+    assert_eq!(sim.endpoints[&addr(1)], SUBFLOW);
+    assert!(!sim.planner.status()[1].backup);
+}

@@ -1,0 +1,417 @@
+//! Slow links (`paths.slow_links = "bench"`): a link that makes the
+//! bridge slower than it would be without it is kept as an MPTCP backup
+//! ("benched": the kernel's scheduler sends on it only when no other link
+//! can), and tried again later, so it returns when it helps.
+//!
+//! It measures rather than models. While the bridge carries a sustained
+//! load, a link that looks harmful (a small share of the bytes, or most of
+//! them while the flow stalls) is benched for a trial, and the links' total rate with it is compared with the total
+//! without it: it stays benched when the total without it is not lower
+//! (within [`Settings::margin`]). A benched link is tried back in the same
+//! way, after a delay that doubles at every trial of that link (no
+//! flapping on noise); the link whose trial did not count (the load
+//! stopped, a link failed) is tried again after the same delay. The last
+//! link in service is never benched, and benched links return at once
+//! when no other link is left.
+//!
+//! A state machine with the clock passed in, like the probes' monitor:
+//! the path manager samples the links' byte counters when
+//! [`Policy::poll_timeout`] says, hands them to [`Policy::handle_sample`]
+//! and carries out [`Policy::poll_change`] through the planner.
+//!
+//! What looks harmful is the share of the bytes and the stalls, not the
+//! probes' RTT or loss. A long RTT alone is no harm: with cubic and 16 MiB windows one
+//! flow over 20 + 2 Mbit/s at 5 / 150 ms with 1 % loss in bursts beat the
+//! best link (lab VM). Probe loss is no sign either: a healthy link filled
+//! by the flow loses probes in its full queue, and with probe loss as a
+//! sign one upload over 20 + 10 + 4 Mbit/s got 18.3 and 21.8 Mbit/s with the
+//! policy against 27.7 and 24.6 without (bench case 11, 6 s flows, two
+//! runs in the VM). What was harmful, in the lab's VM (Linux 6.12, TCG, load
+//! 9–12): 20 Mbit/s at 5 ms with 5 Mbit/s at 60 ms and 5 % loss, one flow
+//! at 7.1 Mbit/s where the first link alone carried 16.7 (with 2 % loss 9.3
+//! against 19.1), the slow link carrying 3–5 % of the bytes; over 20 Mbit/s
+//! and a link fallen from 20 to 1 Mbit/s, 5.9 against 18.7
+//! (`mpbridge-lab run aggregate`). Healthy links of the cases carry
+//! 12 % of the bytes or more. In those harmful runs the flow stalled again
+//! and again (0.1–1 Mbit/s for a second or two) while the slow link carried
+//! 46–96 % of what still moved: the stalls are the sign, and they must
+//! not read as an idle bridge.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// How the policy measures and decides.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// Between two samples of the counters.
+    pub interval: Duration,
+    /// After a change, samples not counted (the kernel's scheduler and the
+    /// subflows' windows adjust).
+    pub settle: Duration,
+    /// The stretch of samples averaged into one figure (before a trial,
+    /// and during it).
+    pub measure: Duration,
+    /// The bridge is idle when no sample's total rate (bit/s) reached
+    /// `min_load` for `idle_after`: no trial starts, and one under way
+    /// does not count. Slower samples in between count: a flow that stalls
+    /// behind a slow link is the harm to be seen.
+    pub min_load: f64,
+    pub idle_after: Duration,
+    /// The first delay before a link is tried again; it doubles at each
+    /// trial up to `retry_max`, and falls back after `retry_max` idle.
+    pub retry: Duration,
+    pub retry_max: Duration,
+    /// A link is worth using when it adds at least this share of the total.
+    pub margin: f64,
+    /// Looks harmful: it carries less than this share of the bytes, or
+    /// most of them while the flow stalls (a sample under `stall` × the
+    /// window's mean): the others then wait for its late data.
+    pub small_share: f64,
+    pub stall: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            interval: Duration::from_millis(250),
+            settle: Duration::from_millis(500),
+            measure: Duration::from_secs(2),
+            min_load: 1e6,
+            idle_after: Duration::from_secs(3),
+            retry: Duration::from_secs(20),
+            retry_max: Duration::from_secs(320),
+            margin: 0.03,
+            small_share: 0.08,
+            stall: 0.25,
+        }
+    }
+}
+
+/// One link as sampled now.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Sample {
+    /// In service (kernel up, probes not down).
+    pub in_service: bool,
+    /// Its interface's bytes, both directions together; `None` when they
+    /// could not be read.
+    pub bytes: Option<u64>,
+}
+
+/// A link benched (`true`) or put back into use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    pub link: usize,
+    pub benched: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// Every link as it is; measuring a baseline.
+    Watch,
+    /// Link `link` was benched (`bench`) or put back (`!bench`) at the
+    /// start of a trial; `baseline` is the total rate before.
+    Trial {
+        link: usize,
+        bench: bool,
+        baseline: f64,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Link {
+    benched: bool,
+    last_bytes: Option<u64>,
+    /// Not tried (either way) before this.
+    next_try: Option<Instant>,
+    backoff: Duration,
+}
+
+/// The decisions; see the module doc.
+#[derive(Debug)]
+pub struct Policy {
+    settings: Settings,
+    links: Vec<Link>,
+    phase: Phase,
+    /// Per-link rates (bit/s) of the samples counted since the last change.
+    window: VecDeque<Vec<f64>>,
+    last_sample: Option<Instant>,
+    /// Samples before this are not counted (the last change's settling).
+    count_from: Instant,
+    next: Instant,
+    /// Each link in service, as of the last sample.
+    in_service: Vec<bool>,
+    /// The latest sample whose total reached `min_load`.
+    loaded_at: Option<Instant>,
+    /// Since when the bridge has been idle.
+    idle_since: Option<Instant>,
+    changes: VecDeque<Change>,
+}
+
+impl Policy {
+    pub fn new(links: usize, settings: Settings, now: Instant) -> Policy {
+        Policy {
+            settings,
+            links: vec![
+                Link {
+                    benched: false,
+                    last_bytes: None,
+                    next_try: None,
+                    backoff: settings.retry,
+                };
+                links
+            ],
+            phase: Phase::Watch,
+            window: VecDeque::new(),
+            last_sample: None,
+            count_from: now,
+            next: now,
+            in_service: vec![false; links],
+            loaded_at: None,
+            idle_since: None,
+            changes: VecDeque::new(),
+        }
+    }
+
+    /// When the next sample is due.
+    pub fn poll_timeout(&self) -> Instant {
+        self.next
+    }
+
+    /// Whether link `link` is benched now.
+    pub fn benched(&self, link: usize) -> bool {
+        self.links.get(link).is_some_and(|l| l.benched)
+    }
+
+    /// The next change to carry out, if any.
+    pub fn poll_change(&mut self) -> Option<Change> {
+        self.changes.pop_front()
+    }
+
+    /// Takes in the links' state and counters at `now` (one per link, in
+    /// order) and decides.
+    pub fn handle_sample(&mut self, now: Instant, samples: &[Sample]) {
+        self.next = now + self.settings.interval;
+        if samples.len() != self.links.len() {
+            return;
+        }
+        let rates = self.rates(now, samples);
+        let Some(rates) = rates else { return };
+        // Never leave the bridge with only benched links.
+        let active = samples
+            .iter()
+            .zip(&self.links)
+            .filter(|(s, l)| s.in_service && !l.benched)
+            .count();
+        if active == 0 && self.links.iter().any(|l| l.benched) {
+            tracing::info!("slow links: no link in use is in service, so the benched ones return");
+            self.phase = Phase::Watch;
+            for i in 0..self.links.len() {
+                self.set(i, false, now);
+            }
+        }
+        // A link in use that entered or left service changes what is
+        // measured: the trial under way says nothing (undone, tried again
+        // later) and the measuring starts afresh. A benched link carries
+        // next to nothing: its probes may take it down and back (a lossy
+        // link) without disturbing anything.
+        let changed = samples
+            .iter()
+            .zip(&self.in_service)
+            .zip(&self.links)
+            .any(|((s, &was), l)| !l.benched && s.in_service != was);
+        self.in_service = samples.iter().map(|s| s.in_service).collect();
+        if changed {
+            self.abandon(now);
+            self.window.clear();
+            self.count_from = now + self.settings.settle;
+        }
+        // Every link's bytes: one out of service may still carry some.
+        let total: f64 = rates.iter().sum();
+        if total >= self.settings.min_load {
+            self.loaded_at = Some(now);
+        }
+        let idle = self
+            .loaded_at
+            .is_none_or(|t| now.duration_since(t) >= self.settings.idle_after);
+        if idle {
+            self.window.clear();
+            if self.phase != Phase::Watch {
+                self.abandon(now);
+            }
+            let since = *self.idle_since.get_or_insert(now);
+            if now.duration_since(since) >= self.settings.retry_max {
+                // A new load is a new situation: try links again soon.
+                for l in &mut self.links {
+                    l.backoff = self.settings.retry;
+                    l.next_try = None;
+                }
+            }
+            return;
+        }
+        self.idle_since = None;
+        if now < self.count_from {
+            return;
+        }
+        self.window.push_back(rates);
+        let n = self.samples_per_figure();
+        while self.window.len() > n {
+            self.window.pop_front();
+        }
+        if self.window.len() < n {
+            return;
+        }
+        let mean = self
+            .window
+            .iter()
+            .map(|r| r.iter().sum::<f64>())
+            .sum::<f64>()
+            / n as f64;
+        match self.phase {
+            Phase::Watch => self.maybe_try(now, samples, mean),
+            Phase::Trial {
+                link,
+                bench,
+                baseline,
+            } => self.conclude(now, link, bench, baseline, mean),
+        }
+    }
+
+    /// Each link's rate (bit/s) since the last sample; `None` at the first.
+    fn rates(&mut self, now: Instant, samples: &[Sample]) -> Option<Vec<f64>> {
+        let since = self.last_sample.replace(now);
+        let secs = since.map(|t| now.duration_since(t).as_secs_f64());
+        let mut rates = Vec::with_capacity(self.links.len());
+        for (link, sample) in self.links.iter_mut().zip(samples) {
+            let before = std::mem::replace(&mut link.last_bytes, sample.bytes);
+            let rate = match (before, sample.bytes, secs) {
+                (Some(a), Some(b), Some(s)) if b >= a && s > 0.0 => (b - a) as f64 * 8.0 / s,
+                _ => 0.0,
+            };
+            rates.push(rate);
+        }
+        rates.resize(self.links.len(), 0.0);
+        secs.filter(|s| *s > 0.0).map(|_| rates)
+    }
+
+    fn samples_per_figure(&self) -> usize {
+        let per = self.settings.interval.as_secs_f64().max(1e-3);
+        ((self.settings.measure.as_secs_f64() / per).round() as usize).max(1)
+    }
+
+    /// With a baseline `mean`: starts a trial if a link is due for one.
+    fn maybe_try(&mut self, now: Instant, samples: &[Sample], mean: f64) {
+        let due = |l: &Link| l.next_try.is_none_or(|t| t <= now);
+        // A benched link due again goes first: it may help now.
+        let back = (0..self.links.len())
+            .find(|&i| self.links[i].benched && samples[i].in_service && due(&self.links[i]));
+        if let Some(link) = back {
+            self.start(now, link, false, mean);
+            return;
+        }
+        let active: Vec<usize> = (0..self.links.len())
+            .filter(|&i| samples[i].in_service && !self.links[i].benched)
+            .collect();
+        if active.len() < 2 {
+            return;
+        }
+        let shares = self.shares(&active);
+        let small = self.settings.small_share;
+        let stalled = |i: usize| {
+            self.window.iter().any(|r| {
+                let total: f64 = r.iter().sum();
+                total < mean * self.settings.stall && r[i] > 0.0 && r[i] >= total / 2.0
+            })
+        };
+        let candidate = active
+            .iter()
+            .zip(&shares)
+            .filter(|&(&i, &share)| due(&self.links[i]) && (share < small || stalled(i)))
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(&i, _)| i);
+        if let Some(link) = candidate {
+            self.start(now, link, true, mean);
+        }
+    }
+
+    /// Each of `links`' share of their bytes over the window.
+    fn shares(&self, links: &[usize]) -> Vec<f64> {
+        let sums: Vec<f64> = links
+            .iter()
+            .map(|&i| self.window.iter().map(|r| r[i]).sum())
+            .collect();
+        let total: f64 = sums.iter().sum();
+        sums.iter()
+            .map(|s| if total > 0.0 { s / total } else { 0.0 })
+            .collect()
+    }
+
+    fn start(&mut self, now: Instant, link: usize, bench: bool, baseline: f64) {
+        tracing::info!(
+            link,
+            baseline_mbit = baseline / 1e6,
+            "slow links: trying the bridge {} link {link}",
+            if bench { "without" } else { "with" }
+        );
+        self.phase = Phase::Trial {
+            link,
+            bench,
+            baseline,
+        };
+        self.set(link, bench, now);
+    }
+
+    /// The trial of `link` measured `mean`: keep its state or undo it.
+    fn conclude(&mut self, now: Instant, link: usize, bench: bool, baseline: f64, mean: f64) {
+        let m = self.settings.margin;
+        let (with, without) = if bench {
+            (baseline, mean)
+        } else {
+            (mean, baseline)
+        };
+        // Benched when it adds less than the margin to the total.
+        let helps = with > 0.0 && (with - without) / with >= m;
+        tracing::info!(
+            link,
+            with_mbit = with / 1e6,
+            without_mbit = without / 1e6,
+            "slow links: link {link} {}",
+            if helps {
+                "helps: in use"
+            } else {
+                "does not help: benched (a backup)"
+            }
+        );
+        self.phase = Phase::Watch;
+        let l = &mut self.links[link];
+        l.next_try = Some(now + l.backoff);
+        l.backoff = (l.backoff * 2).min(self.settings.retry_max);
+        // Kept as tried: the trial's window is the new baseline.
+        self.set(link, !helps, now);
+    }
+
+    /// Undoes the trial under way, if any, without counting it.
+    fn abandon(&mut self, now: Instant) {
+        if let Phase::Trial { link, bench, .. } = self.phase {
+            tracing::info!(link, "slow links: trial of link {link} abandoned");
+            self.phase = Phase::Watch;
+            let l = &mut self.links[link];
+            l.next_try = Some(now + l.backoff);
+            self.set(link, !bench, now);
+        }
+    }
+
+    /// Benches or restores `link`; a change restarts the measuring.
+    fn set(&mut self, link: usize, benched: bool, now: Instant) {
+        let l = &mut self.links[link];
+        if l.benched == benched {
+            return;
+        }
+        l.benched = benched;
+        self.changes.push_back(Change { link, benched });
+        self.window.clear();
+        self.count_from = now + self.settings.settle;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,290 @@
+//! The policy on a simulated clock against a model of the links: the
+//! rate each link carries depends on which links are in use, as measured
+//! in the lab (a lossy link with a long RTT slows the whole flow down).
+
+use super::*;
+
+const MBIT: f64 = 1e6;
+
+/// Each link's rate (Mbit/s) given which links are in use.
+type Model = Box<dyn Fn(&[bool]) -> Vec<f64>>;
+
+/// Links whose rates (Mbit/s) follow `model(in_use)`; in service per
+/// `in_service`.
+struct World {
+    policy: Policy,
+    now: Instant,
+    t0: Instant,
+    bytes: Vec<f64>,
+    in_service: Vec<bool>,
+    /// Each link's rate given which links are in use (not benched, in
+    /// service).
+    model: Model,
+    /// Multiplies every rate at each step (noise), from the step number.
+    noise: Box<dyn Fn(u64) -> f64>,
+    steps: u64,
+    /// Every change, with its time since the start.
+    log: Vec<(Duration, Change)>,
+}
+
+impl World {
+    fn new(n: usize, model: impl Fn(&[bool]) -> Vec<f64> + 'static) -> World {
+        let now = Instant::now();
+        World {
+            policy: Policy::new(n, Settings::default(), now),
+            now,
+            t0: now,
+            bytes: vec![0.0; n],
+            in_service: vec![true; n],
+            model: Box::new(model),
+            noise: Box::new(|_| 1.0),
+            steps: 0,
+            log: Vec::new(),
+        }
+    }
+
+    fn in_use(&self) -> Vec<bool> {
+        (0..self.bytes.len())
+            .map(|i| self.in_service[i] && !self.policy.benched(i))
+            .collect()
+    }
+
+    /// Runs the clock for `secs`, sampling when the policy asks.
+    fn run(&mut self, secs: u64) {
+        let end = self.now + Duration::from_secs(secs);
+        while self.now < end {
+            let next = self.policy.poll_timeout().max(self.now);
+            if next > end {
+                self.now = end;
+                break;
+            }
+            let dt = next.duration_since(self.now).as_secs_f64();
+            let rates = (self.model)(&self.in_use());
+            let k = (self.noise)(self.steps);
+            self.steps += 1;
+            for (b, r) in self.bytes.iter_mut().zip(rates) {
+                *b += r * k * MBIT / 8.0 * dt;
+            }
+            self.now = next;
+            let samples: Vec<Sample> = (0..self.bytes.len())
+                .map(|i| Sample {
+                    in_service: self.in_service[i],
+                    bytes: Some(self.bytes[i] as u64),
+                })
+                .collect();
+            self.policy.handle_sample(self.now, &samples);
+            while let Some(c) = self.policy.poll_change() {
+                self.log.push((self.now.duration_since(self.t0), c));
+            }
+        }
+    }
+
+    fn benches(&self) -> usize {
+        self.log.iter().filter(|(_, c)| c.benched).count()
+    }
+}
+
+/// The lab's case: 20 Mbit/s at 5 ms, and 5 Mbit/s at 60 ms with 5 %
+/// loss: the best link alone carried 18.8, both together 11.2.
+fn lossy_slow_link(in_use: &[bool]) -> Vec<f64> {
+    match in_use {
+        [true, true] => vec![10.8, 0.4],
+        [true, false] => vec![18.8, 0.0],
+        [false, true] => vec![0.0, 0.4],
+        _ => vec![0.0, 0.0],
+    }
+}
+
+/// 100 + 50 + 8, where the third carries a small share and still adds it.
+fn helpful_slow_link(in_use: &[bool]) -> Vec<f64> {
+    let full = [95.0, 47.0, 8.0];
+    full.iter()
+        .zip(in_use)
+        .map(|(r, &u)| if u { *r } else { 0.0 })
+        .collect()
+}
+
+#[test]
+fn a_link_that_slows_the_bridge_down_is_benched_and_stays_benched() {
+    let mut w = World::new(2, lossy_slow_link);
+    w.run(10);
+    assert!(w.policy.benched(1), "benched within 10 s: {:?}", w.log);
+    assert!(!w.policy.benched(0));
+    // Tried again later (it may help by then), and benched again each time:
+    // never more than a few trials in ten minutes.
+    w.run(600);
+    assert!(w.policy.benched(1));
+    let returns = w.log.iter().filter(|(_, c)| !c.benched).count();
+    assert!(
+        (2..=6).contains(&returns),
+        "tried back {returns} times: {:?}",
+        w.log
+    );
+    assert_eq!(w.benches(), returns + 1);
+}
+
+#[test]
+fn a_link_whose_rate_collapsed_is_benched_without_any_loss() {
+    // The lab's case: 20 Mbit/s, and a link fallen from 20 to 1 Mbit/s:
+    // 5.9 together, 18.7 the first alone.
+    let mut w = World::new(2, |u: &[bool]| match u {
+        [true, true] => vec![5.7, 0.2],
+        [true, false] => vec![18.7, 0.0],
+        _ => vec![0.0, 0.2],
+    });
+    w.run(10);
+    assert!(w.policy.benched(1), "{:?}", w.log);
+}
+
+#[test]
+fn a_link_that_stalls_the_flow_is_benched_whatever_its_share() {
+    // As in the lab: a second of near silence now and then, the slow link
+    // carrying most of what still moves; a fair share otherwise.
+    let calls = std::cell::Cell::new(0u32);
+    let mut w = World::new(2, move |u: &[bool]| {
+        calls.set(calls.get() + 1);
+        match u {
+            [true, true] if calls.get() % 8 < 3 => vec![0.1, 0.3],
+            [true, true] => vec![8.0, 1.5],
+            [true, false] => vec![18.8, 0.0],
+            _ => vec![0.0, 0.4],
+        }
+    });
+    w.run(10);
+    assert!(w.policy.benched(1), "{:?}", w.log);
+}
+
+#[test]
+fn a_slow_link_that_adds_to_the_total_stays_in_use() {
+    let mut w = World::new(3, helpful_slow_link);
+    w.run(600);
+    // Its small share earns the third link trials, each short and ever rarer
+    // (20 s, then 40, 80...); the others, none.
+    let trials = w.benches();
+    assert!((1..=5).contains(&trials), "{trials} trials: {:?}", w.log);
+    for pair in w.log.chunks(2) {
+        let [(at, bench), (back_at, back)] = pair else {
+            panic!("a trial left a link benched: {:?}", w.log)
+        };
+        assert!(bench.benched && !back.benched && bench.link == 2 && back.link == 2);
+        assert!(
+            *back_at - *at <= Duration::from_secs(6),
+            "a trial of {:?}",
+            *back_at - *at
+        );
+    }
+}
+
+#[test]
+fn noise_does_not_make_links_flap() {
+    // ±6 % from one sample to the next, on a link adding 6 %.
+    let mut w = World::new(2, |u: &[bool]| {
+        [40.0, 2.6]
+            .iter()
+            .zip(u)
+            .map(|(r, &u)| if u { *r } else { 0.0 })
+            .collect()
+    });
+    w.noise = Box::new(|step| if step % 2 == 0 { 1.06 } else { 0.94 });
+    w.run(1200);
+    assert!(!w.policy.benched(1));
+    assert!(
+        w.benches() <= 7,
+        "{} trials in 20 min: {:?}",
+        w.benches(),
+        w.log
+    );
+}
+
+#[test]
+fn links_that_look_alike_are_never_tried() {
+    let mut w = World::new(2, |u: &[bool]| {
+        u.iter().map(|&u| if u { 45.0 } else { 0.0 }).collect()
+    });
+    w.run(300);
+    assert!(w.log.is_empty(), "{:?}", w.log);
+}
+
+#[test]
+fn a_benched_link_returns_when_it_helps() {
+    let mut w = World::new(2, lossy_slow_link);
+    w.run(10);
+    assert!(w.policy.benched(1));
+    // The slow link's loss ends: now it adds its 5 Mbit/s.
+    w.model = Box::new(|u: &[bool]| {
+        [18.8, 4.8]
+            .iter()
+            .zip(u)
+            .map(|(r, &u)| if u { *r } else { 0.0 })
+            .collect()
+    });
+    w.run(60);
+    assert!(!w.policy.benched(1), "{:?}", w.log);
+    let back = w.log.last().unwrap();
+    assert!(
+        !back.1.benched && back.0 <= Duration::from_secs(40),
+        "{:?}",
+        w.log
+    );
+}
+
+#[test]
+fn the_last_link_in_use_is_never_benched() {
+    let mut w = World::new(2, lossy_slow_link);
+    w.run(10);
+    assert!(w.policy.benched(1));
+    // The good link fails: the benched one is all there is, back at once.
+    w.in_service[0] = false;
+    w.run(1);
+    assert!(!w.policy.benched(1), "{:?}", w.log);
+    // Alone in service, slow as it is, it is never tried away.
+    let before = w.log.len();
+    w.run(300);
+    assert_eq!(w.log.len(), before, "{:?}", w.log);
+}
+
+#[test]
+fn a_benched_link_whose_probes_flap_disturbs_nothing() {
+    let mut w = World::new(2, lossy_slow_link);
+    w.run(10);
+    assert!(w.policy.benched(1));
+    let before = w.log.len();
+    // Its probes take it down and back every 2 s (lost under load).
+    for _ in 0..30 {
+        w.in_service[1] = !w.in_service[1];
+        w.run(2);
+    }
+    // Back in use only for the trials due in that minute (20 s, then 40 s
+    // on), each undone within 2 s (its trial ends, or its probes flap).
+    let changes = &w.log[before..];
+    assert!(changes.len() <= 4, "{changes:?}");
+    let end = w.now.duration_since(w.t0);
+    for (i, (at, c)) in changes.iter().enumerate() {
+        if !c.benched && *at + Duration::from_secs(2) < end {
+            let (again, c2) = changes.get(i + 1).expect("benched again");
+            assert!(
+                c2.benched && *again - *at <= Duration::from_secs(2),
+                "{changes:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_idle_bridge_tries_nothing() {
+    let mut w = World::new(2, |_: &[bool]| vec![0.2, 0.1]);
+    w.run(300);
+    assert!(w.log.is_empty(), "{:?}", w.log);
+}
+
+#[test]
+fn a_trial_during_which_the_load_stops_is_undone() {
+    let mut w = World::new(2, lossy_slow_link);
+    // Baseline measured (2 s of samples), the trial starts at 2.5 s; the
+    // load stops then.
+    w.run(3);
+    assert!(w.policy.benched(1), "{:?}", w.log);
+    w.model = Box::new(|_: &[bool]| vec![0.0, 0.0]);
+    w.run(5);
+    assert!(!w.policy.benched(1), "{:?}", w.log);
+}
