@@ -146,6 +146,26 @@ fn nexthops(topo: &Topology, node: Node) -> String {
         .join("; ")
 }
 
+/// Both routers' MPTCP connections and subflows to or from the bridge's
+/// port and their MPTCP counters, for failure messages.
+fn mptcp_view(topo: &Topology) -> String {
+    let port = format!(":{REMOTE_PORT}");
+    let mut out = String::new();
+    for (node, side) in [(Node::RouterA, "dport"), (Node::RouterB, "sport")] {
+        let sockets = sh(topo, node, &["ss", "-Mtni", side, "=", &port]);
+        let counters = sh(topo, node, &["nstat", "-az", "MPTcp*"]);
+        let moved: Vec<&str> = counters
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1).is_some_and(|n| n != "0"))
+            .collect();
+        out += &format!(
+            "--- {node:?}: ss -Mtni\n{sockets}--- {node:?}: MPTCP counters\n{}\n",
+            moved.join("\n")
+        );
+    }
+    out
+}
+
 /// Router A's received bytes on link `link`.
 fn rx(topo: &Topology, link: usize) -> u64 {
     topo.link_counters(link).unwrap().1
@@ -197,15 +217,17 @@ fn flaps_leave_everything_whole(bridge: Bridge, flapped: Node, b_groups: [&str; 
     // (3 runs in 50 before the planner held endpoints back READD_AFTER).
     assert!(
         wait_until(WHOLE_AGAIN, || bridge.subflow_links() == [0, 1]),
-        "the download through the flaps has subflows on {:?} only\n{}",
+        "the download through the flaps has subflows on {:?} only\n{}\n{}",
         bridge.subflow_links(),
+        mptcp_view(topo),
         bridge.logs()
     );
     for link in 0..2 {
         assert!(
             carries(topo, link, WHOLE_AGAIN),
-            "link {link} does not carry the download through the flaps (subflows on {:?})\n{}",
+            "link {link} does not carry the download through the flaps (subflows on {:?})\n{}\n{}",
             bridge.subflow_links(),
+            mptcp_view(topo),
             bridge.logs()
         );
     }
