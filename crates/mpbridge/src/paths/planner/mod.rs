@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::mptcp::{FLAG_BACKUP, FLAG_SUBFLOW};
 use super::multipath::{self, Hop, LinkRoutes, Member};
@@ -25,6 +25,30 @@ mod messages;
 mod tests;
 
 pub use messages::{Action, Input, LinkSnapshot, LinkSpec, PlannerConfig, Watch};
+
+/// How long a link's endpoints stay out after they were removed, however
+/// soon it returns. Removing an endpoint that carries subflows makes the
+/// kernel tell the peer (RM_ADDR with the endpoint's id, or id 0 if the
+/// connection's initial subflow came from its address), and the peer acts
+/// on it later, from its path manager's work queue. An endpoint added
+/// again at once starts its joins under the same id 0 (the kernel takes a
+/// re-created endpoint of the initial subflow's address as that subflow's,
+/// `mpc_endpoint_id`): the late RM_ADDR then closes the new subflow at the
+/// peer, or the peer, still counting the old one, refuses the join at its
+/// `subflows` limit. Either way the in-kernel path manager never tries that
+/// endpoint again for the connection (tests/flaps.rs: 3 runs in 50 under
+/// load left the download running through the flaps off the link;
+/// scripts/repro/mptcp-endpoint-readd.sh, Linux 6.18 at load 8-14: 3
+/// rounds in 30 lost back to back, 2 in 30 with 20 ms between removal and
+/// add, none with 200 ms). Counted from the planner's decision: the
+/// executor may carry the removal out later (100 ms seen at load 10, and a
+/// 200 ms hold then lost the link in 1 run of 40), hence 300 ms, which
+/// still lets tests/paths.rs see an address removed and added again
+/// followed within its 500 ms. The kernel also hands a freed id to the
+/// next endpoint added, whatever its address, so the hold covers all of
+/// the link's endpoints. (A renewal, `down_action = "backup"`, still
+/// removes and adds at once.)
+pub const READD_AFTER: Duration = Duration::from_millis(300);
 
 /// A link's health source while it is watched.
 #[derive(Debug)]
@@ -96,6 +120,10 @@ struct Link {
     rules: Vec<IpAddr>,
     /// Kept as a backup by the slow-links policy ([`Planner::set_benched`]).
     benched: bool,
+    /// When an endpoint of the link was last removed.
+    removed_at: Option<Instant>,
+    /// Endpoints held back until then ([`READD_AFTER`]).
+    readd_at: Option<Instant>,
 }
 
 /// The path manager's decisions; see the module doc.
@@ -125,6 +153,8 @@ impl Planner {
                 kept_down: false,
                 rules: Vec::new(),
                 benched: false,
+                removed_at: None,
+                readd_at: None,
             })
             .collect();
         Planner {
@@ -200,6 +230,11 @@ impl Planner {
                 _ => {}
             }
         }
+        for i in 0..self.links.len() {
+            if self.links[i].readd_at.is_some_and(|t| t <= now) {
+                self.plan_link(i, now);
+            }
+        }
         if self.verdicts(now) {
             self.plan_groups();
         }
@@ -234,11 +269,12 @@ impl Planner {
     }
 
     /// When [`Planner::handle_timeout`] must run next; `None` while no
-    /// link is watched.
+    /// link is watched and no endpoint held back.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.links
             .iter()
-            .filter_map(|l| l.watched.as_ref().map(Health::poll_timeout))
+            .flat_map(|l| [l.watched.as_ref().map(Health::poll_timeout), l.readd_at])
+            .flatten()
             .min()
     }
 
@@ -477,9 +513,11 @@ impl Planner {
         link.kept_down = kept;
         for (&addr, &have) in &link.endpoints {
             match want.get(&addr) {
-                None => self
-                    .actions
-                    .push_back(Action::DeleteEndpoint { link: i, addr }),
+                None => {
+                    self.actions
+                        .push_back(Action::DeleteEndpoint { link: i, addr });
+                    link.removed_at = Some(now);
+                }
                 Some(&flags) if renew => self.actions.push_back(Action::AddEndpoint {
                     link: i,
                     addr,
@@ -495,16 +533,31 @@ impl Planner {
                 Some(_) => {}
             }
         }
+        // New ones: not before READD_AFTER since the last removal.
+        let mut want = want;
+        let hold = link
+            .removed_at
+            .map(|t| t + READD_AFTER)
+            .filter(|&t| t > now);
+        link.readd_at = None;
         for (&addr, &flags) in &want {
-            if !link.endpoints.contains_key(&addr) {
-                self.actions.push_back(Action::AddEndpoint {
-                    link: i,
-                    addr,
-                    ifindex: kernel.index,
-                    flags,
-                    renew: false,
-                });
+            if link.endpoints.contains_key(&addr) {
+                continue;
             }
+            if hold.is_some() {
+                link.readd_at = hold;
+                continue;
+            }
+            self.actions.push_back(Action::AddEndpoint {
+                link: i,
+                addr,
+                ifindex: kernel.index,
+                flags,
+                renew: false,
+            });
+        }
+        if link.readd_at.is_some() {
+            want.retain(|addr, _| link.endpoints.contains_key(addr));
         }
         link.endpoints = want;
     }

@@ -246,6 +246,8 @@ impl Sim {
 }
 
 const SUBFLOW: u32 = FLAG_SUBFLOW;
+/// [`READD_AFTER`] in milliseconds.
+const HOLD: u64 = READD_AFTER.as_millis() as u64;
 const BACKUP: u32 = FLAG_SUBFLOW | FLAG_BACKUP;
 
 #[test]
@@ -386,6 +388,35 @@ fn a_link_the_kernel_takes_down_leaves_at_once_and_returns_after_a_probe() {
 }
 
 #[test]
+fn an_endpoint_removed_is_not_added_again_before_the_peer_dropped_its_subflows() {
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Probes { v6: false },
+    ));
+    sim.run_to(1000);
+    sim.kernel(vec![(0, LinkSnapshot { up: false, ..up(0) })]);
+    assert_eq!(sim.times("DeleteEndpoint", 1000), [1000]);
+    sim.run_to(1050);
+    sim.kernel(vec![(0, up(0))]);
+    // In service once a probe crossed, routes and group member back...
+    sim.run_to(1060);
+    assert_eq!(sim.in_service(), [true, true]);
+    assert_eq!(sim.groups[0], [0, 1]);
+    assert!(sim.routes.contains(&(100, false)));
+    // ...but the endpoint only READD_AFTER its removal: the peer may not
+    // have acted yet on the RM_ADDR the removal sent, and would close the
+    // new subflows (same id) or refuse them (old ones still counted).
+    assert!(sim.times("AddEndpoint", 1000).is_empty());
+    assert!(!sim.endpoints.contains_key(&addr(0)));
+    sim.run_to(1000 + HOLD + 1);
+    assert_eq!(sim.times("AddEndpoint", 1000), [1000 + HOLD]);
+    assert_eq!(sim.endpoints[&addr(0)], SUBFLOW);
+    // Another look afterwards changes nothing: one add.
+    sim.kernel(vec![(0, up(0))]);
+    assert_eq!(sim.times("AddEndpoint", 1000), [1000 + HOLD]);
+}
+
+#[test]
 fn a_link_that_is_gone_is_forgotten_and_found_again() {
     let mut sim = Sim::new(config(vec![spec(0, false)], Watch::Probes { v6: false }));
     sim.run_to(300);
@@ -394,9 +425,12 @@ fn a_link_that_is_gone_is_forgotten_and_found_again() {
     assert!(sim.groups.iter().all(Vec::is_empty));
     assert_eq!(sim.planner.poll_timeout(), None);
     sim.kernel(vec![(0, up(0))]);
-    sim.run_to(400);
-    assert_eq!(sim.endpoints, BTreeMap::from([(addr(0), SUBFLOW)]));
+    sim.run_to(310);
     assert!(sim.rules.contains(&addr(0)));
+    // Its endpoint once the one removed at 300 is surely gone at the peer.
+    sim.run_to(300 + HOLD + 1);
+    assert_eq!(sim.times("AddEndpoint", 300), [300 + HOLD]);
+    assert_eq!(sim.endpoints, BTreeMap::from([(addr(0), SUBFLOW)]));
 }
 
 #[test]
@@ -412,7 +446,7 @@ fn a_changed_address_moves_the_rule_the_endpoint_and_the_prober() {
         },
     )]);
     assert_eq!(sim.rules, BTreeSet::from([new]));
-    assert_eq!(sim.endpoints, BTreeMap::from([(new, SUBFLOW)]));
+    assert!(sim.endpoints.is_empty());
     assert_eq!(sim.probing[&0], new);
     // Not a link coming back: it stays in service while the new prober
     // starts from scratch.
@@ -420,6 +454,10 @@ fn a_changed_address_moves_the_rule_the_endpoint_and_the_prober() {
     assert_eq!(sim.planner.status()[0].health, LinkState::Unknown);
     sim.run_to(1100);
     assert_eq!(sim.planner.status()[0].health, LinkState::Up);
+    // The new endpoint READD_AFTER the old one's removal (the kernel may
+    // give it the old one's id).
+    sim.run_to(1000 + HOLD + 1);
+    assert_eq!(sim.endpoints, BTreeMap::from([(new, SUBFLOW)]));
 }
 
 #[test]
@@ -617,7 +655,10 @@ fn a_down_and_up_between_two_looks_is_a_return_of_the_link() {
     sim.run_to(1010);
     assert_eq!(sim.in_service(), [true, true]);
     assert_eq!(sim.groups[0], [0, 1]);
-    assert_eq!(sim.times("AddEndpoint", 1000).len(), 1);
+    // The endpoint last, READD_AFTER its removal.
+    assert!(sim.times("AddEndpoint", 1000).is_empty());
+    sim.run_to(1000 + HOLD + 1);
+    assert_eq!(sim.times("AddEndpoint", 1000), [1000 + HOLD]);
     // Deleted and made again under the same name (a new index): the same.
     sim.kernel(vec![(
         0,
@@ -626,7 +667,10 @@ fn a_down_and_up_between_two_looks_is_a_return_of_the_link() {
             ..flapped(1)
         },
     )]);
-    assert_eq!(sim.times("StartProbing", 1010), [1010]);
+    assert_eq!(
+        sim.times("StartProbing", 1000 + HOLD + 1),
+        [1000 + HOLD + 1]
+    );
     assert_eq!(sim.in_service(), [false, true]);
 }
 
@@ -656,6 +700,10 @@ fn without_probes_a_link_follows_the_kernel_alone() {
     // Back up: in service at once, there is no probe to wait for.
     sim.kernel(vec![(0, up(0))]);
     assert_eq!(sim.in_service(), [true]);
+    // Its endpoint READD_AFTER it was removed: the timer says when.
+    assert!(sim.endpoints.is_empty());
+    assert_eq!(sim.planner.poll_timeout(), Some(sim.t0 + READD_AFTER));
+    sim.run_to(HOLD + 1);
     assert_eq!(sim.endpoints.len(), 1);
 }
 
