@@ -105,10 +105,8 @@ impl Monitor {
                 break;
             }
             if let Some(lost) = self.outstanding.pop_front() {
-                self.remember_late(lost);
-                self.lost_since.get_or_insert(lost.1);
+                self.lose(lost, now);
             }
-            self.record(false, now);
         }
         if now < self.next_send {
             return None;
@@ -122,14 +120,31 @@ impl Monitor {
         self.next_seq = self.next_seq.wrapping_add(1);
         if self.outstanding.len() == MAX_OUTSTANDING {
             if let Some(lost) = self.outstanding.pop_front() {
-                self.remember_late(lost);
-                self.lost_since.get_or_insert(lost.1);
+                self.lose(lost, now);
             }
-            self.record(false, now);
         }
         self.outstanding.push_back((seq, now));
         self.sent += 1;
         Some(seq)
+    }
+
+    /// Probe `lost` (seq, sent at) is counted lost. One sent before the
+    /// latest probe that was answered is stale: the link has answered since,
+    /// so it counts in the loss figure but not in the run of misses that
+    /// takes a link down. Otherwise a link that returns (or a fresh prober,
+    /// whose first probes wait a whole second) is called up by its first
+    /// answers and then down again by the probes it lost before them, as
+    /// their windows end one after the other (seen in the Wi-Fi lab: up and
+    /// down again within a millisecond, its endpoints removed and added
+    /// every two seconds, the link never carrying again).
+    fn lose(&mut self, lost: (u32, Instant), now: Instant) {
+        self.remember_late(lost);
+        if self.heard.is_some_and(|heard| lost.1 < heard) {
+            self.outcomes.record(false);
+            return;
+        }
+        self.lost_since.get_or_insert(lost.1);
+        self.record(false, now);
     }
 
     fn remember_late(&mut self, lost: (u32, Instant)) {
@@ -359,6 +374,49 @@ mod tests {
         assert_eq!(m.state(), LinkState::Up);
         // Answers from 1700 on: 1700, 1800, 1900 → up when the third returns.
         assert_eq!(m.health().changed_at, t0 + 1901 * MS);
+    }
+
+    #[test]
+    fn a_fresh_prober_whose_first_probes_go_unanswered_stays_up_once_answered() {
+        let t0 = Instant::now();
+        let mut m = Monitor::new(settings(), t0);
+        let mut now = t0;
+        // The far end answers from 250 ms on (a link just back, its peer's
+        // responder not yet reachable); the probes at 0, 100 and 200 wait
+        // the initial second, long after the ones at 300... were answered.
+        run(&mut m, &mut now, t0 + 3000 * MS, 2 * MS, |s| {
+            s >= t0 + 250 * MS
+        });
+        assert_eq!(m.state(), LinkState::Up);
+        assert_eq!(m.health().changed_at, t0 + 302 * MS);
+        assert_eq!(m.health().answered, 27);
+        assert!((m.health().loss_percent - 10.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn a_link_back_is_up_after_three_answers_whatever_it_lost_before() {
+        let t0 = Instant::now();
+        let mut m = Monitor::new(settings(), t0);
+        let mut now = t0;
+        // A slow, jittery link (400 ms ± 300 ms: a loss window of about
+        // 1.5 s), black-holed from 2 s to 4 s, then answering again.
+        let (fail, back) = (t0 + 2000 * MS, t0 + 4000 * MS);
+        let mut i = 0u32;
+        let mut jittery = move |lost: bool| {
+            i += 1;
+            let rtt = if i % 2 == 0 { 100 * MS } else { 700 * MS };
+            (!lost).then_some(rtt)
+        };
+        run_with(&mut m, &mut now, back, |s| jittery(s >= fail));
+        assert_eq!(m.state(), LinkState::Down);
+        // Once back: up after three answers in a row, although the probes
+        // sent into the black hole reach the end of their windows (about
+        // 1.6 s) meanwhile; they no longer break the run of answers (which
+        // held the link out until the last of them), nor take it down again.
+        let changes = run_with(&mut m, &mut now, t0 + 9000 * MS, |_| jittery(false));
+        assert_eq!((m.state(), changes), (LinkState::Up, 1));
+        let up = m.health().changed_at - back;
+        assert!(up < 1000 * MS, "up {up:?} after the return");
     }
 
     #[test]
