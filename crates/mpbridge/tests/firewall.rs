@@ -447,12 +447,19 @@ fn tcp_snmp(bridge: &Bridge, name: &str) -> u64 {
 /// so router A holds that 4-tuple in TIME_WAIT. The new SYN must still reach
 /// the listener at once (tproxy's TIME_WAIT handling), not be answered from
 /// the TIME_WAIT entry so that the client has to retransmit it.
-#[test]
-fn a_client_reusing_its_port_after_a_server_close_is_not_made_to_resend_its_syn() {
-    let bridge = Bridge::start(Options::default());
-    let listener = bridge.server_listener(false);
+fn port_reuse_after_a_server_close(mode: Mode, v6: bool) {
+    let bridge = Bridge::start(Options {
+        mode,
+        ..Options::default()
+    });
+    let listener = bridge.server_listener(v6);
     let dest = listener.local_addr().unwrap();
-    let client_ip = bridge.topo.client_addr(false);
+    let client_ip = bridge.topo.client_addr(v6);
+    let domain = if v6 {
+        socket2::Domain::IPV6
+    } else {
+        socket2::Domain::IPV4
+    };
     let before = bridge.netstat(Node::Client, "TcpExt", "TCPSynRetrans");
     let resets_before = tcp_snmp(&bridge, "OutRsts");
     let mut port = 0;
@@ -463,7 +470,7 @@ fn a_client_reusing_its_port_after_a_server_close_is_not_made_to_resend_its_syn(
         let (stream, local) = bridge
             .topo
             .enter(Node::Client, move || {
-                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+                let s = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
                 s.set_reuse_address(true)?;
                 s.bind(&SocketAddr::new(client_ip, port).into())?;
                 s.connect_timeout(&dest.into(), Duration::from_secs(5))?;
@@ -515,4 +522,19 @@ fn a_client_reusing_its_port_after_a_server_close_is_not_made_to_resend_its_syn(
          router A's TIME_WAIT:\n{tw}\n{}",
         bridge.logs()
     );
+}
+
+#[test]
+fn tproxy_ipv4_a_client_reusing_its_port_after_a_server_close_does_not_resend_its_syn() {
+    port_reuse_after_a_server_close(Mode::Tproxy, false);
+}
+
+#[test]
+fn tproxy_ipv6_a_client_reusing_its_port_after_a_server_close_does_not_resend_its_syn() {
+    port_reuse_after_a_server_close(Mode::Tproxy, true);
+}
+
+#[test]
+fn redirect_ipv4_a_client_reusing_its_port_after_a_server_close_does_not_resend_its_syn() {
+    port_reuse_after_a_server_close(Mode::Redirect, false);
 }
