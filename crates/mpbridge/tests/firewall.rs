@@ -429,3 +429,112 @@ fn the_owned_table_survives_fw4_restart_and_flush_and_keeps_bridging() {
     assert_eq!(seen_from(&bridge, &listener), rb, "bridged after fw4 flush");
     assert!(bridge.local.is_running(), "{}", bridge.logs());
 }
+
+/// The client namespace's `Tcp` counter `name` from /proc/net/snmp.
+fn tcp_snmp(bridge: &Bridge, name: &str) -> u64 {
+    let text = bridge
+        .topo
+        .run(Node::Client, &["cat", "/proc/net/snmp"])
+        .unwrap();
+    let mut rows = text.lines().filter(|l| l.starts_with("Tcp: "));
+    let (names, values) = (rows.next().unwrap(), rows.next().unwrap());
+    let at = names.split_whitespace().position(|n| n == name).unwrap();
+    values.split_whitespace().nth(at).unwrap().parse().unwrap()
+}
+
+/// A client that reuses its source port right after a bridged connection
+/// the server closed first: router A's transparent socket closed first too,
+/// so router A holds that 4-tuple in TIME_WAIT. The new SYN must still reach
+/// the listener at once (tproxy's TIME_WAIT handling), not be answered from
+/// the TIME_WAIT entry so that the client has to retransmit it.
+fn port_reuse_after_a_server_close(mode: Mode, v6: bool) {
+    let bridge = Bridge::start(Options {
+        mode,
+        ..Options::default()
+    });
+    let listener = bridge.server_listener(v6);
+    let dest = listener.local_addr().unwrap();
+    let client_ip = bridge.topo.client_addr(v6);
+    let domain = if v6 {
+        socket2::Domain::IPV6
+    } else {
+        socket2::Domain::IPV4
+    };
+    let before = bridge.netstat(Node::Client, "TcpExt", "TCPSynRetrans");
+    let resets_before = tcp_snmp(&bridge, "OutRsts");
+    let mut port = 0;
+    let mut slowest = Duration::ZERO;
+    let rounds = 5;
+    for round in 0..rounds {
+        let started = Instant::now();
+        let (stream, local) = bridge
+            .topo
+            .enter(Node::Client, move || {
+                let s = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+                s.set_reuse_address(true)?;
+                s.bind(&SocketAddr::new(client_ip, port).into())?;
+                s.connect_timeout(&dest.into(), Duration::from_secs(5))?;
+                let local = s.local_addr()?.as_socket().unwrap();
+                std::io::Result::Ok((std::net::TcpStream::from(s), local))
+            })
+            .unwrap_or_else(|e| {
+                panic!(
+                    "round {round}: connect from port {port}: {e}\n{}",
+                    bridge.logs()
+                )
+            });
+        slowest = slowest.max(started.elapsed());
+        port = local.port();
+        let mut client = stream;
+        client.write_all(b"ping").unwrap();
+        // The server answers and closes first; the client closes after EOF.
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut got = [0u8; 4];
+        conn.read_exact(&mut got).unwrap();
+        conn.write_all(b"pong").unwrap();
+        drop(conn);
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).unwrap();
+        assert_eq!(reply, b"pong");
+        drop(client);
+        // Router A's side of the relayed close (its FIN answered) settles.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let tw = common::sh(
+        &bridge.topo,
+        Node::RouterA,
+        &["ss", "-tanH", "state", "time-wait"],
+    );
+    let resent = bridge.netstat(Node::Client, "TcpExt", "TCPSynRetrans") - before;
+    let resets = tcp_snmp(&bridge, "OutRsts") - resets_before;
+    eprintln!("slowest connect {slowest:?}, client resets {resets}, SYNs resent {resent}");
+    // The case this test is about: router A does hold the last connection
+    // in TIME_WAIT (else it would pass without testing anything).
+    assert!(
+        tw.contains(&format!(":{port} ")) || tw.contains(&format!(":{port}\n")),
+        "{tw}"
+    );
+    assert_eq!(
+        resent,
+        0,
+        "{resent} SYNs resent (client sent {resets} resets, slowest connect \
+         {slowest:?}) for {rounds} connections from port {port}; \
+         router A's TIME_WAIT:\n{tw}\n{}",
+        bridge.logs()
+    );
+}
+
+#[test]
+fn tproxy_ipv4_a_client_reusing_its_port_after_a_server_close_does_not_resend_its_syn() {
+    port_reuse_after_a_server_close(Mode::Tproxy, false);
+}
+
+#[test]
+fn tproxy_ipv6_a_client_reusing_its_port_after_a_server_close_does_not_resend_its_syn() {
+    port_reuse_after_a_server_close(Mode::Tproxy, true);
+}
+
+#[test]
+fn redirect_ipv4_a_client_reusing_its_port_after_a_server_close_does_not_resend_its_syn() {
+    port_reuse_after_a_server_close(Mode::Redirect, false);
+}

@@ -93,7 +93,8 @@ fn a_lan_packet_that_also_carries_mwan3_and_pbr_marks_is_still_bridged() {
 
 /// The rules of `option firewall 'none'` (openwrt/mpbridge/files/
 /// fw4-include.nft) load into a table as fw4 includes them, and use the
-/// daemon's marks, set without touching the other bits.
+/// daemon's marks, set without touching the other bits, and keep a
+/// connection-opening SYN out of the socket rule.
 #[test]
 fn the_fw4_include_loads_and_sets_only_mpbridges_byte() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -113,6 +114,12 @@ fn the_fw4_include_loads_and_sets_only_mpbridges_byte() {
     )));
     assert!(include.contains(&format!("fwmark {DIVERT_MARK:#x}/{MARK_MASK:#x}")));
     assert!(!include.contains("0x6d70"), "old marks left:\n{include}");
+    // As the daemon's own table: a connection-opening SYN is left to the
+    // tproxy rule, not sent to a TIME_WAIT by the socket rule.
+    assert!(
+        include.contains("tcp flags != syn / syn,ack socket transparent 1 "),
+        "{include}"
+    );
 
     // As fw4 includes it: inside `table inet fw4`. Checked (nft -c) in a
     // network namespace of its own that ends with the command.

@@ -70,6 +70,11 @@ pub struct RateRow {
     /// CPU µs per completed connection of each of the proxy's processes.
     pub cpu_us: Vec<ProcFigure>,
     pub failed: u64,
+    /// SYNs the client namespace's kernel sent again during the row's runs
+    /// (`TcpExt TCPSynRetrans`): a SYN that went unanswered, or was
+    /// answered wrongly (a stale TIME_WAIT on the way acknowledges it).
+    #[serde(default)]
+    pub syn_resent: u64,
 }
 
 /// A figure of one process.
@@ -329,10 +334,13 @@ fn rates(
     )?;
     for clients in CLIENTS {
         let cpu0: Vec<f64> = procs.iter().map(|(_, p)| cpu(*p)).collect();
+        let syn0 = syn_resent(topo);
         let outcome = rr::run_clients(topo, server.addr, clients, report.secs, 1_000_000);
+        let syn1 = syn_resent(topo);
         let cpu1: Vec<f64> = procs.iter().map(|(_, p)| cpu(*p)).collect();
         let row = rate_row(&mut report.rates, clients, subject);
         row.failed += outcome.failed;
+        row.syn_resent += syn1.saturating_sub(syn0);
         if outcome.completed == 0 {
             failures.push(format!(
                 "connections, {clients} clients, {subject:?}: none completed ({} failed)",
@@ -357,6 +365,23 @@ fn rates(
     Ok(())
 }
 
+/// The client namespace's `TcpExt TCPSynRetrans` (0 if it cannot be read).
+fn syn_resent(topo: &Topology) -> u64 {
+    let text = topo
+        .run(Node::Client, &["cat", "/proc/net/netstat"])
+        .unwrap_or_default();
+    let mut rows = text.lines().filter(|l| l.starts_with("TcpExt: "));
+    let (Some(names), Some(values)) = (rows.next(), rows.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "TCPSynRetrans")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn rate_row(rows: &mut Vec<RateRow>, clients: usize, subject: Subject) -> &mut RateRow {
     if let Some(i) = rows
         .iter()
@@ -372,6 +397,7 @@ fn rate_row(rows: &mut Vec<RateRow>, clients: usize, subject: Subject) -> &mut R
         p90_ms: Figure::default(),
         cpu_us: Vec::new(),
         failed: 0,
+        syn_resent: 0,
     });
     rows.sort_by_key(|r| (r.clients, r.subject as u8));
     let i = rows
@@ -725,9 +751,10 @@ pub fn markdown(r: &ConnsReport, o: &mut String) {
              closes), over unshaped links; direct routing, mpbridge and the peer in the same run. \
              CPU: user + system time of each proxy process per completed connection (router A: \
              `mpbridge local` / `sslocal`; router B: `mpbridge remote` / `ssserver`).\n\n\
+             SYNs resent: the client's `TcpExt TCPSynRetrans` during the row's runs.\n\n\
              | clients | path | connections / s | p50 ms | p90 ms | CPU µs A | CPU µs B | failed \
-             | of direct | ÷ peer | p90 ÷ direct | CPU A ÷ peer | CPU B ÷ peer |\n\
-             | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+             | SYNs resent | of direct | ÷ peer | p90 ÷ direct | CPU A ÷ peer | CPU B ÷ peer |\n\
+             | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             r.secs
         );
         for row in &r.rates {
@@ -760,8 +787,8 @@ pub fn markdown(r: &ConnsReport, o: &mut String) {
             };
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {of_direct} | {per_peer} | {p90_direct} \
-                 | {cpu_a} | {cpu_b} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {of_direct} | {per_peer} \
+                 | {p90_direct} | {cpu_a} | {cpu_b} |",
                 row.clients,
                 path_name(row.subject),
                 fig(&row.per_sec, 0),
@@ -770,6 +797,7 @@ pub fn markdown(r: &ConnsReport, o: &mut String) {
                 cpu(0),
                 cpu(1),
                 row.failed,
+                row.syn_resent,
             );
         }
         let _ = writeln!(o);
@@ -1011,6 +1039,7 @@ mod tests {
                     .collect()
             },
             failed: 0,
+            syn_resent: 3,
         }
     }
 
@@ -1064,7 +1093,7 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("the open-files limit was 20000"), "{md}");
-        assert!(md.contains("| 4 | mpbridge | 8000 | 0.30 | 0.60 | 40 | 30 | 0 | 0.40× | 4.00× | 2.00× | 0.50× | 0.33× |"), "{md}");
+        assert!(md.contains("| 4 | mpbridge | 8000 | 0.30 | 0.60 | 40 | 30 | 0 | 3 | 0.40× | 4.00× | 2.00× | 0.50× | 0.33× |"), "{md}");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //!   chain prerouting  (filter/mangle for TPROXY, nat/dstnat for REDIRECT)
 //!     iifname <lan> tcp ipv4 → jump divert4;  ipv6 → jump divert6
 //!   chain divert4/6
-//!     socket transparent 1 → mark, accept     (TPROXY: already diverted)
+//!     not a lone SYN, socket transparent 1 → mark, accept  (TPROXY: already diverted)
 //!     own mark / fib daddr local / @remote / @local / @bypass → return
 //!     tproxy to :port, mark, accept  |  redirect to :port
 //!   chain quic  (filter/mangle; only with local.quic = "refuse")

@@ -97,6 +97,7 @@ const NFT_REG_2: u32 = 2;
 const NFT_RETURN: i32 = -5;
 const NFT_JUMP: i32 = -3;
 const NFT_CMP_EQ: u32 = 0;
+const NFT_CMP_NEQ: u32 = 1;
 const NFT_META_MARK: u32 = 3;
 const NFT_META_IIFNAME: u32 = 6;
 const NFT_META_NFPROTO: u32 = 15;
@@ -120,6 +121,11 @@ const NFTNL_UDATA_RULE_COMMENT: u8 = 0;
 /// `NF_NAT_RANGE_PROTO_SPECIFIED`: redirect to the given port.
 const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 0x2;
 const IPPROTO_TCP: u8 = 6;
+/// The TCP header's flags byte, and the two flags that tell a SYN that
+/// opens a connection (SYN without ACK).
+const TCP_FLAGS_OFFSET: u32 = 13;
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
 const IPPROTO_UDP: u8 = 17;
 const IFNAMSIZ: usize = 16;
 
@@ -236,6 +242,16 @@ enum Expr {
     Cmp {
         sreg: u32,
         data: Vec<u8>,
+    },
+    /// `!=`: like `Cmp`, true when the register differs from `data`.
+    CmpNe {
+        sreg: u32,
+        data: Vec<u8>,
+    },
+    /// `reg & mask` into the same register (`xor` zero).
+    Bitwise {
+        reg: u32,
+        mask: Vec<u8>,
     },
     Payload {
         base: u32,
@@ -476,7 +492,8 @@ impl Batch {
         w.nested(NFTA_LIST_ELEM);
         let name = match e {
             Expr::Meta { .. } | Expr::MetaSet { .. } => "meta",
-            Expr::Cmp { .. } => "cmp",
+            Expr::Cmp { .. } | Expr::CmpNe { .. } => "cmp",
+            Expr::Bitwise { .. } => "bitwise",
             Expr::Payload { .. } => "payload",
             Expr::Lookup { .. } => "lookup",
             Expr::FibDaddrType { .. } => "fib",
@@ -498,11 +515,26 @@ impl Batch {
                 w.attr_be32(2, *key); // NFTA_META_KEY
                 w.attr_be32(3, *sreg); // NFTA_META_SREG
             }
-            Expr::Cmp { sreg, data } => {
+            Expr::Cmp { sreg, data } | Expr::CmpNe { sreg, data } => {
+                let op = match e {
+                    Expr::CmpNe { .. } => NFT_CMP_NEQ,
+                    _ => NFT_CMP_EQ,
+                };
                 w.attr_be32(1, *sreg); // NFTA_CMP_SREG
-                w.attr_be32(2, NFT_CMP_EQ); // NFTA_CMP_OP
+                w.attr_be32(2, op); // NFTA_CMP_OP
                 w.nested(3); // NFTA_CMP_DATA
                 w.attr(NFTA_DATA_VALUE, data);
+                w.end_nested();
+            }
+            Expr::Bitwise { reg, mask } => {
+                w.attr_be32(1, *reg); // NFTA_BITWISE_SREG
+                w.attr_be32(2, *reg); // NFTA_BITWISE_DREG
+                w.attr_be32(3, mask.len() as u32); // NFTA_BITWISE_LEN
+                w.nested(4); // NFTA_BITWISE_MASK
+                w.attr(NFTA_DATA_VALUE, mask);
+                w.end_nested();
+                w.nested(5); // NFTA_BITWISE_XOR
+                w.attr(NFTA_DATA_VALUE, &vec![0; mask.len()]);
                 w.end_nested();
             }
             Expr::Payload {
@@ -725,7 +757,38 @@ impl Batch {
         if spec.mode == InterceptionMode::Tproxy {
             // Packets of connections already diverted to a transparent socket
             // go to it whatever the sets say now (a bypass added later).
+            // Not a SYN that opens a connection: the socket it finds can
+            // only be the TIME_WAIT of an earlier connection on the same
+            // ports (router A closed first, relaying the server's FIN), and
+            // accepted here the SYN would meet that TIME_WAIT, which answers
+            // with a stale ACK: the client resets and resends its SYN. The
+            // tproxy rule instead hands such a SYN to the listener and ends
+            // the TIME_WAIT (the kernel's nf_tproxy_handle_time_wait).
+            // (`meta l4proto tcp` first, which also lets `nft list` show
+            // the flags by name.)
             let mut exprs = vec![
+                Expr::Meta {
+                    key: NFT_META_L4PROTO,
+                    dreg: NFT_REG_1,
+                },
+                Expr::Cmp {
+                    sreg: NFT_REG_1,
+                    data: vec![IPPROTO_TCP],
+                },
+                Expr::Payload {
+                    base: NFT_PAYLOAD_TRANSPORT_HEADER,
+                    offset: TCP_FLAGS_OFFSET,
+                    len: 1,
+                    dreg: NFT_REG_1,
+                },
+                Expr::Bitwise {
+                    reg: NFT_REG_1,
+                    mask: vec![TCP_SYN | TCP_ACK],
+                },
+                Expr::CmpNe {
+                    sreg: NFT_REG_1,
+                    data: vec![TCP_SYN],
+                },
                 Expr::Socket {
                     key: NFT_SOCKET_TRANSPARENT,
                     dreg: NFT_REG_1,
@@ -736,7 +799,11 @@ impl Batch {
                 },
             ];
             exprs.extend(set_mark.iter().cloned());
-            self.rule(chain, "socket transparent 1: mark, accept", &exprs);
+            self.rule(
+                chain,
+                "tcp flags != syn / syn,ack socket transparent 1: mark, accept",
+                &exprs,
+            );
         }
         self.skip_rules(spec, family, chain);
         let (addr, port) = match family {
@@ -1074,6 +1141,47 @@ mod tests {
                 (text(chain.1).unwrap(), exprs)
             })
             .collect()
+    }
+
+    #[test]
+    fn the_socket_rule_leaves_a_connection_opening_syn_to_the_tproxy_rule() {
+        let mut b = Batch::new(1);
+        b.create_ruleset(&spec(InterceptionMode::Tproxy), true);
+        let (bytes, _, _) = b.finish();
+        let socket_rules: Vec<_> = rules(&bytes)
+            .into_iter()
+            .filter(|(_, exprs)| exprs.iter().any(|(name, _)| name == "socket"))
+            .collect();
+        assert_eq!(socket_rules.len(), 2, "one per family");
+        let be32 = |v: u32| v.to_be_bytes().to_vec();
+        let value = |v: &[u8]| {
+            // NFTA_DATA_VALUE nested in the data attribute.
+            let (k, inner) = nl::attributes(v).next().unwrap();
+            assert_eq!(k, NFTA_DATA_VALUE);
+            inner.to_vec()
+        };
+        let attr = |data: &[(u16, Vec<u8>)], k: u16| {
+            data.iter().find(|(key, _)| *key == k).unwrap().1.clone()
+        };
+        for (_, exprs) in socket_rules {
+            let names: Vec<&str> = exprs.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(
+                names[..6],
+                ["meta", "cmp", "payload", "bitwise", "cmp", "socket"],
+                "{names:?}"
+            );
+            assert_eq!(value(&attr(&exprs[1].1, 3)), [IPPROTO_TCP]);
+            let payload = &exprs[2].1;
+            assert_eq!(attr(payload, 2), be32(NFT_PAYLOAD_TRANSPORT_HEADER));
+            assert_eq!(attr(payload, 3), be32(13), "the TCP flags byte");
+            assert_eq!(attr(payload, 4), be32(1));
+            let bitwise = &exprs[3].1;
+            assert_eq!(value(&attr(bitwise, 4)), [0x12], "mask syn|ack");
+            assert_eq!(value(&attr(bitwise, 5)), [0], "xor nothing");
+            let cmp = &exprs[4].1;
+            assert_eq!(attr(cmp, 2), be32(NFT_CMP_NEQ));
+            assert_eq!(value(&attr(cmp, 3)), [0x02], "!= syn alone");
+        }
     }
 
     fn quic_spec(mode: InterceptionMode) -> Spec {
