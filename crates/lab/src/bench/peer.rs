@@ -328,7 +328,11 @@ fn wait_listening(topo: &Topology, node: Node, port: u16, proc: &Proc) -> anyhow
 
 /// The nftables script of the peer's interception: TCP arriving on router
 /// A's LAN interface goes to `sslocal` by TPROXY (IPv4; the benchmarks use
-/// IPv4), except what is addressed to router A itself.
+/// IPv4), except what is addressed to router A itself. The socket rule
+/// leaves a connection-opening SYN to the TPROXY rule, as mpbridge's own
+/// table does: a SYN reusing a port that router A holds in TIME_WAIT would
+/// otherwise meet that socket, get a stale ACK, and be sent again ~12 ms
+/// later; the peer gets the same rules, or the comparison is not fair.
 fn nft_script() -> String {
     let lan = bridge::LAN_INTERFACE;
     let mut s = String::new();
@@ -340,7 +344,7 @@ fn nft_script() -> String {
     );
     let _ = writeln!(
         s,
-        "\t\tiifname \"{lan}\" meta l4proto tcp socket transparent 1 meta mark set {MARK} accept"
+        "\t\tiifname \"{lan}\" meta l4proto tcp tcp flags != syn / syn,ack socket transparent 1 meta mark set {MARK} accept"
     );
     let _ = writeln!(
         s,
