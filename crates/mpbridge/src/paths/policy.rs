@@ -3,9 +3,11 @@
 //! ("benched": the kernel's scheduler sends on it only when no other link
 //! can), and tried again later, so it returns when it helps.
 //!
-//! It measures rather than models. While the bridge carries a sustained
-//! load, a link that looks harmful (a small share of the bytes, or most of
-//! them while the flow stalls) is benched for a trial, and the links' total rate with it is compared with the total
+//! It measures rather than models. Once the bridge has carried a load for
+//! [`Settings::warmup`] (6 s: short flows and slow starts are never
+//! judged), a link that looks harmful (a small share of the bytes, or
+//! most of them while the flow stalls again and again) is benched for a
+//! trial, and the links' total rate with it is compared with the total
 //! without it: it stays benched when the total without it is not lower
 //! (within [`Settings::margin`]). A benched link is tried back in the same
 //! way, after a delay that doubles at every trial of that link (no
@@ -45,6 +47,12 @@ use std::time::{Duration, Instant};
 pub struct Settings {
     /// Between two samples of the counters.
     pub interval: Duration,
+    /// A load counts only once it has lasted this long since the bridge
+    /// was last idle: a flow's slow start (the first subflow alone, the
+    /// others joining, the slow links' shares still growing) reads as a
+    /// small share or a stall, and a short flow pays for a trial it cannot
+    /// gain from. With 2 s figures the first trial comes 8 s into a load.
+    pub warmup: Duration,
     /// After a change, samples not counted (the kernel's scheduler and the
     /// subflows' windows adjust).
     pub settle: Duration,
@@ -68,12 +76,21 @@ pub struct Settings {
     /// window's mean): the others then wait for its late data.
     pub small_share: f64,
     pub stall: f64,
+    /// A link with less than this share carries no flow (its probes only:
+    /// a flow not bridged on another link, a link measured alone) and
+    /// holds nothing up: its share makes it no candidate.
+    pub no_flow: f64,
+    /// Stalls in one figure that make a link look harmful; a stall counts
+    /// only when the load came back after it (a flow's last bytes, late
+    /// over the slowest link, are no stall).
+    pub stalls: usize,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             interval: Duration::from_millis(250),
+            warmup: Duration::from_secs(6),
             settle: Duration::from_millis(500),
             measure: Duration::from_secs(2),
             min_load: 1e6,
@@ -83,6 +100,8 @@ impl Default for Settings {
             margin: 0.03,
             small_share: 0.08,
             stall: 0.25,
+            no_flow: 0.005,
+            stalls: 2,
         }
     }
 }
@@ -144,6 +163,8 @@ pub struct Policy {
     loaded_at: Option<Instant>,
     /// Since when the bridge has been idle.
     idle_since: Option<Instant>,
+    /// Since when it has been loaded (not idle).
+    load_since: Option<Instant>,
     changes: VecDeque<Change>,
 }
 
@@ -168,6 +189,7 @@ impl Policy {
             in_service: vec![false; links],
             loaded_at: None,
             idle_since: None,
+            load_since: None,
             changes: VecDeque::new(),
         }
     }
@@ -235,6 +257,7 @@ impl Policy {
             .is_none_or(|t| now.duration_since(t) >= self.settings.idle_after);
         if idle {
             self.window.clear();
+            self.load_since = None;
             if self.phase != Phase::Watch {
                 self.abandon(now);
             }
@@ -249,7 +272,8 @@ impl Policy {
             return;
         }
         self.idle_since = None;
-        if now < self.count_from {
+        let load_since = *self.load_since.get_or_insert(now);
+        if now < self.count_from || now.duration_since(load_since) < self.settings.warmup {
             return;
         }
         self.window.push_back(rates);
@@ -300,6 +324,11 @@ impl Policy {
 
     /// With a baseline `mean`: starts a trial if a link is due for one.
     fn maybe_try(&mut self, now: Instant, samples: &[Sample], mean: f64) {
+        // A figure mostly of silence (the flow ended, its last bytes still
+        // trickling in) gives every link but one a nil share: no baseline.
+        if mean < self.settings.min_load {
+            return;
+        }
         let due = |l: &Link| l.next_try.is_none_or(|t| t <= now);
         // A benched link due again goes first: it may help now.
         let back = (0..self.links.len())
@@ -316,16 +345,33 @@ impl Policy {
         }
         let shares = self.shares(&active);
         let small = self.settings.small_share;
+        let low = mean * self.settings.stall;
+        let totals: Vec<f64> = self.window.iter().map(|r| r.iter().sum()).collect();
+        // The load came back after sample `j`.
+        let back = |j: usize| {
+            totals[j + 1..]
+                .iter()
+                .any(|&t| t >= low && t >= self.settings.min_load)
+        };
         let stalled = |i: usize| {
-            self.window.iter().any(|r| {
-                let total: f64 = r.iter().sum();
-                total < mean * self.settings.stall && r[i] > 0.0 && r[i] >= total / 2.0
-            })
+            let stalls = self
+                .window
+                .iter()
+                .zip(&totals)
+                .enumerate()
+                .filter(|&(j, (r, &total))| {
+                    total < low && r[i] > 0.0 && r[i] >= total / 2.0 && back(j)
+                })
+                .count();
+            stalls >= self.settings.stalls
         };
         let candidate = active
             .iter()
             .zip(&shares)
-            .filter(|&(&i, &share)| due(&self.links[i]) && (share < small || stalled(i)))
+            .filter(|&(&i, &share)| {
+                let small = share < small && share >= self.settings.no_flow;
+                due(&self.links[i]) && (small || stalled(i))
+            })
             .min_by(|a, b| a.1.total_cmp(b.1))
             .map(|(&i, _)| i);
         if let Some(link) = candidate {
