@@ -1,11 +1,17 @@
 //! Never below the best link alone (issue 19): in the lab's VM (netem),
 //! one flow over a 20 Mbit/s link with 5 ms of delay and a 5 Mbit/s link
-//! with 60 ms and 5 % loss. Using both, the flow ran at 7.1 Mbit/s where
-//! the first link alone carried 16.7; mpbridge local's slow-links policy
-//! (`paths.slow_links = "bench"`, not the default) must notice within
-//! seconds and bench the slow link, so the flow's
-//! second half is not below the best link alone (a tenth of margin for
-//! the VM's noise). About a minute of VM time.
+//! with 60 ms and 5 % loss. Using both, the flow ran at 7.1 to 14.5 Mbit/s
+//! where the first link alone carried 16.7 to 19.1; mpbridge local's
+//! slow-links policy (`paths.slow_links = "bench"`, router A's default)
+//! must notice and bench the slow link. It judges a load only after 6 s
+//! (short flows are never trialled) and decides on 2 s figures, so the
+//! slow link is benched about 8 s into the 24 s flow, and the flow's
+//! second half must not be below the best link alone (a tenth of margin
+//! for the VM's noise). The lab measures each link alone first, with the
+//! daemons running: the policy must not learn from those (a link without
+//! a flow on it is no candidate), else the bridged flow starts with the
+//! slow link benched and the test proves nothing. About a minute and a
+//! half of VM time.
 //!
 //! Ignored by default (root, qemu, once Debian's mirrors):
 //! `cargo test -p mpbridge-lab --test slow_links -- --ignored`.
@@ -63,13 +69,15 @@ fn one_flow_is_not_below_the_best_link_when_a_slow_lossy_link_is_benched() {
     lab.arg("--mpbridge")
         .arg(&mpbridge)
         .args(["run", "aggregate", "--links", "20@5ms,5@60ms-5%"])
-        .args(["--aggregate-secs", "15", "--json"])
+        .args(["--aggregate-secs", "24", "--json"])
         .arg(&json);
-    let policy = std::env::var_os("MPBRIDGE_SLOW_LINKS").unwrap_or_else(|| "bench".into());
-    let mut line = std::ffi::OsString::from("slow_links = \"");
-    line.push(policy);
-    line.push("\"");
-    lab.arg("--paths-config").arg(line);
+    // Router A's default ("bench") unless the environment says otherwise.
+    if let Some(policy) = std::env::var_os("MPBRIDGE_SLOW_LINKS") {
+        let mut line = std::ffi::OsString::from("slow_links = \"");
+        line.push(policy);
+        line.push("\"");
+        lab.arg("--paths-config").arg(line);
+    }
     let status = lab.status().expect("run mpbridge-lab");
     let text = std::fs::read_to_string(&json);
     let _ = std::fs::remove_file(&json);
@@ -89,7 +97,7 @@ fn one_flow_is_not_below_the_best_link_when_a_slow_lossy_link_is_benched() {
         best > 8.0 && best < 22.0,
         "the best link alone: {best:.1} Mbit/s"
     );
-    // The policy needs a few seconds of load to decide: the second half.
+    // The policy needs 8 s of load to decide: the second half (12 s on).
     let goodput = a["series"]["goodput"].as_array().expect("goodput");
     let end = goodput.last().expect("samples")["end"].as_f64().unwrap();
     let late: Vec<&serde_json::Value> = goodput
