@@ -397,7 +397,11 @@ impl Manager {
     /// to the planner (and, when `fatal`, fails the call).
     fn execute(&mut self, fatal: bool) -> Result<(), PathError> {
         while let Some(action) = self.planner.poll_action() {
-            if let Err(e) = self.exec.apply(&action) {
+            let applied = self.exec.apply(&action);
+            if let (Ok(_), planner::Action::DeleteEndpoint { link, .. }) = (&applied, &action) {
+                self.planner.endpoint_removed(*link, Instant::now());
+            }
+            if let Err(e) = applied {
                 let probing = matches!(action, planner::Action::StartProbing { .. });
                 if fatal && !probing {
                     return Err(PathError::Kernel(e));

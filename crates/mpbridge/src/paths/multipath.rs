@@ -220,17 +220,25 @@ impl Multipath {
         names: &[String],
         groups: &[Vec<Member>; 2],
     ) -> Result<Vec<bool>, String> {
-        let kernel: BTreeMap<u32, Nexthop> = rt
-            .nexthops()
-            .map_err(|e| format!("cannot list nexthops: {e}"))?
-            .into_iter()
-            .filter(|nh| nh.protocol == PROTOCOL && self.ours(nh.id))
-            .map(|nh| (nh.id, nh))
-            .collect();
+        let kernel = self.listed(rt)?;
+        self.apply_listed(rt, names, groups, &kernel)
+    }
+
+    /// [`Multipath::apply`] from `kernel`, our nexthops as listed a moment
+    /// ago by [`Multipath::listed`]; public so that a test can play a list
+    /// read just before an interface went.
+    #[doc(hidden)]
+    pub fn apply_listed(
+        &mut self,
+        rt: &mut Rtnl,
+        names: &[String],
+        groups: &[Vec<Member>; 2],
+        kernel: &BTreeMap<u32, Nexthop>,
+    ) -> Result<Vec<bool>, String> {
         let mut carries = vec![false; names.len()];
         for v6 in [false, true] {
             let family = usize::from(v6);
-            self.apply_family(rt, names, v6, &groups[family], &kernel)?;
+            self.apply_family(rt, names, v6, &groups[family], kernel)?;
             if self.routed.iter().any(|p| p.addr().is_ipv6() == v6) {
                 for &(i, _) in &self.groups[family] {
                     if let Some(c) = carries.get_mut(i) {
@@ -263,68 +271,54 @@ impl Multipath {
             return Ok(());
         }
         let name = |i: usize| names.get(i).map_or("?", String::as_str);
-        // Members' nexthops first: a group names only nexthops that exist.
-        // A link whose nexthop the kernel refuses (a peer off the link's
-        // subnet, say) is left out, not the whole family.
-        let mut usable = Vec::with_capacity(chosen.len());
-        for m in chosen {
-            let want = Nexthop {
-                id: self.link_id(m.link, v6),
-                protocol: PROTOCOL,
-                kind: NexthopKind::Link {
-                    ifindex: m.hop.ifindex,
-                    v6,
-                    gateway: m.hop.gateway,
-                },
-            };
-            if kernel.get(&want.id) != Some(&want) {
-                if let Err(e) = rt.replace_nexthop(&want) {
-                    crate::warn_limited!(
-                        NEXTHOP_REFUSED,
+        let mut fresh = None;
+        let want = match self.install(rt, names, v6, chosen, kernel) {
+            Ok(want) => want,
+            // The kernel deletes a device's nexthops with the device (and
+            // drops them from the group): a member listed a moment ago is
+            // gone if its interface was deleted since, as a Wi-Fi station's
+            // is on disassociation. Look again and leave out the members
+            // the kernel removed in between, rather than wait for the next
+            // round with a refused group.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => {
+                let now = self.listed(rt)?;
+                let gone = |m: &&Member| {
+                    let id = self.link_id(m.link, v6);
+                    kernel.contains_key(&id) && !now.contains_key(&id)
+                };
+                for m in chosen.iter().filter(gone) {
+                    tracing::debug!(
                         link = %name(m.link),
-                        "cannot add its {} nexthop ({}): {e}; the link carries no routes",
-                        family_name(v6),
-                        m.hop.gateway.map_or_else(|| "on-link".to_owned(), |g| format!("via {g}"))
+                        "its {} nexthop went with its device: left out of the group",
+                        family_name(v6)
                     );
-                    continue;
                 }
+                let left: Vec<Member> = chosen.iter().filter(|m| !gone(m)).copied().collect();
+                let want = self.install(rt, names, v6, &left, &now).map_err(|e| {
+                    format!("cannot set the {} multipath group: {e}", family_name(v6))
+                })?;
+                fresh = Some(now);
+                want
             }
-            usable.push(m.link);
-        }
-        let want: Vec<(usize, u16)> = chosen
-            .iter()
-            .filter(|m| usable.contains(&m.link))
-            .map(|m| (m.link, m.weight))
-            .collect();
-        let chosen = &usable[..];
+            Err(e) => {
+                return Err(format!(
+                    "cannot set the {} multipath group: {e}",
+                    family_name(v6)
+                ))
+            }
+        };
+        let kernel = fresh.as_ref().unwrap_or(kernel);
         let group_in_kernel = kernel.get(&group_id).map(|nh| &nh.kind);
         if group_in_kernel.is_none() {
             // Gone with its last member, and the routes through it too.
             self.routed.retain(|p| p.addr().is_ipv6() != v6);
         }
-        if want.is_empty() {
-            if group_in_kernel.is_some() {
-                rt.delete_nexthop(group_id)
-                    .map_err(|e| format!("cannot remove the {} group: {e}", family_name(v6)))?;
-                self.routed.retain(|p| p.addr().is_ipv6() != v6);
-            }
-        } else {
-            let members: Vec<(u32, u16)> = want
-                .iter()
-                .map(|&(i, w)| (self.link_id(i, v6), w))
-                .collect();
-            let group = NexthopKind::Group(members);
-            if group_in_kernel != Some(&group) {
-                let nh = Nexthop {
-                    id: group_id,
-                    protocol: PROTOCOL,
-                    kind: group,
-                };
-                rt.replace_nexthop(&nh).map_err(|e| {
-                    format!("cannot set the {} multipath group: {e}", family_name(v6))
-                })?;
-            }
+        if want.is_empty() && group_in_kernel.is_some() {
+            rt.delete_nexthop(group_id)
+                .map_err(|e| format!("cannot remove the {} group: {e}", family_name(v6)))?;
+            self.routed.retain(|p| p.addr().is_ipv6() != v6);
         }
+        let chosen: Vec<usize> = want.iter().map(|&(i, _)| i).collect();
         if want != self.groups[family] {
             let names: Vec<&str> = want.iter().map(|&(i, _)| name(i)).collect();
             if names.is_empty() {
@@ -346,8 +340,13 @@ impl Multipath {
             let is_link = matches!(nh.kind, NexthopKind::Link { v6: f, .. } if f == v6);
             let member = chosen.iter().any(|&i| self.link_id(i, v6) == id);
             if is_link && !member {
-                rt.delete_nexthop(id)
-                    .map_err(|e| format!("cannot remove nexthop {id}: {e}"))?;
+                // Already gone with its device: as wanted.
+                match rt.delete_nexthop(id) {
+                    Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
+                        return Err(format!("cannot remove nexthop {id}: {e}"))
+                    }
+                    _ => {}
+                }
             }
         }
         if chosen.is_empty() {
@@ -359,6 +358,76 @@ impl Multipath {
             }
         }
         Ok(())
+    }
+
+    /// The nexthops of the group's members, then the group naming them
+    /// (unless `kernel` shows it so already); returns the members set,
+    /// (link, weight). A link whose nexthop the kernel refuses (a peer off
+    /// the link's subnet, say) is left out, not the whole family; the
+    /// error is the group's refusal.
+    fn install(
+        &self,
+        rt: &mut Rtnl,
+        names: &[String],
+        v6: bool,
+        chosen: &[Member],
+        kernel: &BTreeMap<u32, Nexthop>,
+    ) -> io::Result<Vec<(usize, u16)>> {
+        let name = |i: usize| names.get(i).map_or("?", String::as_str);
+        // Members' nexthops first: a group names only nexthops that exist.
+        let mut want = Vec::with_capacity(chosen.len());
+        for m in chosen {
+            let nh = Nexthop {
+                id: self.link_id(m.link, v6),
+                protocol: PROTOCOL,
+                kind: NexthopKind::Link {
+                    ifindex: m.hop.ifindex,
+                    v6,
+                    gateway: m.hop.gateway,
+                },
+            };
+            if kernel.get(&nh.id) != Some(&nh) {
+                if let Err(e) = rt.replace_nexthop(&nh) {
+                    crate::warn_limited!(
+                        NEXTHOP_REFUSED,
+                        link = %name(m.link),
+                        "cannot add its {} nexthop ({}): {e}; the link carries no routes",
+                        family_name(v6),
+                        m.hop.gateway.map_or_else(|| "on-link".to_owned(), |g| format!("via {g}"))
+                    );
+                    continue;
+                }
+            }
+            want.push((m.link, m.weight));
+        }
+        if want.is_empty() {
+            return Ok(want);
+        }
+        let group_id = self.group_id(v6);
+        let members = want
+            .iter()
+            .map(|&(i, w)| (self.link_id(i, v6), w))
+            .collect();
+        let group = NexthopKind::Group(members);
+        if kernel.get(&group_id).map(|nh| &nh.kind) != Some(&group) {
+            rt.replace_nexthop(&Nexthop {
+                id: group_id,
+                protocol: PROTOCOL,
+                kind: group,
+            })?;
+        }
+        Ok(want)
+    }
+
+    /// Our nexthops in the kernel, by id.
+    pub fn listed(&self, rt: &mut Rtnl) -> Result<BTreeMap<u32, Nexthop>, String> {
+        Ok(rt
+            .nexthops()
+            .map_err(|e| format!("cannot list nexthops: {e}"))?
+            .into_iter()
+            .filter(|nh| nh.protocol == PROTOCOL && self.ours(nh.id))
+            .map(|nh| (nh.id, nh))
+            .collect())
     }
 
     /// Routes `prefix` over group `group`, unless a route of another owner

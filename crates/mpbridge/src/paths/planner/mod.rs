@@ -256,6 +256,23 @@ impl Planner {
 
     /// Link `link`'s endpoints flagged backup (or not) by the slow-links
     /// policy ([`crate::paths::policy`]), whatever its configured flag.
+    /// The executor carried out the removal of one of link `link`'s
+    /// endpoints at `now`. Under load (or under TCG, where a delete by id
+    /// blocked in the kernel for up to 2 s) that is long after it was
+    /// planned, and the hold before the link's endpoints come back
+    /// ([`READD_AFTER`]) must count from the removal the peer was told of,
+    /// not from the decision: counted from the decision, endpoints came back
+    /// 20 ms after their removal in the Wi-Fi lab, and the links so re-added
+    /// carried nothing more for their connections.
+    pub fn endpoint_removed(&mut self, link: usize, now: Instant) {
+        if let Some(l) = self.links.get_mut(link) {
+            l.removed_at = l.removed_at.max(Some(now));
+            if let Some(t) = &mut l.readd_at {
+                *t = (*t).max(now + READD_AFTER);
+            }
+        }
+    }
+
     pub fn set_benched(&mut self, link: usize, benched: bool, now: Instant) {
         if let Some(l) = self.links.get_mut(link) {
             l.benched = benched;

@@ -417,6 +417,27 @@ fn an_endpoint_removed_is_not_added_again_before_the_peer_dropped_its_subflows()
 }
 
 #[test]
+fn the_hold_counts_from_when_the_removal_was_carried_out() {
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Probes { v6: false },
+    ));
+    sim.run_to(1000);
+    sim.kernel(vec![(0, LinkSnapshot { up: false, ..up(0) })]);
+    assert_eq!(sim.times("DeleteEndpoint", 1000), [1000]);
+    // The executor got the kernel's answer to the delete only at 1800 (a
+    // slow kernel, a starved VM): that is when the peer was told.
+    let done = sim.t0 + Duration::from_millis(1800);
+    sim.planner.endpoint_removed(0, done);
+    sim.run_to(1850);
+    sim.kernel(vec![(0, up(0))]);
+    sim.run_to(1800 + HOLD - 1);
+    assert!(sim.times("AddEndpoint", 1000).is_empty());
+    sim.run_to(1800 + HOLD + 1);
+    assert_eq!(sim.times("AddEndpoint", 1000), [1800 + HOLD]);
+}
+
+#[test]
 fn a_link_that_is_gone_is_forgotten_and_found_again() {
     let mut sim = Sim::new(config(vec![spec(0, false)], Watch::Probes { v6: false }));
     sim.run_to(300);
