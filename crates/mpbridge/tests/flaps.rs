@@ -233,7 +233,13 @@ fn flaps_leave_everything_whole(bridge: Bridge, flapped: Node, b_groups: [&str; 
     }
     // And a new transfer uses both links.
     download.stop();
-    let fresh = Download::start(&bridge);
+    a_new_download_uses_both_links(&bridge);
+}
+
+/// Starts a download: it must open subflows on both links and carry
+/// [`CARRYING`] bytes over each within [`WHOLE_AGAIN`].
+fn a_new_download_uses_both_links(bridge: &Bridge) {
+    let download = Download::start(bridge);
     assert!(
         wait_until(WHOLE_AGAIN, || bridge.subflow_links() == [0, 1]),
         "a new connection has subflows on {:?} only\n{}",
@@ -242,13 +248,13 @@ fn flaps_leave_everything_whole(bridge: Bridge, flapped: Node, b_groups: [&str; 
     );
     for link in 0..2 {
         assert!(
-            carries(topo, link, WHOLE_AGAIN),
+            carries(&bridge.topo, link, WHOLE_AGAIN),
             "link {link} does not carry the new download (subflows on {:?})\n{}",
             bridge.subflow_links(),
             bridge.logs()
         );
     }
-    fresh.stop();
+    download.stop();
 }
 
 #[test]
@@ -313,21 +319,7 @@ fn a_link_deleted_and_made_again_under_its_name_gets_everything_back() {
         missing_b(),
         bridge.logs()
     );
-    let download = Download::start(&bridge);
-    assert!(
-        wait_until(WHOLE_AGAIN, || bridge.subflow_links() == [0, 1]),
-        "a new connection has subflows on {:?} only\n{}",
-        bridge.subflow_links(),
-        bridge.logs()
-    );
-    for link in 0..2 {
-        assert!(
-            carries(topo, link, WHOLE_AGAIN),
-            "link {link} does not carry the download\n{}",
-            bridge.logs()
-        );
-    }
-    download.stop();
+    a_new_download_uses_both_links(&bridge);
 }
 
 /// Closes router A's subflows on link `link` (`ss -K`: an abort, as when a
