@@ -123,11 +123,10 @@ const LOCAL_TABLE: i64 = 255;
 const DEFAULT_NEXTHOP_BASE: i64 = 7700;
 /// `paths.subflows_after_ms`: see the measurement in `paths::subflows`.
 const DEFAULT_SUBFLOWS_AFTER_MS: i64 = 200;
-/// `paths.slow_links` on router A: "bench", as measured (example config):
-/// the policy keeps a sustained flow over a slow lossy link near the best
-/// link alone, and it judges no load shorter than 6 s, so the bench's
-/// short flows over healthy unequal links are never trialled.
-const DEFAULT_SLOW_LINKS: SlowLinks = SlowLinks::Bench;
+/// `paths.slow_links` on router A: "use", as measured (example config):
+/// the policy fixes a slow lossy link under a sustained flow but cost
+/// healthy unequal links in the bench's short flows.
+const DEFAULT_SLOW_LINKS: SlowLinks = SlowLinks::Use;
 /// What router A routes over the links when `paths.routes` is not given.
 const DEFAULT_LOCAL_ROUTES: [&str; 2] = ["0.0.0.0/0", "::/0"];
 /// Linux's IFNAMSIZ less the terminating NUL.
