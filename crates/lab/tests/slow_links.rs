@@ -2,7 +2,7 @@
 //! one flow over a 20 Mbit/s link with 5 ms of delay and a 5 Mbit/s link
 //! with 60 ms and 5 % loss. Using both, the flow ran at 7.1 to 14.5 Mbit/s
 //! where the first link alone carried 16.7 to 19.1; mpbridge local's
-//! slow-links policy (`paths.slow_links = "bench"`, router A's default)
+//! slow-links policy (`paths.slow_links = "bench"`, set by this test)
 //! must notice and bench the slow link. It judges a load only after 6 s
 //! (short flows are never trialled) and decides on 2 s figures, so the
 //! slow link is benched about 8 s into the 24 s flow, and the flow's
@@ -74,12 +74,13 @@ fn one_flow_is_not_below_the_best_link_when_a_slow_lossy_link_is_benched() {
         .args(["--aggregate-secs", "24", "--json"])
         .arg(&json);
     // Router A's default ("bench") unless the environment says otherwise.
-    if let Some(policy) = std::env::var_os("MPBRIDGE_SLOW_LINKS") {
-        let mut line = std::ffi::OsString::from("slow_links = \"");
-        line.push(policy);
-        line.push("\"");
-        lab.arg("--paths-config").arg(line);
-    }
+    // Not the default: "bench" benched a link of the lab's two healthy
+    // 50 Mbit/s links (tests/lab_scenarios.rs), so it is set here.
+    let policy = std::env::var_os("MPBRIDGE_SLOW_LINKS").unwrap_or_else(|| "bench".into());
+    let mut line = std::ffi::OsString::from("slow_links = \"");
+    line.push(policy);
+    line.push("\"");
+    lab.arg("--paths-config").arg(line);
     let status = lab.status().expect("run mpbridge-lab");
     let text = std::fs::read_to_string(&json);
     let _ = std::fs::remove_file(&json);
