@@ -305,62 +305,18 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         sys::set_send_buffer(&socket2::SockRef::from(&stream), settings.sndbuf);
     }
     let handshake = Handshake::from_now(settings.header_timeout);
-    let request = match tokio::time::timeout(settings.header_timeout, read_request(&stream)).await {
-        Ok(Ok(request)) => request,
-        Ok(Err(refusal)) => {
-            return Box::pin(refuse(
-                &shared, stream, peer, None, refusal, &handshake, slot,
-            ))
-            .await
-        }
-        Err(_) => {
-            let refusal = Refusal::HeaderTimeout(settings.header_timeout);
-            return Box::pin(refuse(
-                &shared, stream, peer, None, refusal, &handshake, slot,
-            ))
-            .await;
-        }
-    };
-    let (dest, payload) = match check(&shared, &request) {
-        Ok(dest) => (dest, &request.payload),
-        Err(refusal) => {
-            let dest = request.message.connect().map(|c| c.dest);
+    let (request, dest, upstream) = match admit(&shared, &stream, &handshake).await {
+        Ok(admitted) => admitted,
+        Err((dest, refusal)) => {
+            // On the heap: most connections are not refused, and the
+            // future of every connection need not carry room for it.
             return Box::pin(refuse(
                 &shared, stream, peer, dest, refusal, &handshake, slot,
             ))
             .await;
         }
     };
-    tracing::Span::current().record("dest", tracing::field::display(dest));
-    let upstream = match dial(dest, settings.connect_timeout).await {
-        Ok(s) => s,
-        Err(refusal) => {
-            return Box::pin(refuse(
-                &shared,
-                stream,
-                peer,
-                Some(dest),
-                refusal,
-                &handshake,
-                slot,
-            ))
-            .await
-        }
-    };
-    // The handshake completed while we dialled, unless the destination
-    // answered faster than the client's last ACK travels.
-    if let Err(refusal) = handshake.complete(&stream).await {
-        return Box::pin(refuse(
-            &shared,
-            stream,
-            peer,
-            Some(dest),
-            refusal,
-            &handshake,
-            slot,
-        ))
-        .await;
-    }
+    let payload = &request.payload;
     // Confirm only now that the destination accepted: a bare header.
     let mut reply = Vec::with_capacity(convert::HEADER_LEN);
     if Message::reply_ok().encode(&mut reply).is_err() {
@@ -395,6 +351,36 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     conn.finish(&end);
     stream_guard.disarm();
     upstream_guard.disarm();
+}
+
+/// Everything between the accept and the reply: reads the Convert header
+/// within `header_timeout`, checks it, dials the destination and waits for
+/// the client's handshake to complete. A refusal comes with the destination
+/// where the header named one, for the log.
+async fn admit(
+    shared: &Shared,
+    stream: &TcpStream,
+    handshake: &Handshake,
+) -> Result<(Request, SocketAddr, TcpStream), (Option<SocketAddr>, Refusal)> {
+    let settings = &shared.settings;
+    let request = tokio::time::timeout(settings.header_timeout, read_request(stream))
+        .await
+        .map_err(|_| Refusal::HeaderTimeout(settings.header_timeout))
+        .and_then(|read| read)
+        .map_err(|refusal| (None, refusal))?;
+    let dest = check(shared, &request)
+        .map_err(|refusal| (request.message.connect().map(|c| c.dest), refusal))?;
+    tracing::Span::current().record("dest", tracing::field::display(dest));
+    let upstream = dial(dest, settings.connect_timeout)
+        .await
+        .map_err(|refusal| (Some(dest), refusal))?;
+    // The handshake completed while we dialled, unless the destination
+    // answered faster than the client's last ACK travels.
+    handshake
+        .complete(stream)
+        .await
+        .map_err(|refusal| (Some(dest), refusal))?;
+    Ok((request, dest, upstream))
 }
 
 /// A decoded Convert header and the stream bytes that came right behind it.
@@ -687,7 +673,8 @@ mod tests {
 
     /// The memory of every held connection is mostly its task: the
     /// handler's future. Refusals and the handshake's wait live on the
-    /// heap when they happen. Before, it was 2,344 bytes (debug build).
+    /// heap when they happen. Before, it was 2,344 bytes (debug build);
+    /// 1,288 with five boxed refusal calls, 1,240 with one.
     #[tokio::test]
     async fn a_connection_future_is_small() {
         let text = "[auth]\nmode = \"none\"\n";
@@ -716,7 +703,7 @@ mod tests {
         };
         let future = handle(shared, accepted);
         let size = std::mem::size_of_val(&future);
-        assert!(size <= 1344, "a connection's future takes {size} bytes");
+        assert!(size <= 1240, "a connection's future takes {size} bytes");
     }
 
     #[test]
