@@ -26,38 +26,10 @@ pub enum ReadError {
     Io(io::Error),
 }
 
-/// Whether the message is likely in the socket already when the read starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arrival {
-    /// It rode in the SYN (TCP Fast Open: the request on the remote): read
-    /// at once. Waiting first for readiness would cost a turn of the
-    /// reactor (an epoll_wait, a wake-up and a second poll of the task) per
-    /// connection, as a socket tokio has just registered counts as not
-    /// readable until epoll says so.
-    Already,
-    /// It comes a round trip later (the reply on the local): wait for
-    /// readiness first, as a read now would only fail with EAGAIN.
-    Later,
-}
-
 /// Reads one Convert message; returns it with the payload that followed it.
-pub async fn read_message(
-    stream: &TcpStream,
-    arrival: Arrival,
-) -> Result<(Message, Vec<u8>), ReadError> {
+pub async fn read_message(stream: &TcpStream) -> Result<(Message, Vec<u8>), ReadError> {
     let mut buf = vec![0u8; READ_BUF];
     let mut len = 0;
-    if arrival == Arrival::Already {
-        // Past tokio: its `try_read` says WouldBlock without asking the
-        // kernel until epoll has reported the socket readable. A read that
-        // finds nothing leaves the edge to come for `readable` below.
-        match rustix::net::recv(stream, &mut buf, rustix::net::RecvFlags::empty()) {
-            Ok((0, _)) => return Err(ReadError::Closed),
-            Ok((n, _)) => len = n,
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(ReadError::Io(e.into())),
-        }
-    }
     loop {
         if let Decoded::Complete { message, used } = convert::decode(&buf[..len])? {
             return Ok((message, buf[used..len].to_vec()));
@@ -86,7 +58,6 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::future::Future;
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
@@ -105,7 +76,7 @@ mod tests {
             .unwrap();
         bytes.extend_from_slice(b"payload");
         // The reader keeps its socket until the writer is done.
-        let reader = tokio::spawn(async move { (read_message(&b, Arrival::Later).await, b) });
+        let reader = tokio::spawn(async move { (read_message(&b).await, b) });
         for chunk in bytes.chunks(3) {
             a.write_all(chunk).await.unwrap();
             tokio::task::yield_now().await;
@@ -120,49 +91,17 @@ mod tests {
         assert!(b"payload".starts_with(&payload), "{payload:?}");
     }
 
-    /// A request that came with the SYN is read in the task's first poll,
-    /// without a turn of the reactor.
-    #[tokio::test]
-    async fn a_message_already_in_the_socket_is_read_in_the_first_poll() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut a = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let mut bytes = Message::request("192.0.2.7:443".parse().unwrap(), None)
-            .to_bytes()
-            .unwrap();
-        bytes.extend_from_slice(b"payload");
-        std::io::Write::write_all(&mut a, &bytes).unwrap();
-        let (b, _) = listener.accept().unwrap();
-        // Everything has arrived before tokio sees the socket.
-        let mut peek = vec![0u8; bytes.len()];
-        while b.peek(&mut peek).unwrap() < bytes.len() {}
-        b.set_nonblocking(true).unwrap();
-        let b = TcpStream::from_std(b).unwrap();
-        let mut read = std::pin::pin!(read_message(&b, Arrival::Already));
-        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(read.as_mut().poll(cx))).await;
-        let std::task::Poll::Ready(Ok((message, payload))) = first else {
-            panic!("not read in the first poll: {first:?}");
-        };
-        assert_eq!(
-            message.connect().unwrap().dest,
-            "192.0.2.7:443".parse().unwrap()
-        );
-        assert_eq!(payload, b"payload");
-    }
-
     #[tokio::test]
     async fn a_peer_that_closes_early_or_sends_garbage_is_refused() {
         let (mut a, b) = pair().await;
         a.write_all(&[1, 2]).await.unwrap();
         drop(a);
-        assert!(matches!(
-            read_message(&b, Arrival::Later).await,
-            Err(ReadError::Closed)
-        ));
+        assert!(matches!(read_message(&b).await, Err(ReadError::Closed)));
 
         let (mut a, b) = pair().await;
         a.write_all(&[9, 9, 9, 9]).await.unwrap();
         assert!(matches!(
-            read_message(&b, Arrival::Later).await,
+            read_message(&b).await,
             Err(ReadError::Malformed(_))
         ));
     }

@@ -568,7 +568,7 @@ async fn dial(
 
 /// Reads the remote's Convert reply; returns the stream bytes after it.
 async fn read_reply(upstream: &TcpStream) -> Result<Vec<u8>, ReplyError> {
-    match header::read_message(upstream, header::Arrival::Later).await {
+    match header::read_message(upstream).await {
         Ok((message, payload)) => match message.error() {
             Some(error) => Err(ReplyError::Refused(error.code)),
             None => Ok(payload),

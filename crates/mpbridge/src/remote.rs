@@ -391,7 +391,7 @@ struct Request {
 
 /// Reads the whole Convert header (or says why it is refused).
 async fn read_request(stream: &TcpStream) -> Result<Request, Refusal> {
-    match header::read_message(stream, header::Arrival::Already).await {
+    match header::read_message(stream).await {
         Ok((message, payload)) => Ok(Request { message, payload }),
         Err(ReadError::Malformed(e)) => Err(Refusal::Malformed(e)),
         Err(ReadError::Closed | ReadError::Io(_)) => Err(Refusal::Truncated),
