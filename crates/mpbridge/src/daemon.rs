@@ -135,10 +135,23 @@ fn available_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// One thread for one CPU, a worker per CPU beyond.
+/// One thread for one CPU; one worker for two; a worker per CPU beyond.
+///
+/// On two CPUs a second worker mostly costs wake-ups: the connection
+/// benchmark (case 8, release, load 3–14, 3 pairs of runs side by side,
+/// `perf stat` on each daemon) gave with one worker instead of two 3.2–3.6
+/// context switches per connection on router A instead of 3.8–4.0, and
+/// 79–80 µs of CPU instead of 90–92 (router B 84–89 against 94); the peer,
+/// run the same way, gained as much. One bulk flow each way over unshaped
+/// links (case 3, one round) was not slower.
 fn runtime_builder(cpus: usize) -> tokio::runtime::Builder {
     match cpus {
         0 | 1 => tokio::runtime::Builder::new_current_thread(),
+        2 => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(1);
+            builder
+        }
         _ => tokio::runtime::Builder::new_multi_thread(),
     }
 }
@@ -202,6 +215,20 @@ mod tests {
         };
         assert_eq!(flavor(1), RuntimeFlavor::CurrentThread);
         assert_eq!(flavor(2), RuntimeFlavor::MultiThread);
+    }
+
+    #[test]
+    fn two_cpus_get_one_worker_and_more_get_one_per_cpu() {
+        let workers = |cpus| {
+            runtime_builder(cpus)
+                .build()
+                .unwrap()
+                .metrics()
+                .num_workers()
+        };
+        assert_eq!(workers(2), 1);
+        // Beyond two, tokio's default: one per CPU it may run on.
+        assert_eq!(workers(3), workers(64));
     }
 
     /// A role's part that records, when torn down, whether the control
