@@ -137,13 +137,15 @@ fn available_cpus() -> usize {
 
 /// One thread for one CPU; one worker for two; a worker per CPU beyond.
 ///
-/// On two CPUs a second worker mostly costs wake-ups: the connection
-/// benchmark (case 8, release, load 3–14, 3 pairs of runs side by side,
-/// `perf stat` on each daemon) gave with one worker instead of two 3.2–3.6
-/// context switches per connection on router A instead of 3.8–4.0, and
-/// 79–80 µs of CPU instead of 90–92 (router B 84–89 against 94); the peer,
-/// run the same way, gained as much. One bulk flow each way over unshaped
-/// links (case 3, one round) was not slower.
+/// On two CPUs a second worker mostly costs wake-ups: in the connection
+/// benchmark (case 8, release, 2 runs of each build alternating, load
+/// 2–13, `perf stat` on each daemon) one worker made 3.2 context switches
+/// per connection on router A instead of 4.0–4.5, and took 80 µs of CPU
+/// instead of 89–95 (router B: 3.0 instead of 3.5–4.1, 83–84 µs instead
+/// of 93–96), at the same rates; the peer, given one worker through
+/// TOKIO_WORKER_THREADS, gained as much. One bulk flow each way over
+/// unshaped links (case 3, one round, both proxies with one worker) was
+/// not slower.
 fn runtime_builder(cpus: usize) -> tokio::runtime::Builder {
     match cpus {
         0 | 1 => tokio::runtime::Builder::new_current_thread(),
