@@ -135,25 +135,13 @@ fn available_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// One thread for one CPU; one worker for two; a worker per CPU beyond.
-///
-/// On two CPUs a second worker mostly costs wake-ups: in the connection
-/// benchmark (case 8, release, 2 runs of each build alternating, load
-/// 2–13, `perf stat` on each daemon) one worker made 3.2 context switches
-/// per connection on router A instead of 4.0–4.5, and took 80 µs of CPU
-/// instead of 89–95 (router B: 3.0 instead of 3.5–4.1, 83–84 µs instead
-/// of 93–96), at the same rates; the peer, given one worker through
-/// TOKIO_WORKER_THREADS, gained as much. One bulk flow each way over
-/// unshaped links (case 3, one round, both proxies with one worker) was
-/// not slower.
+/// One thread for one CPU, a worker per CPU beyond. Two CPUs keep two
+/// workers: one cost fewer wake-ups per short connection (about 10 % less
+/// CPU in bench case 8) but carried a third or less of one bulk flow's
+/// goodput over unshaped links (case 3); see the README.
 fn runtime_builder(cpus: usize) -> tokio::runtime::Builder {
     match cpus {
         0 | 1 => tokio::runtime::Builder::new_current_thread(),
-        2 => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            builder.worker_threads(1);
-            builder
-        }
         _ => tokio::runtime::Builder::new_multi_thread(),
     }
 }
@@ -217,20 +205,6 @@ mod tests {
         };
         assert_eq!(flavor(1), RuntimeFlavor::CurrentThread);
         assert_eq!(flavor(2), RuntimeFlavor::MultiThread);
-    }
-
-    #[test]
-    fn two_cpus_get_one_worker_and_more_get_one_per_cpu() {
-        let workers = |cpus| {
-            runtime_builder(cpus)
-                .build()
-                .unwrap()
-                .metrics()
-                .num_workers()
-        };
-        assert_eq!(workers(2), 1);
-        // Beyond two, tokio's default: one per CPU it may run on.
-        assert_eq!(workers(3), workers(64));
     }
 
     /// A role's part that records, when torn down, whether the control
