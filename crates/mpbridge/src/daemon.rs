@@ -136,9 +136,9 @@ fn available_cpus() -> usize {
 }
 
 /// One thread for one CPU, a worker per CPU beyond. Two CPUs keep two
-/// workers: one cost fewer wake-ups per short connection (about 10 % less
-/// CPU in bench case 8) but carried a third or less of one bulk flow's
-/// goodput over unshaped links (case 3); see the README.
+/// workers for now: one cost fewer wake-ups per short connection (about
+/// 10 % less CPU in bench case 8), but its effect on a bulk flow (case 3)
+/// is not settled, its two lowest rounds among them; see the README.
 fn runtime_builder(cpus: usize) -> tokio::runtime::Builder {
     match cpus {
         0 | 1 => tokio::runtime::Builder::new_current_thread(),
