@@ -1099,6 +1099,7 @@ pub fn failure_run(
                 failure.name(),
                 timeline::text(&marks)
             );
+            eprintln!("{}", mptcp_view(topo));
         })?;
     let goodput = measure::app_intervals(&links);
     let fail_t = events.first().map_or(timing.fail_at, |e| e.t);
@@ -1258,6 +1259,45 @@ fn sleep_until(t: Instant) {
     if let Some(left) = t.checked_duration_since(Instant::now()) {
         std::thread::sleep(left);
     }
+}
+
+/// Both routers' MPTCP sockets (`ss -tMni`) and the MPTCP counters that
+/// moved (`MPJoinRejected`: the peer refused a join, e.g. at its subflow
+/// limit), for the reader of a broken transfer: whether router A still has
+/// a subflow on each link, and why a join failed.
+fn mptcp_view(topo: &Topology) -> String {
+    let mut out = String::new();
+    for node in [Node::RouterA, Node::RouterB] {
+        let sockets = topo
+            .run(node, &["ss", "-tMni"])
+            .unwrap_or_else(|e| format!("ss: {e:#}\n"));
+        let netstat = topo
+            .run(node, &["cat", "/proc/net/netstat"])
+            .unwrap_or_default();
+        let lines: Vec<&str> = netstat.lines().collect();
+        let mut counters = Vec::new();
+        for pair in lines.chunks(2) {
+            let [names, values] = pair else { continue };
+            if !names.starts_with("MPTcpExt:") {
+                continue;
+            }
+            for (n, v) in names
+                .split_whitespace()
+                .zip(values.split_whitespace())
+                .skip(1)
+            {
+                if v != "0" {
+                    counters.push(format!("{n} {v}"));
+                }
+            }
+        }
+        let _ = write!(
+            out,
+            "--- {node:?}: ss -tMni\n{sockets}--- {node:?}: MPTCP counters\n{}\n",
+            counters.join(", ")
+        );
+    }
+    out
 }
 
 /// `mpbridge status` of router A's and router B's daemons.

@@ -95,7 +95,7 @@ fn the_path_manager_alone_sets_the_links_up_and_removes_them_on_exit() {
     );
     for node in [Node::RouterA, Node::RouterB] {
         let limits = ns_output(&topo, node, &["ip", "mptcp", "limits", "show"]);
-        assert!(limits.contains("subflows 2"), "{node:?}: {limits}");
+        assert!(limits.contains("subflows 8"), "{node:?}: {limits}");
     }
 
     paths.stop(Duration::from_secs(5));

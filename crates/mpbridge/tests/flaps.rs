@@ -4,8 +4,10 @@
 //! link back in service, so probes cross it again), the transfer running
 //! through the flaps and a new one on both links; and with
 //! `probe.down_action = "backup"` a link whose subflow died while it was
-//! down carries the long-lived connection again once it returns. Needs
-//! root: each test builds its own namespaces.
+//! down carries the long-lived connection again once it returns; a
+//! long-lived download regains each link whose interface is deleted and
+//! made again, and each whose endpoints a false alarm removed. Needs root:
+//! each test builds its own namespaces.
 
 mod common;
 
@@ -276,6 +278,12 @@ fn router_b_flapping_its_end_of_a_link_quicker_than_a_look_gets_everything_back(
 /// addresses, in one shell run inside router A, the way a Wi-Fi station
 /// interface is re-created (hostapd's `wlan0.sta1` on re-association).
 fn recreate(topo: &Topology, link: usize) {
+    recreate_after(topo, link, Duration::ZERO);
+}
+
+/// [`recreate`], the link gone for `gap` (a station disassociated for
+/// that long).
+fn recreate_after(topo: &Topology, link: usize, gap: Duration) {
     let ifname = topo.link_ifname(link);
     let rb = topo.ns_name(Node::RouterB);
     let addrs = |node: Node| {
@@ -290,11 +298,12 @@ fn recreate(topo: &Topology, link: usize) {
     let [a4, a6] = addrs(Node::RouterA);
     let [b4, b6] = addrs(Node::RouterB);
     let script = format!(
-        "set -e; ip link del {ifname}; \
+        "set -e; ip link del {ifname}; sleep {gap}; \
          ip link add {ifname} type veth peer name {ifname} netns {rb}; \
          ip addr add {a4} dev {ifname}; ip addr add {a6} dev {ifname} nodad; \
          ip -n {rb} addr add {b4} dev {ifname}; ip -n {rb} addr add {b6} dev {ifname} nodad; \
-         ip -n {rb} link set {ifname} up; ip link set {ifname} up"
+         ip -n {rb} link set {ifname} up; ip link set {ifname} up",
+        gap = gap.as_secs_f64()
     );
     sh(topo, Node::RouterA, &["sh", "-c", &script]);
 }
@@ -396,5 +405,123 @@ fn a_link_whose_subflow_died_carries_the_connection_again(bridge: Bridge) {
     assert_eq!(bridge.subflow_links(), [0, 1], "{}", bridge.logs());
     // Link 0 carries its share still.
     assert!(carries(topo, 0, WHOLE_AGAIN), "{}", bridge.logs());
+    download.stop();
+}
+
+/// Re-creations in a row under one download.
+const RECREATIONS: usize = 4;
+/// How long a re-created link is gone: long enough for router B's
+/// retransmissions over it to back off (0.2, 0.4, 0.8 s...), so that B still
+/// holds its end of the old subflow when the link returns, as it does when
+/// a station comes back after seconds.
+const GONE: Duration = Duration::from_secs(1);
+
+/// A Wi-Fi station interface deleted and made again (new ifindex) over
+/// and over, as hostapd does with `ap0.sta1` on each disassociation and
+/// association, both links in turn, under one long-lived download: after
+/// each return the download must have a subflow on the returned link and
+/// carry data over it again, so that it survives the other link's turn.
+/// The in-kernel path manager makes subflows only when an endpoint is
+/// added; a connection that missed the one chance of a re-added endpoint
+/// is never given another one. Router B refused that join while it still
+/// counted the vanished subflow against a `subflows` limit of one per link.
+#[test]
+fn a_live_download_regains_each_link_that_is_deleted_and_made_again() {
+    a_live_download_regains_each_recreated_link(bridge(""));
+}
+
+#[test]
+fn with_subflows_on_demand_a_live_download_regains_each_link_that_is_deleted_and_made_again() {
+    a_live_download_regains_each_recreated_link(bridge_with("", "subflows = \"on-demand\""));
+}
+
+fn a_live_download_regains_each_recreated_link(bridge: Bridge) {
+    let topo = &bridge.topo;
+    let download = Download::start(&bridge);
+    assert!(
+        wait_until(WHOLE_AGAIN, || bridge.subflow_links() == [0, 1]),
+        "no subflow on each link: {:?}\n{}",
+        bridge.subflow_links(),
+        bridge.logs()
+    );
+    for n in 0..RECREATIONS {
+        let link = n % 2;
+        recreate_after(topo, link, GONE);
+        // A subflow on each link first: until router B learns that the
+        // old one is gone, its retransmissions over the new interface still
+        // reach router A's half-closed end of it, which counts as carrying.
+        assert!(
+            wait_until(WHOLE_AGAIN, || bridge.subflow_links() == [0, 1]),
+            "re-creation {n} of link {link}: subflows on {:?} only\n{}\n{}",
+            bridge.subflow_links(),
+            mptcp_view(topo),
+            bridge.logs()
+        );
+        for l in [link, 1 - link] {
+            assert!(
+                carries(topo, l, WHOLE_AGAIN),
+                "re-creation {n} of link {link}: link {l} does not carry the download again \
+                 (subflows on {:?})\n{}\n{}",
+                bridge.subflow_links(),
+                mptcp_view(topo),
+                bridge.logs()
+            );
+        }
+    }
+    assert!(download.received() > 0);
+    download.stop();
+}
+
+/// False alarms (a link that passes nothing just long enough for router
+/// A's probes to call it down: its endpoints are removed, and added again
+/// once probes cross it), both links in turn, under one long-lived
+/// download: after each, the download must carry data over the returned
+/// link again.
+#[test]
+fn a_live_download_regains_each_link_whose_endpoints_were_removed_and_added_again() {
+    let bridge = bridge("");
+    let topo = &bridge.topo;
+    let download = Download::start(&bridge);
+    assert!(
+        wait_until(WHOLE_AGAIN, || bridge.subflow_links() == [0, 1]),
+        "no subflow on each link: {:?}\n{}",
+        bridge.subflow_links(),
+        bridge.logs()
+    );
+    for n in 0..RECREATIONS {
+        let link = n % 2;
+        let ifname = topo.link_ifname(link);
+        let removed = |log: &str| {
+            log.lines()
+                .filter(|l| l.contains("MPTCP endpoint removed") && l.contains(&ifname))
+                .count()
+        };
+        let before = removed(&bridge.local.output_text());
+        topo.blackhole(link, true).unwrap();
+        assert!(
+            wait_until(WHOLE_AGAIN, || removed(&bridge.local.output_text())
+                > before),
+            "false alarm {n}: link {link}'s endpoints never removed\n{}",
+            bridge.logs()
+        );
+        topo.blackhole(link, false).unwrap();
+        assert!(
+            wait_until(WHOLE_AGAIN, || bridge.subflow_links() == [0, 1]),
+            "false alarm {n} on link {link}: subflows on {:?} only\n{}\n{}",
+            bridge.subflow_links(),
+            mptcp_view(topo),
+            bridge.logs()
+        );
+        for l in [link, 1 - link] {
+            assert!(
+                carries(topo, l, WHOLE_AGAIN),
+                "false alarm {n} on link {link}: link {l} does not carry the download again \
+                 (subflows on {:?})\n{}\n{}",
+                bridge.subflow_links(),
+                mptcp_view(topo),
+                bridge.logs()
+            );
+        }
+    }
     download.stop();
 }

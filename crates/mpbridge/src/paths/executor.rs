@@ -31,6 +31,19 @@ use crate::host::rtnetlink::Rtnl;
 use crate::host::view::{AddressScope, HostView, Link};
 use crate::ratelimit::LogLimit;
 
+/// The MPTCP `subflows` limit both routers set: the kernel's maximum
+/// (`MPTCP_PM_ADDR_MAX`), not the number of links. The limit counts a
+/// connection's joined subflows, and a subflow that died unseen still
+/// counts until its end learns of it: on router B, the subflow of a link
+/// whose router A end vanished (a station interface deleted, with the
+/// RM_ADDR or reset meant for it) may count until B's next backed-off
+/// retransmission over the returned link, seconds later. With the limit at
+/// the number of links router B refused the join of the link's return
+/// (`MPJoinRejected`), and the in-kernel path manager tries each endpoint
+/// once per connection: the link carried nothing more for that connection
+/// (`tests/flaps.rs`). The endpoints (one per link address) still bound how
+/// many subflows a connection opens.
+pub const SUBFLOWS_LIMIT: u32 = 8;
 /// The kernel side of the path manager.
 pub(super) struct Executor {
     pub(super) pm: Pm,
@@ -221,7 +234,7 @@ impl Executor {
         }
         let n = self.names.len() as u32;
         let limits = Limits {
-            subflows: n.min(crate::config::MAX_LINKS as u32),
+            subflows: SUBFLOWS_LIMIT,
             add_addr_accepted: n.min(crate::config::MAX_LINKS as u32),
         };
         self.pm.set_limits(limits).map_err(|e| {
