@@ -73,7 +73,8 @@ fn one_flow_is_not_below_the_best_link_when_a_slow_lossy_link_is_benched() {
     lab.arg("--mpbridge")
         .arg(&mpbridge)
         .args(["run", "aggregate", "--links", "20@5ms,5@60ms-5%"])
-        .args(["--aggregate-secs", "24", "--json"])
+        // The daemons' logs at the end: what the policy saw and did.
+        .args(["--aggregate-secs", "24", "--logs", "--json"])
         .arg(&json);
     // Router A's default ("bench") unless the environment says otherwise.
     // Not the default: "bench" benched a link of the lab's two healthy
