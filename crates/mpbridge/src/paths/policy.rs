@@ -48,11 +48,19 @@ pub struct Settings {
     /// Between two samples of the counters.
     pub interval: Duration,
     /// A load counts only once it has lasted this long since the bridge
-    /// was last idle: a flow's slow start (the first subflow alone, the
-    /// others joining, the slow links' shares still growing) reads as a
-    /// small share or a stall, and a short flow pays for a trial it cannot
-    /// gain from. With 2 s figures the first trial comes 8 s into a load.
+    /// was last idle, and since the last link that carries a flow started
+    /// to: a flow's slow start (the first subflow alone, the others
+    /// joining, the slow links' shares still growing) reads as a small
+    /// share or a stall, and a short flow pays for a trial it cannot gain
+    /// from. Flows that move from link to link (the lab measuring each
+    /// link alone, then one flow through the bridge) read the same way
+    /// while they move. With 2 s figures the first trial comes 8 s into a
+    /// load.
     pub warmup: Duration,
+    /// A link carries a flow from the first loaded sample in which it has
+    /// at least `no_flow` of the bytes and `no_flow_rate`, until it has had
+    /// less for this long.
+    pub flow_gone: Duration,
     /// After a change, samples not counted (the kernel's scheduler and the
     /// subflows' windows adjust).
     pub settle: Duration,
@@ -76,10 +84,13 @@ pub struct Settings {
     /// window's mean): the others then wait for its late data.
     pub small_share: f64,
     pub stall: f64,
-    /// A link with less than this share carries no flow (its probes only:
-    /// a flow not bridged on another link, a link measured alone) and
-    /// holds nothing up: its share makes it no candidate.
+    /// A link with less than this share, or less than `no_flow_rate`
+    /// (bit/s), carries no flow (its probes only, about 20 kbit/s: a flow
+    /// not bridged on another link, a link measured alone) and holds
+    /// nothing up: it is no candidate. The probes of a link are half a
+    /// percent of a 4 Mbit/s flow on another.
     pub no_flow: f64,
+    pub no_flow_rate: f64,
     /// Stalls in one figure that make a link look harmful; a stall counts
     /// only when the load came back after it (a flow's last bytes, late
     /// over the slowest link, are no stall).
@@ -91,6 +102,7 @@ impl Default for Settings {
         Settings {
             interval: Duration::from_millis(250),
             warmup: Duration::from_secs(6),
+            flow_gone: Duration::from_secs(3),
             settle: Duration::from_millis(500),
             measure: Duration::from_secs(2),
             min_load: 1e6,
@@ -101,6 +113,7 @@ impl Default for Settings {
             small_share: 0.08,
             stall: 0.25,
             no_flow: 0.005,
+            no_flow_rate: 100e3,
             stalls: 2,
         }
     }
@@ -143,6 +156,11 @@ struct Link {
     /// Not tried (either way) before this.
     next_try: Option<Instant>,
     backoff: Duration,
+    /// Since when it has carried a flow (see [`Settings::flow_gone`]).
+    flow_since: Option<Instant>,
+    /// Since when it has carried no flow (less than `no_flow` of the bytes
+    /// or `no_flow_rate`).
+    quiet_since: Option<Instant>,
 }
 
 /// The decisions; see the module doc.
@@ -178,6 +196,8 @@ impl Policy {
                     last_bytes: None,
                     next_try: None,
                     backoff: settings.retry,
+                    flow_since: None,
+                    quiet_since: None,
                 };
                 links
             ],
@@ -258,6 +278,10 @@ impl Policy {
         if idle {
             self.window.clear();
             self.load_since = None;
+            for l in &mut self.links {
+                l.flow_since = None;
+                l.quiet_since = None;
+            }
             if self.phase != Phase::Watch {
                 self.abandon(now);
             }
@@ -273,7 +297,27 @@ impl Policy {
         }
         self.idle_since = None;
         let load_since = *self.load_since.get_or_insert(now);
-        if now < self.count_from || now.duration_since(load_since) < self.settings.warmup {
+        let started = self.track_flows(now, &rates, total);
+        // A flow moved onto a link in use during a trial: the trial
+        // measures that move, not the link tried.
+        if let Phase::Trial { link, .. } = self.phase {
+            if started.iter().any(|&i| i != link && !self.links[i].benched) {
+                self.abandon(now);
+            }
+        }
+        // Not judged until every link in use that carries a flow has
+        // carried it for the warm-up.
+        let flows_since = (0..self.links.len())
+            .filter(|&i| samples[i].in_service && !self.links[i].benched)
+            .filter_map(|i| self.links[i].flow_since)
+            .fold(load_since, Instant::max);
+        if now.duration_since(flows_since) < self.settings.warmup {
+            if self.phase == Phase::Watch {
+                self.window.clear();
+            }
+            return;
+        }
+        if now < self.count_from {
             return;
         }
         self.window.push_back(rates);
@@ -298,6 +342,31 @@ impl Policy {
                 baseline,
             } => self.conclude(now, link, bench, baseline, mean),
         }
+    }
+
+    /// Notes which links carry a flow now (see [`Settings::flow_gone`]);
+    /// returns those that started to. A sample under `min_load` says
+    /// nothing: the probes alone are every link's fair share of it.
+    fn track_flows(&mut self, now: Instant, rates: &[f64], total: f64) -> Vec<usize> {
+        let mut started = Vec::new();
+        if total < self.settings.min_load {
+            return started;
+        }
+        for (i, (l, &rate)) in self.links.iter_mut().zip(rates).enumerate() {
+            if rate >= total * self.settings.no_flow && rate >= self.settings.no_flow_rate {
+                l.quiet_since = None;
+                if l.flow_since.is_none() {
+                    l.flow_since = Some(now);
+                    started.push(i);
+                }
+            } else {
+                let quiet = *l.quiet_since.get_or_insert(now);
+                if now.duration_since(quiet) >= self.settings.flow_gone {
+                    l.flow_since = None;
+                }
+            }
+        }
+        started
     }
 
     /// Each link's rate (bit/s) since the last sample; `None` at the first.
@@ -369,8 +438,8 @@ impl Policy {
             .iter()
             .zip(&shares)
             .filter(|&(&i, &share)| {
-                let small = share < small && share >= self.settings.no_flow;
-                due(&self.links[i]) && (small || stalled(i))
+                let flow = self.links[i].flow_since.is_some() && share >= self.settings.no_flow;
+                flow && due(&self.links[i]) && (share < small || stalled(i))
             })
             .min_by(|a, b| a.1.total_cmp(b.1))
             .map(|(&i, _)| i);

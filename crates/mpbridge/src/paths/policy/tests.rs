@@ -353,3 +353,65 @@ fn a_link_that_carries_no_flow_is_not_benched() {
     w.run(120);
     assert!(w.log.is_empty(), "{:?}", w.log);
 }
+
+/// The lab's aggregation (`mpbridge-lab run aggregate`, the suite's
+/// aggregation test) as router A's counters see it: each link alone for
+/// `phase` seconds (1 s of slow start and the figure; not bridged, the
+/// daemons running), a fraction of a second between flows, then one flow
+/// through the bridge over both, the first subflow alone for half a
+/// second. `alone` is each link's rate alone, `bridged` each one's rate in
+/// the bridged flow. The probes carry 20 kbit/s on every link.
+fn lab_aggregation(alone: Vec<f64>, bridged: Vec<f64>, phase: f64) -> impl Fn(f64) -> Vec<f64> {
+    const PROBES: f64 = 0.02;
+    move |t: f64| {
+        let n = alone.len();
+        let mut rates = vec![PROBES; n];
+        let link = ((t / phase) as usize).min(n);
+        let into = t - link as f64 * phase;
+        // The next flow starts a quarter of a second after the last ended.
+        if into < 0.25 {
+            return rates;
+        }
+        if link < n {
+            let ramp = if into < 0.75 { 0.3 } else { 1.0 };
+            rates[link] += alone[link] * ramp;
+        } else if t < (n as f64 + 1.0) * phase + 30.0 {
+            rates[0] += bridged[0] * if into < 0.75 { 0.3 } else { 1.0 };
+            if into >= 0.75 {
+                for (r, b) in rates.iter_mut().zip(&bridged).skip(1) {
+                    *r += b;
+                }
+            }
+        }
+        rates
+    }
+}
+
+#[test]
+fn two_equal_links_each_measured_alone_before_a_bridged_flow_are_never_tried() {
+    // The suite's aggregation over 2 × 50 Mbit/s got one link's worth once
+    // with the policy on: a link benched while the lab measured them alone
+    // stays benched for the bridged flow.
+    for phase in [5.0, 6.0, 7.0] {
+        let mut w = timed(
+            2,
+            lab_aggregation(vec![47.0, 47.0], vec![46.0, 46.0], phase),
+        );
+        w.run(60);
+        assert!(w.log.is_empty(), "phases of {phase} s: {:?}", w.log);
+    }
+}
+
+#[test]
+fn unequal_healthy_links_each_measured_alone_before_a_bridged_flow_are_never_tried() {
+    // The bench's unequal case (100 + 50 + 20 scaled by 0.2): each alone,
+    // then one flow over the three, the third link's share 11 %.
+    for phase in [5.0, 6.0, 7.0] {
+        let mut w = timed(
+            3,
+            lab_aggregation(vec![19.0, 9.6, 3.9], vec![19.0, 9.5, 3.6], phase),
+        );
+        w.run(80);
+        assert!(w.log.is_empty(), "phases of {phase} s: {:?}", w.log);
+    }
+}
