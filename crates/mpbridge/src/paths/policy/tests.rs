@@ -415,3 +415,31 @@ fn unequal_healthy_links_each_measured_alone_before_a_bridged_flow_are_never_tri
         assert!(w.log.is_empty(), "phases of {phase} s: {:?}", w.log);
     }
 }
+
+#[test]
+fn a_flow_starting_on_another_link_during_a_trial_voids_it() {
+    // 100 + 8 with the small link helping; a third link carries only its
+    // probes until, as the small link's trial begins, another flow starts
+    // on it (not bridged): the total rises without the small link, but
+    // not because of its absence.
+    let mut w = World::new(3, |u: &[bool]| {
+        [95.0, 8.0, 0.02]
+            .iter()
+            .zip(u)
+            .map(|(r, &u)| if u { *r } else { 0.0 })
+            .collect()
+    });
+    // Its trial starts 8 s in (6 s of warm-up, a 2 s baseline).
+    w.run(9);
+    assert_eq!(w.log.len(), 1, "a trial of the small link: {:?}", w.log);
+    assert!(w.log[0].1.benched && w.log[0].1.link == 1);
+    w.model = Box::new(|u: &[bool]| {
+        [95.0, 8.0, 40.0]
+            .iter()
+            .zip(u)
+            .map(|(r, &u)| if u { *r } else { 0.0 })
+            .collect()
+    });
+    w.run(10);
+    assert!(!w.policy.benched(1), "{:?}", w.log);
+}
