@@ -3,10 +3,11 @@
 //! ("benched": the kernel's scheduler sends on it only when no other link
 //! can), and tried again later, so it returns when it helps.
 //!
-//! It measures rather than models. Once the bridge has carried a load for
-//! [`Settings::warmup`] (6 s: short flows and slow starts are never
-//! judged), a link that looks harmful (a small share of the bytes, or
-//! most of them while the flow stalls again and again) is benched for a
+//! It measures rather than models. Once the bridge has carried a load,
+//! and every link carrying a flow has carried it, for [`Settings::warmup`]
+//! (6 s: short flows, slow starts and flows moving from link to link are
+//! never judged), a link that looks harmful (a small share of the bytes,
+//! or most of them while the flow stalls again and again) is benched for a
 //! trial, and the links' total rate with it is compared with the total
 //! without it: it stays benched when the total without it is not lower
 //! (within [`Settings::margin`]). A benched link is tried back in the same
