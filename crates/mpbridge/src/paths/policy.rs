@@ -92,6 +92,9 @@ pub struct Settings {
     /// percent of a 4 Mbit/s flow on another.
     pub no_flow: f64,
     pub no_flow_rate: f64,
+    /// Figures a trial measures again at most when the total differs
+    /// by more than the link carries: a stall fell into one figure.
+    pub recheck: usize,
     /// Stalls in one figure that make a link look harmful; a stall counts
     /// only when the load came back after it (a flow's last bytes, late
     /// over the slowest link, are no stall).
@@ -116,6 +119,7 @@ impl Default for Settings {
             no_flow: 0.005,
             no_flow_rate: 100e3,
             stalls: 2,
+            recheck: 2,
         }
     }
 }
@@ -142,11 +146,14 @@ enum Phase {
     /// Every link as it is; measuring a baseline.
     Watch,
     /// Link `link` was benched (`bench`) or put back (`!bench`) at the
-    /// start of a trial; `baseline` is the total rate before.
+    /// start of a trial; `baseline` is the total rate before, `own` the
+    /// link's rate before; `figures` the trial's figures measured so far.
     Trial {
         link: usize,
         bench: bool,
         baseline: f64,
+        own: f64,
+        figures: usize,
     },
 }
 
@@ -341,7 +348,9 @@ impl Policy {
                 link,
                 bench,
                 baseline,
-            } => self.conclude(now, link, bench, baseline, mean),
+                own,
+                figures,
+            } => self.conclude(now, link, bench, (baseline, own), mean, figures),
         }
     }
 
@@ -462,6 +471,7 @@ impl Policy {
     }
 
     fn start(&mut self, now: Instant, link: usize, bench: bool, baseline: f64) {
+        let own = self.link_mean(link);
         tracing::info!(
             link,
             baseline_mbit = baseline / 1e6,
@@ -472,20 +482,60 @@ impl Policy {
             link,
             bench,
             baseline,
+            own,
+            figures: 0,
         };
         self.set(link, bench, now);
     }
 
-    /// The trial of `link` measured `mean`: keep its state or undo it.
-    fn conclude(&mut self, now: Instant, link: usize, bench: bool, baseline: f64, mean: f64) {
+    /// `link`'s mean rate over the window.
+    fn link_mean(&self, link: usize) -> f64 {
+        let n = self.window.len().max(1) as f64;
+        self.window.iter().map(|r| r[link]).sum::<f64>() / n
+    }
+
+    /// The trial of `link` measured `mean`, its `figures`-th figure after
+    /// `before` (the total and the link's own rate before the trial):
+    /// keep its state, undo it, or measure again.
+    fn conclude(
+        &mut self,
+        now: Instant,
+        link: usize,
+        bench: bool,
+        before: (f64, f64),
+        mean: f64,
+        figures: usize,
+    ) {
         let m = self.settings.margin;
-        let (with, without) = if bench {
-            (baseline, mean)
+        let (baseline, own) = before;
+        let (with, without, own) = if bench {
+            (baseline, mean, own)
         } else {
-            (mean, baseline)
+            (mean, baseline, self.link_mean(link))
         };
         // Benched when it adds less than the margin to the total.
         let helps = with > 0.0 && (with - without) / with >= m;
+        // A link cannot add more than it carries: a total lower without it
+        // by more than that is a stall or a link's change of pace that
+        // fell into one figure and not the other (a flow that stalls
+        // every few seconds behind a lossy link runs at the best link's
+        // rate in between, and the data sent on it just before it was
+        // benched still holds the flow up), so it is measured again.
+        if helps && with - without > own + m * with && figures < self.settings.recheck {
+            tracing::info!(
+                link,
+                with_mbit = with / 1e6,
+                without_mbit = without / 1e6,
+                own_mbit = own / 1e6,
+                "slow links: link {link} carried less than the difference: measuring again"
+            );
+            if let Phase::Trial { figures: f, .. } = &mut self.phase {
+                *f += 1;
+            }
+            self.window.clear();
+            self.count_from = now + self.settings.settle;
+            return;
+        }
         tracing::info!(
             link,
             with_mbit = with / 1e6,
