@@ -9,7 +9,7 @@
 //! slow link is benched about 8 s into the 24 s flow (the verdict comes
 //! 4 s later), and the flow's second half must reach 85 % of the best
 //! link alone: with the policy off it reached 48–76 % in four runs; with
-//! it 92–97 % in three (debug build, TCG, host load 1.6–1.9), where
+//! it 92–98 % in five (debug build, TCG, host load 1.6–2.0), where
 //! earlier rule sets got 91–99 % in eleven runs, 85 % on a busier CI
 //! host, 77 % once (a trial judged on the flow still held up by the lossy
 //! link) and 74 % once (no log kept); the line sits between the two. The
