@@ -97,10 +97,8 @@ scripts/vm-test.sh mipsel
 step "x86_64 VM: the lab with netem (2 links, 5 and 30 ms one way) under qemu-system-x86_64"
 cargo test -p mpbridge-lab --locked --test vm -- --ignored --exact both_in_one_vm
 
-# Not run here: crates/lab/tests/slow_links.rs (paths.slow_links, issue 19)
-# failed on a quiet machine with the debug build (74 % of the best link
-# where it needs 85 %); run it by hand until the policy is reliable:
-#   cargo test -p mpbridge-lab --test slow_links -- --ignored
+step "x86_64 VM: one flow over 20 Mbit/s and a slow lossy link (netem) is not below the best link alone (paths.slow_links)"
+cargo test -p mpbridge-lab --locked --test slow_links -- --ignored
 
 step "x86_64 VM: two WPA2 4-address Wi-Fi links (mac80211_hwsim), a checked transfer across a disassociation"
 cargo test -p mpbridge-lab --locked --test vm -- --ignored --exact \

@@ -118,7 +118,9 @@ fn one_flow_over_unequal_delayed_links_uses_both_and_beats_the_best_link() {
         .arg("--mpbridge")
         .arg(&mpbridge)
         .args(["run", "aggregate", "--links", "25@5ms,25@30ms"])
-        .args(["--aggregate-secs", "8", "--json"])
+        // The daemons' logs at the end (router A's slow-links policy must
+        // try nothing over these two healthy links).
+        .args(["--aggregate-secs", "8", "--logs", "--json"])
         .arg(&json)
         .status()
         .expect("run mpbridge-lab");

@@ -116,6 +116,13 @@ fn aggregation_on_two_50_mbit_links_reaches_90_percent_of_the_limit() {
         "aggregation: {:.1} of {:.1} Mbit/s = {:.1} %",
         agg.bridge, agg.limit, agg.percent_of_limit
     );
+    // What router A's slow-links policy did, if it is on (shown with
+    // --nocapture, and on failure).
+    for line in lab.bridge.local.output_text().lines() {
+        if line.contains("slow links") {
+            println!("{line}");
+        }
+    }
     // Each link alone is shaped to 50 Mbit/s: it must carry most of that.
     for (i, mbit) in agg.per_link.iter().enumerate() {
         assert!(
@@ -125,10 +132,11 @@ fn aggregation_on_two_50_mbit_links_reaches_90_percent_of_the_limit() {
     }
     assert!(
         agg.percent_of_limit >= 90.0,
-        "through mpbridge {:.1} Mbit/s = {:.1} % of the {:.1} Mbit/s limit",
+        "through mpbridge {:.1} Mbit/s = {:.1} % of the {:.1} Mbit/s limit\n{}",
         agg.bridge,
         agg.percent_of_limit,
-        agg.limit
+        agg.limit,
+        lab.bridge.logs()
     );
     // Both links carried the bridged flow (per-link samples). A subflow's
     // count goes with it when the connection closes, and the last sample

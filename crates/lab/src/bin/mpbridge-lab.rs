@@ -196,6 +196,10 @@ struct RunArgs {
     /// that need netem (delay, jitter, bursty loss) run there without it.
     #[arg(long)]
     vm: bool,
+    /// Print both daemons' output at the end, as after a failure (e.g. to
+    /// see what the slow-links policy of router A did).
+    #[arg(long)]
+    logs: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -429,7 +433,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
              every link every 100 ms, and take a link out of service (and back) as the probes say."
         );
     }
-    if result.is_err() {
+    if result.is_err() || args.logs {
         eprintln!("{}", lab.bridge.logs());
     }
     result

@@ -123,10 +123,12 @@ const LOCAL_TABLE: i64 = 255;
 const DEFAULT_NEXTHOP_BASE: i64 = 7700;
 /// `paths.subflows_after_ms`: see the measurement in `paths::subflows`.
 const DEFAULT_SUBFLOWS_AFTER_MS: i64 = 200;
-/// `paths.slow_links` on router A: "use", as measured (example config):
-/// the policy fixes a slow lossy link under a sustained flow but cost
-/// healthy unequal links in the bench's short flows.
-const DEFAULT_SLOW_LINKS: SlowLinks = SlowLinks::Use;
+/// `paths.slow_links` on router A: "bench", as measured (example config):
+/// the policy keeps a sustained flow over a slow lossy link near the best
+/// link alone; it judges no load before every link carrying a flow has
+/// carried it for 6 s, so short flows, and flows moving from link to link,
+/// over healthy links are never tried.
+const DEFAULT_SLOW_LINKS: SlowLinks = SlowLinks::Bench;
 /// What router A routes over the links when `paths.routes` is not given.
 const DEFAULT_LOCAL_ROUTES: [&str; 2] = ["0.0.0.0/0", "::/0"];
 /// Linux's IFNAMSIZ less the terminating NUL.

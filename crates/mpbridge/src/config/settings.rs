@@ -139,7 +139,8 @@ impl Choice for SubflowWord {
 }
 
 /// What router A does with a link that slows the bridge down
-/// (`paths.slow_links`, default `use`; see [`crate::paths::policy`]).
+/// (`paths.slow_links`, default `bench` on router A, `use` on router B; see
+/// [`crate::paths::policy`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SlowLinks {

@@ -20,10 +20,9 @@
 //!   which connection gets which extra subflow, when, through the
 //!   userspace path manager; the planner's endpoint actions then feed it
 //!   instead of the kernel's endpoint list.
-//! - [`policy`]: router A's slow links (`paths.slow_links = "bench"`, off
-//!   by default): a
-//!   link that makes the bridge slower under load is kept as a backup,
-//!   measured, and brought back when it helps.
+//! - [`policy`]: router A's slow links (`paths.slow_links = "bench"`, its
+//!   default): a link that makes the bridge slower under load is kept as
+//!   a backup, measured, and brought back when it helps.
 //! - [`planner`]: every decision (in service or not, endpoints, rules,
 //!   routes, group members, when to probe) as a state machine without I/O
 //!   or clock, unit-tested on a simulated clock.

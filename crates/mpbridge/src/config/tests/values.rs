@@ -201,7 +201,7 @@ fn links_probe_and_paths_parse_with_defaults() {
     assert_eq!(p.routes.nexthop_base, 7700);
     assert!(p.links.iter().all(|l| l.rate_mbit.is_none()));
     assert_eq!(p.subflows, SubflowMode::Kernel);
-    assert_eq!(p.slow_links, SlowLinks::Use);
+    assert_eq!(p.slow_links, SlowLinks::Bench);
     // The remote answers on its own listen port.
     let (r, _) = remote(&text).unwrap();
     assert_eq!(r.common.paths.probe.port, 4443);
