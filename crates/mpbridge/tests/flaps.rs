@@ -217,9 +217,19 @@ fn flaps_leave_everything_whole(bridge: Bridge, flapped: Node, b_groups: [&str; 
     // peer still acted on the RM_ADDR of the removal, which closed or
     // refused the join, and the in-kernel path manager never tried again
     // (3 runs in 50 before the planner held endpoints back READD_AFTER).
+    both_links_carry(&bridge, "the download through the flaps");
+    // And a new transfer uses both links.
+    download.stop();
+    a_new_download_uses_both_links(&bridge);
+}
+
+/// Asserts that a running download has a subflow on each link and carries
+/// data over each again within [`WHOLE_AGAIN`]; `what` says after what.
+fn both_links_carry(bridge: &Bridge, what: &str) {
+    let topo = &bridge.topo;
     assert!(
         wait_until(WHOLE_AGAIN, || bridge.subflow_links() == [0, 1]),
-        "the download through the flaps has subflows on {:?} only\n{}\n{}",
+        "{what}: subflows on {:?} only\n{}\n{}",
         bridge.subflow_links(),
         mptcp_view(topo),
         bridge.logs()
@@ -227,35 +237,19 @@ fn flaps_leave_everything_whole(bridge: Bridge, flapped: Node, b_groups: [&str; 
     for link in 0..2 {
         assert!(
             carries(topo, link, WHOLE_AGAIN),
-            "link {link} does not carry the download through the flaps (subflows on {:?})\n{}\n{}",
+            "{what}: link {link} does not carry the download (subflows on {:?})\n{}\n{}",
             bridge.subflow_links(),
             mptcp_view(topo),
             bridge.logs()
         );
     }
-    // And a new transfer uses both links.
-    download.stop();
-    a_new_download_uses_both_links(&bridge);
 }
 
 /// Starts a download: it must open subflows on both links and carry
 /// [`CARRYING`] bytes over each within [`WHOLE_AGAIN`].
 fn a_new_download_uses_both_links(bridge: &Bridge) {
     let download = Download::start(bridge);
-    assert!(
-        wait_until(WHOLE_AGAIN, || bridge.subflow_links() == [0, 1]),
-        "a new connection has subflows on {:?} only\n{}",
-        bridge.subflow_links(),
-        bridge.logs()
-    );
-    for link in 0..2 {
-        assert!(
-            carries(&bridge.topo, link, WHOLE_AGAIN),
-            "link {link} does not carry the new download (subflows on {:?})\n{}",
-            bridge.subflow_links(),
-            bridge.logs()
-        );
-    }
+    both_links_carry(bridge, "a new connection");
     download.stop();
 }
 
@@ -450,23 +444,7 @@ fn a_live_download_regains_each_recreated_link(bridge: Bridge) {
         // A subflow on each link first: until router B learns that the
         // old one is gone, its retransmissions over the new interface still
         // reach router A's half-closed end of it, which counts as carrying.
-        assert!(
-            wait_until(WHOLE_AGAIN, || bridge.subflow_links() == [0, 1]),
-            "re-creation {n} of link {link}: subflows on {:?} only\n{}\n{}",
-            bridge.subflow_links(),
-            mptcp_view(topo),
-            bridge.logs()
-        );
-        for l in [link, 1 - link] {
-            assert!(
-                carries(topo, l, WHOLE_AGAIN),
-                "re-creation {n} of link {link}: link {l} does not carry the download again \
-                 (subflows on {:?})\n{}\n{}",
-                bridge.subflow_links(),
-                mptcp_view(topo),
-                bridge.logs()
-            );
-        }
+        both_links_carry(&bridge, &format!("re-creation {n} of link {link}"));
     }
     assert!(download.received() > 0);
     download.stop();
@@ -505,23 +483,7 @@ fn a_live_download_regains_each_link_whose_endpoints_were_removed_and_added_agai
             bridge.logs()
         );
         topo.blackhole(link, false).unwrap();
-        assert!(
-            wait_until(WHOLE_AGAIN, || bridge.subflow_links() == [0, 1]),
-            "false alarm {n} on link {link}: subflows on {:?} only\n{}\n{}",
-            bridge.subflow_links(),
-            mptcp_view(topo),
-            bridge.logs()
-        );
-        for l in [link, 1 - link] {
-            assert!(
-                carries(topo, l, WHOLE_AGAIN),
-                "false alarm {n} on link {link}: link {l} does not carry the download again \
-                 (subflows on {:?})\n{}\n{}",
-                bridge.subflow_links(),
-                mptcp_view(topo),
-                bridge.logs()
-            );
-        }
+        both_links_carry(&bridge, &format!("false alarm {n} on link {link}"));
     }
     download.stop();
 }

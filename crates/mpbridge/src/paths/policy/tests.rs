@@ -444,14 +444,12 @@ fn a_flow_starting_on_another_link_during_a_trial_voids_it() {
     assert!(!w.policy.benched(1), "{:?}", w.log);
 }
 
-#[test]
-fn a_link_that_stalls_the_flow_now_and_then_is_benched_whatever_the_trial_catches() {
-    // As in the lab's VM (a failed run): while the lossy link is in use the
-    // flow stalls for a second every 7 s and runs at the first link's rate
-    // in between; benched, the data already sent on it holds the flow up
-    // for 2.5 s more. The baseline fell between two stalls (20 Mbit/s),
-    // the trial's first figure on the held-up flow (17.3 in the VM): "it
-    // helps", and the flow went on stalling.
+/// Two links, the second lossy, as in the lab's VM: while it is in use the
+/// flow stalls for `stall` s every 7 s (the first from `first_stall` s) and
+/// runs at 19.5 Mbit/s in between; benched, the data already sent on it
+/// holds the flow at `held_up` Mbit/s for 2.5 s more. Run for 14 s, the
+/// lossy link must end benched after one trial.
+fn a_lossy_link_that_stalls_the_flow_is_benched(first_stall: f64, stall: f64, held_up: f64) {
     let step = Settings::default().interval.as_secs_f64();
     let clock = std::cell::Cell::new(0.0f64);
     let benched_at = std::cell::Cell::new(None::<f64>);
@@ -461,7 +459,7 @@ fn a_link_that_stalls_the_flow_now_and_then_is_benched_whatever_the_trial_catche
         match u {
             [true, true] => {
                 benched_at.set(None);
-                if (t - 4.5).rem_euclid(7.0) < 1.0 {
+                if (t - first_stall).rem_euclid(7.0) < stall {
                     vec![0.0, 0.5]
                 } else {
                     vec![19.5, 0.5]
@@ -471,7 +469,7 @@ fn a_link_that_stalls_the_flow_now_and_then_is_benched_whatever_the_trial_catche
                 let at = benched_at.get().unwrap_or(t);
                 benched_at.set(Some(at));
                 if t - at < 2.5 {
-                    vec![15.0, 0.0]
+                    vec![held_up, 0.0]
                 } else {
                     vec![19.5, 0.0]
                 }
@@ -485,39 +483,18 @@ fn a_link_that_stalls_the_flow_now_and_then_is_benched_whatever_the_trial_catche
 }
 
 #[test]
+fn a_link_that_stalls_the_flow_now_and_then_is_benched_whatever_the_trial_catches() {
+    // A failed run in the lab's VM: the baseline fell between two stalls
+    // (20 Mbit/s), the trial's first figure on the held-up flow (17.3 in
+    // the VM): "it helps", and the flow went on stalling.
+    a_lossy_link_that_stalls_the_flow_is_benched(4.5, 1.0, 15.0);
+}
+
+#[test]
 fn a_trial_is_not_judged_on_the_flow_still_held_up_by_the_benched_link() {
     // Another run in the lab's VM: the baseline held a stall (12.2 Mbit/s)
     // and the first figure after benching the lossy link was little better
     // (11.4), the flow still held up by the data sent on it: "it helps",
     // by less than it carried, and the flow went on stalling.
-    let step = Settings::default().interval.as_secs_f64();
-    let clock = std::cell::Cell::new(0.0f64);
-    let benched_at = std::cell::Cell::new(None::<f64>);
-    let mut w = World::new(2, move |u: &[bool]| {
-        let t = clock.get();
-        clock.set(t + step);
-        match u {
-            [true, true] => {
-                benched_at.set(None);
-                if (t - 6.25).rem_euclid(7.0) < 0.75 {
-                    vec![0.0, 0.5]
-                } else {
-                    vec![19.5, 0.5]
-                }
-            }
-            [true, false] => {
-                let at = benched_at.get().unwrap_or(t);
-                benched_at.set(Some(at));
-                if t - at < 2.5 {
-                    vec![12.1, 0.0]
-                } else {
-                    vec![19.5, 0.0]
-                }
-            }
-            _ => vec![0.0, 0.5],
-        }
-    });
-    w.run(14);
-    assert!(w.policy.benched(1), "{:?}", w.log);
-    assert_eq!(w.benches(), 1, "{:?}", w.log);
+    a_lossy_link_that_stalls_the_flow_is_benched(6.25, 0.75, 12.1);
 }
