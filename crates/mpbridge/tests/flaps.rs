@@ -370,13 +370,7 @@ fn with_down_action_backup_and_subflows_on_demand_a_link_whose_subflow_died_carr
 /// use it again.
 fn a_link_whose_subflow_died_carries_the_connection_again(bridge: Bridge) {
     let topo = &bridge.topo;
-    let download = Download::start(&bridge);
-    assert!(
-        wait_until(WHOLE_AGAIN, || bridge.subflow_links() == [0, 1]),
-        "no subflow on each link: {:?}\n{}",
-        bridge.subflow_links(),
-        bridge.logs()
-    );
+    let download = download_on_both_links(&bridge);
     // Link 1 passes nothing until router A's probes call it down; its
     // endpoint is kept, flagged backup.
     topo.blackhole(1, true).unwrap();
@@ -429,15 +423,21 @@ fn with_subflows_on_demand_a_live_download_regains_each_link_that_is_deleted_and
     a_live_download_regains_each_recreated_link(bridge_with("", "subflows = \"on-demand\""));
 }
 
-fn a_live_download_regains_each_recreated_link(bridge: Bridge) {
-    let topo = &bridge.topo;
-    let download = Download::start(&bridge);
+/// Starts a download and waits for its subflow on each link.
+fn download_on_both_links(bridge: &Bridge) -> Download {
+    let download = Download::start(bridge);
     assert!(
         wait_until(WHOLE_AGAIN, || bridge.subflow_links() == [0, 1]),
         "no subflow on each link: {:?}\n{}",
         bridge.subflow_links(),
         bridge.logs()
     );
+    download
+}
+
+fn a_live_download_regains_each_recreated_link(bridge: Bridge) {
+    let topo = &bridge.topo;
+    let download = download_on_both_links(&bridge);
     for n in 0..RECREATIONS {
         let link = n % 2;
         recreate_after(topo, link, GONE);
@@ -459,13 +459,7 @@ fn a_live_download_regains_each_recreated_link(bridge: Bridge) {
 fn a_live_download_regains_each_link_whose_endpoints_were_removed_and_added_again() {
     let bridge = bridge("");
     let topo = &bridge.topo;
-    let download = Download::start(&bridge);
-    assert!(
-        wait_until(WHOLE_AGAIN, || bridge.subflow_links() == [0, 1]),
-        "no subflow on each link: {:?}\n{}",
-        bridge.subflow_links(),
-        bridge.logs()
-    );
+    let download = download_on_both_links(&bridge);
     for n in 0..RECREATIONS {
         let link = n % 2;
         let ifname = topo.link_ifname(link);
