@@ -13,9 +13,12 @@
 //! (within [`Settings::margin`]). A benched link is tried back in the same
 //! way, after a delay that doubles at every trial of that link (no
 //! flapping on noise); the link whose trial did not count (the load
-//! stopped, a link failed) is tried again after the same delay. The last
-//! link in service is never benched, and benched links return at once
-//! when no other link is left.
+//! stopped, a link failed) is tried again after the same delay. A link
+//! benched by a trial during which it left service was measured failing,
+//! not slow (the flow stalled behind it, then ran without it): it is tried
+//! again once it has been back in service for
+//! [`Settings::back_after_failure`]. The last link in service is never
+//! benched, and benched links return at once when no other link is left.
 //!
 //! A state machine with the clock passed in, like the probes' monitor:
 //! the path manager samples the links' byte counters when
@@ -83,6 +86,11 @@ pub struct Settings {
     /// trial up to `retry_max`, and falls back after `retry_max` idle.
     pub retry: Duration,
     pub retry_max: Duration,
+    /// A link benched by a trial during which it left service (its failure
+    /// was measured, not its pace) is tried again once it has been back
+    /// in service this long, not after `retry`: a link whose probes flap
+    /// under load never is.
+    pub back_after_failure: Duration,
     /// A link is worth using when it adds at least this share of the total.
     pub margin: f64,
     /// Looks harmful: it carries less than this share of the bytes, or
@@ -119,6 +127,7 @@ impl Default for Settings {
             idle_after: Duration::from_secs(3),
             retry: Duration::from_secs(20),
             retry_max: Duration::from_secs(320),
+            back_after_failure: Duration::from_secs(5),
             margin: 0.03,
             small_share: 0.08,
             stall: 0.25,
@@ -175,6 +184,13 @@ struct Link {
     /// Since when it has carried no flow (less than `no_flow` of the bytes
     /// or `no_flow_rate`).
     quiet_since: Option<Instant>,
+    /// It left or entered service during its trial under way.
+    failed_on_trial: bool,
+    /// Benched on a trial it failed during: tried again once in service
+    /// for `back_after_failure`.
+    back_after_failure: bool,
+    /// Since when it has been in service, as of the last sample.
+    in_service_since: Option<Instant>,
 }
 
 /// The decisions; see the module doc.
@@ -212,6 +228,9 @@ impl Policy {
                     backoff: settings.retry,
                     flow_since: None,
                     quiet_since: None,
+                    failed_on_trial: false,
+                    back_after_failure: false,
+                    in_service_since: None,
                 };
                 links
             ],
@@ -275,6 +294,28 @@ impl Policy {
             .zip(&self.in_service)
             .zip(&self.links)
             .any(|((s, &was), l)| !l.benched && s.in_service != was);
+        let on_trial = match self.phase {
+            Phase::Trial { link, .. } => Some(link),
+            Phase::Watch => None,
+        };
+        for (i, (s, l)) in samples.iter().zip(&mut self.links).enumerate() {
+            if s.in_service != self.in_service[i] && on_trial == Some(i) {
+                l.failed_on_trial = true;
+            }
+            if !s.in_service {
+                l.in_service_since = None;
+            } else if l.in_service_since.is_none() {
+                l.in_service_since = Some(now);
+            }
+            let back_for = l.in_service_since.map(|t| now.duration_since(t));
+            if l.back_after_failure
+                && back_for.is_some_and(|d| d >= self.settings.back_after_failure)
+            {
+                l.back_after_failure = false;
+                l.next_try = Some(now);
+                l.backoff = self.settings.retry;
+            }
+        }
         self.in_service = samples.iter().map(|s| s.in_service).collect();
         if changed {
             self.abandon(now);
@@ -491,6 +532,8 @@ impl Policy {
             own,
             figures: 0,
         };
+        self.links[link].failed_on_trial = false;
+        self.links[link].back_after_failure = false;
         self.set(link, bench, now);
         if bench {
             self.count_from = now + self.settings.bench_settle;
@@ -560,6 +603,10 @@ impl Policy {
         let l = &mut self.links[link];
         l.next_try = Some(now + l.backoff);
         l.backoff = (l.backoff * 2).min(self.settings.retry_max);
+        // It failed during its trial: the flow stalled behind the failure
+        // and ran again without the link, which says nothing of its pace.
+        // Tried again once back in service for a while.
+        l.back_after_failure = !helps && l.failed_on_trial;
         // Kept as tried: the trial's window is the new baseline.
         self.set(link, !helps, now);
     }

@@ -498,3 +498,37 @@ fn a_trial_is_not_judged_on_the_flow_still_held_up_by_the_benched_link() {
     // by less than it carried, and the flow went on stalling.
     a_lossy_link_that_stalls_the_flow_is_benched(6.25, 0.75, 12.1);
 }
+
+#[test]
+fn a_link_benched_by_a_trial_it_failed_during_is_tried_again_once_back() {
+    // 100 + 8, the small link helping, until it black-holes 6.5 s in: the
+    // flow stalls behind it through the trial's baseline, its trial begins
+    // at 8 s and the probes take it out of service just after; the flow
+    // then runs again without it, which measures the failure, not the
+    // link. Back in service at 11 s for good, it must carry again well
+    // before the 20 s retry.
+    let step = Settings::default().interval.as_secs_f64();
+    let clock = std::cell::Cell::new(0.0f64);
+    let mut w = World::new(2, move |u: &[bool]| {
+        let t = clock.get();
+        clock.set(t + step);
+        match u {
+            [true, true] if (6.5..8.5).contains(&t) => vec![10.0, 0.0],
+            [true, true] => vec![95.0, 8.0],
+            [true, false] => vec![95.0, 0.0],
+            _ => vec![0.0, 0.0],
+        }
+    });
+    w.run(9);
+    assert!(
+        w.log.iter().any(|(_, c)| c.link == 1 && c.benched),
+        "a trial of the small link: {:?}",
+        w.log
+    );
+    w.in_service[1] = false;
+    w.run(2);
+    w.in_service[1] = true;
+    // 5 s back in service, then a trial with it (about 4 s).
+    w.run(12);
+    assert!(!w.policy.benched(1), "{:?}", w.log);
+}
