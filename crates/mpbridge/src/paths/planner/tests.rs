@@ -387,8 +387,9 @@ fn a_link_the_kernel_takes_down_leaves_at_once_and_returns_after_a_probe() {
     assert_eq!(sim.groups[0], [0, 1]);
 }
 
-#[test]
-fn an_endpoint_removed_is_not_added_again_before_the_peer_dropped_its_subflows() {
+/// Two probed links; link 0's interface goes down at 1000 ms and its
+/// endpoint is deleted then.
+fn two_links_link_0_down_at_1000() -> Sim {
     let mut sim = Sim::new(config(
         vec![spec(0, false), spec(1, false)],
         Watch::Probes { v6: false },
@@ -396,6 +397,12 @@ fn an_endpoint_removed_is_not_added_again_before_the_peer_dropped_its_subflows()
     sim.run_to(1000);
     sim.kernel(vec![(0, LinkSnapshot { up: false, ..up(0) })]);
     assert_eq!(sim.times("DeleteEndpoint", 1000), [1000]);
+    sim
+}
+
+#[test]
+fn an_endpoint_removed_is_not_added_again_before_the_peer_dropped_its_subflows() {
+    let mut sim = two_links_link_0_down_at_1000();
     sim.run_to(1050);
     sim.kernel(vec![(0, up(0))]);
     // In service once a probe crossed, routes and group member back...
@@ -418,13 +425,7 @@ fn an_endpoint_removed_is_not_added_again_before_the_peer_dropped_its_subflows()
 
 #[test]
 fn the_hold_counts_from_when_the_removal_was_carried_out() {
-    let mut sim = Sim::new(config(
-        vec![spec(0, false), spec(1, false)],
-        Watch::Probes { v6: false },
-    ));
-    sim.run_to(1000);
-    sim.kernel(vec![(0, LinkSnapshot { up: false, ..up(0) })]);
-    assert_eq!(sim.times("DeleteEndpoint", 1000), [1000]);
+    let mut sim = two_links_link_0_down_at_1000();
     // The executor got the kernel's answer to the delete only at 1800 (a
     // slow kernel, a starved VM): that is when the peer was told.
     let done = sim.t0 + Duration::from_millis(1800);

@@ -97,11 +97,19 @@ fn lossy_slow_link(in_use: &[bool]) -> Vec<f64> {
 
 /// 100 + 50 + 8, where the third carries a small share and still adds it.
 fn helpful_slow_link(in_use: &[bool]) -> Vec<f64> {
-    let full = [95.0, 47.0, 8.0];
-    full.iter()
-        .zip(in_use)
-        .map(|(r, &u)| if u { *r } else { 0.0 })
-        .collect()
+    steady([95.0, 47.0, 8.0])(in_use)
+}
+
+/// Each link carries its rate (Mbit/s) whenever it is in use, whatever
+/// the others do.
+fn steady<const N: usize>(rates: [f64; N]) -> impl Fn(&[bool]) -> Vec<f64> {
+    move |in_use: &[bool]| {
+        rates
+            .iter()
+            .zip(in_use)
+            .map(|(r, &u)| if u { *r } else { 0.0 })
+            .collect()
+    }
 }
 
 #[test]
@@ -178,13 +186,7 @@ fn a_slow_link_that_adds_to_the_total_stays_in_use() {
 #[test]
 fn noise_does_not_make_links_flap() {
     // ±6 % from one sample to the next, on a link adding 6 %.
-    let mut w = World::new(2, |u: &[bool]| {
-        [40.0, 2.6]
-            .iter()
-            .zip(u)
-            .map(|(r, &u)| if u { *r } else { 0.0 })
-            .collect()
-    });
+    let mut w = World::new(2, steady([40.0, 2.6]));
     w.noise = Box::new(|step| if step % 2 == 0 { 1.06 } else { 0.94 });
     w.run(1200);
     assert!(!w.policy.benched(1));
@@ -211,13 +213,7 @@ fn a_benched_link_returns_when_it_helps() {
     w.run(10);
     assert!(w.policy.benched(1));
     // The slow link's loss ends: now it adds its 5 Mbit/s.
-    w.model = Box::new(|u: &[bool]| {
-        [18.8, 4.8]
-            .iter()
-            .zip(u)
-            .map(|(r, &u)| if u { *r } else { 0.0 })
-            .collect()
-    });
+    w.model = Box::new(steady([18.8, 4.8]));
     w.run(60);
     assert!(!w.policy.benched(1), "{:?}", w.log);
     let back = w.log.last().unwrap();
@@ -343,13 +339,7 @@ fn a_link_that_carries_no_flow_is_not_benched() {
     // each link alone): the second carries its probes, and with them no
     // flow to hold up. Benched, it would start the next bridged flow
     // benched.
-    let mut w = World::new(2, |u: &[bool]| {
-        [19.0, 0.02]
-            .iter()
-            .zip(u)
-            .map(|(r, &u)| if u { *r } else { 0.0 })
-            .collect()
-    });
+    let mut w = World::new(2, steady([19.0, 0.02]));
     w.run(120);
     assert!(w.log.is_empty(), "{:?}", w.log);
 }
@@ -422,24 +412,12 @@ fn a_flow_starting_on_another_link_during_a_trial_voids_it() {
     // probes until, as the small link's trial begins, another flow starts
     // on it (not bridged): the total rises without the small link, but
     // not because of its absence.
-    let mut w = World::new(3, |u: &[bool]| {
-        [95.0, 8.0, 0.02]
-            .iter()
-            .zip(u)
-            .map(|(r, &u)| if u { *r } else { 0.0 })
-            .collect()
-    });
+    let mut w = World::new(3, steady([95.0, 8.0, 0.02]));
     // Its trial starts 8 s in (6 s of warm-up, a 2 s baseline).
     w.run(9);
     assert_eq!(w.log.len(), 1, "a trial of the small link: {:?}", w.log);
     assert!(w.log[0].1.benched && w.log[0].1.link == 1);
-    w.model = Box::new(|u: &[bool]| {
-        [95.0, 8.0, 40.0]
-            .iter()
-            .zip(u)
-            .map(|(r, &u)| if u { *r } else { 0.0 })
-            .collect()
-    });
+    w.model = Box::new(steady([95.0, 8.0, 40.0]));
     w.run(10);
     assert!(!w.policy.benched(1), "{:?}", w.log);
 }
