@@ -211,6 +211,11 @@ async fn start_and_serve(
     )
     .await?;
     let paths = daemon.hold_paths(paths);
+    // A connection that lost a link in service gets it back: the
+    // in-kernel path manager never makes its subflow again on its own.
+    if let (Some(paths), Ok(())) = (paths, control::kernel::support()) {
+        paths.follow_connections(control::kernel::looker(Arc::clone(stats)));
+    }
     let observed = Observed::of_daemon(
         Role::Local,
         stats,

@@ -497,16 +497,40 @@ fn subflow_ports(topo: &Topology, link: usize) -> Vec<String> {
 
 /// A connection's subflow on a link that stays in service dies (an abort,
 /// `ss -K`), and nothing the probes see changes: on demand, router A's
-/// daemon opens another, and the link carries the download again. The
-/// in-kernel path manager makes subflows only when an endpoint is added:
-/// with it, the same kill during `mpbridge-lab run aggregate` left the link
-/// carrying nothing for that connection (2026-12-05); no daemon check
-/// covers that mode yet.
+/// daemon opens another, and the link carries the download again.
 #[test]
 fn with_subflows_on_demand_a_subflow_killed_on_a_link_in_service_is_made_again() {
-    let bridge = bridge_with("", "subflows = \"on-demand\"");
+    a_subflow_killed_on_a_link_in_service_is_made_again(&bridge_with(
+        "",
+        "subflows = \"on-demand\"",
+    ));
+}
+
+/// The same with the in-kernel path manager, which makes subflows only when
+/// an endpoint is added: before `paths::regain`, the same kill during
+/// `mpbridge-lab run aggregate` left the link carrying nothing for that
+/// connection to the end (2026-12-05), and this test failed ("no new
+/// subflow on link 0"). Router A's daemon now sees the connection without
+/// a subflow on link 0 and renews the link's endpoints, once.
+#[test]
+fn a_subflow_killed_on_a_link_in_service_is_made_again_with_the_kernel_path_manager() {
+    let bridge = bridge("");
+    a_subflow_killed_on_a_link_in_service_is_made_again(&bridge);
+    let log = bridge.local.output_text();
+    let renewed = log
+        .lines()
+        .filter(|l| l.contains("has no subflow on this link in service"))
+        .collect::<Vec<_>>();
+    assert!(
+        renewed.len() == 1 && renewed[0].contains(&bridge.topo.link_ifname(0)),
+        "one renewal of link 0 expected: {renewed:?}\n{}",
+        bridge.logs()
+    );
+}
+
+fn a_subflow_killed_on_a_link_in_service_is_made_again(bridge: &Bridge) {
     let topo = &bridge.topo;
-    let download = download_on_both_links(&bridge);
+    let download = download_on_both_links(bridge);
     let before = subflow_ports(topo, 0);
     assert_eq!(before.len(), 1, "{before:?}\n{}", bridge.logs());
     abort_subflows(topo, 0);
@@ -520,6 +544,6 @@ fn with_subflows_on_demand_a_subflow_killed_on_a_link_in_service_is_made_again()
         mptcp_view(topo),
         bridge.logs()
     );
-    both_links_carry(&bridge, "link 0's subflow killed");
+    both_links_carry(bridge, "link 0's subflow killed");
     download.stop();
 }

@@ -8,11 +8,15 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-use crate::host::sys::{self, MptcpOption};
+use portable_atomic::Ordering;
+
+use crate::host::sys::{self, MptcpOption, Transport};
 use crate::host::HostView;
+use crate::paths::regain::{ConnLook, Looker};
+use crate::stats::Stats;
 
 /// Subflows read per connection at most: the kernel allows 8 extra
 /// subflows (MPTCP_PM_ADDR_MAX) besides the first.
@@ -317,6 +321,75 @@ impl<'a, R: FnMut(IpAddr, IpAddr) -> Option<u32>> LinkFinder<'a, R> {
     }
 }
 
+/// Connections looked at per look at most (one getsockopt each); more
+/// are taken in turn at the following looks.
+const LOOK_MAX: usize = 256;
+/// A connection idle this long is left out of the looks: it loses
+/// nothing to a missing subflow, and a router holding thousands of idle
+/// connections pays nothing for them. A connection stalled because it
+/// lacks links is not idle yet.
+const LOOK_IDLE: Duration = Duration::from_secs(30);
+
+/// Router A's connections for [`crate::paths::regain`]: those that moved
+/// bytes within [`LOOK_IDLE`], with their working (established) subflows'
+/// local addresses, read from the kernel. Connections that fell back to
+/// TCP, or whose subflows cannot be read, are left out.
+pub fn looker(stats: Arc<Stats>) -> Looker {
+    looker_idle_after(stats, LOOK_IDLE)
+}
+
+fn looker_idle_after(stats: Arc<Stats>, idle: Duration) -> Looker {
+    // Per connection: its byte counters and when they last moved.
+    let mut moved: HashMap<u64, (u64, Instant)> = HashMap::new();
+    let mut next_id = 0u64;
+    Box::new(move || {
+        let now = Instant::now();
+        let live = stats.live.look(&stats);
+        let mut active = Vec::new();
+        let mut seen = HashMap::with_capacity(live.connections.len());
+        for conn in &live.connections {
+            let bytes = conn.counters.up.load(Ordering::Relaxed)
+                + conn.counters.down.load(Ordering::Relaxed);
+            let last = match moved.get(&conn.id) {
+                Some(&(before, at)) if before == bytes => at,
+                _ => now,
+            };
+            seen.insert(conn.id, (bytes, last));
+            if conn.transport == Transport::Mptcp && now.duration_since(last) < idle {
+                active.push(conn);
+            }
+        }
+        moved = seen;
+        // In turn from where the last look stopped (ids grow).
+        active.sort_by_key(|c| (c.id < next_id, c.id));
+        active.truncate(LOOK_MAX);
+        next_id = active.last().map_or(0, |c| c.id + 1);
+        active
+            .iter()
+            .filter_map(|conn| {
+                let reading = conn.with_socket(read)?.ok()?;
+                let Reading::Subflows(subflows) = reading else {
+                    return None;
+                };
+                let v6 = subflows.first()?.remote.ip().to_canonical().is_ipv6();
+                let working = subflows
+                    .iter()
+                    .filter(|s| s.state.is_none_or(|st| st == TCP_ESTABLISHED))
+                    .map(|s| s.local.ip().to_canonical())
+                    .collect();
+                Some(ConnLook {
+                    id: conn.id,
+                    v6,
+                    working,
+                })
+            })
+            .collect()
+    })
+}
+
+/// linux/tcp_states.h
+const TCP_ESTABLISHED: u8 = 1;
+
 /// `ss`'s name of a TCP state (linux/tcp_states.h).
 pub fn state_name(state: u8) -> &'static str {
     match state {
@@ -392,6 +465,39 @@ mod tests {
         assert_eq!(legacy.len(), 1);
         assert_eq!((legacy[0].local, legacy[0].remote), (sf.local, sf.remote));
         assert_eq!(legacy[0].bytes_received, Some(5));
+    }
+
+    #[test]
+    fn the_looker_gives_active_mptcp_connections_with_their_working_subflows() {
+        let Some(listener) = mptcp_listener() else {
+            return; // a kernel without MPTCP
+        };
+        if support().is_err() {
+            return;
+        }
+        let to = listener.local_addr().unwrap();
+        let client = mptcp_connect(to);
+        let (_server, _) = listener.accept().unwrap();
+        let plain = std::net::TcpStream::connect(to).unwrap();
+        let stats = Arc::new(Stats::default());
+        let peer: SocketAddr = "192.0.2.1:80".parse().unwrap();
+        let mptcp = stats.register(peer, peer, &client, Transport::Mptcp);
+        let _tcp = stats.register(peer, peer, &plain, Transport::Tcp);
+        let idle = stats.register(peer, peer, &client, Transport::Mptcp);
+        let idle_after = Duration::from_millis(200);
+        let mut look = looker_idle_after(Arc::clone(&stats), idle_after);
+        let conn = |id| ConnLook {
+            id,
+            v6: false,
+            working: vec![client.local_addr().unwrap().ip()],
+        };
+        // New ones count as active; the one that fell back to TCP never.
+        assert_eq!(look(), [conn(0), conn(2)]);
+        std::thread::sleep(idle_after);
+        mptcp.counters().up.fetch_add(4, Ordering::Relaxed);
+        assert_eq!(look(), [conn(0)], "the idle one left out");
+        assert_eq!(look(), [conn(0)], "moved within the idle time");
+        drop(idle);
     }
 
     #[test]

@@ -20,6 +20,9 @@
 //!   which connection gets which extra subflow, when, through the
 //!   userspace path manager; the planner's endpoint actions then feed it
 //!   instead of the kernel's endpoint list.
+//! - [`regain`]: router A with the in-kernel path manager: a connection
+//!   left without a subflow on a link in service gets one (the link's
+//!   endpoints renewed).
 //! - [`policy`]: router A's slow links (`paths.slow_links = "bench"`, its
 //!   default): a link that makes the bridge slower under load is kept as
 //!   a backup, measured, and brought back when it helps.
@@ -45,6 +48,7 @@ pub mod multipath;
 pub mod planner;
 pub mod policy;
 pub mod probe;
+pub mod regain;
 pub mod route;
 pub mod subflows;
 
@@ -58,7 +62,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::{PathSettings, Role, SlowLinks};
+use crate::config::{PathSettings, Role, SlowLinks, SubflowMode};
 use crate::host;
 use crate::host::rtnetlink::Rtnl;
 use crate::ratelimit::LogLimit;
@@ -114,7 +118,12 @@ pub struct PathManager {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     status: SharedStatus,
+    looker: SharedLooker,
 }
+
+/// The proxy's connections, once it hands them over
+/// ([`PathManager::follow_connections`]).
+type SharedLooker = Arc<Mutex<Option<regain::Looker>>>;
 
 /// Each link's status, as of the task's latest turn.
 type SharedStatus = Arc<Mutex<Vec<LinkStatus>>>;
@@ -257,8 +266,18 @@ impl PathManager {
                 Instant::now(),
             )
         });
+        let regain = (role == Role::Local && settings.subflows == SubflowMode::Kernel).then(|| {
+            regain::Regain::new(
+                settings.links.len(),
+                regain::Settings::default(),
+                Instant::now(),
+            )
+        });
+        let looker: SharedLooker = Arc::default();
         let mut mgr = Manager {
             policy,
+            regain,
+            looker: Arc::clone(&looker),
             planner: Planner::new(config, Instant::now()),
             exec,
             _responder: responder,
@@ -275,12 +294,21 @@ impl PathManager {
             stop: Some(stop_tx),
             task: Some(task),
             status,
+            looker,
         }))
     }
 
     /// A snapshot of every link's state, RTT and loss as of now.
     pub fn status(&self) -> Vec<LinkStatus> {
         self.reader().status()
+    }
+
+    /// Router A with the in-kernel path manager: `looker` hands out the
+    /// proxy's connections and their working subflows, and a connection
+    /// left without one on a link in service gets one ([`regain`]).
+    /// Elsewhere it is never called.
+    pub fn follow_connections(&self, looker: regain::Looker) {
+        *self.looker.lock().unwrap_or_else(|p| p.into_inner()) = Some(looker);
     }
 
     /// A handle that reads the links' status while the manager runs (for
@@ -322,6 +350,10 @@ struct Manager {
     planner: Planner,
     /// Router A's slow-links policy, when on.
     policy: Option<policy::Policy>,
+    /// Router A's watch over connections that lost a link (in-kernel path
+    /// manager), and what it looks at.
+    regain: Option<regain::Regain>,
+    looker: SharedLooker,
     exec: Executor,
     /// Router B's probe responder, stopped with the manager.
     _responder: Option<probe::Responder>,
@@ -458,6 +490,7 @@ impl Manager {
             }
             self.exec.handle_subflow_timeout(now);
             self.apply_policy(now);
+            self.look_for_stranded(now);
             let _ = self.execute(false);
             self.exec.drive_subflows(now);
             self.publish();
@@ -499,10 +532,12 @@ impl Manager {
         stop: &mut oneshot::Receiver<()>,
     ) -> Wake {
         let policy = self.policy.as_ref().map(policy::Policy::poll_timeout);
+        let regain = self.regain.as_ref().map(regain::Regain::poll_timeout);
         let next = [
             self.planner.poll_timeout(),
             self.exec.subflow_timeout(),
             policy,
+            regain,
         ]
         .into_iter()
         .flatten()
@@ -556,6 +591,31 @@ impl Manager {
         policy.handle_sample(now, &samples);
         while let Some(change) = policy.poll_change() {
             self.planner.set_benched(change.link, change.benched, now);
+        }
+    }
+
+    /// When due: the connections' subflows against the links in service,
+    /// and the links that some connection lacks renewed ([`regain`]).
+    fn look_for_stranded(&mut self, now: Instant) {
+        let Some(regain) = &mut self.regain else {
+            return;
+        };
+        if regain.poll_timeout() > now {
+            return;
+        }
+        let conns = match &mut *self.looker.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(look) => look(),
+            None => Vec::new(),
+        };
+        let links = self.planner.regain_links();
+        for (link, connections) in regain.handle_look(now, &links, &conns) {
+            tracing::info!(
+                link = %self.planner.links()[link].interface,
+                connections,
+                "a connection has no subflow on this link in service: its MPTCP endpoints are \
+                 renewed, so that every connection joins it again"
+            );
+            self.planner.renew_endpoints(link, now);
         }
     }
 

@@ -280,6 +280,42 @@ impl Planner {
         }
     }
 
+    /// Each link as [`super::regain`] needs it: since when it has been in
+    /// service with its endpoints in place, and their addresses.
+    pub fn regain_links(&self) -> Vec<super::regain::LinkLook> {
+        self.links
+            .iter()
+            .map(|l| {
+                let placed = l.in_service && l.readd_at.is_none() && !l.endpoints.is_empty();
+                let back = l.removed_at.map(|t| t + READD_AFTER);
+                super::regain::LinkLook {
+                    since: placed.then(|| l.changed_at.max(back.unwrap_or(l.changed_at))),
+                    addrs: l.endpoints.keys().copied().collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Removes link `link`'s endpoints and adds them again after
+    /// [`READD_AFTER`]: the in-kernel path manager then opens a subflow on
+    /// the link for every connection, those that lost theirs included
+    /// ([`super::regain`]). Nothing while the link has none in place.
+    pub fn renew_endpoints(&mut self, link: usize, now: Instant) {
+        let Some(l) = self.links.get_mut(link) else {
+            return;
+        };
+        if !self.config.endpoints || l.endpoints.is_empty() || l.readd_at.is_some() {
+            return;
+        }
+        for &addr in l.endpoints.keys() {
+            self.actions
+                .push_back(Action::DeleteEndpoint { link, addr });
+        }
+        l.endpoints.clear();
+        l.removed_at = Some(now);
+        self.plan_link(link, now);
+    }
+
     /// The next thing to do, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()

@@ -910,3 +910,34 @@ fn a_benched_link_keeps_its_endpoint_flagged_backup_even_across_a_failure() {
     assert_eq!(sim.endpoints[&addr(1)], SUBFLOW);
     assert!(!sim.planner.status()[1].backup);
 }
+
+#[test]
+fn a_renewal_removes_the_links_endpoints_and_adds_them_back_after_the_hold() {
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Probes { v6: false },
+    ));
+    sim.run_to(5000);
+    let look = sim.planner.regain_links();
+    assert_eq!(look[0].addrs, [addr(0)]);
+    assert!(look[0].since.is_some_and(|t| t <= sim.now));
+    sim.planner.renew_endpoints(0, sim.now);
+    sim.drain();
+    assert_eq!(sim.times("DeleteEndpoint", 0), [5000]);
+    assert!(!sim.endpoints.contains_key(&addr(0)));
+    // Held back: not a link to look at meanwhile, and a second renewal
+    // asked now does nothing.
+    assert_eq!(sim.planner.regain_links()[0].since, None);
+    sim.planner.renew_endpoints(0, sim.now);
+    sim.drain();
+    assert_eq!(sim.times("DeleteEndpoint", 0), [5000]);
+    sim.run_to(5000 + HOLD + 1);
+    assert_eq!(sim.times("AddEndpoint", 5000), [5000 + HOLD]);
+    assert_eq!(sim.endpoints[&addr(0)], SUBFLOW);
+    // In service all along; looked at again from when they came back.
+    assert_eq!(sim.in_service(), [true, true]);
+    let since = sim.planner.regain_links()[0].since.unwrap();
+    assert_eq!(since, sim.t0 + Duration::from_millis(5000 + HOLD));
+    // The other link's endpoint was left alone.
+    assert_eq!(sim.times("DeleteEndpoint", 0), [5000]);
+}
