@@ -254,8 +254,6 @@ impl Planner {
         &self.config.links
     }
 
-    /// Link `link`'s endpoints flagged backup (or not) by the slow-links
-    /// policy ([`crate::paths::policy`]), whatever its configured flag.
     /// The executor carried out the removal of one of link `link`'s
     /// endpoints at `now`. Under load (or under TCG, where a delete by id
     /// blocked in the kernel for up to 2 s) that is long after it was
@@ -273,6 +271,8 @@ impl Planner {
         }
     }
 
+    /// Link `link`'s endpoints flagged backup (or not) by the slow-links
+    /// policy ([`crate::paths::policy`]), whatever its configured flag.
     pub fn set_benched(&mut self, link: usize, benched: bool, now: Instant) {
         if let Some(l) = self.links.get_mut(link) {
             l.benched = benched;
