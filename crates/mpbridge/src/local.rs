@@ -515,6 +515,11 @@ async fn dial(
     // Our own connection: the interception rules never divert this mark.
     let _ = sys::set_mark(&socket, firewall::OWN_MARK);
     let _ = socket.set_tcp_nodelay(true);
+    // The joins of this connection take their ports as connect(2) does, per
+    // four-tuple, instead of each holding one of the range for itself while
+    // in TIME_WAIT (see "Short connections closed by the client" in the
+    // README). Older kernels refuse it on MPTCP sockets: nothing is lost.
+    let _ = sys::set_bind_address_no_port(&socket);
     sys::enable_keepalive(&socket);
     if settings.sndbuf > 0 {
         // Uploads leave through this socket (`sndbuf` in the example config).
