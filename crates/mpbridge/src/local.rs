@@ -195,6 +195,7 @@ async fn start_and_serve(
     if settings.fastopen {
         checks::fastopen_client();
     }
+    report_port_budget();
     // Installed before the rules exist: SIGHUP's default action is to exit.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     // First: a second daemon finds the first one's control socket (a
@@ -270,6 +271,42 @@ async fn start_and_serve(
     };
     serve(settings, listeners, stats.clone(), host.watch(), shutdown).await;
     Ok(())
+}
+
+/// How long Linux holds a closed connection's four-tuple in TIME_WAIT.
+const TIME_WAIT_SECS: u32 = 60;
+
+/// Says once at start how many new connections a second this host can open
+/// to one remote address and port when clients close first: router A then
+/// holds each subflow in TIME_WAIT, each on one four-tuple, for 60 s. Only
+/// read, never changed: both sysctls are the host's.
+fn report_port_budget() {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
+    let reuse = sys::read_sysctl("net.ipv4.tcp_tw_reuse");
+    let (Ok(range), Ok(reuse)) = (range, reuse) else {
+        return;
+    };
+    if let Some(line) = port_budget(&range, reuse) {
+        tracing::info!("{line}");
+    }
+}
+
+/// The line of [`report_port_budget`] for the sysctls' text and value;
+/// `None` when `tcp_tw_reuse` = 1 (a port in TIME_WAIT serves again after
+/// a second) or the range cannot be read.
+fn port_budget(range: &str, tw_reuse: i64) -> Option<String> {
+    let mut bounds = range.split_whitespace().map(str::parse::<u32>);
+    let (Some(Ok(low)), Some(Ok(high))) = (bounds.next(), bounds.next()) else {
+        return None;
+    };
+    if tw_reuse == 1 || high < low {
+        return None;
+    }
+    let ports = high - low + 1;
+    Some(format!(
+        "when clients close first, about {} new connections a second to each remote          address and port: each subflow holds one of {ports} ephemeral ports          (net.ipv4.ip_local_port_range) per link address for {TIME_WAIT_SECS} s in TIME_WAIT;          `sysctl -w net.ipv4.tcp_tw_reuse=1` lets a port serve again after 1 s          (net.ipv4.tcp_tw_reuse is {tw_reuse})",
+        ports / TIME_WAIT_SECS
+    ))
 }
 
 /// On SIGHUP: rereads the config and replaces the bypass set; a config
@@ -520,6 +557,11 @@ async fn dial(
     // Our own connection: the interception rules never divert this mark.
     let _ = sys::set_mark(&socket, firewall::OWN_MARK);
     let _ = socket.set_tcp_nodelay(true);
+    // The joins of this connection take their ports as connect(2) does, per
+    // four-tuple, instead of each holding one of the range for itself while
+    // in TIME_WAIT (see "Short connections closed by the client" in the
+    // README). Older kernels refuse it on MPTCP sockets: nothing is lost.
+    let _ = sys::set_bind_address_no_port(&socket);
     sys::enable_keepalive(&socket);
     if settings.sndbuf > 0 {
         // Uploads leave through this socket (`sndbuf` in the example config).
@@ -581,5 +623,20 @@ async fn read_reply(upstream: &TcpStream) -> Result<Vec<u8>, ReplyError> {
         Err(ReadError::Malformed(e)) => Err(ReplyError::Malformed(e)),
         Err(ReadError::Closed) => Err(ReplyError::Closed),
         Err(ReadError::Io(e)) => Err(ReplyError::Io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_port_budget_follows_the_range_and_tw_reuse() {
+        let line = port_budget("32768\t60999\n", 2).unwrap();
+        assert!(line.contains("about 470 new connections"), "{line}");
+        assert!(line.contains("28232 ephemeral ports"), "{line}");
+        assert_eq!(port_budget("32768\t60999\n", 1), None);
+        assert_eq!(port_budget("garbage", 0), None);
+        assert_eq!(port_budget("60999 32768", 0), None);
     }
 }

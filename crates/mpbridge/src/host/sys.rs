@@ -93,6 +93,15 @@ pub fn enable_fastopen_no_cookie(socket: &impl AsRawFd) -> io::Result<()> {
     set_int_opt(socket, libc::IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1)
 }
 
+/// Leaves the choice of a bound socket's port to connect(2), which may
+/// then reuse a port held towards other destinations (IP_BIND_ADDRESS_NO_PORT).
+/// On an MPTCP socket the kernel copies it to every subflow it makes (since
+/// Linux 6.8), so the in-kernel path manager's joins, which bind their
+/// link's address with port 0, no longer hold a port of the range each.
+pub fn set_bind_address_no_port(socket: &impl AsRawFd) -> io::Result<()> {
+    set_int_opt(socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)
+}
+
 /// Fixes a socket's receive buffer at `bytes`, past `net.core.rmem_max`
 /// where we hold CAP_NET_ADMIN (SO_RCVBUFFORCE), else up to that cap.
 pub fn set_recv_buffer(socket: &Socket, bytes: usize) {
