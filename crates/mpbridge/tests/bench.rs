@@ -30,6 +30,7 @@ fn quick(cases: Vec<Case>, idle_connections: usize) -> Options {
         diagnose: false,
         unequal: Vec::new(),
         checkpoint: None,
+        long: None,
     }
 }
 

@@ -858,6 +858,7 @@ mod tests {
             diagnose: false,
             unequal: Vec::new(),
             checkpoint: None,
+            long: None,
         };
         let mut r = BenchReport::new(&options, "mpbridge-lab bench".into());
         r.shaped.push(Shaped {

@@ -158,6 +158,12 @@ pub struct Options {
     pub unequal: Vec<usize>,
     /// Case 11: the report so far is written here after each row.
     pub checkpoint: Option<PathBuf>,
+    /// Case 11: bridged flows of this many seconds (after the omitted
+    /// first), each measured over its second half: long enough for router
+    /// A's slow-links policy to judge them (it starts its first trial 8 s
+    /// into a load and decides about 4 s later), which the usual 6 s flows
+    /// never are. The limit keeps the usual flows.
+    pub long: Option<f64>,
 }
 
 impl Options {
@@ -580,6 +586,7 @@ fn run_cases(
         let unequal = report.unequal.insert(unequal::Unequal {
             scale: options.scale,
             scale_reason: options.scale_reason.clone(),
+            long: options.long,
             rows: Vec::new(),
             skipped: Vec::new(),
         });

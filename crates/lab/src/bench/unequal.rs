@@ -113,7 +113,9 @@ pub struct Row {
     /// The links as run (rates already scaled).
     pub links: Vec<LinkSpec>,
     pub direction: Direction,
-    /// Seconds each flow is measured (a whole number of schedule periods).
+    /// Seconds each flow through a proxy lasts after the omitted first (a
+    /// whole number of schedule periods); with `--long`, measured over the
+    /// second half.
     pub secs: f64,
     /// Each link alone (one flow per link, all at once), Mbit/s.
     pub per_link: Vec<Figure>,
@@ -142,6 +144,11 @@ pub struct Unequal {
     pub scale: f64,
     /// Why, when not 1.
     pub scale_reason: String,
+    /// `--long`: the bridged flows lasted this long (seconds, after the
+    /// omitted first; stretched to whole schedule periods), each measured
+    /// over its second half, split included; the limit kept 6 s flows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long: Option<f64>,
     pub rows: Vec<Row>,
     /// Cases not run, with why.
     pub skipped: Vec<String>,
@@ -287,7 +294,10 @@ fn case(
     progress: &Progress,
     failures: &mut Vec<String>,
 ) -> anyhow::Result<Row> {
-    let secs = flow_secs(links, options.flow_secs());
+    // With --long the bridged flows are long and the limit's are not: each
+    // link alone is no policy's business.
+    let limit_secs = flow_secs(links, options.flow_secs());
+    let secs = flow_secs(links, options.long.unwrap_or(options.flow_secs()));
     let configs = configurations(options);
     let mut row = Row {
         name: name.into(),
@@ -350,7 +360,7 @@ fn case(
             if subject == Subject::Limit {
                 let mut alone = Vec::new();
                 let sum = tolerate(failures, progress, &label, || {
-                    alone = links_alone(topo, secs, direction)?;
+                    alone = links_alone(topo, limit_secs, direction)?;
                     Ok(limit_of(links, &alone))
                 });
                 row.limit.push(sum);
@@ -372,7 +382,8 @@ fn case(
                 let mut snapshot = None;
                 let mut split = Vec::new();
                 let mbit = tolerate(failures, progress, &label, || {
-                    let (mbit, s, snap) = one_flow(topo, secs, direction, diagnose)?;
+                    let (mbit, s, snap) =
+                        one_flow(topo, secs, direction, diagnose, options.long.is_some())?;
                     split = s;
                     snapshot = snap;
                     Ok(mbit)
@@ -433,12 +444,15 @@ fn link_bytes(topo: &Topology, direction: Direction) -> anyhow::Result<Vec<u64>>
 }
 
 /// One flow client ↔ server through whatever runs: (Mbit/s, percent of its
-/// bytes per link, the snapshot when asked).
+/// bytes per link, the snapshot when asked); over its second half only
+/// when `second_half` (the split from the links' counters read at its
+/// middle, within a fraction of a second).
 fn one_flow(
     topo: &Topology,
     secs: f64,
     direction: Direction,
     diagnose: bool,
+    second_half: bool,
 ) -> anyhow::Result<(f64, Vec<f64>, Option<Snapshot>)> {
     let args = iperf::client_args(
         topo.server_addr(false),
@@ -456,10 +470,17 @@ fn one_flow(
     let mut cmd = std::process::Command::new(&args[0]);
     cmd.args(&args[1..]);
     let client = topo.spawn(Node::Client, &mut cmd)?;
+    // The middle of the measured part (after the omitted first second).
+    let middle = 1.0 + secs / 2.0;
+    let mut before = before;
+    if diagnose || second_half {
+        std::thread::sleep(Duration::from_secs_f64(middle));
+        if second_half {
+            before = link_bytes(topo, direction)?;
+        }
+    }
     let mut snapshot = None;
     if let Some(nstat_before) = nstat_before {
-        // The middle of the measured part (after the omitted first second).
-        std::thread::sleep(Duration::from_secs_f64(1.0 + secs / 2.0));
         let ss =
             |node: Node, args: &[&str]| topo.run(node, args).unwrap_or_else(|e| format!("{e:#}"));
         let mut s = Snapshot {
@@ -485,6 +506,11 @@ fn one_flow(
     let text = std::fs::read_to_string(client.stdout_path())?;
     let report = iperf::parse_report(&text)
         .map_err(|e| anyhow::anyhow!("iperf3: {e:#}: {}", client.output_text()))?;
+    let mbit = if second_half {
+        second_half_mbit(&report.intervals, secs)
+    } else {
+        report.received_mbit_per_s
+    };
     let deltas: Vec<f64> = after
         .iter()
         .zip(&before)
@@ -492,7 +518,26 @@ fn one_flow(
         .collect();
     let total: f64 = deltas.iter().sum();
     let split = deltas.iter().map(|d| 100.0 * d / total.max(1.0)).collect();
-    Ok((report.received_mbit_per_s, split, snapshot))
+    Ok((mbit, split, snapshot))
+}
+
+/// The goodput (Mbit/s) of a flow of `secs` after one omitted second over
+/// its second half, from iperf3's intervals (whose clock counts the omitted
+/// second, and whose edges lag whole seconds by a few µs); NaN when no
+/// interval falls there.
+fn second_half_mbit(intervals: &[iperf::Interval], secs: f64) -> f64 {
+    let from = 1.0 + secs / 2.0;
+    let late: Vec<&iperf::Interval> = intervals
+        .iter()
+        .filter(|i| i.start + 0.05 >= from)
+        .collect();
+    let span: f64 = late.iter().map(|i| i.end - i.start).sum();
+    let bytes: u64 = late.iter().map(|i| i.bytes).sum();
+    if span > 0.0 {
+        bytes as f64 * 8.0 / span / 1e6
+    } else {
+        f64::NAN
+    }
 }
 
 /// The counters of `nstat -az` that matter for one flow over several
@@ -614,6 +659,16 @@ pub fn markdown(u: &Unequal) -> String {
             o,
             "\n**Rates scaled: {}.** The case names give the rates as the issue does.",
             u.scale_reason
+        );
+    }
+    if let Some(long) = u.long {
+        let _ = writeln!(
+            o,
+            "\n**Long flows (`--long {long}`):** each flow through mpbridge or the peer lasted \
+             {long} s after the omitted first (stretched to whole schedule periods) and is \
+             measured over its second half, its split too: long enough for router A's slow-links \
+             policy to judge it (its first trial starts 8 s into a load). The limit and each link \
+             alone keep 6 s flows."
         );
     }
     let subjects: Vec<&str> = u
@@ -803,6 +858,21 @@ mod tests {
             (limit - (64.444 * TCP_EFFICIENCY + 47.0)).abs() < 0.01,
             "{limit}"
         );
+    }
+
+    #[test]
+    fn a_long_flow_is_measured_over_its_second_half() {
+        // 1 s omitted, then 10 s: 2 MB/s for 6 s, then 1 MB/s.
+        let intervals: Vec<iperf::Interval> = (0..11)
+            .map(|k| iperf::Interval {
+                start: k as f64 + 0.00004,
+                end: k as f64 + 1.00004,
+                bytes: if k < 6 { 2_000_000 } else { 1_000_000 },
+            })
+            .collect();
+        // From 6 s on: 5 intervals at 8 Mbit/s.
+        assert!((second_half_mbit(&intervals, 10.0) - 8.0).abs() < 1e-3);
+        assert!(second_half_mbit(&intervals[..3], 10.0).is_nan());
     }
 
     #[test]

@@ -117,6 +117,11 @@ struct BenchArgs {
     /// 7 100+25 at 5/60 ms with 5 % loss on the slow link).
     #[arg(long, value_name = "N,N,…", value_delimiter = ',')]
     unequal: Vec<usize>,
+    /// Case 11: flows through the proxies last SECS (e.g. 30) and are
+    /// measured over their second half, long enough for router A's
+    /// slow-links policy to judge them (the usual 6 s flows never are).
+    #[arg(long, value_name = "SECS")]
+    long: Option<f64>,
 }
 
 #[derive(Args)]
@@ -758,6 +763,12 @@ fn bench(mpbridge: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
     if let Some(n) = args.unequal.iter().find(|n| !(1..=cases_8).contains(*n)) {
         anyhow::bail!("--unequal {n}: give numbers from 1 to {cases_8}");
     }
+    if let Some(long) = args.long {
+        anyhow::ensure!(
+            (10.0..=600.0).contains(&long),
+            "--long {long}: give 10 to 600 seconds (the policy judges a flow 8 s in at the earliest)"
+        );
+    }
     if args.vm && !vm::inside() {
         return bench_in_vm(mpbridge, &args, scale, &out, &svg);
     }
@@ -808,6 +819,7 @@ fn bench(mpbridge: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
         diagnose: args.diagnose,
         unequal: args.unequal.clone(),
         checkpoint: args.json.clone(),
+        long: args.long,
         equal: match &args.equal {
             None => None,
             Some(text) => Some(

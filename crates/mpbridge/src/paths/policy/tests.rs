@@ -510,3 +510,66 @@ fn a_link_benched_by_a_trial_it_failed_during_is_tried_again_once_back() {
     w.run(12);
     assert!(!w.policy.benched(1), "{:?}", w.log);
 }
+
+/// The changes to `link` in `w`'s log: (seconds since the start, benched).
+fn changes_of(w: &World, link: usize) -> Vec<(f64, bool)> {
+    w.log
+        .iter()
+        .filter(|(_, c)| c.link == link)
+        .map(|(at, c)| (at.as_secs_f64(), c.benched))
+        .collect()
+}
+
+#[test]
+fn a_harmful_link_tried_back_is_benched_again_within_five_seconds() {
+    // Its return trial is what a flow pays every 20 s, then 40, 80...:
+    // the flow already runs, only the returned subflow has to find its
+    // pace, so the trial need not wait out a whole flow's warm-up (6 s, and
+    // 8 s or more in all).
+    let mut w = World::new(2, lossy_slow_link);
+    w.run(40);
+    let changes = changes_of(&w, 1);
+    assert!(changes.len() >= 3, "benched, back, benched: {changes:?}");
+    let [(_, true), (back, false), (again, true), ..] = changes[..] else {
+        panic!("benched, back, benched: {changes:?}")
+    };
+    assert!(
+        again - back <= 5.0,
+        "the return trial lasted {:.2} s: {changes:?}",
+        again - back
+    );
+}
+
+#[test]
+fn a_link_that_helps_again_returns_even_if_it_finds_its_pace_slowly() {
+    // The slow link's loss ended while it was benched; back in use, its
+    // subflow takes a second to reach its rate (a long RTT's slow start)
+    // and holds nothing up meanwhile. A short return trial must not judge
+    // it on that ramp.
+    let mut w = World::new(2, lossy_slow_link);
+    w.run(10);
+    assert!(w.policy.benched(1), "{:?}", w.log);
+    let step = Settings::default().interval.as_secs_f64();
+    let clock = std::cell::Cell::new(0.0f64);
+    let back_at = std::cell::Cell::new(None::<f64>);
+    w.model = Box::new(move |u: &[bool]| {
+        let t = clock.get();
+        clock.set(t + step);
+        match u {
+            [true, true] => {
+                let at = back_at.get().unwrap_or(t);
+                back_at.set(Some(at));
+                let since = t - at;
+                let ramp = (since / 1.5).min(1.0);
+                vec![18.8, 4.8 * ramp]
+            }
+            [true, false] => {
+                back_at.set(None);
+                vec![18.8, 0.0]
+            }
+            _ => vec![0.0, 0.0],
+        }
+    });
+    w.run(60);
+    assert!(!w.policy.benched(1), "{:?}", w.log);
+}
