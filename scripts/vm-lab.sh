@@ -18,9 +18,9 @@
 # VM_ACCEL=tcg,thread=single runs both vCPUs on one host thread, which
 # avoids the int3 Oops below at half the VM's CPU; VM_TIMEOUT (default
 # 1800 s) bounds the VM's life; VM_MODULES adds modules; VM_SMP (default 2)
-# sets the vCPUs (1 leaves no other vCPU to race; too little CPU for the Wi-Fi
-# scenario, see docs/WIFI.md); VM_APPEND adds to the guest kernel's
-# command line (e.g. kprobe_event=... to trace the boot).
+# sets the vCPUs (1 avoids the Oops too, at the same cost; too little CPU
+# for the Wi-Fi scenario, see docs/WIFI.md); VM_APPEND adds to the guest
+# kernel's command line (e.g. kprobe_event=... to trace the boot).
 set -euo pipefail
 vm_name=vm-lab
 here=$(cd "$(dirname "$0")" && pwd)
