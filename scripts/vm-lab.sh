@@ -15,10 +15,12 @@
 # Downloads (apt-get download: the kernel and busybox-static) are cached in
 # $MPBRIDGE_CACHE/vm-lab (/var/cache/mpbridge/vm-lab), the initramfs too.
 # VM_ACCEL=kvm uses KVM where it works (on these machines it does not);
-# VM_TIMEOUT (default 1800 s) bounds the VM's life; VM_MODULES adds modules;
-# VM_SMP (default 2) sets the vCPUs (1 against the int3 Oops that
-# Debian's 6.12 sometimes hits under TCG with 2 vCPUs; too little CPU for
-# the Wi-Fi scenario, see docs/WIFI.md).
+# VM_ACCEL=tcg,thread=single runs both vCPUs on one host thread, which
+# avoids the int3 Oops below at half the VM's CPU; VM_TIMEOUT (default
+# 1800 s) bounds the VM's life; VM_MODULES adds modules; VM_SMP (default 2)
+# sets the vCPUs (1 avoids the Oops too, at the same cost; too little CPU
+# for the Wi-Fi scenario, see docs/WIFI.md); VM_APPEND adds to the guest
+# kernel's command line (e.g. kprobe_event=... to trace the boot).
 set -euo pipefail
 vm_name=vm-lab
 here=$(cd "$(dirname "$0")" && pwd)
@@ -135,9 +137,17 @@ echo "$share" > "$ctl/path"
 # Debian's 6.12 under TCG with two vCPUs sometimes dies at boot, about
 # 1.3 s in, before any of the command runs: "Oops: int3" in a function
 # whose static branch the kernel was patching as the other vCPU ran it
-# (sched_clock_cpu, run_timer_softirq; 2 boots of 28 on 2026-12-05). That
-# is the emulated guest, not the command, so such a boot is tried again,
-# twice at most; a VM that reached the command is never run again.
+# (sched_clock_cpu, run_timer_softirq; 2 boots of 28 on 2026-12-05, under
+# load; 0 of 43 on a quiet machine). Those two keys are flipped at 1.10 s
+# (timer_update_keys) and 1.48 s (sched_clock_init_late) of a boot. The
+# same Oops comes at run time when a static key flips under traffic
+# (scripts/repro/vm-int3.sh makes it in seconds), and the faulting code
+# already holds the patched instruction: the other vCPU ran a stale
+# translation of the int3, which looks like multi-threaded TCG (qemu 7.2)
+# rather than the kernel. -accel tcg,thread=single avoids it, at half the
+# VM's CPU, so it is not the default. A boot that dies so is the emulated
+# guest, not the command: it is tried again, twice at most; a VM that
+# reached the command is never run again.
 attempt=1
 while :; do
     echo "$vm_name: booting Linux $(cat "$boot/kver") under qemu-system-x86_64 (${VM_ACCEL:-tcg}), prepared in $(( $(date +%s) - started ))s" >&2
@@ -147,7 +157,7 @@ while :; do
         -display none -vga none -no-reboot -monitor none -serial stdio -nic none \
         -fw_cfg name=etc/sercon-port,string=0 \
         -kernel "$boot/vmlinuz" -initrd "$boot/initramfs.gz" \
-        -append "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=3" \
+        -append "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=3 ${VM_APPEND:-}" \
         -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
         -virtfs "local,path=$share,mount_tag=results,security_model=none,multidevs=remap" \
         < /dev/null 2> "$ctl/qemu.log"
