@@ -304,7 +304,11 @@ fn port_budget(range: &str, tw_reuse: i64) -> Option<String> {
     }
     let ports = high - low + 1;
     Some(format!(
-        "when clients close first, about {} new connections a second to each remote          address and port: each subflow holds one of {ports} ephemeral ports          (net.ipv4.ip_local_port_range) per link address for {TIME_WAIT_SECS} s in TIME_WAIT;          `sysctl -w net.ipv4.tcp_tw_reuse=1` lets a port serve again after 1 s          (net.ipv4.tcp_tw_reuse is {tw_reuse})",
+        "when clients close first, about {} new connections a second to each remote \
+         address and port: each subflow holds one of {ports} ephemeral ports \
+         (net.ipv4.ip_local_port_range) per link address for {TIME_WAIT_SECS} s in TIME_WAIT; \
+         `sysctl -w net.ipv4.tcp_tw_reuse=1` lets a port serve again after 1 s \
+         (net.ipv4.tcp_tw_reuse is {tw_reuse})",
         ports / TIME_WAIT_SECS
     ))
 }
@@ -559,8 +563,8 @@ async fn dial(
     let _ = socket.set_tcp_nodelay(true);
     // The joins of this connection take their ports as connect(2) does, per
     // four-tuple, instead of each holding one of the range for itself while
-    // in TIME_WAIT (see "Short connections closed by the client" in the
-    // README). Older kernels refuse it on MPTCP sockets: nothing is lost.
+    // in TIME_WAIT (README, "A kernel behaviour worth knowing": the
+    // seventh, clients closing first). Older kernels refuse it on MPTCP sockets: nothing is lost.
     let _ = sys::set_bind_address_no_port(&socket);
     sys::enable_keepalive(&socket);
     if settings.sndbuf > 0 {
@@ -635,6 +639,7 @@ mod tests {
         let line = port_budget("32768\t60999\n", 2).unwrap();
         assert!(line.contains("about 470 new connections"), "{line}");
         assert!(line.contains("28232 ephemeral ports"), "{line}");
+        assert!(!line.contains("  "), "{line}");
         assert_eq!(port_budget("32768\t60999\n", 1), None);
         assert_eq!(port_budget("garbage", 0), None);
         assert_eq!(port_budget("60999 32768", 0), None);
