@@ -172,6 +172,10 @@ struct RunArgs {
     /// config, e.g. "fastopen = false" (repeatable).
     #[arg(long, value_name = "KEY = VALUE")]
     local_config: Vec<String>,
+    /// An extra line for the `[remote]` section of mpbridge remote's
+    /// config (router B), e.g. "sndbuf = 1048576" (repeatable).
+    #[arg(long, value_name = "KEY = VALUE")]
+    remote_config: Vec<String>,
     /// An extra line for the `[paths]` section of mpbridge local's config
     /// (router A), e.g. 'slow_links = "use"' (repeatable).
     #[arg(long, value_name = "KEY = VALUE")]
@@ -342,6 +346,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let options = BridgeOptions {
         local_extra: args.local_config.join("\n"),
+        remote_extra: args.remote_config.join("\n"),
         local_paths: args.paths_config.join("\n"),
         ..BridgeOptions::default()
     };
@@ -544,6 +549,7 @@ fn wifi_bridge(
     };
     let options = BridgeOptions {
         local_extra: args.local_config.join("\n"),
+        remote_extra: args.remote_config.join("\n"),
         local_paths: args.paths_config.join("\n"),
         paths_extra,
         ..BridgeOptions::default()
