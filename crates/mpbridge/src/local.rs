@@ -360,6 +360,7 @@ pub async fn serve(
         max_connections: settings.common.limits.max_connections,
         drain: settings.common.limits.drain,
     };
+    let sizer = control::sndbuf::spawn(settings.sndbuf, &stats);
     let shared = Arc::new(Shared {
         settings,
         key,
@@ -374,6 +375,7 @@ pub async fn serve(
         handle(shared, accepted).instrument(span)
     })
     .await;
+    sizer.inspect(tokio::task::JoinHandle::abort);
 }
 
 async fn handle(shared: Arc<Shared>, accepted: Accepted) {
@@ -567,10 +569,8 @@ async fn dial(
     // seventh, clients closing first). Older kernels refuse it on MPTCP sockets: nothing is lost.
     let _ = sys::set_bind_address_no_port(&socket);
     sys::enable_keepalive(&socket);
-    if settings.sndbuf > 0 {
-        // Uploads leave through this socket (`sndbuf` in the example config).
-        sys::set_send_buffer(&socket, settings.sndbuf);
-    }
+    // Uploads leave through this socket (`sndbuf` in the example config).
+    control::sndbuf::apply(&socket, settings.sndbuf);
     if let Some(name) = &settings.congestion {
         sys::set_congestion(&socket, name);
     }

@@ -200,6 +200,7 @@ pub async fn serve(
         max_connections: settings.common.limits.max_connections,
         drain: settings.common.limits.drain,
     };
+    let sizer = control::sndbuf::spawn(settings.sndbuf, &stats);
     let shared = Arc::new(Shared {
         settings,
         verifier,
@@ -213,6 +214,7 @@ pub async fn serve(
         handle(shared, accepted).instrument(span)
     })
     .await;
+    sizer.inspect(tokio::task::JoinHandle::abort);
 }
 
 /// Starts `mpbridge remote`: checks the kernel, binds, serves until
@@ -298,12 +300,10 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         sys::set_recv_buffer(&socket2::SockRef::from(&stream), grant.bytes());
         grant
     });
-    if settings.sndbuf > 0 {
-        // Downloads leave through the accepted socket, whose own send
-        // buffer some kernels size far too small (`remote.sndbuf` in the
-        // example config).
-        sys::set_send_buffer(&socket2::SockRef::from(&stream), settings.sndbuf);
-    }
+    // Downloads leave through the accepted socket, whose own send buffer
+    // some kernels size far too small (`remote.sndbuf` in the example
+    // config).
+    control::sndbuf::apply(&stream, settings.sndbuf);
     let handshake = Handshake::from_now(settings.header_timeout);
     let (request, dest, upstream) = match admit(&shared, &stream, &handshake).await {
         Ok(admitted) => admitted,

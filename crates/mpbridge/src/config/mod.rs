@@ -41,7 +41,7 @@ pub use policy::{DestPolicy, PolicyRefusal};
 pub use settings::{
     Auth, Common, ControlSettings, DownAction, KeySpec, Limits, LinkConfig, LocalSettings,
     Overrides, PathSettings, ProbeConfig, RemoteSettings, Role, RouteSettings, Secret, SlowLinks,
-    SubflowMode, Warning,
+    Sndbuf, SubflowMode, Warning,
 };
 
 use auth::io_reason;
@@ -74,7 +74,6 @@ const DEFAULT_PIPE_SIZE: i64 = 262_144;
 /// `limits.rcvbuf_budget`: 0, sized from the kernel's `tcp_mem`.
 const DEFAULT_RCVBUF_BUDGET: i64 = 0;
 const DEFAULT_FASTOPEN_RCVBUF: i64 = 16_777_216;
-const DEFAULT_SNDBUF: i64 = 0;
 /// cubic, not the kernel's default: with bbr (this machine's default, and
 /// so every namespace's) one flow over 100 + 50 + 20 Mbit/s got 65 % of the
 /// links' sum each way, with cubic 97–98 % (bench case 8, Linux 6.18 and

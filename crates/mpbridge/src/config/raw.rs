@@ -91,7 +91,8 @@ pub(super) struct RawLocal {
     pub(super) mptcp: Field<bool>,
     pub(super) fastopen: Field<bool>,
     pub(super) fastopen_rcvbuf: Field<i64>,
-    pub(super) sndbuf: Field<i64>,
+    /// "auto" or a number of bytes.
+    pub(super) sndbuf: Field<toml::Value>,
     pub(super) congestion: Field<String>,
     // Interception (see "Interception rules" below).
     pub(super) firewall: Field<String>,
@@ -114,7 +115,8 @@ pub(super) struct RawRemote {
     pub(super) control_socket: Field<String>,
     pub(super) metrics_listen: Field<String>,
     pub(super) fastopen_rcvbuf: Field<i64>,
-    pub(super) sndbuf: Field<i64>,
+    /// "auto" or a number of bytes.
+    pub(super) sndbuf: Field<toml::Value>,
     pub(super) congestion: Field<String>,
 }
 

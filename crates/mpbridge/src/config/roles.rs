@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use tracing::Level;
 
-use super::bounded::{DrainSecs, MaxConnections, PipeSize, RecvBudget, RecvBuffer, SendBuffer};
+use super::bounded::{DrainSecs, MaxConnections, PipeSize, RecvBudget, RecvBuffer};
 use super::choice::{choose, Choice};
 use super::error::ConfigError;
 use super::fields::{check_socket_path, cli_addrs, parse_socket_addr, unspecified_on, AddrUse};
@@ -20,8 +20,8 @@ use super::{
     ConfigFile, DEFAULT_CONGESTION, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_SECS,
     DEFAULT_FASTOPEN_RCVBUF, DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_LOCAL_CONTROL_SOCKET,
     DEFAULT_LOCAL_PORT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PIPE_SIZE, DEFAULT_RCVBUF_BUDGET,
-    DEFAULT_REMOTE_CONTROL_SOCKET, DEFAULT_REMOTE_PORT, DEFAULT_REPLY_TIMEOUT_MS, DEFAULT_SNDBUF,
-    FLAG_INTERCEPT, FLAG_LISTEN, FLAG_LOG_LEVEL, FLAG_REMOTE,
+    DEFAULT_REMOTE_CONTROL_SOCKET, DEFAULT_REMOTE_PORT, DEFAULT_REPLY_TIMEOUT_MS, FLAG_INTERCEPT,
+    FLAG_LISTEN, FLAG_LOG_LEVEL, FLAG_REMOTE,
 };
 
 /// The sections both roles read the same way, validated once (also when
@@ -137,9 +137,7 @@ impl ConfigFile {
                     DEFAULT_FASTOPEN_RCVBUF,
                 )?
                 .get(),
-            sndbuf: self
-                .bounded::<SendBuffer>(raw.sndbuf.as_ref(), "local.sndbuf", DEFAULT_SNDBUF)?
-                .get(),
+            sndbuf: self.send_buffer(raw.sndbuf.as_ref(), "local.sndbuf")?,
             congestion: self.congestion(
                 raw.congestion.as_ref(),
                 "local.congestion",
@@ -216,9 +214,7 @@ impl ConfigFile {
                     DEFAULT_FASTOPEN_RCVBUF,
                 )?
                 .get(),
-            sndbuf: self
-                .bounded::<SendBuffer>(raw.sndbuf.as_ref(), "remote.sndbuf", DEFAULT_SNDBUF)?
-                .get(),
+            sndbuf: self.send_buffer(raw.sndbuf.as_ref(), "remote.sndbuf")?,
             congestion: self.congestion(
                 raw.congestion.as_ref(),
                 "remote.congestion",

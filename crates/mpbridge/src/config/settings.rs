@@ -265,16 +265,31 @@ pub struct LocalSettings {
     /// Open; 0 leaves it to the kernel's autotuning (see the example config
     /// for the kernel behaviour this works around).
     pub fastopen_rcvbuf: usize,
-    /// Fixed send buffer (bytes) of the MPTCP connections to the remote
-    /// (SO_SNDBUF, past `net.core.wmem_max` with CAP_NET_ADMIN); 0 leaves
-    /// it to the kernel's autotuning, capped by `net.ipv4.tcp_wmem`.
-    pub sndbuf: usize,
+    /// Send buffer of the MPTCP connections to the remote (uploads leave
+    /// through them).
+    pub sndbuf: Sndbuf,
     /// The congestion control of those connections' subflows
     /// (TCP_CONGESTION); `None`: the kernel's default.
     pub congestion: Option<String>,
     /// How client TCP is diverted to the listeners, and who installs the
     /// rules that divert it.
     pub interception: Interception,
+}
+
+/// The send buffer of the daemons' MPTCP connections (`sndbuf`).
+///
+/// When a subflow dies, Linux sends everything the connection has not had
+/// acknowledged again over the others, so a buffer far beyond what the
+/// links hold in flight stalls the flow for as long as the survivors take
+/// to carry it (README, "A kernel behaviour worth knowing").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sndbuf {
+    /// Sized per connection from what it carries ([`crate::control::sndbuf`]).
+    Auto,
+    /// The kernel's autotuning, capped by `net.ipv4.tcp_wmem`.
+    Kernel,
+    /// Fixed (SO_SNDBUF bytes; past `net.core.wmem_max` with CAP_NET_ADMIN).
+    Fixed(usize),
 }
 
 /// Everything `mpbridge remote` needs, validated: the common part and `[remote]`.
@@ -292,9 +307,9 @@ pub struct RemoteSettings {
     /// Fixed receive buffer (bytes) of the accepted MPTCP connections; 0
     /// leaves it to the kernel's autotuning (see the example config).
     pub fastopen_rcvbuf: usize,
-    /// Fixed send buffer (bytes) of the accepted MPTCP connections, the
-    /// side that sends a download over the links; 0: autotuning.
-    pub sndbuf: usize,
+    /// Send buffer of the accepted MPTCP connections, the side that sends
+    /// a download over the links.
+    pub sndbuf: Sndbuf,
     /// The congestion control of the accepted connections' subflows;
     /// `None`: the kernel's default.
     pub congestion: Option<String>,

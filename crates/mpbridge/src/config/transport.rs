@@ -1,11 +1,13 @@
 //! How the daemons' MPTCP connections over the links behave as TCP: the
 //! congestion control their subflows use (`local.congestion`,
-//! `remote.congestion`). The send and receive buffers are `sndbuf` and
-//! `fastopen_rcvbuf` beside them.
+//! `remote.congestion`) and their send buffer (`local.sndbuf`,
+//! `remote.sndbuf`). The receive buffer is `fastopen_rcvbuf` beside them.
 
 use toml::Spanned;
 
+use super::bounded::{FromNumber, SendBuffer};
 use super::error::ConfigError;
+use super::settings::Sndbuf;
 use super::ConfigFile;
 
 /// The kernel's longest congestion control name (TCP_CA_NAME_MAX − 1).
@@ -45,5 +47,35 @@ impl ConfigFile {
             ));
         }
         Ok(Some(name.to_string()))
+    }
+
+    /// `sndbuf`: "auto" (also when absent), 0 for the kernel's autotuning,
+    /// or a fixed number of bytes.
+    pub(super) fn send_buffer(
+        &self,
+        value: Option<&Spanned<toml::Value>>,
+        field: &str,
+    ) -> Result<Sndbuf, ConfigError> {
+        let Some(value) = value else {
+            return Ok(Sndbuf::Auto);
+        };
+        let refused = |problem: String| self.invalid(value.span(), field, problem);
+        match value.get_ref() {
+            toml::Value::String(word) if word == "auto" => Ok(Sndbuf::Auto),
+            toml::Value::Integer(0) => Ok(Sndbuf::Kernel),
+            toml::Value::Integer(n) => SendBuffer::from_number(*n)
+                .map(|b| Sndbuf::Fixed(b.get()))
+                .map_err(|e| refused(e.to_string())),
+            other => {
+                let what = match other {
+                    toml::Value::String(word) => format!("{word:?}"),
+                    v => format!("a {}", v.type_str()),
+                };
+                Err(refused(format!(
+                    "{what} is not a send buffer (expected \"auto\", 0 for the kernel's \
+                     autotuning, or a number of bytes)"
+                )))
+            }
+        }
     }
 }

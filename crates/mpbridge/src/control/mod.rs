@@ -12,6 +12,7 @@ pub mod kernel;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod protocol;
+pub mod sndbuf;
 pub mod socket;
 
 use std::cmp::Reverse;

@@ -6,7 +6,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -115,11 +115,19 @@ pub fn set_recv_buffer(socket: &Socket, bytes: usize) {
 /// we hold CAP_NET_ADMIN (SO_SNDBUFFORCE), else up to that cap. On an MPTCP
 /// socket it sets (and locks) the connection's buffer, which the kernel
 /// also gives its subflows.
-pub fn set_send_buffer(socket: &Socket, bytes: usize) {
+pub fn set_send_buffer(socket: &impl AsFd, bytes: usize) {
+    use rustix::net::sockopt;
     let value = bytes.min(libc::c_int::MAX as usize);
-    if rustix::net::sockopt::set_socket_send_buffer_size_force(socket, value).is_err() {
-        let _ = socket.set_send_buffer_size(bytes);
+    if sockopt::set_socket_send_buffer_size_force(socket, value).is_err() {
+        let _ = sockopt::set_socket_send_buffer_size(socket, value);
     }
+}
+
+/// [`set_send_buffer`] on a descriptor the caller holds open meanwhile
+/// (the connection registry's, under its lock).
+pub fn set_send_buffer_of(fd: RawFd, bytes: usize) {
+    // SAFETY: the caller keeps `fd` open for the call.
+    set_send_buffer(&unsafe { BorrowedFd::borrow_raw(fd) }, bytes);
 }
 
 /// Sets a socket's congestion control (TCP_CONGESTION; on an MPTCP socket

@@ -155,7 +155,9 @@ impl Executor {
             if changed {
                 if !want {
                     tracing::warn!(
-                        "{} (left by a killed daemon in on-demand mode, or set for mptcpd):                          switching to the in-kernel path manager, which paths.subflows =                          \"kernel\" needs; put back on exit",
+                        "{} (left by a killed daemon in on-demand mode, or set for mptcpd): \
+                         switching to the in-kernel path manager, which paths.subflows = \
+                         \"kernel\" needs; put back on exit",
                         sysctl.describe()
                     );
                 }
@@ -186,7 +188,8 @@ impl Executor {
         });
         tracing::info!(
             after_ms = after.as_millis() as u64,
-            "subflows: on demand (userspace path manager: a connection gets one per link once it              has lived subflows_after_ms, or at once when a failed link leaves it without one)"
+            "subflows: on demand (userspace path manager: a connection gets one per link once it \
+             has lived subflows_after_ms, or at once when a failed link leaves it without one)"
         );
         Ok(())
     }

@@ -170,6 +170,21 @@ fn error_cases() -> Vec<ErrorCase> {
             "-4096 is out of range (expected 0..=268435456 bytes)",
         ),
         (
+            "send buffer neither auto nor a number",
+            format!("{key}[remote]\nsndbuf = \"big\"\n"),
+            Role::Remote,
+            "/etc/mpbridge/mpbridge.toml:4:10: remote.sndbuf: ",
+            "\"big\" is not a send buffer (expected \"auto\", 0 for the kernel's autotuning, \
+             or a number of bytes)",
+        ),
+        (
+            "send buffer of the wrong type",
+            format!("{key}[local]\nremotes = [\"192.0.2.2:4443\"]\nsndbuf = 1.5\n"),
+            Role::Local,
+            "/etc/mpbridge/mpbridge.toml:5:10: local.sndbuf: ",
+            "a float is not a send buffer",
+        ),
+        (
             "congestion control not a name",
             format!("{key}[local]\nremotes = [\"192.0.2.2:4443\"]\ncongestion = \"Cubic!\"\n"),
             Role::Local,

@@ -413,17 +413,26 @@ fn example_config_mentions_every_key() {
 }
 
 #[test]
-fn send_buffers_default_to_autotuning_and_are_read_per_role() {
+fn send_buffers_default_to_auto_and_are_read_per_role() {
     let key = format!("[auth]\nkey = \"{KEY}\"\n");
     let (l, _) = local(&format!("{key}[local]\nremotes = [\"192.0.2.2:4443\"]\n")).unwrap();
     let (r, _) = remote(&key).unwrap();
-    assert_eq!((l.sndbuf, r.sndbuf), (0, 0));
+    assert_eq!((l.sndbuf, r.sndbuf), (Sndbuf::Auto, Sndbuf::Auto));
     let (l, _) = local(&format!(
         "{key}[local]\nremotes = [\"192.0.2.2:4443\"]\nsndbuf = 4194304\n"
     ))
     .unwrap();
     let (r, _) = remote(&format!("{key}[remote]\nsndbuf = 8388608\n")).unwrap();
-    assert_eq!((l.sndbuf, r.sndbuf), (4_194_304, 8_388_608));
+    assert_eq!(
+        (l.sndbuf, r.sndbuf),
+        (Sndbuf::Fixed(4_194_304), Sndbuf::Fixed(8_388_608))
+    );
+    let (l, _) = local(&format!(
+        "{key}[local]\nremotes = [\"192.0.2.2:4443\"]\nsndbuf = \"auto\"\n"
+    ))
+    .unwrap();
+    let (r, _) = remote(&format!("{key}[remote]\nsndbuf = 0\n")).unwrap();
+    assert_eq!((l.sndbuf, r.sndbuf), (Sndbuf::Auto, Sndbuf::Kernel));
 }
 
 #[test]
