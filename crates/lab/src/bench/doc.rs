@@ -987,6 +987,132 @@ mod tests {
         }
     }
 
+    fn failover_row(
+        direction: crate::scenario::Direction,
+        failure: Failure,
+        subject: &str,
+        stall: f64,
+    ) -> FailoverRow {
+        FailoverRow {
+            failure,
+            direction,
+            subject: subject.into(),
+            before_mbit: f(&[19.0]),
+            survivors_mbit: f(&[9.5]),
+            after_mbit: f(&[19.0]),
+            stall_s: f(&[stall]),
+            dip_s: f(&[0.4]),
+            regained_s: f(&[1.5]),
+            not_regained: 0,
+        }
+    }
+
+    #[test]
+    fn a_run_from_before_failover_links_and_variants_renders_as_before() {
+        let mut r = report();
+        r.failover = vec![failover_row(
+            crate::scenario::Direction::Download,
+            Failure::Blackhole,
+            "mpbridge, probing",
+            0.25,
+        )];
+        // The JSON of a run from before the new fields.
+        let mut json = serde_json::to_value(&r).unwrap();
+        let fields = json.as_object_mut().unwrap();
+        for key in ["failover_links", "failover_skipped", "variants"] {
+            fields.remove(key);
+        }
+        let old: BenchReport = serde_json::from_value(json).unwrap();
+        assert!(old.failover_links.is_empty() && old.variants.is_empty());
+        let md = markdown(&old, None, "");
+        for needle in [
+            "## 6. Failover (2 × 50 Mbit/s, one long flow each way; link 0, which carries the \
+             first subflow, fails and comes back)",
+            "tenth of the goodput before (100 ms steps). Regained: time from the restore until \
+             the link carried the connection's data again.\n\n| flow |",
+            "| download | blackhole | mpbridge, probing | 19.0 | 9.5 | 19.0 | 250 | 0.4 | 1.5 |",
+        ] {
+            assert!(md.contains(needle), "{needle:?} missing in\n{md}");
+        }
+        // The same as today's default links.
+        r.failover_links = default_failover_links();
+        assert_eq!(markdown(&r, None, ""), md);
+    }
+
+    #[test]
+    fn failover_on_delayed_links_names_them_and_shows_the_variant_rows() {
+        let mut r = report();
+        r.failover_links = parse_failover_links("10@5ms,10@30ms").unwrap();
+        r.variants = vec![
+            unequal::Variant::parse("sndbuf 1M|sndbuf = 524288").unwrap(),
+            // Not measured in case 6 (no row): not described there.
+            unequal::Variant::parse("other|x = 1").unwrap(),
+        ];
+        for direction in [
+            crate::scenario::Direction::Download,
+            crate::scenario::Direction::Upload,
+        ] {
+            for (subject, stall) in [
+                ("mpbridge, probing", 1.2),
+                ("mpbridge, kernel only", 1.4),
+                ("mpbridge, probing, sndbuf 1M", 0.1),
+                ("peer, kernel only", 2.0),
+            ] {
+                r.failover
+                    .push(failover_row(direction, Failure::Blackhole, subject, stall));
+            }
+        }
+        let md = markdown(&r, None, "");
+        for needle in [
+            "## 6. Failover (links `10@5ms,10@30ms` — link 0: 10 Mbit/s, 5 ms one way; link 1: \
+             10 Mbit/s, 30 ms one way, one long flow each way;",
+            "\"mpbridge, probing, sndbuf 1M\" is mpbridge probing with `sndbuf = 524288` added \
+             to both daemons' configurations",
+            "| download | blackhole | mpbridge, probing | 19.0 | 9.5 | 19.0 | 1200 |",
+            "| download | blackhole | mpbridge, probing, sndbuf 1M | 19.0 | 9.5 | 19.0 | 100 |",
+            "| upload | blackhole | mpbridge, probing, sndbuf 1M | 19.0 | 9.5 | 19.0 | 100 |",
+            "| upload | blackhole | peer, kernel only | 19.0 | 9.5 | 19.0 | 2000 |",
+        ] {
+            assert!(md.contains(needle), "{needle:?} missing in\n{md}");
+        }
+        assert!(!md.contains("\"mpbridge, probing, other\""), "{md}");
+        let panels = panels(&r);
+        let p = panels
+            .iter()
+            .find(|p| p.title.starts_with("Failover"))
+            .unwrap();
+        assert_eq!(
+            p.series,
+            [
+                "mpbridge, probing",
+                "mpbridge, kernel only",
+                "mpbridge, probing, sndbuf 1M",
+                "peer, kernel only"
+            ]
+        );
+        let colours: Vec<usize> = (0..4).map(|i| colour_index(p, i)).collect();
+        assert_eq!(colours, [1, 0, 3, 2]);
+        let bars = &p.groups[1].bars;
+        assert_eq!(p.groups[1].label, "download, link black-holed");
+        assert_eq!(bars[2].as_ref().unwrap().median(), 100.0);
+        let path = std::env::temp_dir().join(format!("mpblab-bench-fo-{}.svg", std::process::id()));
+        assert!(write_svg(&r, &path).unwrap());
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(svg.contains("mpbridge, probing, sndbuf 1M"));
+    }
+
+    #[test]
+    fn case_6_not_run_says_why() {
+        let mut r = report();
+        r.failover_skipped = Some("its links (10@5ms,10@30ms) need netem".into());
+        let md = markdown(&r, None, "");
+        assert!(
+            md.contains("## 6. Failover\n\nNot run: its links (10@5ms,10@30ms) need netem.\n"),
+            "{md}"
+        );
+    }
+
     #[test]
     fn the_svg_draws_a_panel_per_kind_of_figure() {
         let path = std::env::temp_dir().join(format!("mpblab-bench-{}.svg", std::process::id()));

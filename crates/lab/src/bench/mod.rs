@@ -1323,6 +1323,109 @@ mod tests {
     }
 
     #[test]
+    fn failover_links_take_the_links_syntax_and_at_least_two() {
+        let links = parse_failover_links("10@5ms,10@30ms").unwrap();
+        assert_eq!(links.len(), 2);
+        assert_eq!((links[0].rate_mbit, links[0].delay_us), (10, 5000));
+        assert_eq!((links[1].rate_mbit, links[1].delay_us), (10, 30_000));
+        assert!(links.iter().all(LinkSpec::needs_netem));
+        assert_eq!(failover_links_text(&links), "10@5ms,10@30ms");
+        // The default is what `50,50` says.
+        assert_eq!(
+            parse_failover_links("50,50").unwrap(),
+            default_failover_links()
+        );
+        let one = parse_failover_links("10@5ms").unwrap_err().to_string();
+        assert!(one.contains("at least two links"), "{one}");
+        let bad = parse_failover_links("10@5ms,fast").unwrap_err().to_string();
+        assert!(
+            bad.starts_with("--failover-links \"10@5ms,fast\": link 1"),
+            "{bad}"
+        );
+        assert!(!bad.contains("\n"), "one sentence: {bad}");
+        let many = parse_failover_links(&["10"; 9].join(","))
+            .unwrap_err()
+            .to_string();
+        assert!(many.contains("9 links given"), "{many}");
+    }
+
+    fn options(variants: &[&str], peer: bool) -> Options {
+        Options {
+            cases: vec![Case::Failover],
+            quick: false,
+            rounds: 2,
+            mpbridge: "mpbridge".into(),
+            mpbridge_router: None,
+            peer: peer.then(|| peer::Install {
+                sslocal: "sslocal".into(),
+                ssserver: "ssserver".into(),
+                version: "1".into(),
+                cold_build: None,
+            }),
+            idle_connections: 1,
+            local_extra: String::new(),
+            equal: None,
+            remote_extra: String::new(),
+            local_paths: String::new(),
+            scale: 1.0,
+            scale_reason: String::new(),
+            variants: variants
+                .iter()
+                .map(|v| unequal::Variant::parse(v).unwrap())
+                .collect(),
+            diagnose: false,
+            unequal: Vec::new(),
+            checkpoint: None,
+            long: None,
+            failover_links: default_failover_links(),
+        }
+    }
+
+    #[test]
+    fn failover_runs_each_variant_probing_beside_the_others() {
+        let labels =
+            |o: &Options| -> Vec<String> { failover_configs(o).into_iter().map(|c| c.2).collect() };
+        // Without a variant: the three configurations as before.
+        assert_eq!(
+            labels(&options(&[], true)),
+            [
+                "mpbridge, probing",
+                "mpbridge, kernel only",
+                "peer, kernel only"
+            ]
+        );
+        let o = options(
+            &["sndbuf 1M|sndbuf = 524288", "two|a = 1;paths.b = 2"],
+            true,
+        );
+        let configs = failover_configs(&o);
+        assert_eq!(
+            labels(&o),
+            [
+                "mpbridge, probing",
+                "mpbridge, kernel only",
+                "mpbridge, probing, sndbuf 1M",
+                "mpbridge, probing, two",
+                "peer, kernel only"
+            ]
+        );
+        let v = &configs[2];
+        assert_eq!(
+            (v.0, v.1, v.3.as_str()),
+            (Subject::Mpbridge, true, "sndbuf = 524288")
+        );
+        assert_eq!(configs[3].3, "a = 1\npaths.b = 2");
+        assert!(configs[0].3.is_empty() && configs[4].3.is_empty());
+        // A variant's lines reach both roles, `paths.` ones router A's [paths].
+        let mut opts = o.clone();
+        unequal::add_variant_lines(&mut opts, &configs[3].3);
+        assert!(opts.local_extra.lines().any(|l| l == "a = 1"));
+        assert!(opts.remote_extra.lines().any(|l| l == "a = 1"));
+        assert!(opts.local_paths.lines().any(|l| l == "b = 2"));
+        assert!(!opts.local_extra.contains("b = 2"));
+    }
+
+    #[test]
     fn every_other_round_runs_the_subjects_in_reverse() {
         let s = [Subject::Limit, Subject::Mpbridge, Subject::Peer];
         assert_eq!(order(0, &s), s);
