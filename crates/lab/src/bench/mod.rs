@@ -150,7 +150,7 @@ pub struct Options {
     pub scale: f64,
     /// Case 11: why the rates were scaled (empty when not).
     pub scale_reason: String,
-    /// Case 11: mpbridge configurations measured beside its defaults.
+    /// Cases 6 and 11: mpbridge configurations measured beside its defaults.
     pub variants: Vec<unequal::Variant>,
     /// Case 11: snapshot both routers (ss, nstat) in the first round.
     pub diagnose: bool,

@@ -103,9 +103,10 @@ struct BenchArgs {
     /// as TCG cannot carry the full rates).
     #[arg(long, value_name = "FACTOR")]
     scale: Option<f64>,
-    /// Case 11: a mpbridge configuration measured beside its defaults, as
-    /// LABEL|KEY = VALUE[;KEY = VALUE…] (lines for both [local] and
-    /// [remote]); repeatable.
+    /// Cases 6 and 11: a mpbridge configuration measured beside its
+    /// defaults, as LABEL|KEY = VALUE[;KEY = VALUE…] (lines for both [local]
+    /// and [remote]); repeatable. Case 6 runs it probing, as the row
+    /// "mpbridge, probing, LABEL".
     #[arg(long, value_name = "LABEL|LINES")]
     variant: Vec<String>,
     /// Case 11: in the first round, snapshot both routers in the middle of
@@ -124,7 +125,8 @@ struct BenchArgs {
     long: Option<f64>,
     /// Case 6: the links it runs on, in the --links syntax of `run` (e.g.
     /// 10@5ms,10@30ms; default 50,50); at least two, link 0 fails. Links
-    /// with delay, jitter or bursty loss need netem: --vm.
+    /// with delay, jitter or bursty loss need netem: --vm. Rates as given
+    /// (--scale is case 11's).
     #[arg(long, value_name = "LINK,LINK,…")]
     failover_links: Option<String>,
 }
