@@ -11,6 +11,7 @@ use plotters::prelude::*;
 use super::peer;
 use super::{BenchReport, Case, Figure, Subject};
 use crate::scenario::{Direction, Failure};
+use crate::LinkSpec;
 
 /// `median [min–max]` with `digits` decimals; `—` when there is nothing.
 pub(super) fn fig(f: &Figure, digits: usize) -> String {
@@ -397,19 +398,24 @@ pub fn markdown(r: &BenchReport, svg_name: Option<&str>, note: &str) -> String {
         let _ = writeln!(o);
     }
 
+    if let Some(why) = &r.failover_skipped {
+        let _ = writeln!(o, "## 6. Failover\n\nNot run: {why}.\n");
+    }
     if !r.failover.is_empty() {
         let _ = writeln!(
             o,
-            "## 6. Failover (2 × 50 Mbit/s, one long flow each way; link 0, which carries the \
+            "## 6. Failover ({}, one long flow each way; link 0, which carries the \
              first subflow, fails and comes back)\n\n\"Kernel only\" is `[probe] enabled = \
              false`: the path manager still takes a link's endpoints away when the kernel reports \
              it down, but nothing notices a black hole except TCP itself. A download has router B \
              resend what the failed link lost, an upload router A. Stall: longest time the \
              receiving application got no byte at all (ms); below 10 %: longest time under a \
              tenth of the goodput before (100 ms steps). Regained: time from the restore until \
-             the link carried the connection's data again.\n\n| flow | failure | configuration \
+             the link carried the connection's data again.{}\n\n| flow | failure | configuration \
              | before | on survivors | after | stall ms | below 10 % s | regained s |\n| --- | \
-             --- | --- | --- | --- | --- | --- | --- | --- |"
+             --- | --- | --- | --- | --- | --- | --- | --- |",
+            failover_links_words(&r.failover_links),
+            failover_variants_words(r)
         );
         for f in &r.failover {
             let regained = if f.not_regained > 0 {
@@ -474,6 +480,46 @@ pub fn markdown(r: &BenchReport, svg_name: Option<&str>, note: &str) -> String {
     o
 }
 
+/// Case 6's links for its heading: `2 × 50 Mbit/s` (also for runs from
+/// before they could be chosen), else the `--links` text and each link in
+/// words.
+fn failover_links_words(links: &[LinkSpec]) -> String {
+    if links.is_empty() || links == super::default_failover_links().as_slice() {
+        return "2 × 50 Mbit/s".into();
+    }
+    let words: Vec<String> = links
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("link {i}: {l}"))
+        .collect();
+    format!(
+        "links `{}` — {}",
+        super::failover_links_text(links),
+        words.join("; ")
+    )
+}
+
+/// A sentence per `--variant` measured in case 6 (its rows are labelled
+/// "mpbridge, probing, LABEL"), or nothing.
+fn failover_variants_words(r: &BenchReport) -> String {
+    let mut o = String::new();
+    for v in &r.variants {
+        let subject = format!("mpbridge, probing, {}", v.label);
+        if !r.failover.iter().any(|f| f.subject == subject) {
+            continue;
+        }
+        let lines: Vec<String> = v.lines.lines().map(|l| format!("`{l}`")).collect();
+        let _ = write!(
+            o,
+            " \"{subject}\" is mpbridge probing with {} added to both daemons' \
+             configurations (a `paths.` line to router A's `[paths]`, the others to `[local]` and \
+             `[remote]`).",
+            lines.join(", ")
+        );
+    }
+    o
+}
+
 fn first3(loadavg: &str) -> String {
     loadavg
         .split_whitespace()
@@ -488,11 +534,16 @@ fn first3(loadavg: &str) -> String {
 
 const WIDTH: u32 = 1100;
 const PANEL_HEIGHT: u32 = 330;
-const COLOURS: [RGBColor; 3] = [
+const COLOURS: [RGBColor; 4] = [
     RGBColor(127, 127, 127),
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
 ];
+
+fn names(series: &[&str]) -> Vec<String> {
+    series.iter().map(|s| s.to_string()).collect()
+}
 
 /// One group of bars: a label and, per series, a figure.
 struct Group {
@@ -504,7 +555,7 @@ struct Group {
 struct Panel {
     title: String,
     unit: String,
-    series: Vec<&'static str>,
+    series: Vec<String>,
     groups: Vec<Group>,
     /// A dashed horizontal line (a target), with its label.
     line: Option<(f64, String)>,
@@ -532,7 +583,7 @@ fn panels(r: &BenchReport) -> Vec<Panel> {
                 "Shaped links: goodput through each proxy, % of the limit (the links one by one)"
                     .into(),
             unit: "% of the limit".into(),
-            series: vec!["mpbridge", "peer (shadowsocks-rust)"],
+            series: names(&["mpbridge", "peer (shadowsocks-rust)"]),
             groups,
             line: Some((98.0, "98 % target".into())),
         });
@@ -541,7 +592,7 @@ fn panels(r: &BenchReport) -> Vec<Panel> {
         out.push(Panel {
             title: "Unshaped links: goodput of one flow (Gbit/s)".into(),
             unit: "Gbit/s".into(),
-            series: vec!["plain routing", "mpbridge", "peer (shadowsocks-rust)"],
+            series: names(&["plain routing", "mpbridge", "peer (shadowsocks-rust)"]),
             groups: u
                 .directions
                 .iter()
@@ -564,7 +615,7 @@ fn panels(r: &BenchReport) -> Vec<Panel> {
         out.push(Panel {
             title: "Unshaped links: CPU seconds per GB relayed (lower is better)".into(),
             unit: "CPU s / GB".into(),
-            series: vec!["mpbridge", "peer (shadowsocks-rust)"],
+            series: names(&["mpbridge", "peer (shadowsocks-rust)"]),
             groups: vec![
                 Group {
                     label: "router A (local / sslocal)".into(),
@@ -588,7 +639,7 @@ fn panels(r: &BenchReport) -> Vec<Panel> {
         out.push(Panel {
             title: "Connection set-up: short connections per second".into(),
             unit: "connections / s".into(),
-            series: vec!["direct", "mpbridge", "peer (shadowsocks-rust)"],
+            series: names(&["direct", "mpbridge", "peer (shadowsocks-rust)"]),
             groups: vec![Group {
                 label: "connect, 1 KB request, 1 KB reply, close".into(),
                 bars: vec![
@@ -601,17 +652,20 @@ fn panels(r: &BenchReport) -> Vec<Panel> {
         });
     }
     if !r.failover.is_empty() {
-        let labels = [
-            "mpbridge, probing",
-            "mpbridge, kernel only",
-            "peer, kernel only",
-        ];
+        // The three configurations, each variant before the peer.
+        let mut labels = names(&["mpbridge, probing", "mpbridge, kernel only"]);
+        for f in &r.failover {
+            if f.subject.starts_with("mpbridge, probing, ") && !labels.contains(&f.subject) {
+                labels.push(f.subject.clone());
+            }
+        }
+        labels.push("peer, kernel only".into());
         out.push(Panel {
             title: "Failover: longest time with nothing received after link 0 fails (ms, lower \
                     is better)"
                 .into(),
             unit: "ms".into(),
-            series: labels.to_vec(),
+            series: labels.clone(),
             groups: [Direction::Download, Direction::Upload]
                 .iter()
                 .flat_map(|&d| [(d, Failure::Down), (d, Failure::Blackhole)])
@@ -807,9 +861,14 @@ fn draw_panel(area: &Area<'_>, p: &Panel) -> DrawResult {
 
 /// Colours: grey for the reference (routing, direct), blue mpbridge, orange the peer.
 fn colour_index(p: &Panel, i: usize) -> usize {
-    if p.series.len() == 3 && p.series[0].starts_with("mpbridge") {
-        // The three failover configurations.
-        return [1, 0, 2][i];
+    if p.series[0] == "mpbridge, probing" {
+        // The failover configurations: kernel only grey, the variants green.
+        return match p.series[i].as_str() {
+            "mpbridge, probing" => 1,
+            "mpbridge, kernel only" => 0,
+            "peer, kernel only" => 2,
+            _ => 3,
+        };
     }
     if p.series.len() == 3 {
         i
@@ -859,6 +918,7 @@ mod tests {
             unequal: Vec::new(),
             checkpoint: None,
             long: None,
+            failover_links: default_failover_links(),
         };
         let mut r = BenchReport::new(&options, "mpbridge-lab bench".into());
         r.shaped.push(Shaped {
@@ -925,6 +985,132 @@ mod tests {
         ] {
             assert!(md.contains(needle), "{needle:?} missing in\n{md}");
         }
+    }
+
+    fn failover_row(
+        direction: crate::scenario::Direction,
+        failure: Failure,
+        subject: &str,
+        stall: f64,
+    ) -> FailoverRow {
+        FailoverRow {
+            failure,
+            direction,
+            subject: subject.into(),
+            before_mbit: f(&[19.0]),
+            survivors_mbit: f(&[9.5]),
+            after_mbit: f(&[19.0]),
+            stall_s: f(&[stall]),
+            dip_s: f(&[0.4]),
+            regained_s: f(&[1.5]),
+            not_regained: 0,
+        }
+    }
+
+    #[test]
+    fn a_run_from_before_failover_links_and_variants_renders_as_before() {
+        let mut r = report();
+        r.failover = vec![failover_row(
+            crate::scenario::Direction::Download,
+            Failure::Blackhole,
+            "mpbridge, probing",
+            0.25,
+        )];
+        // The JSON of a run from before the new fields.
+        let mut json = serde_json::to_value(&r).unwrap();
+        let fields = json.as_object_mut().unwrap();
+        for key in ["failover_links", "failover_skipped", "variants"] {
+            fields.remove(key);
+        }
+        let old: BenchReport = serde_json::from_value(json).unwrap();
+        assert!(old.failover_links.is_empty() && old.variants.is_empty());
+        let md = markdown(&old, None, "");
+        for needle in [
+            "## 6. Failover (2 × 50 Mbit/s, one long flow each way; link 0, which carries the \
+             first subflow, fails and comes back)",
+            "tenth of the goodput before (100 ms steps). Regained: time from the restore until \
+             the link carried the connection's data again.\n\n| flow |",
+            "| download | blackhole | mpbridge, probing | 19.0 | 9.5 | 19.0 | 250 | 0.4 | 1.5 |",
+        ] {
+            assert!(md.contains(needle), "{needle:?} missing in\n{md}");
+        }
+        // The same as today's default links.
+        r.failover_links = default_failover_links();
+        assert_eq!(markdown(&r, None, ""), md);
+    }
+
+    #[test]
+    fn failover_on_delayed_links_names_them_and_shows_the_variant_rows() {
+        let mut r = report();
+        r.failover_links = parse_failover_links("10@5ms,10@30ms").unwrap();
+        r.variants = vec![
+            unequal::Variant::parse("sndbuf 1M|sndbuf = 524288").unwrap(),
+            // Not measured in case 6 (no row): not described there.
+            unequal::Variant::parse("other|x = 1").unwrap(),
+        ];
+        for direction in [
+            crate::scenario::Direction::Download,
+            crate::scenario::Direction::Upload,
+        ] {
+            for (subject, stall) in [
+                ("mpbridge, probing", 1.2),
+                ("mpbridge, kernel only", 1.4),
+                ("mpbridge, probing, sndbuf 1M", 0.1),
+                ("peer, kernel only", 2.0),
+            ] {
+                r.failover
+                    .push(failover_row(direction, Failure::Blackhole, subject, stall));
+            }
+        }
+        let md = markdown(&r, None, "");
+        for needle in [
+            "## 6. Failover (links `10@5ms,10@30ms` — link 0: 10 Mbit/s, 5 ms one way; link 1: \
+             10 Mbit/s, 30 ms one way, one long flow each way;",
+            "\"mpbridge, probing, sndbuf 1M\" is mpbridge probing with `sndbuf = 524288` added \
+             to both daemons' configurations",
+            "| download | blackhole | mpbridge, probing | 19.0 | 9.5 | 19.0 | 1200 |",
+            "| download | blackhole | mpbridge, probing, sndbuf 1M | 19.0 | 9.5 | 19.0 | 100 |",
+            "| upload | blackhole | mpbridge, probing, sndbuf 1M | 19.0 | 9.5 | 19.0 | 100 |",
+            "| upload | blackhole | peer, kernel only | 19.0 | 9.5 | 19.0 | 2000 |",
+        ] {
+            assert!(md.contains(needle), "{needle:?} missing in\n{md}");
+        }
+        assert!(!md.contains("\"mpbridge, probing, other\""), "{md}");
+        let panels = panels(&r);
+        let p = panels
+            .iter()
+            .find(|p| p.title.starts_with("Failover"))
+            .unwrap();
+        assert_eq!(
+            p.series,
+            [
+                "mpbridge, probing",
+                "mpbridge, kernel only",
+                "mpbridge, probing, sndbuf 1M",
+                "peer, kernel only"
+            ]
+        );
+        let colours: Vec<usize> = (0..4).map(|i| colour_index(p, i)).collect();
+        assert_eq!(colours, [1, 0, 3, 2]);
+        let bars = &p.groups[1].bars;
+        assert_eq!(p.groups[1].label, "download, link black-holed");
+        assert_eq!(bars[2].as_ref().unwrap().median(), 100.0);
+        let path = std::env::temp_dir().join(format!("mpblab-bench-fo-{}.svg", std::process::id()));
+        assert!(write_svg(&r, &path).unwrap());
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(svg.contains("mpbridge, probing, sndbuf 1M"));
+    }
+
+    #[test]
+    fn case_6_not_run_says_why() {
+        let mut r = report();
+        r.failover_skipped = Some("its links (10@5ms,10@30ms) need netem".into());
+        let md = markdown(&r, None, "");
+        assert!(
+            md.contains("## 6. Failover\n\nNot run: its links (10@5ms,10@30ms) need netem.\n"),
+            "{md}"
+        );
     }
 
     #[test]

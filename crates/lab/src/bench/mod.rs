@@ -150,7 +150,7 @@ pub struct Options {
     pub scale: f64,
     /// Case 11: why the rates were scaled (empty when not).
     pub scale_reason: String,
-    /// Case 11: mpbridge configurations measured beside its defaults.
+    /// Cases 6 and 11: mpbridge configurations measured beside its defaults.
     pub variants: Vec<unequal::Variant>,
     /// Case 11: snapshot both routers (ss, nstat) in the first round.
     pub diagnose: bool,
@@ -164,6 +164,33 @@ pub struct Options {
     /// into a load and decides about 4 s later), which the usual 6 s flows
     /// never are. The limit keeps the usual flows.
     pub long: Option<f64>,
+    /// Case 6: the links it runs on (link 0 fails); default
+    /// [`default_failover_links`].
+    pub failover_links: Vec<LinkSpec>,
+}
+
+/// Case 6's links unless `--failover-links` says otherwise: 2 × 50 Mbit/s,
+/// no delay (shared with case 1's two links).
+pub fn default_failover_links() -> Vec<LinkSpec> {
+    vec![LinkSpec::shaped(50); 2]
+}
+
+/// Parses `--failover-links` (the `--links` syntax of `run`): at least two
+/// links, link 0 the one that fails.
+pub fn parse_failover_links(text: &str) -> anyhow::Result<Vec<LinkSpec>> {
+    // Its errors name `--links`: here the option is another.
+    let links = crate::checks::parse_links(text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}",
+            format!("{e:#}").replacen("--links ", "--failover-links ", 1)
+        )
+    })?;
+    anyhow::ensure!(
+        links.len() >= 2,
+        "--failover-links {text:?}: give at least two links (link 0 fails, the others carry on), \
+         e.g. 10@5ms,10@30ms"
+    );
+    Ok(links)
 }
 
 impl Options {
@@ -428,6 +455,18 @@ pub struct BenchReport {
     pub cases: Vec<Case>,
     /// Extra `[local]` lines mpbridge ran with (empty: its defaults).
     pub local_extra: String,
+    /// Case 6's links (empty in runs from before they could be chosen:
+    /// 2 × 50 Mbit/s).
+    #[serde(default)]
+    pub failover_links: Vec<LinkSpec>,
+    /// Why case 6 was not run (its links need netem, which the kernel
+    /// lacks), if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_skipped: Option<String>,
+    /// `--variant`s: configurations measured beside mpbridge's defaults
+    /// (cases 6 and 11), with their lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<unequal::Variant>,
     /// `/proc/loadavg` before and after: how quiet the machine was.
     pub load_before: String,
     pub load_after: String,
@@ -458,6 +497,9 @@ impl BenchReport {
             rounds: options.rounds,
             cases: options.cases.clone(),
             local_extra: options.local_extra.clone(),
+            failover_links: options.failover_links.clone(),
+            failover_skipped: None,
+            variants: options.variants.clone(),
             load_before: peer::load_average(),
             load_after: String::new(),
             peer: options.peer.clone(),
@@ -530,16 +572,19 @@ fn run_cases(
     if options.has(Case::Size) {
         report.sizes = Some(sizes(options));
     }
+    // Case 6 on its default links shares case 1's two links; on others it
+    // builds its own.
+    let failover_on_equal = options.failover_links == default_failover_links();
     let shaped_sets: Vec<(Case, Vec<u32>)> = {
         let mut sets = Vec::new();
-        if options.has(Case::Equal) || options.has(Case::Failover) {
+        if options.has(Case::Equal) || (options.has(Case::Failover) && failover_on_equal) {
             let counts = options.equal_links();
             for &n in &counts {
                 if n == 2 || options.has(Case::Equal) {
                     sets.push((Case::Equal, vec![50; n]));
                 }
             }
-            if !counts.contains(&2) && options.has(Case::Failover) {
+            if !counts.contains(&2) && options.has(Case::Failover) && failover_on_equal {
                 sets.push((Case::Equal, vec![50; 2]));
             }
         }
@@ -556,13 +601,32 @@ fn run_cases(
                 let figures = shaped(&topo, case, &rates, options, progress, &mut report.failures)?;
                 report.shaped.push(figures);
             }
-            if case == Case::Equal && rates.len() == 2 && options.has(Case::Failover) {
+            if case == Case::Equal
+                && rates.len() == 2
+                && options.has(Case::Failover)
+                && failover_on_equal
+            {
                 report.failover = failover(&topo, options, progress, &mut report.failures)?;
             }
             anyhow::Ok(())
         })();
         release(topo);
         result?;
+    }
+    if options.has(Case::Failover) && !failover_on_equal {
+        let links = &options.failover_links;
+        if links.iter().any(LinkSpec::needs_netem) && !crate::shaping::netem_available() {
+            // As case 11's delayed links: listed as not run.
+            report.failover_skipped = Some(format!(
+                "its links ({}) need netem, which this kernel lacks (run with --vm)",
+                failover_links_text(links)
+            ));
+        } else {
+            let topo = build(links, progress)?;
+            let result = failover(&topo, options, progress, &mut report.failures);
+            release(topo);
+            report.failover = result?;
+        }
     }
     if options.has(Case::Unshaped) || options.has(Case::Setup) || options.has(Case::Idle) {
         let topo = build(&[LinkSpec::UNSHAPED; 2], progress)?;
@@ -1051,20 +1115,60 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
     (field(&status, "VmRSS:"), field(&rollup, "Pss:"))
 }
 
-/// Case 6 on the 2 × 50 Mbit/s topology: each failure in each direction.
+/// `--links` text of `links`, comma-separated (`10@5ms,10@30ms`).
+pub fn failover_links_text(links: &[LinkSpec]) -> String {
+    links
+        .iter()
+        .map(LinkSpec::spec_text)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Case 6's configurations: (subject, probing, label, extra lines for both
+/// roles). Each `--variant` is mpbridge probing with its lines added.
+fn failover_configs(options: &Options) -> Vec<(Subject, bool, String, String)> {
+    let mut configs = vec![
+        (
+            Subject::Mpbridge,
+            true,
+            "mpbridge, probing".to_string(),
+            String::new(),
+        ),
+        (
+            Subject::Mpbridge,
+            false,
+            "mpbridge, kernel only".to_string(),
+            String::new(),
+        ),
+    ];
+    for v in &options.variants {
+        configs.push((
+            Subject::Mpbridge,
+            true,
+            format!("mpbridge, probing, {}", v.label),
+            v.lines.clone(),
+        ));
+    }
+    if options.peer.is_some() {
+        configs.push((
+            Subject::Peer,
+            false,
+            "peer, kernel only".to_string(),
+            String::new(),
+        ));
+    }
+    configs
+}
+
+/// Case 6 on `topo` (2 × 50 Mbit/s, or `--failover-links`): each failure in
+/// each direction, each configuration.
 fn failover(
     topo: &Topology,
     options: &Options,
     progress: &Progress,
     failures: &mut Vec<String>,
 ) -> anyhow::Result<Vec<FailoverRow>> {
-    let mut configs = vec![
-        (Subject::Mpbridge, true, "mpbridge, probing"),
-        (Subject::Mpbridge, false, "mpbridge, kernel only"),
-    ];
-    if options.peer.is_some() {
-        configs.push((Subject::Peer, false, "peer, kernel only"));
-    }
+    let configs = failover_configs(options);
     use scenario::Direction::{Download, Upload};
     let kinds: Vec<(scenario::Direction, Failure)> = [Download, Upload]
         .into_iter()
@@ -1076,8 +1180,12 @@ fn failover(
         if round % 2 == 1 {
             this_round.reverse();
         }
-        for (subject, probing, label) in this_round {
-            Running::with(topo, subject, probing, options, |_| {
+        for (subject, probing, label, lines) in this_round {
+            let mut opts = options.clone();
+            if !lines.is_empty() {
+                unequal::add_variant_lines(&mut opts, &lines);
+            }
+            Running::with(topo, subject, probing, &opts, |_| {
                 for &(direction, failure) in &kinds {
                     progress.phase(&format!(
                         "case 6 (failover), round {}/{}: {label}, link 0 {}, {}",
@@ -1112,7 +1220,7 @@ fn failover(
                             rows.push(FailoverRow {
                                 failure,
                                 direction,
-                                subject: label.into(),
+                                subject: label.clone(),
                                 before_mbit: Figure::default(),
                                 survivors_mbit: Figure::default(),
                                 after_mbit: Figure::default(),
@@ -1212,6 +1320,109 @@ mod tests {
             samples: vec![5.0, 1.0, 3.0],
         };
         assert_eq!(odd.median(), 3.0);
+    }
+
+    #[test]
+    fn failover_links_take_the_links_syntax_and_at_least_two() {
+        let links = parse_failover_links("10@5ms,10@30ms").unwrap();
+        assert_eq!(links.len(), 2);
+        assert_eq!((links[0].rate_mbit, links[0].delay_us), (10, 5000));
+        assert_eq!((links[1].rate_mbit, links[1].delay_us), (10, 30_000));
+        assert!(links.iter().all(LinkSpec::needs_netem));
+        assert_eq!(failover_links_text(&links), "10@5ms,10@30ms");
+        // The default is what `50,50` says.
+        assert_eq!(
+            parse_failover_links("50,50").unwrap(),
+            default_failover_links()
+        );
+        let one = parse_failover_links("10@5ms").unwrap_err().to_string();
+        assert!(one.contains("at least two links"), "{one}");
+        let bad = parse_failover_links("10@5ms,fast").unwrap_err().to_string();
+        assert!(
+            bad.starts_with("--failover-links \"10@5ms,fast\": link 1"),
+            "{bad}"
+        );
+        assert!(!bad.contains("\n"), "one sentence: {bad}");
+        let many = parse_failover_links(&["10"; 9].join(","))
+            .unwrap_err()
+            .to_string();
+        assert!(many.contains("9 links given"), "{many}");
+    }
+
+    fn options(variants: &[&str], peer: bool) -> Options {
+        Options {
+            cases: vec![Case::Failover],
+            quick: false,
+            rounds: 2,
+            mpbridge: "mpbridge".into(),
+            mpbridge_router: None,
+            peer: peer.then(|| peer::Install {
+                sslocal: "sslocal".into(),
+                ssserver: "ssserver".into(),
+                version: "1".into(),
+                cold_build: None,
+            }),
+            idle_connections: 1,
+            local_extra: String::new(),
+            equal: None,
+            remote_extra: String::new(),
+            local_paths: String::new(),
+            scale: 1.0,
+            scale_reason: String::new(),
+            variants: variants
+                .iter()
+                .map(|v| unequal::Variant::parse(v).unwrap())
+                .collect(),
+            diagnose: false,
+            unequal: Vec::new(),
+            checkpoint: None,
+            long: None,
+            failover_links: default_failover_links(),
+        }
+    }
+
+    #[test]
+    fn failover_runs_each_variant_probing_beside_the_others() {
+        let labels =
+            |o: &Options| -> Vec<String> { failover_configs(o).into_iter().map(|c| c.2).collect() };
+        // Without a variant: the three configurations as before.
+        assert_eq!(
+            labels(&options(&[], true)),
+            [
+                "mpbridge, probing",
+                "mpbridge, kernel only",
+                "peer, kernel only"
+            ]
+        );
+        let o = options(
+            &["sndbuf 1M|sndbuf = 524288", "two|a = 1;paths.b = 2"],
+            true,
+        );
+        let configs = failover_configs(&o);
+        assert_eq!(
+            labels(&o),
+            [
+                "mpbridge, probing",
+                "mpbridge, kernel only",
+                "mpbridge, probing, sndbuf 1M",
+                "mpbridge, probing, two",
+                "peer, kernel only"
+            ]
+        );
+        let v = &configs[2];
+        assert_eq!(
+            (v.0, v.1, v.3.as_str()),
+            (Subject::Mpbridge, true, "sndbuf = 524288")
+        );
+        assert_eq!(configs[3].3, "a = 1\npaths.b = 2");
+        assert!(configs[0].3.is_empty() && configs[4].3.is_empty());
+        // A variant's lines reach both roles, `paths.` ones router A's [paths].
+        let mut opts = o.clone();
+        unequal::add_variant_lines(&mut opts, &configs[3].3);
+        assert!(opts.local_extra.lines().any(|l| l == "a = 1"));
+        assert!(opts.remote_extra.lines().any(|l| l == "a = 1"));
+        assert!(opts.local_paths.lines().any(|l| l == "b = 2"));
+        assert!(!opts.local_extra.contains("b = 2"));
     }
 
     #[test]

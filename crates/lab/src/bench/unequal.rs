@@ -271,6 +271,16 @@ fn split_paths_lines(lines: &str) -> (String, String) {
     (paths.join("\n"), roles.join("\n"))
 }
 
+/// Adds a variant's lines to the daemons' configurations in `opts`: the
+/// `paths.` ones to router A's `[paths]`, the others to both `[local]` and
+/// `[remote]`.
+pub(super) fn add_variant_lines(opts: &mut Options, lines: &str) {
+    let (paths, roles) = split_paths_lines(lines);
+    opts.local_extra = [opts.local_extra.as_str(), &roles].join("\n");
+    opts.remote_extra = [opts.remote_extra.as_str(), &roles].join("\n");
+    opts.local_paths = [opts.local_paths.as_str(), &paths].join("\n");
+}
+
 /// The configurations of mpbridge measured, by label ("" the default), and
 /// the lines each adds.
 fn configurations(options: &Options) -> Vec<(String, String)> {
@@ -371,10 +381,7 @@ fn case(
             }
             let mut opts = options.clone();
             if !lines.is_empty() {
-                let (paths, roles) = split_paths_lines(&lines);
-                opts.local_extra = [opts.local_extra.as_str(), &roles].join("\n");
-                opts.remote_extra = [opts.remote_extra.as_str(), &roles].join("\n");
-                opts.local_paths = [opts.local_paths.as_str(), &paths].join("\n");
+                add_variant_lines(&mut opts, &lines);
             }
             let diagnose = options.diagnose && round == 0;
             // A proxy that does not start costs this sample, not the run.

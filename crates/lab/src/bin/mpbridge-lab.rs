@@ -103,9 +103,10 @@ struct BenchArgs {
     /// as TCG cannot carry the full rates).
     #[arg(long, value_name = "FACTOR")]
     scale: Option<f64>,
-    /// Case 11: a mpbridge configuration measured beside its defaults, as
-    /// LABEL|KEY = VALUE[;KEY = VALUE…] (lines for both [local] and
-    /// [remote]); repeatable.
+    /// Cases 6 and 11: a mpbridge configuration measured beside its
+    /// defaults, as LABEL|KEY = VALUE[;KEY = VALUE…] (lines for both [local]
+    /// and [remote]); repeatable. Case 6 runs it probing, as the row
+    /// "mpbridge, probing, LABEL".
     #[arg(long, value_name = "LABEL|LINES")]
     variant: Vec<String>,
     /// Case 11: in the first round, snapshot both routers in the middle of
@@ -122,6 +123,12 @@ struct BenchArgs {
     /// slow-links policy to judge them (the usual 6 s flows never are).
     #[arg(long, value_name = "SECS")]
     long: Option<f64>,
+    /// Case 6: the links it runs on, in the --links syntax of `run` (e.g.
+    /// 10@5ms,10@30ms; default 50,50); at least two, link 0 fails. Links
+    /// with delay, jitter or bursty loss need netem: --vm. Rates as given
+    /// (--scale is case 11's).
+    #[arg(long, value_name = "LINK,LINK,…")]
+    failover_links: Option<String>,
 }
 
 #[derive(Args)]
@@ -775,6 +782,22 @@ fn bench(mpbridge: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
             "--long {long}: give 10 to 600 seconds (the policy judges a flow 8 s in at the earliest)"
         );
     }
+    let failover_links = match &args.failover_links {
+        None => bench::default_failover_links(),
+        Some(text) => {
+            anyhow::ensure!(
+                cases.contains(&bench::Case::Failover),
+                "--failover-links {text:?}: case 6 (failover) is not among --cases"
+            );
+            let links = bench::parse_failover_links(text)?;
+            if !args.vm && !vm::inside() && !mpbridge_lab::shaping::netem_available() {
+                if let Some(why) = vm::reason(&links) {
+                    anyhow::bail!("--failover-links {text:?}: {why}; add --vm");
+                }
+            }
+            links
+        }
+    };
     if args.vm && !vm::inside() {
         return bench_in_vm(mpbridge, &args, scale, &out, &svg);
     }
@@ -826,6 +849,7 @@ fn bench(mpbridge: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
         unequal: args.unequal.clone(),
         checkpoint: args.json.clone(),
         long: args.long,
+        failover_links,
         equal: match &args.equal {
             None => None,
             Some(text) => Some(
