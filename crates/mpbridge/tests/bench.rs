@@ -31,6 +31,7 @@ fn quick(cases: Vec<Case>, idle_connections: usize) -> Options {
         unequal: Vec::new(),
         checkpoint: None,
         long: None,
+        failover_links: bench::default_failover_links(),
     }
 }
 
