@@ -273,10 +273,24 @@ impl Planner {
 
     /// Link `link`'s endpoints flagged backup (or not) by the slow-links
     /// policy ([`crate::paths::policy`]), whatever its configured flag.
+    ///
+    /// Benching also renews them ([`Planner::renew_endpoints`]): the flag
+    /// alone stops new data, but what the scheduler already gave the
+    /// link's subflows still has to cross it, and behind a slow lossy link
+    /// that held the flow up for seconds (the lab's VM, 20 Mbit/s beside
+    /// 5 Mbit/s at 60 ms with 5 % loss: link 1 still carried 0.5 Mbit/s
+    /// and the flow stalled again and again for 15 s after the bench).
+    /// Closing those subflows has the kernel send their data again over
+    /// the others; the endpoints return as backups after the hold.
     pub fn set_benched(&mut self, link: usize, benched: bool, now: Instant) {
-        if let Some(l) = self.links.get_mut(link) {
-            l.benched = benched;
-            self.plan_link(link, now);
+        let Some(l) = self.links.get_mut(link) else {
+            return;
+        };
+        let newly = benched && !l.benched;
+        l.benched = benched;
+        self.plan_link(link, now);
+        if newly {
+            self.renew_endpoints(link, now);
         }
     }
 

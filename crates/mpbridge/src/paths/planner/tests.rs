@@ -896,14 +896,23 @@ fn a_benched_link_keeps_its_endpoint_flagged_backup_even_across_a_failure() {
     sim.run_to(500);
     sim.planner.set_benched(1, true, sim.now);
     sim.drain();
+    // Renewed: removed (its subflows and what they hold go), then back
+    // as a backup after the hold.
+    assert_eq!(sim.times("DeleteEndpoint", 0), [500]);
+    assert!(!sim.endpoints.contains_key(&addr(1)));
+    sim.run_to(500 + HOLD + 1);
     assert_eq!(sim.endpoints[&addr(1)], BACKUP);
     assert!(sim.planner.status()[1].backup && sim.planner.status()[1].in_service);
+    // Benched again while benched: nothing more.
+    sim.planner.set_benched(1, true, sim.now);
+    sim.drain();
+    assert_eq!(sim.times("DeleteEndpoint", 0), [500]);
     // Taken down by its probes (endpoint removed), it comes back benched.
     sim.through[1] = false;
-    sim.run_to(1000);
+    sim.run_to(1300);
     assert!(!sim.endpoints.contains_key(&addr(1)));
     sim.through[1] = true;
-    sim.run_to(1500);
+    sim.run_to(2100);
     assert_eq!(sim.endpoints[&addr(1)], BACKUP);
     sim.planner.set_benched(1, false, sim.now);
     sim.drain();
