@@ -300,10 +300,6 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
         sys::set_recv_buffer(&socket2::SockRef::from(&stream), grant.bytes());
         grant
     });
-    // Downloads leave through the accepted socket, whose own send buffer
-    // some kernels size far too small (`remote.sndbuf` in the example
-    // config).
-    control::sndbuf::apply(&stream, settings.sndbuf);
     let handshake = Handshake::from_now(settings.header_timeout);
     let (request, dest, upstream) = match admit(&shared, &stream, &handshake).await {
         Ok(admitted) => admitted,
@@ -316,6 +312,12 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
             .await;
         }
     };
+    // Downloads leave through the accepted socket, whose own send buffer
+    // some kernels size far too small (`remote.sndbuf` in the example
+    // config). Set once the handshake is complete: set before, it kept
+    // the kernel from waking the socket when a late last ACK came
+    // (tests/flood.rs, `woken=0` with the fallback's rechecks answering).
+    control::sndbuf::apply(&stream, shared.settings.sndbuf);
     let payload = &request.payload;
     // Confirm only now that the destination accepted: a bare header.
     let mut reply = Vec::with_capacity(convert::HEADER_LEN);
