@@ -314,9 +314,10 @@ async fn handle(shared: Arc<Shared>, accepted: Accepted) {
     };
     // Downloads leave through the accepted socket, whose own send buffer
     // some kernels size far too small (`remote.sndbuf` in the example
-    // config). Set once the handshake is complete: set before, it kept
-    // the kernel from waking the socket when a late last ACK came
-    // (tests/flood.rs, `woken=0` with the fallback's rechecks answering).
+    // config). Set once the handshake is complete, so that it cannot
+    // touch how the kernel wakes a socket still waiting for the last ACK
+    // (tests/flood.rs once saw `woken=0` with it set at accept; not seen
+    // again, and not shown to be the cause).
     control::sndbuf::apply(&stream, shared.settings.sndbuf);
     let payload = &request.payload;
     // Confirm only now that the destination accepted: a bare header.
