@@ -230,7 +230,7 @@ pub fn markdown(r: &BenchReport, svg_name: Option<&str>, note: &str) -> String {
         o,
         "\nThe lab: client — router A — N veth links shaped with tbf — router B — server, each in \
          its own network namespace. mpbridge runs as `mpbridge local` / `mpbridge remote` with \
-         its defaults (TPROXY, TCP Fast Open, probes every 100 ms). The peer gets the same \
+         its defaults (TPROXY, TCP Fast Open, probes every 20 ms). The peer gets the same \
          kernel MPTCP set-up — limits, one `subflow` endpoint per link, per-link policy routing — \
          from `mpbridge paths local|remote` (mpbridge's path manager without its proxy, probing \
          off), and the same TPROXY interception as an nftables table in router A. The **limit** \
