@@ -61,7 +61,11 @@ pub struct Series {
 /// A link failing or coming back during a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Event {
-    /// Seconds since the flow started.
+    /// Seconds since the flow started: for a failure, when the lab began
+    /// to apply it (the failure takes hold during the command, and in the
+    /// VM a command can take a few hundred milliseconds, all of which a
+    /// stall measured from its end would leave out); for a restore, when
+    /// the command returned (a down link is then up and ready again).
     pub t: f64,
     pub link: usize,
     pub failure: Failure,
@@ -332,9 +336,14 @@ fn run_flaps(
     let mut events = Vec::new();
     let mut failed: Vec<Flap> = Vec::new();
     let apply = |flap: Flap, restored: bool, events: &mut Vec<Event>| {
+        let began = started.elapsed().as_secs_f64();
         flap.failure.apply(topo, flap.link, !restored)?;
         events.push(Event {
-            t: started.elapsed().as_secs_f64(),
+            t: if restored {
+                started.elapsed().as_secs_f64()
+            } else {
+                began
+            },
             link: flap.link,
             failure: flap.failure,
             restored,
