@@ -16,6 +16,7 @@ use portable_atomic::Ordering;
 use crate::host::sys::{self, MptcpOption, Transport};
 use crate::host::HostView;
 use crate::paths::regain::{ConnLook, Looker};
+use crate::stats::registry::Turns;
 use crate::stats::Stats;
 
 /// Subflows read per connection at most: the kernel allows 8 extra
@@ -341,7 +342,7 @@ pub fn looker(stats: Arc<Stats>) -> Looker {
 fn looker_idle_after(stats: Arc<Stats>, idle: Duration) -> Looker {
     // Per connection: its byte counters and when they last moved.
     let mut moved: HashMap<u64, (u64, Instant)> = HashMap::new();
-    let mut next_id = 0u64;
+    let mut turns = Turns::default();
     Box::new(move || {
         let now = Instant::now();
         let live = stats.live.look(&stats);
@@ -360,10 +361,8 @@ fn looker_idle_after(stats: Arc<Stats>, idle: Duration) -> Looker {
             }
         }
         moved = seen;
-        // In turn from where the last look stopped (ids grow).
-        active.sort_by_key(|c| (c.id < next_id, c.id));
-        active.truncate(LOOK_MAX);
-        next_id = active.last().map_or(0, |c| c.id + 1);
+        // The others at the following looks.
+        turns.take(&mut active, LOOK_MAX, |c| c.id);
         active
             .iter()
             .filter_map(|conn| {

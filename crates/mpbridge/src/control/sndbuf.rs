@@ -29,6 +29,7 @@ use portable_atomic::Ordering;
 use super::kernel::{read, KernelSubflow, Reading};
 use crate::config::Sndbuf;
 use crate::host::sys::{self, Transport};
+use crate::stats::registry::{Conn, Turns};
 use crate::stats::Stats;
 
 /// The buffer a connection starts with, as the kernel counts it (twice the
@@ -44,7 +45,8 @@ pub const CEILING: usize = 8 << 20;
 /// A new size is set only when it differs from the last by more than an
 /// eighth (each setting wakes the connection's writers).
 const HYSTERESIS: usize = 8;
-/// Connections looked at once a second at most (as `paths::regain`).
+/// Connections looked at once a second at most (as `paths::regain`); when
+/// more moved bytes, the others are taken in turn at the following looks.
 const LOOK_MAX: usize = 256;
 
 /// The buffer (as the kernel counts it) a connection that delivered
@@ -69,10 +71,20 @@ struct Seen {
     bytes: u64,
 }
 
+/// A connection that moved bytes since the last look.
+struct Busy<'a> {
+    conn: &'a Arc<Conn>,
+    /// Both ways' bytes now.
+    bytes: u64,
+    /// What the last look saw of it, if it saw it.
+    last: Option<Seen>,
+}
+
 /// The daemon's sizer; [`Sizer::look`] once a second.
 pub struct Sizer {
     stats: Arc<Stats>,
     seen: HashMap<u64, Seen>,
+    turns: Turns,
 }
 
 impl Sizer {
@@ -80,6 +92,7 @@ impl Sizer {
         Sizer {
             stats,
             seen: HashMap::new(),
+            turns: Turns::default(),
         }
     }
 
@@ -88,36 +101,20 @@ impl Sizer {
     pub fn look(&mut self) {
         let now = Instant::now();
         let live = self.stats.live.look(&self.stats);
-        let mut seen = HashMap::with_capacity(live.connections.len());
-        let mut looked = 0;
-        for conn in &live.connections {
-            if conn.transport != Transport::Mptcp {
-                continue;
-            }
-            let bytes = conn.counters.up.load(Ordering::Relaxed)
-                + conn.counters.down.load(Ordering::Relaxed);
-            let before = self.seen.remove(&conn.id);
-            let moved = before.as_ref().is_none_or(|b| b.bytes != bytes);
-            if !moved || looked >= LOOK_MAX {
-                if let Some(mut b) = before {
-                    b.bytes = bytes;
-                    seen.insert(conn.id, b);
-                }
-                continue;
-            }
-            looked += 1;
+        let (busy, mut seen) = self.pick(&live.connections);
+        for Busy { conn, bytes, last } in busy {
             let Some(Ok(Reading::Subflows(subflows))) = conn.with_socket(read) else {
                 continue;
             };
             let acked = acked_by(&subflows);
-            let set = before.as_ref().map_or(FLOOR, |b| b.set);
+            let set = last.as_ref().map_or(FLOOR, |b| b.set);
             let mut next = Seen {
                 acked,
                 at: now,
                 set,
                 bytes,
             };
-            if let Some(b) = &before {
+            if let Some(b) = &last {
                 let want = size_for(b, &next, &subflows);
                 if want.abs_diff(set) > set / HYSTERESIS {
                     // The registry hands the descriptor out only while the
@@ -132,6 +129,34 @@ impl Sizer {
             seen.insert(conn.id, next);
         }
         self.seen = seen;
+    }
+
+    /// The MPTCP connections to look at now: those that moved bytes since
+    /// the last look, at most [`LOOK_MAX`], in turn. Also what is kept of
+    /// the others: the last look of each, with its bytes now.
+    fn pick<'a>(&mut self, conns: &'a [Arc<Conn>]) -> (Vec<Busy<'a>>, HashMap<u64, Seen>) {
+        let mut seen = HashMap::with_capacity(conns.len());
+        let mut busy = Vec::new();
+        for conn in conns {
+            if conn.transport != Transport::Mptcp {
+                continue;
+            }
+            let bytes = conn.counters.up.load(Ordering::Relaxed)
+                + conn.counters.down.load(Ordering::Relaxed);
+            let last = self.seen.remove(&conn.id);
+            if last.as_ref().is_none_or(|b| b.bytes != bytes) {
+                busy.push(Busy { conn, bytes, last });
+            } else if let Some(b) = last {
+                seen.insert(conn.id, b);
+            }
+        }
+        for Busy { conn, bytes, last } in self.turns.take(&mut busy, LOOK_MAX, |b| b.conn.id) {
+            if let Some(mut b) = last {
+                b.bytes = bytes;
+                seen.insert(conn.id, b);
+            }
+        }
+        (busy, seen)
     }
 }
 
@@ -287,5 +312,31 @@ mod tests {
         let now = [subflow("10.0.1.1:2", 30, 1_000_000)];
         let want = size_for(&seen(&before, t0, FLOOR), &seen(&now, t1, FLOOR), &now);
         assert_eq!(want, wanted(2e6, Duration::from_millis(30)));
+    }
+
+    #[test]
+    fn when_more_connections_are_busy_than_a_look_takes_the_next_look_takes_the_others() {
+        let stats = Arc::new(Stats::default());
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let conns: Vec<_> = (0..300)
+            .map(|_| {
+                let client = addr("10.10.0.2:4000");
+                let destination = addr("10.30.0.2:80");
+                stats.register(client, destination, &socket, Transport::Mptcp)
+            })
+            .collect();
+        let mut sizer = Sizer::new(Arc::clone(&stats));
+        let mut looked = std::collections::BTreeSet::new();
+        for _ in 0..2 {
+            for conn in &conns {
+                conn.counters().up.fetch_add(1000, Ordering::Relaxed);
+            }
+            let live = stats.live.look(&stats);
+            let (busy, seen) = sizer.pick(&live.connections);
+            assert_eq!(busy.len(), LOOK_MAX);
+            looked.extend(busy.iter().map(|b| b.conn.id));
+            sizer.seen = seen;
+        }
+        assert_eq!(looked.len(), 300);
     }
 }

@@ -60,6 +60,7 @@ struct Inner {
 /// What one look at the registry saw, consistent with the daemon's totals.
 #[derive(Debug, Default)]
 pub struct Live {
+    /// In the order of their ids (the order they entered).
     pub connections: Vec<Arc<Conn>>,
     /// Bytes of finished and open connections, each way.
     pub bytes_up: u64,
@@ -95,6 +96,28 @@ impl Registry {
             live.bytes_down += conn.counters.down.load(Ordering::Relaxed);
         }
         live
+    }
+}
+
+/// Takes connections in turn when a look may take only so many: each look
+/// starts after the last one the previous look took and wraps round, so
+/// that every connection has its turn however many there are. Ids grow
+/// and are never reused.
+#[derive(Debug, Default)]
+pub struct Turns {
+    next_id: u64,
+}
+
+impl Turns {
+    /// Puts `items` (in the order of their ids, as [`Live`] has them) in
+    /// turn from where the last look stopped, keeps the first `max` of them
+    /// and returns the others.
+    pub fn take<T>(&mut self, items: &mut Vec<T>, max: usize, id: impl Fn(&T) -> u64) -> Vec<T> {
+        let start = items.partition_point(|item| id(item) < self.next_id);
+        items.rotate_left(start);
+        let others = items.split_off(max.min(items.len()));
+        self.next_id = items.last().map_or(0, |item| id(item) + 1);
+        others
     }
 }
 
@@ -220,5 +243,21 @@ mod tests {
         assert!(look.connections.is_empty());
         assert_eq!((look.bytes_up, look.bytes_down), (100, 7));
         assert_eq!(stats.resets.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn turns_go_round_every_connection_from_where_the_last_look_stopped() {
+        let mut turns = Turns::default();
+        let mut looks = Vec::new();
+        let all = [1, 2, 3, 4, 5];
+        for ids in [&all[..], &all, &all, &[1, 3, 6]] {
+            let mut items = ids.to_vec();
+            let others = turns.take(&mut items, 2, |&id| id);
+            assert_eq!(items.len() + others.len(), ids.len());
+            looks.push(items);
+        }
+        // The third look wraps round after 5; by the fourth 2 has gone
+        // and 6 is new.
+        assert_eq!(looks, [vec![1, 2], vec![3, 4], vec![5, 1], vec![3, 6]]);
     }
 }
