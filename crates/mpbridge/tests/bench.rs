@@ -17,21 +17,8 @@ fn quick(cases: Vec<Case>, idle_connections: usize) -> Options {
         quick: true,
         rounds: 1,
         mpbridge: env!("CARGO_BIN_EXE_mpbridge").into(),
-        mpbridge_router: None,
-        peer: None,
         idle_connections,
-        local_extra: String::new(),
-        equal: None,
-        remote_extra: String::new(),
-        local_paths: String::new(),
-        scale: 1.0,
-        scale_reason: String::new(),
-        variants: Vec::new(),
-        diagnose: false,
-        unequal: Vec::new(),
-        checkpoint: None,
-        long: None,
-        failover_links: bench::default_failover_links(),
+        ..Options::default()
     }
 }
 

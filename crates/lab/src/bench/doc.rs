@@ -899,27 +899,7 @@ mod tests {
     }
 
     fn report() -> BenchReport {
-        let options = Options {
-            cases: Case::ALL.to_vec(),
-            quick: false,
-            rounds: 3,
-            mpbridge: "mpbridge".into(),
-            mpbridge_router: None,
-            peer: None,
-            idle_connections: 1000,
-            local_extra: String::new(),
-            equal: None,
-            remote_extra: String::new(),
-            local_paths: String::new(),
-            scale: 1.0,
-            scale_reason: String::new(),
-            variants: Vec::new(),
-            diagnose: false,
-            unequal: Vec::new(),
-            checkpoint: None,
-            long: None,
-            failover_links: default_failover_links(),
-        };
+        let options = Options::default();
         let mut r = BenchReport::new(&options, "mpbridge-lab bench".into());
         r.shaped.push(Shaped {
             case: Case::Equal,

@@ -193,6 +193,35 @@ pub fn parse_failover_links(text: &str) -> anyhow::Result<Vec<LinkSpec>> {
     Ok(links)
 }
 
+/// A full run's settings, as `mpbridge-lab bench` has them without options
+/// (outside the VM), with the `mpbridge` found on the `PATH` and no peer:
+/// a base for tests to change what they need.
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            cases: Case::ALL.to_vec(),
+            quick: false,
+            rounds: 3,
+            mpbridge: "mpbridge".into(),
+            mpbridge_router: None,
+            peer: None,
+            idle_connections: 1000,
+            local_extra: String::new(),
+            equal: None,
+            remote_extra: String::new(),
+            local_paths: String::new(),
+            scale: 1.0,
+            scale_reason: String::new(),
+            variants: Vec::new(),
+            diagnose: false,
+            unequal: Vec::new(),
+            checkpoint: None,
+            long: None,
+            failover_links: default_failover_links(),
+        }
+    }
+}
+
 impl Options {
     /// Seconds each iperf3 flow is measured (after 1 s left out).
     fn flow_secs(&self) -> f64 {
@@ -1352,10 +1381,7 @@ mod tests {
     fn options(variants: &[&str], peer: bool) -> Options {
         Options {
             cases: vec![Case::Failover],
-            quick: false,
             rounds: 2,
-            mpbridge: "mpbridge".into(),
-            mpbridge_router: None,
             peer: peer.then(|| peer::Install {
                 sslocal: "sslocal".into(),
                 ssserver: "ssserver".into(),
@@ -1363,21 +1389,11 @@ mod tests {
                 cold_build: None,
             }),
             idle_connections: 1,
-            local_extra: String::new(),
-            equal: None,
-            remote_extra: String::new(),
-            local_paths: String::new(),
-            scale: 1.0,
-            scale_reason: String::new(),
             variants: variants
                 .iter()
                 .map(|v| unequal::Variant::parse(v).unwrap())
                 .collect(),
-            diagnose: false,
-            unequal: Vec::new(),
-            checkpoint: None,
-            long: None,
-            failover_links: default_failover_links(),
+            ..Options::default()
         }
     }
 
