@@ -19,6 +19,7 @@ mod interception;
 mod paths;
 mod policy;
 mod raw;
+mod read;
 mod roles;
 mod settings;
 #[cfg(test)]
@@ -166,11 +167,10 @@ pub fn parse_str(text: &str, origin: &Path) -> Result<ConfigFile, ConfigError> {
         at: at(e.span().unwrap_or(0..0)),
         message: e.message().to_owned(),
     })?;
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        let (field, problem) = explain(find_path(doc.get_ref(), &span), e.message());
+    let raw = read::config(doc.get_ref()).map_err(|e| {
+        let (field, problem) = explain(find_path(doc.get_ref(), &e.span), &e.message);
         ConfigError::Invalid {
-            at: at(span),
+            at: at(e.span),
             field,
             problem,
         }

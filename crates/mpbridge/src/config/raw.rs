@@ -1,17 +1,21 @@
-//! The file's layout as serde reads it: every value optional and spanned,
-//! unknown keys refused. Validation (the sibling modules) turns it into settings.
+//! The file's layout as `read` takes it in: every value optional and
+//! spanned, unknown keys refused. Validation (the sibling modules) turns it
+//! into settings. The unit tests also derive serde's reading of it, which
+//! `read` replaced, to show both give the same.
 
 use std::borrow::Cow;
 use std::ops::Range;
 
+#[cfg(test)]
 use serde::Deserialize;
 use toml::Spanned;
 
 pub(super) type Field<T> = Option<Spanned<T>>;
 pub(super) type List = Field<Vec<Spanned<String>>>;
 
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Default, Clone)]
+#[cfg_attr(test, derive(Deserialize, Debug, PartialEq))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
 pub(super) struct RawConfig {
     pub(super) auth: Field<RawAuth>,
     pub(super) local: Field<RawLocal>,
@@ -24,8 +28,9 @@ pub(super) struct RawConfig {
     pub(super) paths: Field<RawPaths>,
 }
 
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone)]
+#[cfg_attr(test, derive(Deserialize, Debug, PartialEq))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
 pub(super) struct RawLink {
     pub(super) interface: Spanned<String>,
     /// A string or an array of strings (one address per family).
@@ -34,8 +39,9 @@ pub(super) struct RawLink {
     pub(super) rate_mbit: Field<i64>,
 }
 
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Default, Clone)]
+#[cfg_attr(test, derive(Deserialize, Debug, PartialEq))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
 pub(super) struct RawProbe {
     pub(super) enabled: Field<bool>,
     pub(super) interval_ms: Field<i64>,
@@ -45,8 +51,9 @@ pub(super) struct RawProbe {
     pub(super) down_action: Field<String>,
 }
 
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Default, Clone)]
+#[cfg_attr(test, derive(Deserialize, Debug, PartialEq))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
 pub(super) struct RawPaths {
     pub(super) table_base: Field<i64>,
     pub(super) rule_priority: Field<i64>,
@@ -60,8 +67,9 @@ pub(super) struct RawPaths {
     pub(super) slow_links: Field<String>,
 }
 
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Default, Clone)]
+#[cfg_attr(test, derive(Deserialize, Debug, PartialEq))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
 pub(super) struct RawAuth {
     pub(super) mode: Field<String>,
     pub(super) key_id: Field<i64>,
@@ -72,16 +80,18 @@ pub(super) struct RawAuth {
     pub(super) accept: Field<Vec<Spanned<RawAcceptKey>>>,
 }
 
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone)]
+#[cfg_attr(test, derive(Deserialize, Debug, PartialEq))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
 pub(super) struct RawAcceptKey {
     pub(super) id: Spanned<i64>,
     pub(super) key: Field<String>,
     pub(super) key_file: Field<String>,
 }
 
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Default, Clone)]
+#[cfg_attr(test, derive(Deserialize, Debug, PartialEq))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
 pub(super) struct RawLocal {
     pub(super) listen: List,
     pub(super) intercept: Field<String>,
@@ -103,8 +113,9 @@ pub(super) struct RawLocal {
     pub(super) metrics_listen: Field<String>,
 }
 
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Default, Clone)]
+#[cfg_attr(test, derive(Deserialize, Debug, PartialEq))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
 pub(super) struct RawRemote {
     pub(super) listen: List,
     pub(super) header_timeout_ms: Field<i64>,
@@ -120,8 +131,9 @@ pub(super) struct RawRemote {
     pub(super) congestion: Field<String>,
 }
 
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Default, Clone)]
+#[cfg_attr(test, derive(Deserialize, Debug, PartialEq))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
 pub(super) struct RawLimits {
     pub(super) max_connections: Field<i64>,
     pub(super) drain_secs: Field<i64>,
@@ -129,8 +141,9 @@ pub(super) struct RawLimits {
     pub(super) rcvbuf_budget: Field<i64>,
 }
 
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Default, Clone)]
+#[cfg_attr(test, derive(Deserialize, Debug, PartialEq))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
 pub(super) struct RawLog {
     pub(super) level: Field<String>,
 }
