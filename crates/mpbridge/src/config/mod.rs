@@ -1,14 +1,16 @@
-//! Configuration: the TOML file plus command-line overrides, deserialized into
-//! span-carrying raw structs (`raw`), then validated once into [`LocalSettings`]
-//! or [`RemoteSettings`] (a [`Common`] part and the role's), whose fields need
-//! no further checks. Every [`ConfigError`] is one sentence naming the file,
-//! line, column and field, and what is expected.
+//! Configuration: the TOML file plus command-line overrides, read into
+//! span-carrying raw structs (`raw`, by `read`), then validated once into
+//! [`LocalSettings`] or [`RemoteSettings`] (a [`Common`] part and the
+//! role's), whose fields need no further checks. Every [`ConfigError`] is
+//! one sentence naming the file, line, column and field, and what is
+//! expected.
 //!
-//! Layout: `settings` the validated types; `raw` what serde reads; `error`
-//! errors and their positions; `bounded` each numeric key's range and unit;
-//! `choice` words read into enums through serde; `auth`, `roles`, `paths`
-//! and `fields` the validation pass; `policy` the remote's destination
-//! policy; `interception` what `mpbridge local` diverts and how.
+//! Layout: `settings` the validated types; `raw` the file's layout and
+//! `read` what fills it from the parsed document; `error` errors and their
+//! positions; `bounded` each numeric key's range and unit; `choice` words
+//! read into enums through serde; `auth`, `roles`, `paths` and `fields` the
+//! validation pass; `policy` the remote's destination policy;
+//! `interception` what `mpbridge local` diverts and how.
 
 mod auth;
 mod bounded;
