@@ -127,6 +127,21 @@ fn half_open_at_remote(bridge: &Bridge) -> usize {
         .count()
 }
 
+/// SYNs that router B's kernel dropped or answered without taking their
+/// data: a full accept queue, a full SYN queue (cookies instead), or a full
+/// TCP Fast Open queue.
+fn syn_drops(bridge: &Bridge) -> u64 {
+    [
+        "ListenDrops",
+        "TCPReqQFullDoCookies",
+        "TCPReqQFullDrop",
+        "TCPFastOpenListenOverflow",
+    ]
+    .iter()
+    .map(|name| bridge.netstat(Node::RouterB, "TcpExt", name))
+    .sum()
+}
+
 fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -175,6 +190,7 @@ fn a_half_open_flood_with_bad_cookies_costs_the_remote_nothing() {
     let passive = || bridge.netstat(Node::RouterB, "TcpExt", "TCPFastOpenPassive");
     let passive_before = passive();
     let refused_before = refused_auth(&bridge);
+    let dropped_before = syn_drops(&bridge);
 
     drop_synacks(&bridge, remote, true);
     // Each socket is closed once its SYN is out: like a spoofed source,
@@ -202,23 +218,30 @@ fn a_half_open_flood_with_bad_cookies_costs_the_remote_nothing() {
     let cpu = (mpbridge_lab::scenario::cpu_seconds(pid).unwrap() - cpu_start)
         / watch_start.elapsed().as_secs_f64();
 
-    // Every SYN carried its header to the remote, which refused it.
+    // Every SYN whose data router B's kernel took was refused by the
+    // remote. A loaded machine may drop some of the burst on the way (CI
+    // once lost 32 of 1000 before router B's listener took them); those
+    // never reach the remote, so they are counted apart, and the flood must
+    // still have been one.
     let mut accepted = 0;
     let mut refused = 0;
     let counted = wait_until(Duration::from_secs(10), || {
         // The legitimate connection came with its header in the SYN too.
-        accepted = passive() - passive_before;
+        accepted = (passive() - passive_before).saturating_sub(1);
         refused = refused_auth(&bridge) - refused_before;
-        accepted > FLOOD as u64 && refused == FLOOD as u64
+        accepted >= (FLOOD as u64) * 9 / 10 && refused == accepted
     });
     assert!(
         counted,
-        "{accepted} SYNs with data accepted by the kernel, {refused} refused by the remote\n{}",
+        "{accepted} of {FLOOD} flood SYNs with data accepted by router B's kernel, \
+         {refused} refused by the remote; router B's kernel dropped {} of the SYNs \
+         (TcpExt counters)\n{}",
+        syn_drops(&bridge) - dropped_before,
         bridge.logs()
     );
     eprintln!(
-        "remote CPU: {:.1} % of a core over the {WATCH:?} from the last of {refused} SYNs \
-         (load {})",
+        "remote CPU: {:.1} % of a core over the {WATCH:?} from the last of {FLOOD} SYNs, \
+         {refused} of them refused (load {})",
         cpu * 100.0,
         std::fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
