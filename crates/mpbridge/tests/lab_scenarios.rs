@@ -215,10 +215,25 @@ fn connection_survives(failure: Failure, link: usize, local_paths: &str) {
             .expect("samples")
     };
     let carried = at(RESTORE_AT).saturating_sub(at(FAIL_AT + 0.5));
+    // What each sample saw around the outage: a sample whose `ss` read
+    // failed shows 0 on every link while the application's count goes on.
+    let samples: Vec<String> = run
+        .series
+        .links
+        .iter()
+        .filter(|s| s.t >= FAIL_AT - 0.5 && s.t <= RESTORE_AT + 0.5)
+        .map(|s| {
+            format!(
+                "{:.2} s: subflow bytes {:?}, application {:?}",
+                s.t, s.subflow_rx_bytes, s.app_rx_bytes
+            )
+        })
+        .collect();
     assert!(
         carried > 1_000_000,
-        "link {survivor} carried {carried} bytes while link {link} was {}\n{}",
+        "link {survivor} carried {carried} bytes while link {link} was {}\n{}\n{}",
         failure.state(),
+        samples.join("\n"),
         lab.bridge.logs()
     );
     Footprint::of(&lab).assert_gone_after_dropping(lab);
