@@ -67,7 +67,7 @@ if [ "$(dpkg --print-architecture)" != "$deb_arch" ] \
     && ! dpkg --print-foreign-architectures | grep -qx "$deb_arch"; then
     echo "$vm_name: dpkg --add-architecture $deb_arch (to download $deb_arch packages)"
     dpkg --add-architecture "$deb_arch"
-    apt-get update -qq
+    vm_apt_update
 fi
 
 mkdir -p "$cache/debs"

@@ -5,6 +5,20 @@
 # `set -euo pipefail` and define vm_name (the prefix of every message).
 : "${vm_name:=vm}"
 
+# vm_apt_update: `apt-get update`, tried three times 20 s apart. A mirror
+# caught mid-sync fails one index ("File has unexpected size ... Mirror sync
+# in progress?", seen for bookworm-security's armhf list on a fresh
+# machine); once it still fails, the indexes that did arrive are used, and
+# a package they lack is then named by whoever looks for it.
+vm_apt_update() {
+    local try
+    for try in 1 2 3; do
+        apt-get update -qq && return 0
+        [ "$try" = 3 ] || { echo "$vm_name: apt-get update failed; again in 20 s" >&2; sleep 20; }
+    done
+    echo "$vm_name: apt-get update failed three times; going on with the indexes that arrived" >&2
+}
+
 # vm_need_tools COMMAND:PACKAGE...: installs the Debian packages of the
 # commands that are missing.
 vm_need_tools() {
@@ -14,7 +28,7 @@ vm_need_tools() {
     done
     if [ "${#need[@]}" -gt 0 ]; then
         echo "$vm_name: installing ${need[*]}"
-        apt-get update -qq
+        vm_apt_update
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     fi
 }
@@ -31,7 +45,7 @@ vm_kernel_package() {
     if [ -z "$pkg" ]; then
         pkg=$(apt-cache search --names-only "$regex" | awk '{print $1}' | sort -V | tail -n 1)
         if [ -z "$pkg" ]; then
-            apt-get update -qq || true
+            vm_apt_update
             pkg=$(apt-cache search --names-only "$regex" | awk '{print $1}' | sort -V | tail -n 1)
         fi
     fi
