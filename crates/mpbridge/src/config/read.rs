@@ -16,8 +16,8 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::raw::{
-    Field, List, RawAcceptKey, RawAuth, RawConfig, RawLimits, RawLink, RawLocal, RawLog, RawPaths,
-    RawProbe, RawRemote,
+    RawAcceptKey, RawAuth, RawConfig, RawLimits, RawLink, RawLocal, RawLog, RawPaths, RawProbe,
+    RawRemote,
 };
 
 /// A value that does not fit its field: where, and serde's message.
@@ -37,275 +37,214 @@ fn fail(span: Range<usize>, message: impl Display) -> Failure {
     }
 }
 
-/// The whole document.
-pub(super) fn config(doc: &DeTable<'_>) -> Read<RawConfig> {
-    let mut raw = RawConfig::default();
-    fields(doc, CONFIG, &mut |key, v| {
-        match key {
-            "auth" => raw.auth = Some(spanned(v, auth)?),
-            "local" => raw.local = Some(spanned(v, local)?),
-            "remote" => raw.remote = Some(spanned(v, remote)?),
-            "limits" => raw.limits = Some(spanned(v, limits)?),
-            "log" => raw.log = Some(spanned(v, log)?),
-            "link" => raw.link = Some(spanned(v, |v| tables(v, link))?),
-            "probe" => raw.probe = Some(spanned(v, probe)?),
-            "paths" => raw.paths = Some(spanned(v, paths)?),
-            _ => return Ok(false),
+/// Declares how a table is read, each field written once as `field: reader`
+/// in the order serde listed them (the order an unknown key's message offers
+/// them in). `field` is both the key and the Raw struct's field it fills;
+/// `reader` reads the value, which is kept with its span. Makes
+/// `const NAMES`, the table's keys for that message, and `fn name`, which
+/// reads the document itself or a table value into the Raw struct (a value
+/// that is not a table is refused as serde did: "expected struct RawX").
+///
+/// A key the table lacks leaves its field `None`, but one marked
+/// `#[required]` (a plain `Spanned` in the Raw struct) is refused as missing.
+/// Such a table is gathered in locals named after its fields, its Raw struct
+/// having no empty value; the others start from one with every field written
+/// out as `None`, so that a Raw field left out here does not compile.
+macro_rules! read_table {
+    // The document itself, every field optional.
+    (const $names:ident; $(#[$m:meta])* $vis:vis fn $name:ident(doc: &DeTable) -> $raw:ident {
+        $($field:ident: $read:expr),* $(,)?
+    }) => {
+        const $names: &[&str] = &[$(stringify!($field)),*];
+
+        $(#[$m])*
+        $vis fn $name(doc: &DeTable<'_>) -> Read<$raw> {
+            read_table!(@optional doc, $raw, $names, $($field: $read),*)
         }
-        Ok(true)
-    })?;
-    Ok(raw)
+    };
+    // A table value, every field optional.
+    (const $names:ident; $(#[$m:meta])* fn $name:ident(v: &Value) -> $raw:ident {
+        $($field:ident: $read:expr),* $(,)?
+    }) => {
+        const $names: &[&str] = &[$(stringify!($field)),*];
+
+        $(#[$m])*
+        fn $name(v: &Value<'_>) -> Read<$raw> {
+            let t = table(v, concat!("struct ", stringify!($raw)))?;
+            read_table!(@optional t, $raw, $names, $($field: $read),*)
+        }
+    };
+    // A table value with required fields.
+    (const $names:ident; $(#[$m:meta])* fn $name:ident(v: &Value) -> $raw:ident {
+        $($(#[$required:ident])? $field:ident: $read:expr),* $(,)?
+    }) => {
+        const $names: &[&str] = &[$(stringify!($field)),*];
+
+        $(#[$m])*
+        fn $name(v: &Value<'_>) -> Read<$raw> {
+            let t = table(v, concat!("struct ", stringify!($raw)))?;
+            $(let mut $field = None;)*
+            fields(t, $names, &mut |key, v| {
+                match key {
+                    $(stringify!($field) => $field = Some(spanned(v, $read)?),)*
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            })?;
+            Ok($raw {
+                $($field: read_table!(@take v, $field $(, $required)?),)*
+            })
+        }
+    };
+    (@optional $t:ident, $raw:ident, $names:ident, $($field:ident: $read:expr),*) => {{
+        let mut raw = $raw { $($field: None),* };
+        fields($t, $names, &mut |key, v| {
+            match key {
+                $(stringify!($field) => raw.$field = Some(spanned(v, $read)?),)*
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(raw)
+    }};
+    (@take $v:ident, $field:ident) => {
+        $field
+    };
+    (@take $v:ident, $field:ident, required) => {
+        $field.ok_or_else(|| missing($v, stringify!($field)))?
+    };
 }
 
-// The fields of each table, in the order serde listed them.
-const CONFIG: &[&str] = &[
-    "auth", "local", "remote", "limits", "log", "link", "probe", "paths",
-];
-const LINK: &[&str] = &["interface", "peer", "backup", "rate_mbit"];
-const PROBE: &[&str] = &[
-    "enabled",
-    "interval_ms",
-    "down_after",
-    "up_after",
-    "port",
-    "down_action",
-];
-const PATHS: &[&str] = &[
-    "table_base",
-    "rule_priority",
-    "routes",
-    "route_table",
-    "route_metric",
-    "nexthop_base",
-    "subflows",
-    "subflows_after_ms",
-    "slow_links",
-];
-const AUTH: &[&str] = &[
-    "mode",
-    "key_id",
-    "key",
-    "key_file",
-    "window_secs",
-    "replay_cache",
-    "accept",
-];
-const ACCEPT_KEY: &[&str] = &["id", "key", "key_file"];
-const LOCAL: &[&str] = &[
-    "listen",
-    "intercept",
-    "remotes",
-    "connect_timeout_ms",
-    "reply_timeout_ms",
-    "mptcp",
-    "fastopen",
-    "fastopen_rcvbuf",
-    "sndbuf",
-    "congestion",
-    "firewall",
-    "lan_interfaces",
-    "bypass",
-    "quic",
-    "control_socket",
-    "metrics_listen",
-];
-const REMOTE: &[&str] = &[
-    "listen",
-    "header_timeout_ms",
-    "connect_timeout_ms",
-    "allow",
-    "deny",
-    "allow_loopback",
-    "control_socket",
-    "metrics_listen",
-    "fastopen_rcvbuf",
-    "sndbuf",
-    "congestion",
-];
-const LIMITS: &[&str] = &[
-    "max_connections",
-    "drain_secs",
-    "pipe_size",
-    "rcvbuf_budget",
-];
-const LOG: &[&str] = &["level"];
-
-fn link(v: &Value<'_>) -> Read<RawLink> {
-    let t = table(v, "struct RawLink")?;
-    let (mut interface, mut peer, mut backup, mut rate_mbit) = (None, None, None, None);
-    fields(t, LINK, &mut |key, v| {
-        match key {
-            "interface" => interface = Some(spanned(v, string)?),
-            "peer" => peer = Some(spanned(v, value)?),
-            "backup" => backup = Some(spanned(v, boolean)?),
-            "rate_mbit" => rate_mbit = Some(spanned(v, integer)?),
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    Ok(RawLink {
-        interface: interface.ok_or_else(|| missing(v, "interface"))?,
-        peer,
-        backup,
-        rate_mbit,
-    })
+read_table! {
+    const CONFIG;
+    /// The whole document.
+    pub(super) fn config(doc: &DeTable) -> RawConfig {
+        auth: auth,
+        local: local,
+        remote: remote,
+        limits: limits,
+        log: log,
+        link: |v| tables(v, link),
+        probe: probe,
+        paths: paths,
+    }
 }
 
-fn probe(v: &Value<'_>) -> Read<RawProbe> {
-    let t = table(v, "struct RawProbe")?;
-    let mut raw = RawProbe::default();
-    fields(t, PROBE, &mut |key, v| {
-        match key {
-            "enabled" => raw.enabled = Some(spanned(v, boolean)?),
-            "interval_ms" => raw.interval_ms = int(v)?,
-            "down_after" => raw.down_after = int(v)?,
-            "up_after" => raw.up_after = int(v)?,
-            "port" => raw.port = int(v)?,
-            "down_action" => raw.down_action = text(v)?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    Ok(raw)
+read_table! {
+    const LINK;
+    fn link(v: &Value) -> RawLink {
+        #[required]
+        interface: string,
+        peer: value,
+        backup: boolean,
+        rate_mbit: integer,
+    }
 }
 
-fn paths(v: &Value<'_>) -> Read<RawPaths> {
-    let t = table(v, "struct RawPaths")?;
-    let mut raw = RawPaths::default();
-    fields(t, PATHS, &mut |key, v| {
-        match key {
-            "table_base" => raw.table_base = int(v)?,
-            "rule_priority" => raw.rule_priority = int(v)?,
-            "routes" => raw.routes = Some(spanned(v, value)?),
-            "route_table" => raw.route_table = int(v)?,
-            "route_metric" => raw.route_metric = int(v)?,
-            "nexthop_base" => raw.nexthop_base = int(v)?,
-            "subflows" => raw.subflows = text(v)?,
-            "subflows_after_ms" => raw.subflows_after_ms = int(v)?,
-            "slow_links" => raw.slow_links = text(v)?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    Ok(raw)
+read_table! {
+    const PROBE;
+    fn probe(v: &Value) -> RawProbe {
+        enabled: boolean,
+        interval_ms: integer,
+        down_after: integer,
+        up_after: integer,
+        port: integer,
+        down_action: string,
+    }
 }
 
-fn auth(v: &Value<'_>) -> Read<RawAuth> {
-    let t = table(v, "struct RawAuth")?;
-    let mut raw = RawAuth::default();
-    fields(t, AUTH, &mut |key, v| {
-        match key {
-            "mode" => raw.mode = text(v)?,
-            "key_id" => raw.key_id = int(v)?,
-            "key" => raw.key = text(v)?,
-            "key_file" => raw.key_file = text(v)?,
-            "window_secs" => raw.window_secs = int(v)?,
-            "replay_cache" => raw.replay_cache = int(v)?,
-            "accept" => raw.accept = Some(spanned(v, |v| tables(v, accept_key))?),
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    Ok(raw)
+read_table! {
+    const PATHS;
+    fn paths(v: &Value) -> RawPaths {
+        table_base: integer,
+        rule_priority: integer,
+        routes: value,
+        route_table: integer,
+        route_metric: integer,
+        nexthop_base: integer,
+        subflows: string,
+        subflows_after_ms: integer,
+        slow_links: string,
+    }
 }
 
-fn accept_key(v: &Value<'_>) -> Read<RawAcceptKey> {
-    let t = table(v, "struct RawAcceptKey")?;
-    let (mut id, mut key, mut key_file) = (None, None, None);
-    fields(t, ACCEPT_KEY, &mut |name, v| {
-        match name {
-            "id" => id = Some(spanned(v, integer)?),
-            "key" => key = text(v)?,
-            "key_file" => key_file = text(v)?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    Ok(RawAcceptKey {
-        id: id.ok_or_else(|| missing(v, "id"))?,
-        key,
-        key_file,
-    })
+read_table! {
+    const AUTH;
+    fn auth(v: &Value) -> RawAuth {
+        mode: string,
+        key_id: integer,
+        key: string,
+        key_file: string,
+        window_secs: integer,
+        replay_cache: integer,
+        accept: |v| tables(v, accept_key),
+    }
 }
 
-fn local(v: &Value<'_>) -> Read<RawLocal> {
-    let t = table(v, "struct RawLocal")?;
-    let mut raw = RawLocal::default();
-    fields(t, LOCAL, &mut |key, v| {
-        match key {
-            "listen" => raw.listen = list(v)?,
-            "intercept" => raw.intercept = text(v)?,
-            "remotes" => raw.remotes = list(v)?,
-            "connect_timeout_ms" => raw.connect_timeout_ms = int(v)?,
-            "reply_timeout_ms" => raw.reply_timeout_ms = int(v)?,
-            "mptcp" => raw.mptcp = Some(spanned(v, boolean)?),
-            "fastopen" => raw.fastopen = Some(spanned(v, boolean)?),
-            "fastopen_rcvbuf" => raw.fastopen_rcvbuf = int(v)?,
-            "sndbuf" => raw.sndbuf = Some(spanned(v, value)?),
-            "congestion" => raw.congestion = text(v)?,
-            "firewall" => raw.firewall = text(v)?,
-            "lan_interfaces" => raw.lan_interfaces = list(v)?,
-            "bypass" => raw.bypass = list(v)?,
-            "quic" => raw.quic = text(v)?,
-            "control_socket" => raw.control_socket = text(v)?,
-            "metrics_listen" => raw.metrics_listen = text(v)?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    Ok(raw)
+read_table! {
+    const ACCEPT_KEY;
+    fn accept_key(v: &Value) -> RawAcceptKey {
+        #[required]
+        id: integer,
+        key: string,
+        key_file: string,
+    }
 }
 
-fn remote(v: &Value<'_>) -> Read<RawRemote> {
-    let t = table(v, "struct RawRemote")?;
-    let mut raw = RawRemote::default();
-    fields(t, REMOTE, &mut |key, v| {
-        match key {
-            "listen" => raw.listen = list(v)?,
-            "header_timeout_ms" => raw.header_timeout_ms = int(v)?,
-            "connect_timeout_ms" => raw.connect_timeout_ms = int(v)?,
-            "allow" => raw.allow = list(v)?,
-            "deny" => raw.deny = list(v)?,
-            "allow_loopback" => raw.allow_loopback = Some(spanned(v, boolean)?),
-            "control_socket" => raw.control_socket = text(v)?,
-            "metrics_listen" => raw.metrics_listen = text(v)?,
-            "fastopen_rcvbuf" => raw.fastopen_rcvbuf = int(v)?,
-            "sndbuf" => raw.sndbuf = Some(spanned(v, value)?),
-            "congestion" => raw.congestion = text(v)?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    Ok(raw)
+read_table! {
+    const LOCAL;
+    fn local(v: &Value) -> RawLocal {
+        listen: strings,
+        intercept: string,
+        remotes: strings,
+        connect_timeout_ms: integer,
+        reply_timeout_ms: integer,
+        mptcp: boolean,
+        fastopen: boolean,
+        fastopen_rcvbuf: integer,
+        sndbuf: value,
+        congestion: string,
+        firewall: string,
+        lan_interfaces: strings,
+        bypass: strings,
+        quic: string,
+        control_socket: string,
+        metrics_listen: string,
+    }
 }
 
-fn limits(v: &Value<'_>) -> Read<RawLimits> {
-    let t = table(v, "struct RawLimits")?;
-    let mut raw = RawLimits::default();
-    fields(t, LIMITS, &mut |key, v| {
-        match key {
-            "max_connections" => raw.max_connections = int(v)?,
-            "drain_secs" => raw.drain_secs = int(v)?,
-            "pipe_size" => raw.pipe_size = int(v)?,
-            "rcvbuf_budget" => raw.rcvbuf_budget = int(v)?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    Ok(raw)
+read_table! {
+    const REMOTE;
+    fn remote(v: &Value) -> RawRemote {
+        listen: strings,
+        header_timeout_ms: integer,
+        connect_timeout_ms: integer,
+        allow: strings,
+        deny: strings,
+        allow_loopback: boolean,
+        control_socket: string,
+        metrics_listen: string,
+        fastopen_rcvbuf: integer,
+        sndbuf: value,
+        congestion: string,
+    }
 }
 
-fn log(v: &Value<'_>) -> Read<RawLog> {
-    let t = table(v, "struct RawLog")?;
-    let mut raw = RawLog::default();
-    fields(t, LOG, &mut |key, v| {
-        match key {
-            "level" => raw.level = text(v)?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    Ok(raw)
+read_table! {
+    const LIMITS;
+    fn limits(v: &Value) -> RawLimits {
+        max_connections: integer,
+        drain_secs: integer,
+        pipe_size: integer,
+        rcvbuf_budget: integer,
+    }
+}
+
+read_table! {
+    const LOG;
+    fn log(v: &Value) -> RawLog {
+        level: string,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -372,17 +311,9 @@ fn spanned<'i, T>(v: &Value<'i>, read: impl FnOnce(&Value<'i>) -> Read<T>) -> Re
     Ok(Spanned::new(v.span(), read(v)?))
 }
 
-fn int(v: &Value<'_>) -> Read<Field<i64>> {
-    spanned(v, integer).map(Some)
-}
-
-fn text(v: &Value<'_>) -> Read<Field<String>> {
-    spanned(v, string).map(Some)
-}
-
-fn list(v: &Value<'_>) -> Read<List> {
-    let items = array(v)?.iter().map(|item| spanned(item, string));
-    Ok(Some(Spanned::new(v.span(), items.collect::<Read<_>>()?)))
+/// An array of strings (`listen`, `allow`, ...), each with its span.
+fn strings(v: &Value<'_>) -> Read<Vec<Spanned<String>>> {
+    array(v)?.iter().map(|item| spanned(item, string)).collect()
 }
 
 fn array<'a, 'i>(v: &'a Value<'i>) -> Read<&'a [Value<'i>]> {
