@@ -597,6 +597,26 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_that_fills_as_fast_as_time_passes_is_no_black_hole() {
+        // A 4 Mbit/s link at 60 ms one way whose queue a sender at twice
+        // its rate fills: the round trip climbs from 121 to 250 ms over
+        // 130 ms, each probe waiting longer than the one before. The
+        // replies keep coming, each widening the window before the next
+        // probe's runs out. (The lab's tbf, whose 64 KiB burst lets such a
+        // queue build at once, is the jump below instead.)
+        let t0 = Instant::now();
+        let mut m = Monitor::new(fast(), t0);
+        let mut now = t0;
+        let ramp = t0 + 2000 * MS;
+        let changes = run_with(&mut m, &mut now, t0 + 5000 * MS, |sent| {
+            let queued = sent.saturating_duration_since(ramp).min(130 * MS);
+            Some(121 * MS + queued)
+        });
+        assert_eq!(changes, 1, "{:?}", m.health());
+        assert_eq!(m.state(), LinkState::Up);
+    }
+
+    #[test]
     fn a_queue_filling_by_40_ms_at_once_is_no_black_hole() {
         // The RTT jumps from 10 to 50 ms between two probes: the first
         // probes are counted lost, but their late replies widen the window
