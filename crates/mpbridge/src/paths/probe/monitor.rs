@@ -596,24 +596,30 @@ mod tests {
         assert!(m.health().loss_percent < 10.0);
     }
 
-    #[test]
-    fn a_queue_that_fills_as_fast_as_time_passes_is_no_black_hole() {
-        // A 4 Mbit/s link at 60 ms one way whose queue a sender at twice
-        // its rate fills: the round trip climbs from 121 to 250 ms over
-        // 130 ms, each probe waiting longer than the one before. The
-        // replies keep coming, each widening the window before the next
-        // probe's runs out. (The lab's tbf, whose 64 KiB burst lets such a
-        // queue build at once, is the jump below instead.)
+    /// The state changes over 5 s of a monitor whose probes sent `at` into
+    /// the run take `rtt(at)` to be answered; it must end up.
+    fn changes_as_the_queue_grows(rtt: impl Fn(Duration) -> Duration) -> usize {
         let t0 = Instant::now();
         let mut m = Monitor::new(fast(), t0);
         let mut now = t0;
-        let ramp = t0 + 2000 * MS;
         let changes = run_with(&mut m, &mut now, t0 + 5000 * MS, |sent| {
-            let queued = sent.saturating_duration_since(ramp).min(130 * MS);
-            Some(121 * MS + queued)
+            Some(rtt(sent - t0))
         });
-        assert_eq!(changes, 1, "{:?}", m.health());
-        assert_eq!(m.state(), LinkState::Up);
+        assert_eq!(m.state(), LinkState::Up, "{:?}", m.health());
+        changes
+    }
+
+    #[test]
+    fn a_queue_that_fills_as_fast_as_time_passes_is_no_black_hole() {
+        // A 4 Mbit/s link at 60 ms one way whose queue a sender at twice
+        // its rate fills from 2 s on: the round trip climbs from 121 to
+        // 250 ms over 130 ms, each probe waiting longer than the one
+        // before. The replies keep coming, each widening the window before
+        // the next probe's runs out. (The lab's tbf, whose 64 KiB burst
+        // lets such a queue build at once, is a jump instead: below.)
+        let changes =
+            changes_as_the_queue_grows(|at| 121 * MS + at.saturating_sub(2000 * MS).min(130 * MS));
+        assert_eq!(changes, 1);
     }
 
     #[test]
@@ -621,24 +627,11 @@ mod tests {
         // The RTT jumps from 10 to 50 ms between two probes: the first
         // probes are counted lost, but their late replies widen the window
         // before the third runs out.
-        let t0 = Instant::now();
-        let mut m = Monitor::new(fast(), t0);
-        let mut now = t0;
-        let jump = t0 + 2000 * MS;
-        let changes = run_with(&mut m, &mut now, t0 + 5000 * MS, |sent| {
-            Some(if sent < jump { 10 * MS } else { 50 * MS })
-        });
-        assert_eq!(changes, 1, "{:?}", m.health());
-        assert_eq!(m.state(), LinkState::Up);
+        let jump = |to: Duration| move |at| if at < 2000 * MS { 10 * MS } else { to };
+        assert_eq!(changes_as_the_queue_grows(jump(50 * MS)), 1);
         // A jump beyond two intervals and a window (here 85 ms) does look
         // like a black hole, for the moment until its replies come: the
         // price of naming a real one within about 100 ms.
-        let mut m = Monitor::new(fast(), t0);
-        let mut now = t0;
-        let changes = run_with(&mut m, &mut now, t0 + 5000 * MS, |sent| {
-            Some(if sent < jump { 10 * MS } else { 120 * MS })
-        });
-        assert_eq!(changes, 3, "{:?}", m.health());
-        assert_eq!(m.state(), LinkState::Up);
+        assert_eq!(changes_as_the_queue_grows(jump(120 * MS)), 3);
     }
 }
