@@ -147,6 +147,18 @@ impl Rtnl {
     /// Interface `name`'s byte counters `(rx_bytes, tx_bytes)` from its
     /// IFLA_STATS64, or `None` if there is no such interface.
     pub fn link_bytes(&mut self, name: &str) -> io::Result<Option<(u64, u64)>> {
+        Ok(self.link_stats(name)?.and_then(|c| c[2].zip(c[3])))
+    }
+
+    /// Interface `name`'s received-packet counter from its IFLA_STATS64,
+    /// or `None` if there is no such interface.
+    pub fn link_packets_received(&mut self, name: &str) -> io::Result<Option<u64>> {
+        Ok(self.link_stats(name)?.and_then(|c| c[0]))
+    }
+
+    /// The first four counters of interface `name`'s IFLA_STATS64:
+    /// rx_packets, tx_packets, rx_bytes, tx_bytes.
+    fn link_stats(&mut self, name: &str) -> io::Result<Option<[Option<u64>; 4]>> {
         // `ip link show dev NAME`: a bare ifinfomsg and IFLA_IFNAME; the
         // answer is one RTM_NEWLINK, then the acknowledgement.
         let seq = self.sock.next_seq();
@@ -176,7 +188,7 @@ impl Rtnl {
         let counter = |at: usize| -> Option<u64> {
             Some(u64::from_ne_bytes(stats?.get(at..at + 8)?.try_into().ok()?))
         };
-        Ok(counter(16).zip(counter(24)))
+        Ok(Some([counter(0), counter(8), counter(16), counter(24)]))
     }
 
     /// The index of interface `name` (SIOCGIFINDEX), `None` if there is none.

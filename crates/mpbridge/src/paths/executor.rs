@@ -266,6 +266,13 @@ impl Executor {
         Ok(())
     }
 
+    /// Link `link`'s interface's received-packet counter, `None` when it
+    /// cannot be read (no such interface).
+    pub(super) fn received(&mut self, link: usize) -> Option<u64> {
+        let name = self.names.get(link)?;
+        self.rt.link_packets_received(name).ok().flatten()
+    }
+
     /// What the host's view says about every configured link, with the
     /// gateway of each family where no peer is configured for it read
     /// from the main table (a dump of that family's routes: the view does

@@ -484,6 +484,12 @@ impl Manager {
             // before the timer may call their probes lost: a daemon held up
             // for a few intervals must not take a link down.
             self.take_queued(now, &mut arrivals);
+            // A link whose probes are being lost: does it still receive?
+            for link in self.planner.wanting_received(now) {
+                if let Some(packets) = self.exec.received(link) {
+                    self.planner.handle(now, Input::Received { link, packets });
+                }
+            }
             // Also after any other wake: a busy turn never starves the timer.
             if self.planner.poll_timeout().is_some_and(|t| t <= now) {
                 self.planner.handle_timeout(now);

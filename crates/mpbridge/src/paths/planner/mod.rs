@@ -190,6 +190,13 @@ impl Planner {
                     }
                 }
             }
+            Input::Received { link, packets } => {
+                if let Some(Health::Probes { monitor, .. }) =
+                    self.links.get_mut(link).and_then(|l| l.watched.as_mut())
+                {
+                    monitor.handle_received(packets);
+                }
+            }
             Input::Arrival {
                 ifindex,
                 session,
@@ -210,6 +217,19 @@ impl Planner {
             }
             Input::Refused(action) => self.refused(action, now),
         }
+    }
+
+    /// The probed links whose interface's received-packet counter the
+    /// next [`Planner::handle_timeout`] wants ([`Input::Received`]): those
+    /// whose probes are being lost, which a link that still delivers does
+    /// not go down for.
+    pub fn wanting_received(&self, now: Instant) -> Vec<usize> {
+        (0..self.links.len())
+            .filter(|&i| {
+                matches!(&self.links[i].watched,
+                    Some(Health::Probes { monitor, .. }) if monitor.wants_received(now))
+            })
+            .collect()
     }
 
     /// Runs the probes' clocks: sends what is due, counts what is late.

@@ -19,6 +19,10 @@ const MIN_TIMEOUT: Duration = Duration::from_millis(25);
 const INITIAL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Never more probes in flight than this (a link with a huge RTT).
 const MAX_OUTSTANDING: usize = 64;
+/// How long a link whose probes are lost may still be held up because its
+/// interface keeps receiving (see [`Monitor::handle_received`]): a link
+/// that fails one way only is named down after this at the latest.
+const DELIVERING_MAX: Duration = Duration::from_secs(1);
 
 /// One link's prober state. Drive it with [`Monitor::poll_timeout`],
 /// [`Monitor::handle_timeout`] and [`Monitor::handle_reply`].
@@ -45,6 +49,10 @@ pub struct Monitor {
     lost_since: Option<Instant>,
     /// When the latest probe that was answered was sent.
     heard: Option<Instant>,
+    /// The link's interface's received-packet counter: the latest reading,
+    /// and the one the current run of lost probes is judged against.
+    received: Option<u64>,
+    received_mark: Option<u64>,
     outcomes: Outcomes,
     sent: u64,
     answered: u64,
@@ -69,6 +77,8 @@ impl Monitor {
             answers: 0,
             lost_since: None,
             heard: None,
+            received: None,
+            received_mark: None,
             outcomes: Outcomes::default(),
             sent: 0,
             answered: 0,
@@ -206,10 +216,54 @@ impl Monitor {
         } else {
             self.answers = 0;
             self.misses = self.misses.saturating_add(1);
-            if self.state != LinkState::Down && self.misses >= self.settings.down_after {
+            if self.misses == 1 {
+                self.received_mark = self.received;
+            }
+            if self.state != LinkState::Down
+                && self.misses >= self.settings.down_after
+                && (self.misses == 1 || !self.delivering(now))
+            {
                 self.set_state(LinkState::Down, now);
             }
         }
+    }
+
+    /// The link's interface has received `packets` in all (its counter),
+    /// read just now. While probes are being lost, a counter that still
+    /// moves says the link delivers: the probes wait behind a queue that
+    /// filled at once (a slow link's shaper or radio buffer, filled by a
+    /// flow's slow start: 130 ms more round trip in one step, beyond the
+    /// loss window), so the link is not taken down for it; a black hole
+    /// delivers nothing. Feed it whenever [`Monitor::wants_received`] says,
+    /// before [`Monitor::handle_timeout`]; a monitor never fed judges by
+    /// its probes alone.
+    pub fn handle_received(&mut self, packets: u64) {
+        self.received = Some(packets);
+    }
+
+    /// Whether a probe is about to be counted lost, or some are: then the
+    /// interface's counter is wanted (see [`Monitor::handle_received`]).
+    pub fn wants_received(&self, now: Instant) -> bool {
+        self.state != LinkState::Down
+            && (self.misses > 0
+                || self
+                    .outstanding
+                    .front()
+                    .is_some_and(|&(_, sent)| now >= sent + self.loss_timeout()))
+    }
+
+    /// Whether the interface received anything since the last lost probe
+    /// was judged, within [`DELIVERING_MAX`] of the first lost one.
+    fn delivering(&mut self, now: Instant) -> bool {
+        let moved = matches!(
+            (self.received_mark, self.received),
+            (Some(mark), Some(now_count)) if now_count > mark
+        );
+        self.received_mark = self.received;
+        moved
+            && self
+                .lost_since
+                .is_some_and(|since| now < since + DELIVERING_MAX)
     }
 
     fn set_state(&mut self, state: LinkState, now: Instant) {
@@ -503,7 +557,19 @@ mod tests {
         m: &mut Monitor,
         now: &mut Instant,
         until: Instant,
+        reply: impl FnMut(Instant) -> Option<Duration>,
+    ) -> usize {
+        run_fed(m, now, until, reply, |_| None)
+    }
+
+    /// [`run_with`], the interface's received-packet counter at each
+    /// moment given by `received` when the monitor wants it.
+    fn run_fed(
+        m: &mut Monitor,
+        now: &mut Instant,
+        until: Instant,
         mut reply: impl FnMut(Instant) -> Option<Duration>,
+        received: impl Fn(Instant) -> Option<u64>,
     ) -> usize {
         let mut in_flight: Vec<(u32, Instant)> = Vec::new();
         let mut changes = 0;
@@ -517,6 +583,11 @@ mod tests {
                     true
                 }
             });
+            if m.wants_received(*now) {
+                if let Some(packets) = received(*now) {
+                    m.handle_received(packets);
+                }
+            }
             if m.poll_timeout() <= *now {
                 if let Some(seq) = m.handle_timeout(*now) {
                     if let Some(rtt) = reply(*now) {
@@ -633,5 +704,70 @@ mod tests {
         // like a black hole, for the moment until its replies come: the
         // price of naming a real one within about 100 ms.
         assert_eq!(changes_as_the_queue_grows(jump(120 * MS)), 3);
+    }
+
+    #[test]
+    fn a_queue_filled_at_once_on_a_link_that_still_delivers_is_no_black_hole() {
+        // The 120 ms jump below that flaps a link judged by its probes
+        // alone, on a link whose interface keeps receiving (the flow's
+        // data or acknowledgements): held up until the late replies come.
+        let t0 = Instant::now();
+        let jump = t0 + 2000 * MS;
+        let mut m = Monitor::new(fast(), t0);
+        let mut now = t0;
+        let changes = run_fed(
+            &mut m,
+            &mut now,
+            t0 + 5000 * MS,
+            |sent| Some(if sent < jump { 10 * MS } else { 120 * MS }),
+            |at| Some((at - t0).as_millis() as u64),
+        );
+        assert_eq!(changes, 1, "{:?}", m.health());
+        assert_eq!(m.state(), LinkState::Up);
+    }
+
+    #[test]
+    fn a_black_hole_is_named_as_soon_when_the_interface_falls_silent_too() {
+        // Fed or not, the same moment: nothing arrives in a black hole.
+        let t0 = Instant::now();
+        let fail = t0 + 2000 * MS;
+        let detected = |fed: bool| {
+            let mut m = Monitor::new(fast(), t0);
+            let mut now = t0;
+            run_fed(
+                &mut m,
+                &mut now,
+                t0 + 4000 * MS,
+                |sent| (sent < fail).then_some(20 * MS),
+                |at| fed.then(|| (at.min(fail) - t0).as_millis() as u64),
+            );
+            assert_eq!(m.state(), LinkState::Down);
+            m.health().changed_at - fail
+        };
+        assert_eq!(detected(true), detected(false));
+        assert!(detected(true) <= 120 * MS, "{:?}", detected(true));
+    }
+
+    #[test]
+    fn a_link_that_fails_one_way_is_down_within_a_second_though_it_still_delivers() {
+        // Requests lost on the way out, while the other direction still
+        // brings packets in: held for at most DELIVERING_MAX.
+        let t0 = Instant::now();
+        let fail = t0 + 2000 * MS;
+        let mut m = Monitor::new(fast(), t0);
+        let mut now = t0;
+        run_fed(
+            &mut m,
+            &mut now,
+            t0 + 5000 * MS,
+            |sent| (sent < fail).then_some(20 * MS),
+            |at| Some((at - t0).as_millis() as u64),
+        );
+        assert_eq!(m.state(), LinkState::Down);
+        let detected = m.health().changed_at - fail;
+        assert!(
+            detected > DELIVERING_MAX && detected <= DELIVERING_MAX + 150 * MS,
+            "{detected:?}"
+        );
     }
 }
