@@ -726,32 +726,9 @@ mod tests {
         assert_eq!(m.state(), LinkState::Up);
     }
 
-    #[test]
-    fn a_black_hole_is_named_as_soon_when_the_interface_falls_silent_too() {
-        // Fed or not, the same moment: nothing arrives in a black hole.
-        let t0 = Instant::now();
-        let fail = t0 + 2000 * MS;
-        let detected = |fed: bool| {
-            let mut m = Monitor::new(fast(), t0);
-            let mut now = t0;
-            run_fed(
-                &mut m,
-                &mut now,
-                t0 + 4000 * MS,
-                |sent| (sent < fail).then_some(20 * MS),
-                |at| fed.then(|| (at.min(fail) - t0).as_millis() as u64),
-            );
-            assert_eq!(m.state(), LinkState::Down);
-            m.health().changed_at - fail
-        };
-        assert_eq!(detected(true), detected(false));
-        assert!(detected(true) <= 120 * MS, "{:?}", detected(true));
-    }
-
-    #[test]
-    fn a_link_that_fails_one_way_is_down_within_a_second_though_it_still_delivers() {
-        // Requests lost on the way out, while the other direction still
-        // brings packets in: held for at most DELIVERING_MAX.
+    /// How long after a black hole 2 s in (on a 20 ms round trip) the link
+    /// is named down, its interface's counter `received(time into the run)`.
+    fn named_down_after(received: impl Fn(Duration) -> Option<u64>) -> Duration {
         let t0 = Instant::now();
         let fail = t0 + 2000 * MS;
         let mut m = Monitor::new(fast(), t0);
@@ -761,10 +738,25 @@ mod tests {
             &mut now,
             t0 + 5000 * MS,
             |sent| (sent < fail).then_some(20 * MS),
-            |at| Some((at - t0).as_millis() as u64),
+            |at| received(at - t0),
         );
         assert_eq!(m.state(), LinkState::Down);
-        let detected = m.health().changed_at - fail;
+        m.health().changed_at - fail
+    }
+
+    #[test]
+    fn a_black_hole_is_named_as_soon_when_the_interface_falls_silent_too() {
+        // Fed or not, the same moment: nothing arrives in a black hole.
+        let fed = named_down_after(|at| Some(at.min(2000 * MS).as_millis() as u64));
+        assert_eq!(fed, named_down_after(|_| None));
+        assert!(fed <= 120 * MS, "{fed:?}");
+    }
+
+    #[test]
+    fn a_link_that_fails_one_way_is_down_within_a_second_though_it_still_delivers() {
+        // Requests lost on the way out, while the other direction still
+        // brings packets in: held for at most DELIVERING_MAX.
+        let detected = named_down_after(|at| Some(at.as_millis() as u64));
         assert!(
             detected > DELIVERING_MAX && detected <= DELIVERING_MAX + 150 * MS,
             "{detected:?}"
