@@ -41,9 +41,11 @@ impl Faults {
     /// B's table match these settings: it replaces the table, or deletes it
     /// when that router has no rule.
     ///
-    /// A black hole lives in router A alone: prerouting (everything arriving
-    /// on the link, forwarded or local) and postrouting (everything leaving
-    /// by it), so both directions are hit while the interface stays up.
+    /// A black hole drops everything leaving by the link in both routers'
+    /// postrouting, so neither router's interface sees a packet of the
+    /// other's, as over a dead radio link whose interface stays up. Router A
+    /// also drops in prerouting (everything arriving on the link, forwarded
+    /// or local), which catches what was in flight on the veth.
     /// Loss is applied where packets *arrive* from the link, in each router's
     /// prerouting: by then the sender has cut GSO super-packets into real
     /// ones (see `Topology::set_loss`), whereas ra's postrouting still sees
@@ -55,8 +57,10 @@ impl Faults {
         let mut outbound = Vec::new();
         for link in 0..self.blackholed.len() {
             let name = ifname(link);
-            if router_a && self.blackholed[link] {
-                inbound.push(format!("iifname \"{name}\" drop"));
+            if self.blackholed[link] {
+                if router_a {
+                    inbound.push(format!("iifname \"{name}\" drop"));
+                }
                 outbound.push(format!("oifname \"{name}\" drop"));
                 continue;
             }
@@ -120,22 +124,30 @@ mod tests {
     }
 
     #[test]
-    fn blackhole_drops_both_ways_in_router_a_and_wins_over_loss() {
+    fn blackhole_drops_what_either_router_sends_and_wins_over_loss() {
         let mut faults = Faults::new(3);
         faults.set_loss_permille(1, 50);
+        faults.set_loss_permille(2, 5);
         faults.set_blackhole(1, true);
         let a = faults.nft_script(true, wan);
         assert!(a.contains("iifname \"wan1\" drop\n"), "{a}");
         assert!(a.contains("oifname \"wan1\" drop\n"), "{a}");
-        assert!(!a.contains("numgen"), "{a}");
+        assert!(!a.contains("< 50 drop"), "{a}");
         assert!(!a.contains("wan0"), "{a}");
-        // Router B keeps applying its loss: the black hole eats it first.
+        // Router B drops what it sends by the link, so router A's interface
+        // counts nothing from it; its own loss on that link is moot.
         let b = faults.nft_script(false, wan);
-        assert!(
-            b.contains("iifname \"wan1\" numgen random mod 1000 < 50 drop"),
-            "{b}"
-        );
-        assert!(!b.contains("postrouting"), "{b}");
+        assert!(b.contains("chain postrouting"), "{b}");
+        assert!(b.contains("oifname \"wan1\" drop\n"), "{b}");
+        assert!(!b.contains("iifname \"wan1\""), "{b}");
+        assert!(!b.contains("wan0"), "{b}");
+        // The other links keep their loss in both routers.
+        for script in [&a, &b] {
+            assert!(
+                script.contains("iifname \"wan2\" numgen random mod 1000 < 5 drop"),
+                "{script}"
+            );
+        }
     }
 
     #[test]

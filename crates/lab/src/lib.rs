@@ -72,6 +72,12 @@ pub use process::Proc;
 pub use ss::TcpSocket;
 pub use topology::{Topology, KEEP_ENV};
 
+/// Locks `m`, taking the data as it is if a thread panicked holding it:
+/// the lab's shared state stays usable for cleanup after a failure.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Polls `f` about every 10 ms until it returns true (→ `true`) or
 /// `timeout` has passed (→ `false`). `f` runs at least once. Tests wait for
 /// conditions with this, never with fixed sleeps.

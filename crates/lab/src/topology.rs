@@ -7,13 +7,12 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use rustix::process::Signal;
 
-use crate::exec;
 use crate::faults::{self, Faults};
 use crate::names;
 use crate::netns;
@@ -22,6 +21,7 @@ use crate::process::{self, Proc};
 use crate::schedule;
 use crate::shaping;
 use crate::wait_until;
+use crate::{exec, lock};
 
 /// How long `build` and `link_up` wait for interfaces to be operationally up.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -608,19 +608,35 @@ impl Topology {
                 format!("link set {} gso_max_segs {segs}", plan::link_ifname(link))
             })
             .collect();
-        for node in [Node::RouterA, Node::RouterB] {
-            if !gso.is_empty() {
+        if !gso.is_empty() {
+            for node in [Node::RouterA, Node::RouterB] {
                 self.ip_batch(node, &gso)?;
             }
-            let script = after.nft_script(node == Node::RouterA, plan::link_ifname);
-            let ns = self.ns_name(node);
-            exec::run(
-                "ip",
-                &["netns", "exec", ns, "nft", "-f", "-"],
-                Some(&script),
-            )?;
         }
-        Ok(())
+        // Both routers' tables at once, so that a black hole starts (and
+        // ends) in both directions within the same few milliseconds.
+        std::thread::scope(|scope| {
+            let applying: Vec<_> = [Node::RouterA, Node::RouterB]
+                .map(|node| {
+                    let script = after.nft_script(node == Node::RouterA, plan::link_ifname);
+                    let ns = self.ns_name(node);
+                    scope.spawn(move || {
+                        exec::run(
+                            "ip",
+                            &["netns", "exec", ns, "nft", "-f", "-"],
+                            Some(&script),
+                        )
+                    })
+                })
+                .into_iter()
+                .collect();
+            applying.into_iter().try_for_each(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    .map(drop)
+            })
+        })
     }
 
     /// Stops every process started here: SIGTERM to all, a short grace
@@ -769,8 +785,4 @@ fn is_no_qdisc_error(result: &anyhow::Result<()>) -> bool {
         let text = format!("{e:#}");
         text.contains("Cannot delete qdisc with handle of zero") || text.contains("Cannot find specified qdisc")
     })
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
