@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::iperf::Interval;
-use crate::{netns, plan, Node, Topology};
+use crate::{lock, netns, plan, Node, Topology};
 
 /// How often the links are sampled.
 pub const SAMPLE_PERIOD: Duration = Duration::from_millis(100);
@@ -35,40 +35,66 @@ pub struct LinkSample {
     pub app_rx_bytes: Option<u64>,
 }
 
-/// Reads every link's counters in router A.
-pub fn sample(topo: &Topology, t: f64, app_rx_bytes: Option<u64>) -> LinkSample {
+/// Reads every link's counters in router A. A counter that cannot be read
+/// this time (a busy machine's `ss` failing, say) keeps its value from
+/// `previous`, or 0 in the first sample: the counters only grow, so "no
+/// news" must not read as a drop to 0 and a jump back.
+pub fn sample(
+    topo: &Topology,
+    t: f64,
+    app_rx_bytes: Option<u64>,
+    previous: Option<&LinkSample>,
+) -> LinkSample {
     let links = topo.link_count();
     let counters = netns::try_in_netns(&topo.ns_path(Node::RouterA), || {
         (0..links)
-            .map(|link| netns::read_if_bytes(&plan::link_ifname(link)).unwrap_or((0, 0)))
-            .collect::<Vec<_>>()
+            .map(|link| netns::read_if_bytes(&plan::link_ifname(link)).ok())
+            .collect::<Option<Vec<_>>>()
     })
-    .unwrap_or_else(|_| vec![(0, 0); links]);
+    .ok()
+    .flatten();
+    let (tx, rx) = counters.map_or((None, None), |c| {
+        let (tx, rx) = c.into_iter().unzip();
+        (Some(tx), Some(rx))
+    });
     LinkSample {
         t,
-        tx_bytes: counters.iter().map(|c| c.0).collect(),
-        rx_bytes: counters.iter().map(|c| c.1).collect(),
-        subflow_rx_bytes: subflow_bytes(topo, links),
+        tx_bytes: or_previous(tx, previous.map(|p| &p.tx_bytes), links),
+        rx_bytes: or_previous(rx, previous.map(|p| &p.rx_bytes), links),
+        subflow_rx_bytes: or_previous(
+            subflow_bytes(topo, links),
+            previous.map(|p| &p.subflow_rx_bytes),
+            links,
+        ),
         app_rx_bytes,
     }
 }
 
-/// Bytes router A's MPTCP subflows on each link have received.
-fn subflow_bytes(topo: &Topology, links: usize) -> Vec<u64> {
-    let sockets = topo.tcp_sockets(Node::RouterA).unwrap_or_default();
-    (0..links)
-        .map(|link| {
-            let addrs = [
-                topo.ra_link_addr(link, false),
-                topo.ra_link_addr(link, true),
-            ];
-            sockets
-                .iter()
-                .filter(|s| s.mptcp_subflow && addrs.contains(&s.local.ip()))
-                .map(|s| s.bytes_received)
-                .sum()
-        })
-        .collect()
+/// The counters just read, or else the previous sample's, or else zeros.
+fn or_previous(read: Option<Vec<u64>>, previous: Option<&Vec<u64>>, links: usize) -> Vec<u64> {
+    read.or_else(|| previous.cloned())
+        .unwrap_or_else(|| vec![0; links])
+}
+
+/// Bytes router A's MPTCP subflows on each link have received, or `None`
+/// when `ss` could not be run.
+fn subflow_bytes(topo: &Topology, links: usize) -> Option<Vec<u64>> {
+    let sockets = topo.tcp_sockets(Node::RouterA).ok()?;
+    Some(
+        (0..links)
+            .map(|link| {
+                let addrs = [
+                    topo.ra_link_addr(link, false),
+                    topo.ra_link_addr(link, true),
+                ];
+                sockets
+                    .iter()
+                    .filter(|s| s.mptcp_subflow && addrs.contains(&s.local.ip()))
+                    .map(|s| s.bytes_received)
+                    .sum()
+            })
+            .collect(),
+    )
 }
 
 /// Runs `body` while a thread samples the links every [`SAMPLE_PERIOD`]
@@ -89,8 +115,14 @@ pub fn record<T>(
             let mut tick = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 let t = started.elapsed().as_secs_f64();
-                let s = sample(topo, t, app_rx.map(|a| a.load(Ordering::Relaxed)));
-                let mut all = samples.lock().unwrap_or_else(|p| p.into_inner());
+                let previous = lock(&samples).last().cloned();
+                let s = sample(
+                    topo,
+                    t,
+                    app_rx.map(|a| a.load(Ordering::Relaxed)),
+                    previous.as_ref(),
+                );
+                let mut all = lock(&samples);
                 if let Some(prev) = all.last() {
                     let rates = rx_mbit(prev, &s);
                     let app = app_mbit(prev, &s);
@@ -301,6 +333,13 @@ pub fn status_line(t: f64, link_mbit: &[f64], app_mbit: Option<f64>, note: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_counter_that_cannot_be_read_keeps_its_last_value() {
+        assert_eq!(or_previous(Some(vec![5, 6]), Some(&vec![1, 2]), 2), [5, 6]);
+        assert_eq!(or_previous(None, Some(&vec![1, 2]), 2), [1, 2]);
+        assert_eq!(or_previous(None, None, 3), [0, 0, 0]);
+    }
 
     fn s(t: f64, rx: [u64; 2], subflow: [u64; 2], app: Option<u64>) -> LinkSample {
         LinkSample {

@@ -30,7 +30,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context};
@@ -40,7 +40,7 @@ use crate::bridge::{Bridge, BridgeOptions};
 use crate::measure::{self, Progress};
 use crate::plan::{self, LanRoutes};
 use crate::scenario::{self, Aggregate, Lab};
-use crate::{exec, iperf, shaping, transfer, wait_until, Node, Proc, Topology, TopologySpec};
+use crate::{exec, iperf, lock, shaping, transfer, wait_until, Node, Proc, Topology, TopologySpec};
 
 pub mod timeline;
 
@@ -1393,10 +1393,6 @@ pub fn table(report: &WifiReport) -> String {
         report.setup_seconds, report.wall_seconds
     );
     out
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

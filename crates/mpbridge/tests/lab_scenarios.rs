@@ -204,19 +204,21 @@ fn connection_survives(failure: Failure, link: usize, local_paths: &str) {
         "the transfer ended at {:.1} s, before the restore",
         run.seconds
     );
-    // While the link was failed, the other one carried the connection.
+    // While the link was failed, the other one carried the connection:
+    // the sum of its counter's rises from sample to sample, so that a
+    // subflow closed and opened again (its count restarting) still counts
+    // what each of them carried.
     let survivor = 1 - link;
-    let at = |t: f64| {
-        run.series
-            .links
-            .iter()
-            .find(|s| s.t >= t)
-            .map(|s| s.subflow_rx_bytes[survivor])
-            .expect("samples")
-    };
-    let carried = at(RESTORE_AT).saturating_sub(at(FAIL_AT + 0.5));
-    // What each sample saw around the outage: a sample whose `ss` read
-    // failed shows 0 on every link while the application's count goes on.
+    let window: Vec<u64> = run
+        .series
+        .links
+        .iter()
+        .filter(|s| s.t >= FAIL_AT + 0.5 && s.t <= RESTORE_AT)
+        .map(|s| s.subflow_rx_bytes[survivor])
+        .collect();
+    let carried: u64 = window.windows(2).map(|w| w[1].saturating_sub(w[0])).sum();
+    // What each sample saw around the outage (a sample whose `ss` read
+    // failed repeats the one before it).
     let samples: Vec<String> = run
         .series
         .links
