@@ -48,13 +48,14 @@ cache="${MPBRIDGE_CACHE:-/var/cache/mpbridge}/vm-lab"
 kernel_regex='^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$'
 # What the lab and the daemons load: veth, the sockets' diagnostics (`ss
 # -t` and `ss -M`, with which the lab sees which link carries a download),
-# qdiscs (netem, tbf, fq, …),
+# qdiscs (netem, tbf, fq, …), clsact with u32 and mirred (the lab's black hole),
 # nftables with TPROXY, and the 9p file systems the VM mounts; for Wi-Fi
 # links mac80211_hwsim (four radios: the init loads it with radios=4), a
 # bridge for the access points' 4-address stations, and the ciphers WPA2
 # needs (without them hostapd says "key addition failed").
 modules=(netfs 9pnet 9pnet_virtio 9p veth inet_diag tcp_diag mptcp_diag
     sch_netem sch_tbf sch_fq sch_fq_codel sch_prio sch_htb sch_pie sch_cake
+    sch_ingress cls_u32 act_mirred
     nf_tables nft_tproxy nft_socket nft_fib_inet nft_fib_ipv4 nft_fib_ipv6 nft_redir nft_nat
     nft_ct nft_chain_nat nft_masq nft_reject_inet nft_limit nft_numgen
     tcp_bbr cfg80211 mac80211 mac80211_hwsim bridge

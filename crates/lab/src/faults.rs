@@ -5,6 +5,12 @@
 /// The nftables table the lab owns inside router A and router B.
 pub const TABLE: &str = "mpblab";
 
+/// The veth in each router that black-holed links' packets are redirected
+/// to; its peer ([`SINK_PEER`]) stays down, so the veth drops them.
+pub(crate) const SINK: &str = "mpbsink0";
+/// The down end of [`SINK`]'s pair.
+pub(crate) const SINK_PEER: &str = "mpbsink1";
+
 /// A veth's own `gso_max_segs`, restored when a link stops being lossy.
 pub(crate) const DEFAULT_GSO_MAX_SEGS: u32 = 65535;
 
@@ -37,31 +43,27 @@ impl Faults {
         self.loss_permille[link] > 0
     }
 
-    /// The `nft -f -` script that makes router A's (`router_a`) or router
-    /// B's table match these settings: it replaces the table, or deletes it
+    /// The `nft -f -` script that makes each router's table match these
+    /// settings: it replaces the table, or deletes it
     /// when that router has no rule.
     ///
-    /// A black hole drops everything leaving by the link in both routers'
-    /// postrouting, so neither router's interface sees a packet of the
-    /// other's, as over a dead radio link whose interface stays up. Router A
-    /// also drops in prerouting (everything arriving on the link, forwarded
-    /// or local), which catches what was in flight on the veth.
-    /// Loss is applied where packets *arrive* from the link, in each router's
-    /// prerouting: by then the sender has cut GSO super-packets into real
-    /// ones (see `Topology::set_loss`), whereas ra's postrouting still sees
-    /// up to 64 KiB per "packet".
-    pub(crate) fn nft_script(&self, router_a: bool, ifname: impl Fn(usize) -> String) -> String {
+    /// A black hole's sending side is not here but in [`Faults::tc_lines`]:
+    /// a packet nftables drops on its way out fails the sender's call with
+    /// EPERM, which a TCP sender notices at once, unlike a dead radio link.
+    /// Here each router drops what still arrives on a black-holed link
+    /// (what the shaper or netem's delay held when it failed), so nothing
+    /// crosses it either way. Loss is applied where packets *arrive* from
+    /// the link, in each router's prerouting: by then the sender has cut
+    /// GSO super-packets into real ones (see `Topology::set_loss`), whereas
+    /// ra's postrouting still sees up to 64 KiB per "packet".
+    pub(crate) fn nft_script(&self, ifname: impl Fn(usize) -> String) -> String {
         // "add table" first makes the delete valid when there is no table yet.
         let mut script = format!("add table inet {TABLE}\ndelete table inet {TABLE}\n");
         let mut inbound = Vec::new();
-        let mut outbound = Vec::new();
         for link in 0..self.blackholed.len() {
             let name = ifname(link);
             if self.blackholed[link] {
-                if router_a {
-                    inbound.push(format!("iifname \"{name}\" drop"));
-                }
-                outbound.push(format!("oifname \"{name}\" drop"));
+                inbound.push(format!("iifname \"{name}\" drop"));
                 continue;
             }
             match self.loss_permille[link] {
@@ -73,28 +75,54 @@ impl Faults {
                 )),
             }
         }
-        if inbound.is_empty() && outbound.is_empty() {
+        if inbound.is_empty() {
             return script;
         }
-        script.push_str(&format!("table inet {TABLE} {{\n"));
-        for (chain, priority, rules) in [
-            // Before conntrack, so dropped packets leave no state behind.
-            ("prerouting", "-300", &inbound),
-            ("postrouting", "0", &outbound),
-        ] {
-            if rules.is_empty() {
-                continue;
-            }
-            script.push_str(&format!(
-                "  chain {chain} {{\n    type filter hook {chain} priority {priority}; policy accept;\n"
-            ));
-            for rule in rules {
-                script.push_str(&format!("    {rule}\n"));
-            }
-            script.push_str("  }\n");
+        // Before conntrack, so dropped packets leave no state behind.
+        script.push_str(&format!(
+            "table inet {TABLE} {{\n  chain prerouting {{\n    \
+             type filter hook prerouting priority -300; policy accept;\n"
+        ));
+        for rule in inbound {
+            script.push_str(&format!("    {rule}\n"));
         }
-        script.push_str("}\n");
+        script.push_str("  }\n}\n");
         script
+    }
+
+    /// The `tc -batch` lines that move a router from `before` to these
+    /// settings: every packet the router sends by a black-holed link is
+    /// redirected, on the link interface's egress (before its shaper), to
+    /// [`SINK`], a veth whose peer is down and which drops it. The sending
+    /// stack sees its packet sent, as over a dead radio link, and the other
+    /// router's interface counts nothing. Empty when no black hole changed.
+    pub(crate) fn tc_lines(
+        &self,
+        before: &Faults,
+        ifname: impl Fn(usize) -> String,
+    ) -> Vec<String> {
+        (0..self.blackholed.len())
+            .filter(|&link| self.blackholed[link] != before.blackholed[link])
+            .flat_map(|link| {
+                let name = ifname(link);
+                if self.blackholed[link] {
+                    vec![
+                        format!("qdisc replace dev {name} clsact"),
+                        format!(
+                            "filter replace dev {name} egress pref 1 protocol all \
+                             u32 match u32 0 0 action mirred egress redirect dev {SINK}"
+                        ),
+                    ]
+                } else {
+                    vec![format!("qdisc del dev {name} clsact")]
+                }
+            })
+            .collect()
+    }
+
+    /// Whether any link is black-holed.
+    pub(crate) fn any_blackhole(&self) -> bool {
+        self.blackholed.iter().any(|&b| b)
     }
 }
 
@@ -117,55 +145,66 @@ mod tests {
 
     #[test]
     fn no_fault_deletes_the_table() {
-        for router_a in [true, false] {
-            let script = Faults::new(2).nft_script(router_a, wan);
-            assert_eq!(script, "add table inet mpblab\ndelete table inet mpblab\n");
-        }
+        let script = Faults::new(2).nft_script(wan);
+        assert_eq!(script, "add table inet mpblab\ndelete table inet mpblab\n");
     }
 
     #[test]
-    fn blackhole_drops_what_either_router_sends_and_wins_over_loss() {
+    fn blackhole_drops_what_arrives_and_wins_over_loss() {
         let mut faults = Faults::new(3);
         faults.set_loss_permille(1, 50);
         faults.set_loss_permille(2, 5);
         faults.set_blackhole(1, true);
-        let a = faults.nft_script(true, wan);
-        assert!(a.contains("iifname \"wan1\" drop\n"), "{a}");
-        assert!(a.contains("oifname \"wan1\" drop\n"), "{a}");
-        assert!(!a.contains("< 50 drop"), "{a}");
-        assert!(!a.contains("wan0"), "{a}");
-        // Router B drops what it sends by the link, so router A's interface
-        // counts nothing from it; its own loss on that link is moot.
-        let b = faults.nft_script(false, wan);
-        assert!(b.contains("chain postrouting"), "{b}");
-        assert!(b.contains("oifname \"wan1\" drop\n"), "{b}");
-        assert!(!b.contains("iifname \"wan1\""), "{b}");
-        assert!(!b.contains("wan0"), "{b}");
-        // The other links keep their loss in both routers.
-        for script in [&a, &b] {
-            assert!(
-                script.contains("iifname \"wan2\" numgen random mod 1000 < 5 drop"),
-                "{script}"
-            );
-        }
+        let script = faults.nft_script(wan);
+        assert!(script.contains("iifname \"wan1\" drop\n"), "{script}");
+        assert!(!script.contains("< 50 drop"), "{script}");
+        assert!(!script.contains("wan0"), "{script}");
+        // Nothing on the way out: an nft drop there fails the sender's call.
+        assert!(!script.contains("oifname"), "{script}");
+        assert!(!script.contains("postrouting"), "{script}");
+        // The other links keep their loss.
+        assert!(
+            script.contains("iifname \"wan2\" numgen random mod 1000 < 5 drop"),
+            "{script}"
+        );
     }
 
     #[test]
-    fn loss_is_applied_where_packets_arrive_in_both_routers() {
+    fn a_blackhole_redirects_what_is_sent_by_the_link_to_the_sink_until_it_ends() {
+        let none = Faults::new(3);
+        let mut one = none.clone();
+        one.set_blackhole(1, true);
+        assert!(one.any_blackhole() && !none.any_blackhole());
+        assert_eq!(
+            one.tc_lines(&none, wan),
+            [
+                "qdisc replace dev wan1 clsact".to_string(),
+                "filter replace dev wan1 egress pref 1 protocol all u32 match u32 0 0 \
+                 action mirred egress redirect dev mpbsink0"
+                    .to_string(),
+            ]
+        );
+        // Unchanged black holes and loss alone need no tc.
+        let mut lossy = one.clone();
+        lossy.set_loss_permille(2, 5);
+        assert!(lossy.tc_lines(&one, wan).is_empty());
+        assert_eq!(none.tc_lines(&one, wan), ["qdisc del dev wan1 clsact"]);
+    }
+
+    #[test]
+    fn loss_is_applied_where_packets_arrive() {
         let mut faults = Faults::new(3);
         faults.set_loss_permille(2, 5);
-        for router_a in [true, false] {
-            let script = faults.nft_script(router_a, wan);
-            assert!(
-                script.contains("iifname \"wan2\" numgen random mod 1000 < 5 drop"),
-                "{script}"
-            );
-            assert!(!script.contains("oifname"), "{script}");
-            assert!(
-                !script.contains("wan0") && !script.contains("wan1"),
-                "{script}"
-            );
-        }
+        let script = faults.nft_script(wan);
+        assert!(
+            script.contains("iifname \"wan2\" numgen random mod 1000 < 5 drop"),
+            "{script}"
+        );
+        assert!(!script.contains("oifname"), "{script}");
+        assert!(
+            !script.contains("wan0") && !script.contains("wan1"),
+            "{script}"
+        );
         assert!(faults.lossy(2) && !faults.lossy(1));
     }
 
@@ -173,7 +212,7 @@ mod tests {
     fn total_loss_is_a_plain_drop() {
         let mut faults = Faults::new(1);
         faults.set_loss_permille(0, 1000);
-        let script = faults.nft_script(false, wan);
+        let script = faults.nft_script(wan);
         assert!(script.contains("iifname \"wan0\" drop\n"), "{script}");
         assert!(!script.contains("numgen"), "{script}");
     }

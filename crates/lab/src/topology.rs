@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +51,8 @@ pub struct Topology {
     proc_serial: AtomicU32,
     /// Plays the links' rate schedules, if any.
     schedule: Mutex<Option<schedule::Player>>,
+    /// Whether the routers have their black-hole sink ([`faults::SINK`]).
+    sinks_made: AtomicBool,
 }
 
 impl Topology {
@@ -112,6 +114,7 @@ impl Topology {
             procs: Mutex::new(Vec::new()),
             proc_serial: AtomicU32::new(0),
             schedule: Mutex::new(None),
+            sinks_made: AtomicBool::new(false),
         };
         // From here on, an early return drops `topo`, which cleans up.
         topo.create_namespaces()?;
@@ -282,8 +285,10 @@ impl Topology {
     }
 
     /// Silently drops every packet on link `link`, both ways, while the
-    /// interface stays up (`on = true`), or stops doing so. Uses the
-    /// nftables table `inet mpblab` in router A.
+    /// interface stays up (`on = true`), or stops doing so: each router's
+    /// packets out by the link are redirected to a sink that drops them (the
+    /// sender sees them sent) and what still arrives is dropped by the
+    /// nftables table `inet mpblab` (see `faults`).
     pub fn blackhole(&self, link: usize, on: bool) -> anyhow::Result<()> {
         self.check_link(link)?;
         self.update_faults(|f| f.set_blackhole(link, on))
@@ -613,19 +618,34 @@ impl Topology {
                 self.ip_batch(node, &gso)?;
             }
         }
-        // Both routers' tables at once, so that a black hole starts (and
-        // ends) in both directions within the same few milliseconds.
+        if after.any_blackhole() && !self.sinks_made.swap(true, Ordering::Relaxed) {
+            let sink = [
+                format!(
+                    "link add {} type veth peer name {}",
+                    faults::SINK,
+                    faults::SINK_PEER
+                ),
+                format!("link set {} up", faults::SINK),
+            ];
+            for node in [Node::RouterA, Node::RouterB] {
+                self.ip_batch(node, &sink)?;
+            }
+        }
+        let tc = after.tc_lines(before, plan::link_ifname);
+        let nft = after.nft_script(plan::link_ifname);
+        // Both routers at once, so that a black hole starts (and ends) in
+        // both directions within the same few milliseconds.
         std::thread::scope(|scope| {
             let applying: Vec<_> = [Node::RouterA, Node::RouterB]
                 .map(|node| {
-                    let script = after.nft_script(node == Node::RouterA, plan::link_ifname);
-                    let ns = self.ns_name(node);
+                    let (tc, nft) = (&tc, &nft);
                     scope.spawn(move || {
-                        exec::run(
-                            "ip",
-                            &["netns", "exec", ns, "nft", "-f", "-"],
-                            Some(&script),
-                        )
+                        if !tc.is_empty() {
+                            self.tc_batch(node, tc)?;
+                        }
+                        let ns = self.ns_name(node);
+                        exec::run("ip", &["netns", "exec", ns, "nft", "-f", "-"], Some(nft))
+                            .map(drop)
                     })
                 })
                 .into_iter()
@@ -634,7 +654,6 @@ impl Topology {
                 handle
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                    .map(drop)
             })
         })
     }

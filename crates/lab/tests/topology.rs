@@ -4,7 +4,7 @@
 //! Needs root (it creates network namespaces); each test builds its own.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -286,6 +286,39 @@ fn blackhole_drops_traffic_until_lifted() {
     assert!(
         link.contains("UP"),
         "a black hole keeps the link up: {link}"
+    );
+    // Like a dead radio link: each router's sends by it succeed and vanish,
+    // and router A's interface counts nothing of what router B sends.
+    let (_, rx_before) = topo.link_counters(0).unwrap();
+    for (from, to) in [
+        (Node::RouterB, Node::RouterA),
+        (Node::RouterA, Node::RouterB),
+    ] {
+        let to_ip = match to {
+            Node::RouterA => topo.ra_link_addr(0, false),
+            _ => topo.rb_link_addr(0, false),
+        };
+        let receiver = topo.enter(to, || UdpSocket::bind((to_ip, 0))).unwrap();
+        receiver
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let target = receiver.local_addr().unwrap();
+        let sender = topo
+            .enter(from, || UdpSocket::bind(("0.0.0.0", 0)))
+            .unwrap();
+        for i in 0..20u8 {
+            sender
+                .send_to(&[i; 100], target)
+                .unwrap_or_else(|e| panic!("{from:?}'s send {i} into the black hole failed: {e}"));
+        }
+        let mut buf = [0u8; 200];
+        let got = receiver.recv_from(&mut buf);
+        assert!(got.is_err(), "{to:?} got {got:?} through the black hole");
+    }
+    let (_, rx_after) = topo.link_counters(0).unwrap();
+    assert_eq!(
+        rx_after, rx_before,
+        "router A's interface counted bytes from a black-holed link"
     );
     topo.blackhole(0, false).unwrap();
     assert_reconnects(&topo, "no connectivity after the black hole was lifted");
