@@ -119,11 +119,6 @@ impl Faults {
             })
             .collect()
     }
-
-    /// Whether any link is black-holed.
-    pub(crate) fn any_blackhole(&self) -> bool {
-        self.blackholed.iter().any(|&b| b)
-    }
 }
 
 /// Percent (0–100) to the 1/1000 units of the nft rule, rounded.
@@ -174,7 +169,6 @@ mod tests {
         let none = Faults::new(3);
         let mut one = none.clone();
         one.set_blackhole(1, true);
-        assert!(one.any_blackhole() && !none.any_blackhole());
         assert_eq!(
             one.tc_lines(&none, wan),
             [

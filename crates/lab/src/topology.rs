@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,8 +51,6 @@ pub struct Topology {
     proc_serial: AtomicU32,
     /// Plays the links' rate schedules, if any.
     schedule: Mutex<Option<schedule::Player>>,
-    /// Whether the routers have their black-hole sink ([`faults::SINK`]).
-    sinks_made: AtomicBool,
 }
 
 impl Topology {
@@ -114,7 +112,6 @@ impl Topology {
             procs: Mutex::new(Vec::new()),
             proc_serial: AtomicU32::new(0),
             schedule: Mutex::new(None),
-            sinks_made: AtomicBool::new(false),
         };
         // From here on, an early return drops `topo`, which cleans up.
         topo.create_namespaces()?;
@@ -125,6 +122,7 @@ impl Topology {
         }
         topo.configure_addresses_and_routes()?;
         topo.wait_ready(None)?;
+        topo.create_blackhole_sinks()?;
         topo.apply_initial_shaping_and_loss()?;
         *lock(&topo.schedule) = schedule::Player::start(
             [Node::RouterA, Node::RouterB].map(|n| topo.ns_name(n).to_string()),
@@ -598,6 +596,30 @@ impl Topology {
         Ok(())
     }
 
+    /// Each router's black-hole sink ([`faults::SINK`]), with a clsact
+    /// qdisc of its own: that turns on the kernel's egress hook now, while
+    /// nothing flows, and holds it on, so that a black hole starting or
+    /// ending under traffic flips no static key. Under TCG a static key
+    /// flipped under traffic can Oops the lab VM (scripts/vm-lab.sh); the
+    /// first VM runs with a clsact added and removed per black hole did.
+    fn create_blackhole_sinks(&self) -> anyhow::Result<()> {
+        for node in [Node::RouterA, Node::RouterB] {
+            self.ip_batch(
+                node,
+                &[
+                    format!(
+                        "link add {} type veth peer name {}",
+                        faults::SINK,
+                        faults::SINK_PEER
+                    ),
+                    format!("link set {} up", faults::SINK),
+                ],
+            )?;
+            self.tc_batch(node, &[format!("qdisc add dev {} clsact", faults::SINK)])?;
+        }
+        Ok(())
+    }
+
     /// Moves the kernel from fault settings `before` to `after`.
     fn apply_faults(&self, before: &Faults, after: &Faults) -> anyhow::Result<()> {
         exec::require_tool("nft", "-v", "nftables")?;
@@ -616,19 +638,6 @@ impl Topology {
         if !gso.is_empty() {
             for node in [Node::RouterA, Node::RouterB] {
                 self.ip_batch(node, &gso)?;
-            }
-        }
-        if after.any_blackhole() && !self.sinks_made.swap(true, Ordering::Relaxed) {
-            let sink = [
-                format!(
-                    "link add {} type veth peer name {}",
-                    faults::SINK,
-                    faults::SINK_PEER
-                ),
-                format!("link set {} up", faults::SINK),
-            ];
-            for node in [Node::RouterA, Node::RouterB] {
-                self.ip_batch(node, &sink)?;
             }
         }
         let tc = after.tc_lines(before, plan::link_ifname);
