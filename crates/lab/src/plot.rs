@@ -334,6 +334,7 @@ mod tests {
             link: 0,
             failure: Failure::Down,
             restored,
+            unix: None,
         };
         let mut report = Report::new("failover", &vec![LinkSpec::shaped(50); 2]);
         report.failover.push(Failover {

@@ -71,6 +71,32 @@ pub struct Event {
     pub failure: Failure,
     /// `false` when the failure began, `true` when it was lifted.
     pub restored: bool,
+    /// The same moment as `t` by the wall clock, in seconds since the Unix
+    /// epoch: what lines a failure up with the daemons' logs (see
+    /// [`utc_time_of_day`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unix: Option<f64>,
+}
+
+/// The wall clock now, in seconds since the Unix epoch.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Seconds since the Unix epoch, `unix`, as a UTC time of day to the
+/// microsecond (`06:26:30.123456`), as the daemons' logs stamp their lines.
+pub fn utc_time_of_day(unix: f64) -> String {
+    let micros = (unix.max(0.0) * 1e6).round() as u64;
+    let secs = micros / 1_000_000 % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:06}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        micros % 1_000_000
+    )
 }
 
 /// Which way a measured flow goes.
@@ -336,17 +362,16 @@ fn run_flaps(
     let mut events = Vec::new();
     let mut failed: Vec<Flap> = Vec::new();
     let apply = |flap: Flap, restored: bool, events: &mut Vec<Event>| {
-        let began = started.elapsed().as_secs_f64();
+        let now = || (started.elapsed().as_secs_f64(), unix_now());
+        let began = now();
         flap.failure.apply(topo, flap.link, !restored)?;
+        let (t, wall) = if restored { now() } else { began };
         events.push(Event {
-            t: if restored {
-                started.elapsed().as_secs_f64()
-            } else {
-                began
-            },
+            t,
             link: flap.link,
             failure: flap.failure,
             restored,
+            unix: Some(wall),
         });
         anyhow::Ok(())
     };
@@ -757,6 +782,14 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wall_clock_is_written_as_the_daemons_logs_write_it() {
+        // 1796538390 s is 2026-12-06 06:26:30 UTC.
+        assert_eq!(utc_time_of_day(1_796_538_390.123_456), "06:26:30.123456");
+        assert_eq!(utc_time_of_day(0.0), "00:00:00.000000");
+        assert!(unix_now() > 1_796_538_390.0);
+    }
 
     #[test]
     fn this_process_has_used_some_cpu() {

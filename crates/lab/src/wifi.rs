@@ -1234,6 +1234,7 @@ fn event(started: Instant, link: usize, restored: bool) -> scenario::Event {
         // The lab's own kinds: a Wi-Fi failure takes the link down.
         failure: scenario::Failure::Down,
         restored,
+        unix: None,
     }
 }
 

@@ -447,10 +447,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if args.scenario == Scenario::Demo || args.scenario == Scenario::Failover {
         println!(
             "\nThe daemons' path managers set the MPTCP endpoints and policy routing up, probe \
-             every link every 100 ms, and take a link out of service (and back) as the probes say."
+             every link every 20 ms, and take a link out of service (and back) as the probes say."
         );
     }
     if result.is_err() || args.logs {
+        // The failures by the wall clock, to line up with the logs below.
+        for f in &report.failover {
+            for e in &f.series.events {
+                let what = if e.restored {
+                    "restored"
+                } else {
+                    e.failure.state()
+                };
+                if let Some(unix) = e.unix {
+                    eprintln!(
+                        "link {} {what} at {} UTC ({:.3} s into the flow)",
+                        e.link,
+                        scenario::utc_time_of_day(unix),
+                        e.t
+                    );
+                }
+            }
+            eprintln!(
+                "longest stall {:.0} ms, beginning {:.0} ms after the failure",
+                f.longest_stall * 1e3,
+                f.stall_began * 1e3
+            );
+        }
         eprintln!("{}", lab.bridge.logs());
     }
     result
