@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::iperf::Interval;
-use crate::{lock, netns, plan, Node, Topology};
+use crate::{netns, plan, Node, Topology};
 
 /// How often the links are sampled.
 pub const SAMPLE_PERIOD: Duration = Duration::from_millis(100);
@@ -109,27 +109,18 @@ pub fn record<T>(
     body: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<(T, Vec<LinkSample>)> {
     let stop = AtomicBool::new(false);
-    let samples = Mutex::new(Vec::<LinkSample>::new());
-    let result = std::thread::scope(|scope| {
-        scope.spawn(|| {
+    let (result, samples) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut all = Vec::<LinkSample>::new();
             let mut tick = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 let t = started.elapsed().as_secs_f64();
-                let previous = lock(&samples).last().cloned();
-                let s = sample(
-                    topo,
-                    t,
-                    app_rx.map(|a| a.load(Ordering::Relaxed)),
-                    previous.as_ref(),
-                );
-                let mut all = lock(&samples);
+                let app = app_rx.map(|a| a.load(Ordering::Relaxed));
+                let s = sample(topo, t, app, all.last());
                 if let Some(prev) = all.last() {
-                    let rates = rx_mbit(prev, &s);
-                    let app = app_mbit(prev, &s);
-                    progress.tick(s.t, &rates, app);
+                    progress.tick(s.t, &rx_mbit(prev, &s), app_mbit(prev, &s));
                 }
                 all.push(s);
-                drop(all);
                 // Ticks on a fixed grid, however long a sample took.
                 tick += 1;
                 let next = SAMPLE_PERIOD * tick;
@@ -137,13 +128,16 @@ pub fn record<T>(
                     std::thread::sleep(left);
                 }
             }
+            all
         });
         let result = body();
         stop.store(true, Ordering::Relaxed);
-        result
+        let samples = sampler
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (result, samples)
     });
     progress.clear_line();
-    let samples = samples.into_inner().unwrap_or_else(|p| p.into_inner());
     result.map(|r| (r, samples))
 }
 
