@@ -114,6 +114,10 @@ impl ConfigFile {
                 )?
                 .get(),
             down_action,
+            interface_counter: probe
+                .interface_counter
+                .as_ref()
+                .is_none_or(|b| *b.get_ref()),
         };
         let (paths, _) = section(&self.raw.paths);
         let routes = self.routes(&paths, role)?;

@@ -49,6 +49,7 @@ pub(super) struct RawProbe {
     pub(super) up_after: Field<i64>,
     pub(super) port: Field<i64>,
     pub(super) down_action: Field<String>,
+    pub(super) interface_counter: Field<bool>,
 }
 
 #[derive(Default, Clone)]

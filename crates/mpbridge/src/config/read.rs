@@ -150,6 +150,7 @@ read_table! {
         up_after: integer,
         port: integer,
         down_action: string,
+        interface_counter: boolean,
     }
 }
 
@@ -590,7 +591,8 @@ mod tests {
                     "listen" | "remotes" | "lan_interfaces" | "bypass" | "allow" | "deny" => {
                         "[\"x\", \"y\"]"
                     }
-                    "enabled" | "backup" | "mptcp" | "fastopen" | "allow_loopback" => "true",
+                    "enabled" | "backup" | "mptcp" | "fastopen" | "allow_loopback"
+                    | "interface_counter" => "true",
                     "mode" | "key" | "key_file" | "intercept" | "congestion" | "firewall"
                     | "quic" | "control_socket" | "metrics_listen" | "level" | "down_action"
                     | "subflows" | "slow_links" => "\"w\"",

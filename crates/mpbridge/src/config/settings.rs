@@ -180,6 +180,11 @@ pub struct ProbeConfig {
     /// UDP port the remote answers probes on.
     pub port: u16,
     pub down_action: DownAction,
+    /// Router A reads each link interface's received-packet counter while
+    /// probes are unanswered: one that stands still names a black hole
+    /// sooner than the probes' loss windows, one that moves holds their
+    /// verdict. `false`: the probes alone.
+    pub interface_counter: bool,
 }
 
 /// Path management: links, probing and the kernel ids used for routing.

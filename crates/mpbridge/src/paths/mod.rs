@@ -244,6 +244,7 @@ impl PathManager {
                 up_after: probe.up_after,
             },
             down_action: probe.down_action,
+            interface_counter: probe.interface_counter,
             rule_priority: settings.rule_priority,
             multipath: multipath.is_some(),
         };

@@ -45,6 +45,9 @@ pub struct PlannerConfig {
     pub watch: Watch,
     pub probe: ProbeSettings,
     pub down_action: DownAction,
+    /// Whether links' received-packet counters are read
+    /// ([`super::Planner::wanting_received`]); `probe.interface_counter`.
+    pub interface_counter: bool,
     pub rule_priority: u32,
     /// Multipath routes are managed: plan the nexthop groups.
     pub multipath: bool,

@@ -194,7 +194,16 @@ impl Planner {
                 if let Some(Health::Probes { monitor, .. }) =
                     self.links.get_mut(link).and_then(|l| l.watched.as_mut())
                 {
-                    monitor.handle_received(packets);
+                    let was = monitor.state();
+                    monitor.handle_received(packets, now);
+                    if was != LinkState::Down && monitor.state() == LinkState::Down {
+                        let ms = monitor.silence().as_millis();
+                        let name = &self.config.links[link].interface;
+                        tracing::info!(link = %name, "its interface received nothing for {ms} ms while its probes went unanswered");
+                    }
+                    if self.verdict(link, now) {
+                        self.plan_groups();
+                    }
                 }
             }
             Input::Arrival {
@@ -221,9 +230,14 @@ impl Planner {
 
     /// The probed links whose interface's received-packet counter the
     /// next [`Planner::handle_timeout`] wants ([`Input::Received`]): those
-    /// whose probes are being lost, which a link that still delivers does
-    /// not go down for.
+    /// with probes unanswered, once a probe interval (a counter that
+    /// stands still names a black hole), and those whose probes are being
+    /// lost, at every turn (a link that still delivers does not go down
+    /// for lost probes).
     pub fn wanting_received(&self, now: Instant) -> Vec<usize> {
+        if !self.config.interface_counter {
+            return Vec::new();
+        }
         (0..self.links.len())
             .filter(|&i| {
                 matches!(&self.links[i].watched,

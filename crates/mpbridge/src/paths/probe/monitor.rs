@@ -23,6 +23,11 @@ const MAX_OUTSTANDING: usize = 64;
 /// interface keeps receiving (see [`Monitor::handle_received`]): a link
 /// that fails one way only is named down after this at the latest.
 const DELIVERING_MAX: Duration = Duration::from_secs(1);
+/// Packets per probe interval from which a link counts as carrying a flow
+/// (at 20 ms, 400 a second: a few Mbit/s of full frames, or the
+/// acknowledgements of a flow the other way), whose silence is judged
+/// without the RTT's variation (see [`Monitor::silence`]).
+const BUSY_PER_INTERVAL: f64 = 8.0;
 
 /// One link's prober state. Drive it with [`Monitor::poll_timeout`],
 /// [`Monitor::handle_timeout`] and [`Monitor::handle_reply`].
@@ -53,6 +58,14 @@ pub struct Monitor {
     /// and the one the current run of lost probes is judged against.
     received: Option<u64>,
     received_mark: Option<u64>,
+    /// When the counter was last read, and, while probes are unanswered,
+    /// its value and the first reading that showed it (cleared by every
+    /// answer): the silence [`Monitor::handle_received`] names.
+    fed_at: Option<Instant>,
+    still: Option<(u64, Instant)>,
+    /// Whether the counter, when it last moved, moved by at least
+    /// [`BUSY_PER_INTERVAL`] packets an interval.
+    busy: bool,
     outcomes: Outcomes,
     sent: u64,
     answered: u64,
@@ -79,6 +92,9 @@ impl Monitor {
             heard: None,
             received: None,
             received_mark: None,
+            fed_at: None,
+            still: None,
+            busy: false,
             outcomes: Outcomes::default(),
             sent: 0,
             answered: 0,
@@ -179,6 +195,7 @@ impl Monitor {
         self.sample_rtt(now.saturating_duration_since(sent));
         self.heard = self.heard.max(Some(sent));
         self.lost_since = None;
+        self.still = None;
         self.answered += 1;
         self.record(true, now);
     }
@@ -229,27 +246,84 @@ impl Monitor {
     }
 
     /// The link's interface has received `packets` in all (its counter),
-    /// read just now. While probes are being lost, a counter that still
-    /// moves says the link delivers: the probes wait behind a queue that
-    /// filled at once (a slow link's shaper or radio buffer, filled by a
-    /// flow's slow start: 130 ms more round trip in one step, beyond the
-    /// loss window), so the link is not taken down for it; a black hole
-    /// delivers nothing. Feed it whenever [`Monitor::wants_received`] says,
-    /// before [`Monitor::handle_timeout`]; a monitor never fed judges by
-    /// its probes alone.
-    pub fn handle_received(&mut self, packets: u64) {
+    /// read just now. It says two things while probes go unanswered:
+    ///
+    /// - A counter that still moves says the link delivers: the probes
+    ///   wait behind a queue that filled at once (a slow link's shaper or
+    ///   radio buffer, filled by a flow's slow start: 130 ms more round
+    ///   trip in one step, beyond the loss window), so the link is not
+    ///   taken down for lost probes ([`DELIVERING_MAX`] at most).
+    /// - A counter that stands still for [`Monitor::silence`] names a
+    ///   black hole at once, without waiting for the probes' loss windows,
+    ///   which follow the RTT and its variation (130–400 ms into a black
+    ///   hole on the lab's loaded 5 and 30 ms links): a live link brings
+    ///   something in every probe interval at least (the replies; a loaded
+    ///   one, its flow's packets every fraction of a millisecond), whatever
+    ///   its delay or queue, a dead one nothing. A daemon held up does not
+    ///   fool it either: the kernel counts meanwhile.
+    ///
+    /// Feed it whenever [`Monitor::wants_received`] says, before
+    /// [`Monitor::handle_timeout`]; a monitor never fed judges by its
+    /// probes alone.
+    pub fn handle_received(&mut self, packets: u64, now: Instant) {
+        if let (Some(before), Some(at)) = (self.received, self.fed_at) {
+            if packets != before {
+                let interval = self.settings.interval.as_secs_f64();
+                let intervals =
+                    (now.saturating_duration_since(at).as_secs_f64() / interval).max(1.0);
+                self.busy = packets.wrapping_sub(before) as f64 / intervals >= BUSY_PER_INTERVAL;
+            }
+        }
         self.received = Some(packets);
+        self.fed_at = Some(now);
+        match self.still {
+            Some((value, since)) if value == packets => {
+                let oldest = self.outstanding.front().map(|&(_, sent)| sent);
+                if let (LinkState::Up, Some(oldest)) = (self.state, oldest) {
+                    if now >= since + self.silence() {
+                        self.lost_since.get_or_insert(oldest);
+                        self.set_state(LinkState::Down, now);
+                    }
+                }
+            }
+            _ => self.still = Some((packets, now)),
+        }
     }
 
-    /// Whether a probe is about to be counted lost, or some are: then the
-    /// interface's counter is wanted (see [`Monitor::handle_received`]).
+    /// How long the interface's counter must stand still, probes
+    /// unanswered, for the link to be named down by it: `down_after`
+    /// probe intervals (so at least `down_after - 1` replies in a row
+    /// missing, as the probes' own rule asks). On an idle link, whose
+    /// counter only the replies move, longer when its RTT varies: the
+    /// replies may come that much apart. Not on a link that carried a
+    /// flow until it fell silent: its packets came every fraction of an
+    /// interval, and its RTT's variation is the flow's queue (in the lab's
+    /// VM, 200–470 ms of waiting on a loaded 5 ms link).
+    pub fn silence(&self) -> Duration {
+        let interval = self.settings.interval;
+        let intervals = interval * self.settings.down_after;
+        match self.busy {
+            true => intervals,
+            false => intervals.max(interval + self.rttvar * 4),
+        }
+    }
+
+    /// Whether the interface's counter is wanted now (see
+    /// [`Monitor::handle_received`]): once a probe interval while a probe
+    /// of a link in service is unanswered, and at every turn while one is
+    /// about to be counted lost, or some are.
     pub fn wants_received(&self, now: Instant) -> bool {
-        self.state != LinkState::Down
-            && (self.misses > 0
-                || self
-                    .outstanding
-                    .front()
-                    .is_some_and(|&(_, sent)| now >= sent + self.loss_timeout()))
+        let interval = self.settings.interval;
+        let overdue = self
+            .outstanding
+            .front()
+            .is_some_and(|&(_, sent)| now >= sent + self.loss_timeout());
+        let watching = self.state == LinkState::Up
+            && !self.outstanding.is_empty()
+            && self
+                .fed_at
+                .is_none_or(|at| now + interval / 4 >= at + interval);
+        self.state != LinkState::Down && (self.misses > 0 || overdue || watching)
     }
 
     /// Whether the interface received anything since the last lost probe
@@ -268,6 +342,7 @@ impl Monitor {
 
     fn set_state(&mut self, state: LinkState, now: Instant) {
         self.state = state;
+        self.still = None;
         self.changed_at = now;
     }
 
@@ -585,7 +660,7 @@ mod tests {
             });
             if m.wants_received(*now) {
                 if let Some(packets) = received(*now) {
-                    m.handle_received(packets);
+                    m.handle_received(packets, *now);
                 }
             }
             if m.poll_timeout() <= *now {
@@ -745,11 +820,141 @@ mod tests {
     }
 
     #[test]
-    fn a_black_hole_is_named_as_soon_when_the_interface_falls_silent_too() {
-        // Fed or not, the same moment: nothing arrives in a black hole.
+    fn a_black_hole_is_named_sooner_when_the_interface_falls_silent_too() {
+        // A loaded link: its counter moves every millisecond until the
+        // black hole. Named after three intervals of silence, not after
+        // the probes' loss windows.
         let fed = named_down_after(|at| Some(at.min(2000 * MS).as_millis() as u64));
-        assert_eq!(fed, named_down_after(|_| None));
-        assert!(fed <= 120 * MS, "{fed:?}");
+        let unfed = named_down_after(|_| None);
+        assert!(fed <= 3 * 20 * MS + 2 * MS, "{fed:?}");
+        assert!(fed < unfed, "{fed:?} against {unfed:?}");
+    }
+
+    #[test]
+    fn a_loaded_link_is_named_by_its_silence_whatever_its_rtt_variation() {
+        // A flow's queue makes the probes' RTT swing from 30 to 230 ms;
+        // the counter moves every millisecond until the black hole, which
+        // is named three intervals (and one reading) after, not after a
+        // window four variations long.
+        let t0 = Instant::now();
+        let fail = t0 + 3000 * MS;
+        let mut m = Monitor::new(fast(), t0);
+        let mut now = t0;
+        let mut noise = Noise(3);
+        run_fed(
+            &mut m,
+            &mut now,
+            t0 + 6000 * MS,
+            |sent| {
+                let rtt = Duration::from_secs_f64((30.0 + 200.0 * noise.next()) / 1000.0);
+                (sent + rtt < fail).then_some(rtt)
+            },
+            |at| Some((at.min(fail) - t0).as_millis() as u64),
+        );
+        assert_eq!(m.state(), LinkState::Down);
+        assert!(m.loss_timeout() > 150 * MS, "{:?}", m.loss_timeout());
+        let named = m.health().changed_at - fail;
+        assert!(named <= 4 * 20 * MS + 2 * MS, "{named:?}");
+    }
+
+    /// [`run_fed`] with the counter a real interface would show: every
+    /// reply that arrived by then, plus `traffic(time)` (a flow's packets).
+    fn run_counted(
+        m: &mut Monitor,
+        now: &mut Instant,
+        until: Instant,
+        mut reply: impl FnMut(Instant) -> Option<Duration>,
+        traffic: impl Fn(Instant) -> u64,
+    ) -> usize {
+        let arrivals = std::cell::RefCell::new(Vec::new());
+        run_fed(
+            m,
+            now,
+            until,
+            |sent| {
+                let rtt = reply(sent);
+                if let Some(rtt) = rtt {
+                    arrivals.borrow_mut().push(sent + rtt);
+                }
+                rtt
+            },
+            |at| {
+                let arrived = arrivals.borrow().iter().filter(|&&t| t <= at).count();
+                Some(arrived as u64 + traffic(at))
+            },
+        )
+    }
+
+    #[test]
+    fn an_idle_jittery_lossy_link_whose_counter_only_sees_the_replies_never_flaps() {
+        // The wifi-like link above, idle (the replies are all its
+        // interface receives), on RTTs from 16 ms to 130 ms: the replies
+        // come every interval, give or take the jitter, so a counter that
+        // stands still three intervals long means replies lost in a row.
+        for base in [16.0, 60.0, 130.0] {
+            let t0 = Instant::now();
+            let mut m = Monitor::new(fast(), t0);
+            let mut now = t0;
+            let mut noise = Noise(7);
+            let changes = run_counted(
+                &mut m,
+                &mut now,
+                t0 + 300_000 * MS,
+                |sent| {
+                    let ms = (sent - t0).as_millis() as u64;
+                    let queue = if (ms / 3000) % 3 == 1 { 22.0 } else { 2.0 };
+                    let jitter = 6.0 * (noise.next() + noise.next() - 1.0);
+                    let lost = noise.next() < 0.01;
+                    (!lost).then(|| Duration::from_secs_f64((base + queue + jitter) / 1000.0))
+                },
+                |_| 0,
+            );
+            assert_eq!(changes, 1, "RTT {base} ms: {:?}", m.health());
+        }
+    }
+
+    #[test]
+    fn an_idle_link_falling_into_a_black_hole_is_named_no_later_than_by_its_probes() {
+        // Only the replies move the counter: it stands still from the
+        // last reply on, so a black hole is named by whichever rule comes
+        // first, never later than the probes alone name it.
+        for rtt in [10 * MS, 60 * MS, 120 * MS] {
+            let named = |fed: bool| {
+                let t0 = Instant::now();
+                let fail = t0 + 2000 * MS + 7 * MS;
+                let mut m = Monitor::new(fast(), t0);
+                let mut now = t0;
+                let reply = |sent: Instant| (sent + rtt < fail).then_some(rtt);
+                if fed {
+                    run_counted(&mut m, &mut now, t0 + 4000 * MS, reply, |_| 0);
+                } else {
+                    run_with(&mut m, &mut now, t0 + 4000 * MS, reply);
+                }
+                assert_eq!(m.state(), LinkState::Down, "rtt {rtt:?}");
+                m.health().changed_at - fail
+            };
+            let (fed, unfed) = (named(true), named(false));
+            assert!(fed <= unfed, "rtt {rtt:?}: {fed:?} against {unfed:?}");
+        }
+    }
+
+    #[test]
+    fn a_loaded_link_whose_probes_wait_behind_its_queue_is_no_black_hole_by_its_counter() {
+        // Probes 120 ms late behind a queue filled at once, while the
+        // flow's packets keep the counter moving: the counter never
+        // stands still, so it names nothing (and holds the probes' rule).
+        let t0 = Instant::now();
+        let jump = t0 + 2000 * MS;
+        let mut m = Monitor::new(fast(), t0);
+        let mut now = t0;
+        let changes = run_counted(
+            &mut m,
+            &mut now,
+            t0 + 5000 * MS,
+            |sent| Some(if sent < jump { 10 * MS } else { 130 * MS }),
+            |at| (at - t0).as_millis() as u64 / 3,
+        );
+        assert_eq!(changes, 1, "{:?}", m.health());
     }
 
     #[test]
