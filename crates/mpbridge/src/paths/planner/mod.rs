@@ -547,6 +547,29 @@ impl Planner {
         }
         let kernel = &link.kernel;
         let spec = &link.spec;
+        // Endpoints: what there should be, by address.
+        let mut flags = FLAG_SUBFLOW;
+        if spec.backup || link.benched {
+            flags |= FLAG_BACKUP;
+        }
+        let want: BTreeMap<IpAddr, u32> = match (probed_down, self.config.down_action) {
+            _ if !kernel.up => BTreeMap::new(),
+            (false, _) => kernel.addrs.iter().map(|&a| (a, flags)).collect(),
+            (true, DownAction::Backup) => kernel
+                .addrs
+                .iter()
+                .map(|&a| (a, flags | FLAG_BACKUP))
+                .collect(),
+            (true, DownAction::Remove) => BTreeMap::new(),
+        };
+        // Endpoints that go, first: each action below is a netlink round
+        // trip (tens of ms on a busy router), and a link taken out of
+        // service must stop carrying the connections at once.
+        for &addr in link.endpoints.keys().filter(|a| !want.contains_key(a)) {
+            self.actions
+                .push_back(Action::DeleteEndpoint { link: i, addr });
+            link.removed_at = Some(now);
+        }
         // Routes and rules before endpoints, so the first SYN of a subflow
         // that a new endpoint starts already leaves by its own link.
         //
@@ -587,21 +610,6 @@ impl Planner {
             });
         }
         link.rules = kernel.addrs.clone();
-        // Endpoints: what there should be, by address.
-        let mut flags = FLAG_SUBFLOW;
-        if spec.backup || link.benched {
-            flags |= FLAG_BACKUP;
-        }
-        let want: BTreeMap<IpAddr, u32> = match (probed_down, self.config.down_action) {
-            _ if !kernel.up => BTreeMap::new(),
-            (false, _) => kernel.addrs.iter().map(|&a| (a, flags)).collect(),
-            (true, DownAction::Backup) => kernel
-                .addrs
-                .iter()
-                .map(|&a| (a, flags | FLAG_BACKUP))
-                .collect(),
-            (true, DownAction::Remove) => BTreeMap::new(),
-        };
         // Back in service after its endpoints were kept: renewed, not just
         // flagged anew. Its subflows may have died meanwhile (an access
         // point restarted, a station lost its association), and the
@@ -614,11 +622,7 @@ impl Planner {
         link.kept_down = kept;
         for (&addr, &have) in &link.endpoints {
             match want.get(&addr) {
-                None => {
-                    self.actions
-                        .push_back(Action::DeleteEndpoint { link: i, addr });
-                    link.removed_at = Some(now);
-                }
+                None => {}
                 Some(&flags) if renew => self.actions.push_back(Action::AddEndpoint {
                     link: i,
                     addr,
