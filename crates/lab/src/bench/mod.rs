@@ -146,6 +146,9 @@ pub struct Options {
     /// Extra lines for router A's `[paths]` section (case 11's variants'
     /// `paths.KEY = VALUE` lines).
     pub local_paths: String,
+    /// Extra lines for both daemons' `[probe]` section when they probe
+    /// (variants' `probe.KEY = VALUE` lines).
+    pub probe_lines: String,
     /// Case 11: every link rate is multiplied by this (1: as named).
     pub scale: f64,
     /// Case 11: why the rates were scaled (empty when not).
@@ -210,6 +213,7 @@ impl Default for Options {
             equal: None,
             remote_extra: String::new(),
             local_paths: String::new(),
+            probe_lines: String::new(),
             scale: 1.0,
             scale_reason: String::new(),
             variants: Vec::new(),
@@ -746,7 +750,10 @@ impl Running {
                     remote_extra: options.remote_extra.clone(),
                     local_paths: options.local_paths.clone(),
                     paths_extra: if probing {
-                        String::new()
+                        match options.probe_lines.trim() {
+                            "" => String::new(),
+                            lines => format!("[probe]\n{lines}\n"),
+                        }
                     } else {
                         "[probe]\nenabled = false\n".into()
                     },
@@ -1439,6 +1446,9 @@ mod tests {
         assert!(opts.remote_extra.lines().any(|l| l == "a = 1"));
         assert!(opts.local_paths.lines().any(|l| l == "b = 2"));
         assert!(!opts.local_extra.contains("b = 2"));
+        unequal::add_variant_lines(&mut opts, "probe.interface_counter = false");
+        assert_eq!(opts.probe_lines.trim(), "interface_counter = false");
+        assert!(!opts.local_extra.contains("interface_counter"));
     }
 
     #[test]

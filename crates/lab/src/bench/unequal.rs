@@ -61,7 +61,7 @@ impl Variant {
         let (label, lines) = text.split_once('|').ok_or_else(|| {
             anyhow::anyhow!(
                 "--variant {text:?}: give LABEL|KEY = VALUE (lines for [local] and [remote], \
-                 or paths.KEY = VALUE for router A's [paths]; \
+                 paths.KEY = VALUE for router A's [paths], probe.KEY = VALUE for [probe]; \
                  separated by ;), e.g. \"sndbuf 4 MiB|sndbuf = 4194304\""
             )
         })?;
@@ -257,28 +257,33 @@ pub fn run(
     Ok(())
 }
 
-/// A variant's lines split: `paths.KEY = VALUE` ones (for router A's
-/// `[paths]`, prefix removed), then the others (for `[local]` and
-/// `[remote]`).
-fn split_paths_lines(lines: &str) -> (String, String) {
-    let (paths, roles): (Vec<&str>, Vec<&str>) = lines
-        .lines()
-        .partition(|l| l.trim_start().starts_with("paths."));
-    let paths: Vec<&str> = paths
-        .iter()
-        .map(|l| l.trim_start().trim_start_matches("paths."))
-        .collect();
-    (paths.join("\n"), roles.join("\n"))
+/// A variant's lines by where they go: `paths.KEY = VALUE` ones (router
+/// A's `[paths]`), `probe.KEY = VALUE` ones (both `[probe]`), prefixes
+/// removed, then the others (`[local]` and `[remote]`).
+fn split_variant_lines(lines: &str) -> (String, String, String) {
+    let (mut paths, mut probe, mut roles) = (Vec::new(), Vec::new(), Vec::new());
+    for line in lines.lines().map(str::trim_start) {
+        if let Some(rest) = line.strip_prefix("paths.") {
+            paths.push(rest);
+        } else if let Some(rest) = line.strip_prefix("probe.") {
+            probe.push(rest);
+        } else {
+            roles.push(line);
+        }
+    }
+    (paths.join("\n"), probe.join("\n"), roles.join("\n"))
 }
 
 /// Adds a variant's lines to the daemons' configurations in `opts`: the
-/// `paths.` ones to router A's `[paths]`, the others to both `[local]` and
+/// `paths.` ones to router A's `[paths]`, the `probe.` ones to both
+/// daemons' `[probe]` (when they probe), the others to both `[local]` and
 /// `[remote]`.
 pub(super) fn add_variant_lines(opts: &mut Options, lines: &str) {
-    let (paths, roles) = split_paths_lines(lines);
+    let (paths, probe, roles) = split_variant_lines(lines);
     opts.local_extra = [opts.local_extra.as_str(), &roles].join("\n");
     opts.remote_extra = [opts.remote_extra.as_str(), &roles].join("\n");
     opts.local_paths = [opts.local_paths.as_str(), &paths].join("\n");
+    opts.probe_lines = [opts.probe_lines.as_str(), &probe].join("\n");
 }
 
 /// The configurations of mpbridge measured, by label ("" the default), and
@@ -821,9 +826,13 @@ mod tests {
 
     #[test]
     fn variant_lines_for_paths_go_to_router_a_alone() {
-        let v = Variant::parse("slow links used|paths.slow_links = \"use\"; sndbuf = 1").unwrap();
-        let (paths, roles) = split_paths_lines(&v.lines);
+        let v = Variant::parse(
+            "slow links used|paths.slow_links = \"use\"; sndbuf = 1; probe.interface_counter = false",
+        )
+        .unwrap();
+        let (paths, probe, roles) = split_variant_lines(&v.lines);
         assert_eq!(paths, "slow_links = \"use\"");
+        assert_eq!(probe, "interface_counter = false");
         assert_eq!(roles, "sndbuf = 1");
     }
 

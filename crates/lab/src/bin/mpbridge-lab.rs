@@ -105,7 +105,8 @@ struct BenchArgs {
     scale: Option<f64>,
     /// Cases 6 and 11: a mpbridge configuration measured beside its
     /// defaults, as LABEL|KEY = VALUE[;KEY = VALUE…] (lines for both [local]
-    /// and [remote]); repeatable. Case 6 runs it probing, as the row
+    /// and [remote]; paths.KEY for router A's [paths], probe.KEY for both
+    /// [probe]); repeatable. Case 6 runs it probing, as the row
     /// "mpbridge, probing, LABEL".
     #[arg(long, value_name = "LABEL|LINES")]
     variant: Vec<String>,
@@ -187,7 +188,7 @@ struct RunArgs {
     /// (router A), e.g. 'slow_links = "use"' (repeatable).
     #[arg(long, value_name = "KEY = VALUE")]
     paths_config: Vec<String>,
-    /// wifi-bridge: an extra line for both daemons' `[probe]` section, e.g.
+    /// An extra line for both daemons' `[probe]` section, e.g.
     /// "down_after = 10" (repeatable; default: the daemons' own probing).
     #[arg(long, value_name = "KEY = VALUE")]
     probe_config: Vec<String>,
@@ -355,6 +356,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         local_extra: args.local_config.join("\n"),
         remote_extra: args.remote_config.join("\n"),
         local_paths: args.paths_config.join("\n"),
+        paths_extra: probe_section(&args.probe_config),
         ..BridgeOptions::default()
     };
 
@@ -482,6 +484,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// Runs this very command inside the lab's VM (see `mpbridge_lab::vm`),
 /// then writes the JSON and plot asked for from the run's JSON, as a run
 /// on this machine does.
+/// Both daemons' `[probe]` section with `--probe-config`'s lines (none
+/// without them).
+fn probe_section(lines: &[String]) -> String {
+    match lines.is_empty() {
+        true => String::new(),
+        false => format!("[probe]\n{}\n", lines.join("\n")),
+    }
+}
+
 fn run_in_vm(
     mpbridge: Option<PathBuf>,
     args: &RunArgs,
@@ -573,15 +584,11 @@ fn wifi_bridge(
         Some(p) => p,
         None => mpbridge_lab::bridge::find_mpbridge()?,
     };
-    let paths_extra = match args.probe_config.is_empty() {
-        true => String::new(),
-        false => format!("[probe]\n{}\n", args.probe_config.join("\n")),
-    };
     let options = BridgeOptions {
         local_extra: args.local_config.join("\n"),
         remote_extra: args.remote_config.join("\n"),
         local_paths: args.paths_config.join("\n"),
-        paths_extra,
+        paths_extra: probe_section(&args.probe_config),
         ..BridgeOptions::default()
     };
     let mut signals =
@@ -858,6 +865,7 @@ fn bench(mpbridge: Option<PathBuf>, args: BenchArgs) -> anyhow::Result<()> {
         local_extra: args.local_config.join("\n"),
         remote_extra: args.remote_config.join("\n"),
         local_paths: String::new(),
+        probe_lines: String::new(),
         scale,
         scale_reason: match (scale == 1.0, vm::inside()) {
             (true, _) => String::new(),
