@@ -129,6 +129,17 @@ echo "$share" > "$ctl/path"
     echo "cd $(printf '%q' "$cwd") || exit 1"
     echo "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root"
     echo "export MPBRIDGE_VM=1 TERM=$(printf '%q' "${TERM:-dumb}")"
+    # Netfilter's hooks each have a static key, on while any namespace has
+    # a chain there: the lab's tables come and go with every subject and
+    # fault, and each flip under traffic risks the int3 Oops below (seen
+    # in ip_rcv). Empty chains in the VM's own namespace hold them on.
+    echo "command -v nft >/dev/null && nft -f - <<'NFT' || echo 'vm-lab: netfilter hooks not held on' >&2"
+    echo "table inet vmlab_keys {"
+    for hook in prerouting input forward output postrouting; do
+        echo "  chain $hook { type filter hook $hook priority 0; }"
+    done
+    echo "}"
+    echo "NFT"
     # The command's output goes to the VM's console; when this script's
     # stderr is no terminal, through a pipe, so the command does not draw
     # progress lines for one.
