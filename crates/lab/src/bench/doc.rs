@@ -512,8 +512,8 @@ fn failover_variants_words(r: &BenchReport) -> String {
         let _ = write!(
             o,
             " \"{subject}\" is mpbridge probing with {} added to both daemons' \
-             configurations (a `paths.` line to router A's `[paths]`, the others to `[local]` and \
-             `[remote]`).",
+             configurations (a `paths.` line to router A's `[paths]`, a `probe.` line to both \
+             `[probe]`, the others to `[local]` and `[remote]`).",
             lines.join(", ")
         );
     }
