@@ -225,8 +225,9 @@ impl Sim {
             self.planner.handle(now, input);
         }
         if let Some(c) = self.counters.as_mut() {
-            for link in 0..c.len() {
-                c[link] += u64::from(self.busy[link] && self.through[link]);
+            for (count, (&busy, &through)) in c.iter_mut().zip(self.busy.iter().zip(&self.through))
+            {
+                *count += u64::from(busy && through);
             }
             for link in self.planner.wanting_received(now) {
                 let packets = c[link];
