@@ -785,7 +785,8 @@ mod tests {
     fn a_queue_filled_at_once_on_a_link_that_still_delivers_is_no_black_hole() {
         // The 120 ms jump below that flaps a link judged by its probes
         // alone, on a link whose interface keeps receiving (the flow's
-        // data or acknowledgements): held up until the late replies come.
+        // data or acknowledgements): held up until the late replies come,
+        // and never named by its counter, which does not stand still.
         let t0 = Instant::now();
         let jump = t0 + 2000 * MS;
         let mut m = Monitor::new(fast(), t0);
@@ -936,25 +937,6 @@ mod tests {
             let (fed, unfed) = (named(true), named(false));
             assert!(fed <= unfed, "rtt {rtt:?}: {fed:?} against {unfed:?}");
         }
-    }
-
-    #[test]
-    fn a_loaded_link_whose_probes_wait_behind_its_queue_is_no_black_hole_by_its_counter() {
-        // Probes 120 ms late behind a queue filled at once, while the
-        // flow's packets keep the counter moving: the counter never
-        // stands still, so it names nothing (and holds the probes' rule).
-        let t0 = Instant::now();
-        let jump = t0 + 2000 * MS;
-        let mut m = Monitor::new(fast(), t0);
-        let mut now = t0;
-        let changes = run_counted(
-            &mut m,
-            &mut now,
-            t0 + 5000 * MS,
-            |sent| Some(if sent < jump { 10 * MS } else { 130 * MS }),
-            |at| (at - t0).as_millis() as u64 / 3,
-        );
-        assert_eq!(changes, 1, "{:?}", m.health());
     }
 
     #[test]
