@@ -481,9 +481,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     result
 }
 
-/// Runs this very command inside the lab's VM (see `mpbridge_lab::vm`),
-/// then writes the JSON and plot asked for from the run's JSON, as a run
-/// on this machine does.
 /// Both daemons' `[probe]` section with `--probe-config`'s lines (none
 /// without them).
 fn probe_section(lines: &[String]) -> String {
@@ -493,6 +490,9 @@ fn probe_section(lines: &[String]) -> String {
     }
 }
 
+/// Runs this very command inside the lab's VM (see `mpbridge_lab::vm`),
+/// then writes the JSON and plot asked for from the run's JSON, as a run
+/// on this machine does.
 fn run_in_vm(
     mpbridge: Option<PathBuf>,
     args: &RunArgs,
