@@ -207,6 +207,7 @@ async fn start_and_serve(
         &settings.common.paths,
         Role::Local,
         &settings.remotes,
+        &[],
         &settings.common.auth,
         host.watch(),
     )

@@ -27,7 +27,7 @@ pub async fn run(
     // it added on every way out, a dropped future included.
     let mut daemon = Daemon::<()>::default();
     if daemon
-        .hold_paths(PathManager::start(paths, role, remotes, auth, host.watch()).await?)
+        .hold_paths(PathManager::start(paths, role, remotes, &[], auth, host.watch()).await?)
         .is_none()
     {
         return Err(StartError::Unavailable(

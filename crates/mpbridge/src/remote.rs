@@ -255,6 +255,7 @@ async fn start_and_serve(
         &settings.common.paths,
         Role::Remote,
         &[],
+        &settings.listen.iter().map(|a| a.port()).collect::<Vec<_>>(),
         &settings.common.auth,
         host.watch(),
     )

@@ -576,6 +576,7 @@ fn failover_of_every_link_in(
         let (stall, regained) =
             fail_and_restore(&bridge, &transfer, failure, link, IO_TIMEOUT, upload);
         eprintln!("{links} links, upload {upload}, {failure:?} of link {link} ({local_paths:?}): longest stall {stall:?}, regained after {regained:?}");
+        assert_router_b_closed_subflows(&bridge, link + 1);
         assert!(
             stall < max_stall,
             "{failure:?} of link {link}: stalled {stall:?}\n{}",
@@ -602,6 +603,26 @@ fn failover_of_every_link_in(
     }
     let bytes = transfer.finish();
     eprintln!("{links} links, {failure:?}: {bytes} bytes intact");
+}
+
+/// Router B closed its subflows over a failed link (silent, or without
+/// carrier) at least `times` times in all (`probe.close_subflows`), or
+/// said once that its kernel cannot.
+fn assert_router_b_closed_subflows(bridge: &Bridge, times: usize) {
+    let log = bridge.remote.output_text();
+    if log.contains("cannot close sockets from outside") {
+        eprintln!("this kernel lacks CONFIG_INET_DIAG_DESTROY: router B closed no subflows");
+        return;
+    }
+    let closed = log
+        .lines()
+        .filter(|l| l.contains("closed the MPTCP subflows over the failed link"))
+        .count();
+    assert!(
+        closed >= times,
+        "router B closed the subflows over a failed link {closed} times, not {times}\n{}",
+        bridge.logs()
+    );
 }
 
 #[test]

@@ -118,6 +118,7 @@ impl ConfigFile {
                 .interface_counter
                 .as_ref()
                 .is_none_or(|b| *b.get_ref()),
+            close_subflows: probe.close_subflows.as_ref().is_none_or(|b| *b.get_ref()),
         };
         let (paths, _) = section(&self.raw.paths);
         let routes = self.routes(&paths, role)?;

@@ -50,6 +50,7 @@ pub(super) struct RawProbe {
     pub(super) port: Field<i64>,
     pub(super) down_action: Field<String>,
     pub(super) interface_counter: Field<bool>,
+    pub(super) close_subflows: Field<bool>,
 }
 
 #[derive(Default, Clone)]

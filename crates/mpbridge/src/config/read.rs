@@ -151,6 +151,7 @@ read_table! {
         port: integer,
         down_action: string,
         interface_counter: boolean,
+        close_subflows: boolean,
     }
 }
 
@@ -592,7 +593,7 @@ mod tests {
                         "[\"x\", \"y\"]"
                     }
                     "enabled" | "backup" | "mptcp" | "fastopen" | "allow_loopback"
-                    | "interface_counter" => "true",
+                    | "interface_counter" | "close_subflows" => "true",
                     "mode" | "key" | "key_file" | "intercept" | "congestion" | "firewall"
                     | "quic" | "control_socket" | "metrics_listen" | "level" | "down_action"
                     | "subflows" | "slow_links" => "\"w\"",

@@ -183,8 +183,15 @@ pub struct ProbeConfig {
     /// Router A reads each link interface's received-packet counter while
     /// probes are unanswered: one that stands still names a black hole
     /// sooner than the probes' loss windows, one that moves holds their
-    /// verdict. `false`: the probes alone.
+    /// verdict. `false`: the probes alone. Router B reads it while router
+    /// A's probes are overdue.
     pub interface_counter: bool,
+    /// Router B closes its MPTCP subflows over a link whose interface fell
+    /// silent (needs `interface_counter`) or lost its carrier (needs a
+    /// kernel with CONFIG_INET_DIAG_DESTROY), so their data is sent again
+    /// over the other links at once. `false`: it waits for router A's
+    /// REMOVE_ADDR.
+    pub close_subflows: bool,
 }
 
 /// Path management: links, probing and the kernel ids used for routing.

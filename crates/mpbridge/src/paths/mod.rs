@@ -50,6 +50,7 @@ pub mod policy;
 pub mod probe;
 pub mod regain;
 pub mod route;
+mod sockdiag;
 pub mod subflows;
 
 use std::future::poll_fn;
@@ -149,11 +150,14 @@ impl PathManager {
     /// lab, 3 links: 4 subflows instead of 3, one of them a duplicate).
     ///
     /// The links' state and addresses come from `host`, the daemon's one
-    /// view of this host; the manager follows its changes.
+    /// view of this host; the manager follows its changes. `ports`: router
+    /// B's listening ports, whose subflows it may close over a link that
+    /// fell silent (`probe.close_subflows`); empty elsewhere.
     pub async fn start(
         settings: &PathSettings,
         role: Role,
         remotes: &[SocketAddr],
+        ports: &[u16],
         auth: &crate::config::Auth,
         host: host::Watch,
     ) -> Result<Option<PathManager>, PathError> {
@@ -245,6 +249,7 @@ impl PathManager {
             },
             down_action: probe.down_action,
             interface_counter: probe.interface_counter,
+            close_subflows: probe.enabled && probe.close_subflows && role == Role::Remote,
             rule_priority: settings.rule_priority,
             multipath: multipath.is_some(),
         };
@@ -258,7 +263,8 @@ impl PathManager {
             probe_dest,
             saved_limits,
         )
-        .with_subflows(settings.subflows);
+        .with_subflows(settings.subflows)
+        .with_close_ports(if config.close_subflows { ports } else { &[] });
         // Router A's endpoints carry the backup flag; router B follows it.
         let policy = (role == Role::Local && settings.slow_links == SlowLinks::Bench).then(|| {
             policy::Policy::new(
@@ -647,7 +653,8 @@ fn action_link(action: &planner::Action) -> Option<usize> {
         | DeleteRule { link, .. }
         | AddEndpoint { link, .. }
         | SetEndpointFlags { link, .. }
-        | DeleteEndpoint { link, .. } => Some(link),
+        | DeleteEndpoint { link, .. }
+        | CloseSubflows { link, .. } => Some(link),
         SetGroups { .. } => None,
     }
 }

@@ -246,7 +246,7 @@ fn subflows_on_demand_take_their_threshold() {
 fn every_probe_and_paths_value_is_used() {
     let text = format!(
         "[auth]\nkey = \"{KEY}\"\n[probe]\nenabled = false\ninterval_ms = 50\ndown_after = 2\n\
-         up_after = 5\nport = 9000\ndown_action = \"backup\"\ninterface_counter = false\n[paths]\ntable_base = 300\nrule_priority = 99\n\
+         up_after = 5\nport = 9000\ndown_action = \"backup\"\ninterface_counter = false\nclose_subflows = false\n[paths]\ntable_base = 300\nrule_priority = 99\n\
          routes = [\"10.10.0.0/24\", \"fd00:10::/64\"]\nroute_table = 100\nroute_metric = 50\n\
          nexthop_base = 900\n[[link]]\ninterface = \"wan0\"\nrate_mbit = 100\n\
          [[link]]\ninterface = \"wan1\"\nrate_mbit = 20\n"
@@ -264,6 +264,7 @@ fn every_probe_and_paths_value_is_used() {
             port: 9000,
             down_action: DownAction::Backup,
             interface_counter: false,
+            close_subflows: false,
         }
     );
     assert_eq!(

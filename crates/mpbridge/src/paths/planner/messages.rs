@@ -48,6 +48,10 @@ pub struct PlannerConfig {
     /// Whether links' received-packet counters are read
     /// ([`super::Planner::wanting_received`]); `probe.interface_counter`.
     pub interface_counter: bool,
+    /// Router B: close the subflows over a link whose interface fell
+    /// silent while it carried a flow ([`Action::CloseSubflows`]);
+    /// `probe.close_subflows`.
+    pub close_subflows: bool,
     pub rule_priority: u32,
     /// Multipath routes are managed: plan the nexthop groups.
     pub multipath: bool,
@@ -154,4 +158,11 @@ pub enum Action {
     /// group is removed. Sent at every look, so what the kernel dropped on
     /// its own (a device's nexthops when it goes down) comes back.
     SetGroups { members: [Vec<Member>; 2] },
+    /// Router B: close this host's MPTCP subflows that leave by interface
+    /// `ifindex` (link `link`, silent or without carrier), each only where
+    /// its connection has a subflow on another interface. The kernel then
+    /// sends their unacknowledged data again over the others at once,
+    /// instead of when router A's REMOVE_ADDR arrives over another link,
+    /// or when the subflows' own retransmission timers run out.
+    CloseSubflows { link: usize, ifindex: u32 },
 }

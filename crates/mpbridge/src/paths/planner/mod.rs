@@ -122,6 +122,8 @@ struct Link {
     benched: bool,
     /// When an endpoint of the link was last removed.
     removed_at: Option<Instant>,
+    /// Router B: its subflows were closed in this outage.
+    closed: bool,
     /// Endpoints held back until then ([`READD_AFTER`]).
     readd_at: Option<Instant>,
 }
@@ -154,6 +156,7 @@ impl Planner {
                 rules: Vec::new(),
                 benched: false,
                 removed_at: None,
+                closed: false,
                 readd_at: None,
             })
             .collect();
@@ -191,19 +194,34 @@ impl Planner {
                 }
             }
             Input::Received { link, packets } => {
-                if let Some(Health::Probes { monitor, .. }) =
-                    self.links.get_mut(link).and_then(|l| l.watched.as_mut())
-                {
-                    let was = monitor.state();
-                    monitor.handle_received(packets, now);
-                    if was != LinkState::Down && monitor.state() == LinkState::Down {
-                        let ms = monitor.silence().as_millis();
-                        let name = &self.config.links[link].interface;
-                        tracing::info!(link = %name, "its interface received nothing for {ms} ms while its probes went unanswered");
+                let Some(watched) = self.links.get_mut(link).and_then(|l| l.watched.as_mut())
+                else {
+                    return;
+                };
+                let was = watched.state();
+                let silence = match watched {
+                    Health::Probes { monitor, .. } => {
+                        monitor.handle_received(packets, now);
+                        monitor.silence()
                     }
-                    if self.verdict(link, now) {
-                        self.plan_groups();
+                    Health::Arrivals { arrivals, .. } => {
+                        arrivals.handle_received(packets, now);
+                        arrivals.silence()
                     }
+                };
+                if was != LinkState::Down && watched.state() == LinkState::Down {
+                    let ms = silence.as_millis();
+                    let name = &self.config.links[link].interface;
+                    let what = match watched {
+                        Health::Probes { .. } => "its probes went unanswered",
+                        Health::Arrivals { .. } => "router A's probes stopped coming",
+                    };
+                    tracing::info!(link = %name, "its interface received nothing for {ms} ms while {what}");
+                }
+                if self.verdict(link, now) {
+                    self.plan_groups();
+                } else {
+                    self.close_subflows(link);
                 }
             }
             Input::Arrival {
@@ -239,9 +257,10 @@ impl Planner {
             return Vec::new();
         }
         (0..self.links.len())
-            .filter(|&i| {
-                matches!(&self.links[i].watched,
-                    Some(Health::Probes { monitor, .. }) if monitor.wants_received(now))
+            .filter(|&i| match &self.links[i].watched {
+                Some(Health::Probes { monitor, .. }) => monitor.wants_received(now),
+                Some(Health::Arrivals { arrivals, .. }) => arrivals.wants_received(now),
+                None => false,
             })
             .collect()
     }
@@ -481,6 +500,27 @@ impl Planner {
         }
     }
 
+    /// Router B: link `i`'s subflows closed, once per outage, when it is
+    /// out of service and its interface fell silent
+    /// ([`Arrivals::fell_silent`]) or lost its carrier (nothing it sends
+    /// leaves; router A learns of it from its own end).
+    fn close_subflows(&mut self, i: usize) {
+        let link = &mut self.links[i];
+        let silent = matches!(&link.watched,
+            Some(Health::Arrivals { arrivals, .. }) if arrivals.fell_silent());
+        let lost = silent || (link.seen && !link.kernel.up);
+        if !self.config.close_subflows || link.in_service || link.closed || !lost {
+            return;
+        }
+        // Out of service by this silence, confirmed (`verdict`): a link
+        // held because every link fell silent at once is still in service.
+        if let Some(ifindex) = link.kernel.index {
+            link.closed = true;
+            self.actions
+                .push_back(Action::CloseSubflows { link: i, ifindex });
+        }
+    }
+
     /// Takes in link `i`'s probes' verdict; true if it changed (and the
     /// link was planned anew).
     ///
@@ -542,7 +582,11 @@ impl Planner {
             link.in_service = in_service;
             link.changed_at = now;
         }
+        if in_service {
+            link.closed = false;
+        }
         if !self.config.endpoints {
+            self.close_subflows(i);
             return;
         }
         let kernel = &link.kernel;
@@ -722,6 +766,9 @@ impl Planner {
             Action::SetEndpointFlags { link, addr, .. } | Action::DeleteEndpoint { link, addr } => {
                 self.links[link].endpoints.insert(addr, 0);
             }
+            // Once per outage: the kernel's retransmissions and router A's
+            // REMOVE_ADDR still move the data, later.
+            Action::CloseSubflows { .. } => {}
             // Sent again at every look anyway.
             Action::StopProbing { .. }
             | Action::SendProbe { .. }

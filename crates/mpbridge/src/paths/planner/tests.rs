@@ -52,6 +52,7 @@ fn config(links: Vec<LinkSpec>, watch: Watch) -> PlannerConfig {
         },
         down_action: DownAction::Remove,
         interface_counter: true,
+        close_subflows: true,
         rule_priority: 7700,
         multipath: true,
     }
@@ -104,6 +105,7 @@ fn kind(a: &Action) -> &'static str {
         Action::SetEndpointFlags { .. } => "SetEndpointFlags",
         Action::DeleteEndpoint { .. } => "DeleteEndpoint",
         Action::SetGroups { .. } => "SetGroups",
+        Action::CloseSubflows { .. } => "CloseSubflows",
     }
 }
 
@@ -186,6 +188,9 @@ impl Sim {
                 }
                 Action::SetGroups { members } => {
                     self.groups = members.map(|g| g.iter().map(|m| m.link).collect());
+                }
+                Action::CloseSubflows { link, ifindex } => {
+                    assert_eq!(ifindex, 10 + link as u32);
                 }
             }
         }
@@ -616,6 +621,8 @@ fn black_hole_on_a_slow_link(counted: bool, busy: bool) -> Vec<u64> {
     sim.in_flight.retain(|&(_, link, _)| link != 0);
     sim.run_to(2000);
     assert_eq!(sim.in_service(), [false, true]);
+    // Router A closes its subflows by removing the link's endpoints.
+    assert!(sim.times("CloseSubflows", 0).is_empty());
     sim.times("DeleteEndpoint", 0)
 }
 
@@ -867,6 +874,129 @@ fn router_b_ignores_requests_on_interfaces_it_does_not_follow() {
     sim.drain();
     assert_eq!(sim.planner.poll_timeout(), before);
     assert_eq!(sim.in_service(), [true]);
+}
+
+/// Router B with two links whose interfaces' counters are read, each
+/// carrying a flow (`busy`) or not; link 0 falls into a black hole at 1000
+/// ms and comes back at 1600, then again at 2500 for good. Returns the
+/// simulation at 3500 ms.
+fn router_b_black_hole(cfg: PlannerConfig, busy: bool) -> Sim {
+    let mut sim = Sim::new(cfg);
+    sim.counters = Some(vec![0; 2]);
+    sim.busy = vec![busy; 2];
+    sim.run_to(1000);
+    assert_eq!(sim.in_service(), [true, true]);
+    sim.through[0] = false;
+    sim.in_flight.retain(|&(_, link, _)| link != 0);
+    sim.run_to(1600);
+    assert_eq!(sim.in_service(), [false, true]);
+    assert_eq!(sim.groups[0], [1]);
+    sim.through[0] = true;
+    sim.run_to(2500);
+    assert_eq!(sim.in_service(), [true, true]);
+    sim.through[0] = false;
+    sim.in_flight.retain(|&(_, link, _)| link != 0);
+    sim.run_to(3500);
+    assert_eq!(sim.in_service(), [false, true]);
+    sim
+}
+
+#[test]
+fn router_b_closes_the_subflows_of_a_link_that_falls_silent_under_a_flow_once_an_outage() {
+    let cfg = config(vec![spec(0, false), spec(1, false)], Watch::Arrivals);
+    let sim = router_b_black_hole(cfg, true);
+    // The counter, read about every interval while the link carries a
+    // flow, stands still from the first reading after the black hole
+    // began; three intervals (300 ms) later the subflows are closed: at
+    // most one reading late, once per outage. (The missing requests took
+    // the link out meanwhile, at 1251 and 2751: with 100 ms intervals
+    // their grace is half an interval; with the default 20 ms it is 30 ms
+    // and more under jitter, a silence of 60 ms names the link first.)
+    let closed = sim.times("CloseSubflows", 0);
+    assert_eq!(closed.len(), 2, "once per outage: {closed:?}");
+    assert!((1300..=1400).contains(&closed[0]), "{closed:?}");
+    assert!((2800..=2900).contains(&closed[1]), "{closed:?}");
+}
+
+#[test]
+fn router_b_closes_the_subflows_of_an_idle_link_once_its_counter_confirms_the_silence() {
+    // Only the requests move the counter: read every fourth interval until
+    // one is overdue (at 1026), then every interval; three intervals of
+    // silence from that reading.
+    let cfg = config(vec![spec(0, false), spec(1, false)], Watch::Arrivals);
+    let sim = router_b_black_hole(cfg, false);
+    let closed = sim.times("CloseSubflows", 0);
+    assert_eq!(closed.len(), 2, "once per outage: {closed:?}");
+    assert!((1326..=1426).contains(&closed[0]), "{closed:?}");
+}
+
+#[test]
+fn router_b_closes_nothing_when_requests_stop_but_the_interface_still_receives() {
+    // Router A's daemon held up on one link's prober, or its requests
+    // lost while the link still carries the flow: out of service by the
+    // missing requests, but the subflows there are alive.
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Arrivals,
+    ));
+    sim.counters = Some(vec![0; 2]);
+    sim.busy = vec![true; 2];
+    sim.run_to(1000);
+    sim.through[0] = false;
+    // The flow still gets through: its packets move the counter.
+    let mut c = sim.counters.take().unwrap();
+    while sim.ms() < 2000 {
+        c[0] += 1;
+        sim.counters = Some(c.clone());
+        sim.step();
+        c = sim.counters.take().unwrap();
+    }
+    assert_eq!(sim.in_service(), [false, true]);
+    assert!(sim.times("CloseSubflows", 0).is_empty());
+}
+
+#[test]
+fn router_b_closes_the_subflows_of_a_link_that_loses_its_carrier_at_once() {
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Arrivals,
+    ));
+    sim.run_to(1000);
+    let down = LinkSnapshot { up: false, ..up(0) };
+    sim.kernel(vec![(0, down)]);
+    assert_eq!(sim.times("CloseSubflows", 0), [1000]);
+    assert_eq!(sim.in_service(), [false, true]);
+    sim.run_to(1500);
+    assert_eq!(sim.times("CloseSubflows", 0), [1000], "once an outage");
+    sim.kernel(vec![(0, up(0))]);
+    sim.run_to(2000);
+    assert_eq!(sim.in_service(), [true, true]);
+    assert_eq!(sim.times("CloseSubflows", 0), [1000]);
+}
+
+#[test]
+fn router_b_closes_no_subflows_when_told_not_to() {
+    let mut cfg = config(vec![spec(0, false), spec(1, false)], Watch::Arrivals);
+    cfg.close_subflows = false;
+    let sim = router_b_black_hole(cfg, true);
+    assert!(sim.times("CloseSubflows", 0).is_empty());
+}
+
+#[test]
+fn router_b_closes_nothing_when_every_link_falls_silent_at_once() {
+    // Router A gone, or its kernel held up: there is nowhere to move to.
+    let mut sim = Sim::new(config(
+        vec![spec(0, false), spec(1, false)],
+        Watch::Arrivals,
+    ));
+    sim.counters = Some(vec![0; 2]);
+    sim.busy = vec![true; 2];
+    sim.run_to(1000);
+    sim.through = vec![false; 2];
+    sim.in_flight.clear();
+    sim.run_to(2000);
+    assert_eq!(sim.in_service(), [true, true]);
+    assert!(sim.times("CloseSubflows", 0).is_empty());
 }
 
 #[test]

@@ -1,0 +1,301 @@
+//! This host's MPTCP subflows as the kernel's socket diagnostics list them
+//! (NETLINK_SOCK_DIAG, `ss -tni`'s source), and closing one of them
+//! (SOCK_DESTROY, `ss -K`; needs CONFIG_INET_DIAG_DESTROY).
+//!
+//! Router B uses it to close the subflows over a link that fell silent
+//! ([`super::planner::Action::CloseSubflows`]): router B accepts subflows,
+//! so it has no endpoint of its own per link whose removal would close
+//! them, and the in-kernel path manager offers no other way.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::host::netlink::{self as nl, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const SOCK_DESTROY: u16 = 21;
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+const IPPROTO_TCP: u8 = 6;
+/// `idiag_ext` bit asking for `tcp_info`, which also brings the ULP's.
+const EXT_INFO: u8 = 1 << (2 - 1);
+/// TCP states a subflow may hold data to send in: ESTABLISHED, FIN_WAIT1,
+/// CLOSE_WAIT, LAST_ACK, CLOSING.
+const STATES: u32 = 1 << 1 | 1 << 4 | 1 << 8 | 1 << 9 | 1 << 11;
+/// `struct inet_diag_msg`, before its attributes.
+const MSG_LEN: usize = 72;
+/// `struct inet_diag_sockid`.
+const SOCKID_LEN: usize = 48;
+const INET_DIAG_ULP_INFO: u16 = 19;
+const INET_ULP_INFO_NAME: u16 = 1;
+const INET_ULP_INFO_MPTCP: u16 = 3;
+const MPTCP_SUBFLOW_ATTR_TOKEN_REM: u16 = 1;
+const MPTCP_SUBFLOW_ATTR_TOKEN_LOC: u16 = 2;
+
+/// One MPTCP subflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subflow {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// Its connection: the local and the remote token.
+    pub connection: (u32, u32),
+    /// The kernel's `inet_diag_sockid`, as it was listed: what names the
+    /// socket to close.
+    sockid: [u8; SOCKID_LEN],
+    family: u8,
+}
+
+/// A socket-diagnostics netlink socket.
+#[derive(Debug)]
+pub struct SockDiag {
+    sock: nl::Socket,
+}
+
+impl SockDiag {
+    pub fn open() -> io::Result<SockDiag> {
+        Ok(SockDiag {
+            sock: nl::Socket::open(Some(rustix::net::netlink::SOCK_DIAG), 0)?,
+        })
+    }
+
+    /// The MPTCP subflows, of both families, whose local port is one of
+    /// `ports`.
+    pub fn subflows(&mut self, ports: &[u16]) -> io::Result<Vec<Subflow>> {
+        let mut out = Vec::new();
+        for family in [AF_INET, AF_INET6] {
+            let seq = self.sock.next_seq();
+            let req = request(family, EXT_INFO, STATES, &[0; SOCKID_LEN]);
+            let mut w = nl::Writer::default();
+            w.begin(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq);
+            w.raw(&req);
+            w.end();
+            for (kind, payload) in self.sock.dump(&w.buf)? {
+                if kind != SOCK_DIAG_BY_FAMILY {
+                    continue;
+                }
+                if let Some(s) = parse(&payload).filter(|s| ports.contains(&s.local.port())) {
+                    out.push(s);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether this kernel closes sockets on request: it lists them (else
+    /// the error), and a request to close one that does not exist is
+    /// refused as missing (ENOENT), not as unsupported (EOPNOTSUPP: no
+    /// CONFIG_INET_DIAG_DESTROY).
+    pub fn can_destroy(&mut self) -> io::Result<bool> {
+        self.subflows(&[])?;
+        let nobody = Subflow {
+            local: SocketAddr::from(([0, 0, 0, 0], 0)),
+            remote: SocketAddr::from(([0, 0, 0, 0], 0)),
+            connection: (0, 0),
+            sockid: [0; SOCKID_LEN],
+            family: AF_INET,
+        };
+        match self.destroy(&nobody) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(false),
+            Err(e) => Err(e),
+            // Nothing to close matched nothing: taken as able.
+            Ok(()) => Ok(true),
+        }
+    }
+
+    /// Closes `subflow` (the kernel aborts it, as `ss -K` would): its
+    /// connection sends its data again over the others. EOPNOTSUPP: the
+    /// kernel lacks CONFIG_INET_DIAG_DESTROY; ENOENT: it is gone already.
+    pub fn destroy(&mut self, subflow: &Subflow) -> io::Result<()> {
+        let seq = self.sock.next_seq();
+        let req = request(subflow.family, 0, u32::MAX, &subflow.sockid);
+        let mut w = nl::Writer::default();
+        w.begin(SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, seq);
+        w.raw(&req);
+        w.end();
+        self.sock.transact(&w.buf, &[seq]).map_err(|(_, e)| e)
+    }
+}
+
+/// `struct inet_diag_req_v2` for TCP.
+fn request(family: u8, ext: u8, states: u32, sockid: &[u8; SOCKID_LEN]) -> Vec<u8> {
+    let mut req = vec![family, IPPROTO_TCP, ext, 0];
+    req.extend_from_slice(&states.to_ne_bytes());
+    req.extend_from_slice(sockid);
+    req
+}
+
+/// One `inet_diag_msg` with its attributes; `None` unless it is an MPTCP
+/// subflow with its tokens.
+fn parse(payload: &[u8]) -> Option<Subflow> {
+    let head = payload.get(..MSG_LEN)?;
+    let family = head[0];
+    let sockid: [u8; SOCKID_LEN] = head[4..4 + SOCKID_LEN].try_into().ok()?;
+    let sport = u16::from_be_bytes([sockid[0], sockid[1]]);
+    let dport = u16::from_be_bytes([sockid[2], sockid[3]]);
+    let addr = |bytes: &[u8]| -> Option<IpAddr> {
+        match family {
+            AF_INET => Some(IpAddr::V4(Ipv4Addr::from(
+                <[u8; 4]>::try_from(&bytes[..4]).ok()?,
+            ))),
+            AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(bytes).ok()?,
+            ))),
+            _ => None,
+        }
+    };
+    let local = SocketAddr::new(addr(&sockid[4..20])?, sport);
+    let remote = SocketAddr::new(addr(&sockid[20..36])?, dport);
+    let (_, ulp) = nl::attributes(&payload[MSG_LEN..]).find(|(k, _)| *k == INET_DIAG_ULP_INFO)?;
+    let mut mptcp = false;
+    let (mut loc, mut rem) = (None, None);
+    for (kind, value) in nl::attributes(ulp) {
+        match kind {
+            INET_ULP_INFO_NAME => mptcp = value.split(|b| *b == 0).next() == Some(b"mptcp"),
+            INET_ULP_INFO_MPTCP => {
+                for (kind, value) in nl::attributes(value) {
+                    let token = value
+                        .get(..4)
+                        .map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")));
+                    match kind {
+                        MPTCP_SUBFLOW_ATTR_TOKEN_LOC => loc = token,
+                        MPTCP_SUBFLOW_ATTR_TOKEN_REM => rem = token,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(Subflow {
+        local,
+        remote,
+        connection: (loc?, rem?),
+        sockid,
+        family,
+    })
+    .filter(|_| mptcp)
+}
+
+/// Of `subflows` (with the interface each leaves by), those to close for
+/// interface `dead`: the ones that leave by it and whose connection has a
+/// subflow leaving by another.
+pub fn to_close(subflows: &[(Subflow, Option<u32>)], dead: u32) -> Vec<&Subflow> {
+    subflows
+        .iter()
+        .filter(|(s, out)| {
+            *out == Some(dead)
+                && subflows.iter().any(|(o, o_out)| {
+                    o.connection == s.connection && o_out.is_some_and(|i| i != dead)
+                })
+        })
+        .map(|(s, _)| s)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `inet_diag_msg` as the kernel writes it, with the ULP's
+    /// attributes when `ulp` names one.
+    fn message(
+        local: SocketAddr,
+        remote: SocketAddr,
+        ulp: Option<&str>,
+        tokens: (u32, u32),
+    ) -> Vec<u8> {
+        let family = if local.is_ipv6() { AF_INET6 } else { AF_INET };
+        let mut m = vec![family, 1, 0, 0];
+        m.extend_from_slice(&local.port().to_be_bytes());
+        m.extend_from_slice(&remote.port().to_be_bytes());
+        for a in [local.ip(), remote.ip()] {
+            let mut bytes = [0u8; 16];
+            match a {
+                IpAddr::V4(v4) => bytes[..4].copy_from_slice(&v4.octets()),
+                IpAddr::V6(v6) => bytes.copy_from_slice(&v6.octets()),
+            }
+            m.extend_from_slice(&bytes);
+        }
+        m.extend_from_slice(&3u32.to_ne_bytes()); // if
+        m.extend_from_slice(&[7; 8]); // cookie
+        m.extend_from_slice(&[0; 20]);
+        assert_eq!(m.len(), MSG_LEN);
+        let mut w = nl::Writer::default();
+        w.attr(8, &[0; 16]); // INET_DIAG_SHUTDOWN-like noise first
+        if let Some(name) = ulp {
+            w.nested(INET_DIAG_ULP_INFO);
+            w.attr_str(INET_ULP_INFO_NAME, name);
+            w.nested(INET_ULP_INFO_MPTCP);
+            w.attr(MPTCP_SUBFLOW_ATTR_TOKEN_REM, &tokens.1.to_ne_bytes());
+            w.attr(MPTCP_SUBFLOW_ATTR_TOKEN_LOC, &tokens.0.to_ne_bytes());
+            w.attr(8, &0x42u32.to_ne_bytes()); // flags
+            w.end_nested();
+            w.end_nested();
+        }
+        m.extend_from_slice(&w.buf);
+        m
+    }
+
+    #[test]
+    fn a_subflow_is_read_with_its_addresses_tokens_and_sockid() {
+        let local: SocketAddr = "10.0.0.2:7000".parse().unwrap();
+        let remote: SocketAddr = "10.1.0.1:40000".parse().unwrap();
+        let s = parse(&message(local, remote, Some("mptcp"), (11, 22))).unwrap();
+        assert_eq!((s.local, s.remote, s.connection), (local, remote, (11, 22)));
+        assert_eq!(s.family, AF_INET);
+        // The request to close it names the socket as it was listed.
+        let req = request(s.family, 0, u32::MAX, &s.sockid);
+        assert_eq!(req.len(), 56);
+        assert_eq!(&req[..2], &[AF_INET, IPPROTO_TCP]);
+        assert_eq!(&req[8..], &message(local, remote, None, (0, 0))[4..52]);
+
+        let local: SocketAddr = "[fd00::2]:7000".parse().unwrap();
+        let remote: SocketAddr = "[fd01::1]:40000".parse().unwrap();
+        let s = parse(&message(local, remote, Some("mptcp"), (5, 6))).unwrap();
+        assert_eq!((s.local, s.remote, s.connection), (local, remote, (5, 6)));
+    }
+
+    #[test]
+    fn plain_tcp_another_ulp_and_short_messages_are_no_subflows() {
+        let local: SocketAddr = "10.0.0.2:7000".parse().unwrap();
+        let remote: SocketAddr = "10.1.0.1:40000".parse().unwrap();
+        assert_eq!(parse(&message(local, remote, None, (1, 2))), None);
+        assert_eq!(parse(&message(local, remote, Some("tls"), (1, 2))), None);
+        let m = message(local, remote, Some("mptcp"), (1, 2));
+        assert_eq!(parse(&m[..MSG_LEN - 1]), None);
+        // Attributes cut short: no tokens, no subflow, no panic.
+        for cut in MSG_LEN..m.len() {
+            let _ = parse(&m[..cut]);
+        }
+    }
+
+    #[test]
+    fn only_subflows_whose_connection_keeps_another_link_are_closed() {
+        let sub = |port: u16, conn: u32| Subflow {
+            local: "10.0.0.2:7000".parse().unwrap(),
+            remote: SocketAddr::new("10.1.0.1".parse().unwrap(), port),
+            connection: (conn, conn + 100),
+            sockid: [0; SOCKID_LEN],
+            family: AF_INET,
+        };
+        let listed = vec![
+            (sub(1, 1), Some(5)), // connection 1: on 5 and 6
+            (sub(2, 1), Some(6)),
+            (sub(3, 2), Some(5)), // connection 2: on 5 only
+            (sub(4, 3), Some(6)), // connection 3: on 6 only
+            (sub(5, 4), Some(5)), // connection 4: on 5, and unknown
+            (sub(6, 4), None),
+        ];
+        let closed: Vec<u16> = to_close(&listed, 5)
+            .iter()
+            .map(|s| s.remote.port())
+            .collect();
+        assert_eq!(closed, vec![1]);
+        let closed: Vec<u16> = to_close(&listed, 6)
+            .iter()
+            .map(|s| s.remote.port())
+            .collect();
+        assert_eq!(closed, vec![2]);
+    }
+}
