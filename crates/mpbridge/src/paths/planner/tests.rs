@@ -901,10 +901,17 @@ fn router_b_black_hole(cfg: PlannerConfig, busy: bool) -> Sim {
     sim
 }
 
+/// When (ms) router B closed link 0's subflows in [`router_b_black_hole`]
+/// with the defaults: once an outage.
+fn closes_in_black_holes(busy: bool) -> Vec<u64> {
+    let cfg = config(vec![spec(0, false), spec(1, false)], Watch::Arrivals);
+    let closed = router_b_black_hole(cfg, busy).times("CloseSubflows", 0);
+    assert_eq!(closed.len(), 2, "once per outage: {closed:?}");
+    closed
+}
+
 #[test]
 fn router_b_closes_the_subflows_of_a_link_that_falls_silent_under_a_flow_once_an_outage() {
-    let cfg = config(vec![spec(0, false), spec(1, false)], Watch::Arrivals);
-    let sim = router_b_black_hole(cfg, true);
     // The counter, read about every interval while the link carries a
     // flow, stands still from the first reading after the black hole
     // began; three intervals (300 ms) later the subflows are closed: at
@@ -912,8 +919,7 @@ fn router_b_closes_the_subflows_of_a_link_that_falls_silent_under_a_flow_once_an
     // the link out meanwhile, at 1251 and 2751: with 100 ms intervals
     // their grace is half an interval; with the default 20 ms it is 30 ms
     // and more under jitter, a silence of 60 ms names the link first.)
-    let closed = sim.times("CloseSubflows", 0);
-    assert_eq!(closed.len(), 2, "once per outage: {closed:?}");
+    let closed = closes_in_black_holes(true);
     assert!((1300..=1400).contains(&closed[0]), "{closed:?}");
     assert!((2800..=2900).contains(&closed[1]), "{closed:?}");
 }
@@ -923,18 +929,12 @@ fn router_b_closes_the_subflows_of_an_idle_link_once_its_counter_confirms_the_si
     // Only the requests move the counter: read every fourth interval until
     // one is overdue (at 1026), then every interval; three intervals of
     // silence from that reading.
-    let cfg = config(vec![spec(0, false), spec(1, false)], Watch::Arrivals);
-    let sim = router_b_black_hole(cfg, false);
-    let closed = sim.times("CloseSubflows", 0);
-    assert_eq!(closed.len(), 2, "once per outage: {closed:?}");
+    let closed = closes_in_black_holes(false);
     assert!((1326..=1426).contains(&closed[0]), "{closed:?}");
 }
 
-#[test]
-fn router_b_closes_nothing_when_requests_stop_but_the_interface_still_receives() {
-    // Router A's daemon held up on one link's prober, or its requests
-    // lost while the link still carries the flow: out of service by the
-    // missing requests, but the subflows there are alive.
+/// Router B on two links that carry flows, at 1000 ms.
+fn router_b_under_flows() -> Sim {
     let mut sim = Sim::new(config(
         vec![spec(0, false), spec(1, false)],
         Watch::Arrivals,
@@ -942,6 +942,15 @@ fn router_b_closes_nothing_when_requests_stop_but_the_interface_still_receives()
     sim.counters = Some(vec![0; 2]);
     sim.busy = vec![true; 2];
     sim.run_to(1000);
+    sim
+}
+
+#[test]
+fn router_b_closes_nothing_when_requests_stop_but_the_interface_still_receives() {
+    // Router A's daemon held up on one link's prober, or its requests
+    // lost while the link still carries the flow: out of service by the
+    // missing requests, but the subflows there are alive.
+    let mut sim = router_b_under_flows();
     sim.through[0] = false;
     // The flow still gets through: its packets move the counter.
     let mut c = sim.counters.take().unwrap();
@@ -985,13 +994,7 @@ fn router_b_closes_no_subflows_when_told_not_to() {
 #[test]
 fn router_b_closes_nothing_when_every_link_falls_silent_at_once() {
     // Router A gone, or its kernel held up: there is nowhere to move to.
-    let mut sim = Sim::new(config(
-        vec![spec(0, false), spec(1, false)],
-        Watch::Arrivals,
-    ));
-    sim.counters = Some(vec![0; 2]);
-    sim.busy = vec![true; 2];
-    sim.run_to(1000);
+    let mut sim = router_b_under_flows();
     sim.through = vec![false; 2];
     sim.in_flight.clear();
     sim.run_to(2000);

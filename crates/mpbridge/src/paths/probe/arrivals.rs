@@ -327,6 +327,7 @@ const JITTER_SLACK: Duration = Duration::from_millis(30);
 
 #[cfg(test)]
 mod tests {
+    use super::super::monitor::tests::Noise;
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
@@ -557,18 +558,6 @@ mod tests {
         }
         let took = now - stop;
         assert!(took <= 150 * MS, "down after {took:?}");
-    }
-
-    /// A small deterministic pseudo-random sequence in [0, 1).
-    struct Noise(u64);
-
-    impl Noise {
-        fn next(&mut self) -> f64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 >> 11) as f64 / (1u64 << 53) as f64
-        }
     }
 
     /// Router B's side of a link at the default settings (every 20 ms,

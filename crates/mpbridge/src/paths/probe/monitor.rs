@@ -438,7 +438,7 @@ impl Outcomes {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
@@ -650,10 +650,10 @@ mod tests {
     }
 
     /// A small deterministic pseudo-random sequence in [0, 1).
-    struct Noise(u64);
+    pub(in crate::paths::probe) struct Noise(pub(in crate::paths::probe) u64);
 
     impl Noise {
-        fn next(&mut self) -> f64 {
+        pub(in crate::paths::probe) fn next(&mut self) -> f64 {
             self.0 ^= self.0 << 13;
             self.0 ^= self.0 >> 7;
             self.0 ^= self.0 << 17;
