@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::monitor::{Busy, Outcomes, LOSS_WINDOW};
+use super::monitor::{Counter, Outcomes, LOSS_WINDOW};
 use super::{LinkHealth, LinkState, ProbeSettings};
 
 /// One link's state as its arriving requests tell it. Drive it with
@@ -54,15 +54,9 @@ pub struct Arrivals {
     outcomes: Outcomes,
     received: u64,
     lost: u64,
-    /// The interface's received-packet counter: its latest reading, and
-    /// when that was taken.
-    counter: Option<u64>,
-    counter_at: Option<Instant>,
-    /// The counter's value and the first reading that showed it, while
-    /// a request is overdue.
-    still: Option<(u64, Instant)>,
-    /// The counter's last moves were a flow's, not just requests.
-    busy: Busy,
+    /// The interface's received-packet counter (its standstill restarted
+    /// by every request).
+    counter: Counter,
     /// The counter stood still for [`Arrivals::silence`] while requests
     /// were missing (cleared by the next request).
     silent: bool,
@@ -90,10 +84,7 @@ impl Arrivals {
             outcomes: Outcomes::default(),
             received: 0,
             lost: 0,
-            counter: None,
-            counter_at: None,
-            still: None,
-            busy: Busy::default(),
+            counter: Counter::default(),
             silent: false,
         }
     }
@@ -134,7 +125,7 @@ impl Arrivals {
         self.received += 1;
         self.misses = 0;
         self.missed_since = 0;
-        self.still = None;
+        self.counter.restart();
         self.silent = false;
         self.answers = self.answers.saturating_add(1);
         // Like the prober: a link never heard is up at its first request;
@@ -180,12 +171,13 @@ impl Arrivals {
     /// the counter has named the link.
     pub fn wants_received(&self, now: Instant) -> bool {
         let interval = self.settings.interval;
-        let every = match self.busy.get() || self.overdue(now) {
+        let every = match self.counter.busy() || self.overdue(now) {
             true => interval,
             false => interval * IDLE_READINGS,
         };
         let due = self
-            .counter_at
+            .counter
+            .read_at()
             .is_none_or(|at| now + interval / 4 >= at + every);
         self.heard != LinkState::Unknown && !self.silent && due
     }
@@ -201,27 +193,14 @@ impl Arrivals {
     /// has not moved for [`Arrivals::silence`] while requests are overdue
     /// takes the link down (as their absence would, later).
     pub fn handle_received(&mut self, packets: u64, now: Instant) {
-        if let (Some(before), Some(at)) = (self.counter, self.counter_at) {
-            if packets != before {
-                let interval = self.settings.interval.as_secs_f64();
-                let intervals = now.saturating_duration_since(at).as_secs_f64() / interval;
-                self.busy.moved(packets.wrapping_sub(before), intervals);
+        self.counter.read(packets, now, self.settings.interval);
+        if !self.silent && self.overdue(now) && self.counter.still_for() >= self.silence() {
+            self.silent = true;
+            if self.heard == LinkState::Up {
+                self.heard = LinkState::Down;
+                self.answers = 0;
             }
-        }
-        self.counter = Some(packets);
-        self.counter_at = Some(now);
-        match self.still {
-            Some((value, since)) if value == packets => {
-                if !self.silent && self.overdue(now) && now >= since + self.silence() {
-                    self.silent = true;
-                    if self.heard == LinkState::Up {
-                        self.heard = LinkState::Down;
-                        self.answers = 0;
-                    }
-                    self.update(now);
-                }
-            }
-            _ => self.still = Some((packets, now)),
+            self.update(now);
         }
     }
 
@@ -232,10 +211,8 @@ impl Arrivals {
     pub fn silence(&self) -> Duration {
         let interval = self.settings.interval;
         let intervals = interval * self.settings.down_after;
-        match self.busy.get() {
-            true => intervals,
-            false => intervals.max(interval + grace(&self.settings, self.jitter)),
-        }
+        self.counter
+            .silence(intervals, interval + grace(&self.settings, self.jitter))
     }
 
     /// The link is down and its interface has received nothing for

@@ -67,6 +67,73 @@ impl Busy {
     }
 }
 
+/// A link interface's received-packet counter as read by either router:
+/// the latest reading and when it was taken, the first reading that showed
+/// the current value (the standstill a silence is timed from), and whether
+/// a flow moved it ([`Busy`]).
+#[derive(Debug, Default, Clone)]
+pub(super) struct Counter {
+    value: Option<u64>,
+    read_at: Option<Instant>,
+    still: Option<(u64, Instant)>,
+    busy: Busy,
+}
+
+impl Counter {
+    /// A reading of `packets` at `now`; `interval` is the probes'.
+    pub(super) fn read(&mut self, packets: u64, now: Instant, interval: Duration) {
+        if let (Some(before), Some(at)) = (self.value, self.read_at) {
+            if packets != before {
+                let intervals =
+                    now.saturating_duration_since(at).as_secs_f64() / interval.as_secs_f64();
+                self.busy.moved(packets.wrapping_sub(before), intervals);
+            }
+        }
+        self.value = Some(packets);
+        self.read_at = Some(now);
+        if self.still.is_none_or(|(value, _)| value != packets) {
+            self.still = Some((packets, now));
+        }
+    }
+
+    /// How long the counter had stood still at its latest reading, counted
+    /// from the first reading that showed its value since [`Counter::restart`].
+    pub(super) fn still_for(&self) -> Duration {
+        match (self.still, self.read_at) {
+            (Some((_, since)), Some(at)) => at.saturating_duration_since(since),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Something arrived that the counter need not show yet (an answer, a
+    /// request): its standstill starts again at the next reading.
+    pub(super) fn restart(&mut self) {
+        self.still = None;
+    }
+
+    /// `intervals` of standstill name a silence on a link a flow moved;
+    /// on an idle one at least `idle`, as long as what alone moves it may
+    /// come apart.
+    pub(super) fn silence(&self, intervals: Duration, idle: Duration) -> Duration {
+        match self.busy.get() {
+            true => intervals,
+            false => intervals.max(idle),
+        }
+    }
+
+    pub(super) fn value(&self) -> Option<u64> {
+        self.value
+    }
+
+    pub(super) fn read_at(&self) -> Option<Instant> {
+        self.read_at
+    }
+
+    pub(super) fn busy(&self) -> bool {
+        self.busy.get()
+    }
+}
+
 /// One link's prober state. Drive it with [`Monitor::poll_timeout`],
 /// [`Monitor::handle_timeout`] and [`Monitor::handle_reply`].
 #[derive(Debug)]
@@ -92,17 +159,12 @@ pub struct Monitor {
     lost_since: Option<Instant>,
     /// When the latest probe that was answered was sent.
     heard: Option<Instant>,
-    /// The link's interface's received-packet counter: the latest reading,
-    /// and the one the current run of lost probes is judged against.
-    received: Option<u64>,
+    /// The link's interface's received-packet counter (its standstill
+    /// restarted by every answer: the silence [`Monitor::handle_received`]
+    /// names), and the reading the current run of lost probes is judged
+    /// against.
+    counter: Counter,
     received_mark: Option<u64>,
-    /// When the counter was last read, and, while probes are unanswered,
-    /// its value and the first reading that showed it (cleared by every
-    /// answer): the silence [`Monitor::handle_received`] names.
-    fed_at: Option<Instant>,
-    still: Option<(u64, Instant)>,
-    /// Whether the counter's last moves were a flow's.
-    busy: Busy,
     outcomes: Outcomes,
     sent: u64,
     answered: u64,
@@ -127,11 +189,8 @@ impl Monitor {
             answers: 0,
             lost_since: None,
             heard: None,
-            received: None,
+            counter: Counter::default(),
             received_mark: None,
-            fed_at: None,
-            still: None,
-            busy: Busy::default(),
             outcomes: Outcomes::default(),
             sent: 0,
             answered: 0,
@@ -232,7 +291,7 @@ impl Monitor {
         self.sample_rtt(now.saturating_duration_since(sent));
         self.heard = self.heard.max(Some(sent));
         self.lost_since = None;
-        self.still = None;
+        self.counter.restart();
         self.answered += 1;
         self.record(true, now);
     }
@@ -271,7 +330,7 @@ impl Monitor {
             self.answers = 0;
             self.misses = self.misses.saturating_add(1);
             if self.misses == 1 {
-                self.received_mark = self.received;
+                self.received_mark = self.counter.value();
             }
             if self.state != LinkState::Down
                 && self.misses >= self.settings.down_after
@@ -303,26 +362,13 @@ impl Monitor {
     /// [`Monitor::handle_timeout`]; a monitor never fed judges by its
     /// probes alone.
     pub fn handle_received(&mut self, packets: u64, now: Instant) {
-        if let (Some(before), Some(at)) = (self.received, self.fed_at) {
-            if packets != before {
-                let interval = self.settings.interval.as_secs_f64();
-                let intervals = now.saturating_duration_since(at).as_secs_f64() / interval;
-                self.busy.moved(packets.wrapping_sub(before), intervals);
+        self.counter.read(packets, now, self.settings.interval);
+        let oldest = self.outstanding.front().map(|&(_, sent)| sent);
+        if let (LinkState::Up, Some(oldest)) = (self.state, oldest) {
+            if self.counter.still_for() >= self.silence() {
+                self.lost_since.get_or_insert(oldest);
+                self.set_state(LinkState::Down, now);
             }
-        }
-        self.received = Some(packets);
-        self.fed_at = Some(now);
-        match self.still {
-            Some((value, since)) if value == packets => {
-                let oldest = self.outstanding.front().map(|&(_, sent)| sent);
-                if let (LinkState::Up, Some(oldest)) = (self.state, oldest) {
-                    if now >= since + self.silence() {
-                        self.lost_since.get_or_insert(oldest);
-                        self.set_state(LinkState::Down, now);
-                    }
-                }
-            }
-            _ => self.still = Some((packets, now)),
         }
     }
 
@@ -338,10 +384,7 @@ impl Monitor {
     pub fn silence(&self) -> Duration {
         let interval = self.settings.interval;
         let intervals = interval * self.settings.down_after;
-        match self.busy.get() {
-            true => intervals,
-            false => intervals.max(interval + self.rttvar * 4),
-        }
+        self.counter.silence(intervals, interval + self.rttvar * 4)
     }
 
     /// Whether the interface's counter is wanted now (see
@@ -357,7 +400,8 @@ impl Monitor {
         let watching = self.state == LinkState::Up
             && !self.outstanding.is_empty()
             && self
-                .fed_at
+                .counter
+                .read_at()
                 .is_none_or(|at| now + interval / 4 >= at + interval);
         self.state != LinkState::Down && (self.misses > 0 || overdue || watching)
     }
@@ -365,11 +409,12 @@ impl Monitor {
     /// Whether the interface received anything since the last lost probe
     /// was judged, within [`DELIVERING_MAX`] of the first lost one.
     fn delivering(&mut self, now: Instant) -> bool {
+        let received = self.counter.value();
         let moved = matches!(
-            (self.received_mark, self.received),
+            (self.received_mark, received),
             (Some(mark), Some(now_count)) if now_count > mark
         );
-        self.received_mark = self.received;
+        self.received_mark = received;
         moved
             && self
                 .lost_since
@@ -378,7 +423,7 @@ impl Monitor {
 
     fn set_state(&mut self, state: LinkState, now: Instant) {
         self.state = state;
-        self.still = None;
+        self.counter.restart();
         self.changed_at = now;
     }
 
