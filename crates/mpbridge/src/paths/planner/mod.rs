@@ -92,6 +92,28 @@ impl Health {
             Health::Arrivals { arrivals, .. } => arrivals.heard(),
         }
     }
+
+    fn wants_received(&self, now: Instant) -> bool {
+        match self {
+            Health::Probes { monitor, .. } => monitor.wants_received(now),
+            Health::Arrivals { arrivals, .. } => arrivals.wants_received(now),
+        }
+    }
+
+    /// Takes in the interface's counter; returns the standstill that names
+    /// the link silent, and what went missing meanwhile (for the log).
+    fn handle_received(&mut self, packets: u64, now: Instant) -> (Duration, &'static str) {
+        match self {
+            Health::Probes { monitor, .. } => {
+                monitor.handle_received(packets, now);
+                (monitor.silence(), "its probes went unanswered")
+            }
+            Health::Arrivals { arrivals, .. } => {
+                arrivals.handle_received(packets, now);
+                (arrivals.silence(), "router A's probes stopped coming")
+            }
+        }
+    }
 }
 
 /// What the planner knows and has planned for one link.
@@ -199,23 +221,10 @@ impl Planner {
                     return;
                 };
                 let was = watched.state();
-                let silence = match watched {
-                    Health::Probes { monitor, .. } => {
-                        monitor.handle_received(packets, now);
-                        monitor.silence()
-                    }
-                    Health::Arrivals { arrivals, .. } => {
-                        arrivals.handle_received(packets, now);
-                        arrivals.silence()
-                    }
-                };
+                let (silence, what) = watched.handle_received(packets, now);
                 if was != LinkState::Down && watched.state() == LinkState::Down {
                     let ms = silence.as_millis();
                     let name = &self.config.links[link].interface;
-                    let what = match watched {
-                        Health::Probes { .. } => "its probes went unanswered",
-                        Health::Arrivals { .. } => "router A's probes stopped coming",
-                    };
                     tracing::info!(link = %name, "its interface received nothing for {ms} ms while {what}");
                 }
                 if self.verdict(link, now) {
@@ -257,10 +266,11 @@ impl Planner {
             return Vec::new();
         }
         (0..self.links.len())
-            .filter(|&i| match &self.links[i].watched {
-                Some(Health::Probes { monitor, .. }) => monitor.wants_received(now),
-                Some(Health::Arrivals { arrivals, .. }) => arrivals.wants_received(now),
-                None => false,
+            .filter(|&i| {
+                self.links[i]
+                    .watched
+                    .as_ref()
+                    .is_some_and(|h| h.wants_received(now))
             })
             .collect()
     }
