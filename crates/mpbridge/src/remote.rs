@@ -525,6 +525,12 @@ async fn wait_established(
             }
         };
         tokio::select! {
+            // The wake-up first: when it and the end of a pause come in the
+            // same turn (the SYN-ACK's retransmission, 1 s after the first,
+            // lands near the pause that ends 1020 ms in), it is what
+            // answered; an unbiased pick counted half of those as rechecks
+            // (tests/flood.rs saw `woken=0 rechecks=9 waited=1.03s`).
+            biased;
             ready = stream.writable() => {
                 if ready.is_err() {
                     // Whatever is written next says what went wrong.
