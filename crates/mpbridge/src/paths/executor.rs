@@ -23,7 +23,7 @@ use super::multipath::{self, Multipath};
 use super::planner::{Action, LinkSnapshot, LinkSpec};
 use super::probe::{ProbeKeys, ProbeSocket, ProbeTarget};
 use super::route::{self, PROTOCOL};
-use super::sockdiag::{self, SockDiag};
+use super::sockdiag::{Closer, SockDiag, CANNOT_CLOSE};
 use super::subflows::{OnDemand, PmSysctl, SubflowAction};
 use super::PathError;
 use crate::config::SubflowMode;
@@ -75,11 +75,10 @@ pub(super) struct Executor {
     /// Subflows on demand, once [`Executor::prepare`] has set them up.
     ondemand: Option<Subflows>,
     /// Router B: the listening ports whose subflows
-    /// [`Action::CloseSubflows`] closes (empty: none), the socket it lists
-    /// and closes them with, and whether the kernel refused to close one.
+    /// [`Action::CloseSubflows`] closes (empty: none), and the thread that
+    /// closes them, once the kernel was found able to.
     close_ports: Vec<u16>,
-    diag: Option<SockDiag>,
-    diag_refused: bool,
+    closer: Option<Closer>,
 }
 
 /// Subflows on demand: the decisions and the kernel's events.
@@ -94,12 +93,6 @@ struct Subflows {
 /// of ~100 bytes (their skbs count more), so 4 MiB holds some thousands of
 /// connections' worth while the task is busy.
 const EVENT_QUEUE: usize = 4 << 20;
-
-/// Said once, at start, where the kernel cannot close router B's subflows.
-const CANNOT_CLOSE: &str = "this kernel cannot close sockets from outside (it lacks \
-     CONFIG_INET_DIAG_DESTROY): router B leaves the subflows over a failed link with their \
-     data until router A's REMOVE_ADDR arrives over another link (probe.close_subflows = \
-     false says the same without this warning)";
 
 static EVENTS_LOST: LogLimit = LogLimit::new(Duration::from_secs(10));
 static SUBFLOW_FAILED: LogLimit = LogLimit::new(Duration::from_secs(10));
@@ -136,37 +129,37 @@ impl Executor {
             pm_sysctl: None,
             ondemand: None,
             close_ports: Vec::new(),
-            diag: None,
-            diag_refused: false,
+            closer: None,
         }
     }
 
     /// Router B: whether its subflows over a failed link can be closed,
-    /// said at start (the first failure is no time to learn it).
+    /// said at start (the first failure is no time to learn it); if so,
+    /// the thread that will close them.
     fn prepare_closing(&mut self) {
         if self.close_ports.is_empty() {
             return;
         }
-        let able = SockDiag::open().and_then(|mut d| {
-            let able = d.can_destroy()?;
-            self.diag = Some(d);
-            Ok(able)
-        });
+        let able = SockDiag::open().and_then(|mut d| Ok((d.can_destroy()?, d)));
         match able {
-            Ok(true) => tracing::info!(
-                "router B closes its MPTCP subflows over a link that fails (probe.close_subflows)"
-            ),
-            Ok(false) => {
-                self.diag_refused = true;
-                tracing::warn!("{CANNOT_CLOSE}");
-            }
-            Err(e) => {
-                self.diag_refused = true;
-                tracing::warn!(
-                    "cannot list this host's sockets ({e}): router B leaves the subflows over a \
+            Ok((true, diag)) => match Closer::spawn(diag, self.close_ports.clone()) {
+                Ok(closer) => {
+                    self.closer = Some(closer);
+                    tracing::info!(
+                        "router B closes its MPTCP subflows over a link that fails \
+                         (probe.close_subflows)"
+                    );
+                }
+                Err(e) => tracing::warn!(
+                    "cannot start closing subflows ({e}): router B leaves the subflows over a \
                      failed link to router A's REMOVE_ADDR"
-                );
-            }
+                ),
+            },
+            Ok((false, _)) => tracing::warn!("{CANNOT_CLOSE}"),
+            Err(e) => tracing::warn!(
+                "cannot list this host's sockets ({e}): router B leaves the subflows over a \
+                 failed link to router A's REMOVE_ADDR"
+            ),
         }
     }
 
@@ -174,51 +167,6 @@ impl Executor {
     pub(super) fn with_close_ports(mut self, ports: &[u16]) -> Executor {
         self.close_ports = ports.to_vec();
         self
-    }
-
-    /// Closes the MPTCP subflows of [`Executor::close_ports`] that leave by
-    /// interface `ifindex`, where their connection has a subflow leaving
-    /// by another; returns how many.
-    fn close_subflows(&mut self, ifindex: u32) -> io::Result<usize> {
-        if self.close_ports.is_empty() || self.diag_refused {
-            return Ok(0);
-        }
-        let diag = match &mut self.diag {
-            Some(d) => d,
-            None => self.diag.insert(SockDiag::open()?),
-        };
-        let subflows = diag.subflows(&self.close_ports)?;
-        // Which interface each leaves by: as the kernel routes its peer
-        // (one lookup per pair of addresses).
-        let mut routed: BTreeMap<(IpAddr, IpAddr), Option<u32>> = BTreeMap::new();
-        let mut listed = Vec::with_capacity(subflows.len());
-        for s in subflows {
-            let key = (s.remote.ip(), s.local.ip());
-            let out = match routed.get(&key) {
-                Some(&out) => out,
-                None => {
-                    let out = self.rt.route_interface(key.0, Some(key.1))?;
-                    routed.insert(key, out);
-                    out
-                }
-            };
-            listed.push((s, out));
-        }
-        let mut closed = 0;
-        for s in sockdiag::to_close(&listed, ifindex) {
-            match diag.destroy(s) {
-                Ok(()) => closed += 1,
-                // Closed meanwhile.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-                    self.diag_refused = true;
-                    tracing::warn!("{CANNOT_CLOSE}");
-                    break;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(closed)
     }
 
     /// Who opens the subflows (before [`Executor::prepare`]; default kernel).
@@ -553,14 +501,10 @@ impl Executor {
                 }
             }
             Action::CloseSubflows { link, ifindex } => {
-                let link = name(link);
-                let started = Instant::now();
-                let closed = self
-                    .close_subflows(ifindex)
-                    .map_err(|e| format!("cannot close the MPTCP subflows over {link}: {e}"))?;
-                if closed > 0 {
-                    let took_ms = started.elapsed().as_millis() as u64;
-                    tracing::info!(%link, subflows = closed, took_ms, "closed the MPTCP subflows over the failed link: their connections send what they had in flight again over the others");
+                // Listing every socket takes long on a router with many
+                // connections: its own thread does it, and says how it went.
+                if let Some(closer) = &self.closer {
+                    closer.close(name(link), ifindex);
                 }
             }
         }
