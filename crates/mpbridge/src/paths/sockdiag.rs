@@ -138,8 +138,9 @@ impl SockDiag {
 
 /// The kernel's filter program (`inet_diag_bc_op`s, `ss`'s `sport = :P`)
 /// that keeps the sockets whose local port is one of `ports`, so that the
-/// others (router B's upstream connections, half of its sockets or more)
-/// are neither filled with their tcp_info nor copied; empty for no ports.
+/// others (router B's upstream connection for each bridged one, anything
+/// else on the host) are neither filled with their tcp_info nor copied;
+/// empty for no ports.
 ///
 /// Per port, `sport >= P` then `sport <= P` (the oldest operations, in
 /// every kernel with socket diagnostics); a port that matches runs into a
