@@ -53,6 +53,26 @@ pub mod route;
 mod sockdiag;
 pub mod subflows;
 
+/// Runs `f` on a thread of its own inside a new, empty network namespace
+/// with only `lo` up, so what a test sends never leaves it.
+#[cfg(test)]
+pub(crate) fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        // SAFETY: only the network namespace is unshared, by a thread
+        // that shares nothing else the flag could split.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+            .expect("unshare(CLONE_NEWNET) needs root");
+        let up = std::process::Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .expect("ip");
+        assert!(up.success());
+        f()
+    })
+    .join()
+    .expect("test thread")
+}
+
 use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, SocketAddr};

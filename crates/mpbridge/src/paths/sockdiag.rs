@@ -548,16 +548,7 @@ mod tests {
     #[test]
     fn the_kernel_lists_only_the_subflows_of_the_ports_given() {
         use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-        let found = std::thread::spawn(|| {
-            // SAFETY: only the network namespace is unshared, by a thread
-            // that shares nothing else the flag could split.
-            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
-                .expect("unshare(CLONE_NEWNET) needs root");
-            let up = std::process::Command::new("ip")
-                .args(["link", "set", "lo", "up"])
-                .status()
-                .expect("ip");
-            assert!(up.success());
+        let found = crate::paths::in_fresh_netns(|| {
             let mut keep = Vec::new();
             for (port, proto) in [
                 (4443, Some(Protocol::MPTCP)),
@@ -586,9 +577,7 @@ mod tests {
                 p
             };
             (ports(&[4443]), ports(&[4443, 4444]), ports(&[4445]))
-        })
-        .join()
-        .expect("test thread");
+        });
         assert_eq!(found.0, vec![4443]);
         assert_eq!(found.1, vec![4443, 4444]);
         // The plain TCP connection's sockets pass the filter, not the

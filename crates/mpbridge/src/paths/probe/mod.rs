@@ -395,25 +395,7 @@ async fn run_responder(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Runs `f` on a thread of its own inside a new, empty network
-    /// namespace with only `lo` up, so probes never leave the test.
-    fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-        std::thread::spawn(move || {
-            // SAFETY: only the network namespace is unshared, by a thread
-            // that shares nothing else the flag could split.
-            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
-                .expect("unshare(CLONE_NEWNET) needs root");
-            let up = std::process::Command::new("ip")
-                .args(["link", "set", "lo", "up"])
-                .status()
-                .expect("ip");
-            assert!(up.success());
-            f()
-        })
-        .join()
-        .expect("test thread")
-    }
+    use crate::paths::in_fresh_netns;
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
