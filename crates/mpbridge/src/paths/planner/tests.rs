@@ -40,6 +40,11 @@ fn addr(i: usize) -> IpAddr {
     ip(&format!("10.0.{i}.1"))
 }
 
+/// Router B on two plain links.
+fn router_b_config() -> PlannerConfig {
+    config(vec![spec(0, false), spec(1, false)], Watch::Arrivals)
+}
+
 fn config(links: Vec<LinkSpec>, watch: Watch) -> PlannerConfig {
     PlannerConfig {
         links,
@@ -784,10 +789,7 @@ fn a_down_and_up_between_two_looks_is_a_return_of_the_link() {
 
 #[test]
 fn router_b_takes_a_flapped_link_out_until_its_requests_cross_it_again() {
-    let mut sim = Sim::new(config(
-        vec![spec(0, false), spec(1, false)],
-        Watch::Arrivals,
-    ));
+    let mut sim = Sim::new(router_b_config());
     sim.run_to(1000);
     assert_eq!(sim.groups[0], [0, 1]);
     sim.kernel(vec![(0, flapped(1))]);
@@ -817,10 +819,7 @@ fn without_probes_a_link_follows_the_kernel_alone() {
 
 #[test]
 fn router_b_takes_a_link_out_when_its_requests_stop_and_back_when_they_resume() {
-    let mut sim = Sim::new(config(
-        vec![spec(0, false), spec(1, false)],
-        Watch::Arrivals,
-    ));
+    let mut sim = Sim::new(router_b_config());
     // Router B: no endpoints, rules, tables or probes of its own.
     assert!(sim.endpoints.is_empty() && sim.rules.is_empty() && sim.routes.is_empty());
     assert!(sim.times("StartProbing", 0).is_empty());
@@ -842,10 +841,7 @@ fn router_b_takes_a_link_out_when_its_requests_stop_and_back_when_they_resume() 
 
 #[test]
 fn router_b_follows_router_a_verdict_at_once() {
-    let mut sim = Sim::new(config(
-        vec![spec(0, false), spec(1, false)],
-        Watch::Arrivals,
-    ));
+    let mut sim = Sim::new(router_b_config());
     sim.run_to(1000);
     // Router A's probes over link 1 go unanswered (the B → A direction),
     // and its requests say so.
@@ -904,7 +900,7 @@ fn router_b_black_hole(cfg: PlannerConfig, busy: bool) -> Sim {
 /// When (ms) router B closed link 0's subflows in [`router_b_black_hole`]
 /// with the defaults: once an outage.
 fn closes_in_black_holes(busy: bool) -> Vec<u64> {
-    let cfg = config(vec![spec(0, false), spec(1, false)], Watch::Arrivals);
+    let cfg = router_b_config();
     let closed = router_b_black_hole(cfg, busy).times("CloseSubflows", 0);
     assert_eq!(closed.len(), 2, "once per outage: {closed:?}");
     closed
@@ -935,10 +931,7 @@ fn router_b_closes_the_subflows_of_an_idle_link_once_its_counter_confirms_the_si
 
 /// Router B on two links that carry flows, at 1000 ms.
 fn router_b_under_flows() -> Sim {
-    let mut sim = Sim::new(config(
-        vec![spec(0, false), spec(1, false)],
-        Watch::Arrivals,
-    ));
+    let mut sim = Sim::new(router_b_config());
     sim.counters = Some(vec![0; 2]);
     sim.busy = vec![true; 2];
     sim.run_to(1000);
@@ -966,10 +959,7 @@ fn router_b_closes_nothing_when_requests_stop_but_the_interface_still_receives()
 
 #[test]
 fn router_b_closes_the_subflows_of_a_link_that_loses_its_carrier_at_once() {
-    let mut sim = Sim::new(config(
-        vec![spec(0, false), spec(1, false)],
-        Watch::Arrivals,
-    ));
+    let mut sim = Sim::new(router_b_config());
     sim.run_to(1000);
     let down = LinkSnapshot { up: false, ..up(0) };
     sim.kernel(vec![(0, down)]);
@@ -985,7 +975,7 @@ fn router_b_closes_the_subflows_of_a_link_that_loses_its_carrier_at_once() {
 
 #[test]
 fn router_b_closes_no_subflows_when_told_not_to() {
-    let mut cfg = config(vec![spec(0, false), spec(1, false)], Watch::Arrivals);
+    let mut cfg = router_b_config();
     cfg.close_subflows = false;
     let sim = router_b_black_hole(cfg, true);
     assert!(sim.times("CloseSubflows", 0).is_empty());
