@@ -201,6 +201,20 @@ impl Sim {
         }
     }
 
+    /// Both links' interface counters are read from now on, each moved by
+    /// a flow (`busy`) or only by the probes.
+    fn read_counters(&mut self, busy: bool) {
+        self.counters = Some(vec![0; 2]);
+        self.busy = vec![busy; 2];
+    }
+
+    /// `link` falls into a black hole: nothing crosses it from now on, and
+    /// what was on its way is lost.
+    fn black_hole(&mut self, link: usize) {
+        self.through[link] = false;
+        self.in_flight.retain(|&(_, l, _)| l != link);
+    }
+
     /// One millisecond: what is due arrives, the timer fires if due.
     fn step(&mut self) {
         let now = self.now;
@@ -618,12 +632,10 @@ fn black_hole_on_a_slow_link(counted: bool, busy: bool) -> Vec<u64> {
     cfg.interface_counter = counted;
     let mut sim = Sim::new(cfg);
     sim.rtt = 250 * MS;
-    sim.counters = Some(vec![0; 2]);
-    sim.busy = vec![busy; 2];
+    sim.read_counters(busy);
     sim.run_to(1000);
     assert_eq!(sim.in_service(), [true, true]);
-    sim.through[0] = false;
-    sim.in_flight.retain(|&(_, link, _)| link != 0);
+    sim.black_hole(0);
     sim.run_to(2000);
     assert_eq!(sim.in_service(), [false, true]);
     // Router A closes its subflows by removing the link's endpoints.
@@ -653,8 +665,7 @@ fn interface_counters_standing_still_on_every_link_at_once_take_nothing_away() {
         Watch::Probes { v6: false },
     ));
     sim.rtt = 250 * MS;
-    sim.counters = Some(vec![0; 2]);
-    sim.busy = vec![true; 2];
+    sim.read_counters(true);
     sim.run_to(1000);
     sim.through = vec![false; 2];
     sim.in_flight.clear();
@@ -878,20 +889,17 @@ fn router_b_ignores_requests_on_interfaces_it_does_not_follow() {
 /// simulation at 3500 ms.
 fn router_b_black_hole(cfg: PlannerConfig, busy: bool) -> Sim {
     let mut sim = Sim::new(cfg);
-    sim.counters = Some(vec![0; 2]);
-    sim.busy = vec![busy; 2];
+    sim.read_counters(busy);
     sim.run_to(1000);
     assert_eq!(sim.in_service(), [true, true]);
-    sim.through[0] = false;
-    sim.in_flight.retain(|&(_, link, _)| link != 0);
+    sim.black_hole(0);
     sim.run_to(1600);
     assert_eq!(sim.in_service(), [false, true]);
     assert_eq!(sim.groups[0], [1]);
     sim.through[0] = true;
     sim.run_to(2500);
     assert_eq!(sim.in_service(), [true, true]);
-    sim.through[0] = false;
-    sim.in_flight.retain(|&(_, link, _)| link != 0);
+    sim.black_hole(0);
     sim.run_to(3500);
     assert_eq!(sim.in_service(), [false, true]);
     sim
@@ -932,8 +940,7 @@ fn router_b_closes_the_subflows_of_an_idle_link_once_its_counter_confirms_the_si
 /// Router B on two links that carry flows, at 1000 ms.
 fn router_b_under_flows() -> Sim {
     let mut sim = Sim::new(router_b_config());
-    sim.counters = Some(vec![0; 2]);
-    sim.busy = vec![true; 2];
+    sim.read_counters(true);
     sim.run_to(1000);
     sim
 }
