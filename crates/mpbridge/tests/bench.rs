@@ -52,6 +52,48 @@ fn a_quick_bench_measures_set_up_and_idle_memory_and_writes_the_report() {
     assert!(md.contains("| mpbridge remote |"), "{md}");
 }
 
+/// Case 11's first row (2 × 50 Mbit/s, equal) quickly, each way: beside
+/// the limit and mpbridge, one MPTCP connection between the routers with
+/// no proxy, over the paths mpbridge sets up, which must use both links
+/// (one TCP connection would be held to the best link alone).
+#[test]
+fn a_quick_one_flow_case_measures_mptcp_alone_over_both_links() {
+    let options = Options {
+        unequal: vec![1],
+        ..quick(vec![Case::Unequal], 0)
+    };
+    let mut report = BenchReport::new(&options, "test".into());
+    bench::run(&options, &Progress::new(ProgressMode::Silent), &mut report)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let unequal = report.unequal.as_ref().expect("case 11 ran");
+    assert_eq!(unequal.rows.len(), 2, "one row each way: {unequal:?}");
+    for row in &unequal.rows {
+        let subjects: Vec<&str> = row.flows.iter().map(|f| f.subject.as_str()).collect();
+        assert_eq!(subjects, ["mpbridge", bench::unequal::MPTCP_ALONE]);
+        let alone = &row.flows[1];
+        let mbit = alone.mbit.median();
+        let best = row.best_link();
+        // Both links at 50 Mbit/s: about 1.9 times the best link alone.
+        assert!(
+            mbit > 1.3 * best,
+            "{:?}: MPTCP alone {mbit:.1} Mbit/s, best link alone {best:.1}",
+            row.direction
+        );
+        for (link, share) in alone.split.iter().enumerate() {
+            assert!(
+                share.median() > 25.0,
+                "{:?}: link {link} carried {:.0} % of MPTCP alone's bytes",
+                row.direction,
+                share.median()
+            );
+        }
+        assert!(row.flows[0].mbit.median() > 0.0, "{row:?}");
+    }
+    let md = bench::doc::markdown(&report, None, "");
+    assert!(md.contains("| mpbridge / MPTCP alone |"), "{md}");
+}
+
 fn ns_output(topo: &Topology, node: Node, args: &[&str]) -> String {
     topo.run(node, args).unwrap_or_else(|e| panic!("{e:#}"))
 }

@@ -47,6 +47,11 @@ pub const CASES: [(&str, &str); 7] = [
 /// times this.
 pub const TCP_EFFICIENCY: f64 = 1448.0 / 1514.0;
 
+/// The subject of the flows of [`Topology::mptcp_flow`]: one MPTCP
+/// connection between the routers, no proxy, measured while mpbridge (its
+/// defaults) runs and sets the paths up.
+pub const MPTCP_ALONE: &str = "MPTCP alone";
+
 /// A mpbridge configuration measured beside the default one: a label and
 /// lines added to both daemons' role sections (`[local]` and `[remote]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,7 +127,8 @@ pub struct Row {
     /// What the links can carry: their sum alone; a scheduled link counts
     /// the time integral of its rates × [`TCP_EFFICIENCY`].
     pub limit: Figure,
-    /// mpbridge (first: its defaults; then each variant), then the peer.
+    /// mpbridge (first: its defaults; then each variant), then the peer,
+    /// then [`MPTCP_ALONE`] (absent from runs before it was measured).
     pub flows: Vec<Flows>,
 }
 
@@ -341,6 +347,12 @@ fn case(
             ..Flows::default()
         });
     }
+    let alone = row.flows.len();
+    row.flows.push(Flows {
+        subject: MPTCP_ALONE.into(),
+        split: vec![Figure::default(); links.len()],
+        ..Flows::default()
+    });
     // (subject, index into row.flows, extra lines)
     let mut plan: Vec<(Subject, usize, String)> = Vec::new();
     for subject in subjects(options, true) {
@@ -389,6 +401,8 @@ fn case(
                 add_variant_lines(&mut opts, &lines);
             }
             let diagnose = options.diagnose && round == 0;
+            // MPTCP alone needs the paths mpbridge's defaults set up.
+            let measures_alone = subject == Subject::Mpbridge && i == 0;
             // A proxy that does not start costs this sample, not the run.
             let started = Running::with(topo, subject, true, &opts, |_| {
                 let mut snapshot = None;
@@ -406,6 +420,24 @@ fn case(
                     fig.push(v);
                 }
                 f.snapshots.extend(snapshot);
+                if measures_alone {
+                    // The same paths, the same links, no proxy: as long as
+                    // the limit's flows (no policy to give time to).
+                    let label = format!("{label}, then {MPTCP_ALONE} (no proxy)");
+                    progress.phase(&label);
+                    let mut split = Vec::new();
+                    let mbit = tolerate(failures, progress, &label, || {
+                        let before = link_bytes(topo, direction)?;
+                        let mbit = topo.mptcp_flow(limit_secs, direction == Direction::Download)?;
+                        split = shares(&before, &link_bytes(topo, direction)?);
+                        Ok(mbit)
+                    });
+                    let f = &mut row.flows[alone];
+                    f.mbit.push(mbit);
+                    for (fig, v) in f.split.iter_mut().zip(split) {
+                        fig.push(v);
+                    }
+                }
                 Ok(())
             });
             if let Err(e) = started {
@@ -414,6 +446,9 @@ fn case(
                 progress.phase(&format!("FAILED, left out: {label}: {first}"));
                 failures.push(format!("{label}: {first}"));
                 row.flows[i].mbit.push(f64::NAN);
+                if measures_alone {
+                    row.flows[alone].mbit.push(f64::NAN);
+                }
             }
         }
     }
@@ -523,14 +558,19 @@ fn one_flow(
     } else {
         report.received_mbit_per_s
     };
+    Ok((mbit, shares(&before, &after), snapshot))
+}
+
+/// Each link's share of the bytes the links carried between two readings
+/// of [`link_bytes`], percent.
+fn shares(before: &[u64], after: &[u64]) -> Vec<f64> {
     let deltas: Vec<f64> = after
         .iter()
-        .zip(&before)
+        .zip(before)
         .map(|(a, b)| a.saturating_sub(*b) as f64)
         .collect();
     let total: f64 = deltas.iter().sum();
-    let split = deltas.iter().map(|d| 100.0 * d / total.max(1.0)).collect();
-    Ok((mbit, split, snapshot))
+    deltas.iter().map(|d| 100.0 * d / total.max(1.0)).collect()
 }
 
 /// The goodput (Mbit/s) of a flow of `secs` after one omitted second over
@@ -688,12 +728,32 @@ pub fn markdown(u: &Unequal) -> String {
         .first()
         .map(|r| r.flows.iter().map(|f| f.subject.as_str()).collect())
         .unwrap_or_default();
+    let with_alone = subjects.contains(&MPTCP_ALONE);
+    if with_alone {
+        let _ = writeln!(
+            o,
+            "\n\"{MPTCP_ALONE}\" is one MPTCP connection from router A to router B with no proxy \
+             (the kernel's own MPTCP over the same links and subflows, measured while mpbridge \
+             runs with its defaults, in the same round): the most any bridge built on MPTCP can \
+             carry. It pays what the limit does not: the DSS option (data sequence mapping and \
+             data ACK) in every data segment, 28 bytes of each 1448 on Linux, a ceiling of \
+             about 98 % of plain TCP. \"mpbridge / {MPTCP_ALONE}\" is the ratio of the medians."
+        );
+    }
     let _ = write!(o, "\n| links | way | limit | each link alone |");
     for s in &subjects {
         let _ = write!(o, " {s} | {s} / limit (worst) |");
     }
-    let _ = writeln!(o, " mpbridge / best link | mpbridge's split (rates) |");
-    let _ = writeln!(o, "|{}", " --- |".repeat(6 + 2 * subjects.len()));
+    let _ = write!(o, " mpbridge / best link |");
+    if with_alone {
+        let _ = write!(o, " mpbridge / {MPTCP_ALONE} |");
+    }
+    let _ = writeln!(o, " mpbridge's split (rates) |");
+    let _ = writeln!(
+        o,
+        "|{}",
+        " --- |".repeat(6 + 2 * subjects.len() + usize::from(with_alone))
+    );
     for r in &u.rows {
         let alone: Vec<String> = r
             .per_link
@@ -744,7 +804,16 @@ pub fn markdown(u: &Unequal) -> String {
             })
             .unwrap_or_default();
         let best = r.flows.first().map_or(f64::NAN, |f| f.mbit.median());
-        let _ = writeln!(o, " {} | {} |", pct(best, r.best_link()), split.join(" / "));
+        let _ = write!(o, " {} |", pct(best, r.best_link()));
+        if with_alone {
+            let alone = r
+                .flows
+                .iter()
+                .find(|f| f.subject == MPTCP_ALONE)
+                .map_or(f64::NAN, |f| f.mbit.median());
+            let _ = write!(o, " {} |", pct(best, alone));
+        }
+        let _ = writeln!(o, " {} |", split.join(" / "));
     }
     for s in &u.skipped {
         let _ = writeln!(o, "\nSkipped: {s}.");
@@ -920,5 +989,61 @@ mod tests {
             "skmem:(r0,rb131072,t0,tb87040,f0,w0,o0,bl0,d0) rtt:10.5/2 cwnd:40 snd_wnd:65536 \
              rcv_space:14480 delivery_rate:48.2Mbps rwnd_limited:120ms(3.1%) bytes_sent:100"
         );
+    }
+
+    #[test]
+    fn mptcp_alone_gets_its_column_and_mpbridge_its_ratio_to_it() {
+        let fig = |v: &[f64]| Figure {
+            samples: v.to_vec(),
+        };
+        let flows = |subject: &str, v: &[f64]| Flows {
+            subject: subject.into(),
+            mbit: fig(v),
+            split: vec![fig(&[50.0]), fig(&[50.0])],
+            snapshots: Vec::new(),
+        };
+        let links = crate::checks::parse_links("50,50").unwrap();
+        let row = Row {
+            name: "2 × 50, equal".into(),
+            links,
+            direction: Direction::Download,
+            secs: 6.0,
+            per_link: vec![fig(&[47.8]), fig(&[47.8])],
+            limit: fig(&[95.6]),
+            flows: vec![
+                flows("mpbridge", &[93.7]),
+                flows("peer", &[91.0]),
+                flows(MPTCP_ALONE, &[93.8]),
+            ],
+        };
+        let mut u = Unequal {
+            scale: 1.0,
+            scale_reason: String::new(),
+            long: None,
+            rows: vec![row],
+            skipped: Vec::new(),
+        };
+        let text = markdown(&u);
+        let head = text.lines().find(|l| l.starts_with("| links")).unwrap();
+        assert!(
+            head.ends_with(
+                "| MPTCP alone | MPTCP alone / limit (worst) | mpbridge / best link | \
+                 mpbridge / MPTCP alone | mpbridge's split (rates) |"
+            ),
+            "{head}"
+        );
+        let line = text.lines().find(|l| l.starts_with("| 2 × 50")).unwrap();
+        assert!(
+            line.ends_with("| 98 % (98 %) | 196 % | 100 % | 50 (50) / 50 (50) |"),
+            "{line}"
+        );
+        let columns = |l: &str| l.matches('|').count();
+        let rule = text.lines().find(|l| l.starts_with("| ---")).unwrap();
+        assert_eq!(columns(head), columns(line));
+        assert_eq!(columns(head), columns(rule));
+        // A report written before MPTCP alone was measured keeps its shape.
+        u.rows[0].flows.pop();
+        let text = markdown(&u);
+        assert!(!text.contains(MPTCP_ALONE), "{text}");
     }
 }
