@@ -46,9 +46,10 @@ impl Topology {
     /// direction of a download), else router A. Returns the receiver's
     /// goodput over `secs` after [`OMIT`], Mbit/s.
     ///
-    /// It is what any bridge built on MPTCP can reach at most: each data
-    /// segment carries the DSS option (data sequence mapping and data
-    /// ACK), which plain TCP's limit does not pay.
+    /// The kernel's MPTCP with its defaults (the namespace's congestion
+    /// control, autotuned buffers), no bridge: it pays the DSS option (data
+    /// sequence mapping and data ACK) that plain TCP's limit does not, and
+    /// what a bridge adds to or loses from MPTCP itself shows against it.
     pub fn mptcp_flow(&self, secs: f64, router_b_sends: bool) -> anyhow::Result<f64> {
         let bind = SocketAddr::new(self.rb_link_addr(0, false), 0);
         let listener = self

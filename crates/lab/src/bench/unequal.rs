@@ -734,10 +734,11 @@ pub fn markdown(u: &Unequal) -> String {
             o,
             "\n\"{MPTCP_ALONE}\" is one MPTCP connection from router A to router B with no proxy \
              (the kernel's own MPTCP over the same links and subflows, measured while mpbridge \
-             runs with its defaults, in the same round): the most any bridge built on MPTCP can \
-             carry. It pays what the limit does not: the DSS option (data sequence mapping and \
-             data ACK) in every data segment, 28 bytes of each 1448 on Linux, a ceiling of \
-             about 98 % of plain TCP. \"mpbridge / {MPTCP_ALONE}\" is the ratio of the medians."
+             runs with its defaults, in the same round), with the kernel's defaults: the \
+             namespace's congestion control and autotuned buffers. It pays what the limit does \
+             not, the DSS option (data sequence mapping and data ACK); \"mpbridge / \
+             {MPTCP_ALONE}\" (the ratio of the medians) is what mpbridge adds to or loses from \
+             MPTCP itself."
         );
     }
     let _ = write!(o, "\n| links | way | limit | each link alone |");
