@@ -639,7 +639,9 @@ fn run_cases(
                 && options.has(Case::Failover)
                 && failover_on_equal
             {
-                report.failover = failover(&topo, options, progress, &mut report.failures)?;
+                let mut save = checkpoint_failover(options, report);
+                report.failover =
+                    failover(&topo, options, progress, &mut report.failures, &mut save)?;
             }
             anyhow::Ok(())
         })();
@@ -656,7 +658,8 @@ fn run_cases(
             ));
         } else {
             let topo = build(links, progress)?;
-            let result = failover(&topo, options, progress, &mut report.failures);
+            let mut save = checkpoint_failover(options, report);
+            let result = failover(&topo, options, progress, &mut report.failures, &mut save);
             release(topo);
             report.failover = result?;
         }
@@ -703,6 +706,29 @@ fn run_cases(
         unequal::run(options, progress, &mut report.failures, unequal, &mut save)?;
     }
     Ok(())
+}
+
+/// What case 6 hands its rows to after each round: with `checkpoint`, the
+/// report so far (`report` as it stands, these rows and failures) is
+/// written there, so that a VM whose kernel panics keeps the rounds it
+/// measured (the TCG guest's kernel died in round 6 of 8 once, 2026-12-06).
+fn checkpoint_failover(
+    options: &Options,
+    report: &BenchReport,
+) -> impl FnMut(&[FailoverRow], &[String]) {
+    let path = options.checkpoint.clone();
+    let skeleton = report.clone();
+    move |rows: &[FailoverRow], failures: &[String]| {
+        if let Some(path) = &path {
+            let mut partial = skeleton.clone();
+            partial.failover = rows.to_vec();
+            partial.failures = failures.to_vec();
+            partial.load_after = peer::load_average();
+            if let Ok(text) = serde_json::to_string_pretty(&partial) {
+                let _ = std::fs::write(path, text);
+            }
+        }
+    }
 }
 
 /// The subjects of round `round`, the order reversed every other round so
@@ -1197,12 +1223,14 @@ fn failover_configs(options: &Options) -> Vec<(Subject, bool, String, String)> {
 }
 
 /// Case 6 on `topo` (2 × 50 Mbit/s, or `--failover-links`): each failure in
-/// each direction, each configuration.
+/// each direction, each configuration. The rows so far go to `on_round`
+/// after each round.
 fn failover(
     topo: &Topology,
     options: &Options,
     progress: &Progress,
     failures: &mut Vec<String>,
+    on_round: &mut dyn FnMut(&[FailoverRow], &[String]),
 ) -> anyhow::Result<Vec<FailoverRow>> {
     let configs = failover_configs(options);
     use scenario::Direction::{Download, Upload};
@@ -1282,16 +1310,21 @@ fn failover(
                 Ok(())
             })?;
         }
+        sort_failover_rows(&mut rows, &configs);
+        on_round(&rows, failures);
     }
-    // Directions, then failures, then configurations in order.
+    Ok(rows)
+}
+
+/// Directions, then failures, then configurations in order.
+fn sort_failover_rows(rows: &mut [FailoverRow], configs: &[(Subject, bool, String, String)]) {
     rows.sort_by_key(|r| {
         (
-            r.direction == Upload,
+            r.direction == scenario::Direction::Upload,
             r.failure == Failure::Blackhole,
             configs.iter().position(|c| c.2 == r.subject),
         )
     });
-    Ok(rows)
 }
 
 /// Case 7: file sizes; the peer's also stripped (a copy, with `strip`).
@@ -1402,6 +1435,52 @@ mod tests {
                 .collect(),
             ..Options::default()
         }
+    }
+
+    #[test]
+    fn each_failover_round_is_saved_with_the_report_so_far() {
+        let path = std::env::temp_dir().join(format!(
+            "mpblab-failover-checkpoint-{}.json",
+            std::process::id()
+        ));
+        let mut o = options(&[], false);
+        o.checkpoint = Some(path.clone());
+        let mut report = BenchReport::new(&o, "test".into());
+        report.wall_seconds = 7.0;
+        let mut save = checkpoint_failover(&o, &report);
+        let row = FailoverRow {
+            failure: Failure::Blackhole,
+            direction: scenario::Direction::Upload,
+            subject: "mpbridge, probing".into(),
+            before_mbit: Figure {
+                samples: vec![90.0],
+            },
+            survivors_mbit: Figure {
+                samples: vec![45.0],
+            },
+            after_mbit: Figure {
+                samples: vec![90.0],
+            },
+            stall_s: Figure { samples: vec![0.1] },
+            dip_s: Figure { samples: vec![0.1] },
+            regained_s: Figure::default(),
+            not_regained: 1,
+        };
+        save(std::slice::from_ref(&row), &["one failed".to_string()]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let saved: BenchReport = serde_json::from_str(&text).unwrap();
+        assert_eq!(saved.failover.len(), 1);
+        assert_eq!(saved.failover[0].stall_s.samples, [0.1]);
+        assert_eq!(saved.failover[0].not_regained, 1);
+        assert_eq!(saved.failures, ["one failed"]);
+        // The rest is the report as it stood.
+        assert_eq!(saved.wall_seconds, 7.0);
+        assert_eq!(saved.command, "test");
+        // Without a checkpoint nothing is written.
+        o.checkpoint = None;
+        checkpoint_failover(&o, &report)(std::slice::from_ref(&row), &[]);
+        assert!(!path.exists());
     }
 
     #[test]

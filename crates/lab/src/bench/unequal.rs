@@ -1,7 +1,9 @@
 //! Case 11 `unequal`: one flow over the links of the target table
 //! (equal, more links, unequal rates, unequal delays, the `wifi` profile),
 //! each way, mpbridge against the peer against the limit and each link
-//! alone, medians over rounds with their spread.
+//! alone, and against MPTCP itself (one MPTCP connection between the
+//! routers, no proxy: [`MPTCP_ALONE`]), medians over rounds with their
+//! spread.
 //!
 //! Cases that need netem (delay, jitter, bursty loss) run only where the
 //! kernel has it — in the lab's VM (`bench --vm`): on a kernel without it
