@@ -690,44 +690,48 @@ fn run_cases(
             rows: Vec::new(),
             skipped: Vec::new(),
         });
-        // Each row is saved as it comes when asked (`checkpoint`): a VM
-        // whose kernel panics keeps what it measured.
+        // Each row is saved as it comes.
         let mut save = |u: &unequal::Unequal, failures: &[String]| {
-            if let Some(path) = &options.checkpoint {
-                let mut partial = skeleton.clone();
-                partial.unequal = Some(u.clone());
-                partial.failures = failures.to_vec();
-                partial.load_after = peer::load_average();
-                if let Ok(text) = serde_json::to_string_pretty(&partial) {
-                    let _ = std::fs::write(path, text);
-                }
-            }
+            save_partial(options, &skeleton, failures, |r| {
+                r.unequal = Some(u.clone())
+            });
         };
         unequal::run(options, progress, &mut report.failures, unequal, &mut save)?;
     }
     Ok(())
 }
 
-/// What case 6 hands its rows to after each round: with `checkpoint`, the
-/// report so far (`report` as it stands, these rows and failures) is
-/// written there, so that a VM whose kernel panics keeps the rounds it
-/// measured (the TCG guest's kernel died in round 6 of 8 once, 2026-12-06).
-fn checkpoint_failover(
+/// Writes the report so far to `checkpoint` (`--json`), when asked:
+/// `skeleton` (the report as it stood when the case began) with `fill`'s
+/// figures and `failures`, so that a VM whose kernel panics keeps what it
+/// measured (the TCG guest's kernel died in round 6 of 8 of case 6 once,
+/// 2026-12-06).
+fn save_partial(
     options: &Options,
+    skeleton: &BenchReport,
+    failures: &[String],
+    fill: impl FnOnce(&mut BenchReport),
+) {
+    let Some(path) = &options.checkpoint else {
+        return;
+    };
+    let mut partial = skeleton.clone();
+    fill(&mut partial);
+    partial.failures = failures.to_vec();
+    partial.load_after = peer::load_average();
+    if let Ok(text) = serde_json::to_string_pretty(&partial) {
+        let _ = std::fs::write(path, text);
+    }
+}
+
+/// What case 6 hands its rows to after each round: [`save_partial`].
+fn checkpoint_failover<'a>(
+    options: &'a Options,
     report: &BenchReport,
-) -> impl FnMut(&[FailoverRow], &[String]) {
-    let path = options.checkpoint.clone();
+) -> impl FnMut(&[FailoverRow], &[String]) + 'a {
     let skeleton = report.clone();
     move |rows: &[FailoverRow], failures: &[String]| {
-        if let Some(path) = &path {
-            let mut partial = skeleton.clone();
-            partial.failover = rows.to_vec();
-            partial.failures = failures.to_vec();
-            partial.load_after = peer::load_average();
-            if let Ok(text) = serde_json::to_string_pretty(&partial) {
-                let _ = std::fs::write(path, text);
-            }
-        }
+        save_partial(options, &skeleton, failures, |r| r.failover = rows.to_vec());
     }
 }
 
@@ -1478,6 +1482,7 @@ mod tests {
         assert_eq!(saved.wall_seconds, 7.0);
         assert_eq!(saved.command, "test");
         // Without a checkpoint nothing is written.
+        drop(save);
         o.checkpoint = None;
         checkpoint_failover(&o, &report)(std::slice::from_ref(&row), &[]);
         assert!(!path.exists());
