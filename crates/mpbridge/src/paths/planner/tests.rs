@@ -577,6 +577,19 @@ fn a_backup_link_carries_routes_only_when_every_regular_link_is_down() {
     sim.through[0] = true;
     sim.run_to(2000);
     assert_eq!(sim.groups[0], [0]);
+    // The backup link's own probes failing take it out of service (no
+    // routes) but leave its endpoint: its subflows carry nothing, and
+    // closing them would have the kernel send every connection's window
+    // again over link 0.
+    sim.through[1] = false;
+    sim.run_to(3000);
+    assert_eq!(sim.in_service(), [true, false]);
+    assert_eq!(sim.endpoints[&addr(1)], BACKUP);
+    assert!(sim.times("DeleteEndpoint", 2000).is_empty());
+    sim.through[1] = true;
+    sim.run_to(4000);
+    assert_eq!(sim.in_service(), [true, true]);
+    assert!(sim.renewals(0).is_empty());
 }
 
 #[test]
@@ -1116,13 +1129,20 @@ fn a_benched_link_keeps_its_endpoint_flagged_backup_even_across_a_failure() {
     sim.planner.set_benched(1, true, sim.now);
     sim.drain();
     assert_eq!(sim.times("DeleteEndpoint", 0), [500]);
-    // Taken down by its probes (endpoint removed), it comes back benched.
+    // Taken down by its probes: out of service, but its endpoint stays
+    // (removing it would close its idle subflows, and the kernel then sends
+    // each connection's whole window again), and nothing is renewed when
+    // it returns.
     sim.through[1] = false;
     sim.run_to(1300);
-    assert!(!sim.endpoints.contains_key(&addr(1)));
+    assert_eq!(sim.in_service(), [true, false]);
+    assert_eq!(sim.endpoints[&addr(1)], BACKUP);
     sim.through[1] = true;
     sim.run_to(2100);
+    assert_eq!(sim.in_service(), [true, true]);
     assert_eq!(sim.endpoints[&addr(1)], BACKUP);
+    assert_eq!(sim.times("DeleteEndpoint", 0), [500]);
+    assert!(sim.renewals(600).is_empty());
     sim.planner.set_benched(1, false, sim.now);
     sim.drain();
     assert_eq!(sim.endpoints[&addr(1)], SUBFLOW);
