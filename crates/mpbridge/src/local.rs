@@ -218,6 +218,14 @@ async fn start_and_serve(
     if let (Some(paths), Ok(())) = (paths, control::kernel::support()) {
         paths.follow_connections(control::kernel::looker(Arc::clone(stats)));
     }
+    // The slow-links policy judges a link by what the bridge delivers.
+    if let Some(paths) = paths {
+        let stats = Arc::clone(stats);
+        paths.follow_delivered(Box::new(move || {
+            let live = stats.live.look(&stats);
+            live.bytes_up + live.bytes_down
+        }));
+    }
     let observed = Observed::of_daemon(
         Role::Local,
         stats,

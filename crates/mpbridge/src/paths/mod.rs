@@ -140,11 +140,19 @@ pub struct PathManager {
     task: Option<JoinHandle<()>>,
     status: SharedStatus,
     looker: SharedLooker,
+    delivered: SharedDelivered,
 }
 
 /// The proxy's connections, once it hands them over
 /// ([`PathManager::follow_connections`]).
 type SharedLooker = Arc<Mutex<Option<regain::Looker>>>;
+
+/// The bytes the proxy's connections delivered so far, both ways.
+pub type Delivered = Box<dyn Fn() -> u64 + Send>;
+
+/// The proxy's count, once it hands it over
+/// ([`PathManager::follow_delivered`]).
+type SharedDelivered = Arc<Mutex<Option<Delivered>>>;
 
 /// Each link's status, as of the task's latest turn.
 type SharedStatus = Arc<Mutex<Vec<LinkStatus>>>;
@@ -301,10 +309,12 @@ impl PathManager {
             )
         });
         let looker: SharedLooker = Arc::default();
+        let delivered: SharedDelivered = Arc::default();
         let mut mgr = Manager {
             policy,
             regain,
             looker: Arc::clone(&looker),
+            delivered: Arc::clone(&delivered),
             planner: Planner::new(config, Instant::now()),
             exec,
             _responder: responder,
@@ -322,6 +332,7 @@ impl PathManager {
             task: Some(task),
             status,
             looker,
+            delivered,
         }))
     }
 
@@ -336,6 +347,13 @@ impl PathManager {
     /// Elsewhere it is never called.
     pub fn follow_connections(&self, looker: regain::Looker) {
         *self.looker.lock().unwrap_or_else(|p| p.into_inner()) = Some(looker);
+    }
+
+    /// Router A: `count` gives the bytes the proxy's connections delivered
+    /// so far, which the slow-links policy compares with a link and
+    /// without it (the links' counters also carry what MPTCP sends twice).
+    pub fn follow_delivered(&self, count: Delivered) {
+        *self.delivered.lock().unwrap_or_else(|p| p.into_inner()) = Some(count);
     }
 
     /// A handle that reads the links' status while the manager runs (for
@@ -381,6 +399,8 @@ struct Manager {
     /// manager), and what it looks at.
     regain: Option<regain::Regain>,
     looker: SharedLooker,
+    /// What the proxy delivered, for the policy.
+    delivered: SharedDelivered,
     exec: Executor,
     /// Router B's probe responder, stopped with the manager.
     _responder: Option<probe::Responder>,
@@ -621,7 +641,13 @@ impl Manager {
                     .map(|(rx, tx)| rx + tx),
             })
             .collect();
-        policy.handle_sample(now, &samples);
+        let delivered = self
+            .delivered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|count| count());
+        policy.handle_sample(now, &samples, delivered);
         while let Some(change) = policy.poll_change() {
             self.planner.set_benched(change.link, change.benched, now);
         }
