@@ -8,6 +8,9 @@ need_apt=()
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v ss >/dev/null || need_apt+=(iproute2)
 command -v nft >/dev/null || need_apt+=(nftables)
+# The lab's delay line (mpbridge-lab --delay-line) hands packets to NFQUEUE
+# through an iptables rule: this kernel's nftables has no queue statement.
+command -v iptables >/dev/null || need_apt+=(iptables)
 command -v iperf3 >/dev/null || need_apt+=(iperf3)
 command -v nstat >/dev/null || need_apt+=(iproute2)
 command -v prlimit >/dev/null || need_apt+=(util-linux)

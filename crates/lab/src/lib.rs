@@ -41,6 +41,7 @@
 pub mod bench;
 pub mod bridge;
 pub mod checks;
+pub mod delayline;
 mod exec;
 mod faults;
 pub mod flow;

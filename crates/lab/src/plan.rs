@@ -41,9 +41,10 @@ impl TopologySpec {
         Ok(())
     }
 
-    /// Whether any link needs netem (delay, jitter or bursty loss).
+    /// Whether any link needs netem here (delay, jitter or bursty loss;
+    /// not a delay the delay line takes).
     pub fn needs_netem(&self) -> bool {
-        self.links.iter().any(LinkSpec::needs_netem)
+        self.links.iter().any(crate::shaping::needs_netem_here)
     }
 }
 

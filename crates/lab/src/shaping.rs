@@ -79,10 +79,16 @@ pub fn netem_available() -> bool {
     builtin.contains("/sch_netem.ko") || modules.contains("/sch_netem.ko")
 }
 
+/// Whether `link` needs netem here: for its jitter or bursty loss, or
+/// for its delay unless the delay line takes it ([`crate::delayline`]).
+pub fn needs_netem_here(link: &LinkSpec) -> bool {
+    link.needs_netem() && !crate::delayline::takes(link)
+}
+
 /// netem's options for `link` (delay, jitter, bursty loss), or `None`
-/// when the link needs no netem.
+/// when the link needs no netem here.
 pub fn netem_options(link: &LinkSpec) -> Option<String> {
-    if !link.needs_netem() {
+    if !needs_netem_here(link) {
         return None;
     }
     let mut s = format!("limit {NETEM_LIMIT} delay {}us", link.delay_us);

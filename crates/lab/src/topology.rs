@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context};
 use rustix::process::Signal;
 
+use crate::delayline;
 use crate::faults::{self, Faults};
 use crate::names;
 use crate::netns;
@@ -51,6 +52,8 @@ pub struct Topology {
     proc_serial: AtomicU32,
     /// Plays the links' rate schedules, if any.
     schedule: Mutex<Option<schedule::Player>>,
+    /// The links delayed without netem ([`delayline`]), one per router.
+    delay_lines: Mutex<Vec<delayline::DelayLine>>,
 }
 
 impl Topology {
@@ -112,6 +115,7 @@ impl Topology {
             procs: Mutex::new(Vec::new()),
             proc_serial: AtomicU32::new(0),
             schedule: Mutex::new(None),
+            delay_lines: Mutex::new(Vec::new()),
         };
         // From here on, an early return drops `topo`, which cleans up.
         topo.create_namespaces()?;
@@ -124,6 +128,7 @@ impl Topology {
         topo.wait_ready(None)?;
         topo.create_blackhole_sinks()?;
         topo.apply_initial_shaping_and_loss()?;
+        topo.start_delay_lines()?;
         *lock(&topo.schedule) = schedule::Player::start(
             [Node::RouterA, Node::RouterB].map(|n| topo.ns_name(n).to_string()),
             &topo.links,
@@ -587,6 +592,43 @@ impl Topology {
         Ok(())
     }
 
+    /// The delay of the links that [`delayline::takes`], on arrival at
+    /// each router: the queue (link `i`'s is queue `i` of each router's
+    /// namespace) is bound before the rule hands it anything.
+    fn start_delay_lines(&self) -> anyhow::Result<()> {
+        for (i, link) in self.links.iter().enumerate() {
+            if !delayline::takes(link) {
+                continue;
+            }
+            let queue = u16::try_from(i).context("link index")?;
+            let delay = Duration::from_micros(u64::from(link.delay_us));
+            let ifname = plan::link_ifname(i);
+            for node in [Node::RouterA, Node::RouterB] {
+                let bound = self
+                    .enter(node, || delayline::bind(queue))
+                    .with_context(|| {
+                        format!(
+                            "link {i}: the delay line (NFQUEUE) in {}: this kernel needs \
+                             nfnetlink_queue",
+                            self.ns_name(node)
+                        )
+                    })?;
+                lock(&self.delay_lines).push(bound.start(delay)?);
+                let rule = delayline::rule_args(&ifname, queue);
+                let mut args = vec!["netns", "exec", self.ns_name(node), "iptables"];
+                args.extend(rule.iter().map(String::as_str));
+                exec::run("ip", &args, None).with_context(|| {
+                    format!(
+                        "link {i}: the delay line's rule in {} (this kernel needs the \
+                         NFQUEUE target, xt_NFQUEUE)",
+                        self.ns_name(node)
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     fn update_faults(&self, change: impl FnOnce(&mut Faults)) -> anyhow::Result<()> {
         let mut current = lock(&self.faults);
         let mut next = current.clone();
@@ -699,6 +741,8 @@ impl Topology {
             player.stop();
         }
         self.stop_processes();
+        // Stopped before the namespaces go: each thread ends within 0.1 s.
+        lock(&self.delay_lines).clear();
         for name in &self.names {
             if !names::ns_path(name).exists() {
                 continue;
@@ -732,14 +776,22 @@ fn preflight(spec: &TopologySpec) -> anyhow::Result<()> {
     if spec
         .links
         .iter()
-        .any(|l| l.rate_mbit > 0 || l.needs_netem())
+        .any(|l| l.rate_mbit > 0 || shaping::needs_netem_here(l))
     {
         exec::require_tool("tc", "-V", "iproute2")?;
+    }
+    if spec.links.iter().any(delayline::takes) {
+        exec::require_tool("iptables", "-V", "iptables")?;
     }
     if spec.links.iter().any(|l| l.loss_pct > 0.0) {
         exec::require_tool("nft", "-v", "nftables")?;
     }
-    if let Some((i, link)) = spec.links.iter().enumerate().find(|(_, l)| l.needs_netem()) {
+    if let Some((i, link)) = spec
+        .links
+        .iter()
+        .enumerate()
+        .find(|(_, l)| shaping::needs_netem_here(l))
+    {
         ensure!(
             shaping::netem_available(),
             "link {i} ({}) needs netem, which this kernel lacks: run it in the lab's VM \

@@ -48,7 +48,10 @@ pub fn script() -> anyhow::Result<PathBuf> {
 
 /// Why a run goes to the VM: the first link that needs netem, or `None`.
 pub fn reason(links: &[crate::LinkSpec]) -> Option<String> {
-    let (i, link) = links.iter().enumerate().find(|(_, l)| l.needs_netem())?;
+    let (i, link) = links
+        .iter()
+        .enumerate()
+        .find(|(_, l)| crate::shaping::needs_netem_here(l))?;
     Some(format!(
         "link {i} ({}) needs netem, which this machine's kernel may lack",
         link.spec_text()

@@ -177,6 +177,13 @@ pub fn markdown(r: &BenchReport, svg_name: Option<&str>, note: &str) -> String {
         "- Machine: {}, {} cores, {:.0} GiB, Linux {}.",
         m.cpu, m.cores, m.memory_gib, m.kernel
     );
+    if r.delay_line {
+        let _ = writeln!(
+            o,
+            "- Delays: the lab's delay line (NFQUEUE, packets held on arrival) on this kernel, \
+             not netem."
+        );
+    }
     let _ = writeln!(
         o,
         "- Load average (1, 5, 15 min) before: {}; after: {}.{}",

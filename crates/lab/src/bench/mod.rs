@@ -496,6 +496,10 @@ pub struct BenchReport {
     /// lacks), if so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover_skipped: Option<String>,
+    /// Links with a fixed delay were delayed by the lab's delay line on
+    /// this machine's kernel, not by netem ([`crate::delayline`]).
+    #[serde(default)]
+    pub delay_line: bool,
     /// `--variant`s: configurations measured beside mpbridge's defaults
     /// (cases 6 and 11), with their lines.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -532,6 +536,7 @@ impl BenchReport {
             local_extra: options.local_extra.clone(),
             failover_links: options.failover_links.clone(),
             failover_skipped: None,
+            delay_line: crate::delayline::preferred() && !crate::vm::inside(),
             variants: options.variants.clone(),
             load_before: peer::load_average(),
             load_after: String::new(),
@@ -650,7 +655,8 @@ fn run_cases(
     }
     if options.has(Case::Failover) && !failover_on_equal {
         let links = &options.failover_links;
-        if links.iter().any(LinkSpec::needs_netem) && !crate::shaping::netem_available() {
+        if links.iter().any(crate::shaping::needs_netem_here) && !crate::shaping::netem_available()
+        {
             // As case 11's delayed links: listed as not run.
             report.failover_skipped = Some(format!(
                 "its links ({}) need netem, which this kernel lacks (run with --vm)",

@@ -228,7 +228,7 @@ pub fn run(
             continue;
         }
         let links = scaled(&crate::checks::parse_links(spec)?, options.scale);
-        if !netem && links.iter().any(LinkSpec::needs_netem) {
+        if !netem && links.iter().any(crate::shaping::needs_netem_here) {
             out.skipped.push(format!(
                 "{name} ({spec}): needs netem, which this kernel lacks (run with --vm)"
             ));

@@ -24,6 +24,13 @@ struct Cli {
     /// The mpbridge binary (default: beside this one, or $MPBRIDGE_BIN).
     #[arg(long, global = true, value_name = "PATH")]
     mpbridge: Option<PathBuf>,
+    /// Delay links that need only a fixed delay (`50@30ms`, `20@60ms-5%`)
+    /// on this machine's own kernel with the lab's userspace delay line
+    /// (NFQUEUE on arrival; needs iptables), not with netem in the VM.
+    /// Jitter and bursty loss still need netem. Also
+    /// MPBRIDGE_LAB_DELAY_LINE=1.
+    #[arg(long, global = true)]
+    delay_line: bool,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -278,6 +285,15 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.delay_line {
+        mpbridge_lab::delayline::prefer();
+    }
+    if mpbridge_lab::delayline::preferred() && !vm::inside() {
+        eprintln!(
+            "mpbridge-lab: links with a fixed delay are delayed on this machine's kernel by the \
+             lab's delay line (NFQUEUE), not by netem"
+        );
+    }
     let args = match cli.command {
         Cmd::Bench(args) => return bench(cli.mpbridge, args),
         Cmd::Clean => {
