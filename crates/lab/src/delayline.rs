@@ -298,7 +298,15 @@ impl Bound {
         let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name(format!("delay-line-{}", self.queue))
-            .spawn(move || self.run(delay, &stopping))?;
+            .spawn(move || {
+                let queue = self.queue;
+                let done = self.run(delay, &stopping);
+                // Said at once: the link passes nothing from here on.
+                if let Err(e) = &done {
+                    eprintln!("mpbridge-lab: delay line of queue {queue} stopped: {e}");
+                }
+                done
+            })?;
         Ok(DelayLine {
             stop,
             thread: Some(thread),
@@ -371,9 +379,8 @@ impl DelayLine {
 
 impl Drop for DelayLine {
     fn drop(&mut self) {
-        if let Err(e) = self.finish() {
-            eprintln!("mpbridge-lab: delay line: {e}");
-        }
+        // A failure was said when it happened.
+        let _ = self.finish();
     }
 }
 
