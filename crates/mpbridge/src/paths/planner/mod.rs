@@ -607,8 +607,10 @@ impl Planner {
             flags |= FLAG_BACKUP;
         }
         // A backup link (configured, or benched by the slow-links policy)
-        // keeps its endpoints when its probes fail, whatever
-        // `down_action`: its subflows carry nothing while a regular link
+        // keeps its endpoints when its probes fail, with `down_action =
+        // "remove"` too (with "backup" every link keeps them, and is
+        // renewed on its return, a backup link as well): its subflows
+        // carry nothing while a regular link
         // is in service, and closing a subflow, even an idle one, makes the
         // kernel send the connection's whole unacknowledged window again
         // over the others (`__mptcp_retransmit_pending_data`). A benched
