@@ -32,6 +32,21 @@ const DELIVERING_MAX: Duration = Duration::from_secs(1);
 /// loaded 50 Mbit/s link as idle at 8 a interval (the lab's VM: named with
 /// the idle silence, 100 and 109 ms, in 2 of 3 logged runs).
 const BUSY_PER_INTERVAL: f64 = 3.0;
+/// Probe outcomes a link's own loss rate is smoothed over (at 20 ms, the
+/// last five seconds or so). See [`Chance`].
+const CHANCE_PROBES: f64 = 256.0;
+/// A run of lost probes (or of silent intervals on the interface's
+/// counter) names a link down only if the link's own loss rate would
+/// bring it by chance less often than once in this many probes: at 20 ms,
+/// once in half an hour.
+const CHANCE: f64 = 1e-5;
+/// Below this loss rate a link is judged as one that loses nothing: at
+/// 1 % two replies lost in a row come once in 10,000 probes (200 s at 20
+/// ms), and one probe dropped by a full queue must not slow the naming of
+/// a black hole for seconds after.
+const LOSSY: f64 = 0.01;
+/// The longest run a loss rate asks for (200 ms at 20 ms).
+pub(super) const CHANCE_RUN_MAX: u32 = 10;
 
 /// Whether a link interface's counter was last moved by a flow: at least
 /// [`BUSY_PER_INTERVAL`] packets an interval between two readings. One
@@ -166,6 +181,7 @@ pub struct Monitor {
     counter: Counter,
     received_mark: Option<u64>,
     outcomes: Outcomes,
+    chance: Chance,
     sent: u64,
     answered: u64,
 }
@@ -192,9 +208,16 @@ impl Monitor {
             counter: Counter::default(),
             received_mark: None,
             outcomes: Outcomes::default(),
+            chance: Chance::default(),
             sent: 0,
             answered: 0,
         }
+    }
+
+    /// Lost probes in a row that take the link down: `down_after`, more on
+    /// a link that loses probes by itself ([`Chance`]).
+    fn misses_needed(&self) -> u32 {
+        self.settings.down_after.max(self.chance.run())
     }
 
     /// How long an unanswered probe is waited for: the loss window, which
@@ -263,6 +286,7 @@ impl Monitor {
         self.remember_late(lost);
         if self.heard.is_some_and(|heard| lost.1 < heard) {
             self.outcomes.record(false);
+            self.chance.record(false);
             return;
         }
         self.lost_since.get_or_insert(lost.1);
@@ -314,6 +338,7 @@ impl Monitor {
 
     fn record(&mut self, answered: bool, now: Instant) {
         self.outcomes.record(answered);
+        self.chance.record(answered);
         if answered {
             self.misses = 0;
             self.answers = self.answers.saturating_add(1);
@@ -333,7 +358,7 @@ impl Monitor {
                 self.received_mark = self.counter.value();
             }
             if self.state != LinkState::Down
-                && self.misses >= self.settings.down_after
+                && self.misses >= self.misses_needed()
                 && (self.misses == 1 || !self.delivering(now))
             {
                 self.set_state(LinkState::Down, now);
@@ -375,7 +400,8 @@ impl Monitor {
     /// How long the interface's counter must stand still, probes
     /// unanswered, for the link to be named down by it: `down_after`
     /// probe intervals (so at least `down_after - 1` replies in a row
-    /// missing, as the probes' own rule asks). On an idle link, whose
+    /// missing, as the probes' own rule asks), or one more than the losses
+    /// in a row the link's own loss rate explains ([`Chance`]). On an idle link, whose
     /// counter only the replies move, longer when its RTT varies: the
     /// replies may come that much apart. Not on a link that carried a
     /// flow until it fell silent: its packets came every fraction of an
@@ -383,7 +409,7 @@ impl Monitor {
     /// VM, 200–470 ms of waiting on a loaded 5 ms link).
     pub fn silence(&self) -> Duration {
         let interval = self.settings.interval;
-        let intervals = interval * self.settings.down_after;
+        let intervals = interval * self.settings.down_after.max(self.chance.run() + 1);
         self.counter.silence(intervals, interval + self.rttvar * 4)
     }
 
@@ -456,6 +482,63 @@ impl Monitor {
             answered: self.answered,
             changed_at: self.changed_at,
         }
+    }
+}
+
+/// A link's own loss rate, smoothed over about [`CHANCE_PROBES`] probes,
+/// and how many losses in a row it explains. A Wi-Fi link losing 5 % each
+/// way (the lab's slow-links scenario) lost two replies in a row every few
+/// seconds; with the interface's counter standing still for those three
+/// intervals it was taken down and brought back 8–13 times in 24 s, and
+/// each return renewed its endpoints.
+///
+/// The losses of a run count once it ends (an answer), and only if it was
+/// no longer than [`CHANCE_RUN_MAX`]: a black hole must not raise the bar
+/// it is judged by while it lasts, and a link that was down for a while
+/// has not become a lossy one.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Chance {
+    lost: f64,
+    run: u32,
+}
+
+impl Chance {
+    /// One probe's outcome (true: it got through).
+    pub(super) fn record(&mut self, through: bool) {
+        if !through {
+            self.run = self.run.saturating_add(1);
+            return;
+        }
+        if self.run <= CHANCE_RUN_MAX {
+            for _ in 0..self.run {
+                self.lost += (1.0 - self.lost) / CHANCE_PROBES;
+            }
+        }
+        self.run = 0;
+        self.lost -= self.lost / CHANCE_PROBES;
+    }
+
+    /// A probe counted lost arrived after all (overtaken by a later one):
+    /// its loss is taken back.
+    pub(super) fn found(&mut self) {
+        if self.run > 0 {
+            self.run -= 1;
+        } else {
+            self.lost = (self.lost - 1.0 / CHANCE_PROBES).max(0.0);
+        }
+    }
+
+    /// The fewest losses in a row that the link's loss rate brings by
+    /// chance less often than once in [`CHANCE`] probes: 0 on a link losing
+    /// less than [`LOSSY`]; 3 at 1–2 %, 5 at 10 % (round trips losing 5 %
+    /// each way), at most [`CHANCE_RUN_MAX`].
+    pub(super) fn run(&self) -> u32 {
+        let p = self.lost;
+        if p < LOSSY {
+            return 0;
+        }
+        let by_chance = (CHANCE.ln() / p.ln()).ceil();
+        (by_chance as u32).min(CHANCE_RUN_MAX)
     }
 }
 
@@ -1018,6 +1101,75 @@ pub(super) mod tests {
             );
             assert_eq!(changes, 1, "RTT {base} ms: {:?}", m.health());
         }
+    }
+
+    #[test]
+    fn the_losses_in_a_row_a_link_explains_follow_its_own_loss_rate_not_the_current_run() {
+        let mut c = Chance::default();
+        assert_eq!(c.run(), 0);
+        // One probe dropped by a full queue: still a clean link.
+        c.record(false);
+        c.record(true);
+        assert_eq!(c.run(), 0);
+        // One in fifty, steadily: three in a row come by chance once in
+        // 125,000 probes.
+        let mut c = Chance::default();
+        for i in 0..5000 {
+            c.record(i % 50 != 0);
+        }
+        assert_eq!(c.run(), 3);
+        // One in eight (5–6 % each way): six in a row.
+        let mut c = Chance::default();
+        for i in 0..5000 {
+            c.record(i % 8 != 0);
+        }
+        assert_eq!(c.run(), 6);
+        // A black hole on it: the run does not raise the bar while it
+        // lasts, nor after the link comes back.
+        for _ in 0..300 {
+            c.record(false);
+            assert_eq!(c.run(), 6);
+        }
+        c.record(true);
+        assert_eq!(c.run(), 6);
+        // A run as long as the longest bar counts.
+        for _ in 0..CHANCE_RUN_MAX {
+            c.record(false);
+        }
+        c.record(true);
+        assert!(c.run() > 6, "{c:?}");
+    }
+
+    #[test]
+    fn a_link_losing_a_tenth_of_its_probes_does_not_flap_and_its_black_hole_is_named() {
+        // The slow-links scenario's Wi-Fi link: 5 % lost each way, 120 ms
+        // round trip, idle (benched), so only the replies move its
+        // counter. Two replies lost in a row (one probe in a hundred) took
+        // it down before its loss rate counted. Five minutes, then it dies.
+        let t0 = Instant::now();
+        let fail = t0 + 300_000 * MS;
+        let mut m = Monitor::new(fast(), t0);
+        let mut now = t0;
+        let mut noise = Noise(11);
+        let rtt = 120 * MS;
+        let changes = run_counted(
+            &mut m,
+            &mut now,
+            fail + 2000 * MS,
+            |sent| (sent + rtt < fail && noise.next() >= 0.0975).then_some(rtt),
+            |_| 0,
+        );
+        assert_eq!(
+            changes,
+            2,
+            "up once, down at the black hole: {:?}",
+            m.health()
+        );
+        assert_eq!(m.state(), LinkState::Down);
+        // Six intervals of silence (the five replies lost in a row that
+        // its loss rate explains, and one), counted from the last reply.
+        let named = m.health().changed_at - fail;
+        assert!(named <= 160 * MS, "{named:?}");
     }
 
     #[test]
