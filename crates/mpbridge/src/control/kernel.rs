@@ -37,6 +37,8 @@ const SUBFLOW_DATA_LEN: usize = 16;
 
 // Offsets in `struct tcp_info` (linux/tcp.h).
 const TCPI_STATE: usize = 0;
+const TCPI_UNACKED: usize = 24;
+const TCPI_SND_CWND: usize = 80;
 const TCPI_RTT: usize = 68;
 const TCPI_BYTES_ACKED: usize = 120;
 const TCPI_BYTES_RECEIVED: usize = 128;
@@ -57,6 +59,9 @@ pub struct KernelSubflow {
     /// Bytes the connection handed this subflow that it has not sent yet
     /// (`tcpi_notsent_bytes`, Linux 4.6 and later).
     pub notsent: Option<u32>,
+    /// Segments in flight, and the congestion window (segments).
+    pub unacked: Option<u32>,
+    pub cwnd: Option<u32>,
 }
 
 /// What one look at a connection found.
@@ -180,6 +185,8 @@ struct TcpFields {
     bytes_acked: Option<u64>,
     bytes_received: Option<u64>,
     notsent: Option<u32>,
+    unacked: Option<u32>,
+    cwnd: Option<u32>,
 }
 
 fn tcp_fields(b: &[u8]) -> TcpFields {
@@ -189,6 +196,8 @@ fn tcp_fields(b: &[u8]) -> TcpFields {
         bytes_acked: u64_at(b, TCPI_BYTES_ACKED).map(|n| n.saturating_sub(1)),
         bytes_received: u64_at(b, TCPI_BYTES_RECEIVED),
         notsent: u32_at(b, TCPI_NOTSENT_BYTES),
+        unacked: u32_at(b, TCPI_UNACKED),
+        cwnd: u32_at(b, TCPI_SND_CWND),
     }
 }
 
@@ -202,6 +211,8 @@ fn subflow(addrs: (SocketAddr, SocketAddr), tcp: Option<TcpFields>) -> KernelSub
         bytes_acked: tcp.bytes_acked,
         bytes_received: tcp.bytes_received,
         notsent: tcp.notsent,
+        unacked: tcp.unacked,
+        cwnd: tcp.cwnd,
     }
 }
 
@@ -473,6 +484,8 @@ mod tests {
         assert_eq!(sf.bytes_received, Some(5));
         assert_eq!(sf.bytes_acked, Some(4));
         assert_eq!(sf.notsent, Some(0), "all sent and acknowledged");
+        assert_eq!(sf.unacked, Some(0));
+        assert!(sf.cwnd.is_some_and(|c| c >= 1), "{sf:?}");
 
         // The calls of kernels before 6.5 say the same.
         let legacy = read_legacy(client.as_raw_fd()).unwrap();

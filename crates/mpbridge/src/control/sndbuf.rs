@@ -28,9 +28,12 @@
 //! this host's 6.18 with the lab's delay line, 2 × 50 Mbit/s at 5 and
 //! 30 ms one way: one download in five sat at 70 Mbit/s with 1.55 MB, the
 //! others at 92 with 2.1–2.4 MB. So a look that finds a carrying subflow
-//! dry while another holds a fair part of the buffer unsent ([`starved`])
-//! raises that connection's factor by half ([`FACTOR_STEP`]); each look
-//! that does not find it lowers the factor by a quarter flight, back to 3.
+//! dry, with room in its window, while another holds a fair part of the
+//! buffer unsent ([`starved`]) raises that connection's factor by half
+//! ([`FACTOR_STEP`]); each look that does not find it lowers the factor by
+//! half a flight, back to 3. (A subflow in slow start is dry too, but its
+//! window is full: a new one beside an old one that holds the buffer is
+//! no reason to grow it.)
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -65,8 +68,8 @@ const FACTOR: f64 = 3.0;
 /// this, up to [`FACTOR_MAX`]; one that does not takes [`FACTOR_DECAY`]
 /// off it, down to [`FACTOR`].
 const FACTOR_STEP: f64 = 1.5;
-const FACTOR_MAX: f64 = 12.0;
-const FACTOR_DECAY: f64 = 0.25;
+const FACTOR_MAX: f64 = 8.0;
+const FACTOR_DECAY: f64 = 0.5;
 /// Connections looked at once a second at most (as `paths::regain`); when
 /// more moved bytes, the others are taken in turn at the following looks.
 const LOOK_MAX: usize = 256;
@@ -91,11 +94,12 @@ fn wanted_times(factor: f64, bytes_per_sec: f64, rtt: Duration) -> usize {
 /// that carries data runs dry: among the subflows that carried data since
 /// the last look (by their acknowledged bytes, `before` → `now`), one holds
 /// unsent at least an eighth of the buffer `set`, and another holds less
-/// than an eighth of that. One subflow, a flow that does not fill its
-/// buffer (nothing much unsent anywhere), or subflows whose unsent bytes the
-/// kernel does not report, are not starved.
+/// than an eighth of that with a quarter of its congestion window or more
+/// free (a subflow in slow start fills its window). One subflow, a flow
+/// that does not fill its buffer (nothing much unsent anywhere), or
+/// subflows whose queues the kernel does not report, are not starved.
 fn starved(before: &Seen, now: &Seen, subflows: &[KernelSubflow]) -> bool {
-    let unsent: Vec<u64> = subflows
+    let carrying: Vec<&KernelSubflow> = subflows
         .iter()
         .filter(|s| {
             let key = (s.local, s.remote);
@@ -107,12 +111,18 @@ fn starved(before: &Seen, now: &Seen, subflows: &[KernelSubflow]) -> bool {
             };
             acked(now).unwrap_or(0) > acked(before).unwrap_or(0)
         })
-        .filter_map(|s| s.notsent.map(u64::from))
         .collect();
-    let (Some(&most), Some(&least)) = (unsent.iter().max(), unsent.iter().min()) else {
+    let Some(most) = carrying.iter().filter_map(|s| s.notsent).max() else {
         return false;
     };
-    unsent.len() >= 2 && most >= (before.set / 8) as u64 && least < most / 8
+    let most = u64::from(most);
+    let dry = |s: &KernelSubflow| match (s.notsent, s.unacked, s.cwnd) {
+        (Some(unsent), Some(unacked), Some(cwnd)) => {
+            u64::from(unsent) < most / 8 && u64::from(unacked) * 4 <= u64::from(cwnd) * 3
+        }
+        _ => false,
+    };
+    most >= (before.set / 8) as u64 && carrying.iter().any(|s| dry(s))
 }
 
 /// What the last look saw of one connection.
@@ -318,6 +328,8 @@ mod tests {
             bytes_acked: Some(acked),
             bytes_received: Some(0),
             notsent: Some(0),
+            unacked: Some(100),
+            cwnd: Some(300),
         }
     }
 
@@ -389,7 +401,8 @@ mod tests {
 
     /// Two looks a second apart at the download measured on 2 × 50 Mbit/s
     /// at 5 and 30 ms one way (README): 70 Mbit/s, the buffer at 1.55 MB,
-    /// the 5 ms subflow holding `fast_unsent`, the 30 ms one `slow_unsent`.
+    /// the 5 ms subflow holding `fast_unsent`, the 30 ms one `slow_unsent`
+    /// with 170 of its 354 segments of window in flight.
     fn two_looks(
         fast_unsent: Option<u32>,
         slow_unsent: Option<u32>,
@@ -401,9 +414,11 @@ mod tests {
             subflow("10.20.0.1:1", 22, 20_000_000),
             subflow("10.20.1.1:1", 63, 10_000_000),
         ];
+        let mut slow = unsent(subflow("10.20.1.1:1", 63, 13_000_000), slow_unsent);
+        (slow.unacked, slow.cwnd) = (Some(170), Some(354));
         let now = vec![
             unsent(subflow("10.20.0.1:1", 22, 26_000_000), fast_unsent),
-            unsent(subflow("10.20.1.1:1", 63, 13_000_000), slow_unsent),
+            slow,
         ];
         (seen(&before, t0, set), seen(&now, t1, set), now)
     }
@@ -425,6 +440,12 @@ mod tests {
         assert!(!starved(&before, &now, &subflows));
         // A kernel that does not say.
         let (before, now, subflows) = two_looks(Some(958_080), None);
+        assert!(!starved(&before, &now, &subflows));
+        // A dry subflow whose window is full is in slow start (a link
+        // that just came back beside one that carried it all): not
+        // starved.
+        let (before, now, mut subflows) = two_looks(Some(958_080), Some(0));
+        subflows[1].unacked = Some(300);
         assert!(!starved(&before, &now, &subflows));
         // A dry subflow that carried nothing since the last look (a benched
         // backup) is not starved; one subflow alone never is.
@@ -455,7 +476,7 @@ mod tests {
             now.factor = next_factor(&before, &now, &subflows);
         }
         assert_eq!(now.factor, FACTOR_MAX);
-        // Once both hold data, each look takes a quarter off, down to 3.
+        // Once both hold data, each look takes half a flight off, down to 3.
         let (_, _, shared) = two_looks(Some(1_000_000), Some(400_000));
         let mut looks = 0;
         while now.factor > FACTOR {
@@ -463,7 +484,7 @@ mod tests {
             now.factor = next_factor(&before, &now, &shared);
             looks += 1;
         }
-        assert_eq!((now.factor, looks), (FACTOR, 36));
+        assert_eq!((now.factor, looks), (FACTOR, 10));
     }
 
     #[test]
