@@ -296,13 +296,8 @@ pub struct LocalSettings {
 /// to carry it (README, "A kernel behaviour worth knowing").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sndbuf {
-    /// Sized per connection from what it carries ([`crate::control::sndbuf`]),
-    /// with more when a subflow starves beside another's unsent queue.
+    /// Sized per connection from what it carries ([`crate::control::sndbuf`]).
     Auto,
-    /// As `Auto`, three flights always: the sizing before starved subflows
-    /// were looked for (`"flight"`; smaller buffers, less re-sent at a
-    /// failover, slower over links of unequal round trips).
-    Flight,
     /// The kernel's autotuning, capped by `net.ipv4.tcp_wmem`.
     Kernel,
     /// Fixed (SO_SNDBUF bytes; past `net.core.wmem_max` with CAP_NET_ADMIN).

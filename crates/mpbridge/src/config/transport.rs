@@ -49,8 +49,8 @@ impl ConfigFile {
         Ok(Some(name.to_string()))
     }
 
-    /// `sndbuf`: "auto" (also when absent), "flight", 0 for the kernel's
-    /// autotuning, or a fixed number of bytes.
+    /// `sndbuf`: "auto" (also when absent), 0 for the kernel's autotuning,
+    /// or a fixed number of bytes.
     pub(super) fn send_buffer(
         &self,
         value: Option<&Spanned<toml::Value>>,
@@ -62,7 +62,6 @@ impl ConfigFile {
         let refused = |problem: String| self.invalid(value.span(), field, problem);
         match value.get_ref() {
             toml::Value::String(word) if word == "auto" => Ok(Sndbuf::Auto),
-            toml::Value::String(word) if word == "flight" => Ok(Sndbuf::Flight),
             toml::Value::Integer(0) => Ok(Sndbuf::Kernel),
             toml::Value::Integer(n) => SendBuffer::from_number(*n)
                 .map(|b| Sndbuf::Fixed(b.get()))
@@ -73,8 +72,8 @@ impl ConfigFile {
                     v => format!("a {}", v.type_str()),
                 };
                 Err(refused(format!(
-                    "{what} is not a send buffer (expected \"auto\", \"flight\", 0 for the \
-                     kernel's autotuning, or a number of bytes)"
+                    "{what} is not a send buffer (expected \"auto\", 0 for the kernel's \
+                     autotuning, or a number of bytes)"
                 )))
             }
         }

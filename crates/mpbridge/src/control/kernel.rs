@@ -37,12 +37,9 @@ const SUBFLOW_DATA_LEN: usize = 16;
 
 // Offsets in `struct tcp_info` (linux/tcp.h).
 const TCPI_STATE: usize = 0;
-const TCPI_UNACKED: usize = 24;
-const TCPI_SND_CWND: usize = 80;
 const TCPI_RTT: usize = 68;
 const TCPI_BYTES_ACKED: usize = 120;
 const TCPI_BYTES_RECEIVED: usize = 128;
-const TCPI_NOTSENT_BYTES: usize = 144;
 
 /// One subflow as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,12 +53,6 @@ pub struct KernelSubflow {
     /// counts too), and bytes received.
     pub bytes_acked: Option<u64>,
     pub bytes_received: Option<u64>,
-    /// Bytes the connection handed this subflow that it has not sent yet
-    /// (`tcpi_notsent_bytes`, Linux 4.6 and later).
-    pub notsent: Option<u32>,
-    /// Segments in flight, and the congestion window (segments).
-    pub unacked: Option<u32>,
-    pub cwnd: Option<u32>,
 }
 
 /// What one look at a connection found.
@@ -176,43 +167,27 @@ fn subflow_addrs(b: &[u8]) -> Option<(SocketAddr, SocketAddr)> {
     Some((local, remote))
 }
 
-/// What a `struct tcp_info` prefix holds: state, RTT, bytes both ways,
-/// bytes not sent yet. A field past the prefix the kernel wrote is `None`.
-#[derive(Default)]
-struct TcpFields {
-    state: Option<u8>,
-    rtt: Option<Duration>,
-    bytes_acked: Option<u64>,
-    bytes_received: Option<u64>,
-    notsent: Option<u32>,
-    unacked: Option<u32>,
-    cwnd: Option<u32>,
-}
+/// What a `struct tcp_info` prefix holds: state, RTT, bytes both ways.
+type TcpFields = (Option<u8>, Option<Duration>, Option<u64>, Option<u64>);
 
 fn tcp_fields(b: &[u8]) -> TcpFields {
-    TcpFields {
-        state: b.get(TCPI_STATE).copied(),
-        rtt: u32_at(b, TCPI_RTT).map(|us| Duration::from_micros(u64::from(us))),
-        bytes_acked: u64_at(b, TCPI_BYTES_ACKED).map(|n| n.saturating_sub(1)),
-        bytes_received: u64_at(b, TCPI_BYTES_RECEIVED),
-        notsent: u32_at(b, TCPI_NOTSENT_BYTES),
-        unacked: u32_at(b, TCPI_UNACKED),
-        cwnd: u32_at(b, TCPI_SND_CWND),
-    }
+    (
+        b.get(TCPI_STATE).copied(),
+        u32_at(b, TCPI_RTT).map(|us| Duration::from_micros(u64::from(us))),
+        u64_at(b, TCPI_BYTES_ACKED).map(|n| n.saturating_sub(1)),
+        u64_at(b, TCPI_BYTES_RECEIVED),
+    )
 }
 
 fn subflow(addrs: (SocketAddr, SocketAddr), tcp: Option<TcpFields>) -> KernelSubflow {
-    let tcp = tcp.unwrap_or_default();
+    let (state, rtt, bytes_acked, bytes_received) = tcp.unwrap_or((None, None, None, None));
     KernelSubflow {
         local: addrs.0,
         remote: addrs.1,
-        state: tcp.state,
-        rtt: tcp.rtt,
-        bytes_acked: tcp.bytes_acked,
-        bytes_received: tcp.bytes_received,
-        notsent: tcp.notsent,
-        unacked: tcp.unacked,
-        cwnd: tcp.cwnd,
+        state,
+        rtt,
+        bytes_acked,
+        bytes_received,
     }
 }
 
@@ -483,9 +458,6 @@ mod tests {
         assert!(sf.rtt.is_some());
         assert_eq!(sf.bytes_received, Some(5));
         assert_eq!(sf.bytes_acked, Some(4));
-        assert_eq!(sf.notsent, Some(0), "all sent and acknowledged");
-        assert_eq!(sf.unacked, Some(0));
-        assert!(sf.cwnd.is_some_and(|c| c >= 1), "{sf:?}");
 
         // The calls of kernels before 6.5 say the same.
         let legacy = read_legacy(client.as_raw_fd()).unwrap();
@@ -646,17 +618,6 @@ mod tests {
             assert_eq!(got[1].state, Some(2));
             assert_eq!(state_name(got[1].state.unwrap()), "syn-sent");
         }
-        // Bytes not sent yet, and a kernel whose tcp_info ends before them
-        // (before 4.6): unknown, not 0.
-        let mut info = full_info(8, &flows);
-        info.tcp_info[TCPI_NOTSENT_BYTES..TCPI_NOTSENT_BYTES + 4]
-            .copy_from_slice(&70_000u32.to_ne_bytes());
-        assert_eq!(parse_full_info(&info).unwrap()[0].notsent, Some(70_000));
-        let short = TCPI_NOTSENT_BYTES as u32;
-        info.header[4..8].copy_from_slice(&short.to_ne_bytes());
-        let got = parse_full_info(&info).unwrap();
-        assert_eq!(got[0].notsent, None);
-        assert_eq!(got[0].bytes_acked, Some(999));
     }
 
     #[test]

@@ -174,8 +174,8 @@ fn error_cases() -> Vec<ErrorCase> {
             format!("{key}[remote]\nsndbuf = \"big\"\n"),
             Role::Remote,
             "/etc/mpbridge/mpbridge.toml:4:10: remote.sndbuf: ",
-            "\"big\" is not a send buffer (expected \"auto\", \"flight\", 0 for the kernel's \
-             autotuning, or a number of bytes)",
+            "\"big\" is not a send buffer (expected \"auto\", 0 for the kernel's autotuning, \
+             or a number of bytes)",
         ),
         (
             "send buffer of the wrong type",

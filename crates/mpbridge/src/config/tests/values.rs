@@ -435,8 +435,6 @@ fn send_buffers_default_to_auto_and_are_read_per_role() {
     .unwrap();
     let (r, _) = remote(&format!("{key}[remote]\nsndbuf = 0\n")).unwrap();
     assert_eq!((l.sndbuf, r.sndbuf), (Sndbuf::Auto, Sndbuf::Kernel));
-    let (r, _) = remote(&format!("{key}[remote]\nsndbuf = \"flight\"\n")).unwrap();
-    assert_eq!(r.sndbuf, Sndbuf::Flight);
 }
 
 #[test]
