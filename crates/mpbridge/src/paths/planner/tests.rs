@@ -78,7 +78,9 @@ struct Sim {
     in_flight: Vec<(Instant, usize, u32)>,
     /// Router B: the next request of each link is sent then.
     next_request: Vec<Instant>,
-    seq: u32,
+    /// The latest request's sequence number on each link (router B): each
+    /// link's prober counts its own, as router A's do.
+    seq: Vec<u32>,
     probing: BTreeMap<usize, IpAddr>,
     endpoints: BTreeMap<IpAddr, u32>,
     rules: BTreeSet<IpAddr>,
@@ -127,7 +129,7 @@ impl Sim {
             view: vec![LinkState::Up; n],
             in_flight: Vec::new(),
             next_request: vec![t0; n],
-            seq: 0,
+            seq: vec![0; n],
             probing: BTreeMap::new(),
             endpoints: BTreeMap::new(),
             rules: BTreeSet::new(),
@@ -223,9 +225,9 @@ impl Sim {
             for link in 0..self.through.len() {
                 if self.next_request[link] <= now {
                     self.next_request[link] += 100 * MS;
-                    self.seq += 1;
+                    self.seq[link] += 1;
                     if self.through[link] {
-                        self.in_flight.push((now + RTT, link, self.seq));
+                        self.in_flight.push((now + RTT, link, self.seq[link]));
                     }
                 }
             }

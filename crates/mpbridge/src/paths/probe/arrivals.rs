@@ -20,7 +20,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::monitor::{Chance, Counter, Outcomes, CHANCE_RUN_MAX, LOSS_WINDOW};
+use super::monitor::{Chance, Counter, Outcomes, LOSS_WINDOW};
 
 /// Requests skipped by a later one that are remembered, in case they were
 /// only overtaken ([`Chance::found`]).
@@ -137,7 +137,7 @@ impl Arrivals {
                     return;
                 }
                 gap = ahead - 1;
-                if gap <= CHANCE_RUN_MAX {
+                if gap <= self.misses_needed() {
                     for skipped in (1..=gap).rev() {
                         if self.skipped.len() == MAX_SKIPPED {
                             self.skipped.pop_front();
@@ -154,14 +154,13 @@ impl Arrivals {
             self.record(false);
         }
         self.record(true);
-        // A longer gap is a silence (a link down, a prober restarted), not
-        // the link's loss: see [`Chance`].
-        if gap <= CHANCE_RUN_MAX {
-            for _ in 0..gap {
-                self.chance.record(false);
-            }
+        // A gap as long as the run that names the link down is a silence
+        // (a link down, a prober restarted), not the link's loss: see
+        // [`Chance`]. `n` intervals missed are `n + 1` requests lost.
+        for _ in 0..gap {
+            self.chance.lost();
         }
-        self.chance.record(true);
+        self.chance.through(self.misses_needed() + 1);
         if let (0, Some(at)) = (gap, self.last_at) {
             let spacing = now.saturating_duration_since(at);
             self.jitter = (self.jitter * 3 + spacing.abs_diff(self.settings.interval)) / 4;

@@ -286,7 +286,7 @@ impl Monitor {
         self.remember_late(lost);
         if self.heard.is_some_and(|heard| lost.1 < heard) {
             self.outcomes.record(false);
-            self.chance.record(false);
+            self.chance.lost();
             return;
         }
         self.lost_since.get_or_insert(lost.1);
@@ -338,7 +338,10 @@ impl Monitor {
 
     fn record(&mut self, answered: bool, now: Instant) {
         self.outcomes.record(answered);
-        self.chance.record(answered);
+        match answered {
+            true => self.chance.through(self.misses_needed()),
+            false => self.chance.lost(),
+        }
         if answered {
             self.misses = 0;
             self.answers = self.answers.saturating_add(1);
@@ -493,9 +496,9 @@ impl Monitor {
 /// each return renewed its endpoints.
 ///
 /// The losses of a run count once it ends (an answer), and only if it was
-/// no longer than [`CHANCE_RUN_MAX`]: a black hole must not raise the bar
-/// it is judged by while it lasts, and a link that was down for a while
-/// has not become a lossy one.
+/// shorter than the run that names the link down: a black hole must not
+/// raise the bar it is judged by while it lasts, and a link that was down
+/// for a while has not become a lossy one.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Chance {
     lost: f64,
@@ -503,13 +506,15 @@ pub(super) struct Chance {
 }
 
 impl Chance {
-    /// One probe's outcome (true: it got through).
-    pub(super) fn record(&mut self, through: bool) {
-        if !through {
-            self.run = self.run.saturating_add(1);
-            return;
-        }
-        if self.run <= CHANCE_RUN_MAX {
+    /// A probe lost.
+    pub(super) fn lost(&mut self) {
+        self.run = self.run.saturating_add(1);
+    }
+
+    /// A probe got through, ending the run of lost ones before it, which
+    /// counts if shorter than `bar`, the run that names the link down.
+    pub(super) fn through(&mut self, bar: u32) {
+        if self.run < bar {
             for _ in 0..self.run {
                 self.lost += (1.0 - self.lost) / CHANCE_PROBES;
             }
@@ -1104,40 +1109,60 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn the_losses_in_a_row_a_link_explains_follow_its_own_loss_rate_not_the_current_run() {
+    fn the_losses_in_a_row_a_link_explains_follow_its_own_loss_rate_not_its_outages() {
+        // The bar at the defaults: a run of 3 names a link down, or of
+        // what the link's loss rate explains if more.
+        let record = |c: &mut Chance, through: bool| match through {
+            true => c.through(c.run().max(3)),
+            false => c.lost(),
+        };
         let mut c = Chance::default();
         assert_eq!(c.run(), 0);
         // One probe dropped by a full queue: still a clean link.
-        c.record(false);
-        c.record(true);
+        record(&mut c, false);
+        record(&mut c, true);
         assert_eq!(c.run(), 0);
         // One in fifty, steadily: three in a row come by chance once in
         // 125,000 probes.
         let mut c = Chance::default();
         for i in 0..5000 {
-            c.record(i % 50 != 0);
+            record(&mut c, i % 50 != 0);
         }
         assert_eq!(c.run(), 3);
         // One in eight (5–6 % each way): six in a row.
         let mut c = Chance::default();
         for i in 0..5000 {
-            c.record(i % 8 != 0);
+            record(&mut c, i % 8 != 0);
         }
         assert_eq!(c.run(), 6);
         // A black hole on it: the run does not raise the bar while it
-        // lasts, nor after the link comes back.
+        // lasts, nor after the link comes back; nor does a shorter outage
+        // that reached the bar.
         for _ in 0..300 {
-            c.record(false);
+            record(&mut c, false);
             assert_eq!(c.run(), 6);
         }
-        c.record(true);
+        record(&mut c, true);
         assert_eq!(c.run(), 6);
-        // A run as long as the longest bar counts.
-        for _ in 0..CHANCE_RUN_MAX {
-            c.record(false);
+        for _ in 0..6 {
+            record(&mut c, false);
         }
-        c.record(true);
-        assert!(c.run() > 6, "{c:?}");
+        record(&mut c, true);
+        assert_eq!(c.run(), 6);
+        // A clean link's outage of three probes is no loss rate either.
+        let mut c = Chance::default();
+        for _ in 0..3 {
+            record(&mut c, false);
+        }
+        record(&mut c, true);
+        assert_eq!(c.run(), 0, "{c:?}");
+        // Runs shorter than the bar count: ten lost in pairs make 4 %.
+        for _ in 0..5 {
+            record(&mut c, false);
+            record(&mut c, false);
+            record(&mut c, true);
+        }
+        assert_eq!(c.run(), 4, "{c:?}");
     }
 
     #[test]
