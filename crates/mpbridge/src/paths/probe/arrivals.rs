@@ -250,13 +250,13 @@ impl Arrivals {
     }
 
     /// How long the counter must stand still, requests overdue, to name
-    /// the link: `down_after` intervals, or one more than the losses in a
-    /// row the link's own loss rate explains ([`Chance`]); on an idle link (only requests
-    /// move its counter) also the grace the requests themselves get,
-    /// since they may come that much apart.
+    /// the link: `down_after` intervals, or more on a lossy link
+    /// ([`Chance::silent_intervals`]); on an idle link (only requests move
+    /// its counter) also the grace the requests themselves get, since they
+    /// may come that much apart.
     pub fn silence(&self) -> Duration {
         let interval = self.settings.interval;
-        let intervals = interval * self.settings.down_after.max(self.chance.run() + 1);
+        let intervals = interval * self.chance.silent_intervals(self.settings.down_after);
         self.counter
             .silence(intervals, interval + grace(&self.settings, self.jitter))
     }

@@ -46,7 +46,7 @@ const CHANCE: f64 = 1e-5;
 /// a black hole for seconds after.
 const LOSSY: f64 = 0.01;
 /// The longest run a loss rate asks for (200 ms at 20 ms).
-pub(super) const CHANCE_RUN_MAX: u32 = 10;
+const CHANCE_RUN_MAX: u32 = 10;
 
 /// Whether a link interface's counter was last moved by a flow: at least
 /// [`BUSY_PER_INTERVAL`] packets an interval between two readings. One
@@ -403,8 +403,8 @@ impl Monitor {
     /// How long the interface's counter must stand still, probes
     /// unanswered, for the link to be named down by it: `down_after`
     /// probe intervals (so at least `down_after - 1` replies in a row
-    /// missing, as the probes' own rule asks), or one more than the losses
-    /// in a row the link's own loss rate explains ([`Chance`]). On an idle link, whose
+    /// missing, as the probes' own rule asks), or more on a lossy link
+    /// ([`Chance::silent_intervals`]). On an idle link, whose
     /// counter only the replies move, longer when its RTT varies: the
     /// replies may come that much apart. Not on a link that carried a
     /// flow until it fell silent: its packets came every fraction of an
@@ -412,7 +412,7 @@ impl Monitor {
     /// VM, 200–470 ms of waiting on a loaded 5 ms link).
     pub fn silence(&self) -> Duration {
         let interval = self.settings.interval;
-        let intervals = interval * self.settings.down_after.max(self.chance.run() + 1);
+        let intervals = interval * self.chance.silent_intervals(self.settings.down_after);
         self.counter.silence(intervals, interval + self.rttvar * 4)
     }
 
@@ -521,6 +521,14 @@ impl Chance {
         }
         self.run = 0;
         self.lost -= self.lost / CHANCE_PROBES;
+    }
+
+    /// Probe intervals the interface's counter must stand still for to name
+    /// the link down: `down_after`, or one more than [`Chance::run`] (a
+    /// counter still for `n` intervals has missed `n - 1` replies or
+    /// requests in a row).
+    pub(super) fn silent_intervals(&self, down_after: u32) -> u32 {
+        down_after.max(self.run() + 1)
     }
 
     /// A probe counted lost arrived after all (overtaken by a later one):
