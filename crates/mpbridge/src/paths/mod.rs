@@ -504,6 +504,7 @@ impl Manager {
         loop {
             let wake = self.wait(&mut host, &mut arrivals, &mut stop).await;
             let now = Instant::now();
+            self.planner.woke(now);
             match wake {
                 Wake::Stop => break,
                 Wake::Host => {

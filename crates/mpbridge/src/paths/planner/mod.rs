@@ -50,6 +50,10 @@ pub use messages::{Action, Input, LinkSnapshot, LinkSpec, PlannerConfig, Watch};
 /// removes and adds at once.)
 pub const READD_AFTER: Duration = Duration::from_millis(300);
 
+/// A hold-up of the daemon gives what was queued behind it an interval
+/// more at most this often ([`Planner::woke`]).
+const HOLD_UP_GRACE_EVERY: Duration = Duration::from_secs(1);
+
 /// A link's health source while it is watched.
 #[derive(Debug)]
 enum Health {
@@ -90,6 +94,13 @@ impl Health {
         match self {
             Health::Probes { monitor, .. } => monitor.heard(),
             Health::Arrivals { arrivals, .. } => arrivals.heard(),
+        }
+    }
+
+    fn held_up(&mut self, late: Duration, now: Instant) {
+        match self {
+            Health::Probes { monitor, .. } => monitor.held_up(late),
+            Health::Arrivals { arrivals, .. } => arrivals.held_up(late, now),
         }
     }
 
@@ -156,6 +167,8 @@ pub struct Planner {
     config: PlannerConfig,
     links: Vec<Link>,
     actions: VecDeque<Action>,
+    /// When the daemon last ran again after a hold-up ([`Planner::woke`]).
+    held_up_at: Option<Instant>,
 }
 
 impl Planner {
@@ -186,6 +199,48 @@ impl Planner {
             config,
             links,
             actions: VecDeque::new(),
+            held_up_at: None,
+        }
+    }
+
+    /// The task that drives the planner woke at `now`: call it first, before
+    /// anything else that happened is handed in. A turn later than the
+    /// probes' clocks asked for by more than a probe interval means the
+    /// daemon, or its whole host, was held up meanwhile, and that time counts
+    /// in no probe's window ([`Monitor::held_up`], [`Arrivals::held_up`]):
+    /// nothing could watch it. (A daemon late at every turn stretches the
+    /// windows, and still names a black hole.)
+    pub fn woke(&mut self, now: Instant) {
+        let due = self
+            .links
+            .iter()
+            .filter_map(|l| l.watched.as_ref().map(Health::poll_timeout))
+            .min();
+        let Some(late) = due.map(|due| now.saturating_duration_since(due)) else {
+            return;
+        };
+        let interval = self.config.probe.interval;
+        if late <= interval {
+            return;
+        }
+        // What was queued behind the hold-up (replies, requests, and on a
+        // held-up host the packets its links held) gets an interval more
+        // to come in, as the first lost probe's window would otherwise end
+        // at this very turn; not again soon, so that a daemon late at every
+        // turn still sees time pass.
+        let recent = self
+            .held_up_at
+            .is_some_and(|at| now < at + HOLD_UP_GRACE_EVERY);
+        let grace = if recent { Duration::ZERO } else { interval };
+        self.held_up_at = Some(now);
+        for health in self.links.iter_mut().filter_map(|l| l.watched.as_mut()) {
+            health.held_up(late + grace, now);
+        }
+        // Long enough to have named a link: worth a line.
+        let ms = late.as_millis();
+        match late >= interval * self.config.probe.down_after {
+            true => tracing::info!("held up for {ms} ms: not counted in the probes' windows"),
+            false => tracing::debug!("held up for {ms} ms: not counted in the probes' windows"),
         }
     }
 

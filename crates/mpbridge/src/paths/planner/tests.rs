@@ -98,6 +98,9 @@ struct Sim {
     /// gets through.
     counters: Option<Vec<u64>>,
     busy: Vec<bool>,
+    /// Per link, when set: the round trip (router A) or one-way delay
+    /// (router B) instead of `rtt` or [`RTT`].
+    delays: Vec<Duration>,
 }
 
 fn kind(a: &Action) -> &'static str {
@@ -140,6 +143,7 @@ impl Sim {
             rtt: RTT,
             counters: None,
             busy: vec![false; n],
+            delays: Vec::new(),
         };
         sim.kernel((0..n).map(|i| (i, up(i))).collect());
         sim
@@ -174,7 +178,8 @@ impl Sim {
                 Action::SendProbe { link, seq, .. } => {
                     assert!(self.probing.contains_key(&link), "probe on a closed prober");
                     if self.through[link] {
-                        self.in_flight.push((self.now + self.rtt, link, seq));
+                        let rtt = self.delays.get(link).copied().unwrap_or(self.rtt);
+                        self.in_flight.push((self.now + rtt, link, seq));
                     }
                 }
                 Action::SetDefaultRoute { table, v6, .. } => {
@@ -217,17 +222,32 @@ impl Sim {
         self.in_flight.retain(|&(_, l, _)| l != link);
     }
 
+    /// The whole host (both daemons, both kernels) held up for `ms`: nothing
+    /// runs, nothing is sent; what was on its way and due meanwhile
+    /// arrives at the next step, all at once (as the lab VM's netem queues
+    /// give it out when the VM runs again).
+    fn hold_up(&mut self, ms: u64) {
+        self.now += Duration::from_millis(ms);
+    }
+
     /// One millisecond: what is due arrives, the timer fires if due.
     fn step(&mut self) {
         let now = self.now;
+        self.planner.woke(now);
         let remote = self.planner.config.watch == Watch::Arrivals;
         if remote {
+            let interval = self.planner.config.probe.interval;
             for link in 0..self.through.len() {
                 if self.next_request[link] <= now {
-                    self.next_request[link] += 100 * MS;
+                    // Router A's cadence, never a burst after a hold-up.
+                    self.next_request[link] += interval;
+                    if self.next_request[link] <= now {
+                        self.next_request[link] = now + interval;
+                    }
                     self.seq[link] += 1;
                     if self.through[link] {
-                        self.in_flight.push((now + RTT, link, self.seq[link]));
+                        let delay = self.delays.get(link).copied().unwrap_or(RTT);
+                        self.in_flight.push((now + delay, link, self.seq[link]));
                     }
                 }
             }
@@ -687,6 +707,92 @@ fn interface_counters_standing_still_on_every_link_at_once_take_nothing_away() {
     sim.run_to(2000);
     assert_eq!(sim.in_service(), [true, true]);
     assert!(sim.times("DeleteEndpoint", 0).is_empty());
+}
+
+/// Two links at the default 20 ms probe interval, a short one and a long
+/// one (router A: 10 and 120 ms round trip; router B: router A's requests
+/// 5 and 60 ms on their way), their counters read (moved by a flow,
+/// `busy`, or only by the probes), and from 2 s on the whole host held up
+/// four times (60–400 ms), as the lab's VM is under TCG. `black_hole`:
+/// link 1 falls into one as the 250 ms hold-up begins. The simulation at
+/// 7 s.
+fn host_held_up(watch: Watch, busy: bool, black_hole: bool) -> Sim {
+    let mut cfg = config(vec![spec(0, false), spec(1, false)], watch);
+    cfg.probe.interval = 20 * MS;
+    let mut sim = Sim::new(cfg);
+    sim.delays = match watch {
+        Watch::Arrivals => vec![5 * MS, 60 * MS],
+        _ => vec![10 * MS, 120 * MS],
+    };
+    sim.read_counters(busy);
+    sim.run_to(2000);
+    assert_eq!(sim.in_service(), [true, true]);
+    for (at, ms) in [(2000, 60), (3000, 150), (4000, 250), (5000, 400)] {
+        sim.run_to(at);
+        if black_hole && ms == 250 {
+            sim.black_hole(1);
+        }
+        sim.hold_up(ms);
+    }
+    sim.run_to(7000);
+    sim
+}
+
+#[test]
+fn a_host_held_up_takes_no_link_down_whatever_its_delay() {
+    // Counted lost as the host ran again, every link's probes were missing
+    // at once; the short link answered first, and that confirmed the long
+    // one's silence: in the lab's VM the 60 ms link was taken down and up
+    // again 3–16 times in 24 s. The hold-up counts in no window now.
+    for watch in [Watch::Probes { v6: false }, Watch::Arrivals] {
+        for busy in [false, true] {
+            let sim = host_held_up(watch, busy, false);
+            let changes = sim.times("SetGroups", 2000);
+            assert!(changes.is_empty(), "{watch:?}, busy {busy}: {changes:?}");
+            assert_eq!(sim.in_service(), [true, true]);
+        }
+    }
+}
+
+#[test]
+fn a_black_hole_that_begins_while_the_host_is_held_up_is_named_after_it() {
+    // Link 1 falls into a black hole at 4000 ms, as the host stops for
+    // 250 ms: named after the hold-up as it would be without it, by the
+    // counter's standstill (three intervals) or the missing requests.
+    for watch in [Watch::Probes { v6: false }, Watch::Arrivals] {
+        for busy in [false, true] {
+            let sim = host_held_up(watch, busy, true);
+            assert_eq!(sim.in_service(), [true, false], "{watch:?}, busy {busy}");
+            let named = sim.times("SetGroups", 4000);
+            let first = named.first().copied();
+            assert!(
+                first.is_some_and(|t| (4250..=4450).contains(&t)),
+                "{watch:?}, busy {busy}: {named:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_daemon_late_at_every_turn_still_names_a_black_hole() {
+    // Every turn 45 ms after the one before, at a 20 ms interval: each
+    // comes 25 ms late, a hold-up each time, and time must still pass for
+    // the probes: the long link's black hole is named within half a
+    // second (270 ms for router A, whose probes are every 45 ms then).
+    for watch in [Watch::Probes { v6: false }, Watch::Arrivals] {
+        let mut sim = host_held_up(watch, false, false);
+        sim.black_hole(1);
+        while sim.ms() < 8000 {
+            sim.hold_up(44);
+            sim.step();
+        }
+        let named = sim.times("SetGroups", 7000);
+        assert!(
+            named.first().is_some_and(|&t| t < 7500),
+            "{watch:?}: {named:?}"
+        );
+        assert_eq!(sim.in_service(), [true, false], "{watch:?}");
+    }
 }
 
 #[test]

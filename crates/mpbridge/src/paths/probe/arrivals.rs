@@ -70,6 +70,12 @@ pub struct Arrivals {
     /// The counter stood still for [`Arrivals::silence`] while requests
     /// were missing (cleared by the next request).
     silent: bool,
+    /// When the daemon last ran again after being held up
+    /// ([`Arrivals::held_up`]).
+    resumed: Option<Instant>,
+    /// Held up, and no request since that router A sent after it: the
+    /// interface's counter names nothing meanwhile.
+    counter_blind: bool,
 }
 
 impl Arrivals {
@@ -98,6 +104,8 @@ impl Arrivals {
             lost: 0,
             counter: Counter::default(),
             silent: false,
+            resumed: None,
+            counter_blind: false,
         }
     }
 
@@ -161,7 +169,16 @@ impl Arrivals {
             self.chance.lost();
         }
         self.chance.through(self.misses_needed() + 1);
-        if let (0, Some(at)) = (gap, self.last_at) {
+        // Two requests either side of a hold-up are no measure of the
+        // path's jitter.
+        let spanned = |at: Instant| self.resumed.is_some_and(|resumed| at < resumed);
+        if self
+            .resumed
+            .is_some_and(|resumed| now >= resumed + self.settings.interval)
+        {
+            self.counter_blind = false;
+        }
+        if let (0, Some(at)) = (gap, self.last_at.filter(|&at| !spanned(at))) {
             let spacing = now.saturating_duration_since(at);
             self.jitter = (self.jitter * 3 + spacing.abs_diff(self.settings.interval)) / 4;
         }
@@ -185,6 +202,22 @@ impl Arrivals {
         self.peer = view;
         self.deadline = now + self.settings.interval + grace(&self.settings, self.jitter);
         self.update(now);
+    }
+
+    /// The daemon runs again at `now` after being held up (see
+    /// [`super::Monitor::held_up`]; `late` is how long that counts for): the
+    /// hold-up counts in no interval's grace, and the interface's counter
+    /// names nothing until a request comes an interval after it. A held-up
+    /// router B takes in the requests its kernel queued meanwhile at once;
+    /// on a held-up host (both routers in the lab's VM) router A sent none,
+    /// and a 60 ms link's next one is that one-way delay away, with the
+    /// link silent until then. A black hole meanwhile is named by the
+    /// missing requests.
+    pub fn held_up(&mut self, late: Duration, now: Instant) {
+        self.deadline += late;
+        self.counter.restart();
+        self.resumed = Some(now);
+        self.counter_blind = true;
     }
 
     /// Counts the intervals that passed without a request as missed.
@@ -239,7 +272,11 @@ impl Arrivals {
     /// takes the link down (as their absence would, later).
     pub fn handle_received(&mut self, packets: u64, now: Instant) {
         self.counter.read(packets, now, self.settings.interval);
-        if !self.silent && self.overdue(now) && self.counter.still_for() >= self.silence() {
+        if !self.silent
+            && !self.counter_blind
+            && self.overdue(now)
+            && self.counter.still_for() >= self.silence()
+        {
             self.silent = true;
             if self.heard == LinkState::Up {
                 self.heard = LinkState::Down;

@@ -182,6 +182,13 @@ pub struct Monitor {
     received_mark: Option<u64>,
     outcomes: Outcomes,
     chance: Chance,
+    /// The first probe sent after the daemon was last held up
+    /// ([`Monitor::held_up`]): the answer to one sent before is no RTT
+    /// sample.
+    resumed_seq: Option<u32>,
+    /// Held up, and no probe sent since answered yet: the interface's
+    /// counter names nothing meanwhile.
+    counter_blind: bool,
     sent: u64,
     answered: u64,
 }
@@ -209,6 +216,8 @@ impl Monitor {
             received_mark: None,
             outcomes: Outcomes::default(),
             chance: Chance::default(),
+            resumed_seq: None,
+            counter_blind: false,
             sent: 0,
             answered: 0,
         }
@@ -239,6 +248,31 @@ impl Monitor {
             .front()
             .map(|&(_, sent)| sent + self.loss_timeout());
         expiry.map_or(self.next_send, |e| e.min(self.next_send))
+    }
+
+    /// The daemon runs again after being held up: a busy router, or its
+    /// whole host stopped (the lab's VM under TCG, 6–28 times in 24 s).
+    /// `late` is how long that counts for ([`crate::paths::planner::Planner::woke`]:
+    /// how late its turn came, and an interval for what was queued behind
+    /// it). Nothing could be watched meanwhile, and on a held-up host no
+    /// reply could even arrive: those on their way come after it, the slow
+    /// link's last. Counted lost at once, every link fell silent together,
+    /// the first answer after it (the 5 ms link's) confirmed the others'
+    /// silence, and the 60 ms link was taken down and up again. So the
+    /// hold-up counts in no probe's window (the probes still unanswered
+    /// count as sent that much later, and their answers are no RTT
+    /// samples), and the interface's counter names nothing until a probe
+    /// sent after it is answered: no probe went out during the hold-up, so
+    /// on an idle link no reply comes for as long, a round trip later, and
+    /// a loaded one's flow stops and resumes the same way. A black hole
+    /// meanwhile is named by the probes.
+    pub fn held_up(&mut self, late: Duration) {
+        for (_, sent) in &mut self.outstanding {
+            *sent += late;
+        }
+        self.counter.restart();
+        self.resumed_seq = Some(self.next_seq);
+        self.counter_blind = true;
     }
 
     /// Counts overdue probes as lost and, when one is due, returns the
@@ -302,22 +336,43 @@ impl Monitor {
 
     /// An authenticated reply to probe `seq` arrived at `now`. A reply to a
     /// probe already counted lost only updates the RTT estimate; replies
-    /// to probes never sent (or answered already) change nothing.
+    /// to probes never sent (or answered already) change nothing. A probe
+    /// that waited while the daemon was held up is no RTT sample: its
+    /// round trip holds the hold-up.
     pub fn handle_reply(&mut self, seq: u32, now: Instant) {
         let Some(pos) = self.outstanding.iter().position(|&(s, _)| s == seq) else {
             if let Some(pos) = self.late.iter().position(|&(s, _)| s == seq) {
                 let (_, sent) = self.late.remove(pos).expect("position is in range");
-                self.sample_rtt(now.saturating_duration_since(sent));
+                self.sample_rtt_of(seq, sent, now);
             }
             return;
         };
         let (_, sent) = self.outstanding.remove(pos).expect("position is in range");
-        self.sample_rtt(now.saturating_duration_since(sent));
+        self.sample_rtt_of(seq, sent, now);
+        if !self.held_before(seq) {
+            self.counter_blind = false;
+        }
         self.heard = self.heard.max(Some(sent));
         self.lost_since = None;
         self.counter.restart();
         self.answered += 1;
         self.record(true, now);
+    }
+
+    /// Whether probe `seq` was sent before the latest hold-up: among the
+    /// (at most twice [`MAX_OUTSTANDING`]) sequence numbers just before the
+    /// first one after it.
+    fn held_before(&self, seq: u32) -> bool {
+        self.resumed_seq.is_some_and(|first| {
+            let before = first.wrapping_sub(seq);
+            before >= 1 && before <= 2 * MAX_OUTSTANDING as u32
+        })
+    }
+
+    fn sample_rtt_of(&mut self, seq: u32, sent: Instant, now: Instant) {
+        if !self.held_before(seq) {
+            self.sample_rtt(now.saturating_duration_since(sent));
+        }
     }
 
     fn sample_rtt(&mut self, rtt: Duration) {
@@ -392,7 +447,7 @@ impl Monitor {
     pub fn handle_received(&mut self, packets: u64, now: Instant) {
         self.counter.read(packets, now, self.settings.interval);
         let oldest = self.outstanding.front().map(|&(_, sent)| sent);
-        if let (LinkState::Up, Some(oldest)) = (self.state, oldest) {
+        if let (LinkState::Up, Some(oldest), false) = (self.state, oldest, self.counter_blind) {
             if self.counter.still_for() >= self.silence() {
                 self.lost_since.get_or_insert(oldest);
                 self.set_state(LinkState::Down, now);
@@ -757,6 +812,28 @@ pub(super) mod tests {
         m.handle_reply(seq, t0 + 1101 * MS);
         m.handle_reply(seq, t0 + 1102 * MS);
         assert_eq!(m.health().answered, 1);
+    }
+
+    #[test]
+    fn a_hold_up_counts_in_no_probe_window_and_in_no_rtt() {
+        let t0 = Instant::now();
+        let mut m = Monitor::new(settings(), t0);
+        let mut now = t0;
+        run(&mut m, &mut now, t0 + 1000 * MS, 10 * MS, |_| true);
+        let (rtt, timeout) = (m.health().rtt, m.loss_timeout());
+        // The probe sent at 1000 waits through a 500 ms hold-up of the
+        // host (its reply, due at 1010, comes as the host runs again),
+        // given as the planner does: the lateness and an interval.
+        let seq = m.handle_timeout(now).expect("a probe is due at 1000");
+        let late = t0 + 1500 * MS - m.poll_timeout();
+        now = t0 + 1500 * MS;
+        m.held_up(late + settings().interval);
+        m.handle_timeout(now);
+        assert_eq!(m.health().loss_percent, 0.0, "not lost yet");
+        m.handle_reply(seq, now + MS);
+        assert_eq!(m.state(), LinkState::Up);
+        assert_eq!((m.health().rtt, m.loss_timeout()), (rtt, timeout));
+        assert_eq!(m.health().loss_percent, 0.0);
     }
 
     #[test]
