@@ -50,6 +50,10 @@ pub use messages::{Action, Input, LinkSnapshot, LinkSpec, PlannerConfig, Watch};
 /// removes and adds at once.)
 pub const READD_AFTER: Duration = Duration::from_millis(300);
 
+/// After every link fell silent at once, how long a link still silent
+/// is kept once another answered again ([`Planner::verdict`]).
+const AFTER_SILENCE_EVERYWHERE: Duration = Duration::from_millis(500);
+
 /// A hold-up of the daemon gives what was queued behind it an interval
 /// more at most this often ([`Planner::woke`]).
 const HOLD_UP_GRACE_EVERY: Duration = Duration::from_secs(1);
@@ -142,6 +146,9 @@ struct Link {
     /// Its probes are lost, but so are every other link's: kept as it was
     /// (logged once).
     held: bool,
+    /// Held, and another link answered since: confirmed down if still
+    /// silent then ([`AFTER_SILENCE_EVERYWHERE`]).
+    confirm_at: Option<Instant>,
     in_service: bool,
     changed_at: Instant,
     /// Address → flags of the endpoints planned (0: unknown, to be set).
@@ -184,6 +191,7 @@ impl Planner {
                 seen: false,
                 await_probe: false,
                 held: false,
+                confirm_at: None,
                 in_service: false,
                 changed_at: now,
                 endpoints: BTreeMap::new(),
@@ -595,6 +603,12 @@ impl Planner {
     /// the peer gone), not from a link, and with no link answering there
     /// is nowhere to move the traffic to. On a busy machine both daemons
     /// missing a few 20 ms probes at once took every link down and back.
+    /// After such a silence everywhere, the first answer (the shortest
+    /// link's) does not condemn the others at once: a longer link's comes
+    /// its delay later, so a link still silent is taken down only
+    /// [`AFTER_SILENCE_EVERYWHERE`] after another answered. Router B
+    /// starting before router A took the 60 ms link down and up again so
+    /// in every lab run.
     fn verdict(&mut self, i: usize, now: Instant) -> bool {
         let others_heard = self
             .links
@@ -613,17 +627,24 @@ impl Planner {
         // answers to call it up: no reason to take it down meanwhile).
         let unconfirmed = state == LinkState::Down
             && match health.silent_since() {
-                Some(since) => others_heard.is_none_or(|heard| heard <= since),
+                Some(since) if others_heard.is_none_or(|heard| heard <= since) => true,
+                Some(_) if link.held => {
+                    now < *link
+                        .confirm_at
+                        .get_or_insert(now + AFTER_SILENCE_EVERYWHERE)
+                }
+                Some(_) => false,
                 None => link.held,
             };
         if unconfirmed && link.health != LinkState::Down {
             if !link.held {
-                tracing::info!(link = %link.spec.interface, "probes lost, but on every other link too: kept as it was until another link answers");
+                tracing::info!(link = %link.spec.interface, "probes lost, but on every other link too: kept as it was until the others answer");
                 link.held = true;
             }
             state = link.health;
         } else {
             link.held = false;
+            link.confirm_at = None;
         }
         if state == link.health {
             return false;

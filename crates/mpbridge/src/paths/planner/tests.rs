@@ -649,9 +649,13 @@ fn a_link_is_taken_down_only_once_another_answered_after_its_silence_began() {
     sim.through = vec![false; 2];
     sim.run_to(1400);
     assert_eq!(sim.in_service(), [true, true]);
-    // Link 1 answers again, link 0 stays silent: now it is link 0's.
+    // Link 1 answers again (its probe sent at 1400, at 1401), link 0
+    // stays silent: now it is link 0's, once it had half a second to
+    // answer too.
     sim.through[1] = true;
-    sim.run_to(1600);
+    sim.run_to(1900);
+    assert_eq!(sim.in_service(), [true, true]);
+    sim.run_to(2000);
     assert_eq!(sim.in_service(), [false, true]);
     assert_eq!(sim.times("DeleteEndpoint", 0).len(), 1);
 }
@@ -793,6 +797,40 @@ fn a_daemon_late_at_every_turn_still_names_a_black_hole() {
         );
         assert_eq!(sim.in_service(), [true, false], "{watch:?}");
     }
+}
+
+/// Router B at the default 20 ms interval, its links 5 and 60 ms from
+/// router A, whose prober starts a second after router B's daemon; link
+/// 1 passes nothing if `dead`. When (ms) link 1 was first out of service.
+fn router_b_before_router_a(dead: bool) -> Option<u64> {
+    let mut cfg = router_b_config();
+    cfg.probe.interval = 20 * MS;
+    let mut sim = Sim::new(cfg);
+    sim.delays = vec![5 * MS, 60 * MS];
+    sim.next_request = vec![sim.t0 + 1000 * MS; 2];
+    sim.through[1] = !dead;
+    let mut out = None;
+    while sim.ms() < 3000 {
+        sim.step();
+        let in_service = sim.in_service();
+        assert!(in_service[0], "link 0 out at {} ms", sim.ms());
+        if !in_service[1] {
+            out = out.or(Some(sim.ms()));
+        }
+    }
+    out
+}
+
+#[test]
+fn router_b_started_first_takes_no_link_down_as_the_requests_begin() {
+    // Every link silent until 1000 ms (held: nowhere to move to); then
+    // link 0's first request, and link 1's 55 ms later. Link 1 used to be
+    // taken down and up again in between, in every lab run.
+    assert_eq!(router_b_before_router_a(false), None);
+    // A link dead from the start is still taken out, half a second after
+    // the others were first heard.
+    let out = router_b_before_router_a(true);
+    assert!(out.is_some_and(|t| (1500..=1600).contains(&t)), "{out:?}");
 }
 
 #[test]
