@@ -163,8 +163,10 @@ impl Report {
             let _ = writeln!(
                 out,
                 "\nprobe verdicts: a link taken down {} time(s) by router A's probes, {} by router \
-                 B's; {} silence(s) on every link at once held (no link taken down)",
-                v.local_downs, v.remote_downs, v.held
+                 B's; {} silence(s) on every link at once held (no link taken down); a daemon \
+                 held up {} time(s) for three probe intervals or more (not counted in the \
+                 probes' windows)",
+                v.local_downs, v.remote_downs, v.held, v.held_up
             );
         }
         let _ = writeln!(out, "\nwall time {:.1} s", self.wall_seconds);
@@ -242,10 +244,12 @@ mod tests {
             local_downs: 1,
             remote_downs: 2,
             held: 0,
+            held_up: 3,
         });
         let t = r.table();
         for needle in [
             "a link taken down 1 time(s) by router A's probes, 2 by router B's; 0 silence(s)",
+            "a daemon held up 3 time(s)",
             "2 link(s): 50 Mbit/s; unshaped (1 % loss)",
             "link 1 alone                47.8 Mbit/s",
             "99.3 % of the limit",

@@ -580,6 +580,11 @@ pub struct Verdicts {
     /// Times a link's probes were lost while every other link's were too,
     /// and the link was kept (both daemons' logs).
     pub held: usize,
+    /// Times a daemon found itself held up long enough to have named a link
+    /// (three probe intervals), which then counted in no probe's window
+    /// (both daemons' logs).
+    #[serde(default)]
+    pub held_up: usize,
 }
 
 impl Verdicts {
@@ -592,15 +597,13 @@ impl Verdicts {
                 })
                 .count()
         };
-        let held = |log: &str| {
-            log.lines()
-                .filter(|l| l.contains("probes lost, but on every other link too"))
-                .count()
-        };
+        let count = |log: &str, what: &str| log.lines().filter(|l| l.contains(what)).count();
+        let both = |what: &str| count(local, what) + count(remote, what);
         Verdicts {
             local_downs: downs(local),
             remote_downs: downs(remote),
-            held: held(local) + held(remote),
+            held: both("probes lost, but on every other link too"),
+            held_up: both("held up for"),
         }
     }
 }
@@ -857,13 +860,15 @@ mod tests {
                      2026-12-05T10:47:31Z INFO mpbridge::paths::planner: probes changed the link's state link=wan0 state=\"up\"\n\
                      2026-12-05T10:47:32Z INFO mpbridge::paths::planner: probes lost, but on every other link too: kept\n";
         let remote = "x probes changed the link's state link=wan1 state=\"down\"\n\
-                      y probes changed the link's state link=wan0 state=\"down\"\n";
+                      y probes changed the link's state link=wan0 state=\"down\"\n\
+                      z INFO mpbridge::paths::planner: held up for 212 ms: not counted in the probes' windows\n";
         assert_eq!(
             Verdicts::from_logs(local, remote),
             Verdicts {
                 local_downs: 1,
                 remote_downs: 2,
-                held: 1
+                held: 1,
+                held_up: 1,
             }
         );
         assert_eq!(Verdicts::from_logs("", ""), Verdicts::default());
