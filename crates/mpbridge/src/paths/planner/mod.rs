@@ -55,7 +55,8 @@ pub const READD_AFTER: Duration = Duration::from_millis(300);
 const AFTER_SILENCE_EVERYWHERE: Duration = Duration::from_millis(500);
 
 /// A hold-up of the daemon gives what was queued behind it an interval
-/// more at most this often ([`Planner::woke`]).
+/// more at most this often ([`Planner::woke`]), and router B forgives a
+/// hold-up of router A's prober no more often ([`Planner::peer_held_up`]).
 const HOLD_UP_GRACE_EVERY: Duration = Duration::from_secs(1);
 
 /// A link's health source while it is watched.
@@ -98,6 +99,16 @@ impl Health {
         match self {
             Health::Probes { monitor, .. } => monitor.heard(),
             Health::Arrivals { arrivals, .. } => arrivals.heard(),
+        }
+    }
+
+    /// How much later than another link's this one's news of the same
+    /// moment may come: router A's probes are timed by their sending, so
+    /// none; router B's requests by their arrival ([`Arrivals::skew`]).
+    fn skew(&self) -> Duration {
+        match self {
+            Health::Probes { .. } => Duration::ZERO,
+            Health::Arrivals { arrivals, .. } => arrivals.skew(),
         }
     }
 
@@ -146,8 +157,10 @@ struct Link {
     /// Its probes are lost, but so are every other link's: kept as it was
     /// (logged once).
     held: bool,
-    /// Held, and another link answered since: confirmed down if still
-    /// silent then ([`AFTER_SILENCE_EVERYWHERE`]).
+    /// Held while every other link was down too: once another answers,
+    /// confirmed down if still silent [`AFTER_SILENCE_EVERYWHERE`] later
+    /// (`confirm_at`).
+    everywhere: bool,
     confirm_at: Option<Instant>,
     in_service: bool,
     changed_at: Instant,
@@ -176,6 +189,8 @@ pub struct Planner {
     actions: VecDeque<Action>,
     /// When the daemon last ran again after a hold-up ([`Planner::woke`]).
     held_up_at: Option<Instant>,
+    /// Router B: when router A's prober was last found held up.
+    peer_held_up_at: Option<Instant>,
 }
 
 impl Planner {
@@ -191,6 +206,7 @@ impl Planner {
                 seen: false,
                 await_probe: false,
                 held: false,
+                everywhere: false,
                 confirm_at: None,
                 in_service: false,
                 changed_at: now,
@@ -208,6 +224,7 @@ impl Planner {
             links,
             actions: VecDeque::new(),
             held_up_at: None,
+            peer_held_up_at: None,
         }
     }
 
@@ -249,6 +266,33 @@ impl Planner {
         match late >= interval * self.config.probe.down_after {
             true => tracing::info!("held up for {ms} ms: not counted in the probes' windows"),
             false => tracing::debug!("held up for {ms} ms: not counted in the probes' windows"),
+        }
+    }
+
+    /// Router B: link `from`'s request says router A's prober was held up
+    /// for `late` ([`Arrivals::handle_request`]), so the other links'
+    /// requests are as late ([`Arrivals::peer_held_up`]); not again within
+    /// [`HOLD_UP_GRACE_EVERY`], so that a prober late at every turn still
+    /// has a black hole named.
+    fn peer_held_up(&mut self, from: usize, late: Duration, now: Instant) {
+        if self
+            .peer_held_up_at
+            .is_some_and(|at| now < at + HOLD_UP_GRACE_EVERY)
+        {
+            return;
+        }
+        self.peer_held_up_at = Some(now);
+        for (j, link) in self.links.iter_mut().enumerate() {
+            if let (true, Some(Health::Arrivals { arrivals, .. })) = (j != from, &mut link.watched)
+            {
+                arrivals.peer_held_up(late, now);
+            }
+        }
+        let ms = late.as_millis();
+        if late >= self.config.probe.interval * self.config.probe.down_after {
+            tracing::info!("router A held up for {ms} ms: not counted in the probes' windows");
+        } else {
+            tracing::debug!("router A held up for {ms} ms: not counted in the probes' windows");
         }
     }
 
@@ -306,8 +350,12 @@ impl Planner {
                     matches!(l.watched, Some(Health::Arrivals { ifindex: i, .. }) if i == ifindex)
                 });
                 if let Some(link) = followed {
+                    let mut peer_late = None;
                     if let Some(Health::Arrivals { arrivals, .. }) = &mut self.links[link].watched {
-                        arrivals.handle_request(now, session, seq, view);
+                        peer_late = arrivals.handle_request(now, session, seq, view);
+                    }
+                    if let Some(late) = peer_late {
+                        self.peer_held_up(link, late, now);
                     }
                     if self.verdict(link, now) {
                         self.plan_groups();
@@ -608,15 +656,21 @@ impl Planner {
     /// its delay later, so a link still silent is taken down only
     /// [`AFTER_SILENCE_EVERYWHERE`] after another answered. Router B
     /// starting before router A took the 60 ms link down and up again so
-    /// in every lab run.
+    /// in every lab run. And router B, which times requests by their
+    /// arrival, takes only a request that came later than this link's
+    /// silence began by more than its requests may be late
+    /// ([`Arrivals::skew`]) as another link heard: a longer link still
+    /// brings requests sent before the silence.
     fn verdict(&mut self, i: usize, now: Instant) -> bool {
-        let others_heard = self
-            .links
-            .iter()
-            .enumerate()
-            .filter(|&(j, _)| j != i)
-            .filter_map(|(_, l)| l.watched.as_ref().and_then(Health::heard))
-            .max();
+        let others = || {
+            self.links
+                .iter()
+                .enumerate()
+                .filter(move |&(j, _)| j != i)
+                .filter_map(|(_, l)| l.watched.as_ref())
+        };
+        let others_heard = others().filter_map(Health::heard).max();
+        let others_down = others().all(|h| h.state() == LinkState::Down);
         let link = &mut self.links[i];
         let Some(health) = link.watched.as_ref() else {
             return false;
@@ -625,25 +679,34 @@ impl Planner {
         // Held until another link is heard after this one fell silent, or
         // this one answers again (its prober then still needs `up_after`
         // answers to call it up: no reason to take it down meanwhile).
-        let unconfirmed = state == LinkState::Down
-            && match health.silent_since() {
-                Some(since) if others_heard.is_none_or(|heard| heard <= since) => true,
-                Some(_) if link.held => {
-                    now < *link
-                        .confirm_at
-                        .get_or_insert(now + AFTER_SILENCE_EVERYWHERE)
-                }
-                Some(_) => false,
-                None => link.held,
-            };
-        if unconfirmed && link.health != LinkState::Down {
-            if !link.held {
+        let heard_after = |since: Instant| others_heard.is_some_and(|heard| heard > since);
+        let (held, waits) = match (state, health.silent_since()) {
+            (LinkState::Down, Some(since)) if !heard_after(since) => (true, true),
+            (LinkState::Down, Some(_)) if link.held && link.everywhere => {
+                let until = *link
+                    .confirm_at
+                    .get_or_insert(now + AFTER_SILENCE_EVERYWHERE);
+                (true, now < until)
+            }
+            // Router B: heard after, but maybe only what a longer link
+            // brought late.
+            (LinkState::Down, Some(since)) => (
+                false,
+                others_heard.is_none_or(|h| h < since + health.skew()),
+            ),
+            (LinkState::Down, None) => (link.held, link.held),
+            _ => (false, false),
+        };
+        if waits && link.health != LinkState::Down {
+            if held && !link.held {
                 tracing::info!(link = %link.spec.interface, "probes lost, but on every other link too: kept as it was until the others answer");
                 link.held = true;
             }
+            link.everywhere |= link.held && others_down;
             state = link.health;
         } else {
             link.held = false;
+            link.everywhere = false;
             link.confirm_at = None;
         }
         if state == link.health {

@@ -799,6 +799,45 @@ fn a_daemon_late_at_every_turn_still_names_a_black_hole() {
     }
 }
 
+#[test]
+fn router_b_takes_no_link_down_when_router_a_alone_was_held_up() {
+    // Router A's daemon (not router B's, nor the host) held up 100–400 ms,
+    // four times: its requests stop on every link at once and resume one
+    // an interval; the longer link still brings those on their way after
+    // the shorter fell silent. In the lab's VM (router A's debug build
+    // held up 241 ms) that confirmed the shorter link's silence, or the
+    // shorter link's first request after it the longer one's. Covered
+    // while the links' delays differ by less than what a link's requests
+    // may be late by: 55 ms (5 and 60 ms) under a flow, whose packets keep
+    // the counters moving; 35 ms idle, where the counter names a link
+    // sooner (5 and 40 ms; at 5 and 60 ms idle the 5 ms link still
+    // flaps). Then at 6000 a 200 ms hold-up with link 1 falling into a
+    // black hole: both links fell silent, so it is named half a second
+    // after link 0 is heard again (at 6205).
+    for (busy, long) in [(true, 60), (false, 40)] {
+        let mut cfg = router_b_config();
+        cfg.probe.interval = 20 * MS;
+        let mut sim = Sim::new(cfg);
+        sim.delays = vec![5 * MS, long * MS];
+        sim.read_counters(busy);
+        sim.run_to(2000);
+        for (at, ms) in [(2000, 100), (3000, 150), (4000, 250), (5000, 400)] {
+            sim.run_to(at);
+            sim.next_request = vec![sim.now + Duration::from_millis(ms); 2];
+        }
+        sim.run_to(6000);
+        let changes = sim.times("SetGroups", 2000);
+        assert!(changes.is_empty(), "busy {busy}: {changes:?}");
+        sim.next_request = vec![sim.now + 200 * MS; 2];
+        sim.black_hole(1);
+        sim.run_to(7000);
+        assert_eq!(sim.in_service(), [true, false], "busy {busy}");
+        let named = sim.times("SetGroups", 6000);
+        let first = named.first().copied();
+        assert!(first.is_some_and(|t| t <= 6800), "busy {busy}: {named:?}");
+    }
+}
+
 /// Router B at the default 20 ms interval, its links 5 and 60 ms from
 /// router A, whose prober starts a second after router B's daemon; link
 /// 1 passes nothing if `dead`. When (ms) link 1 was first out of service.
