@@ -112,10 +112,10 @@ impl Health {
         }
     }
 
-    fn held_up(&mut self, late: Duration, now: Instant) {
+    fn held_up(&mut self, late: Duration, grace: Duration, now: Instant) {
         match self {
-            Health::Probes { monitor, .. } => monitor.held_up(late),
-            Health::Arrivals { arrivals, .. } => arrivals.held_up(late, now),
+            Health::Probes { monitor, .. } => monitor.held_up(late, grace, now),
+            Health::Arrivals { arrivals, .. } => arrivals.held_up(late, grace, now),
         }
     }
 
@@ -259,7 +259,7 @@ impl Planner {
         let grace = if recent { Duration::ZERO } else { interval };
         self.held_up_at = Some(now);
         for health in self.links.iter_mut().filter_map(|l| l.watched.as_mut()) {
-            health.held_up(late + grace, now);
+            health.held_up(late, grace, now);
         }
         // Long enough to have named a link: worth a line.
         let ms = late.as_millis();

@@ -249,20 +249,22 @@ impl Arrivals {
         self.counter_blind = true;
     }
 
-    /// The daemon runs again at `now` after being held up (see
-    /// [`super::Monitor::held_up`]; `late` is how long that counts for): the
-    /// hold-up counts in no interval's grace, and the interface's counter
-    /// names nothing until a request comes an interval after it. A held-up
-    /// router B takes in the requests its kernel queued meanwhile at once;
-    /// on a held-up host (both routers in the lab's VM) router A sent none,
-    /// and a 60 ms link's next one is that one-way delay away, with the
-    /// link silent until then. A black hole meanwhile is named by the
-    /// missing requests.
-    pub fn held_up(&mut self, late: Duration, now: Instant) {
-        self.deadline += late;
-        self.counter.restart();
+    /// The daemon runs again at `now` after being held up for `late` (see
+    /// [`super::Monitor::held_up`]): the hold-up, and `grace` for what was
+    /// queued behind it, count in no interval's grace. A held-up router B
+    /// takes in the requests its kernel queued meanwhile at once; on a
+    /// held-up host (both routers in the lab's VM) router A sent none, and
+    /// a 60 ms link's next one is that one-way delay away, with the link
+    /// silent until then: after two intervals or more, the interface's
+    /// counter names nothing until a request comes an interval after the
+    /// hold-up. A black hole meanwhile is named by the missing requests.
+    pub fn held_up(&mut self, late: Duration, grace: Duration, now: Instant) {
+        self.deadline += late + grace;
         self.resumed = Some(now);
-        self.counter_blind = true;
+        if late >= self.settings.interval * 2 {
+            self.counter.restart();
+            self.counter_blind = true;
+        }
     }
 
     /// Counts the intervals that passed without a request as missed.

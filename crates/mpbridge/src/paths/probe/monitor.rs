@@ -186,9 +186,9 @@ pub struct Monitor {
     /// ([`Monitor::held_up`]): the answer to one sent before is no RTT
     /// sample.
     resumed_seq: Option<u32>,
-    /// Held up, and no probe sent since answered yet: the interface's
-    /// counter names nothing meanwhile.
-    counter_blind: bool,
+    /// Held up: the interface's counter names nothing before then, unless
+    /// a probe sent since is answered ([`Monitor::held_up`]).
+    counter_blind: Option<Instant>,
     sent: u64,
     answered: u64,
 }
@@ -217,7 +217,7 @@ impl Monitor {
             outcomes: Outcomes::default(),
             chance: Chance::default(),
             resumed_seq: None,
-            counter_blind: false,
+            counter_blind: None,
             sent: 0,
             answered: 0,
         }
@@ -250,29 +250,38 @@ impl Monitor {
         expiry.map_or(self.next_send, |e| e.min(self.next_send))
     }
 
-    /// The daemon runs again after being held up: a busy router, or its
-    /// whole host stopped (the lab's VM under TCG, 6–28 times in 24 s).
-    /// `late` is how long that counts for ([`crate::paths::planner::Planner::woke`]:
-    /// how late its turn came, and an interval for what was queued behind
-    /// it). Nothing could be watched meanwhile, and on a held-up host no
+    /// The daemon runs again at `now` after being held up for `late` (its
+    /// turn came that much after the probes' clocks asked): a busy router,
+    /// or its whole host stopped (the lab's VM under TCG, 6–28 times in 24
+    /// s). Nothing could be watched meanwhile, and on a held-up host no
     /// reply could even arrive: those on their way come after it, the slow
     /// link's last. Counted lost at once, every link fell silent together,
     /// the first answer after it (the 5 ms link's) confirmed the others'
     /// silence, and the 60 ms link was taken down and up again. So the
-    /// hold-up counts in no probe's window (the probes still unanswered
-    /// count as sent that much later, and their answers are no RTT
-    /// samples), and the interface's counter names nothing until a probe
-    /// sent after it is answered: no probe went out during the hold-up, so
-    /// on an idle link no reply comes for as long, a round trip later, and
-    /// a loaded one's flow stops and resumes the same way. A black hole
-    /// meanwhile is named by the probes.
-    pub fn held_up(&mut self, late: Duration) {
+    /// hold-up, and `grace` for what was queued behind it
+    /// ([`crate::paths::planner::Planner::woke`]), count in no probe's
+    /// window: the probes still unanswered count as sent that much later,
+    /// and their answers are no RTT samples.
+    ///
+    /// A hold-up of two intervals or more also keeps the interface's
+    /// counter from naming the link until a probe sent after it is
+    /// answered, or a round trip and an interval have passed: no probe
+    /// went out meanwhile, so an idle link brings no reply for as long, a
+    /// round trip later. (A shorter gap, with the replies' own spacing, is
+    /// shorter than the three intervals' standstill that names a link; a
+    /// counter left alone keeps what the kernel counted meanwhile, which
+    /// names a black hole under a daemon held up alone at once.)
+    pub fn held_up(&mut self, late: Duration, grace: Duration, now: Instant) {
         for (_, sent) in &mut self.outstanding {
-            *sent += late;
+            *sent += late + grace;
         }
-        self.counter.restart();
         self.resumed_seq = Some(self.next_seq);
-        self.counter_blind = true;
+        let interval = self.settings.interval;
+        if late >= interval * 2 {
+            self.counter.restart();
+            let round_trip = self.srtt.unwrap_or(INITIAL_TIMEOUT);
+            self.counter_blind = Some(now + round_trip + interval);
+        }
     }
 
     /// Counts overdue probes as lost and, when one is due, returns the
@@ -350,7 +359,7 @@ impl Monitor {
         let (_, sent) = self.outstanding.remove(pos).expect("position is in range");
         self.sample_rtt_of(seq, sent, now);
         if !self.held_before(seq) {
-            self.counter_blind = false;
+            self.counter_blind = None;
         }
         self.heard = self.heard.max(Some(sent));
         self.lost_since = None;
@@ -447,7 +456,8 @@ impl Monitor {
     pub fn handle_received(&mut self, packets: u64, now: Instant) {
         self.counter.read(packets, now, self.settings.interval);
         let oldest = self.outstanding.front().map(|&(_, sent)| sent);
-        if let (LinkState::Up, Some(oldest), false) = (self.state, oldest, self.counter_blind) {
+        let blind = self.counter_blind.is_some_and(|until| now < until);
+        if let (LinkState::Up, Some(oldest), false) = (self.state, oldest, blind) {
             if self.counter.still_for() >= self.silence() {
                 self.lost_since.get_or_insert(oldest);
                 self.set_state(LinkState::Down, now);
@@ -827,7 +837,7 @@ pub(super) mod tests {
         let seq = m.handle_timeout(now).expect("a probe is due at 1000");
         let late = t0 + 1500 * MS - m.poll_timeout();
         now = t0 + 1500 * MS;
-        m.held_up(late + settings().interval);
+        m.held_up(late, settings().interval, now);
         m.handle_timeout(now);
         assert_eq!(m.health().loss_percent, 0.0, "not lost yet");
         m.handle_reply(seq, now + MS);
