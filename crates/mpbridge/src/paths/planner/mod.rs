@@ -261,11 +261,17 @@ impl Planner {
         for health in self.links.iter_mut().filter_map(|l| l.watched.as_mut()) {
             health.held_up(late, grace, now);
         }
-        // Long enough to have named a link: worth a line.
+        self.log_hold_up("", late);
+    }
+
+    /// A hold-up of `who` (this daemon: "") for `late`; at info when long
+    /// enough to have named a link.
+    fn log_hold_up(&self, who: &str, late: Duration) {
         let ms = late.as_millis();
-        match late >= interval * self.config.probe.down_after {
-            true => tracing::info!("held up for {ms} ms: not counted in the probes' windows"),
-            false => tracing::debug!("held up for {ms} ms: not counted in the probes' windows"),
+        if late >= self.config.probe.interval * self.config.probe.down_after {
+            tracing::info!("{who}held up for {ms} ms: not counted in the probes' windows");
+        } else {
+            tracing::debug!("{who}held up for {ms} ms: not counted in the probes' windows");
         }
     }
 
@@ -288,12 +294,7 @@ impl Planner {
                 arrivals.peer_held_up(late, now);
             }
         }
-        let ms = late.as_millis();
-        if late >= self.config.probe.interval * self.config.probe.down_after {
-            tracing::info!("router A held up for {ms} ms: not counted in the probes' windows");
-        } else {
-            tracing::debug!("router A held up for {ms} ms: not counted in the probes' windows");
-        }
+        self.log_hold_up("router A ", late);
     }
 
     /// Takes in what happened at `now`.

@@ -231,8 +231,8 @@ impl Arrivals {
     /// just said ([`Arrivals::handle_request`]): this link's requests are
     /// as late. Unless it is down already, the intervals it missed
     /// meanwhile are forgiven, its next request is waited for that much
-    /// longer, and its counter is blind until a request comes, as after a
-    /// hold-up of router B's own. In the lab's VM, with router A's debug
+    /// longer, and its counter is blinded as after a hold-up of router B's
+    /// own. In the lab's VM, with router A's debug
     /// build held up 241 ms, the 5 ms link's next request came 55 ms
     /// before the 60 ms link's and confirmed that one's silence.
     pub fn peer_held_up(&mut self, late: Duration, now: Instant) {
@@ -244,9 +244,7 @@ impl Arrivals {
             let due = at + self.settings.interval + grace(&self.settings, self.jitter) + late;
             self.deadline = self.deadline.max(due);
         }
-        self.counter.restart();
-        self.resumed = Some(now);
-        self.counter_blind = true;
+        self.resumed_after(late, now);
     }
 
     /// The daemon runs again at `now` after being held up for `late` (see
@@ -260,6 +258,13 @@ impl Arrivals {
     /// hold-up. A black hole meanwhile is named by the missing requests.
     pub fn held_up(&mut self, late: Duration, grace: Duration, now: Instant) {
         self.deadline += late + grace;
+        self.resumed_after(late, now);
+    }
+
+    /// Requests resume at `now` after a hold-up of `late` (either router's):
+    /// the next is no jitter sample, and after two intervals or more the
+    /// counter is blind until a request comes an interval after `now`.
+    fn resumed_after(&mut self, late: Duration, now: Instant) {
         self.resumed = Some(now);
         if late >= self.settings.interval * 2 {
             self.counter.restart();
