@@ -21,6 +21,7 @@
 # sets the vCPUs (1 avoids the Oops too, at the same cost; too little CPU
 # for the Wi-Fi scenario, see docs/WIFI.md); VM_APPEND adds to the guest
 # kernel's command line (e.g. kprobe_event=... to trace the boot).
+# RUST_LOG is passed on to the command (the daemons' log levels).
 set -euo pipefail
 vm_name=vm-lab
 here=$(cd "$(dirname "$0")" && pwd)
@@ -129,6 +130,8 @@ echo "$share" > "$ctl/path"
     echo "cd $(printf '%q' "$cwd") || exit 1"
     echo "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root"
     echo "export MPBRIDGE_VM=1 TERM=$(printf '%q' "${TERM:-dumb}")"
+    # The daemons' log levels per module, as on the host.
+    if [ -n "${RUST_LOG:-}" ]; then echo "export RUST_LOG=$(printf '%q' "$RUST_LOG")"; fi
     # Netfilter's hooks each have a static key, on while any namespace has
     # a chain there: the lab's tables come and go with every subject and
     # fault, and each flip under traffic risks the int3 Oops below (seen
