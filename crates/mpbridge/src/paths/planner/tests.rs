@@ -866,10 +866,9 @@ fn router_b_forgives_a_longer_hold_up_of_router_a_soon_after_a_short_one() {
     // B's counter named the 60 ms link 60 ms later). Before, 6 of these
     // 18 cases flapped, every one with a second hold-up of 60 or 94 ms
     // (e.g. busy, 60 ms, 94 ms 300 ms later: [2445, 2494]). A longer
-    // hold-up than any forgiven within the second is
-    // forgiven too; one no longer still once a second only, so that a
-    // prober late at every turn still has a black hole named. The delays
-    // as in the test above.
+    // hold-up than any forgiven within the second is forgiven too; one no
+    // longer still once a second only, so that a prober late at every turn
+    // still has a black hole named. The delays as in the test above.
     for (busy, long) in [(true, 60), (false, 40)] {
         for gap in [100, 300, 800] {
             for second in [60, 94, 150] {
