@@ -799,6 +799,24 @@ fn a_daemon_late_at_every_turn_still_names_a_black_hole() {
     }
 }
 
+/// Router B at a 20 ms interval, its links 5 and `long` ms from router A,
+/// loaded (`busy`) or idle, from 2000 ms on; router A's prober (not router
+/// B, nor the host) held up at each (at, for) ms: its requests stop on
+/// every link at once and resume one an interval.
+fn router_a_prober_held_up(busy: bool, long: u32, hold_ups: &[(u64, u64)]) -> Sim {
+    let mut cfg = router_b_config();
+    cfg.probe.interval = 20 * MS;
+    let mut sim = Sim::new(cfg);
+    sim.delays = vec![5 * MS, long * MS];
+    sim.read_counters(busy);
+    sim.run_to(2000);
+    for &(at, ms) in hold_ups {
+        sim.run_to(at);
+        sim.next_request = vec![sim.now + Duration::from_millis(ms); 2];
+    }
+    sim
+}
+
 #[test]
 fn router_b_takes_no_link_down_when_router_a_alone_was_held_up() {
     // Router A's daemon (not router B's, nor the host) held up 100–400 ms,
@@ -815,16 +833,8 @@ fn router_b_takes_no_link_down_when_router_a_alone_was_held_up() {
     // black hole: both links fell silent, so it is named half a second
     // after link 0 is heard again (at 6205).
     for (busy, long) in [(true, 60), (false, 40)] {
-        let mut cfg = router_b_config();
-        cfg.probe.interval = 20 * MS;
-        let mut sim = Sim::new(cfg);
-        sim.delays = vec![5 * MS, long * MS];
-        sim.read_counters(busy);
-        sim.run_to(2000);
-        for (at, ms) in [(2000, 100), (3000, 150), (4000, 250), (5000, 400)] {
-            sim.run_to(at);
-            sim.next_request = vec![sim.now + Duration::from_millis(ms); 2];
-        }
+        let hold_ups = [(2000, 100), (3000, 150), (4000, 250), (5000, 400)];
+        let mut sim = router_a_prober_held_up(busy, long, &hold_ups);
         sim.run_to(6000);
         let changes = sim.times("SetGroups", 2000);
         assert!(changes.is_empty(), "busy {busy}: {changes:?}");
@@ -839,19 +849,10 @@ fn router_b_takes_no_link_down_when_router_a_alone_was_held_up() {
 }
 
 /// Router B, its links 5 and `long` ms from router A, loaded (`busy`):
-/// router A's prober held up for 45 ms at 2000, then for `second` ms
-/// `gap` ms later. When (ms) a link left service.
+/// router A's prober held up 45 ms at 2000, then `second` ms `gap` ms
+/// later. When (ms) a link left service.
 fn router_a_held_up_twice(busy: bool, long: u32, gap: u64, second: u64) -> Vec<u64> {
-    let mut cfg = router_b_config();
-    cfg.probe.interval = 20 * MS;
-    let mut sim = Sim::new(cfg);
-    sim.delays = vec![5 * MS, long * MS];
-    sim.read_counters(busy);
-    sim.run_to(2000);
-    for (at, ms) in [(2000, 45), (2000 + gap, second)] {
-        sim.run_to(at);
-        sim.next_request = vec![sim.now + Duration::from_millis(ms); 2];
-    }
+    let mut sim = router_a_prober_held_up(busy, long, &[(2000, 45), (2000 + gap, second)]);
     sim.run_to(4000);
     sim.times("SetGroups", 2000)
 }
