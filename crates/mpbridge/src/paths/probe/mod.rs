@@ -32,6 +32,8 @@ use crate::warn_limited;
 
 pub use arrivals::Arrivals;
 pub use monitor::Monitor;
+#[cfg(test)]
+pub(crate) use monitor::IDLE_SILENCE;
 pub use wire::{Probe, ProbeError, ProbeKey, PACKET_LEN};
 
 /// How often to probe and when to change a link's state.
