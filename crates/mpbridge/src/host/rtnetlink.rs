@@ -150,10 +150,14 @@ impl Rtnl {
         Ok(self.link_stats(name)?.and_then(|c| c[2].zip(c[3])))
     }
 
-    /// Interface `name`'s received-packet counter from its IFLA_STATS64,
-    /// or `None` if there is no such interface.
-    pub fn link_packets_received(&mut self, name: &str) -> io::Result<Option<u64>> {
-        Ok(self.link_stats(name)?.and_then(|c| c[0]))
+    /// Interface `name`'s received-packet counter and its bytes received
+    /// and sent together (wrapping), from its IFLA_STATS64, or `None` if
+    /// there is no such interface.
+    pub fn link_traffic(&mut self, name: &str) -> io::Result<Option<(u64, u64)>> {
+        Ok(self.link_stats(name)?.and_then(|c| {
+            let bytes = c[2]?.wrapping_add(c[3]?);
+            Some((c[0]?, bytes))
+        }))
     }
 
     /// The first four counters of interface `name`'s IFLA_STATS64:

@@ -311,11 +311,12 @@ impl Executor {
         Ok(())
     }
 
-    /// Link `link`'s interface's received-packet counter, `None` when it
-    /// cannot be read (no such interface).
-    pub(super) fn received(&mut self, link: usize) -> Option<u64> {
+    /// Link `link`'s interface's received-packet counter, and its bytes
+    /// received and sent together; `None` when they cannot be read (no
+    /// such interface).
+    pub(super) fn received(&mut self, link: usize) -> Option<(u64, u64)> {
         let name = self.names.get(link)?;
-        self.rt.link_packets_received(name).ok().flatten()
+        self.rt.link_traffic(name).ok().flatten()
     }
 
     /// What the host's view says about every configured link, with the

@@ -534,8 +534,13 @@ impl Manager {
             self.take_queued(now, &mut arrivals);
             // A link whose probes are being lost: does it still receive?
             for link in self.planner.wanting_received(now) {
-                if let Some(packets) = self.exec.received(link) {
-                    self.planner.handle(now, Input::Received { link, packets });
+                if let Some((packets, bytes)) = self.exec.received(link) {
+                    let input = Input::Received {
+                        link,
+                        packets,
+                        bytes,
+                    };
+                    self.planner.handle(now, input);
                 }
             }
             // Also after any other wake: a busy turn never starves the timer.

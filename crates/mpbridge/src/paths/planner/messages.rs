@@ -83,9 +83,14 @@ pub enum Input {
     /// An authenticated reply to link `link`'s probe `seq` (of the prober
     /// the latest [`Action::StartProbing`] of that link started).
     ProbeReply { link: usize, seq: u32 },
-    /// Link `link`'s interface has received `packets` in all (read when
+    /// Link `link`'s interface has received `packets` in all, and
+    /// received and sent `bytes` (read when
     /// [`super::Planner::wanting_received`] named the link).
-    Received { link: usize, packets: u64 },
+    Received {
+        link: usize,
+        packets: u64,
+        bytes: u64,
+    },
     /// Router B: a valid probe request arrived on interface `ifindex`.
     Arrival {
         ifindex: u32,

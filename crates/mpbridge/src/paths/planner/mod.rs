@@ -129,13 +129,20 @@ impl Health {
 
     /// Takes in the interface's counter; returns the standstill that names
     /// the link silent, and what went missing meanwhile (for the log).
-    fn handle_received(&mut self, packets: u64, now: Instant) -> (Duration, &'static str) {
+    fn handle_received(
+        &mut self,
+        packets: u64,
+        bytes: u64,
+        now: Instant,
+    ) -> (Duration, &'static str) {
         match self {
             Health::Probes { monitor, .. } => {
+                monitor.handle_bytes(bytes, now);
                 monitor.handle_received(packets, now);
                 (monitor.silence(), "its probes went unanswered")
             }
             Health::Arrivals { arrivals, .. } => {
+                arrivals.handle_bytes(bytes, now);
                 arrivals.handle_received(packets, now);
                 (arrivals.silence(), "router A's probes stopped coming")
             }
@@ -333,13 +340,17 @@ impl Planner {
                     }
                 }
             }
-            Input::Received { link, packets } => {
+            Input::Received {
+                link,
+                packets,
+                bytes,
+            } => {
                 let Some(watched) = self.links.get_mut(link).and_then(|l| l.watched.as_mut())
                 else {
                     return;
                 };
                 let was = watched.state();
-                let (silence, what) = watched.handle_received(packets, now);
+                let (silence, what) = watched.handle_received(packets, bytes, now);
                 if was != LinkState::Down && watched.state() == LinkState::Down {
                     let ms = silence.as_millis();
                     let name = &self.config.links[link].interface;

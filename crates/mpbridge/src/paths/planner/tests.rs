@@ -277,7 +277,16 @@ impl Sim {
             }
             for link in self.planner.wanting_received(now) {
                 let packets = c[link];
-                self.planner.handle(now, Input::Received { link, packets });
+                // Each packet counted as 150 bytes in and out, a probe's:
+                // an idle link carries no flow, a busy one (20 packets an
+                // interval) does.
+                let bytes = packets * 150;
+                let input = Input::Received {
+                    link,
+                    packets,
+                    bytes,
+                };
+                self.planner.handle(now, input);
             }
         }
         if self.planner.poll_timeout().is_some_and(|t| t <= now) {

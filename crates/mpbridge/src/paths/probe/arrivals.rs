@@ -340,6 +340,12 @@ impl Arrivals {
         }
     }
 
+    /// The link interface has received and sent `bytes` in all: see
+    /// [`super::Monitor::handle_bytes`].
+    pub fn handle_bytes(&mut self, bytes: u64, now: Instant) {
+        self.counter.read_bytes(bytes, now, self.settings.interval);
+    }
+
     /// How long the counter must stand still, requests overdue, to name
     /// the link: `down_after` intervals, or more on a lossy link
     /// ([`Chance::silent_intervals`]); on an idle link (only requests move
