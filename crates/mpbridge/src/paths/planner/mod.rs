@@ -137,13 +137,13 @@ impl Health {
     ) -> (Duration, &'static str) {
         match self {
             Health::Probes { monitor, .. } => {
-                monitor.handle_bytes(bytes, now);
                 monitor.handle_received(packets, now);
+                monitor.handle_bytes(bytes, now);
                 (monitor.silence(), "its probes went unanswered")
             }
             Health::Arrivals { arrivals, .. } => {
-                arrivals.handle_bytes(bytes, now);
                 arrivals.handle_received(packets, now);
+                arrivals.handle_bytes(bytes, now);
                 (arrivals.silence(), "router A's probes stopped coming")
             }
         }

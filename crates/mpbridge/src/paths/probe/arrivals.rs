@@ -340,7 +340,8 @@ impl Arrivals {
         }
     }
 
-    /// The link interface has received and sent `bytes` in all: see
+    /// The link interface has received and sent `bytes` in all, read with
+    /// [`Arrivals::handle_received`]'s reading, after it: see
     /// [`super::Monitor::handle_bytes`].
     pub fn handle_bytes(&mut self, bytes: u64, now: Instant) {
         self.counter.read_bytes(bytes, now, self.settings.interval);

@@ -121,8 +121,9 @@ pub(super) struct Counter {
     still: Option<(u64, Instant)>,
     busy: Busy,
     /// The interface's bytes, received and sent, at the latest reading of
-    /// them, and whether a flow moved them either way.
-    bytes: Option<(u64, Instant)>,
+    /// them (with the packets received then), and whether a flow moved
+    /// them either way.
+    bytes: Option<(u64, Instant, Option<u64>)>,
     carrying: Busy,
 }
 
@@ -143,18 +144,27 @@ impl Counter {
         }
     }
 
-    /// The interface has received and sent `bytes` in all, read at `now`.
+    /// The interface has received and sent `bytes` in all, read at `now`
+    /// after [`Counter::read`]. A slow move while nothing was received
+    /// does not end a flow: a link that falls into a black hole still
+    /// sends, its flow's last packets and then the probes (100 bytes an
+    /// interval), and judged by those it read as idle two readings into
+    /// its silence, which then had to last [`IDLE_SILENCE`].
     pub(super) fn read_bytes(&mut self, bytes: u64, now: Instant, interval: Duration) {
-        if let Some((before, at)) = self.bytes {
+        if let Some((before, at, received)) = self.bytes {
+            let delivered = received != self.value;
             if bytes != before {
                 let intervals =
                     now.saturating_duration_since(at).as_secs_f64() / interval.as_secs_f64();
                 let moved = bytes.wrapping_sub(before);
-                self.carrying
-                    .moved_against(moved, intervals, CARRYING_BYTES_PER_INTERVAL);
+                let fast = moved as f64 / intervals.max(1.0) >= CARRYING_BYTES_PER_INTERVAL;
+                if fast || delivered {
+                    self.carrying
+                        .moved_against(moved, intervals, CARRYING_BYTES_PER_INTERVAL);
+                }
             }
         }
-        self.bytes = Some((bytes, now));
+        self.bytes = Some((bytes, now, self.value));
     }
 
     /// How long the counter had stood still at its latest reading, counted
@@ -526,7 +536,7 @@ impl Monitor {
     /// The link's interface has received and sent `bytes` in all, read
     /// just now: whether it carries a flow either way, which an idle
     /// link's [`IDLE_SILENCE`] is not for. Feed it with
-    /// [`Monitor::handle_received`]'s readings.
+    /// [`Monitor::handle_received`]'s readings, after it.
     pub fn handle_bytes(&mut self, bytes: u64, now: Instant) {
         self.counter.read_bytes(bytes, now, self.settings.interval);
     }
@@ -1003,8 +1013,8 @@ pub(super) mod tests {
             });
             if m.wants_received(*now) {
                 if let Some((packets, bytes)) = traffic(*now) {
-                    m.handle_bytes(bytes, *now);
                     m.handle_received(packets, *now);
+                    m.handle_bytes(bytes, *now);
                 }
             }
             if m.poll_timeout() <= *now {
@@ -1213,7 +1223,8 @@ pub(super) mod tests {
         // and one acknowledgement an interval (the peer's, one per 64 KiB
         // GSO packet), fewer packets than a busy link's, while it sends 25
         // Mbit/s. Its black hole is named by the counter's three intervals
-        // (and the reading's), not after an idle link's IDLE_SILENCE.
+        // (and the reading's), not after an idle link's IDLE_SILENCE,
+        // though it still sends probes into it.
         for k in 0..10 {
             let t0 = Instant::now();
             let fail = t0 + 3000 * MS + k * 2 * MS;
@@ -1236,8 +1247,10 @@ pub(super) mod tests {
                     let alive = at.min(fail) - t0;
                     let replies = arrivals.borrow().iter().filter(|&&t| t <= at).count() as u64;
                     let acks = alive.as_millis() as u64 / 20;
-                    // 25 Mbit/s out: 62.5 kB an interval.
-                    let bytes = alive.as_millis() as u64 * 3125;
+                    // 25 Mbit/s out (62.5 kB an interval) until the black
+                    // hole; the probes, 100 bytes an interval, go on.
+                    let probes = (at - t0).as_millis() as u64 / 20 * 100;
+                    let bytes = alive.as_millis() as u64 * 3125 + probes;
                     Some((replies + acks, bytes))
                 },
             );
