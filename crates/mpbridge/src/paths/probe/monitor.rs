@@ -1498,7 +1498,7 @@ pub(super) mod tests {
         // interface receives a reply an interval, so a burst of three lost
         // is three intervals of silence: over ten minutes about 24 bursts,
         // about 10 of them three long or more (each took the link down,
-        // without the idle silence), one in 300 fourteen long.
+        // without the idle silence), one in 200 fourteen long.
         let t0 = Instant::now();
         let mut m = Monitor::new(fast(), t0);
         let mut now = t0;
