@@ -87,12 +87,13 @@ pub(super) struct Busy {
 impl Busy {
     /// The counter moved by `packets` over `intervals` probe intervals.
     pub(super) fn moved(&mut self, packets: u64, intervals: f64) {
-        self.moved_against(packets, intervals, BUSY_PER_INTERVAL);
+        self.moved_at(per_interval(packets, intervals), BUSY_PER_INTERVAL);
     }
 
-    /// The same, against a bar of `per_interval` (the unit `amount`'s).
-    fn moved_against(&mut self, amount: u64, intervals: f64, per_interval: f64) {
-        if amount as f64 / intervals.max(1.0) >= per_interval {
+    /// A move of `rate` an interval, against a bar of `bar` (both in the
+    /// counter's unit).
+    fn moved_at(&mut self, rate: f64, bar: f64) {
+        if rate >= bar {
             *self = Busy {
                 busy: true,
                 slow_moves: 0,
@@ -108,6 +109,17 @@ impl Busy {
     pub(super) fn get(self) -> bool {
         self.busy
     }
+}
+
+/// `amount` over `intervals` probe intervals, as a rate an interval
+/// (readings closer than an interval count as one interval).
+fn per_interval(amount: u64, intervals: f64) -> f64 {
+    amount as f64 / intervals.max(1.0)
+}
+
+/// How many probe `interval`s lie between `at` and `now`.
+fn intervals_between(at: Instant, now: Instant, interval: Duration) -> f64 {
+    now.saturating_duration_since(at).as_secs_f64() / interval.as_secs_f64()
 }
 
 /// A link interface's received-packet counter as read by either router:
@@ -132,8 +144,7 @@ impl Counter {
     pub(super) fn read(&mut self, packets: u64, now: Instant, interval: Duration) {
         if let (Some(before), Some(at)) = (self.value, self.read_at) {
             if packets != before {
-                let intervals =
-                    now.saturating_duration_since(at).as_secs_f64() / interval.as_secs_f64();
+                let intervals = intervals_between(at, now, interval);
                 self.busy.moved(packets.wrapping_sub(before), intervals);
             }
         }
@@ -154,13 +165,10 @@ impl Counter {
         if let Some((before, at, received)) = self.bytes {
             let delivered = received != self.value;
             if bytes != before {
-                let intervals =
-                    now.saturating_duration_since(at).as_secs_f64() / interval.as_secs_f64();
-                let moved = bytes.wrapping_sub(before);
-                let fast = moved as f64 / intervals.max(1.0) >= CARRYING_BYTES_PER_INTERVAL;
-                if fast || delivered {
-                    self.carrying
-                        .moved_against(moved, intervals, CARRYING_BYTES_PER_INTERVAL);
+                let intervals = intervals_between(at, now, interval);
+                let rate = per_interval(bytes.wrapping_sub(before), intervals);
+                if rate >= CARRYING_BYTES_PER_INTERVAL || delivered {
+                    self.carrying.moved_at(rate, CARRYING_BYTES_PER_INTERVAL);
                 }
             }
         }
