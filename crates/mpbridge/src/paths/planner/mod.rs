@@ -89,6 +89,22 @@ impl Health {
         }
     }
 
+    /// When a reading of the interface's counter would name the link
+    /// ([`Monitor::counter_due`]).
+    fn counter_due(&self) -> Option<Instant> {
+        match self {
+            Health::Probes { monitor, .. } => monitor.counter_due(),
+            Health::Arrivals { arrivals, .. } => arrivals.counter_due(),
+        }
+    }
+
+    fn counter_turn(&mut self, now: Instant) {
+        match self {
+            Health::Probes { monitor, .. } => monitor.counter_turn(now),
+            Health::Arrivals { arrivals, .. } => arrivals.counter_turn(now),
+        }
+    }
+
     fn silent_since(&self) -> Option<Instant> {
         match self {
             Health::Probes { monitor, .. } => monitor.silent_since(),
@@ -412,6 +428,9 @@ impl Planner {
     pub fn handle_timeout(&mut self, now: Instant) {
         for i in 0..self.links.len() {
             let link = &mut self.links[i];
+            if let Some(health) = &mut link.watched {
+                health.counter_turn(now);
+            }
             match &mut link.watched {
                 Some(Health::Probes { monitor, .. }) if monitor.poll_timeout() <= now => {
                     if let Some(seq) = monitor.handle_timeout(now) {
@@ -531,12 +550,20 @@ impl Planner {
         self.actions.pop_front()
     }
 
-    /// When [`Planner::handle_timeout`] must run next; `None` while no
-    /// link is watched and no endpoint held back.
+    /// When [`Planner::handle_timeout`] must run next, after the counters
+    /// [`Planner::wanting_received`] then; `None` while no link is watched
+    /// and no endpoint held back.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.links
             .iter()
-            .flat_map(|l| [l.watched.as_ref().map(Health::poll_timeout), l.readd_at])
+            .flat_map(|l| {
+                let watched = l.watched.as_ref();
+                [
+                    watched.map(Health::poll_timeout),
+                    watched.and_then(Health::counter_due),
+                    l.readd_at,
+                ]
+            })
             .flatten()
             .min()
     }

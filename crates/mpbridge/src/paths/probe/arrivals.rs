@@ -300,7 +300,7 @@ impl Arrivals {
     /// carries a flow (so that a standstill is timed from its start, not
     /// from when a request was first missed), else every
     /// [`IDLE_READINGS`] intervals (to learn when a flow starts); until
-    /// the counter has named the link.
+    /// the counter has named the link; and when [`Arrivals::counter_due`].
     pub fn wants_received(&self, now: Instant) -> bool {
         let interval = self.settings.interval;
         let every = match self.counter.busy() || self.overdue(now) {
@@ -311,14 +311,36 @@ impl Arrivals {
             .counter
             .read_at()
             .is_none_or(|at| now + interval / 4 >= at + every);
-        self.heard != LinkState::Unknown && !self.silent && due
+        let asked = self.counter_due().is_some_and(|due| now >= due);
+        self.heard != LinkState::Unknown && !self.silent && (due || asked)
     }
 
     /// A request is later than a quarter interval.
     fn overdue(&self, now: Instant) -> bool {
+        self.overdue_at().is_some_and(|at| now >= at)
+    }
+
+    fn overdue_at(&self) -> Option<Instant> {
         let interval = self.settings.interval;
-        self.last_at
-            .is_some_and(|at| now >= at + interval + interval / 4)
+        self.last_at.map(|at| at + interval + interval / 4)
+    }
+
+    /// When the interface's counter, standing still since the reading that
+    /// showed its value, names the link if read ([`Arrivals::silence`],
+    /// a request overdue): a reading is wanted then, not at the next turn
+    /// that reads (see [`super::Monitor::counter_due`]).
+    pub fn counter_due(&self) -> Option<Instant> {
+        if self.heard == LinkState::Unknown || self.silent || self.counter_blind {
+            return None;
+        }
+        let due = self.counter.silent_at(self.silence())?;
+        self.counter.unserved(due.max(self.overdue_at()?))
+    }
+
+    /// A turn came at `now`: a reading [`Arrivals::counter_due`] asked for
+    /// by then is not asked for again, taken or not.
+    pub fn counter_turn(&mut self, now: Instant) {
+        self.counter.serve(self.counter_due(), now);
     }
 
     /// The link interface has received `packets` in all. A counter that
@@ -695,6 +717,9 @@ mod tests {
         assert!(took <= 150 * MS, "down after {took:?}");
     }
 
+    /// When a link's state changed, and to what.
+    type Changes = Vec<(Instant, LinkState)>;
+
     /// Router B's side of a link at the default settings (every 20 ms,
     /// down after 3), in 1 ms steps from `from` to `until`: requests sent
     /// every 20 ms arrive `delay(sent)` later (`None`: lost); a flow, when
@@ -707,8 +732,26 @@ mod tests {
         until: Instant,
         dead: Option<Instant>,
         flow: bool,
+        delay: impl FnMut(Instant) -> Option<Duration>,
+    ) -> (Changes, Option<Instant>, Arrivals) {
+        let (changes, named, a, _) = counted_turns(from, until, dead, flow, |_| true, delay);
+        (changes, named, a)
+    }
+
+    /// [`counted`] with a turn only when a request arrives, when the
+    /// clocks ask for one (the requests', the counter's) or when
+    /// `other(at)` (what other links bring), as the daemon runs; not
+    /// every millisecond. Also returns the counter's readings (when,
+    /// what).
+    fn counted_turns(
+        from: Instant,
+        until: Instant,
+        dead: Option<Instant>,
+        flow: bool,
+        other: impl Fn(Instant) -> bool,
         mut delay: impl FnMut(Instant) -> Option<Duration>,
-    ) -> (Vec<(Instant, LinkState)>, Option<Instant>, Arrivals) {
+    ) -> (Changes, Option<Instant>, Arrivals, Vec<(Instant, u64)>) {
+        let mut readings = Vec::new();
         let mut a = Arrivals::new(ProbeSettings::default(), from);
         let mut in_flight: Vec<(Instant, u32)> = Vec::new();
         let (mut now, mut next, mut seq, mut packets) = (from, from, 0, 0u64);
@@ -728,6 +771,12 @@ mod tests {
             }
             let state = a.state();
             in_flight.sort();
+            let asked = a.poll_timeout() <= now || a.counter_due().is_some_and(|at| at <= now);
+            let arrived = in_flight.first().is_some_and(|&(at, _)| at <= now);
+            if !(asked || arrived || other(now)) {
+                now += MS;
+                continue;
+            }
             while in_flight.first().is_some_and(|&(at, _)| at <= now) {
                 let (at, s) = in_flight.remove(0);
                 if dead.is_none_or(|d| at < d) {
@@ -737,10 +786,12 @@ mod tests {
             }
             if a.wants_received(now) {
                 a.handle_received(packets, now);
+                readings.push((now, packets));
                 if a.silent && named.is_none() {
                     named = Some(now);
                 }
             }
+            a.counter_turn(now);
             if a.poll_timeout() <= now {
                 a.handle_timeout(now);
             }
@@ -749,7 +800,7 @@ mod tests {
             }
             now += MS;
         }
-        (changes, named, a)
+        (changes, named, a, readings)
     }
 
     #[test]
@@ -794,6 +845,31 @@ mod tests {
             }
         }
         assert!(now - last >= 90 * MS, "{:?}", now - last);
+    }
+
+    #[test]
+    fn a_link_under_a_flow_is_named_when_the_silence_reaches_its_bound_not_at_a_later_turn() {
+        // The daemon turns when a request comes, when this link's clocks
+        // ask and when another link's do (every 23 ms, at a phase that
+        // varies); it reads the loaded link's counter at such turns, an
+        // interval apart. The three intervals of standstill end between
+        // two of them: the link is named then, by a reading taken for it.
+        let t0 = Instant::now();
+        for k in 0..20u32 {
+            let dead = t0 + 1000 * MS + k * MS;
+            let phase = u128::from(k * 5 % 23);
+            let other = |at: Instant| (at - t0).as_millis() % 23 == phase;
+            let (_, named, _, readings) =
+                counted_turns(t0, t0 + 2000 * MS, Some(dead), true, other, |_| {
+                    Some(5 * MS)
+                });
+            let named = named.expect("named by the counter");
+            // The first reading that showed the last packet.
+            let last = readings.last().map(|&(_, packets)| packets);
+            let first = readings.iter().find(|&&(_, packets)| Some(packets) == last);
+            let (first, _) = *first.expect("read after the black hole");
+            assert_eq!(named - first, 3 * 20 * MS, "{k}");
+        }
     }
 
     #[test]
