@@ -1297,12 +1297,13 @@ pub(super) mod tests {
     #[test]
     fn a_black_hole_is_named_when_the_silence_reaches_its_bound_not_at_a_later_turn() {
         // The daemon turns when a reply comes, when this link's probes ask
-        // and when another link's do (here 7 ms after this one's sends);
-        // it reads a loaded link's counter at such turns, an interval
-        // apart. Its three intervals of standstill end between two of
-        // them, up to an interval before the next: the link is named
-        // then, by a reading taken for it (in the lab's VM the counter
-        // named a black hole 60 to 120 ms after the flow's last byte).
+        // and when another link's do (here every 23 ms, at a phase that
+        // varies); it reads a loaded link's counter at such turns, an
+        // interval apart. Its three intervals of standstill end between
+        // two of them, up to an interval before the next: the link is
+        // named then, by a reading taken for it, or sooner by its lost
+        // probes (in the lab's VM the counter named black holes 67 to 120
+        // ms after the stall began, before the reading was taken so).
         for k in 0..20 {
             let t0 = Instant::now();
             let fail = t0 + 3000 * MS + k * MS;
