@@ -550,9 +550,10 @@ impl Planner {
         self.actions.pop_front()
     }
 
-    /// When [`Planner::handle_timeout`] must run next, after the counters
-    /// [`Planner::wanting_received`] then; `None` while no link is watched
-    /// and no endpoint held back.
+    /// When [`Planner::handle_timeout`] must run next (after the counters
+    /// [`Planner::wanting_received`] names then are read: a standstill may
+    /// reach its bound before any probe is due); `None` while no link is
+    /// watched and no endpoint held back.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.links
             .iter()
